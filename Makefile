@@ -1,0 +1,96 @@
+# Thin front end to meson/ninja. The two documented entry points are
+#   make run    install what is missing, build, serve examples/hello.py on :8000
+#   make test   install what is missing, build, run unit + integration tests,
+#               then again with an ASan+UBSan build
+# Everything else (deps, build, fuzz, bench, clean) is a building block.
+
+# Debian's interpreter: the one whose python3-embed we link and whose
+# packages (pytest, requests, flask, django...) the tests use. A python3
+# earlier on PATH (pyenv, venv) would have neither.
+PYTHON      ?= /usr/bin/python3
+BUILD       ?= build
+ASAN_BUILD  ?= build-asan
+FUZZ_BUILD  ?= build-fuzz
+HOST        ?= 127.0.0.1
+PORT        ?= 8000
+FUZZ_SECONDS ?= 60
+# Warnings are errors everywhere, so a warning never surprises anyone in CI.
+WERROR      ?= true
+NINJA_JOBS  ?= 2
+PYTEST_ARGS ?=
+
+MESON_OPTS  = -Dpython=$(PYTHON) -Dwerror=$(WERROR)
+# (kept in a variable: a literal comma inside $(call ...) would split it)
+ASAN_MESON_OPTS = $(MESON_OPTS) -Db_sanitize=address,undefined -Db_lundef=false
+
+# Any sanitizer report must fail the run. Leak checking stays off: the
+# embedded CPython interpreter keeps interned objects alive until exit by
+# design, which LeakSanitizer would report as leaks in every process.
+SAN_ENV = ASAN_OPTIONS=halt_on_error=1:detect_leaks=0 \
+          UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+PYTEST = $(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
+
+# meson setup refuses an already configured directory, and `meson configure`
+# needs one: pick whichever applies. $(1) = directory, $(2) = options.
+define meson_setup
+	@if [ -f $(1)/build.ninja ]; then \
+		echo "meson configure $(1) $(2)"; meson configure $(1) $(2); \
+	else \
+		echo "meson setup $(1) $(2)"; meson setup $(1) $(2); \
+	fi
+endef
+
+.PHONY: all deps build run test unit integration asan asan-build asan-unit asan-integration fuzz bench clean
+
+all: build
+
+deps:
+	@tools/deps.sh
+
+build: deps
+	$(call meson_setup,$(BUILD),$(MESON_OPTS))
+	ninja -C $(BUILD) -j $(NINJA_JOBS)
+
+run: build
+	./$(BUILD)/cgunicorn --chdir $(CURDIR)/examples -b $(HOST):$(PORT) hello:app
+
+# Unit tests, integration tests, then the same under ASan+UBSan. The last
+# thing printed is pytest's summary line of the sanitizer run.
+test: build
+	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory asan
+
+unit:
+	meson test -C $(BUILD) --print-errorlogs --num-processes $(NINJA_JOBS)
+
+integration:
+	CGUNICORN_BIN=$(CURDIR)/$(BUILD)/cgunicorn $(PYTEST)
+
+asan: asan-build asan-unit asan-integration
+
+asan-build: deps
+	$(call meson_setup,$(ASAN_BUILD),$(ASAN_MESON_OPTS))
+	ninja -C $(ASAN_BUILD) -j $(NINJA_JOBS)
+
+asan-unit:
+	$(SAN_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes $(NINJA_JOBS)
+
+asan-integration:
+	$(SAN_ENV) CGUNICORN_BIN=$(CURDIR)/$(ASAN_BUILD)/cgunicorn CG_SANITIZED=1 $(PYTEST)
+
+fuzz:
+	@tools/deps.sh fuzz
+	@if [ -f $(FUZZ_BUILD)/build.ninja ]; then \
+		meson configure $(FUZZ_BUILD) $(MESON_OPTS) -Dfuzz=true; \
+	else \
+		CC=clang meson setup $(FUZZ_BUILD) $(MESON_OPTS) -Dfuzz=true; \
+	fi
+	ninja -C $(FUZZ_BUILD) -j $(NINJA_JOBS)
+	PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz.sh $(FUZZ_BUILD)
+
+bench: build
+	bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

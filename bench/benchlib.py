@@ -1,0 +1,173 @@
+#!/usr/bin/python3
+"""Helpers for bench/run.sh: ports, readiness, /proc accounting, wrk parsing, the table.
+
+Usage:
+  benchlib.py port                         print a free TCP port on 127.0.0.1
+  benchlib.py wait PORT PID TIMEOUT        wait until GET / answers "Hello, World!" (exit 1: no)
+  benchlib.py cpu PID                      CPU ticks (utime+stime) of PID and its descendants,
+                                           plus PID's cutime+cstime (reaped workers)
+  benchlib.py rss PID                      sum of VmRSS (KiB) of PID and its descendants
+  benchlib.py pids PID                     PID and its descendants
+  benchlib.py wrk FILE                     "requests rps errors" parsed from wrk output
+  benchlib.py table TSV                    markdown table from run.sh's results
+"""
+import http.client
+import os
+import re
+import socket
+import sys
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stat_fields(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        data = f.read()
+    # the command name may hold spaces or parentheses: split after the last ')'
+    rest = data[data.rindex(")") + 2:].split()
+    return rest  # rest[0] is field 3 (state)
+
+
+def descendants(root):
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            ppid = int(stat_fields(int(d))[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ticks(root):
+    total = 0
+    for pid in descendants(root):
+        try:
+            f = stat_fields(pid)
+        except OSError:
+            continue
+        # fields 14..17 (utime stime cutime cstime) are rest[11..14]
+        total += int(f[11]) + int(f[12])
+        if pid == root:
+            total += int(f[13]) + int(f[14])
+    return total
+
+
+def rss_kib(root):
+    total = 0
+    for pid in descendants(root):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def wait_ready(port, pid, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return 1
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/")
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            if r.status == 200 and body == b"Hello, World!":
+                return 0
+            print("unexpected answer: %d %r" % (r.status, body[:80]), file=sys.stderr)
+            return 1
+        except OSError:
+            time.sleep(0.1)
+    return 1
+
+
+def parse_wrk(path):
+    text = open(path).read()
+    m = re.search(r"(\d+) requests in", text)
+    reqs = int(m.group(1)) if m else 0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    rps = float(m.group(1)) if m else 0.0
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    return reqs, rps, errors
+
+
+def table(tsv):
+    rows = []
+    for line in open(tsv):
+        f = line.rstrip("\n").split("\t")
+        if len(f) != 8:
+            continue
+        server, scen, reqs, rps, ticks, rss, errors, conns = f
+        reqs, rps, ticks, rss, errors = int(reqs), float(rps), int(ticks), int(rss), int(errors)
+        us = ticks * 1e6 / CLK_TCK / reqs if reqs else float("nan")
+        rows.append((server, scen, rps, us, rss, errors, reqs, conns))
+    base = {r[1]: r for r in rows if r[0] == "gunicorn"}
+
+    def ratio(a, b):
+        return "%.2fx" % (a / b) if b and a == a and b == b else "n/a"
+
+    print("| server | scenario | req/s | req/s vs gunicorn | CPU us/req | CPU vs gunicorn "
+          "| RSS MiB (master+worker) | requests | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for server, scen, rps, us, rss, errors, reqs, conns in rows:
+        b = base.get(scen)
+        print("| %s | %s | %.0f | %s | %.1f | %s | %.1f | %d | %d |" % (
+            server, scen + " (c=%s)" % conns, rps, ratio(rps, b[2]) if b else "n/a", us,
+            ratio(us, b[3]) if b else "n/a", rss / 1024.0, reqs, errors))
+    print()
+    print("CPU us/req = (utime+stime of master and workers, plus reaped children) / requests; "
+          "clock tick = %d us. Ratios: req/s higher is better, CPU lower is better."
+          % (1000000 // CLK_TCK))
+
+
+def main(argv):
+    cmd = argv[1] if len(argv) > 1 else ""
+    if cmd == "port":
+        print(free_port())
+    elif cmd == "wait":
+        return wait_ready(int(argv[2]), int(argv[3]), float(argv[4]))
+    elif cmd == "cpu":
+        print(cpu_ticks(int(argv[2])))
+    elif cmd == "rss":
+        print(rss_kib(int(argv[2])))
+    elif cmd == "pids":
+        print(" ".join(str(p) for p in descendants(int(argv[2]))))
+    elif cmd == "wrk":
+        print("%d %.2f %d" % parse_wrk(argv[2]))
+    elif cmd == "table":
+        table(argv[2])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

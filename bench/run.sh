@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/run.sh - the same hello-world WSGI app (bench/hello.py) under cgunicorn, Debian's
+# gunicorn (sync worker) and, when installed, uwsgi; one worker each, measured in one run.
+#
+# For each server: bind 127.0.0.1 on a free port, server pinned to CPU $SERVER_CPU, wrk pinned
+# to CPU $CLIENT_CPU. Two scenarios: "close" (every request sends Connection: close) and
+# "keepalive" (wrk -t1 -c$CONNS, persistent connections where the server allows them; the
+# gunicorn sync worker closes after each response anyway). Measured: requests/s (wrk), server
+# CPU microseconds per request (utime+stime of master and workers over the run, from
+# /proc/<pid>/stat, reaped children included) and RSS of master+workers after warm-up.
+#
+# Environment: CGUNICORN (default /work/main/build/cgunicorn), GUNICORN (/usr/bin/gunicorn),
+# UWSGI (uwsgi on PATH), SERVERS ("cgunicorn gunicorn uwsgi"), DURATION (8 s per run),
+# WARMUP (2 s), CONNS (50), SERVER_CPU (0), CLIENT_CPU (1), KEEP=1 keeps the work directory.
+# A server that is missing or fails to start is skipped with a message.
+set -u
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+CGUNICORN=${CGUNICORN:-/work/main/build/cgunicorn}
+GUNICORN=${GUNICORN:-/usr/bin/gunicorn}
+UWSGI=${UWSGI:-$(command -v uwsgi || true)}
+SERVERS=${SERVERS:-"cgunicorn gunicorn uwsgi"}
+DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-2}
+CONNS=${CONNS:-50}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PY=/usr/bin/python3
+LIB=("$PY" "$HERE/benchlib.py")
+
+WORK=$(mktemp -d /tmp/cg-bench.XXXXXX)
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+SERVER_PID=
+
+say() { printf '%s\n' "$*" >&2; }
+
+stop_server() {
+    local pid=$1 pids i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    pids=$("${LIB[@]}" pids "$pid" 2>/dev/null)
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "  $pid did not stop on TERM; killing it and its workers ($pids)"
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+cleanup() {
+    stop_server "$SERVER_PID"
+    if [ "${KEEP:-0}" = 1 ]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in wrk taskset; do
+    command -v "$tool" >/dev/null || { say "bench: $tool is required"; exit 1; }
+done
+if [ "$(nproc)" -lt 2 ]; then
+    say "bench: warning: fewer than 2 CPUs, server and wrk share a CPU"
+    CLIENT_CPU=$SERVER_CPU
+fi
+
+# start_server NAME PORT: sets SERVER_PID, returns non-zero when not available
+start_server() {
+    local name=$1 port=$2 cmd=()
+    case $name in
+    cgunicorn)
+        [ -x "$CGUNICORN" ] || { say "skip cgunicorn: $CGUNICORN is not an executable"; return 1; }
+        cmd=("$CGUNICORN" -w 1 -b "127.0.0.1:$port" --chdir "$HERE" hello:app)
+        ;;
+    gunicorn)
+        [ -x "$GUNICORN" ] || { say "skip gunicorn: $GUNICORN not found"; return 1; }
+        cmd=("$GUNICORN" -w 1 -k sync -b "127.0.0.1:$port" --chdir "$HERE" hello:app)
+        ;;
+    uwsgi)
+        [ -n "$UWSGI" ] && [ -x "$UWSGI" ] || { say "skip uwsgi: not installed"; return 1; }
+        cmd=("$UWSGI" --http-socket "127.0.0.1:$port" --wsgi-file "$HERE/hello.py"
+            --master --processes 1 --threads 1 --disable-logging --die-on-term)
+        if [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ]; then
+            cmd+=(--plugin python3)
+        fi
+        ;;
+    *)
+        say "skip $name: unknown server"
+        return 1
+        ;;
+    esac
+    say "== $name: ${cmd[*]}"
+    taskset -c "$SERVER_CPU" "${cmd[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null &
+    SERVER_PID=$!
+    if ! "${LIB[@]}" wait "$port" "$SERVER_PID" 15; then
+        say "skip $name: did not answer GET / with Hello, World! on port $port; its stderr ends:"
+        tail -n 15 "$WORK/$name.err" | sed 's/^/    /' >&2
+        stop_server "$SERVER_PID"
+        SERVER_PID=
+        return 1
+    fi
+    return 0
+}
+
+run_wrk() { # OUT SECONDS PORT [wrk args...]
+    local out=$1 secs=$2 port=$3
+    shift 3
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" "$@" "http://127.0.0.1:$port/" >"$out" 2>&1
+}
+
+for name in $SERVERS; do
+    port=$("${LIB[@]}" port)
+    start_server "$name" "$port" || continue
+    for scen in close keepalive; do
+        hdr=()
+        [ "$scen" = close ] && hdr=(-H 'Connection: close')
+        run_wrk "$WORK/$name-$scen-warm.txt" "$WARMUP" "$port" "${hdr[@]}"
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            say "  $name died during warm-up; skipped"
+            break
+        fi
+        rss=$("${LIB[@]}" rss "$SERVER_PID")
+        c0=$("${LIB[@]}" cpu "$SERVER_PID")
+        run_wrk "$WORK/$name-$scen.txt" "$DURATION" "$port" "${hdr[@]}"
+        c1=$("${LIB[@]}" cpu "$SERVER_PID")
+        read -r reqs rps errors < <("${LIB[@]}" wrk "$WORK/$name-$scen.txt")
+        say "  $scen: $reqs requests, $rps req/s, $errors errors, $((c1 - c0)) CPU ticks, RSS ${rss} KiB"
+        if [ "$reqs" -eq 0 ]; then
+            say "  no requests completed; wrk said:"
+            sed 's/^/    /' "$WORK/$name-$scen.txt" >&2
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$scen" "$reqs" "$rps" \
+            "$((c1 - c0))" "$rss" "$errors" "$CONNS" >>"$RESULTS"
+    done
+    stop_server "$SERVER_PID"
+    SERVER_PID=
+done
+
+if [ ! -s "$RESULTS" ]; then
+    say "bench: no server could be measured"
+    exit 1
+fi
+echo
+echo "Hello-world WSGI, 1 worker, server on CPU $SERVER_CPU, wrk -t1 -c$CONNS on CPU $CLIENT_CPU," \
+    "${DURATION}s per run after ${WARMUP}s warm-up ($(date -u +%Y-%m-%dT%H:%MZ), $(uname -r))"
+echo
+"${LIB[@]}" table "$RESULTS"

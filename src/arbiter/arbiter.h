@@ -1,0 +1,99 @@
+/*
+ * arbiter.h - the master process: binds the listeners, forks and watches the
+ * workers, and turns signals into actions, as Gunicorn 26's Arbiter does.
+ *
+ * Signal handlers never do work: they write the signal number into a
+ * non-blocking self-pipe that the main loop polls once a second at most.
+ */
+#ifndef CG_ARBITER_H
+#define CG_ARBITER_H
+
+#include "../cg.h"
+#include "../config/config.h"
+#include "../log/log.h"
+#include "../net/net.h"
+#include "../workers/worker.h"
+
+/* What a forked child runs; its return value is the child's exit status. */
+typedef int (*cg_arbiter_worker_main_t)(cg_worker_t *w);
+
+/*
+ * Run the master until it stops. Borrows cfg and log (both must outlive the
+ * call). Returns the master's exit status: 0 after TERM/INT/QUIT, 1 when the
+ * listeners or the pidfile cannot be set up, 3/4 when a worker failed to boot
+ * or load the app. Workers run cg_worker_main().
+ */
+int cg_arbiter_run(cg_config_t *cfg, cg_log_t *log);
+
+/* The same with another worker entry point (tests fork fake workers). */
+int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_t worker_main);
+
+/* ------------------------------------------------------------------------
+ * Shared between the files of src/arbiter; not for other parts.
+ */
+
+typedef struct cg_arbiter {
+    cg_config_t *cfg;
+    cg_log_t *log;
+    cg_arbiter_worker_main_t worker_main;
+    pid_t pid;
+    const char *master_name; /* "Master" */
+
+    cg_listener_t *listeners;
+    size_t nlisteners;
+
+    cg_worker_t **workers; /* live workers, in spawn order (oldest first) */
+    size_t nworkers;
+    size_t capworkers;
+    long num_workers;      /* wanted count (TTIN/TTOU change it) */
+    int worker_age;        /* last age handed out */
+    long last_logged_count; /* -1 before the first "%d workers" line */
+
+    uint64_t rng;  /* max_requests jitter, fork spacing */
+    char *pidfile; /* path we created, NULL when none */
+    int sig_pipe[2];
+
+    /* set when the loop must end: halt status/reason (HaltServer) */
+    bool stopping;
+    int exit_status;
+    const char *reason;
+} cg_arbiter_t;
+
+/* signals.c */
+int cg_arbiter_signals_init(cg_arbiter_t *a);  /* pipe + handlers; 0 or -errno */
+void cg_arbiter_signals_restore(cg_arbiter_t *a); /* default dispositions, close pipe */
+void cg_arbiter_signals_child(cg_arbiter_t *a);   /* in a fresh child: defaults, unblock */
+/* Read queued signal numbers (up to cap) without blocking; returns the count. */
+size_t cg_arbiter_signals_drain(cg_arbiter_t *a, int *sigs, size_t cap);
+/* Wait up to timeout_ms for the pipe to become readable. */
+void cg_arbiter_signals_wait(cg_arbiter_t *a, int timeout_ms);
+/* Run the action of one queued signal (logs "Handling signal: ..."). */
+void cg_arbiter_signals_dispatch(cg_arbiter_t *a, int signo);
+/* Python's signal.Signals(n).name ("SIGKILL"), or NULL when it has none. */
+const char *cg_arbiter_signal_name(int signo);
+
+/* workers.c */
+void cg_arbiter_spawn_worker(cg_arbiter_t *a);
+void cg_arbiter_spawn_workers(cg_arbiter_t *a);
+void cg_arbiter_manage_workers(cg_arbiter_t *a);
+void cg_arbiter_murder_workers(cg_arbiter_t *a);
+/* Reap exited children. When halt_on_boot_error, a worker exit 3/4 sets
+ * a->stopping with Gunicorn's HaltServer reason and stops reaping. */
+void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error);
+void cg_arbiter_kill_worker(cg_arbiter_t *a, pid_t pid, int sig);
+void cg_arbiter_kill_workers(cg_arbiter_t *a, int sig);
+
+/* arbiter.c */
+/* Close listeners, signal the workers (TERM when graceful, else QUIT), wait up
+ * to graceful_timeout, then SIGKILL and reap. */
+void cg_arbiter_stop(cg_arbiter_t *a, bool graceful);
+/* Ask the loop to end with this status/reason (NULL reason: none). */
+void cg_arbiter_halt_request(cg_arbiter_t *a, int status, const char *reason);
+
+/* pidfile.c (Gunicorn's pidfile.py rules) */
+/* Returns 0, or -EEXIST / -ENOENT / -errno with Gunicorn's message in err. */
+int cg_arbiter_pidfile_create(const char *path, pid_t pid, char *err, size_t errlen);
+/* Remove path only if it still holds pid; errors ignored. */
+void cg_arbiter_pidfile_unlink(const char *path, pid_t pid);
+
+#endif

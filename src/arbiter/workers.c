@@ -1,0 +1,253 @@
+/*
+ * workers.c - the master's worker table: fork, reap, time out, scale.
+ *
+ * The table is an array of pointers kept in spawn order, so "oldest first"
+ * (TTOU, HUP) is simply the front. Each cg_worker_t is allocated on its own:
+ * the child keeps using its copy after fork.
+ */
+#include "arbiter.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* xorshift64*: the arbiter's own generator for jitter and fork spacing, so
+ * the application's use of random() is not disturbed. */
+static uint64_t cg__rand(cg_arbiter_t *a)
+{
+    uint64_t x = a->rng ? a->rng : 0x9e3779b97f4a7c15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    a->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+static void cg__worker_free(cg_worker_t *w)
+{
+    cg_heartbeat_destroy(&w->hb);
+    free(w);
+}
+
+static ssize_t cg__find(const cg_arbiter_t *a, pid_t pid)
+{
+    for (size_t i = 0; i < a->nworkers; i++)
+        if (a->workers[i]->pid == pid)
+            return (ssize_t)i;
+    return -1;
+}
+
+static cg_worker_t *cg__remove(cg_arbiter_t *a, size_t i)
+{
+    cg_worker_t *w = a->workers[i];
+    memmove(&a->workers[i], &a->workers[i + 1], (a->nworkers - i - 1) * sizeof(*a->workers));
+    a->nworkers--;
+    return w;
+}
+
+void cg_arbiter_spawn_worker(cg_arbiter_t *a)
+{
+    const cg_config_t *cfg = a->cfg;
+    cg_worker_t *w = cg_xcalloc(1, sizeof(*w));
+    int r;
+
+    a->worker_age++;
+    w->age = a->worker_age;
+    w->ppid = a->pid;
+    w->cfg = cfg;
+    w->log = a->log;
+    w->listeners = a->listeners;
+    w->nlisteners = a->nlisteners;
+    w->nworkers = (int)a->num_workers;
+    w->wake_pipe[0] = w->wake_pipe[1] = -1;
+    w->alive = 1;
+    if (cfg->max_requests > 0) {
+        uint64_t jitter = 0;
+        if (cfg->max_requests_jitter > 0)
+            jitter = cg__rand(a) % ((uint64_t)cfg->max_requests_jitter + 1);
+        w->max_requests = (uint64_t)cfg->max_requests + jitter;
+    } else {
+        w->max_requests = UINT64_MAX;
+    }
+    if ((r = cg_heartbeat_create(&w->hb)) < 0) {
+        cg_log_error(a->log, "Cannot create the worker heartbeat: %s", strerror(-r));
+        free(w);
+        return;
+    }
+
+    if (a->nworkers == a->capworkers) {
+        a->capworkers = a->capworkers ? a->capworkers * 2 : 8;
+        a->workers = cg_xrealloc(a->workers, a->capworkers * sizeof(*a->workers));
+    }
+
+    /* Block everything across fork: until the child has reset its handlers
+     * and closed the self-pipe, a signal sent to it would otherwise land in
+     * the master's queue. Buffered stdio is flushed so it is not written twice. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        w->pid = getpid();
+        /* do not keep the siblings' heartbeat pages */
+        for (size_t i = 0; i < a->nworkers; i++)
+            cg_heartbeat_destroy(&a->workers[i]->hb);
+        cg_arbiter_signals_child(a);
+        _exit(a->worker_main(w));
+    }
+    int fork_errno = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        cg_log_error(a->log, "fork() failed: %s", strerror(fork_errno));
+        cg__worker_free(w);
+        return;
+    }
+    w->pid = pid;
+    a->workers[a->nworkers++] = w;
+}
+
+void cg_arbiter_spawn_workers(cg_arbiter_t *a)
+{
+    long n = a->num_workers - (long)a->nworkers;
+    for (long i = 0; i < n; i++) {
+        if (i > 0) {
+            /* spread the boots a little, as Gunicorn does */
+            unsigned ms = (unsigned)(cg__rand(a) % 100);
+            struct timespec ts = {0, (long)ms * 1000000L};
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+        }
+        cg_arbiter_spawn_worker(a);
+    }
+}
+
+void cg_arbiter_manage_workers(cg_arbiter_t *a)
+{
+    if ((long)a->nworkers < a->num_workers)
+        cg_arbiter_spawn_workers(a);
+
+    /* As Gunicorn, the count includes workers already told to stop but not
+     * yet reaped, so they may be sent SIGTERM again on the next pass. */
+    long active = (long)a->nworkers;
+    size_t idx = 0;
+    while (active > a->num_workers && idx < a->nworkers) {
+        pid_t pid = a->workers[idx]->pid;
+        size_t before = a->nworkers;
+        cg_arbiter_kill_worker(a, pid, SIGTERM);
+        if (a->nworkers == before) /* still listed (not ESRCH) */
+            idx++;
+        active--;
+    }
+    if (active != a->last_logged_count) {
+        a->last_logged_count = active;
+        cg_log_debug(a->log, "%ld workers", active);
+    }
+}
+
+void cg_arbiter_murder_workers(cg_arbiter_t *a)
+{
+    if (a->cfg->timeout <= 0)
+        return;
+    uint64_t limit = (uint64_t)a->cfg->timeout * 1000u;
+    size_t n = a->nworkers;
+    pid_t *pids = cg_xmalloc((n ? n : 1) * sizeof(*pids));
+    for (size_t i = 0; i < n; i++)
+        pids[i] = a->workers[i]->pid;
+    for (size_t i = 0; i < n; i++) {
+        ssize_t k = cg__find(a, pids[i]);
+        if (k < 0)
+            continue;
+        cg_worker_t *w = a->workers[k];
+        if (cg_heartbeat_age_ms(&w->hb) <= limit)
+            continue;
+        if (!w->aborted) {
+            cg_log_critical(a->log, "WORKER TIMEOUT (pid:%d)", (int)w->pid);
+            w->aborted = true;
+            cg_arbiter_kill_worker(a, w->pid, SIGABRT);
+        } else {
+            cg_arbiter_kill_worker(a, w->pid, SIGKILL);
+        }
+    }
+    free(pids);
+}
+
+void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error)
+{
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid <= 0) /* 0: none exited yet; ECHILD: no children */
+            return;
+        ssize_t k = cg__find(a, pid);
+        if (k < 0) {
+            /* e.g. orphans re-parented to us when we run as PID 1 */
+            cg_log_debug(a->log, "Reaped unknown child process (pid:%d, status:%d)", (int)pid,
+                         status);
+            continue;
+        }
+        cg_worker_t *w = cg__remove(a, (size_t)k);
+        int exitcode = -1;
+        if (WIFEXITED(status)) {
+            exitcode = WEXITSTATUS(status);
+        } else if (WIFSIGNALED(status)) {
+            int sig = WTERMSIG(status);
+            char other[32];
+            const char *name = cg_arbiter_signal_name(sig);
+            if (!name) {
+                snprintf(other, sizeof(other), "signal %d", sig);
+                name = other;
+            }
+            if (sig == SIGKILL)
+                cg_log_error(a->log, "Worker (pid:%d) was sent %s! Perhaps out of memory?",
+                             (int)pid, name);
+            else if (sig == SIGTERM)
+                cg_log_info(a->log, "Worker (pid:%d) was sent %s!", (int)pid, name);
+            else
+                cg_log_warning(a->log, "Worker (pid:%d) was sent %s!", (int)pid, name);
+        }
+        if (exitcode > 0)
+            cg_log_error(a->log, "Worker (pid:%d) exited with code %d.", (int)pid, exitcode);
+        cg__worker_free(w);
+        if (halt_on_boot_error && exitcode == CG_WORKER_EXIT_BOOT_ERROR) {
+            cg_arbiter_halt_request(a, CG_WORKER_EXIT_BOOT_ERROR, "Worker failed to boot.");
+            return;
+        }
+        if (halt_on_boot_error && exitcode == CG_WORKER_EXIT_APP_LOAD_ERROR) {
+            cg_arbiter_halt_request(a, CG_WORKER_EXIT_APP_LOAD_ERROR, "App failed to load.");
+            return;
+        }
+    }
+}
+
+void cg_arbiter_kill_worker(cg_arbiter_t *a, pid_t pid, int sig)
+{
+    if (kill(pid, sig) == 0)
+        return;
+    if (errno == ESRCH) {
+        /* already gone (and reaped by someone else): forget it */
+        ssize_t k = cg__find(a, pid);
+        if (k >= 0)
+            cg__worker_free(cg__remove(a, (size_t)k));
+        return;
+    }
+    cg_log_error(a->log, "kill(%d, %s) failed: %s", (int)pid, cg_arbiter_signal_name(sig),
+                 strerror(errno));
+}
+
+void cg_arbiter_kill_workers(cg_arbiter_t *a, int sig)
+{
+    size_t n = a->nworkers;
+    pid_t *pids = cg_xmalloc((n ? n : 1) * sizeof(*pids));
+    for (size_t i = 0; i < n; i++)
+        pids[i] = a->workers[i]->pid;
+    for (size_t i = 0; i < n; i++)
+        cg_arbiter_kill_worker(a, pids[i], sig);
+    free(pids);
+}

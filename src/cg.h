@@ -1,0 +1,68 @@
+/*
+ * cg.h - the few definitions every part of cgunicorn shares.
+ *
+ * Error vocabulary (libuv style): a function that can fail returns 0 on success
+ * and a negative errno value on failure (-ENOMEM, -EINVAL, ...). CG_EAGAIN is the
+ * "not yet, call again with more input/output room" answer of non-blocking code.
+ *
+ * Memory: cg_xmalloc()/cg_xrealloc() abort the process on exhaustion. In a worker
+ * this is deliberate: the arbiter respawns a worker that died, which is the only
+ * sane recovery from OOM in the middle of a request. The master never calls them
+ * on a path driven by client input.
+ */
+#ifndef CG_H
+#define CG_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CG_VERSION "26.1.0"
+#define CG_SERVER_SOFTWARE "gunicorn/" CG_VERSION
+
+#define CG_EAGAIN (-EAGAIN)
+
+#define CG_UNUSED(x) ((void)(x))
+#define CG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define cg_likely(x) __builtin_expect(!!(x), 1)
+#define cg_unlikely(x) __builtin_expect(!!(x), 0)
+#define CG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* A view into memory owned by someone else: never NUL-terminated by contract. */
+typedef struct cg_str {
+    const char *ptr;
+    size_t len;
+} cg_str_t;
+
+#define CG_STR_LIT(s) ((cg_str_t){(s), sizeof(s) - 1})
+
+static inline bool cg_str_eq(cg_str_t a, const char *lit, size_t litlen)
+{
+    if (a.len != litlen)
+        return false;
+    for (size_t i = 0; i < litlen; i++)
+        if (a.ptr[i] != lit[i])
+            return false;
+    return true;
+}
+
+/* ASCII case-insensitive comparison of a view with a NUL-terminated string. */
+bool cg_str_caseeq(cg_str_t a, const char *lit);
+
+/* A growable, owned list of NUL-terminated strings. */
+typedef struct cg_strv {
+    char **v;
+    size_t n;
+} cg_strv_t;
+
+void *cg_xmalloc(size_t n);
+void *cg_xcalloc(size_t nmemb, size_t size);
+void *cg_xrealloc(void *p, size_t n);
+char *cg_xstrdup(const char *s);
+char *cg_xstrndup(const char *s, size_t n);
+void cg_strv_push(cg_strv_t *sv, const char *s);
+void cg_strv_clear(cg_strv_t *sv);
+
+#endif

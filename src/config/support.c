@@ -1,0 +1,84 @@
+/*
+ * support.c - which configured features cgunicorn cannot honour yet. Refusing
+ * to start is better than silently serving without TLS, as the wrong user, or
+ * without the logging the operator asked for.
+ */
+#include "config_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int cg__unsupported(const char *name, char *err, size_t errlen)
+{
+    cg__errf(err, errlen, "Error: %s is not supported yet by cgunicorn", name);
+    return -ENOTSUP;
+}
+
+static bool cg__is_worker_supported(const char *k)
+{
+    static const char *const ok[] = {"sync",
+                                     "gthread",
+                                     "gunicorn.workers.sync.SyncWorker",
+                                     "gunicorn.workers.gthread.ThreadWorker",
+                                     "egg:gunicorn#sync",
+                                     "egg:gunicorn#gthread",
+                                     NULL};
+    for (size_t i = 0; ok[i] != NULL; i++)
+        if (strcmp(k, ok[i]) == 0)
+            return true;
+    return false;
+}
+
+int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
+{
+#define CG__OFF(cond, name)                                                                      \
+    do {                                                                                         \
+        if (cond)                                                                                \
+            return cg__unsupported(name, err, errlen);                                           \
+    } while (0)
+
+    CG__OFF(cfg->worker_class == NULL || !cg__is_worker_supported(cfg->worker_class),
+            "worker_class");
+    CG__OFF(cfg->reload, "reload");
+    CG__OFF(cfg->spew, "spew");
+    CG__OFF(cfg->preload_app, "preload_app");
+    CG__OFF(cfg->reuse_port, "reuse_port");
+    CG__OFF(cfg->daemon, "daemon");
+    CG__OFF(cfg->source[CG_SETTING_user] != CG_SRC_DEFAULT && cfg->user != (long)geteuid(),
+            "user");
+    CG__OFF(cfg->source[CG_SETTING_group] != CG_SRC_DEFAULT && cfg->group != (long)getegid(),
+            "group");
+    CG__OFF(cfg->initgroups, "initgroups");
+    CG__OFF(cfg->capture_output, "capture_output");
+    CG__OFF(cfg->logger_class == NULL ||
+                (strcmp(cfg->logger_class, "gunicorn.glogging.Logger") != 0 &&
+                 strcmp(cfg->logger_class, "simple") != 0),
+            "logger_class");
+    CG__OFF(cfg->logconfig != NULL, "logconfig");
+    CG__OFF(cfg->logconfig_dict.n > 0, "logconfig_dict");
+    CG__OFF(cfg->logconfig_json != NULL, "logconfig_json");
+    CG__OFF(cfg->syslog, "syslog");
+    CG__OFF(cfg->statsd_host != NULL, "statsd_host");
+    CG__OFF(cfg->paste != NULL, "paste");
+    CG__OFF(cfg->protocol == NULL || strcmp(cfg->protocol, "http") != 0, "protocol");
+    CG__OFF(cfg->keyfile != NULL, "keyfile");
+    CG__OFF(cfg->certfile != NULL, "certfile");
+    CG__OFF(cfg->http_protocols.n != 1 || strcmp(cfg->http_protocols.v[0], "h1") != 0,
+            "http_protocols");
+    CG__OFF(cfg->http2_cleartext != NULL && strcmp(cfg->http2_cleartext, "off") != 0,
+            "http2_cleartext");
+    CG__OFF(cfg->dirty_apps.n > 0, "dirty_apps");
+    CG__OFF(cfg->dirty_workers > 0, "dirty_workers");
+    CG__OFF(cfg->source[CG_SETTING_control_socket] != CG_SRC_DEFAULT &&
+                !cfg->control_socket_disable,
+            "control_socket");
+#undef CG__OFF
+    return 0;
+}
+
+bool cg_config_control_socket_skipped(const cg_config_t *cfg)
+{
+    return !cfg->control_socket_disable &&
+           cfg->source[CG_SETTING_control_socket] == CG_SRC_DEFAULT;
+}

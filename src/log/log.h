@@ -1,0 +1,114 @@
+/*
+ * log.h - Gunicorn's error log and access log, written from C.
+ *
+ * Error log lines: "[%Y-%m-%d %H:%M:%S %z] [pid] [LEVEL] message\n", local time,
+ * each line written with one write(2) so lines from master and workers sharing a
+ * file never interleave. The access log format (Gunicorn's %(atom)s syntax) is
+ * compiled once into an array of ops and rendered per request without Python.
+ */
+#ifndef CG_LOG_H
+#define CG_LOG_H
+
+#include "../cg.h"
+#include "../http/http.h"
+
+#include <stdarg.h>
+#include <time.h>
+
+typedef enum cg_log_level {
+    CG_LOG_DEBUG = 10,
+    CG_LOG_INFO = 20,
+    CG_LOG_WARNING = 30,
+    CG_LOG_ERROR = 40,
+    CG_LOG_CRITICAL = 50,
+} cg_log_level_t;
+
+typedef struct cg_access_fmt cg_access_fmt_t; /* compiled access_log_format */
+
+typedef struct cg_log {
+    cg_log_level_t level;
+    int error_fd;      /* -1: error log disabled */
+    char *error_path;  /* NULL for "-" (stderr) */
+    int access_fd;     /* -1: access log disabled (accesslog None) */
+    char *access_path; /* NULL for "-" (stdout) */
+    cg_access_fmt_t *access_fmt;
+} cg_log_t;
+
+/*
+ * Open the logs as Gunicorn's settings describe them: errorlog "-" = stderr,
+ * accesslog NULL = off, "-" = stdout, else a file opened for append (created
+ * 0644... as umask permits). loglevel is matched case-insensitively (debug,
+ * info, warning, error, critical; unknown -> info, as Gunicorn).
+ * Returns 0, or -errno with a message in err.
+ */
+int cg_log_open(cg_log_t *log, const char *errorlog, const char *loglevel, const char *accesslog,
+                const char *access_log_format, char *err, size_t errlen);
+
+/* Reopen files after rotation (USR1). Returns 0 or -errno (old fds kept then). */
+int cg_log_reopen(cg_log_t *log);
+
+void cg_log_close(cg_log_t *log);
+
+static inline bool cg_log_enabled(const cg_log_t *log, cg_log_level_t level)
+{
+    return log->error_fd >= 0 && level >= log->level;
+}
+
+void cg_log_msg(cg_log_t *log, cg_log_level_t level, const char *fmt, ...) CG_PRINTF(3, 4);
+void cg_log_vmsg(cg_log_t *log, cg_log_level_t level, const char *fmt, va_list ap);
+
+/*
+ * Log `msg` (may contain newlines, e.g. a message plus a Python traceback) as
+ * one record: prefix once, text as is, one trailing newline ensured.
+ */
+void cg_log_text(cg_log_t *log, cg_log_level_t level, const char *msg, size_t len);
+
+#define cg_log_debug(log, ...) cg_log_msg((log), CG_LOG_DEBUG, __VA_ARGS__)
+#define cg_log_info(log, ...) cg_log_msg((log), CG_LOG_INFO, __VA_ARGS__)
+#define cg_log_warning(log, ...) cg_log_msg((log), CG_LOG_WARNING, __VA_ARGS__)
+#define cg_log_error(log, ...) cg_log_msg((log), CG_LOG_ERROR, __VA_ARGS__)
+#define cg_log_critical(log, ...) cg_log_msg((log), CG_LOG_CRITICAL, __VA_ARGS__)
+
+/* Everything an access-log line can show, gathered by the worker in C. */
+typedef struct cg_access_info {
+    cg_str_t remote_addr; /* environ REMOTE_ADDR ("" for unix sockets) */
+    cg_str_t method;      /* REQUEST_METHOD */
+    cg_str_t raw_uri;     /* RAW_URI */
+    cg_str_t protocol;    /* SERVER_PROTOCOL, e.g. "HTTP/1.1" */
+    cg_str_t path_info;   /* decoded PATH_INFO */
+    cg_str_t query;       /* QUERY_STRING */
+    cg_str_t status;      /* the status string as the app gave it ("200 OK") */
+    int64_t sent;         /* body bytes sent; -1 unknown */
+    int64_t request_time_us;
+    time_t log_time;      /* when the request was logged */
+    pid_t pid;
+    const cg_http_header_t *req_headers; /* dropped ones are skipped */
+    size_t n_req_headers;
+    const cg_str_t *resp_headers; /* name, value, name, value, ... after filtering */
+    size_t n_resp_headers;        /* number of pairs */
+    /* {name}e atoms: look up an environ value (name matched case-insensitively).
+     * Return false when absent. May be NULL (then {..}e renders "-"). */
+    bool (*environ_lookup)(void *ctx, cg_str_t name, cg_str_t *value);
+    void *environ_ctx;
+} cg_access_info_t;
+
+static inline bool cg_log_access_enabled(const cg_log_t *log)
+{
+    return log->access_fd >= 0;
+}
+
+/* True when the compiled format has {name}e atoms (the caller then must provide
+ * environ_lookup, which in the WSGI worker needs the GIL). */
+bool cg_log_access_needs_environ(const cg_log_t *log);
+
+/* Render and write one access-log line. */
+void cg_log_access(cg_log_t *log, const cg_access_info_t *info);
+
+/* Compile / render, exposed for unit tests. Render returns the line length
+ * (without newline), truncated to cap-1 and NUL-terminated. */
+int cg_access_fmt_compile(const char *fmt, cg_access_fmt_t **out, char *err, size_t errlen);
+void cg_access_fmt_free(cg_access_fmt_t *f);
+size_t cg_access_fmt_render(const cg_access_fmt_t *f, const cg_access_info_t *info, char *buf,
+                            size_t cap);
+
+#endif

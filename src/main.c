@@ -1,0 +1,79 @@
+/*
+ * main.c - cgunicorn's entry point: settings, then either a one-shot check
+ * (--check-config / --print-config) or the arbiter.
+ */
+#include "arbiter/arbiter.h"
+#include "config/config.h"
+#include "log/log.h"
+#include "python/python.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    cg_config_t cfg;
+    cg_log_t log;
+    char err[512];
+    int status;
+
+    memset(&cfg, 0, sizeof(cfg));
+    status = cg_config_load(&cfg, argc, argv, NULL, NULL);
+    if (status != 0) {
+        cg_config_free(&cfg);
+        return status < 0 ? 0 : status;
+    }
+    cfg.argc = argc;
+    cfg.argv = argv;
+
+    if (cfg.print_config)
+        cg_config_print(&cfg, stdout);
+    if (cfg.print_config || cfg.check_config) {
+        if (cfg.app_uri == NULL) {
+            fprintf(stderr, "Error: No application module specified.\n");
+            status = 1;
+        } else {
+            status = cg_py_check_app(&cfg);
+        }
+        cg_config_free(&cfg);
+        return status;
+    }
+    if (cfg.app_uri == NULL) {
+        fprintf(stderr, "Error: No application module specified.\n");
+        cg_config_free(&cfg);
+        return 1;
+    }
+    if (cg_config_check_supported(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        cg_config_free(&cfg);
+        return 1;
+    }
+    if (cfg.chdir != NULL && chdir(cfg.chdir) < 0) {
+        fprintf(stderr, "Error: can't chdir to %s: %s\n", cfg.chdir, strerror(errno));
+        cg_config_free(&cfg);
+        return 1;
+    }
+    for (size_t i = 0; i < cfg.raw_env.n; i++) {
+        char *kv = cfg.raw_env.v[i], *eq = strchr(kv, '=');
+        if (eq == NULL) {
+            fprintf(stderr, "Error: Invalid value for raw_env: %s\n", kv);
+            cg_config_free(&cfg);
+            return 1;
+        }
+        *eq = '\0';
+        setenv(kv, eq + 1, 1);
+        *eq = '=';
+    }
+    if (cg_log_open(&log, cfg.errorlog, cfg.loglevel, cfg.accesslog, cfg.access_log_format, err,
+                    sizeof(err)) < 0) {
+        fprintf(stderr, "Error: %s\n", err);
+        cg_config_free(&cfg);
+        return 1;
+    }
+    status = cg_arbiter_run(&cfg, &log);
+    cg_log_close(&log);
+    cg_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,159 @@
+/* interp.c - starting the embedded interpreter and reporting Python errors. */
+#include "python.h"
+
+#include "cg_build.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Insert `path` at sys.path[0] unless it is already somewhere in sys.path
+ * (Gunicorn's chdir()/pythonpath rule). Returns 0 or -1 with an exception set. */
+static int cg__sys_path_prepend(const char *path)
+{
+    PyObject *sys_path = PySys_GetObject("path"); /* borrowed */
+    if (sys_path == NULL || !PyList_Check(sys_path)) {
+        PyErr_SetString(PyExc_RuntimeError, "sys.path is not a list");
+        return -1;
+    }
+    PyObject *item = PyUnicode_DecodeFSDefault(path); /* new */
+    if (item == NULL)
+        return -1;
+    int found = PySequence_Contains(sys_path, item);
+    int rc = found < 0 ? -1 : 0;
+    if (found == 0)
+        rc = PyList_Insert(sys_path, 0, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen)
+{
+    PyConfig config;
+    PyStatus status;
+    char program[PATH_MAX];
+    const char *venv = getenv("VIRTUAL_ENV");
+
+    /* The interpreter finds its prefix (and a venv's pyvenv.cfg) from the path
+     * of the program it believes it is, so pretend to be the venv's python. */
+    if (venv != NULL && venv[0] != '\0')
+        snprintf(program, sizeof(program), "%s/bin/python", venv);
+    else
+        snprintf(program, sizeof(program), "%s", CG_PYTHON_EXECUTABLE);
+
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0; /* the C worker owns every signal */
+    config.parse_argv = 0;
+    status = PyConfig_SetBytesString(&config, &config.program_name, program);
+    if (PyStatus_Exception(status))
+        goto fail;
+    if (cfg->argv != NULL && cfg->argc > 0) {
+        status = PyConfig_SetBytesArgv(&config, cfg->argc, cfg->argv);
+        if (PyStatus_Exception(status))
+            goto fail;
+    }
+    status = Py_InitializeFromConfig(&config);
+    if (PyStatus_Exception(status))
+        goto fail;
+    PyConfig_Clear(&config);
+
+    char cwd[PATH_MAX];
+    const char *dir = cfg->chdir;
+    if (dir == NULL)
+        dir = getcwd(cwd, sizeof(cwd));
+    if (dir != NULL && cg__sys_path_prepend(dir) < 0)
+        goto fail_py;
+    if (cfg->pythonpath != NULL && cfg->pythonpath[0] != '\0') {
+        char *copy = cg_xstrdup(cfg->pythonpath), *save = NULL;
+        for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+            char abs[PATH_MAX];
+            if (realpath(p, abs) == NULL) {
+                /* os.path.abspath does not require existence */
+                int n;
+                if (p[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+                    n = snprintf(abs, sizeof(abs), "%s", p);
+                else
+                    n = snprintf(abs, sizeof(abs), "%s/%s", cwd, p);
+                if (n < 0 || (size_t)n >= sizeof(abs))
+                    continue; /* longer than any path the kernel accepts */
+            }
+            if (cg__sys_path_prepend(abs) < 0) {
+                free(copy);
+                goto fail_py;
+            }
+        }
+        free(copy);
+    }
+    return 0;
+
+fail:
+    snprintf(err, errlen, "cannot start Python (%s): %s", program,
+             status.err_msg ? status.err_msg : "unknown error");
+    PyConfig_Clear(&config);
+    return -1;
+fail_py: {
+    char *tb = cg_py_format_exception();
+    snprintf(err, errlen, "cannot set up sys.path:\n%s", tb ? tb : "");
+    free(tb);
+    return -1;
+}
+}
+
+char *cg_py_format_exception(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb); /* new references (may be NULL) */
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+
+    char *out = NULL;
+    PyObject *lines = NULL, *joined = NULL, *empty = NULL;
+    PyObject *mod = PyImport_ImportModule("traceback"); /* new */
+    if (mod != NULL)
+        lines = PyObject_CallMethod(mod, "format_exception", "OOO", type,
+                                    value ? value : Py_None, tb ? tb : Py_None);
+    if (lines != NULL && (empty = PyUnicode_FromString("")) != NULL)
+        joined = PyUnicode_Join(empty, lines);
+    if (joined != NULL) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(joined, &n);
+        if (s != NULL)
+            out = cg_xstrndup(s, (size_t)n);
+    }
+    if (out == NULL) {
+        PyErr_Clear();
+        out = cg_xstrdup("(traceback unavailable)\n");
+    }
+    Py_XDECREF(mod);
+    Py_XDECREF(lines);
+    Py_XDECREF(empty);
+    Py_XDECREF(joined);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return out;
+}
+
+void cg_py_log_exception(cg_log_t *log, cg_log_level_t level, const char *prefix)
+{
+    char *tb = cg_py_format_exception();
+    if (tb == NULL)
+        return;
+    size_t plen = strlen(prefix), tlen = strlen(tb);
+    char *msg = cg_xmalloc(plen + 1 + tlen + 1);
+    memcpy(msg, prefix, plen);
+    msg[plen] = '\n';
+    memcpy(msg + plen + 1, tb, tlen + 1);
+    /* Python's logging puts the traceback without its final newline. */
+    size_t len = plen + 1 + tlen;
+    while (len > 0 && msg[len - 1] == '\n')
+        len--;
+    cg_log_text(log, level, msg, len);
+    free(msg);
+    free(tb);
+}

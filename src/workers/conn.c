@@ -1,0 +1,120 @@
+/* conn.c - blocking socket I/O for the sync worker. */
+#include "conn.h"
+
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+ssize_t cg_conn_recv(void *conn, char *dst, size_t cap)
+{
+    cg_conn_t *c = conn;
+    for (;;) {
+        ssize_t n = recv(c->fd, dst, cap, 0);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int cg_conn_writev_all(cg_conn_t *c, struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+        /* MSG_NOSIGNAL: a peer that went away is an error code, not SIGPIPE. */
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+int cg_conn_write_all(cg_conn_t *c, const void *data, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    return cg_conn_writev_all(c, &iov, 1);
+}
+
+int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count)
+{
+    while (count > 0) {
+        ssize_t n = sendfile(c->fd, in_fd, &offset, count);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO; /* the file is shorter than announced */
+        count -= (size_t)n;
+    }
+    return 0;
+}
+
+ssize_t cg_conn_fill(cg_conn_t *c)
+{
+    cg_http_buf_t *b = &c->buf;
+    if (b->len == b->cap) {
+        if (b->off > 0) {
+            memmove(b->data, b->data + b->off, b->len - b->off);
+            b->len -= b->off;
+            b->off = 0;
+        } else {
+            if (b->cap >= c->buf_max)
+                return -ENOBUFS;
+            size_t ncap = b->cap * 2 > c->buf_max ? c->buf_max : b->cap * 2;
+            b->data = cg_xrealloc(b->data, ncap);
+            b->cap = ncap;
+        }
+    }
+    ssize_t n = cg_conn_recv(c, b->data + b->len, b->cap - b->len);
+    if (n > 0)
+        b->len += (size_t)n;
+    return n;
+}
+
+void cg_conn_close_graceful(cg_conn_t *c)
+{
+    if (c->fd < 0)
+        return;
+    if (shutdown(c->fd, SHUT_WR) == 0) {
+        uint64_t deadline_ms = 2000;
+        size_t drained = 0;
+        char sink[4096];
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (drained < 65536) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            int64_t spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+            if (spent >= (int64_t)deadline_ms)
+                break;
+            struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+            int r = poll(&pfd, 1, (int)(deadline_ms - (uint64_t)spent));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            ssize_t n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+            if (n <= 0)
+                break;
+            drained += (size_t)n;
+        }
+    }
+    close(c->fd);
+    c->fd = -1;
+}

@@ -1,0 +1,55 @@
+/*
+ * conn.h - one client connection of a worker: socket, peer, read buffer and the
+ * request being served. Plain C; the WSGI layer releases the GIL around these
+ * calls.
+ */
+#ifndef CG_CONN_H
+#define CG_CONN_H
+
+#include "../cg.h"
+#include "../http/http.h"
+#include "../net/net.h"
+
+#include <sys/uio.h>
+
+typedef struct cg_conn {
+    int fd;
+    const cg_listener_t *listener;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    char peer_ip[64];  /* REMOTE_ADDR ("" for unix sockets) */
+    char peer_port[8]; /* REMOTE_PORT ("" for unix sockets) */
+    bool trusted;      /* peer in forwarded_allow_ips (or a unix socket) */
+
+    cg_http_buf_t buf; /* owned; grows up to the largest head the limits allow */
+    size_t buf_max;
+    cg_http_parser_t parser;
+    cg_http_request_t req;
+    cg_http_body_t body;
+
+    int64_t sent;        /* response body bytes written */
+    bool headers_sent;
+} cg_conn_t;
+
+/* recv(2) for cg_http_body_t: > 0 bytes, 0 EOF, -errno (EINTR retried). */
+ssize_t cg_conn_recv(void *conn, char *dst, size_t cap);
+
+/* Write everything (blocking socket), retrying short writes and EINTR.
+ * Returns 0 or -errno (-EPIPE, -ECONNRESET ...). */
+int cg_conn_writev_all(cg_conn_t *c, struct iovec *iov, int iovcnt);
+int cg_conn_write_all(cg_conn_t *c, const void *data, size_t len);
+
+/* sendfile(2) `count` bytes of in_fd from `offset`. Returns 0 or -errno. */
+int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count);
+
+/*
+ * Read more bytes into the buffer, growing it (up to buf_max) when full.
+ * Returns bytes read, 0 on EOF, -ENOBUFS when the buffer cannot grow, or -errno.
+ */
+ssize_t cg_conn_fill(cg_conn_t *c);
+
+/* RFC 9112 section 9.6 lingering close, as Gunicorn's close_graceful(): send
+ * FIN, drain up to 64 KiB for at most 2 s until the peer closes, close. */
+void cg_conn_close_graceful(cg_conn_t *c);
+
+#endif

@@ -1,0 +1,159 @@
+/*
+ * worker.c - life of a worker process: signals, booting the interpreter and the
+ * app (with Gunicorn's exit codes for failures), running the worker loop, and
+ * leaving.
+ */
+#include "worker.h"
+
+#include "../python/python.h"
+#include "../wsgi/wsgi.h"
+#include "sync.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The one pointer a signal handler needs to reach this process's worker. */
+static cg_worker_t *cg__self;
+
+static void cg__wake(void)
+{
+    int saved = errno;
+    if (cg__self->wake_pipe[1] >= 0) {
+        ssize_t r = write(cg__self->wake_pipe[1], "!", 1);
+        CG_UNUSED(r);
+    }
+    errno = saved;
+}
+
+static void cg__on_signal(int signo)
+{
+    switch (signo) {
+    case SIGTERM:
+        cg__self->alive = 0;
+        break;
+    case SIGQUIT:
+    case SIGINT:
+        cg__self->alive = 0;
+        cg__self->quick = 1;
+        break;
+    case SIGUSR1:
+        cg__self->reopen_logs = 1;
+        break;
+    case SIGABRT:
+        /* Timed out by the arbiter. The worker_abort hook and a traceback of
+         * the stuck app come with the arbiter issue; until then leave at once,
+         * with Gunicorn's status for an abort. */
+        _exit(1);
+    }
+    cg__wake();
+}
+
+static int cg__install_signals(cg_worker_t *w)
+{
+    static const int handled[] = {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGABRT};
+    static const int defaulted[] = {SIGHUP, SIGUSR2, SIGCHLD, SIGTTIN, SIGTTOU};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+
+    cg__self = w;
+    if (pipe2(w->wake_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+    sa.sa_handler = SIG_DFL;
+    for (size_t i = 0; i < CG_ARRAY_SIZE(defaulted); i++)
+        sigaction(defaulted[i], &sa, NULL);
+    /* A write to a closed socket is an error code, never a process kill. */
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGWINCH, &sa, NULL);
+    sa.sa_handler = cg__on_signal;
+    sa.sa_flags = SA_RESTART; /* like siginterrupt(sig, False): syscalls resume */
+    for (size_t i = 0; i < CG_ARRAY_SIZE(handled); i++)
+        if (sigaction(handled[i], &sa, NULL) < 0)
+            return -errno;
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    return 0;
+}
+
+/* Import the app; on failure log as Gunicorn and return the exit status. */
+static int cg__load(cg_worker_t *w, PyObject **app)
+{
+    char *msg = NULL;
+    int rc = cg_py_load_app(w->cfg->app_uri, app, &msg);
+    if (rc == 0)
+        return 0;
+    if (rc == CG_PY_APP_IMPORT_ERROR) {
+        /* Gunicorn prints an AppImportError's message on stderr, no traceback. */
+        cg_log_debug(w->log, "Exception while loading the application");
+        fprintf(stderr, "%s\n", msg);
+        fflush(stderr);
+        free(msg);
+        return CG_WORKER_EXIT_APP_LOAD_ERROR;
+    }
+    cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
+    return CG_WORKER_EXIT_BOOT_ERROR;
+}
+
+int cg_worker_main(cg_worker_t *w)
+{
+    int status = CG_WORKER_EXIT_OK;
+    char err[1024];
+    cg_wsgi_t ws;
+    bool py_up = false, ws_up = false;
+
+    w->pid = getpid();
+    w->alive = 1;
+    w->wake_pipe[0] = w->wake_pipe[1] = -1;
+    cg_log_info(w->log, "Booting worker with pid: %d", (int)w->pid);
+    if (cg__install_signals(w) < 0) {
+        cg_log_error(w->log, "Exception in worker process\ncannot install signal handlers: %s",
+                     strerror(errno));
+        status = CG_WORKER_EXIT_BOOT_ERROR;
+        goto out;
+    }
+    cg_heartbeat_notify(&w->hb);
+
+    if (cg_py_init(w->cfg, err, sizeof(err)) < 0) {
+        cg_log_error(w->log, "Exception in worker process\n%s", err);
+        status = CG_WORKER_EXIT_BOOT_ERROR;
+        goto out;
+    }
+    py_up = true;
+    PyObject *app = NULL;
+    status = cg__load(w, &app);
+    if (status != 0)
+        goto out;
+    if (cg_wsgi_init(&ws, w, app) < 0) {
+        cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
+        status = CG_WORKER_EXIT_BOOT_ERROR;
+        goto out;
+    }
+    ws_up = true;
+    w->booted = true;
+
+    ws.tstate = PyEval_SaveThread(); /* the loop runs without the GIL */
+    int rc = cg_worker_sync_run(w, &ws);
+    PyEval_RestoreThread(ws.tstate);
+    if (rc < 0)
+        status = CG_WORKER_EXIT_CRASH;
+
+out:
+    if (ws_up)
+        cg_wsgi_free(&ws);
+    cg_log_info(w->log, "Worker exiting (pid: %d)", (int)w->pid);
+    if (py_up && !w->quick) {
+        /* Flush what the app printed and run its atexit handlers, as a
+         * Python process leaving with sys.exit() would. */
+        if (Py_FinalizeEx() < 0 && status == 0)
+            status = 120;
+    } else if (py_up) {
+        PyRun_SimpleString("import sys\nfor s in (sys.stdout, sys.stderr):\n"
+                           "    try: s.flush()\n    except Exception: pass\n");
+    }
+    return status;
+}

@@ -1,0 +1,69 @@
+/*
+ * worker.h - one worker process: what the arbiter hands it and what it runs.
+ *
+ * The arbiter fills a cg_worker_t before fork (age, listeners, heartbeat,
+ * per-worker max_requests with jitter); the child calls cg_worker_main() and
+ * exits with its return value (Gunicorn's worker exit codes: 0 normal, 3 boot
+ * error, 4 app load error, 255 crash after boot).
+ */
+#ifndef CG_WORKER_H
+#define CG_WORKER_H
+
+#include "../cg.h"
+#include "../config/config.h"
+#include "../log/log.h"
+#include "../net/net.h"
+
+#include <signal.h>
+
+#define CG_WORKER_EXIT_OK 0
+#define CG_WORKER_EXIT_BOOT_ERROR 3
+#define CG_WORKER_EXIT_APP_LOAD_ERROR 4
+#define CG_WORKER_EXIT_CRASH 255
+
+/*
+ * Liveness: one shared anonymous page per worker, mapped before fork. The worker
+ * stores the CLOCK_MONOTONIC time (ms) of its last sign of life; the master
+ * compares it with its own clock. Observably the same as Gunicorn's unlinked
+ * tmp file + utime/fstat, without two syscalls per notify.
+ */
+typedef struct cg_heartbeat {
+    volatile uint64_t *slot; /* MAP_SHARED page; NULL when not created */
+} cg_heartbeat_t;
+
+int cg_heartbeat_create(cg_heartbeat_t *hb);          /* 0 or -errno */
+void cg_heartbeat_notify(cg_heartbeat_t *hb);         /* async-signal-safe */
+uint64_t cg_heartbeat_age_ms(const cg_heartbeat_t *hb); /* ms since last notify */
+void cg_heartbeat_destroy(cg_heartbeat_t *hb);
+
+uint64_t cg_monotonic_ms(void);
+
+typedef struct cg_worker {
+    /* set by the arbiter */
+    int age;      /* spawn order */
+    pid_t pid;    /* 0 until forked */
+    pid_t ppid;   /* the master's pid */
+    const cg_config_t *cfg;
+    cg_log_t *log;
+    cg_listener_t *listeners;
+    size_t nlisteners;
+    int nworkers; /* for wsgi.multiprocess */
+    cg_heartbeat_t hb;
+    uint64_t max_requests; /* UINT64_MAX when max_requests is 0 */
+    bool aborted;          /* master side: SIGABRT already sent for a timeout */
+
+    /* worker side */
+    volatile sig_atomic_t alive; /* cleared by TERM/QUIT/INT/ABRT */
+    volatile sig_atomic_t quick; /* QUIT/INT: leave now */
+    volatile sig_atomic_t reopen_logs; /* USR1 */
+    int wake_pipe[2]; /* self-pipe written by signal handlers; -1 when closed */
+    uint64_t nr;      /* requests handled */
+    bool booted;
+    void *py;         /* the Python side's per-worker state (src/wsgi) */
+} cg_worker_t;
+
+/* Runs in the child after fork; never returns to the arbiter's loop.
+ * Returns the process exit status. */
+int cg_worker_main(cg_worker_t *w);
+
+#endif

@@ -1,0 +1,528 @@
+/*
+ * request.c - serving one request through the WSGI app, the per-worker WSGI
+ * state, and what happens when the app fails (Gunicorn's handle_request /
+ * handle_error semantics).
+ */
+#include "wsgi.h"
+
+#include "../python/python.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    PyObject_HEAD
+    cg_wsgi_req_t *req;
+} cg_wsgi_bound_t;
+
+static int64_t cg__now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const char *cg_wsgi_http_date(cg_wsgi_t *ws)
+{
+    time_t now = time(NULL);
+    if (now != ws->date_time) {
+        cg_http_date(now, ws->date);
+        ws->date_time = now;
+    }
+    return ws->date;
+}
+
+void cg_wsgi_bind(PyObject *obj, cg_wsgi_req_t *r)
+{
+    ((cg_wsgi_bound_t *)obj)->req = r;
+}
+
+int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
+{
+    memset(ws, 0, sizeof(*ws));
+    ws->worker = w;
+    ws->log = w->log;
+    ws->cfg = w->cfg;
+    ws->app = app;
+    ws->sendfile = w->cfg->sendfile;
+    ws->force_close = true;
+
+    if (cg_wsgi_response_types_ready() < 0 || cg_wsgi_input_type_ready() < 0 ||
+        cg_wsgi_errors_type_ready() < 0 || PyType_Ready(&cg_wsgi_file_wrapper_type) < 0)
+        return -1;
+#define CG__WK_INIT(id, s)                                                                         \
+    if ((ws->keys[CG_WK_##id] = PyUnicode_InternFromString(s)) == NULL)                            \
+        return -1;
+    CG_WSGI_KEYS(CG__WK_INIT)
+#undef CG__WK_INIT
+
+    const char *sn = getenv("SCRIPT_NAME");
+    ws->script_name_env = PyUnicode_DecodeFSDefault(sn ? sn : "");
+    if (ws->script_name_env == NULL)
+        return -1;
+    PyObject *socket_mod = PyImport_ImportModule("socket"); /* new */
+    if (socket_mod == NULL)
+        return -1;
+    ws->socket_cls = PyObject_GetAttrString(socket_mod, "socket");
+    Py_DECREF(socket_mod);
+    if (ws->socket_cls == NULL)
+        return -1;
+
+    ws->start_response = cg_wsgi_start_response_new();
+    ws->write = cg_wsgi_write_new();
+    ws->input = cg_wsgi_input_new();
+    ws->early_hints = cg_wsgi_early_hints_new();
+    if (!ws->start_response || !ws->write || !ws->input || !ws->early_hints)
+        return -1;
+
+    PyObject **K = ws->keys;
+    PyObject *b = ws->base_environ = PyDict_New();
+    PyObject *version = Py_BuildValue("(ii)", 1, 0);      /* new */
+    PyObject *errors = cg_wsgi_errors_new(ws->log);       /* new */
+    PyObject *software = PyUnicode_FromString(CG_SERVER_SOFTWARE); /* new */
+    int rc = -1;
+    if (b && version && errors && software &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_ERRORS], errors) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_VERSION], version) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_MULTITHREAD], ws->multithread ? Py_True : Py_False) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_MULTIPROCESS], w->nworkers > 1 ? Py_True : Py_False) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_RUN_ONCE], Py_False) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_FILE_WRAPPER], (PyObject *)&cg_wsgi_file_wrapper_type) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_INPUT_TERMINATED], Py_True) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_SERVER_SOFTWARE], software) == 0)
+        rc = 0;
+    Py_XDECREF(version);
+    Py_XDECREF(errors);
+    Py_XDECREF(software);
+    return rc;
+}
+
+void cg_wsgi_free(cg_wsgi_t *ws)
+{
+    Py_CLEAR(ws->app);
+    Py_CLEAR(ws->base_environ);
+    Py_CLEAR(ws->socket_cls);
+    Py_CLEAR(ws->script_name_env);
+    Py_CLEAR(ws->start_response);
+    Py_CLEAR(ws->write);
+    Py_CLEAR(ws->input);
+    Py_CLEAR(ws->early_hints);
+    for (int i = 0; i < CG_WK__COUNT; i++)
+        Py_CLEAR(ws->keys[i]);
+}
+
+/* The per-request objects are reused unless the app kept a reference to one
+ * from an earlier request (then that one stays unbound and inert). */
+static int cg__recycle(PyObject **slot, PyObject *(*make)(void))
+{
+    if (Py_REFCNT(*slot) == 1)
+        return 0;
+    PyObject *fresh = make();
+    if (fresh == NULL)
+        return -1;
+    Py_SETREF(*slot, fresh);
+    return 0;
+}
+
+/* Write bytes with the GIL released. */
+static int cg__write_nogil(cg_conn_t *c, const char *data, size_t len)
+{
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cg_conn_write_all(c, data, len);
+    Py_END_ALLOW_THREADS
+    return rc;
+}
+
+/* ---- access log ---- */
+
+typedef struct {
+    PyObject *environ;
+    PyObject *keep[8]; /* str() results kept alive until the line is written */
+    int nkeep;
+} cg__env_ctx_t;
+
+static bool cg__environ_lookup(void *vctx, cg_str_t name, cg_str_t *value)
+{
+    cg__env_ctx_t *ctx = vctx;
+    if (ctx->environ == NULL || ctx->nkeep >= (int)CG_ARRAY_SIZE(ctx->keep))
+        return false;
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(ctx->environ, &pos, &k, &v)) { /* borrowed */
+        cg_str_t ks;
+        Py_ssize_t n;
+        if (!PyUnicode_Check(k) || (ks.ptr = PyUnicode_AsUTF8AndSize(k, &n)) == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        ks.len = (size_t)n;
+        if (ks.len != name.len)
+            continue;
+        char lower[256];
+        if (name.len >= sizeof(lower))
+            continue;
+        memcpy(lower, name.ptr, name.len);
+        lower[name.len] = '\0';
+        if (!cg_str_caseeq(ks, lower))
+            continue;
+        PyObject *s = PyObject_Str(v); /* new, kept in ctx */
+        const char *u = s ? PyUnicode_AsUTF8AndSize(s, &n) : NULL;
+        if (u == NULL) {
+            Py_XDECREF(s);
+            PyErr_Clear();
+            return false;
+        }
+        ctx->keep[ctx->nkeep++] = s;
+        *value = (cg_str_t){u, (size_t)n};
+        return true;
+    }
+    return false;
+}
+
+static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *environ, cg_str_t status,
+                           int64_t start_us)
+{
+    cg_log_t *log = ws->log;
+    if (!cg_log_access_enabled(log))
+        return;
+    cg_conn_t *c = r->conn;
+    cg_http_request_t *req = r->http;
+    cg_str_t resp[2 * 32];
+    size_t npairs = 0;
+    for (size_t i = 0; i < r->nheaders && npairs < CG_ARRAY_SIZE(resp) / 2; i++) {
+        Py_ssize_t n1, n2;
+        const char *a = PyUnicode_AsUTF8AndSize(r->headers[i].name, &n1);
+        const char *b = PyUnicode_AsUTF8AndSize(r->headers[i].value, &n2);
+        if (a == NULL || b == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        resp[2 * npairs] = (cg_str_t){a, (size_t)n1};
+        resp[2 * npairs + 1] = (cg_str_t){b, (size_t)n2};
+        npairs++;
+    }
+    char proto[16];
+    int plen = snprintf(proto, sizeof(proto), "HTTP/%u.%u", req->version_major, req->version_minor);
+    cg__env_ctx_t ctx = {.environ = environ, .nkeep = 0};
+    cg_str_t path_info = req->path, query = req->query.ptr ? req->query : CG_STR_LIT("");
+    PyObject *pi = environ ? PyDict_GetItemWithError(environ, ws->keys[CG_WK_PATH_INFO]) : NULL;
+    if (pi != NULL && PyUnicode_Check(pi)) {
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(pi, &n);
+        if (u != NULL)
+            path_info = (cg_str_t){u, (size_t)n};
+    }
+    PyErr_Clear();
+    cg_access_info_t info = {
+        .remote_addr = {c->peer_ip, strlen(c->peer_ip)},
+        .method = req->method,
+        .raw_uri = req->uri,
+        .protocol = {proto, (size_t)plen},
+        .path_info = path_info,
+        .query = query,
+        .status = status,
+        .sent = r->sent,
+        .request_time_us = cg__now_us() - start_us,
+        .log_time = time(NULL),
+        .pid = getpid(),
+        .req_headers = req->headers,
+        .n_req_headers = req->nheaders,
+        .resp_headers = resp,
+        .n_resp_headers = npairs,
+        .environ_lookup = cg__environ_lookup,
+        .environ_ctx = &ctx,
+    };
+    cg_log_access(log, &info);
+    for (int i = 0; i < ctx.nkeep; i++)
+        Py_DECREF(ctx.keep[i]);
+}
+
+/* ---- response bodies ---- */
+
+/* sendfile(2) fast path for wsgi.file_wrapper. Returns 1 when used, 0 when the
+ * file cannot be sent that way (then iterate), -1 on error (exception set or
+ * r->io_error). */
+static int cg__try_sendfile(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
+{
+    if (!ws->sendfile || !PyObject_TypeCheck(result, &cg_wsgi_file_wrapper_type))
+        return 0;
+    PyObject *filelike = PyObject_GetAttrString(result, "filelike"); /* new */
+    if (filelike == NULL)
+        return -1;
+    PyObject *fno = PyObject_CallMethod(filelike, "fileno", NULL); /* new */
+    Py_DECREF(filelike);
+    if (fno == NULL) {
+        PyErr_Clear(); /* no real descriptor (BytesIO ...): iterate instead */
+        return 0;
+    }
+    int fd = (int)PyLong_AsLong(fno);
+    Py_DECREF(fno);
+    if (fd < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    off_t offset = lseek(fd, 0, SEEK_CUR);
+    struct stat st;
+    if (offset < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    int64_t nbytes = r->response_length >= 0 ? r->response_length : (int64_t)st.st_size - offset;
+    if (nbytes < 0)
+        nbytes = 0;
+    if (r->omits_body) {
+        if (nbytes > 0)
+            cg_wsgi_write_body(r, "", 0); /* headers only */
+        return cg_wsgi_finish(r) < 0 ? -1 : 1;
+    }
+    char chunk[24];
+    int cl = r->chunked ? snprintf(chunk, sizeof(chunk), "%llX\r\n", (long long)nbytes) : 0;
+    /* Head (and chunk size line) first, then the file from the kernel. */
+    bool was_chunked = r->chunked;
+    r->chunked = false;
+    int rc = cg_wsgi_send_headers(r, NULL, 0);
+    r->chunked = was_chunked;
+    if (rc == 0 && cl > 0)
+        rc = cg__write_nogil(r->conn, chunk, (size_t)cl);
+    if (rc == 0 && nbytes > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = cg_conn_sendfile(r->conn, fd, offset, (size_t)nbytes);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc == 0 && was_chunked)
+        rc = cg__write_nogil(r->conn, "\r\n0\r\n\r\n", 7);
+    if (rc < 0) {
+        r->io_error = rc;
+        return -1;
+    }
+    r->sent += nbytes;
+    lseek(fd, offset, SEEK_SET);
+    return 1;
+}
+
+/* Iterate the app's result and write it. Returns 0 or -1 (exception set or
+ * r->io_error). */
+static int cg__write_result(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
+{
+    /* Fast path: a list or tuple holding one bytes object (most frameworks). */
+    if ((PyList_CheckExact(result) || PyTuple_CheckExact(result)) && PySequence_Fast_GET_SIZE(result) == 1 &&
+        PyBytes_CheckExact(PySequence_Fast_GET_ITEM(result, 0)) && r->status != NULL) {
+        PyObject *item = PySequence_Fast_GET_ITEM(result, 0); /* borrowed; result holds it */
+        Py_INCREF(item);
+        int rc = cg_wsgi_write_body(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
+        Py_DECREF(item);
+        if (rc < 0 || cg_wsgi_finish(r) < 0)
+            return -1;
+        return 0;
+    }
+    int sf = cg__try_sendfile(ws, r, result);
+    if (sf != 0)
+        return sf < 0 ? -1 : 0;
+
+    PyObject *it = PyObject_GetIter(result); /* new */
+    if (it == NULL)
+        return -1;
+    PyObject *item;
+    while ((item = PyIter_Next(it)) != NULL) { /* new */
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "%R is not a byte", item);
+            Py_DECREF(item);
+            Py_DECREF(it);
+            return -1;
+        }
+        if (r->status == NULL) {
+            Py_DECREF(item);
+            Py_DECREF(it);
+            PyErr_SetString(PyExc_AssertionError, "the application yielded data before calling start_response()");
+            return -1;
+        }
+        int rc = cg_wsgi_write_body(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(it);
+            return -1;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return -1;
+    if (r->status == NULL) {
+        PyErr_SetString(PyExc_AssertionError, "the application returned without calling start_response()");
+        return -1;
+    }
+    return cg_wsgi_finish(r) < 0 ? -1 : 0;
+}
+
+/* Gunicorn's handle_error() for one of its HTTP errors raised while building
+ * the environ (ConfigurationProblem). */
+static void cg__http_error(cg_wsgi_t *ws, cg_wsgi_req_t *r, const cg_http_error_t *err)
+{
+    char text[1200];
+    cg_http_error_text(err, text, sizeof(text));
+    cg_log_warning(ws->log, "Invalid request from ip=%s: %s", r->conn->peer_ip, text);
+    char page[4096];
+    size_t n = cg_http_error_response(err, page, sizeof(page));
+    if (n > 0 && cg__write_nogil(r->conn, page, n) < 0)
+        cg_log_debug(ws->log, "Failed to send error message.");
+}
+
+static void cg__internal_error(cg_wsgi_t *ws, cg_wsgi_req_t *r)
+{
+    char page[512];
+    size_t n = cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page));
+    if (n > 0 && cg__write_nogil(r->conn, page, n) < 0)
+        cg_log_debug(ws->log, "Failed to send error message.");
+}
+
+/*
+ * The app (or its iteration) failed with an exception set. Decide as Gunicorn
+ * does what the client gets; returns 0 when a complete 500 response was sent,
+ * -1 when the connection must just be closed.
+ */
+static int cg__app_failed(cg_wsgi_t *ws, cg_wsgi_req_t *r)
+{
+    cg_http_request_t *req = r->http;
+    if (r->io_error != 0) {
+        /* The client went away while we wrote: nothing more to say to it. */
+        PyErr_Clear();
+        if (r->io_error == -ECONNRESET)
+            cg_log_debug(ws->log, "Ignoring connection reset");
+        else if (r->io_error == -EPIPE)
+            cg_log_debug(ws->log, "Ignoring EPIPE");
+        else
+            cg_log_debug(ws->log, "Ignoring socket error: %s", strerror(-r->io_error));
+        return -1;
+    }
+    if (r->body_error) {
+        if (r->conn->body.error.code == CG_HTTP_E_NO_MORE_DATA) {
+            PyErr_Clear();
+            cg_log_debug(ws->log, "Ignored premature client disconnection. ");
+        } else {
+            cg_py_log_exception(ws->log, CG_LOG_ERROR, "Socket error processing request.");
+        }
+        return -1;
+    }
+    if (r->headers_sent) {
+        cg_py_log_exception(ws->log, CG_LOG_ERROR, "Error handling request");
+        return -1;
+    }
+    char prefix[512];
+    snprintf(prefix, sizeof(prefix), "Error handling request %.*s %.*s", (int)req->method.len,
+             req->method.ptr, (int)req->uri.len > 400 ? 400 : (int)req->uri.len, req->uri.ptr);
+    cg_py_log_exception(ws->log, CG_LOG_ERROR, prefix);
+    cg__internal_error(ws, r);
+    return 0;
+}
+
+int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
+{
+    int rc = 0;
+    cg_wsgi_req_t r;
+    memset(&r, 0, sizeof(r));
+    r.ws = ws;
+    r.conn = c;
+    r.http = &c->req;
+    r.headers = r.headers_inline;
+    r.headers_cap = CG_ARRAY_SIZE(r.headers_inline);
+    r.response_length = -1;
+    r.status_code = -1;
+    r.must_close = ws->force_close;
+
+    PyEval_RestoreThread(ws->tstate);
+    PyObject *environ = NULL, *result = NULL;
+    int64_t start_us = cg__now_us();
+    if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
+        cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
+        cg__recycle(&ws->input, cg_wsgi_input_new) < 0 ||
+        cg__recycle(&ws->early_hints, cg_wsgi_early_hints_new) < 0) {
+        cg_py_log_exception(ws->log, CG_LOG_ERROR, "Error handling request (no URI read)");
+        rc = -1;
+        goto done;
+    }
+    cg_wsgi_bind(ws->start_response, &r);
+    cg_wsgi_bind(ws->write, &r);
+    cg_wsgi_bind(ws->early_hints, &r);
+    cg_wsgi_input_reset(ws->input, &r);
+
+    cg_http_error_t perr;
+    memset(&perr, 0, sizeof(perr));
+    environ = cg_wsgi_environ_new(ws, &r, &perr);
+    if (environ == NULL) {
+        if (perr.code != CG_HTTP_E_NONE) {
+            PyErr_Clear();
+            cg__http_error(ws, &r, &perr);
+            cg__access_log(ws, &r, NULL, CG_STR_LIT("500 Bad Request"), start_us);
+        } else {
+            rc = cg__app_failed(ws, &r);
+            cg__access_log(ws, &r, NULL, CG_STR_LIT("500 Internal Server Error"), start_us);
+        }
+        goto done;
+    }
+
+    if (c->req.expect_continue) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (cg__write_nogil(c, cont, sizeof(cont) - 1) < 0) {
+            rc = -1;
+            goto done;
+        }
+    }
+
+    PyObject *args[2] = {environ, ws->start_response};
+    result = PyObject_Vectorcall(ws->app, args, 2, NULL); /* new */
+    if (result == NULL || cg__write_result(ws, &r, result) < 0) {
+        if (!PyErr_Occurred() && r.io_error == 0)
+            PyErr_SetString(PyExc_RuntimeError, "response could not be written");
+        bool before = !r.headers_sent;
+        rc = cg__app_failed(ws, &r);
+        if (rc == 0 && before)
+            cg__access_log(ws, &r, environ, CG_STR_LIT("500 Internal Server Error"), start_us);
+        else {
+            cg_str_t st = {"-", 1};
+            if (r.status != NULL) {
+                Py_ssize_t n;
+                const char *u = PyUnicode_AsUTF8AndSize(r.status, &n);
+                if (u != NULL)
+                    st = (cg_str_t){u, (size_t)n};
+            }
+            cg__access_log(ws, &r, environ, st, start_us);
+            rc = -1;
+        }
+    } else {
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(r.status, &n);
+        cg__access_log(ws, &r, environ, (cg_str_t){u ? u : "-", u ? (size_t)n : 1}, start_us);
+    }
+
+    /* PEP 3333: close() is called whatever happened. */
+    if (result != NULL && PyObject_HasAttr(result, ws->keys[CG_WK_A_CLOSE])) {
+        PyObject *cr = PyObject_CallMethodNoArgs(result, ws->keys[CG_WK_A_CLOSE]);
+        if (cr == NULL)
+            cg_py_log_exception(ws->log, CG_LOG_ERROR, "Error handling request");
+        Py_XDECREF(cr);
+    }
+
+done:
+    if (environ != NULL) {
+        PyObject *sock = PyDict_GetItemWithError(environ, ws->keys[CG_WK_GUNICORN_SOCKET]);
+        if (sock != NULL) {
+            PyObject *d = PyObject_CallMethodNoArgs(sock, ws->keys[CG_WK_A_DETACH]);
+            Py_XDECREF(d);
+        }
+        PyErr_Clear();
+    }
+    Py_XDECREF(result);
+    Py_XDECREF(environ);
+    cg_wsgi_bind(ws->start_response, NULL);
+    cg_wsgi_bind(ws->write, NULL);
+    cg_wsgi_bind(ws->early_hints, NULL);
+    cg_wsgi_input_reset(ws->input, NULL);
+    cg_wsgi_req_clear(&r);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    ws->tstate = PyEval_SaveThread();
+    if (rc == 0 && (r.io_error != 0 || r.body_error))
+        rc = -1;
+    return rc;
+}

@@ -1,0 +1,587 @@
+/*
+ * response.c - start_response(), write(), and putting the response on the wire
+ * with Gunicorn's status line, default headers, header filtering and framing.
+ *
+ * The head is built in C from the validated header objects and sent together
+ * with the first body bytes in one writev, so a one-element body costs one
+ * syscall.
+ */
+#include "wsgi.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    PyObject_HEAD
+    cg_wsgi_req_t *req; /* NULL when no request is current (object kept by the app) */
+} cg_wsgi_bound_t;
+
+static PyObject *cg__not_current(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "this request is finished");
+    return NULL;
+}
+
+/* RFC 9110 token characters (section 5.6.2). */
+static bool cg__is_tchar(unsigned c)
+{
+    if (c >= '0' && c <= '9')
+        return true;
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+        return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL;
+}
+
+/* Latin-1 view of a str whose characters are all <= U+00FF, else false. */
+static bool cg__latin1(PyObject *s, cg_str_t *out)
+{
+    if (!PyUnicode_Check(s) || PyUnicode_READY(s) < 0 || PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND)
+        return false;
+    out->ptr = (const char *)PyUnicode_1BYTE_DATA(s);
+    out->len = (size_t)PyUnicode_GET_LENGTH(s);
+    return true;
+}
+
+static cg_str_t cg__strip(cg_str_t v)
+{
+    while (v.len > 0 && (v.ptr[0] == ' ' || v.ptr[0] == '\t')) {
+        v.ptr++;
+        v.len--;
+    }
+    while (v.len > 0 && (v.ptr[v.len - 1] == ' ' || v.ptr[v.len - 1] == '\t'))
+        v.len--;
+    return v;
+}
+
+void cg_wsgi_req_clear(cg_wsgi_req_t *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        Py_DECREF(r->headers[i].name);
+        Py_DECREF(r->headers[i].value);
+    }
+    if (r->headers != r->headers_inline)
+        free(r->headers);
+    r->headers = r->headers_inline;
+    r->headers_cap = CG_ARRAY_SIZE(r->headers_inline);
+    r->nheaders = 0;
+    Py_CLEAR(r->status);
+}
+
+static void cg__headers_push(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
+{
+    if (r->nheaders == r->headers_cap) {
+        size_t ncap = r->headers_cap * 2;
+        cg_wsgi_header_t *nh = cg_xmalloc(ncap * sizeof(*nh));
+        memcpy(nh, r->headers, r->nheaders * sizeof(*nh));
+        if (r->headers != r->headers_inline)
+            free(r->headers);
+        r->headers = nh;
+        r->headers_cap = ncap;
+    }
+    Py_INCREF(name);
+    Py_INCREF(value);
+    r->headers[r->nheaders].name = name;
+    r->headers[r->nheaders].value = value;
+    r->nheaders++;
+}
+
+/* Gunicorn drops these from app headers: it owns framing and the defaults. */
+static bool cg__is_hop_by_hop(cg_str_t n)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-authenticate",
+                                      "proxy-authorization", "te", "trailers",
+                                      "transfer-encoding", "upgrade", "server", "date"};
+    for (size_t i = 0; i < CG_ARRAY_SIZE(hop); i++)
+        if (cg_str_caseeq(n, hop[i]))
+            return true;
+    return false;
+}
+
+/* int(status.split()[0]) or -1, as Gunicorn computes status_code. */
+static int cg__status_code(cg_str_t s)
+{
+    size_t i = 0;
+    while (i < s.len && (s.ptr[i] == ' ' || s.ptr[i] == '\t'))
+        i++;
+    long v = 0;
+    size_t digits = 0;
+    if (i < s.len && s.ptr[i] == '+')
+        i++;
+    for (; i < s.len && s.ptr[i] >= '0' && s.ptr[i] <= '9' && digits < 9; i++, digits++)
+        v = v * 10 + (s.ptr[i] - '0');
+    if (digits == 0 || (i < s.len && s.ptr[i] != ' ' && s.ptr[i] != '\t'))
+        return -1;
+    return (int)v;
+}
+
+static int cg__process_headers(cg_wsgi_req_t *r, PyObject *headers)
+{
+    PyObject *it = PyObject_GetIter(headers); /* new */
+    if (it == NULL)
+        return -1;
+    PyObject *item;
+    while ((item = PyIter_Next(it)) != NULL) { /* new */
+        PyObject *seq = PySequence_Fast(item, "response headers must be (name, value) pairs");
+        Py_DECREF(item);
+        if (seq == NULL)
+            goto fail;
+        if (PySequence_Fast_GET_SIZE(seq) != 2) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "response headers must be (name, value) pairs");
+            goto fail;
+        }
+        PyObject *name = PySequence_Fast_GET_ITEM(seq, 0);  /* borrowed */
+        PyObject *value = PySequence_Fast_GET_ITEM(seq, 1); /* borrowed */
+        cg_str_t n, v;
+        if (!PyUnicode_Check(name)) {
+            PyErr_Format(PyExc_TypeError, "%R is not a string", name);
+            goto fail_seq;
+        }
+        bool ok = cg__latin1(name, &n) && n.len > 0;
+        for (size_t i = 0; ok && i < n.len; i++)
+            ok = cg__is_tchar((unsigned char)n.ptr[i]);
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError, "Invalid HTTP header name: %R", name);
+            goto fail_seq;
+        }
+        if (!PyUnicode_Check(value)) {
+            PyErr_Format(PyExc_TypeError, "%R is not a string", value);
+            goto fail_seq;
+        }
+        /* [ \t\x21-\x7e\x80-\xff]*: no CR, LF or other CTL (header injection). */
+        ok = cg__latin1(value, &v);
+        for (size_t i = 0; ok && i < v.len; i++) {
+            unsigned char c = (unsigned char)v.ptr[i];
+            ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+        }
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError, "Invalid HTTP Header: %R", value);
+            goto fail_seq;
+        }
+        cg_str_t sv = cg__strip(v);
+        if (cg_str_caseeq(n, "content-length")) {
+            PyObject *num = PyLong_FromUnicodeObject(value, 10); /* new; int() rules */
+            if (num == NULL)
+                goto fail_seq;
+            long long cl = PyLong_AsLongLong(num);
+            Py_DECREF(num);
+            if (cl < 0) {
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_ValueError, "invalid Content-Length %R", value);
+                goto fail_seq;
+            }
+            r->response_length = cl;
+        } else if (cg__is_hop_by_hop(n)) {
+            if (cg_str_caseeq(n, "connection")) {
+                if (cg_str_caseeq(sv, "upgrade"))
+                    r->upgrade = true;
+                Py_DECREF(seq);
+                continue;
+            }
+            if (!cg_str_caseeq(n, "upgrade") || !cg_str_caseeq(sv, "websocket")) {
+                Py_DECREF(seq);
+                continue;
+            }
+        }
+        cg__headers_push(r, name, value);
+        Py_DECREF(seq);
+        continue;
+    fail_seq:
+        Py_DECREF(seq);
+        goto fail;
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+fail:
+    Py_DECREF(it);
+    return -1;
+}
+
+static PyObject *cg__start_response_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    cg_wsgi_req_t *r = ((cg_wsgi_bound_t *)self)->req;
+    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
+    PyObject *status, *headers, *exc_info = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers,
+                                     &exc_info))
+        return NULL;
+    if (r == NULL)
+        return cg__not_current();
+
+    if (exc_info != Py_None && PyObject_IsTrue(exc_info)) {
+        if (r->headers_sent) {
+            /* PEP 3333: too late to change the response; re-raise for the app. */
+            PyObject *t, *v, *tb;
+            if (!PyArg_ParseTuple(exc_info, "OOO", &t, &v, &tb))
+                return NULL;
+            Py_INCREF(t);
+            Py_INCREF(v);
+            Py_INCREF(tb);
+            PyErr_Restore(t, v, tb == Py_None ? NULL : tb);
+            return NULL;
+        }
+        /* PEP 3333: before anything was sent, the new status and headers
+         * replace the old ones (Gunicorn appends them instead). */
+        cg_wsgi_req_clear(r);
+        r->response_length = -1;
+        r->upgrade = false;
+    } else if (r->status != NULL) {
+        PyErr_SetString(PyExc_AssertionError, "Response headers already set!");
+        return NULL;
+    }
+
+    cg_str_t st;
+    if (!PyUnicode_Check(status)) {
+        PyErr_Format(PyExc_TypeError, "status must be a str, not %.100s", Py_TYPE(status)->tp_name);
+        return NULL;
+    }
+    bool ok = cg__latin1(status, &st);
+    for (size_t i = 0; ok && i < st.len; i++) {
+        unsigned char c = (unsigned char)st.ptr[i];
+        ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+    }
+    if (!ok) {
+        /* RFC 9112 section 4: no CR/LF/CTL in the status line. */
+        PyErr_Format(PyExc_ValueError, "Invalid HTTP status: %R", status);
+        return NULL;
+    }
+    if (cg__process_headers(r, headers) < 0) {
+        cg_wsgi_req_clear(r);
+        r->response_length = -1;
+        return NULL;
+    }
+    Py_INCREF(status);
+    r->status = status;
+    r->status_code = cg__status_code(st);
+
+    int code = r->status_code;
+    bool is_head = cg_str_eq(r->http->method, "HEAD", 4);
+    r->omits_body = is_head || code == 204 || code == 304 || (code >= 100 && code < 200);
+    if (code == 204 || (code >= 100 && code < 200)) {
+        /* RFC 9110 section 8.6: no Content-Length on 1xx/204. */
+        size_t j = 0;
+        for (size_t i = 0; i < r->nheaders; i++) {
+            cg_str_t n;
+            if (cg__latin1(r->headers[i].name, &n) && cg_str_caseeq(n, "content-length")) {
+                Py_DECREF(r->headers[i].name);
+                Py_DECREF(r->headers[i].value);
+                continue;
+            }
+            r->headers[j++] = r->headers[i];
+        }
+        r->nheaders = j;
+        r->response_length = -1;
+    }
+    bool v11 = r->http->version_major > 1 || (r->http->version_major == 1 && r->http->version_minor >= 1);
+    r->chunked = r->response_length < 0 && v11 && !r->omits_body;
+
+    PyObject *w = r->ws->write;
+    Py_INCREF(w);
+    return w;
+}
+
+/* Connection header value, as Gunicorn's Response.should_close(). */
+static const char *cg__connection_value(const cg_wsgi_req_t *r)
+{
+    if (r->upgrade)
+        return "upgrade";
+    if (r->must_close || !r->http->keep_alive)
+        return "close";
+    if (r->response_length >= 0 || r->chunked)
+        return "keep-alive";
+    if (cg_str_eq(r->http->method, "HEAD", 4))
+        return "keep-alive";
+    if (r->status_code < 200 || r->status_code == 204 || r->status_code == 304)
+        return "keep-alive";
+    return "close";
+}
+
+/* Append to a head being built; the caller sized the buffer. */
+#define CG__PUT(p, s, n)                                                                           \
+    do {                                                                                           \
+        memcpy((p), (s), (n));                                                                     \
+        (p) += (n);                                                                                \
+    } while (0)
+
+/*
+ * Build the status line and headers into *buf (stack buffer `stack` when it
+ * fits, else heap: caller frees when *buf != stack). Returns the length.
+ */
+static size_t cg__build_head(cg_wsgi_req_t *r, char *stack, size_t stackcap, char **buf)
+{
+    cg_str_t st = {"", 0};
+    cg__latin1(r->status, &st);
+    const char *conn = cg__connection_value(r);
+    const char *date = cg_wsgi_http_date(r->ws);
+    size_t need = 16 + st.len + 20 + 37 + 14 + strlen(conn) + 2 + 28 + 2;
+    for (size_t i = 0; i < r->nheaders; i++)
+        need += (size_t)PyUnicode_GET_LENGTH(r->headers[i].name) +
+                (size_t)PyUnicode_GET_LENGTH(r->headers[i].value) + 4;
+    char *p = *buf = need <= stackcap ? stack : cg_xmalloc(need);
+    p += sprintf(p, "HTTP/%u.%u ", r->http->version_major, r->http->version_minor);
+    CG__PUT(p, st.ptr, st.len);
+    CG__PUT(p, "\r\nServer: gunicorn\r\nDate: ", 26);
+    CG__PUT(p, date, 29);
+    CG__PUT(p, "\r\nConnection: ", 14);
+    CG__PUT(p, conn, strlen(conn));
+    CG__PUT(p, "\r\n", 2);
+    if (r->chunked)
+        CG__PUT(p, "Transfer-Encoding: chunked\r\n", 28);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        cg_str_t n, v;
+        cg__latin1(r->headers[i].name, &n);
+        cg__latin1(r->headers[i].value, &v);
+        v = cg__strip(v);
+        CG__PUT(p, n.ptr, n.len);
+        CG__PUT(p, ": ", 2);
+        CG__PUT(p, v.ptr, v.len);
+        CG__PUT(p, "\r\n", 2);
+    }
+    CG__PUT(p, "\r\n", 2);
+    return (size_t)(p - *buf);
+}
+
+/*
+ * Put the head (if not sent yet), `data` framed as the response requires, and
+ * the final chunk when `final`, on the wire in one writev. GIL held on entry
+ * and exit; released around the syscall.
+ */
+static int cg__emit(cg_wsgi_req_t *r, const char *data, size_t len, bool final)
+{
+    char stack[4096], *head = NULL;
+    struct iovec iov[5];
+    int n = 0;
+    char chunk[24];
+    size_t head_len = 0;
+
+    if (r->io_error)
+        return r->io_error;
+    if (!r->headers_sent) {
+        head_len = cg__build_head(r, stack, sizeof(stack), &head);
+        iov[n++] = (struct iovec){head, head_len};
+    }
+    if (len > 0) {
+        if (r->chunked) {
+            int cl = snprintf(chunk, sizeof(chunk), "%zX\r\n", len);
+            iov[n++] = (struct iovec){chunk, (size_t)cl};
+        }
+        iov[n++] = (struct iovec){(void *)data, len};
+        if (r->chunked)
+            iov[n++] = (struct iovec){final ? "\r\n0\r\n\r\n" : "\r\n", final ? 7u : 2u};
+    } else if (final && r->chunked) {
+        iov[n++] = (struct iovec){"0\r\n\r\n", 5};
+    }
+    int rc = 0;
+    if (n > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = cg_conn_writev_all(r->conn, iov, n);
+        Py_END_ALLOW_THREADS
+    }
+    if (head != NULL && head != stack)
+        free(head);
+    r->headers_sent = true;
+    if (rc < 0)
+        r->io_error = rc;
+    return rc;
+}
+
+int cg_wsgi_send_headers(cg_wsgi_req_t *r, const char *body, size_t body_len)
+{
+    return cg__emit(r, body, body_len, false);
+}
+
+/* Gunicorn's Response.write() bookkeeping: Content-Length truncation, no-body
+ * responses, empty chunks skipped. Returns 0 or -errno. */
+static int cg__write_framed(cg_wsgi_req_t *r, const char *data, size_t len, bool final)
+{
+    if (r->omits_body) {
+        if (len > 0 && !r->omits_warned) {
+            r->omits_warned = true;
+            cg_log_warning(r->ws->log,
+                           "WSGI app sent body bytes on a no-body response (method=%.*s "
+                           "status=%d); dropping per RFC 9110.",
+                           (int)r->http->method.len, r->http->method.ptr, r->status_code);
+        }
+        len = 0;
+    } else if (r->response_length >= 0) {
+        int64_t room = r->response_length - r->sent;
+        if (room <= 0)
+            len = 0;
+        else if ((int64_t)len > room)
+            len = (size_t)room;
+    }
+    if (len == 0 && r->headers_sent && !(final && r->chunked))
+        return 0;
+    r->sent += (int64_t)len;
+    return cg__emit(r, data, len, final);
+}
+
+int cg_wsgi_write_body(cg_wsgi_req_t *r, const char *data, size_t len)
+{
+    return cg__write_framed(r, data, len, false);
+}
+
+int cg_wsgi_finish(cg_wsgi_req_t *r)
+{
+    if (r->headers_sent && !r->chunked)
+        return r->io_error;
+    return cg__write_framed(r, NULL, 0, true);
+}
+
+static PyObject *cg__write_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    cg_wsgi_req_t *r = ((cg_wsgi_bound_t *)self)->req;
+    PyObject *data;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) > 0) {
+        PyErr_SetString(PyExc_TypeError, "write() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O:write", &data))
+        return NULL;
+    if (r == NULL)
+        return cg__not_current();
+    if (r->status == NULL) {
+        PyErr_SetString(PyExc_AssertionError, "write() before start_response()");
+        return NULL;
+    }
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "%R is not a byte", data);
+        return NULL;
+    }
+    if (cg_wsgi_write_body(r, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)) < 0) {
+        errno = -r->io_error;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *cg__early_hints_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    cg_wsgi_req_t *r = ((cg_wsgi_bound_t *)self)->req;
+    PyObject *headers;
+    if (!PyArg_ParseTuple(args, "O:early_hints", &headers))
+        return NULL;
+    if (r == NULL)
+        return cg__not_current();
+    bool v11 = r->http->version_major > 1 || (r->http->version_major == 1 && r->http->version_minor >= 1);
+    if (r->headers_sent || !v11)
+        Py_RETURN_NONE;
+    /* Validate like response headers (bytes are accepted as latin-1 here). */
+    PyObject *it = PyObject_GetIter(headers);
+    if (it == NULL)
+        return NULL;
+    size_t cap = 64, len = 0;
+    char *buf = cg_xmalloc(cap);
+    memcpy(buf, "HTTP/1.1 103 Early Hints\r\n", 26);
+    len = 26;
+    PyObject *item;
+    while ((item = PyIter_Next(it)) != NULL) {
+        PyObject *n = NULL, *v = NULL;
+        if (!PyArg_ParseTuple(item, "OO", &n, &v)) {
+            Py_DECREF(item);
+            goto fail;
+        }
+        cg_str_t ns, vs;
+        bool ok = true;
+        if (PyBytes_Check(n))
+            ns = (cg_str_t){PyBytes_AS_STRING(n), (size_t)PyBytes_GET_SIZE(n)};
+        else
+            ok = cg__latin1(n, &ns);
+        if (ok && PyBytes_Check(v))
+            vs = (cg_str_t){PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)};
+        else if (ok)
+            ok = cg__latin1(v, &vs);
+        for (size_t i = 0; ok && i < ns.len; i++)
+            ok = cg__is_tchar((unsigned char)ns.ptr[i]);
+        ok = ok && ns.len > 0;
+        for (size_t i = 0; ok && i < vs.len; i++) {
+            unsigned char c = (unsigned char)vs.ptr[i];
+            ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+        }
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError, "Invalid HTTP header in early hints: %R", item);
+            Py_DECREF(item);
+            goto fail;
+        }
+        vs = cg__strip(vs);
+        if (len + ns.len + vs.len + 6 > cap) {
+            cap = (len + ns.len + vs.len + 6) * 2;
+            buf = cg_xrealloc(buf, cap);
+        }
+        memcpy(buf + len, ns.ptr, ns.len);
+        len += ns.len;
+        memcpy(buf + len, ": ", 2);
+        len += 2;
+        memcpy(buf + len, vs.ptr, vs.len);
+        len += vs.len;
+        memcpy(buf + len, "\r\n", 2);
+        len += 2;
+        Py_DECREF(item);
+    }
+    if (PyErr_Occurred())
+        goto fail;
+    Py_DECREF(it);
+    if (len + 2 > cap)
+        buf = cg_xrealloc(buf, len + 2);
+    memcpy(buf + len, "\r\n", 2);
+    len += 2;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cg_conn_write_all(r->conn, buf, len);
+    Py_END_ALLOW_THREADS
+    free(buf);
+    if (rc < 0) {
+        r->io_error = rc;
+        errno = -rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(it);
+    free(buf);
+    return NULL;
+}
+
+#define CG__BOUND_TYPE(var, tpname, call)                                                          \
+    static PyTypeObject var = {                                                                    \
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = tpname,                                           \
+        .tp_basicsize = sizeof(cg_wsgi_bound_t),                                                   \
+        .tp_flags = Py_TPFLAGS_DEFAULT,                                                            \
+        .tp_call = call,                                                                           \
+        .tp_new = NULL,                                                                            \
+    }
+
+CG__BOUND_TYPE(cg__start_response_type, "cgunicorn.StartResponse", cg__start_response_call);
+CG__BOUND_TYPE(cg__write_type, "cgunicorn.Write", cg__write_call);
+CG__BOUND_TYPE(cg__early_hints_type, "cgunicorn.EarlyHints", cg__early_hints_call);
+
+static PyObject *cg__bound_new(PyTypeObject *t)
+{
+    cg_wsgi_bound_t *o = PyObject_New(cg_wsgi_bound_t, t); /* new */
+    if (o != NULL)
+        o->req = NULL;
+    return (PyObject *)o;
+}
+
+PyObject *cg_wsgi_start_response_new(void)
+{
+    return cg__bound_new(&cg__start_response_type);
+}
+
+PyObject *cg_wsgi_write_new(void)
+{
+    return cg__bound_new(&cg__write_type);
+}
+
+PyObject *cg_wsgi_early_hints_new(void)
+{
+    return cg__bound_new(&cg__early_hints_type);
+}
+
+int cg_wsgi_response_types_ready(void)
+{
+    if (PyType_Ready(&cg__start_response_type) < 0 || PyType_Ready(&cg__write_type) < 0 ||
+        PyType_Ready(&cg__early_hints_type) < 0)
+        return -1;
+    return 0;
+}

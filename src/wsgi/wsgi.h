@@ -1,0 +1,167 @@
+/*
+ * wsgi.h - PEP 3333 on top of the C HTTP layer: environ, wsgi.input,
+ * start_response/write, wsgi.file_wrapper, wsgi.errors, and the response writer.
+ *
+ * Threading contract: cg_wsgi_handle() is entered WITHOUT the GIL; it takes the
+ * GIL only while Python runs (environ building, the app, iteration) and gives it
+ * up around every socket read/write. Everything else is called with the GIL held.
+ */
+#ifndef CG_WSGI_H
+#define CG_WSGI_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "../cg.h"
+#include "../log/log.h"
+#include "../workers/conn.h"
+#include "../workers/worker.h"
+
+/* Interned environ keys and values, created once per worker. */
+#define CG_WSGI_KEYS(X)                                                                         \
+    X(WSGI_VERSION, "wsgi.version")                                                             \
+    X(WSGI_URL_SCHEME, "wsgi.url_scheme")                                                       \
+    X(WSGI_INPUT, "wsgi.input")                                                                 \
+    X(WSGI_ERRORS, "wsgi.errors")                                                               \
+    X(WSGI_MULTITHREAD, "wsgi.multithread")                                                     \
+    X(WSGI_MULTIPROCESS, "wsgi.multiprocess")                                                   \
+    X(WSGI_RUN_ONCE, "wsgi.run_once")                                                           \
+    X(WSGI_FILE_WRAPPER, "wsgi.file_wrapper")                                                   \
+    X(WSGI_INPUT_TERMINATED, "wsgi.input_terminated")                                           \
+    X(WSGI_EARLY_HINTS, "wsgi.early_hints")                                                     \
+    X(SERVER_SOFTWARE, "SERVER_SOFTWARE")                                                       \
+    X(GUNICORN_SOCKET, "gunicorn.socket")                                                       \
+    X(REQUEST_METHOD, "REQUEST_METHOD")                                                         \
+    X(QUERY_STRING, "QUERY_STRING")                                                             \
+    X(RAW_URI, "RAW_URI")                                                                       \
+    X(SERVER_PROTOCOL, "SERVER_PROTOCOL")                                                       \
+    X(CONTENT_TYPE, "CONTENT_TYPE")                                                             \
+    X(CONTENT_LENGTH, "CONTENT_LENGTH")                                                         \
+    X(REMOTE_ADDR, "REMOTE_ADDR")                                                               \
+    X(REMOTE_PORT, "REMOTE_PORT")                                                               \
+    X(SERVER_NAME, "SERVER_NAME")                                                               \
+    X(SERVER_PORT, "SERVER_PORT")                                                               \
+    X(PATH_INFO, "PATH_INFO")                                                                   \
+    X(SCRIPT_NAME, "SCRIPT_NAME")                                                               \
+    X(HTTP_HOST, "HTTP_HOST")                                                                   \
+    X(HTTP_USER_AGENT, "HTTP_USER_AGENT")                                                       \
+    X(HTTP_ACCEPT, "HTTP_ACCEPT")                                                               \
+    X(HTTP_ACCEPT_ENCODING, "HTTP_ACCEPT_ENCODING")                                             \
+    X(HTTP_ACCEPT_LANGUAGE, "HTTP_ACCEPT_LANGUAGE")                                             \
+    X(HTTP_CONNECTION, "HTTP_CONNECTION")                                                       \
+    X(HTTP_COOKIE, "HTTP_COOKIE")                                                               \
+    X(HTTP_REFERER, "HTTP_REFERER")                                                             \
+    X(PROXY_PROTOCOL, "PROXY_PROTOCOL")                                                         \
+    X(PROXY_ADDR, "PROXY_ADDR")                                                                 \
+    X(PROXY_PORT, "PROXY_PORT")                                                                 \
+    X(V_HTTP, "http")                                                                           \
+    X(V_HTTPS, "https")                                                                         \
+    X(V_HTTP10, "HTTP/1.0")                                                                     \
+    X(V_HTTP11, "HTTP/1.1")                                                                     \
+    X(V_GET, "GET")                                                                             \
+    X(V_POST, "POST")                                                                           \
+    X(V_HEAD, "HEAD")                                                                           \
+    X(V_EMPTY, "")                                                                              \
+    X(A_CLOSE, "close")                                                                         \
+    X(A_FILENO, "fileno")                                                                       \
+    X(A_DETACH, "detach")
+
+enum {
+#define CG__WK_ENUM(id, s) CG_WK_##id,
+    CG_WSGI_KEYS(CG__WK_ENUM)
+#undef CG__WK_ENUM
+        CG_WK__COUNT
+};
+
+/* One response header kept from start_response (references owned). */
+typedef struct cg_wsgi_header {
+    PyObject *name;  /* str, validated token */
+    PyObject *value; /* str, validated; SP/HTAB stripped when building the head */
+} cg_wsgi_header_t;
+
+typedef struct cg_wsgi cg_wsgi_t;
+
+/* The state of one request while the app runs. Lives on cg_wsgi_handle's stack;
+ * Python objects point to it only while it is current. */
+typedef struct cg_wsgi_req {
+    cg_wsgi_t *ws;
+    cg_conn_t *conn;
+    cg_http_request_t *http;
+
+    PyObject *status; /* str from start_response (owned) */
+    int status_code;  /* -1 when the status does not start with an int */
+    cg_wsgi_header_t *headers;
+    size_t nheaders, headers_cap;
+    cg_wsgi_header_t headers_inline[16];
+    int64_t response_length; /* Content-Length given by the app, -1 none */
+    bool chunked;
+    bool omits_body;
+    bool omits_warned;
+    bool upgrade;
+    bool headers_sent;
+    int io_error;    /* -errno of the first failed socket write; 0 none */
+    bool body_error; /* wsgi.input met a framing error (connection must close) */
+    bool must_close; /* sync worker: every response is Connection: close */
+    int64_t sent;    /* body bytes written */
+} cg_wsgi_req_t;
+
+struct cg_wsgi {
+    cg_worker_t *worker;
+    cg_log_t *log;
+    const cg_config_t *cfg;
+    PyThreadState *tstate; /* saved while the GIL is released */
+    PyObject *app;
+    PyObject *keys[CG_WK__COUNT];
+    PyObject *base_environ;
+    PyObject *socket_cls;      /* socket.socket */
+    PyObject *script_name_env; /* os.environ['SCRIPT_NAME'] at boot, or "" */
+    bool sendfile;
+    bool multithread;
+    bool force_close; /* sync worker: Connection: close on every response */
+    /* Reusable per-request objects: recycled when nothing else holds them. */
+    PyObject *start_response;
+    PyObject *write;
+    PyObject *input;
+    PyObject *early_hints;
+    char problem[1024]; /* ConfigurationProblem text of the current request */
+    char date[30];
+    time_t date_time;
+};
+
+/*
+ * Create the per-worker WSGI state: intern keys, build the base environ, ready
+ * the types. `app` is a new reference that the state takes over. GIL held.
+ * Returns 0 or -1 with a Python exception set.
+ */
+int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app);
+void cg_wsgi_free(cg_wsgi_t *ws);
+
+/*
+ * Serve one parsed request (conn->req) on conn: environ, app, response, access
+ * log. Entered and left WITHOUT the GIL. Returns 0 when a complete response was
+ * written; a negative value when the connection must be closed at once (the
+ * response is incomplete or the client is gone).
+ */
+int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *conn);
+
+/* ---- internal to src/wsgi ---- */
+PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *err);
+int cg_wsgi_types_ready(void);
+PyObject *cg_wsgi_start_response_new(void);
+PyObject *cg_wsgi_write_new(void);
+PyObject *cg_wsgi_input_new(void);
+PyObject *cg_wsgi_early_hints_new(void);
+PyObject *cg_wsgi_errors_new(cg_log_t *log);
+void cg_wsgi_bind(PyObject *obj, cg_wsgi_req_t *r); /* any of the four above; NULL unbinds */
+extern PyTypeObject cg_wsgi_file_wrapper_type;
+int cg_wsgi_response_types_ready(void);
+int cg_wsgi_input_type_ready(void);
+int cg_wsgi_errors_type_ready(void);
+void cg_wsgi_input_reset(PyObject *input, cg_wsgi_req_t *r);
+int cg_wsgi_write_body(cg_wsgi_req_t *r, const char *data, size_t len);
+int cg_wsgi_send_headers(cg_wsgi_req_t *r, const char *body, size_t body_len);
+int cg_wsgi_finish(cg_wsgi_req_t *r);
+void cg_wsgi_req_clear(cg_wsgi_req_t *r);
+const char *cg_wsgi_http_date(cg_wsgi_t *ws);
+
+#endif

@@ -1,0 +1,476 @@
+"""Helpers for the integration tests: start the real cgunicorn binary, talk
+raw HTTP to it, read its logs.
+
+Every wait here is bounded: a test that hangs is a test that lies.
+"""
+
+import errno
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import psutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+APPS_DIR = os.path.join(HERE, "apps")
+# /work/shared sits beside the repository (../shared), in CI too.
+SHARED_DIR = os.environ.get("CG_SHARED_DIR") or os.path.join(os.path.dirname(REPO_ROOT), "shared")
+PYTHON = "/usr/bin/python3"
+
+BOOT_TIMEOUT = float(os.environ.get("CG_BOOT_TIMEOUT", "15"))
+STOP_TIMEOUT = 10.0
+
+# Anything a sanitizer prints means the run failed, whatever the test saw.
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "SUMMARY: AddressSanitizer",
+    "SUMMARY: UndefinedBehaviorSanitizer",
+    "runtime error:",
+)
+
+BOOTING_RE = re.compile(r"Booting worker with pid: (\d+)")
+
+
+def cg_bin():
+    path = os.environ.get("CGUNICORN_BIN") or os.path.join(REPO_ROOT, "build", "cgunicorn")
+    if not os.path.isabs(path):
+        path = os.path.join(REPO_ROOT, path)
+    return path
+
+
+def free_port():
+    """A TCP port nobody listens on right now (the usual small race applies)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sanitizer_lines(text):
+    return [line for line in text.splitlines()
+            if any(m in line for m in SANITIZER_MARKERS)]
+
+
+def _count_workers_flag(args):
+    """The -w/--workers value among args, 1 when absent."""
+    n = 1
+    for i, a in enumerate(args):
+        if a in ("-w", "--workers") and i + 1 < len(args):
+            n = int(args[i + 1])
+        elif a.startswith("--workers="):
+            n = int(a.split("=", 1)[1])
+        elif a.startswith("-w") and a[2:].isdigit():
+            n = int(a[2:])
+    return n
+
+
+class Server:
+    """One cgunicorn master started for a test.
+
+    bind: list of addresses for -b; None means one TCP port on 127.0.0.1.
+    The error log (stderr) and stdout (access log with `-`) go to files in
+    tmpdir. start() returns once the first bound address accepts
+    connections and the expected number of workers logged
+    `Booting worker with pid`.
+    """
+
+    def __init__(self, app, args=(), bind=None, cwd=APPS_DIR, env=None,
+                 tmpdir=None, workers=None):
+        self.app = app
+        self.args = list(args)
+        self.cwd = cwd
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="cgtest-")
+        self.port = None
+        if bind is None:
+            self.port = free_port()
+            bind = ["127.0.0.1:%d" % self.port]
+        else:
+            for b in bind:
+                m = re.fullmatch(r"(?:tcp://)?127\.0\.0\.1:(\d+)", b)
+                if m and self.port is None:
+                    self.port = int(m.group(1))
+        self.bind = list(bind)
+        self.expected_workers = workers if workers is not None else _count_workers_flag(self.args)
+        self.env = dict(os.environ)
+        if env:
+            self.env.update(env)
+        self.proc = None
+        self.returncode = None
+        self.log_path = os.path.join(self.tmpdir, "error.log")
+        self.out_path = os.path.join(self.tmpdir, "stdout.log")
+        self._known_children = set()
+
+    # -- life cycle ---------------------------------------------------------
+
+    def command(self):
+        cmd = [cg_bin()]
+        for b in self.bind:
+            cmd += ["-b", b]
+        cmd += self.args
+        if self.app is not None:
+            cmd.append(self.app)
+        return cmd
+
+    def spawn(self):
+        self._err = open(self.log_path, "wb")
+        self._out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=self.env,
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=self._out, stderr=self._err)
+        return self
+
+    def start(self):
+        self.spawn()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=BOOT_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                self._finish(rc)
+                raise AssertionError("cgunicorn exited with %d before it was ready\n"
+                                     "command: %s\n--- error log ---\n%s"
+                                     % (rc, " ".join(self.command()), self.log()))
+            if (len(self.booted_pids()) >= self.expected_workers
+                    and self._accepts()):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("cgunicorn not ready after %.0fs (%d/%d workers booted)\n"
+                                     "command: %s\n--- error log ---\n%s"
+                                     % (timeout, len(self.booted_pids()), self.expected_workers,
+                                        " ".join(self.command()), self.log()))
+            time.sleep(0.05)
+        self._known_children.update(self.worker_pids())
+
+    def _accepts(self):
+        """Whether the first bound address takes a connection (which we
+        close at once: a worker reads EOF and drops it silently)."""
+        addr = self.bind[0]
+        try:
+            if addr.startswith("unix:"):
+                path = addr[5:]
+                if path.startswith("//"):
+                    path = path[2:]
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                target = path
+            else:
+                host, port = addr.replace("tcp://", "").rsplit(":", 1)
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                target = (host, int(port))
+            s.settimeout(1.0)
+            try:
+                s.connect(target)
+            finally:
+                s.close()
+            return True
+        except OSError:
+            return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout):
+        """Wait for the master to exit; returns its exit status or None."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._finish(rc)
+        return rc
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Stop the master (SIGTERM, then SIGKILL after timeout) and any
+        worker it left behind. Returns the master's exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self._known_children.update(self.worker_pids())
+            try:
+                self.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self._finish(self.proc.returncode)
+        self._kill_leftovers()
+        return self.returncode
+
+    def _kill_leftovers(self):
+        for pid in self._known_children:
+            try:
+                p = psutil.Process(pid)
+                if p.status() != psutil.STATUS_ZOMBIE and p.ppid() in (1, self.proc.pid, 0):
+                    p.kill()
+            except psutil.Error:
+                pass
+
+    def _finish(self, rc):
+        self.returncode = rc
+        for f in (getattr(self, "_err", None), getattr(self, "_out", None)):
+            if f and not f.closed:
+                f.close()
+
+    # -- processes ------------------------------------------------------------
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def worker_pids(self):
+        """Live (non-zombie) child processes of the master."""
+        try:
+            kids = psutil.Process(self.proc.pid).children()
+        except psutil.Error:
+            return set()
+        pids = set()
+        for k in kids:
+            try:
+                if k.status() != psutil.STATUS_ZOMBIE:
+                    pids.add(k.pid)
+            except psutil.Error:
+                pass
+        self._known_children.update(pids)
+        return pids
+
+    def wait_workers(self, pred, timeout, what="worker set"):
+        """Poll worker_pids() until pred(pids) holds; returns the pids."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.worker_pids()
+            if pred(pids):
+                return pids
+            if time.monotonic() > deadline:
+                raise AssertionError("%s not reached within %.1fs; workers now %s\n--- log ---\n%s"
+                                     % (what, timeout, sorted(pids), self.log()))
+            time.sleep(0.05)
+
+    def booted_pids(self):
+        return [int(p) for p in BOOTING_RE.findall(self.log())]
+
+    # -- logs -----------------------------------------------------------------
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stdout(self):
+        try:
+            with open(self.out_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=5.0, count=1, source=None):
+        """Wait until regex pattern matches count times in the error log
+        (or source(), e.g. self.stdout). Returns the list of matches."""
+        source = source or self.log
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = list(rx.finditer(source()))
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError("log never matched %r (%d/%d) within %.1fs\n--- log ---\n%s"
+                                     % (pattern, len(found), count, timeout, source()))
+            time.sleep(0.05)
+
+    def sanitizer_report(self):
+        return sanitizer_lines(self.log()) + sanitizer_lines(self.stdout())
+
+    # -- talking ------------------------------------------------------------
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def connect(self, timeout=10.0):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def raw(self, data, half_close=False, timeout=10.0, pieces=None, delay=0.0):
+        """Send data on a fresh connection and return every byte received
+        until the server closes. pieces: split positions to send data in
+        several writes, delay seconds apart. half_close: shut our write side
+        after sending, so a truncated request reaches EOF."""
+        with self.connect(timeout) as s:
+            return exchange(s, data, half_close=half_close, timeout=timeout,
+                            pieces=pieces, delay=delay)
+
+    def get_json(self, path="/", timeout=10.0):
+        status, headers, body = parse_response(self.raw(
+            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n\r\n", timeout=timeout))
+        assert status.split()[1] == "200", (status, body)
+        return json.loads(body)
+
+
+def exchange(s, data, half_close=False, timeout=10.0, pieces=None, delay=0.0):
+    s.settimeout(timeout)
+    try:
+        if pieces:
+            last = 0
+            for p in list(pieces) + [len(data)]:
+                if p > last:
+                    s.sendall(data[last:p])
+                    last = p
+                    if p < len(data) and delay:
+                        time.sleep(delay)
+        else:
+            s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+    except TimeoutError:
+        raise
+    except OSError:
+        # The server may answer (and close, or reset) before reading all we
+        # send; what it did send is still read below.
+        pass
+    return read_until_close(s, timeout)
+
+
+def read_until_close(s, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("server did not close the connection within %.1fs; got %r"
+                               % (timeout, b"".join(chunks)[:300]))
+        s.settimeout(left)
+        try:
+            b = s.recv(65536)
+        except ConnectionResetError:
+            break
+        except socket.timeout:
+            continue
+        if not b:
+            break
+        chunks.append(b)
+    return b"".join(chunks)
+
+
+def split_head(data):
+    """(status line, [(name, value)...], rest) of one response in data."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise AssertionError("incomplete response head: %r" % data[:500])
+    lines = head.decode("latin-1").split("\r\n")
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name, value.strip()))
+    return lines[0], headers, rest
+
+
+def header(headers, name, default=None):
+    for k, v in headers:
+        if k.lower() == name.lower():
+            return v
+    return default
+
+
+def dechunk(body):
+    """Decode a chunked body; returns (payload, complete)."""
+    out = []
+    while True:
+        line, sep, body = body.partition(b"\r\n")
+        if not sep:
+            return b"".join(out), False
+        size = int(line.split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out), body.startswith(b"\r\n") or b"\r\n\r\n" in body
+        if len(body) < size + 2:
+            return b"".join(out) + body[:size], False
+        out.append(body[:size])
+        body = body[size + 2:]
+
+
+def parse_response(data, head_request=False):
+    """Parse the first response in data (interim 1xx responses skipped).
+    Returns (status line, headers, body) with chunked bodies decoded."""
+    while True:
+        status, headers, rest = split_head(data)
+        code = int(status.split()[1])
+        if 100 <= code < 200 and code != 101:
+            data = rest
+            continue
+        break
+    if head_request or code in (204, 304):
+        return status, headers, b""
+    te = header(headers, "Transfer-Encoding")
+    if te and "chunked" in te.lower():
+        body, complete = dechunk(rest)
+        assert complete, "chunked body not terminated: %r" % rest[-100:]
+        return status, headers, body
+    cl = header(headers, "Content-Length")
+    if cl is not None:
+        return status, headers, rest[:int(cl)]
+    return status, headers, rest
+
+
+def run_cg(args, cwd=APPS_DIR, timeout=30.0, env=None):
+    """Run cgunicorn to completion (for runs that must exit on their own).
+    Returns CompletedProcess with text stdout/stderr; kills it on timeout
+    and raises."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    proc = subprocess.Popen([cg_bin()] + list(args), cwd=cwd, env=e,
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kids = []
+        try:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            pass
+        proc.kill()
+        for k in kids:
+            try:
+                k.kill()
+            except psutil.Error:
+                pass
+        out, err = proc.communicate()
+        raise AssertionError("cgunicorn %s did not exit within %.0fs\n--- stderr ---\n%s"
+                             % (" ".join(args), timeout, err.decode("utf-8", "replace")))
+    return subprocess.CompletedProcess(proc.args, proc.returncode,
+                                       out.decode("utf-8", "replace"),
+                                       err.decode("utf-8", "replace"))
+
+
+def wait_port_free(port, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+        time.sleep(0.05)
+    return False
+
+
+def wait_readable(s, timeout):
+    r, _, _ = select.select([s], [], [], timeout)
+    return bool(r)

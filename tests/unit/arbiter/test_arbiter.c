@@ -1,0 +1,599 @@
+/*
+ * test_arbiter.c - the master loop with fake workers.
+ *
+ * Each test forks a process that runs cg_arbiter_run_with() with a fake
+ * worker main (chosen through `fake_mode`, inherited across fork), then
+ * drives it with signals and watches its children (via /proc) and its error
+ * log. Every wait is bounded; the teardown SIGKILLs the whole process group.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "src/arbiter/arbiter.h"
+
+enum fake_mode {
+    FAKE_SERVE,      /* notify, exit 0 on TERM/QUIT/INT */
+    FAKE_BOOT_FAIL,  /* return 3 at once */
+    FAKE_LOAD_FAIL,  /* return 4 at once */
+    FAKE_HANG,       /* never notify, ignore SIGABRT */
+    FAKE_STUBBORN,   /* notify, ignore TERM, exit 0 on QUIT */
+};
+
+static enum fake_mode fake_mode;
+static char test_dir[64];
+static char log_path[128];
+static pid_t master = -1;
+
+/* ---- the fake worker ---------------------------------------------------- */
+
+static volatile sig_atomic_t fake_stop, fake_usr1;
+
+static void fake_on_stop(int s)
+{
+    fake_stop = 1;
+}
+
+static void fake_on_usr1(int s)
+{
+    fake_usr1 = 1;
+}
+
+static int fake_worker_main(cg_worker_t *w)
+{
+    struct sigaction sa = {0};
+    sigemptyset(&sa.sa_mask);
+    switch (fake_mode) {
+    case FAKE_BOOT_FAIL:
+        return CG_WORKER_EXIT_BOOT_ERROR;
+    case FAKE_LOAD_FAIL:
+        return CG_WORKER_EXIT_APP_LOAD_ERROR;
+    case FAKE_HANG:
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGABRT, &sa, NULL);
+        for (;;)
+            pause();
+    case FAKE_SERVE:
+    case FAKE_STUBBORN:
+        break;
+    }
+    sa.sa_handler = fake_on_stop;
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (fake_mode == FAKE_STUBBORN) {
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGTERM, &sa, NULL);
+    } else {
+        sigaction(SIGTERM, &sa, NULL);
+    }
+    sa.sa_handler = fake_on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    while (!fake_stop) {
+        cg_heartbeat_notify(&w->hb);
+        if (fake_usr1) {
+            fake_usr1 = 0;
+            char p[200];
+            snprintf(p, sizeof(p), "%s/usr1-%d", test_dir, (int)getpid());
+            FILE *fp = fopen(p, "w");
+            if (fp)
+                fclose(fp);
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0)
+        ;
+}
+
+static char *slurp(const char *path)
+{
+    static char buf[1 << 18];
+    FILE *fp = fopen(path, "r");
+    size_t n = fp ? fread(buf, 1, sizeof(buf) - 1, fp) : 0;
+    if (fp)
+        fclose(fp);
+    buf[n] = '\0';
+    return buf;
+}
+
+static bool log_has(const char *needle)
+{
+    return strstr(slurp(log_path), needle) != NULL;
+}
+
+static bool wait_log(const char *needle, unsigned timeout_ms)
+{
+    uint64_t end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        if (log_has(needle))
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+/* Live (non-zombie) children of the master, from /proc. */
+static size_t children(pid_t *out, size_t cap)
+{
+    size_t n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char p[300], buf[512];
+        snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
+        FILE *fp = fopen(p, "r");
+        if (!fp)
+            continue;
+        size_t k = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[k] = '\0';
+        char *rp = strrchr(buf, ')');
+        char st;
+        int ppid;
+        if (rp && sscanf(rp + 2, "%c %d", &st, &ppid) == 2 && ppid == master && st != 'Z') {
+            if (n < cap)
+                out[n] = atoi(e->d_name);
+            n++;
+        }
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static bool wait_children(size_t want, unsigned timeout_ms)
+{
+    pid_t p[64];
+    uint64_t end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        if (children(p, 64) == want)
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+/* Wait for the master to exit; returns its exit status or -1 on timeout. */
+static int wait_master(unsigned timeout_ms)
+{
+    uint64_t end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        int st;
+        pid_t r = waitpid(master, &st, WNOHANG);
+        if (r == master) {
+            master = -1;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        sleep_ms(20);
+    }
+    return -1;
+}
+
+typedef struct opts {
+    long workers, timeout, graceful_timeout;
+    const char *bind;
+    const char *pidfile;
+} opts_t;
+
+static void start_master(enum fake_mode mode, const opts_t *o)
+{
+    fake_mode = mode;
+    fflush(NULL);
+    master = fork();
+    assert_true(master >= 0);
+    if (master > 0) {
+        setpgid(master, master);
+        /* booted once "Using worker" is logged (or it failed early) */
+        return;
+    }
+    setpgid(0, 0);
+    static cg_config_t cfg;
+    static cg_log_t log;
+    char err[256];
+    memset(&cfg, 0, sizeof(cfg));
+    cg_strv_push(&cfg.bind, o->bind ? o->bind : "127.0.0.1:0");
+    cfg.backlog = 64;
+    cfg.workers = o->workers;
+    cfg.worker_class = "sync";
+    cfg.threads = 1;
+    cfg.timeout = o->timeout;
+    cfg.graceful_timeout = o->graceful_timeout;
+    cfg.pidfile = (char *)o->pidfile;
+    if (cg_log_open(&log, log_path, "debug", NULL, NULL, err, sizeof(err)) < 0)
+        _exit(99);
+    _exit(cg_arbiter_run_with(&cfg, &log, fake_worker_main));
+}
+
+static int setup(void **state)
+{
+    strcpy(test_dir, "/tmp/cg-arb-XXXXXX");
+    if (!mkdtemp(test_dir))
+        return -1;
+    snprintf(log_path, sizeof(log_path), "%s/err.log", test_dir);
+    master = -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    if (master > 0) {
+        kill(-master, SIGKILL);
+        waitpid(master, NULL, 0);
+        master = -1;
+    }
+    if (getenv("CG_TEST_SHOW_LOG"))
+        fputs(slurp(log_path), stderr);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", test_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_startup_lines_and_term(void **state)
+{
+    char sock[128], spec[160], pidfile[160], want[256];
+    snprintf(sock, sizeof(sock), "%s/s.sock", test_dir);
+    snprintf(spec, sizeof(spec), "unix:%s", sock);
+    snprintf(pidfile, sizeof(pidfile), "%s/g.pid", test_dir);
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 5, .bind = spec,
+                .pidfile = pidfile};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_log("[INFO] Using worker: sync\n", 3000));
+    assert_true(wait_children(2, 3000));
+
+    assert_true(log_has("[INFO] Starting gunicorn 26.1.0\n"));
+    assert_true(log_has("[DEBUG] Arbiter booted\n"));
+    snprintf(want, sizeof(want), "[INFO] Listening at: unix:%s (%d)\n", sock, (int)master);
+    assert_true(log_has(want));
+    assert_true(log_has("[DEBUG] 2 workers\n"));
+    snprintf(want, sizeof(want), "%d\n", (int)master);
+    assert_string_equal(slurp(pidfile), want);
+    struct stat st;
+    assert_int_equal(stat(sock, &st), 0);
+
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+    assert_true(log_has("[INFO] Handling signal: term\n"));
+    assert_true(log_has("[INFO] Shutting down: Master\n"));
+    assert_false(log_has("Reason:"));
+    assert_int_equal(stat(sock, &st), -1);    /* unix socket unlinked */
+    assert_int_equal(stat(pidfile, &st), -1); /* pidfile removed */
+}
+
+static void test_boot_error_halts_with_3(void **state)
+{
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 2};
+    start_master(FAKE_BOOT_FAIL, &o);
+    assert_int_equal(wait_master(4000), 3);
+    const char *log = slurp(log_path);
+    assert_non_null(strstr(log, ") exited with code 3.\n"));
+    assert_non_null(strstr(log, "[ERROR] Shutting down: Master\n"));
+    assert_non_null(strstr(log, "[ERROR] Reason: Worker failed to boot.\n"));
+}
+
+static void test_app_load_error_halts_with_4(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 2};
+    start_master(FAKE_LOAD_FAIL, &o);
+    assert_int_equal(wait_master(4000), 4);
+    assert_true(log_has("[ERROR] Reason: App failed to load.\n"));
+}
+
+static void test_respawn_after_kill(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 2};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_children(1, 3000));
+    pid_t p[4];
+    assert_int_equal(children(p, 4), 1);
+    pid_t old = p[0];
+    kill(old, SIGKILL);
+
+    char want[128];
+    snprintf(want, sizeof(want), "[ERROR] Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?",
+             (int)old);
+    assert_true(wait_log(want, 3000));
+    assert_true(log_has("[DEBUG] Handling signal: cld\n"));
+    uint64_t end = now_ms() + 3000;
+    bool replaced = false;
+    while (now_ms() < end && !replaced) {
+        size_t n = children(p, 4);
+        replaced = n == 1 && p[0] != old;
+        sleep_ms(20);
+    }
+    assert_true(replaced);
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+}
+
+static void test_ttin_ttou(void **state)
+{
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 2};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_children(2, 3000));
+    kill(master, SIGTTIN);
+    assert_true(wait_children(3, 3000));
+    assert_true(wait_log("[DEBUG] 3 workers\n", 2000));
+    kill(master, SIGTTOU);
+    assert_true(wait_children(2, 3000));
+    kill(master, SIGTTOU);
+    assert_true(wait_children(1, 3000));
+    /* never below one */
+    kill(master, SIGTTOU);
+    assert_true(wait_log("[INFO] Handling signal: ttou\n", 1000));
+    sleep_ms(1300);
+    assert_true(wait_children(1, 100));
+    assert_true(log_has("[INFO] Handling signal: ttin\n"));
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+}
+
+static void test_ttou_kills_oldest(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 2};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_children(1, 3000));
+    pid_t first[4], now[4];
+    children(first, 4);
+    kill(master, SIGTTIN);
+    assert_true(wait_children(2, 3000));
+    kill(master, SIGTTOU);
+    assert_true(wait_children(1, 3000));
+    children(now, 4);
+    assert_int_not_equal(now[0], first[0]);
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+}
+
+static void test_timeout_abort_then_kill(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 1, .graceful_timeout = 1};
+    start_master(FAKE_HANG, &o);
+    assert_true(wait_children(1, 3000));
+    pid_t p[4];
+    children(p, 4);
+    char want[128];
+    snprintf(want, sizeof(want), "[CRITICAL] WORKER TIMEOUT (pid:%d)\n", (int)p[0]);
+    assert_true(wait_log(want, 4000));
+    /* SIGABRT is ignored by this worker: the next pass must SIGKILL it */
+    snprintf(want, sizeof(want), "[ERROR] Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?",
+             (int)p[0]);
+    assert_true(wait_log(want, 4000));
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+}
+
+static void test_graceful_timeout_then_kill(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 1};
+    start_master(FAKE_STUBBORN, &o);
+    assert_true(wait_children(1, 3000));
+    uint64_t t0 = now_ms();
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+    uint64_t took = now_ms() - t0;
+    assert_true(took >= 900 && took < 3000);
+}
+
+static void test_quick_shutdown_during_graceful(void **state)
+{
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 20};
+    start_master(FAKE_STUBBORN, &o);
+    assert_true(wait_children(2, 3000));
+    kill(master, SIGTERM);
+    assert_true(wait_log("[INFO] Handling signal: term\n", 2000));
+    sleep_ms(200);
+    uint64_t t0 = now_ms();
+    kill(master, SIGINT);
+    assert_int_equal(wait_master(3000), 0);
+    assert_true(now_ms() - t0 < 2500);
+    assert_true(log_has("[INFO] Quick shutdown requested\n"));
+}
+
+static void test_int_is_quick(void **state)
+{
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 20};
+    start_master(FAKE_STUBBORN, &o); /* ignores TERM: only QUIT ends it fast */
+    assert_true(wait_children(2, 3000));
+    uint64_t t0 = now_ms();
+    kill(master, SIGINT);
+    assert_int_equal(wait_master(3000), 0);
+    assert_true(now_ms() - t0 < 2000);
+    assert_true(log_has("[INFO] Handling signal: int\n"));
+    assert_true(log_has("[INFO] Shutting down: Master\n"));
+}
+
+static void test_usr1_forwarded(void **state)
+{
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 2};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_children(2, 3000));
+    pid_t p[4];
+    children(p, 4);
+    kill(master, SIGUSR1);
+    assert_true(wait_log("[INFO] Handling signal: usr1\n", 2000));
+    for (int i = 0; i < 2; i++) {
+        char f[200];
+        snprintf(f, sizeof(f), "%s/usr1-%d", test_dir, (int)p[i]);
+        uint64_t end = now_ms() + 2000;
+        while (access(f, F_OK) != 0 && now_ms() < end)
+            sleep_ms(20);
+        assert_int_equal(access(f, F_OK), 0);
+    }
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+}
+
+static void test_hup_replaces_workers(void **state)
+{
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 3};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_children(2, 3000));
+    pid_t old[4], now[8];
+    children(old, 4);
+    kill(master, SIGHUP);
+    assert_true(wait_log("[INFO] Hang up: Master\n", 2000));
+    uint64_t end = now_ms() + 4000;
+    bool fresh = false;
+    while (now_ms() < end && !fresh) {
+        size_t n = children(now, 8);
+        fresh = n == 2;
+        for (size_t i = 0; i < n && fresh; i++)
+            fresh = now[i] != old[0] && now[i] != old[1];
+        sleep_ms(20);
+    }
+    assert_true(fresh);
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+}
+
+static void test_unsupported_signals_warn(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 2};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_children(1, 3000));
+    kill(master, SIGUSR2);
+    assert_true(wait_log("[WARNING] USR2 (re-exec / binary upgrade) is not supported yet", 2000));
+    kill(master, SIGWINCH);
+    assert_true(wait_log("[DEBUG] SIGWINCH ignored. Not daemonized\n", 2000));
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+}
+
+static void test_pidfile_already_running(void **state)
+{
+    char pidfile[160];
+    snprintf(pidfile, sizeof(pidfile), "%s/g.pid", test_dir);
+    FILE *fp = fopen(pidfile, "w");
+    fprintf(fp, "%d\n", (int)getpid()); /* a live pid that is not the master */
+    fclose(fp);
+    opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 2, .pidfile = pidfile};
+    start_master(FAKE_SERVE, &o);
+    assert_int_equal(wait_master(3000), 1);
+    char want[64];
+    snprintf(want, sizeof(want), "%d\n", (int)getpid());
+    assert_string_equal(slurp(pidfile), want); /* left alone */
+}
+
+static void test_pidfile_rules(void **state)
+{
+    char path[160], err[512];
+    snprintf(path, sizeof(path), "%s/p.pid", test_dir);
+    /* stale content: overwritten */
+    FILE *fp = fopen(path, "w");
+    fputs("not a pid", fp);
+    fclose(fp);
+    assert_int_equal(cg_arbiter_pidfile_create(path, 4242, err, sizeof(err)), 0);
+    assert_string_equal(slurp(path), "4242\n");
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    /* 4242 is probably not alive; if it is, the file must be refused */
+    if (kill(4242, 0) != 0) {
+        assert_int_equal(cg_arbiter_pidfile_create(path, 77, err, sizeof(err)), 0);
+        assert_string_equal(slurp(path), "77\n");
+    }
+    /* unlink only our own */
+    cg_arbiter_pidfile_unlink(path, 78);
+    assert_int_equal(stat(path, &st), 0);
+    cg_arbiter_pidfile_unlink(path, 77);
+    assert_int_equal(stat(path, &st), -1);
+    /* missing directory */
+    char bad[200];
+    snprintf(bad, sizeof(bad), "%s/nope/p.pid", test_dir);
+    assert_int_equal(cg_arbiter_pidfile_create(bad, 1, err, sizeof(err)), -ENOENT);
+    char want[256];
+    snprintf(want, sizeof(want), "%s/nope doesn't exist. Can't create pidfile.", test_dir);
+    assert_string_equal(err, want);
+    /* live pid */
+    fp = fopen(path, "w");
+    fprintf(fp, "%d", (int)getppid());
+    fclose(fp);
+    assert_int_equal(cg_arbiter_pidfile_create(path, 5, err, sizeof(err)), -EEXIST);
+    snprintf(want, sizeof(want), "Already running on PID %d (or pid file '%s' is stale)",
+             (int)getppid(), path);
+    assert_string_equal(err, want);
+}
+
+static void test_signal_names(void **state)
+{
+    assert_string_equal(cg_arbiter_signal_name(SIGKILL), "SIGKILL");
+    assert_string_equal(cg_arbiter_signal_name(SIGABRT), "SIGABRT");
+    assert_string_equal(cg_arbiter_signal_name(SIGIO), "SIGIO");
+    assert_string_equal(cg_arbiter_signal_name(SIGRTMIN), "SIGRTMIN");
+    assert_null(cg_arbiter_signal_name(SIGRTMIN + 1));
+}
+
+static void test_heartbeat(void **state)
+{
+    cg_heartbeat_t hb;
+    assert_int_equal(cg_heartbeat_create(&hb), 0);
+    assert_true(cg_heartbeat_age_ms(&hb) < 100);
+    sleep_ms(120);
+    assert_true(cg_heartbeat_age_ms(&hb) >= 100);
+    /* shared across fork */
+    pid_t p = fork();
+    if (p == 0) {
+        cg_heartbeat_notify(&hb);
+        _exit(0);
+    }
+    waitpid(p, NULL, 0);
+    assert_true(cg_heartbeat_age_ms(&hb) < 100);
+    cg_heartbeat_destroy(&hb);
+    assert_null(hb.slot);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_startup_lines_and_term),
+        T(test_boot_error_halts_with_3),
+        T(test_app_load_error_halts_with_4),
+        T(test_respawn_after_kill),
+        T(test_ttin_ttou),
+        T(test_ttou_kills_oldest),
+        T(test_timeout_abort_then_kill),
+        T(test_graceful_timeout_then_kill),
+        T(test_quick_shutdown_during_graceful),
+        T(test_int_is_quick),
+        T(test_usr1_forwarded),
+        T(test_hup_replaces_workers),
+        T(test_unsupported_signals_warn),
+        T(test_pidfile_already_running),
+        T(test_pidfile_rules),
+        T(test_signal_names),
+        T(test_heartbeat),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Make sure the Debian packages cgunicorn needs are installed.
+#
+#   tools/deps.sh            build, run and test packages
+#   tools/deps.sh fuzz       the above plus the libFuzzer runtime
+#
+# Missing packages are installed with apt-get when running as root (CI runs
+# as root on a fresh machine); otherwise the exact command to run is printed
+# and the script fails, so nothing is ever half-installed behind your back.
+set -euo pipefail
+
+pkgs=(
+  make meson ninja-build pkg-config gcc clang
+  python3 python3-dev libcmocka-dev libuv1-dev libssl-dev
+  python3-pytest python3-requests python3-psutil python3-flask python3-django python3-trustme
+  wrk gunicorn
+)
+if [ "${1:-}" = fuzz ]; then
+  # clang's -fsanitize=fuzzer runtime is only a Recommends of clang-14, so a
+  # --no-install-recommends install lacks it.
+  pkgs+=(libclang-rt-14-dev)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  if [ "$status" != installed ]; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing Debian packages: ${missing[*]}" >&2
+  echo "deps: install them with:" >&2
+  echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"

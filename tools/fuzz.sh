@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Run every libFuzzer target of a -Dfuzz=true build for FUZZ_SECONDS each.
+#
+#   tools/fuzz.sh BUILD_DIR
+#
+# Seeds come from tests/fuzz/make_corpus.py OUTDIR, which writes seed files
+# either straight into OUTDIR or into OUTDIR/<target>/ per fuzz target; a
+# per-target directory is preferred when it exists. New inputs found while
+# fuzzing go to BUILD_DIR/corpus-run/<target>/, crashes to
+# BUILD_DIR/artifacts/. Fails if any target crashes or none exists.
+set -euo pipefail
+
+build=${1:?usage: tools/fuzz.sh BUILD_DIR}
+python=${PYTHON:-/usr/bin/python3}
+seconds=${FUZZ_SECONDS:-60}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+seeds="$build/corpus-seed"
+rm -rf "$seeds"
+mkdir -p "$seeds" "$build/artifacts"
+"$python" "$root/tests/fuzz/make_corpus.py" "$seeds"
+
+mapfile -t targets < <(find "$build/tests/fuzz" -maxdepth 1 -type f -perm -u+x -name 'fuzz_*' | sort)
+if [ ${#targets[@]} -eq 0 ]; then
+  echo "fuzz: no fuzz_* executables under $build/tests/fuzz" >&2
+  exit 1
+fi
+
+failed=0
+for t in "${targets[@]}"; do
+  name=$(basename "$t")
+  seed="$seeds"
+  for d in "$seeds/$name" "$seeds/${name#fuzz_}"; do
+    if [ -d "$d" ]; then seed="$d"; break; fi
+  done
+  work="$build/corpus-run/$name"
+  mkdir -p "$work"
+  echo "fuzz: $name for ${seconds}s (seeds: $seed)"
+  if ! "$t" -max_total_time="$seconds" -print_final_stats=1 \
+        -artifact_prefix="$build/artifacts/$name-" "$work" "$seed"; then
+    echo "fuzz: $name FAILED (artifacts in $build/artifacts)" >&2
+    failed=1
+  fi
+done
+exit $failed
