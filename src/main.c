@@ -19,7 +19,15 @@ int main(int argc, char **argv)
     char err[512];
     int status;
 
+    /* Hidden: the settings table as JSON, from which docs/settings.md is made. */
+    if (argc == 2 && strcmp(argv[1], "--dump-settings-json") == 0) {
+        cg_config_dump_json(stdout);
+        return 0;
+    }
+
     memset(&cfg, 0, sizeof(cfg));
+    /* Config files are executed by Python: not wired yet, so a config file
+     * that would be read is refused with a clear error (never ignored). */
     status = cg_config_load(&cfg, argc, argv, NULL, NULL);
     if (status != 0) {
         cg_config_free(&cfg);
@@ -31,27 +39,12 @@ int main(int argc, char **argv)
     if (cfg.print_config)
         cg_config_print(&cfg, stdout);
     if (cfg.print_config || cfg.check_config) {
-        if (cfg.app_uri == NULL) {
-            fprintf(stderr, "Error: No application module specified.\n");
-            status = 1;
-        } else {
-            status = cg_py_check_app(&cfg);
-        }
+        status = cg_py_check_app(&cfg);
         cg_config_free(&cfg);
         return status;
     }
-    if (cfg.app_uri == NULL) {
-        fprintf(stderr, "Error: No application module specified.\n");
-        cg_config_free(&cfg);
-        return 1;
-    }
     if (cg_config_check_supported(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
-        cg_config_free(&cfg);
-        return 1;
-    }
-    if (cfg.chdir != NULL && chdir(cfg.chdir) < 0) {
-        fprintf(stderr, "Error: can't chdir to %s: %s\n", cfg.chdir, strerror(errno));
         cg_config_free(&cfg);
         return 1;
     }

@@ -231,21 +231,16 @@ static char *cg__default_control_socket(void)
 {
     const char *xdg = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
     struct stat st;
-    char *r;
 
     if (xdg != NULL && xdg[0] != '\0' && stat(xdg, &st) == 0 && S_ISDIR(st.st_mode)) {
-        r = cg_xmalloc(strlen(xdg) + sizeof("/gunicorn.ctl"));
-        sprintf(r, "%s/gunicorn.ctl", xdg);
-        return r;
+        return cg__strf("%s/gunicorn.ctl", xdg);
     }
     if (home == NULL) {
         struct passwd *pw = getpwuid(getuid());
         home = pw ? pw->pw_dir : "~";
     }
-    r = cg_xmalloc(strlen(home) + sizeof("/.gunicorn/gunicorn.ctl"));
-    sprintf(r, "%s%s.gunicorn/gunicorn.ctl", home,
-            home[0] != '\0' && home[strlen(home) - 1] == '/' ? "" : "/");
-    return r;
+    return cg__strf("%s%s.gunicorn/gunicorn.ctl", home,
+                    home[0] != '\0' && home[strlen(home) - 1] == '/' ? "" : "/");
 }
 
 /* Defaults Gunicorn computes from the environment when config.py is imported. */
@@ -256,9 +251,9 @@ static int cg__env_defaults(cg_config_t *cfg, char *err, size_t errlen)
     char *sock;
     int rc;
 
+
     if (port != NULL) {
-        char *b = cg_xmalloc(strlen(port) + sizeof("0.0.0.0:"));
-        sprintf(b, "0.0.0.0:%s", port);
+        char *b = cg__strf("0.0.0.0:%s", port);
         rc = cg_config_set_string(cfg, "bind", b, CG_SRC_DEFAULT, err, errlen);
         free(b);
         if (rc < 0)

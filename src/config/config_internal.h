@@ -85,6 +85,7 @@ bool cg__py_isspace(int c);
 int cg__shlex_split(const char *s, cg_strv_t *out, const char **msg);
 int cg__errf(char *err, size_t errlen, const char *fmt, ...) CG_PRINTF(3, 4);
 char *cg__getcwd(void);
+char *cg__strf(const char *fmt, ...) CG_PRINTF(1, 2);
 
 char *cg__statsd_repr(const char *val);
 

@@ -456,8 +456,7 @@ static char *cg__abspath(const char *path)
     cwd = getcwd(NULL, 0);
     if (cwd == NULL)
         return cg_xstrdup(path);
-    r = cg_xmalloc(strlen(cwd) + strlen(path) + 2);
-    sprintf(r, "%s/%s", cwd, path);
+    r = cg__strf("%s/%s", cwd, path);
     free(cwd);
     return r;
 }
@@ -491,8 +490,7 @@ static int cg__app_init(cg_config_t *cfg, const cg__parsed_t *cli)
         if (hash)
             *hash = '\0';
         if (stat(file, &st) != 0) {
-            char *r = cg__py_repr(file), *msg = cg_xmalloc(strlen(r) + 16);
-            sprintf(msg, "%s not found", r);
+            char *r = cg__py_repr(file), *msg = cg__strf("%s not found", r);
             cg__error(msg);
             free(msg);
             free(r);
@@ -528,8 +526,7 @@ static int cg__load_file(cg_config_t *cfg, const char *location, cg_config_file_
         const char *file = strncmp(location, "file:", 5) == 0 ? location + 5 : location;
         struct stat st;
         if (stat(file, &st) != 0) {
-            char *r = cg__py_repr(file), *msg = cg_xmalloc(strlen(r) + 32);
-            sprintf(msg, "%s doesn't exist", r);
+            char *r = cg__py_repr(file), *msg = cg__strf("%s doesn't exist", r);
             rc = cg__error(msg);
             free(msg);
             free(r);

@@ -242,8 +242,7 @@ void cg_config_print_help(const char *prog, FILE *out)
                 cg__print_value(&def, d, mem);
             }
             fclose(mem);
-            help = cg_xmalloc(strlen(d->help) + dlen + 4);
-            sprintf(help, "%s [%s]", d->help, dflt);
+            help = cg__strf("%s [%s]", d->help, dflt);
             cg__help_item(inv, help, width, out);
             free(help);
             free(dflt);

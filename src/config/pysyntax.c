@@ -240,3 +240,17 @@ char *cg__getcwd(void)
         return cg_xstrdup(".");
     return cwd;
 }
+
+/* printf into a new string; aborts on exhaustion like cg_xmalloc. Owned. */
+char *cg__strf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    int n;
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    return s;
+}

@@ -299,8 +299,7 @@ CG_VALIDATOR(chdir)
         joined = cg_xstrdup(s.s);
     } else {
         char *cwd = cg__getcwd();
-        joined = cg_xmalloc(strlen(cwd) + strlen(s.s) + 2);
-        sprintf(joined, "%s/%s", cwd, s.s);
+        joined = cg__strf("%s/%s", cwd, s.s);
         free(cwd);
     }
     path = cg__normpath_abs(joined);
@@ -658,8 +657,7 @@ char *cg__statsd_repr(const char *val)
         return r;
     }
     hr = cg__py_repr(host);
-    r = cg_xmalloc(strlen(hr) + 32);
-    sprintf(r, "(%s, %ld)", hr, port);
+    r = cg__strf("(%s, %ld)", hr, port);
     free(hr);
     free(host);
     return r;

@@ -116,6 +116,7 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
     cg_worker_t *w = s->w;
     cg_conn_t *c = &s->conn;
     cg_http_request_t *req = &c->req;
+    bool done = false;
     c->fd = fd;
     c->listener = l;
     c->buf.off = c->buf.len = c->buf.keep = 0;
@@ -175,10 +176,10 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
         cg_log_info(w->log, "Autorestarting worker after current request.");
         w->alive = 0;
     }
-    cg_wsgi_handle(s->ws, c);
+    done = cg_wsgi_handle(s->ws, c) == 0 && c->body.done && !c->body.truncated;
 
 close:
-    cg_conn_close_graceful(c);
+    cg_conn_close_graceful(c, done);
 }
 
 int cg_worker_sync_run(cg_worker_t *w, cg_wsgi_t *ws)

@@ -63,7 +63,9 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
     ws->script_name_env = PyUnicode_DecodeFSDefault(sn ? sn : "");
     if (ws->script_name_env == NULL)
         return -1;
-    PyObject *socket_mod = PyImport_ImportModule("socket"); /* new */
+    /* _socket.socket, the C type under socket.socket: the same methods apps
+     * use on gunicorn.socket, without a Python-level __init__ per request. */
+    PyObject *socket_mod = PyImport_ImportModule("_socket"); /* new */
     if (socket_mod == NULL)
         return -1;
     ws->socket_cls = PyObject_GetAttrString(socket_mod, "socket");

@@ -39,6 +39,13 @@ SANITIZER_MARKERS = (
 BOOTING_RE = re.compile(r"Booting worker with pid: (\d+)")
 
 
+def load_corpus():
+    """The cases of ../shared/conformance/gunicorn-requests.json."""
+    path = os.path.join(SHARED_DIR, "conformance", "gunicorn-requests.json")
+    with open(path) as f:
+        return json.load(f)["cases"]
+
+
 def cg_bin():
     path = os.environ.get("CGUNICORN_BIN") or os.path.join(REPO_ROOT, "build", "cgunicorn")
     if not os.path.isabs(path):

@@ -9,7 +9,6 @@ errors, and the worker must survive.
 
 import base64
 import json
-import os
 import re
 import urllib.parse
 
@@ -18,10 +17,7 @@ import pytest
 import cgtest
 from cgtest import parse_response, split_head
 
-CORPUS = os.path.join(cgtest.SHARED_DIR, "conformance", "gunicorn-requests.json")
-
-with open(CORPUS) as f:
-    CASES = json.load(f)["cases"]
+CASES = cgtest.load_corpus()
 VALID = [c for c in CASES if c["group"] == "valid"]
 INVALID = [c for c in CASES if c["group"] == "invalid"]
 
@@ -106,7 +102,7 @@ class Pool:
         srv = self.factory("echo:app", args=args, start=False)
         try:
             srv.wait_ready()
-        except AssertionError as e:
+        except AssertionError:
             if (settings and srv.returncode is not None and srv.returncode in (1, 2)
                     and NOT_BUILT_RE.search(srv.log())):
                 reason = "settings %s not supported by this build: %s" % (

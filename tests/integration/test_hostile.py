@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 import cgtest
-from test_conformance import CASES
 
+CASES = cgtest.load_corpus()
 COUNT = int(os.environ.get("CG_HOSTILE_COUNT", "10000"))
 THREADS = 16
 MAX_FD_GROWTH = 3

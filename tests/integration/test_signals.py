@@ -9,8 +9,6 @@ import time
 import pytest
 import requests
 
-import cgtest
-
 
 def _background_get(url, timeout=30):
     box = {}

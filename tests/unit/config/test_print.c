@@ -17,8 +17,9 @@
 
 static void assert_string_equal_prefix(const char *s, const char *prefix)
 {
+    assert_non_null(s);
     if (strncmp(s, prefix, strlen(prefix)) != 0)
-        fail_msg("output starts with:\n%.300s", s);
+        fail_msg("output starts with:\n%.300s", s ? s : "(null)");
 }
 
 static char *print_to_string(const cg_config_t *cfg)
