@@ -20,6 +20,8 @@ typedef struct cg_conn {
     char peer_ip[64];  /* REMOTE_ADDR ("" for unix sockets) */
     char peer_port[8]; /* REMOTE_PORT ("" for unix sockets) */
     bool trusted;      /* peer in forwarded_allow_ips (or a unix socket) */
+    bool has_proxy;    /* a PROXY protocol header came first on this connection */
+    cg_http_proxy_t proxy;
 
     cg_http_buf_t buf; /* owned; grows up to the largest head the limits allow */
     size_t buf_max;

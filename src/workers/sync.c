@@ -20,6 +20,8 @@ typedef struct cg_sync {
     cg_wsgi_t *ws;
     cg_http_settings_t hs;
     cg_net_allow_t *allow;
+    cg_net_allow_t *proxy_allow;
+    cg_http_proxy_mode_t proxy_mode;
     char **fwd;     /* upper-cased forwarder_headers */
     char **ss_names; /* upper-cased secure_scheme_headers names */
     char **ss_values;
@@ -82,6 +84,17 @@ static int cg__setup(cg_sync_t *s, cg_worker_t *w, cg_wsgi_t *ws)
         return -EINVAL;
     }
 
+    const char *pp = cfg->proxy_protocol ? cfg->proxy_protocol : "off";
+    s->proxy_mode = strcmp(pp, "v1") == 0     ? CG_HTTP_PROXY_V1
+                    : strcmp(pp, "v2") == 0   ? CG_HTTP_PROXY_V2
+                    : strcmp(pp, "auto") == 0 ? CG_HTTP_PROXY_AUTO
+                                              : CG_HTTP_PROXY_OFF;
+    if (cg_net_allow_parse((const char *const *)cfg->proxy_allow_ips.v, cfg->proxy_allow_ips.n,
+                           &s->proxy_allow, err, sizeof(err)) < 0) {
+        cg_log_error(w->log, "Invalid proxy_allow_ips: %s", err);
+        return -EINVAL;
+    }
+
     cg_conn_t *c = &s->conn;
     c->fd = -1;
     /* The largest head the limits can let through, and no more. */
@@ -106,8 +119,60 @@ static void cg__teardown(cg_sync_t *s)
     free(s->ss_names);
     free(s->ss_values);
     cg_net_allow_free(s->allow);
+    cg_net_allow_free(s->proxy_allow);
     free(s->conn.buf.data);
     free(s->conn.req.headers);
+}
+
+/* A request Gunicorn refuses: its status, its page, its log line. */
+static void cg__refuse(cg_sync_t *s, cg_conn_t *c, const cg_http_error_t *err)
+{
+    char text[1024];
+    cg_http_error_text(err, text, sizeof(text));
+    if (cg_http_error_status(err->code) == 500) {
+        /* Outside Gunicorn's list of 4xx parse errors: its generic 500 branch. */
+        cg_log_error(s->w->log, "Error handling request (no URI read)\n%s", text);
+    } else {
+        cg_log_warning(s->w->log, "Invalid request from ip=%s: %s", c->peer_ip, text);
+    }
+    char page[2048];
+    size_t plen = cg_http_error_status(err->code) == 500 && err->code != CG_HTTP_E_CONFIGURATION_PROBLEM
+                      ? cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page))
+                      : cg_http_error_response(err, page, sizeof(page));
+    if (plen > 0 && cg_conn_write_all(c, page, plen) < 0)
+        cg_log_debug(s->w->log, "Failed to send error message.");
+}
+
+/*
+ * PROXY protocol header at the start of the connection (Gunicorn reads it on
+ * the first request only). Returns 1 to go on with the request (header
+ * consumed, or none present), 0 when the peer closed, -1 on a refused header
+ * (c->req.error filled).
+ */
+static int cg__read_proxy(cg_sync_t *s, cg_conn_t *c)
+{
+    bool allowed = cg_net_allowed(s->proxy_allow, (struct sockaddr *)&c->peer);
+    for (;;) {
+        ssize_t n = cg_conn_fill(c);
+        if (n <= 0)
+            return 0;
+        ssize_t r = cg_http_parse_proxy(s->proxy_mode, c->buf.data, c->buf.len, allowed, &c->proxy,
+                                        &c->req.error);
+        if (r == CG_EAGAIN)
+            continue;
+        if (r < 0) {
+            if (c->req.error.code == CG_HTTP_E_FORBIDDEN_PROXY_REQUEST)
+                c->req.error.arg = (cg_str_t){c->peer_ip, strlen(c->peer_ip)};
+            return -1;
+        }
+        if (r > 0) {
+            /* The request head is parsed from the buffer's start. */
+            memmove(c->buf.data, c->buf.data + r, c->buf.len - (size_t)r);
+            c->buf.len -= (size_t)r;
+            c->has_proxy = true;
+        }
+        return 1;
+    }
 }
 
 /* Serve one accepted connection: one request, then a graceful close. */
@@ -124,8 +189,28 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
                      sizeof(c->peer_port));
     c->trusted = cg_net_allowed(s->allow, (struct sockaddr *)&c->peer);
     cg_http_parser_reset(&c->parser);
+    c->has_proxy = false;
+
+    if (s->proxy_mode != CG_HTTP_PROXY_OFF) {
+        int pr = cg__read_proxy(s, c);
+        if (pr <= 0) {
+            if (pr < 0)
+                cg__refuse(s, c, &req->error);
+            goto close;
+        }
+    }
 
     for (;;) {
+        if (c->buf.len > 0) {
+            ssize_t r = cg_http_parse_request(&s->hs, &c->parser, c->buf.data, c->buf.len,
+                                              c->trusted, req);
+            if (r > 0)
+                break;
+            if (r != CG_EAGAIN) {
+                cg__refuse(s, c, &req->error);
+                goto close;
+            }
+        }
         ssize_t n = cg_conn_fill(c);
         if (n == 0) {
             if (c->buf.len == 0)
@@ -144,20 +229,6 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
                 cg_log_error(w->log, "Socket error processing request. %s", strerror((int)-n));
             goto close;
         }
-        ssize_t r = cg_http_parse_request(&s->hs, &c->parser, c->buf.data, c->buf.len, c->trusted, req);
-        if (r > 0)
-            break;
-        if (r == CG_EAGAIN)
-            continue;
-        /* A request Gunicorn refuses: its status, its page, its log line. */
-        char text[1024];
-        cg_http_error_text(&req->error, text, sizeof(text));
-        cg_log_warning(w->log, "Invalid request from ip=%s: %s", c->peer_ip, text);
-        char page[2048];
-        size_t plen = cg_http_error_response(&req->error, page, sizeof(page));
-        if (plen > 0 && cg_conn_write_all(c, page, plen) < 0)
-            cg_log_debug(w->log, "Failed to send error message.");
-        goto close;
     }
 
     if (c->buf.cap - req->head_len < CG_BODY_ROOM) {

@@ -201,6 +201,22 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
     if (c->listener->family != AF_UNIX &&
         cg__set(env, K[CG_WK_REMOTE_PORT], PyUnicode_FromString(c->peer_port)) < 0)
         goto fail;
+    if (c->has_proxy) {
+        /* The client as the proxy saw it; LOCAL/UNSPEC carry no address, which
+         * Gunicorn exposes as None / 'None'. */
+        const cg_http_proxy_t *p = &c->proxy;
+        bool none = p->client_port < 0;
+        if (cg__set(env, K[CG_WK_PROXY_PROTOCOL], PyUnicode_FromString(p->protocol)) < 0 ||
+            cg__set(env, K[CG_WK_REMOTE_ADDR],
+                    none ? Py_NewRef(Py_None) : PyUnicode_FromString(p->client_addr)) < 0 ||
+            cg__set(env, K[CG_WK_REMOTE_PORT],
+                    none ? PyUnicode_FromString("None") : PyUnicode_FromFormat("%d", p->client_port)) < 0 ||
+            cg__set(env, K[CG_WK_PROXY_ADDR],
+                    none ? Py_NewRef(Py_None) : PyUnicode_FromString(p->proxy_addr)) < 0 ||
+            cg__set(env, K[CG_WK_PROXY_PORT],
+                    none ? PyUnicode_FromString("None") : PyUnicode_FromFormat("%d", p->proxy_port)) < 0)
+            goto fail;
+    }
 
     if (c->listener->family != AF_UNIX) {
         if (cg__set(env, K[CG_WK_SERVER_NAME], PyUnicode_FromString(c->listener->server_name)) < 0 ||

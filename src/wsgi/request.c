@@ -220,7 +220,9 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *environ, c
     }
     PyErr_Clear();
     cg_access_info_t info = {
-        .remote_addr = {c->peer_ip, strlen(c->peer_ip)},
+        .remote_addr = c->has_proxy && c->proxy.client_port >= 0
+                           ? (cg_str_t){c->proxy.client_addr, strlen(c->proxy.client_addr)}
+                           : (cg_str_t){c->peer_ip, strlen(c->peer_ip)},
         .method = req->method,
         .raw_uri = req->uri,
         .protocol = {proto, (size_t)plen},
