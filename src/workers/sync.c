@@ -100,7 +100,7 @@ static int cg__setup(cg_sync_t *s, cg_worker_t *w, cg_wsgi_t *ws)
     /* The largest head the limits can let through, and no more. */
     size_t line = s->hs.limit_request_line ? s->hs.limit_request_line : 8190;
     c->buf_max = line + 2 + s->hs.limit_request_fields * (s->hs.limit_request_field_size + 2) + 4 + 4096;
-    c->buf.cap = 16384;
+    c->buf.cap = 32768; /* a typical head plus CG_BODY_ROOM without growing */
     c->buf.data = cg_xmalloc(c->buf.cap);
     c->req.headers_cap = s->hs.limit_request_fields + 1;
     c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
@@ -122,6 +122,27 @@ static void cg__teardown(cg_sync_t *s)
     cg_net_allow_free(s->proxy_allow);
     free(s->conn.buf.data);
     free(s->conn.req.headers);
+}
+
+static void cg__rebase_str(cg_str_t *v, const char *old, char *new, size_t len)
+{
+    if (v->ptr != NULL && v->ptr >= old && v->ptr <= old + len)
+        v->ptr = new + (v->ptr - old);
+}
+
+/* Point every view of a parsed head at the buffer's new address. */
+static void cg__rebase(cg_http_request_t *req, const char *old, char *new, size_t len)
+{
+    cg__rebase_str(&req->method, old, new, len);
+    cg__rebase_str(&req->uri, old, new, len);
+    cg__rebase_str(&req->path, old, new, len);
+    cg__rebase_str(&req->query, old, new, len);
+    cg__rebase_str(&req->fragment, old, new, len);
+    cg__rebase_str(&req->script_name, old, new, len);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        cg__rebase_str(&req->headers[i].name, old, new, len);
+        cg__rebase_str(&req->headers[i].value, old, new, len);
+    }
 }
 
 /* A request Gunicorn refuses: its status, its page, its log line. */
@@ -232,13 +253,13 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
     }
 
     if (c->buf.cap - req->head_len < CG_BODY_ROOM) {
-        /* The chunked decoder needs room after the pinned head; growing moves
-         * the buffer, so parse the (complete) head again for fresh views. */
+        /* The chunked decoder needs room after the pinned head. Growing may
+         * move the buffer (and the parser may have rewritten it in place, so
+         * parsing again is no option): rebase the views instead. */
+        char *old = c->buf.data;
         c->buf.cap = req->head_len + CG_BODY_ROOM;
         c->buf.data = cg_xrealloc(c->buf.data, c->buf.cap);
-        cg_http_parser_reset(&c->parser);
-        if (cg_http_parse_request(&s->hs, &c->parser, c->buf.data, c->buf.len, c->trusted, req) <= 0)
-            goto close;
+        cg__rebase(req, old, c->buf.data, c->buf.len);
     }
     c->buf.off = c->buf.keep = req->head_len;
     cg_http_body_init(&c->body, req, &s->hs, &c->buf, cg_conn_recv, c);

@@ -36,19 +36,67 @@ static void cg__on_signal(int signo)
         break;
     case SIGQUIT:
     case SIGINT:
+    case SIGABRT:
         cg__self->alive = 0;
-        cg__self->quick = 1;
+        if (signo != SIGABRT)
+            cg__self->quick = 1;
+        else if (!cg__self->in_app)
+            cg__self->abort_exit = 1; /* idle: exit 1; in the app: a 500, then exit 0 */
+        /* Gunicorn raises SystemExit in whatever frame runs: do the same for
+         * the app through Python's own pending-signal machinery, which is
+         * async-signal-safe. Idle, the loop sees `alive` and leaves. */
+        if (cg__self->in_app)
+            PyErr_SetInterruptEx(signo);
         break;
     case SIGUSR1:
         cg__self->reopen_logs = 1;
         break;
-    case SIGABRT:
-        /* Timed out by the arbiter. The worker_abort hook and a traceback of
-         * the stuck app come with the arbiter issue; until then leave at once,
-         * with Gunicorn's status for an abort. */
-        _exit(1);
     }
     cg__wake();
+}
+
+/* The Python-level handler behind PyErr_SetInterruptEx: SystemExit(code). */
+static PyObject *cg__py_exit(PyObject *code, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyErr_SetObject(PyExc_SystemExit, code);
+    return NULL;
+}
+
+static PyMethodDef cg__py_exit_def = {"_cgunicorn_exit", (PyCFunction)(void (*)(void))cg__py_exit,
+                                      METH_FASTCALL, "Leave the worker (signal handler)."};
+
+/*
+ * Give QUIT/INT/ABRT a Python handler (so PyErr_SetInterruptEx reaches the
+ * app), then put our C handler back in front of it at the OS level.
+ * GIL held. Returns 0 or -1 with an exception set.
+ */
+static int cg__python_signals(void)
+{
+    static const struct {
+        int signo;
+        int code;
+    } exits[] = {{SIGINT, 0}, {SIGQUIT, 0}, {SIGABRT, 1}};
+    PyObject *mod = PyImport_ImportModule("signal"); /* new */
+    if (mod == NULL)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < CG_ARRAY_SIZE(exits) && rc == 0; i++) {
+        PyObject *code = PyLong_FromLong(exits[i].code);                  /* new */
+        PyObject *fn = code ? PyCFunction_New(&cg__py_exit_def, code) : NULL; /* new */
+        PyObject *r = fn ? PyObject_CallMethod(mod, "signal", "iO", exits[i].signo, fn) : NULL;
+        rc = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
+        Py_XDECREF(fn);
+        Py_XDECREF(code);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sigemptyset(&sa.sa_mask);
+        sa.sa_handler = cg__on_signal;
+        sa.sa_flags = SA_RESTART;
+        sigaction(exits[i].signo, &sa, NULL);
+    }
+    Py_DECREF(mod);
+    return rc;
 }
 
 static int cg__install_signals(cg_worker_t *w)
@@ -124,6 +172,11 @@ int cg_worker_main(cg_worker_t *w)
         goto out;
     }
     py_up = true;
+    if (cg__python_signals() < 0) {
+        cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
+        status = CG_WORKER_EXIT_BOOT_ERROR;
+        goto out;
+    }
     PyObject *app = NULL;
     status = cg__load(w, &app);
     if (status != 0)
@@ -141,6 +194,8 @@ int cg_worker_main(cg_worker_t *w)
     PyEval_RestoreThread(ws.tstate);
     if (rc < 0)
         status = CG_WORKER_EXIT_CRASH;
+    else if (w->abort_exit)
+        status = 1; /* Gunicorn's sys.exit(1) from an idle worker's SIGABRT */
 
 out:
     if (ws_up)

@@ -56,6 +56,8 @@ typedef struct cg_worker {
     volatile sig_atomic_t alive; /* cleared by TERM/QUIT/INT/ABRT */
     volatile sig_atomic_t quick; /* QUIT/INT: leave now */
     volatile sig_atomic_t reopen_logs; /* USR1 */
+    volatile sig_atomic_t in_app;      /* Python app code is running right now */
+    volatile sig_atomic_t abort_exit;  /* ABRT while idle: leave with status 1 */
     int wake_pipe[2]; /* self-pipe written by signal handlers; -1 when closed */
     uint64_t nr;      /* requests handled */
     bool booted;

@@ -400,7 +400,15 @@ static int cg__app_failed(cg_wsgi_t *ws, cg_wsgi_req_t *r)
         return -1;
     }
     if (r->body_error) {
-        if (r->conn->body.error.code == CG_HTTP_E_NO_MORE_DATA) {
+        const cg_http_error_t *be = &r->conn->body.error;
+        if (cg_http_error_status(be->code) != 0 && !r->headers_sent) {
+            /* A trailer refused by the header rules: Gunicorn raises the same
+             * exception as for the head and answers with its status. */
+            PyErr_Clear();
+            cg__http_error(ws, r, be);
+            return -1;
+        }
+        if (be->code == CG_HTTP_E_NO_MORE_DATA) {
             PyErr_Clear();
             cg_log_debug(ws->log, "Ignored premature client disconnection. ");
         } else {
@@ -474,8 +482,11 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     }
 
     PyObject *args[2] = {environ, ws->start_response};
+    ws->worker->in_app = 1;
     result = PyObject_Vectorcall(ws->app, args, 2, NULL); /* new */
-    if (result == NULL || cg__write_result(ws, &r, result) < 0) {
+    int wrc = result == NULL ? -1 : cg__write_result(ws, &r, result);
+    ws->worker->in_app = 0;
+    if (wrc < 0) {
         if (!PyErr_Occurred() && r.io_error == 0)
             PyErr_SetString(PyExc_RuntimeError, "response could not be written");
         bool before = !r.headers_sent;
@@ -501,7 +512,9 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
 
     /* PEP 3333: close() is called whatever happened. */
     if (result != NULL && PyObject_HasAttr(result, ws->keys[CG_WK_A_CLOSE])) {
+        ws->worker->in_app = 1;
         PyObject *cr = PyObject_CallMethodNoArgs(result, ws->keys[CG_WK_A_CLOSE]);
+        ws->worker->in_app = 0;
         if (cr == NULL)
             cg_py_log_exception(ws->log, CG_LOG_ERROR, "Error handling request");
         Py_XDECREF(cr);
