@@ -182,9 +182,31 @@ void cg_net_peer_text(const struct sockaddr *peer, char *ip, size_t iplen, char 
     if (portlen)
         port[0] = '\0';
     if (peer->sa_family == AF_INET) {
+        /* Once per connection: by hand, since glibc's inet_ntop and snprintf
+         * both go through vfprintf. */
         const struct sockaddr_in *s = (const struct sockaddr_in *)peer;
-        inet_ntop(AF_INET, &s->sin_addr, ip, (socklen_t)iplen);
-        snprintf(port, portlen, "%u", (unsigned)ntohs(s->sin_port));
+        const unsigned char *b = (const unsigned char *)&s->sin_addr;
+        char tmp[16], *p = tmp;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = b[i];
+            if (v >= 100)
+                *p++ = (char)('0' + v / 100);
+            if (v >= 10)
+                *p++ = (char)('0' + v / 10 % 10);
+            *p++ = (char)('0' + v % 10);
+            *p++ = i < 3 ? '.' : '\0';
+        }
+        if ((size_t)(p - tmp) <= iplen)
+            memcpy(ip, tmp, (size_t)(p - tmp));
+        char pt[6], *q = pt + sizeof(pt);
+        unsigned v = ntohs(s->sin_port);
+        *--q = '\0';
+        do {
+            *--q = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        if ((size_t)(pt + sizeof(pt) - q) <= portlen)
+            memcpy(port, q, (size_t)(pt + sizeof(pt) - q));
     } else if (peer->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)peer;
         inet_ntop(AF_INET6, &s->sin6_addr, ip, (socklen_t)iplen);

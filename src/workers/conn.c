@@ -93,16 +93,12 @@ void cg_conn_close_graceful(cg_conn_t *c, bool request_done)
     if (c->fd < 0)
         return;
     /* Lingering only matters when the client may still be sending: with the
-     * request fully read and nothing queued, close() sends a plain FIN and no
-     * RST can truncate the response (nginx's lingering_close heuristic). */
+     * request fully read and no byte of a next request seen, close() sends a
+     * plain FIN (nginx's lingering_close heuristic, which costs no syscall). */
     if (request_done) {
-        char probe;
-        ssize_t q = recv(c->fd, &probe, 1, MSG_DONTWAIT | MSG_PEEK);
-        if (q == 0 || (q < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
-            close(c->fd);
-            c->fd = -1;
-            return;
-        }
+        close(c->fd);
+        c->fd = -1;
+        return;
     }
     if (shutdown(c->fd, SHUT_WR) == 0) {
         uint64_t deadline_ms = 2000;

@@ -52,9 +52,8 @@ ssize_t cg_conn_fill(cg_conn_t *c);
 
 /* RFC 9112 section 9.6 lingering close, as Gunicorn's close_graceful(): send
  * FIN, drain up to 64 KiB for at most 2 s until the peer closes, close.
- * With request_done (the whole request was read) and nothing left in the
- * receive queue there is nothing to linger for, and the socket is closed at
- * once. */
+ * With request_done (the whole request was read and no byte beyond it
+ * arrived) there is nothing to linger for, and the socket is closed at once. */
 void cg_conn_close_graceful(cg_conn_t *c, bool request_done);
 
 #endif

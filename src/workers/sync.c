@@ -268,7 +268,8 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
         cg_log_info(w->log, "Autorestarting worker after current request.");
         w->alive = 0;
     }
-    done = cg_wsgi_handle(s->ws, c) == 0 && c->body.done && !c->body.truncated;
+    done = cg_wsgi_handle(s->ws, c) == 0 && c->body.done && !c->body.truncated &&
+           c->buf.off == c->buf.len;
 
 close:
     cg_conn_close_graceful(c, done);

@@ -318,7 +318,11 @@ static size_t cg__build_head(cg_wsgi_req_t *r, char *stack, size_t stackcap, cha
         need += (size_t)PyUnicode_GET_LENGTH(r->headers[i].name) +
                 (size_t)PyUnicode_GET_LENGTH(r->headers[i].value) + 4;
     char *p = *buf = need <= stackcap ? stack : cg_xmalloc(need);
-    p += sprintf(p, "HTTP/%u.%u ", r->http->version_major, r->http->version_minor);
+    CG__PUT(p, "HTTP/", 5);
+    *p++ = (char)('0' + r->http->version_major % 10);
+    *p++ = '.';
+    *p++ = (char)('0' + r->http->version_minor % 10);
+    *p++ = ' ';
     CG__PUT(p, st.ptr, st.len);
     CG__PUT(p, "\r\nServer: gunicorn\r\nDate: ", 26);
     CG__PUT(p, date, 29);
