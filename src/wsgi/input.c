@@ -132,7 +132,8 @@ static int cg__fill_line(cg_wsgi_input_t *in, Py_ssize_t want, size_t *line_len)
     size_t scanned = 0;
     for (;;) {
         size_t avail = in->rlen - in->roff;
-        char *nl = memchr(in->rbuf + in->roff + scanned, '\n', avail - scanned);
+        char *nl = avail > scanned ? memchr(in->rbuf + in->roff + scanned, '\n', avail - scanned)
+                                   : NULL;
         if (nl != NULL) {
             *line_len = (size_t)(nl - (in->rbuf + in->roff)) + 1;
             break;

@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the connection buffer is small so compaction and "buffer full" happen */
     static char store[2048];
-    cg_http_buf_t buf = {store, 0, 0, sizeof(store)};
+    cg_http_buf_t buf = {store, 0, 0, sizeof(store), 0};
     cg_http_header_t hdrs[128], trl[16];
     cg_http_request_t req = {.headers = hdrs, .headers_cap = 128};
     cg_http_error_t err;

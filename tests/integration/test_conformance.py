@@ -141,9 +141,11 @@ def expected_environ_headers(exp_headers):
 
 
 def expected_path_info(uri):
-    """PATH_INFO: the percent-decoded path as a latin-1 "WSGI string",
-    decoded the way Gunicorn does it (unquote_to_bytes of the latin-1
-    decoded request path, which goes through its UTF-8 bytes)."""
+    """PATH_INFO as PEP 3333 defines it: the request path's bytes,
+    percent-decoded, as a latin-1 "WSGI string". Gunicorn passes the
+    latin-1-decoded str to unquote_to_bytes, which re-encodes it as UTF-8,
+    so raw non-ASCII bytes arrive doubly encoded ('/\xc3\xa0' becomes
+    '/Ã\x83Â\xa0'); cgunicorn follows the PEP (docs/compatibility.md)."""
     path = uri["path"]
     if uri["raw"].startswith("//"):
         # Gunicorn treats a leading "//" as part of an absolute path, not as
@@ -151,7 +153,7 @@ def expected_path_info(uri):
         # urlsplit (case 100 says "/keeping_slashes"); Gunicorn 26.1 itself
         # gives PATH_INFO "///keeping_slashes" (checked by running it).
         path = re.split(r"[?#]", uri["raw"], maxsplit=1)[0]
-    return urllib.parse.unquote_to_bytes(path).decode("latin-1")
+    return urllib.parse.unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
 
 
 def check_echo(case, data):

@@ -215,7 +215,7 @@ static ssize_t buf_fill(cg_http_buf_t *b, feed_t *f)
 static void run(const tcase_t *c, const size_t *cuts, size_t ncuts, size_t readsz, bytes_t *t)
 {
     static char storage[1 << 17];
-    cg_http_buf_t buf = {storage, 0, 0, sizeof(storage)};
+    cg_http_buf_t buf = {storage, 0, 0, sizeof(storage), 0};
     feed_t f = {c->raw, c->rawlen, 0, cuts, ncuts, 0};
     cg_http_header_t hdrs[HDRS], trl[HDRS];
     cg_http_request_t req = {.headers = hdrs, .headers_cap = HDRS};
