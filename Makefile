@@ -41,7 +41,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test unit integration asan asan-build asan-unit asan-integration fuzz bench clean
+.PHONY: all deps build run test docs docs-check unit integration asan asan-build asan-unit asan-integration fuzz bench clean
 
 all: build
 
@@ -58,8 +58,18 @@ run: build
 # Unit tests, integration tests, then the same under ASan+UBSan. The last
 # thing printed is pytest's summary line of the sanitizer run.
 test: build
-	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory docs-check unit integration
 	$(MAKE) --no-print-directory asan
+
+# docs/settings.md is generated from the settings table; a stale copy fails.
+docs: build
+	./$(BUILD)/cgunicorn --dump-settings-json | $(PYTHON) tools/gen_settings_doc.py - -o docs/settings.md
+
+docs-check:
+	@./$(BUILD)/cgunicorn --dump-settings-json | $(PYTHON) tools/gen_settings_doc.py - -o $(BUILD)/settings.md
+	@diff -u docs/settings.md $(BUILD)/settings.md || \
+		{ echo "docs/settings.md is stale: run 'make docs' and commit it"; exit 1; }
+	@echo "docs/settings.md is up to date"
 
 unit:
 	meson test -C $(BUILD) --print-errorlogs --num-processes $(NINJA_JOBS)

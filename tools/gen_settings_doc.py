@@ -68,7 +68,9 @@ def render(settings):
         " the configuration file, the `GUNICORN_CMD_ARGS` environment variable, and the"
         " command line. A setting whose feature cgunicorn does not have yet is accepted and"
         " validated, but starting the server with a non-default value for it is refused with"
-        " a clear error." % len(settings),
+        " a clear error. Configuration files are not executed yet: when one would be read"
+        " (`-c`, or a `gunicorn.conf.py` in the working directory) cgunicorn refuses to"
+        " start and says so." % len(settings),
         "",
     ]
     for sec in sections:

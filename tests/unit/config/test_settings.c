@@ -415,6 +415,8 @@ static void test_check_supported(void **state)
         {"control_socket", "/tmp/ctl", "control_socket"},
         {"dirty_workers", "2", "dirty_workers"},
         {"logconfig", "/tmp/log.ini", "logconfig"},
+        {"worker_class", "gthread", "worker_class"},
+        {"threads", "4", "threads (the gthread worker)"},
     };
     cg_config_t cfg;
     char err[256];
@@ -422,7 +424,7 @@ static void test_check_supported(void **state)
     clean_env();
     assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
-    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gthread", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "sync", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "proxy_protocol", "v2", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "pidfile", "/tmp/p", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
