@@ -185,7 +185,7 @@ static bool cg__environ_lookup(void *vctx, cg_str_t name, cg_str_t *value)
     return false;
 }
 
-static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *environ, cg_str_t status,
+static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *env, cg_str_t status,
                            int64_t start_us)
 {
     cg_log_t *log = ws->log;
@@ -209,9 +209,9 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *environ, c
     }
     char proto[16];
     int plen = snprintf(proto, sizeof(proto), "HTTP/%u.%u", req->version_major, req->version_minor);
-    cg__env_ctx_t ctx = {.environ = environ, .nkeep = 0};
+    cg__env_ctx_t ctx = {.environ = env, .nkeep = 0};
     cg_str_t path_info = req->path, query = req->query.ptr ? req->query : CG_STR_LIT("");
-    PyObject *pi = environ ? PyDict_GetItemWithError(environ, ws->keys[CG_WK_PATH_INFO]) : NULL;
+    PyObject *pi = env ? PyDict_GetItemWithError(env, ws->keys[CG_WK_PATH_INFO]) : NULL;
     if (pi != NULL && PyUnicode_Check(pi)) {
         Py_ssize_t n;
         const char *u = PyUnicode_AsUTF8AndSize(pi, &n);
@@ -443,7 +443,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     r.must_close = ws->force_close;
 
     PyEval_RestoreThread(ws->tstate);
-    PyObject *environ = NULL, *result = NULL;
+    PyObject *env = NULL, *result = NULL;
     int64_t start_us = cg__now_us();
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
@@ -460,8 +460,8 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
 
     cg_http_error_t perr;
     memset(&perr, 0, sizeof(perr));
-    environ = cg_wsgi_environ_new(ws, &r, &perr);
-    if (environ == NULL) {
+    env = cg_wsgi_environ_new(ws, &r, &perr);
+    if (env == NULL) {
         if (perr.code != CG_HTTP_E_NONE) {
             PyErr_Clear();
             cg__http_error(ws, &r, &perr);
@@ -481,7 +481,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
         }
     }
 
-    PyObject *args[2] = {environ, ws->start_response};
+    PyObject *args[2] = {env, ws->start_response};
     ws->worker->in_app = 1;
     result = PyObject_Vectorcall(ws->app, args, 2, NULL); /* new */
     int wrc = result == NULL ? -1 : cg__write_result(ws, &r, result);
@@ -492,7 +492,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
         bool before = !r.headers_sent;
         rc = cg__app_failed(ws, &r);
         if (rc == 0 && before)
-            cg__access_log(ws, &r, environ, CG_STR_LIT("500 Internal Server Error"), start_us);
+            cg__access_log(ws, &r, env, CG_STR_LIT("500 Internal Server Error"), start_us);
         else {
             cg_str_t st = {"-", 1};
             if (r.status != NULL) {
@@ -501,13 +501,13 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
                 if (u != NULL)
                     st = (cg_str_t){u, (size_t)n};
             }
-            cg__access_log(ws, &r, environ, st, start_us);
+            cg__access_log(ws, &r, env, st, start_us);
             rc = -1;
         }
     } else {
         Py_ssize_t n;
         const char *u = PyUnicode_AsUTF8AndSize(r.status, &n);
-        cg__access_log(ws, &r, environ, (cg_str_t){u ? u : "-", u ? (size_t)n : 1}, start_us);
+        cg__access_log(ws, &r, env, (cg_str_t){u ? u : "-", u ? (size_t)n : 1}, start_us);
     }
 
     /* PEP 3333: close() is called whatever happened. */
@@ -521,8 +521,8 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     }
 
 done:
-    if (environ != NULL) {
-        PyObject *sock = PyDict_GetItemWithError(environ, ws->keys[CG_WK_GUNICORN_SOCKET]);
+    if (env != NULL) {
+        PyObject *sock = PyDict_GetItemWithError(env, ws->keys[CG_WK_GUNICORN_SOCKET]);
         if (sock != NULL) {
             PyObject *d = PyObject_CallMethodNoArgs(sock, ws->keys[CG_WK_A_DETACH]);
             Py_XDECREF(d);
@@ -530,7 +530,7 @@ done:
         PyErr_Clear();
     }
     Py_XDECREF(result);
-    Py_XDECREF(environ);
+    Py_XDECREF(env);
     cg_wsgi_bind(ws->start_response, NULL);
     cg_wsgi_bind(ws->write, NULL);
     cg_wsgi_bind(ws->early_hints, NULL);
