@@ -91,6 +91,7 @@ typedef struct cg_config {
     char *app_uri;           /* APP_MODULE positional argument (or wsgi_app, or the
                                 absolute --paste path) after cg_config_load() */
     char **argv;             /* the original command line, borrowed, for USR2 re-exec */
+    const struct cg_hooks *hooks; /* server hooks (src/arbiter/hooks.h); NULL: none set */
     int argc;
     bool sendfile_raw;       /* the sendfile value as set (meaningless while
                                 source[CG_SETTING_sendfile] is CG_SRC_DEFAULT) */

@@ -1,0 +1,59 @@
+/*
+ * hooks.h - Gunicorn's server hooks, seen from C.
+ *
+ * The arbiter and the workers are plain C and call hooks through this table
+ * at Gunicorn's moments (gunicorn-behaviour.md). src/python fills it when a
+ * configuration file defines hooks; a NULL entry (or a NULL table) means the
+ * hook is not set and costs one branch. Hooks that take a request
+ * (pre_request, post_request) are called by the WSGI layer directly, since it
+ * already runs Python there.
+ *
+ * Every function is called with no Python state assumed: the implementation
+ * takes the GIL itself. A hook that raises is logged by the implementation
+ * (with its traceback) and never stops the caller.
+ */
+#ifndef CG_HOOKS_H
+#define CG_HOOKS_H
+
+struct cg_arbiter;
+struct cg_worker;
+
+typedef struct cg_hooks {
+    void *ctx;
+    /* master */
+    void (*on_starting)(void *ctx, struct cg_arbiter *a);
+    void (*on_reload)(void *ctx, struct cg_arbiter *a);
+    void (*when_ready)(void *ctx, struct cg_arbiter *a);
+    void (*pre_fork)(void *ctx, struct cg_arbiter *a, struct cg_worker *w);
+    void (*pre_exec)(void *ctx, struct cg_arbiter *a);
+    void (*child_exit)(void *ctx, struct cg_arbiter *a, struct cg_worker *w);
+    void (*nworkers_changed)(void *ctx, struct cg_arbiter *a, int new_value, int old_value);
+    void (*on_exit)(void *ctx, struct cg_arbiter *a);
+    /* worker process */
+    void (*post_fork)(void *ctx, struct cg_arbiter *a, struct cg_worker *w);
+    void (*post_worker_init)(void *ctx, struct cg_worker *w);
+    void (*worker_int)(void *ctx, struct cg_worker *w);
+    void (*worker_abort)(void *ctx, struct cg_worker *w);
+    void (*worker_exit)(void *ctx, struct cg_arbiter *a, struct cg_worker *w);
+    /* not Gunicorn hooks: keep an interpreter started in the master sane
+     * across fork (PyOS_AfterFork_*); called around every fork the master does */
+    void (*fork_prepare)(void *ctx);
+    void (*fork_parent)(void *ctx);
+    void (*fork_child)(void *ctx);
+} cg_hooks_t;
+
+/* Call hook `name` of table `h` (may be NULL) with the remaining arguments. */
+#define CG_HOOK(h, name, ...)                                                                     \
+    do {                                                                                          \
+        const cg_hooks_t *cg__h = (h);                                                            \
+        if (cg__h != NULL && cg__h->name != NULL)                                                 \
+            cg__h->name(cg__h->ctx, __VA_ARGS__);                                                 \
+    } while (0)
+#define CG_HOOK0(h, name)                                                                         \
+    do {                                                                                          \
+        const cg_hooks_t *cg__h = (h);                                                            \
+        if (cg__h != NULL && cg__h->name != NULL)                                                 \
+            cg__h->name(cg__h->ctx);                                                              \
+    } while (0)
+
+#endif
