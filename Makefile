@@ -100,7 +100,8 @@ fuzz:
 	PYTHON=$(PYTHON) FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz.sh $(FUZZ_BUILD)
 
 bench: build
-	bash bench/run.sh
+	@tools/deps.sh bench
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/run.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -48,7 +48,9 @@ static inline bool cg_str_eq(cg_str_t a, const char *lit, size_t litlen)
     return true;
 }
 
-/* ASCII case-insensitive comparison of a view with a NUL-terminated string. */
+/* ASCII case-insensitive comparison of two views, or of a view with a
+ * NUL-terminated string. */
+bool cg_str_caseeq_str(cg_str_t a, cg_str_t b);
 bool cg_str_caseeq(cg_str_t a, const char *lit);
 
 /* A growable, owned list of NUL-terminated strings. */

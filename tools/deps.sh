@@ -3,6 +3,7 @@
 #
 #   tools/deps.sh            build, run and test packages
 #   tools/deps.sh fuzz       the above plus the libFuzzer runtime
+#   tools/deps.sh bench      the above plus uWSGI, to compare with
 #
 # Missing packages are installed with apt-get when running as root (CI runs
 # as root on a fresh machine); otherwise the exact command to run is printed
@@ -19,6 +20,9 @@ if [ "${1:-}" = fuzz ]; then
   # clang's -fsanitize=fuzzer runtime is only a Recommends of clang-14, so a
   # --no-install-recommends install lacks it.
   pkgs+=(libclang-rt-14-dev)
+fi
+if [ "${1:-}" = bench ]; then
+  pkgs+=(uwsgi-core uwsgi-plugin-python3)
 fi
 
 missing=()

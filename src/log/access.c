@@ -599,22 +599,6 @@ static void put_env_header(out_t *o, const cg_access_info_t *in, const char *tar
         putc_(o, '-');
 }
 
-static bool name_caseeq(cg_str_t a, cg_str_t b)
-{
-    if (a.len != b.len)
-        return false;
-    for (size_t i = 0; i < a.len; i++) {
-        unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)b.ptr[i];
-        if (x >= 'A' && x <= 'Z')
-            x += 32;
-        if (y >= 'A' && y <= 'Z')
-            y += 32;
-        if (x != y)
-            return false;
-    }
-    return true;
-}
-
 /* ---- the "u" atom: Gunicorn's Logger._get_user() */
 
 static int8_t b64_value(unsigned char c)
@@ -772,7 +756,7 @@ static int get_user(const cg_access_info_t *in, b64_t *b, size_t *ulen, char *er
         size_t n = h->value.len;
         if (first) {
             first = false;
-            if (n < 5 || !name_caseeq((cg_str_t){p, 5}, CG_STR_LIT("basic")))
+            if (n < 5 || !cg_str_caseeq_str((cg_str_t){p, 5}, CG_STR_LIT("basic")))
                 return 0;
         }
         if (!split) {
@@ -962,7 +946,7 @@ static void put_str_atom(out_t *o, const op_t *op, const cg_access_info_t *in)
         const cg_http_header_t *hit = NULL;
         for (size_t i = 0; i < in->n_req_headers; i++) /* last one wins (dict) */
             if (!(in->req_headers[i].flags & CG_HTTP_HF_DROPPED) &&
-                name_caseeq(in->req_headers[i].name, op->text))
+                cg_str_caseeq_str(in->req_headers[i].name, op->text))
                 hit = &in->req_headers[i];
         if (hit)
             put_text(o, hit->value.ptr, hit->value.len, true);
@@ -973,7 +957,7 @@ static void put_str_atom(out_t *o, const op_t *op, const cg_access_info_t *in)
     case AT_RESPH: {
         const cg_str_t *hit = NULL;
         for (size_t i = 0; i < in->n_resp_headers; i++)
-            if (name_caseeq(in->resp_headers[2 * i], op->text))
+            if (cg_str_caseeq_str(in->resp_headers[2 * i], op->text))
                 hit = &in->resp_headers[2 * i + 1];
         if (hit)
             put_text(o, hit->ptr, hit->len, true);

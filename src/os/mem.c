@@ -69,13 +69,12 @@ void cg_strv_clear(cg_strv_t *sv)
     sv->n = 0;
 }
 
-bool cg_str_caseeq(cg_str_t a, const char *lit)
+bool cg_str_caseeq_str(cg_str_t a, cg_str_t b)
 {
-    size_t n = strlen(lit);
-    if (a.len != n)
+    if (a.len != b.len)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)lit[i];
+    for (size_t i = 0; i < a.len; i++) {
+        unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)b.ptr[i];
         if (x >= 'A' && x <= 'Z')
             x += 32;
         if (y >= 'A' && y <= 'Z')
@@ -84,4 +83,9 @@ bool cg_str_caseeq(cg_str_t a, const char *lit)
             return false;
     }
     return true;
+}
+
+bool cg_str_caseeq(cg_str_t a, const char *lit)
+{
+    return cg_str_caseeq_str(a, (cg_str_t){lit, strlen(lit)});
 }
