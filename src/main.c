@@ -16,8 +16,10 @@ int main(int argc, char **argv)
 {
     cg_config_t cfg;
     cg_log_t log;
-    char err[512];
+    char err[1024];
     int status;
+    cg_py_hooks_t hooks;
+    bool hooks_up = false;
 
     /* Hidden: the settings table as JSON, from which docs/settings.md is made. */
     if (argc == 2 && strcmp(argv[1], "--dump-settings-json") == 0) {
@@ -26,9 +28,9 @@ int main(int argc, char **argv)
     }
 
     memset(&cfg, 0, sizeof(cfg));
-    /* Config files are executed by Python: not wired yet, so a config file
-     * that would be read is refused with a clear error (never ignored). */
-    status = cg_config_load(&cfg, argc, argv, NULL, NULL);
+    /* A config file starts the interpreter in the master (its hooks run
+     * there); without one the master stays free of Python. */
+    status = cg_config_load(&cfg, argc, argv, cg_py_config_loader, NULL);
     if (status != 0) {
         cg_config_free(&cfg);
         return status < 0 ? 0 : status;
@@ -65,8 +67,30 @@ int main(int argc, char **argv)
         cg_config_free(&cfg);
         return 1;
     }
+    if (Py_IsInitialized()) {
+        /* Gunicorn puts pythonpath on sys.path before the arbiter starts, so
+         * hooks can import from it too. */
+        if (cg_py_sync_environ() < 0) {
+            cg_py_log_exception(&log, CG_LOG_ERROR, "Cannot apply raw_env to os.environ");
+            PyErr_Clear();
+        }
+        if (cg_py_setup_path(&cfg, err, sizeof(err)) < 0 ||
+            cg_py_hooks_init(&hooks, &cfg, &log, err, sizeof(err)) < 0) {
+            fprintf(stderr, "Error: %s\n", err);
+            cg_log_close(&log);
+            cg_config_free(&cfg);
+            return 1;
+        }
+        hooks_up = true;
+    }
     status = cg_arbiter_run(&cfg, &log);
+    if (hooks_up)
+        cg_py_hooks_free(&hooks, &cfg);
+    cg_config_free(&cfg); /* drops the hooks' references: Python must still run */
+    /* The master leaves like a Python process would: atexit handlers the
+     * config file registered run, buffered output is flushed. */
+    if (Py_IsInitialized() && Py_FinalizeEx() < 0 && status == 0)
+        status = 120;
     cg_log_close(&log);
-    cg_config_free(&cfg);
     return status;
 }

@@ -68,9 +68,12 @@ def render(settings):
         " the configuration file, the `GUNICORN_CMD_ARGS` environment variable, and the"
         " command line. A setting whose feature cgunicorn does not have yet is accepted and"
         " validated, but starting the server with a non-default value for it is refused with"
-        " a clear error. Configuration files are not executed yet: when one would be read"
-        " (`-c`, or a `gunicorn.conf.py` in the working directory) cgunicorn refuses to"
-        " start and says so." % len(settings),
+        " a clear error. The configuration file (`-c PATH`, `-c file:PATH`, `-c python:MODULE`,"
+        " else `./gunicorn.conf.py` when present) is Python, run by the embedded interpreter"
+        " in the master as Gunicorn runs it: every module-level name that is a setting is"
+        " applied, other names are ignored, and hook functions defined there run in the"
+        " master and the workers. Without a configuration file the master runs no Python."
+        " `logconfig_dict` (nested mappings) cannot be given in a file yet." % len(settings),
         "",
     ]
     for sec in sections:

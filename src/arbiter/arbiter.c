@@ -9,11 +9,14 @@
  */
 #include "arbiter.h"
 
+#include "../os/os.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,10 +31,145 @@ void cg_arbiter_halt_request(cg_arbiter_t *a, int status, const char *reason)
     a->reason = reason;
 }
 
+bool cg_arbiter_may_unlink(const cg_arbiter_t *a)
+{
+    return a->reexec_pid == 0 && a->master_pid == 0 && !a->systemd && !a->cfg->reuse_port;
+}
+
+void cg_arbiter_set_num_workers(cg_arbiter_t *a, long n, long old)
+{
+    a->num_workers = n;
+    CG_HOOK(a->cfg->hooks, nworkers_changed, a, (int)n, (int)old);
+}
+
+void cg_arbiter_notify(cg_arbiter_t *a, const char *msg)
+{
+    int r = cg_os_notify(msg);
+    if (r < 0)
+        cg_log_debug(a->log, "Failed to notify systemd: %s", strerror(-r));
+}
+
+void cg_arbiter_tick(cg_arbiter_t *a)
+{
+    if (a->watchdog_ms == 0)
+        return;
+    uint64_t now = cg_monotonic_ms();
+    if (now < a->watchdog_next)
+        return;
+    cg_arbiter_notify(a, "WATCHDOG=1");
+    a->watchdog_next = now + a->watchdog_ms / 2;
+}
+
+void cg_arbiter_set_title(cg_arbiter_t *a, const char *role)
+{
+    const cg_config_t *cfg = a->cfg;
+    const char *name = cfg->proc_name ? cfg->proc_name
+                       : cfg->default_proc_name ? cfg->default_proc_name
+                                                : "gunicorn";
+    char title[512];
+    snprintf(title, sizeof(title), "cgunicorn: %s [%s%s]", role, name,
+             a->master_pid != 0 ? ".2" : "");
+    cg_proctitle_set(title);
+}
+
+int cg_arbiter_bind(cg_arbiter_t *a)
+{
+    const cg_config_t *cfg = a->cfg;
+    /* unix sockets are created under the configured umask, as Gunicorn's
+     * UnixSocket.bind does; the process umask is left as it was */
+    mode_t old_umask = umask((mode_t)cfg->umask);
+    int r = cg_net_listen_all((const char *const *)cfg->bind.v, cfg->bind.n, (int)cfg->backlog,
+                              cfg->reuse_port, a->log, &a->listeners, &a->nlisteners);
+    umask(old_umask);
+    if (r < 0)
+        return r;
+    bool chown_wanted = cfg->source[CG_SETTING_user] != CG_SRC_DEFAULT ||
+                        cfg->source[CG_SETTING_group] != CG_SRC_DEFAULT;
+    /* as Gunicorn's logger does: the workers must be able to reopen (USR1)
+     * the log files after dropping privileges */
+    const char *logs[] = {a->log->error_path, a->log->access_path};
+    for (size_t i = 0; chown_wanted && i < CG_ARRAY_SIZE(logs); i++)
+        if (logs[i] != NULL && chown(logs[i], (uid_t)cfg->user, (gid_t)cfg->group) < 0)
+            cg_log_debug(a->log, "Cannot chown %s: %s", logs[i], strerror(errno));
+    for (size_t i = 0; chown_wanted && i < a->nlisteners; i++)
+        if (a->listeners[i].unix_path &&
+            chown(a->listeners[i].unix_path, (uid_t)cfg->user, (gid_t)cfg->group) < 0)
+            cg_log_warning(a->log, "Cannot chown %s: %s", a->listeners[i].unix_path,
+                           strerror(errno));
+    return 0;
+}
+
+/* Listeners handed over by a USR2 parent (GUNICORN_FD) or systemd. */
+static int cg__arbiter_adopt(cg_arbiter_t *a, const int *fds, size_t n)
+{
+    a->listeners = cg_xcalloc(n ? n : 1, sizeof(*a->listeners));
+    for (size_t i = 0; i < n; i++) {
+        char err[256];
+        if (cg_net_adopt_fd(fds[i], (int)a->cfg->backlog, &a->listeners[a->nlisteners], err,
+                            sizeof(err)) < 0) {
+            cg_log_error(a->log, "Cannot use inherited fd %d: %s", fds[i], err);
+            return -EBADF;
+        }
+        a->nlisteners++;
+    }
+    return 0;
+}
+
+static int cg__arbiter_listen(cg_arbiter_t *a)
+{
+    int nsd = cg_os_listen_fds();
+    if (nsd > 0) {
+        int *fds = cg_xmalloc((size_t)nsd * sizeof(*fds));
+        for (int i = 0; i < nsd; i++)
+            fds[i] = 3 + i;
+        a->systemd = true;
+        int r = cg__arbiter_adopt(a, fds, (size_t)nsd);
+        free(fds);
+        return r;
+    }
+    const char *gfd = getenv("GUNICORN_FD");
+    if (gfd != NULL) {
+        int fds[256];
+        size_t n = 0;
+        char *copy = cg_xstrdup(gfd), *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t && n < CG_ARRAY_SIZE(fds);
+             t = strtok_r(NULL, ",", &save))
+            fds[n++] = atoi(t);
+        free(copy);
+        unsetenv("GUNICORN_FD");
+        return cg__arbiter_adopt(a, fds, n);
+    }
+    if (a->cfg->reuse_port)
+        return 0; /* as Gunicorn: each worker binds its own SO_REUSEPORT sockets */
+    return cg_arbiter_bind(a);
+}
+
+/* An unpromoted USR2 child becomes the master once the old one is gone
+ * (we were re-parented). */
+static void cg__arbiter_maybe_promote(cg_arbiter_t *a)
+{
+    if (a->master_pid == 0 || getppid() == a->master_pid)
+        return;
+    cg_log_info(a->log, "Master has been promoted.");
+    a->master_name = "Master";
+    a->master_pid = 0;
+    unsetenv("GUNICORN_PID");
+    if (a->pidfile) {
+        char err[512];
+        cg_arbiter_pidfile_unlink(a->pidfile, a->pid);
+        free(a->pidfile);
+        a->pidfile = NULL;
+        if (cg_arbiter_pidfile_create(a->cfg->pidfile, a->pid, err, sizeof(err)) < 0)
+            cg_log_error(a->log, "%s", err);
+        else
+            a->pidfile = cg_xstrdup(a->cfg->pidfile);
+    }
+    cg_arbiter_set_title(a, "master");
+}
+
 void cg_arbiter_stop(cg_arbiter_t *a, bool graceful)
 {
-    /* no USR2 / systemd / reuse_port yet, so unix sockets are always ours */
-    cg_net_close_all(a->listeners, a->nlisteners, true);
+    cg_net_close_all(a->listeners, a->nlisteners, cg_arbiter_may_unlink(a));
     a->listeners = NULL;
     a->nlisteners = 0;
 
@@ -57,6 +195,7 @@ void cg_arbiter_stop(cg_arbiter_t *a, bool graceful)
                 }
         }
         cg_arbiter_reap_workers(a, false);
+        cg_arbiter_tick(a);
         if (a->nworkers == 0)
             break;
         /* 0.1 s, cut short by any signal (a child's CHLD in particular) */
@@ -119,27 +258,34 @@ static int cg__arbiter_start(cg_arbiter_t *a)
 
     cg_log_info(a->log, "Starting gunicorn %s", CG_VERSION);
 
+    const char *gpid = getenv("GUNICORN_PID");
+    if (gpid != NULL && atoi(gpid) > 0) {
+        /* we are the new master of a USR2 upgrade */
+        a->master_pid = (pid_t)atoi(gpid);
+        a->master_name = "Master.2";
+    }
+
     if (cfg->pidfile) {
-        if ((r = cg_arbiter_pidfile_create(cfg->pidfile, a->pid, err, sizeof(err))) < 0) {
+        size_t n = strlen(cfg->pidfile) + 3;
+        char *path = cg_xmalloc(n);
+        snprintf(path, n, "%s%s", cfg->pidfile, a->master_pid ? ".2" : "");
+        if ((r = cg_arbiter_pidfile_create(path, a->pid, err, sizeof(err))) < 0) {
             fprintf(stderr, "\nError: %s\n\n", err);
             fflush(stderr);
+            free(path);
             return r;
         }
-        a->pidfile = cg_xstrdup(cfg->pidfile);
+        a->pidfile = path;
     }
+
+    CG_HOOK(cfg->hooks, on_starting, a);
 
     if ((r = cg_arbiter_signals_init(a)) < 0) {
         cg_log_error(a->log, "Cannot set up signal handling: %s", strerror(-r));
         return r;
     }
 
-    /* unix sockets are created under the configured umask, as Gunicorn's
-     * UnixSocket.bind does; the process umask is left as it was */
-    mode_t old_umask = umask((mode_t)cfg->umask);
-    r = cg_net_listen_all((const char *const *)cfg->bind.v, cfg->bind.n, (int)cfg->backlog, false,
-                          a->log, &a->listeners, &a->nlisteners);
-    umask(old_umask);
-    if (r < 0)
+    if ((r = cg__arbiter_listen(a)) < 0)
         return r;
 
     char *display = cg_net_listeners_display(a->listeners, a->nlisteners);
@@ -147,12 +293,14 @@ static int cg__arbiter_start(cg_arbiter_t *a)
     cg_log_info(a->log, "Listening at: %s (%d)", display, (int)a->pid);
     cg_log_info(a->log, "Using worker: %s", cg__arbiter_worker_class(cfg));
     free(display);
+    cg_arbiter_notify(a, "READY=1\nSTATUS=Gunicorn arbiter booted");
+    CG_HOOK(cfg->hooks, when_ready, a);
     return 0;
 }
 
 static void cg__arbiter_cleanup(cg_arbiter_t *a)
 {
-    cg_net_close_all(a->listeners, a->nlisteners, true);
+    cg_net_close_all(a->listeners, a->nlisteners, cg_arbiter_may_unlink(a));
     a->listeners = NULL;
     a->nlisteners = 0;
     for (size_t i = 0; i < a->nworkers; i++) {
@@ -166,7 +314,39 @@ static void cg__arbiter_cleanup(cg_arbiter_t *a)
         cg_arbiter_pidfile_unlink(a->pidfile, a->pid);
     free(a->pidfile);
     a->pidfile = NULL;
+    free(a->exe);
+    free(a->cwd);
+    a->exe = a->cwd = NULL;
     cg_arbiter_signals_restore(a);
+}
+
+/* What USR2 will need: the binary and the directory we started from. */
+static void cg__arbiter_start_ctx(cg_arbiter_t *a)
+{
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+        a->exe = cg_xstrdup(buf);
+    } else if (a->cfg->argv && a->cfg->argv[0]) {
+        a->exe = cg_xstrdup(a->cfg->argv[0]);
+    }
+    if (getcwd(buf, sizeof(buf)) != NULL)
+        a->cwd = cg_xstrdup(buf);
+    uint64_t us = cg_os_watchdog_usec();
+    if (us > 0) {
+        a->watchdog_ms = us / 1000 > 0 ? us / 1000 : 1;
+        a->watchdog_next = 0;
+    }
+}
+
+static int cg__arbiter_wait_ms(const cg_arbiter_t *a)
+{
+    if (a->watchdog_ms == 0)
+        return 1000;
+    uint64_t now = cg_monotonic_ms();
+    uint64_t left = a->watchdog_next > now ? a->watchdog_next - now : 0;
+    return left < 1000 ? (int)left : 1000;
 }
 
 int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_t worker_main)
@@ -185,17 +365,39 @@ int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
 
     if (cg__arbiter_check_binds(cfg) < 0)
         return 1;
+    if (cfg->daemon && getenv("GUNICORN_FD") == NULL) {
+        if (getenv("NOTIFY_SOCKET") != NULL)
+            fprintf(stderr, "Warning: NOTIFY_SOCKET is set but daemon mode detaches from the "
+                            "service manager; use Type=simple/notify without --daemon\n");
+        fflush(NULL);
+        CG_HOOK0(cfg->hooks, fork_prepare);
+        int r = cg_os_daemonize(cfg->enable_stdio_inheritance);
+        if (r < 0) {
+            fprintf(stderr, "Error: cannot daemonize: %s\n", strerror(-r));
+            return 1;
+        }
+        CG_HOOK0(cfg->hooks, fork_child);
+        a.pid = getpid();
+        cg__arbiter_seed(&a);
+    }
+    if (cfg->argv != NULL && cfg->argc > 0)
+        cg_proctitle_init(cfg->argc, cfg->argv);
+    cg__arbiter_start_ctx(&a);
     setenv("SERVER_SOFTWARE", CG_SERVER_SOFTWARE, 1);
+    cg_arbiter_set_num_workers(&a, cfg->workers, -1);
 
     if (cg__arbiter_start(&a) < 0) {
         /* Gunicorn exits 1 here without the "Shutting down" lines */
         cg__arbiter_cleanup(&a);
         return 1;
     }
+    cg_arbiter_set_title(&a, "master");
 
     cg_arbiter_manage_workers(&a);
     while (!a.stopping) {
-        cg_arbiter_signals_wait(&a, 1000);
+        cg__arbiter_maybe_promote(&a);
+        cg_arbiter_tick(&a);
+        cg_arbiter_signals_wait(&a, cg__arbiter_wait_ms(&a));
         cg__arbiter_handle_signals(&a);
         if (a.stopping)
             break;
@@ -208,11 +410,15 @@ int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     }
 
     /* halt() */
+    cg_arbiter_notify(&a, "STOPPING=1");
     cg_arbiter_stop(&a, true);
     cg_log_level_t lvl = a.exit_status == 0 ? CG_LOG_INFO : CG_LOG_ERROR;
     cg_log_msg(log, lvl, "Shutting down: %s", a.master_name);
     if (a.reason)
         cg_log_msg(log, lvl, "Reason: %s", a.reason);
+    if (a.pidfile)
+        cg_arbiter_pidfile_unlink(a.pidfile, a.pid);
+    CG_HOOK(cfg->hooks, on_exit, &a);
     cg__arbiter_cleanup(&a);
     return a.exit_status;
 }

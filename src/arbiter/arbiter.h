@@ -13,6 +13,7 @@
 #include "../log/log.h"
 #include "../net/net.h"
 #include "../workers/worker.h"
+#include "hooks.h"
 
 /* What a forked child runs; its return value is the child's exit status. */
 typedef int (*cg_arbiter_worker_main_t)(cg_worker_t *w);
@@ -57,6 +58,15 @@ typedef struct cg_arbiter {
     bool stopping;
     int exit_status;
     const char *reason;
+
+    /* USR2 upgrades, systemd, process life */
+    pid_t master_pid;      /* the old master while we are its unpromoted USR2 child, else 0 */
+    pid_t reexec_pid;      /* our USR2 child until it is reaped, else 0 */
+    bool systemd;          /* listeners came from LISTEN_FDS */
+    char *exe;             /* binary to exec on USR2 (/proc/self/exe at start); owned */
+    char *cwd;             /* directory at start, where USR2 execs; owned */
+    uint64_t watchdog_ms;  /* systemd watchdog period (WATCHDOG_USEC), 0: none */
+    uint64_t watchdog_next; /* monotonic ms of the next WATCHDOG=1 */
 } cg_arbiter_t;
 
 /* signals.c */
@@ -89,6 +99,21 @@ void cg_arbiter_kill_workers(cg_arbiter_t *a, int sig);
 void cg_arbiter_stop(cg_arbiter_t *a, bool graceful);
 /* Ask the loop to end with this status/reason (NULL reason: none). */
 void cg_arbiter_halt_request(cg_arbiter_t *a, int status, const char *reason);
+
+/* Set num_workers and fire the nworkers_changed hook (old -1 = None). */
+void cg_arbiter_set_num_workers(cg_arbiter_t *a, long n, long old);
+/* sd_notify(msg) when NOTIFY_SOCKET is set; failures logged at debug. */
+void cg_arbiter_notify(cg_arbiter_t *a, const char *msg);
+/* Periodic duties that must not wait for the loop: the systemd watchdog. */
+void cg_arbiter_tick(cg_arbiter_t *a);
+/* "cgunicorn: master [name]" (".2" while an unpromoted USR2 child). */
+void cg_arbiter_set_title(cg_arbiter_t *a, const char *role);
+/* Whether unix socket files are ours to unlink (not mid-USR2, not systemd,
+ * not reuse_port), as Gunicorn's stop() decides. */
+bool cg_arbiter_may_unlink(const cg_arbiter_t *a);
+/* Open the configured listeners (binds) under the configured umask and
+ * chown unix sockets to user/group; 0 or -errno (already logged). */
+int cg_arbiter_bind(cg_arbiter_t *a);
 
 /* pidfile.c (Gunicorn's pidfile.py rules) */
 /* Returns 0, or -EEXIST / -ENOENT / -errno with Gunicorn's message in err. */

@@ -15,8 +15,11 @@
 #ifndef CG_HOOKS_H
 #define CG_HOOKS_H
 
+#include <stddef.h>
+
 struct cg_arbiter;
 struct cg_worker;
+struct cg_config;
 
 typedef struct cg_hooks {
     void *ctx;
@@ -40,6 +43,12 @@ typedef struct cg_hooks {
     void (*fork_prepare)(void *ctx);
     void (*fork_parent)(void *ctx);
     void (*fork_child)(void *ctx);
+    /* not a Gunicorn hook: the configuration-file loader main() passed to
+     * cg_config_load(), so HUP re-reads the file the same way; NULL: files
+     * cannot be read (a HUP that would need one keeps the old settings) */
+    int (*config_loader)(struct cg_config *cfg, const char *location, void *ctx, char *err,
+                         size_t errlen);
+    void *config_loader_ctx;
 } cg_hooks_t;
 
 /* Call hook `name` of table `h` (may be NULL) with the remaining arguments. */

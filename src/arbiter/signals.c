@@ -199,26 +199,116 @@ static void cg__sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
+/* Re-read the configuration from every source we support (argv,
+ * GUNICORN_CMD_ARGS, the environment) into a fresh table and swap it in
+ * place, so every pointer to a->cfg stays valid. On any error the previous
+ * configuration is kept. */
+static void cg__reload_config(cg_arbiter_t *a)
+{
+    cg_config_t *cfg = a->cfg;
+    cg_config_t fresh;
+    char err[512];
+    if (cfg->argv == NULL)
+        return;
+    memset(&fresh, 0, sizeof(fresh));
+    const cg_hooks_t *h = cfg->hooks;
+    int st = cg_config_load(&fresh, cfg->argc, cfg->argv, h ? h->config_loader : NULL,
+                            h ? h->config_loader_ctx : NULL);
+    if (st == 0 && cg_config_check_supported(&fresh, err, sizeof(err)) < 0)
+        st = 1;
+    else if (st != 0)
+        snprintf(err, sizeof(err), "cg_config_load() returned %d", st);
+    if (st != 0) {
+        cg_log_error(a->log, "Reloading the configuration failed, keeping the previous one: %s",
+                     err);
+        cg_config_free(&fresh);
+        return;
+    }
+    fresh.argc = cfg->argc;
+    fresh.argv = cfg->argv;
+    fresh.hooks = cfg->hooks;
+
+    cg_log_t nl;
+    if (cg_log_open(&nl, fresh.errorlog, fresh.loglevel, fresh.accesslog, fresh.access_log_format,
+                    err, sizeof(err)) < 0) {
+        fprintf(stderr, "Error: reloading the logger configuration failed, keeping the previous "
+                        "one\n");
+        fflush(stderr);
+    } else {
+        cg_log_close(a->log);
+        *a->log = nl;
+    }
+    for (size_t i = 0; i < fresh.raw_env.n; i++) {
+        char *kv = fresh.raw_env.v[i], *eq = strchr(kv, '=');
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        setenv(kv, eq + 1, 1);
+        *eq = '=';
+    }
+
+    bool rebind = fresh.bind.n != cfg->bind.n || fresh.reuse_port != cfg->reuse_port;
+    for (size_t i = 0; !rebind && i < fresh.bind.n; i++)
+        rebind = strcmp(fresh.bind.v[i], cfg->bind.v[i]) != 0;
+
+    cg_config_t old = *cfg;
+    *cfg = fresh;
+    old.argv = NULL;
+    cg_config_free(&old);
+
+    if (rebind && !a->systemd) {
+        cg_net_close_all(a->listeners, a->nlisteners, cg_arbiter_may_unlink(a));
+        a->listeners = NULL;
+        a->nlisteners = 0;
+        if (!cfg->reuse_port && cg_arbiter_bind(a) < 0) {
+            cg_arbiter_halt_request(a, 1, NULL);
+            return;
+        }
+        char *display = cg_net_listeners_display(a->listeners, a->nlisteners);
+        cg_log_info(a->log, "Listening at: %s", display);
+        free(display);
+    }
+}
+
 /*
- * HUP. Gunicorn re-reads its configuration here; we do not yet, so the new
- * generation runs with the current one. Then, as Gunicorn: reopen the logs,
- * start a full set of new workers, retire the old ones oldest first, and wait
- * (up to graceful_timeout) until only the new generation is left.
+ * HUP, as Gunicorn 26: re-read the configuration, reopen the logs, rebind
+ * when the addresses changed, start a full set of new workers, retire the
+ * old ones oldest first, and wait (up to graceful_timeout) until only the
+ * new generation is left.
  */
 static void cg__on_hup(cg_arbiter_t *a)
 {
+    char msg[96];
     cg_log_info(a->log, "Hang up: %s", a->master_name);
-    cg_log_debug(a->log, "Reloading the configuration on HUP is not supported yet; "
-                         "restarting the workers with the current one");
-    a->num_workers = a->cfg->workers;
+    snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)cg_monotonic_ms() * 1000ull);
+    cg_arbiter_notify(a, msg);
+
+    cg__reload_config(a);
+    if (a->stopping)
+        return;
+    cg_arbiter_set_num_workers(a, a->cfg->workers, a->num_workers);
     cg_log_reopen(a->log);
+    CG_HOOK(a->cfg->hooks, on_reload, a);
     if (a->pidfile) {
-        /* Gunicorn unlinks and re-creates it; the content stays our pid */
-        char err[512];
+        /* Gunicorn unlinks and re-creates it (at the new path if changed) */
         cg_arbiter_pidfile_unlink(a->pidfile, a->pid);
-        if (cg_arbiter_pidfile_create(a->pidfile, a->pid, err, sizeof(err)) < 0)
-            cg_log_error(a->log, "%s", err);
+        free(a->pidfile);
+        a->pidfile = NULL;
     }
+    if (a->cfg->pidfile) {
+        char err[512];
+        size_t n = strlen(a->cfg->pidfile) + 3;
+        char *path = cg_xmalloc(n);
+        snprintf(path, n, "%s%s", a->cfg->pidfile, a->master_pid ? ".2" : "");
+        if (cg_arbiter_pidfile_create(path, a->pid, err, sizeof(err)) < 0) {
+            cg_log_error(a->log, "%s", err);
+            free(path);
+        } else {
+            a->pidfile = path;
+        }
+    }
+    cg_arbiter_set_title(a, "master");
 
     int last_age = a->worker_age;
     for (long i = 0; i < a->cfg->workers; i++)
@@ -231,8 +321,11 @@ static void cg__on_hup(cg_arbiter_t *a)
         if (a->nworkers == 0 || a->workers[0]->age > last_age)
             break;
         cg_arbiter_reap_workers(a, true);
+        cg_arbiter_tick(a);
         cg__sleep_ms(100);
     }
+    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=Gunicorn arbiter: %ld workers", a->num_workers);
+    cg_arbiter_notify(a, msg);
 }
 
 static void cg__on_term(cg_arbiter_t *a)
@@ -248,7 +341,7 @@ static void cg__on_quick(cg_arbiter_t *a)
 
 static void cg__on_ttin(cg_arbiter_t *a)
 {
-    a->num_workers++;
+    cg_arbiter_set_num_workers(a, a->num_workers + 1, a->num_workers);
     cg_arbiter_manage_workers(a);
 }
 
@@ -256,7 +349,7 @@ static void cg__on_ttou(cg_arbiter_t *a)
 {
     if (a->num_workers <= 1)
         return;
-    a->num_workers--;
+    cg_arbiter_set_num_workers(a, a->num_workers - 1, a->num_workers);
     cg_arbiter_manage_workers(a);
 }
 
@@ -268,16 +361,110 @@ static void cg__on_usr1(cg_arbiter_t *a)
     cg_arbiter_kill_workers(a, SIGUSR1);
 }
 
-static void cg__on_usr2(cg_arbiter_t *a)
+/* In the USR2 child: put the listeners at 3..3+n-1 (what LISTEN_FDS means)
+ * without clobbering one another on the way. */
+static void cg__move_fds_for_systemd(cg_arbiter_t *a)
 {
-    cg_log_warning(a->log, "USR2 (re-exec / binary upgrade) is not supported yet; signal ignored");
+    int *tmp = cg_xmalloc((a->nlisteners ? a->nlisteners : 1) * sizeof(*tmp));
+    for (size_t i = 0; i < a->nlisteners; i++)
+        tmp[i] = fcntl(a->listeners[i].fd, F_DUPFD_CLOEXEC, 3 + (int)a->nlisteners);
+    for (size_t i = 0; i < a->nlisteners; i++) {
+        dup2(tmp[i], 3 + (int)i); /* dup2 leaves the new fd inheritable */
+        close(tmp[i]);
+        a->listeners[i].fd = 3 + (int)i;
+    }
+    free(tmp);
 }
 
-/* Gunicorn only acts on WINCH when daemonized; cgunicorn has no daemon mode
- * yet, so this is the whole of the non-daemon behaviour. */
+/* The USR2 child, between fork and exec: Gunicorn's reexec() child half. */
+static void cg__reexec_child(cg_arbiter_t *a, pid_t old_master)
+{
+    char buf[64];
+    CG_HOOK(a->cfg->hooks, pre_exec, a);
+    snprintf(buf, sizeof(buf), "%d", (int)old_master);
+    setenv("GUNICORN_PID", buf, 1);
+    if (a->systemd) {
+        cg__move_fds_for_systemd(a);
+        snprintf(buf, sizeof(buf), "%d", (int)getpid());
+        setenv("LISTEN_PID", buf, 1);
+        snprintf(buf, sizeof(buf), "%zu", a->nlisteners);
+        setenv("LISTEN_FDS", buf, 1);
+        unsetenv("GUNICORN_FD");
+    } else {
+        size_t cap = a->nlisteners * 12 + 1, len = 0;
+        char *fds = cg_xmalloc(cap);
+        fds[0] = '\0';
+        for (size_t i = 0; i < a->nlisteners; i++) {
+            int fd = a->listeners[i].fd;
+            /* the listeners are close-on-exec for the workers' sake; this
+             * exec is the one place they must survive */
+            fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) & ~FD_CLOEXEC);
+            len += (size_t)snprintf(fds + len, cap - len, "%s%d", i ? "," : "", fd);
+        }
+        setenv("GUNICORN_FD", fds, 1);
+        free(fds);
+    }
+    if (a->cwd && chdir(a->cwd) < 0) {
+        /* keep going from wherever we are, as the exec may still work */
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+    execv(a->exe, a->cfg->argv);
+    int e = errno;
+    cg_log_error(a->log, "Cannot exec %s for the USR2 upgrade: %s", a->exe, strerror(e));
+    _exit(1);
+}
+
+static void cg__on_usr2(cg_arbiter_t *a)
+{
+    if (a->reexec_pid != 0) {
+        cg_log_warning(a->log, "USR2 signal ignored. Child exists.");
+        return;
+    }
+    if (a->master_pid != 0) {
+        cg_log_warning(a->log, "USR2 signal ignored. Parent exists.");
+        return;
+    }
+    if (a->exe == NULL || a->cfg->argv == NULL) {
+        cg_log_error(a->log, "USR2 upgrade impossible: the command line is unknown");
+        return;
+    }
+    pid_t self = a->pid;
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    fflush(NULL);
+    CG_HOOK0(a->cfg->hooks, fork_prepare);
+    pid_t pid = fork();
+    if (pid == 0) {
+        CG_HOOK0(a->cfg->hooks, fork_child);
+        cg_arbiter_signals_child(a);
+        cg__reexec_child(a, self);
+    }
+    int e = errno;
+    CG_HOOK0(a->cfg->hooks, fork_parent);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        cg_log_error(a->log, "fork() failed: %s", strerror(e));
+        return;
+    }
+    a->reexec_pid = pid;
+}
+
+/* WINCH only means something to a daemon (no terminal can send it by
+ * resizing): stop the workers, keep the master and its listeners. */
 static void cg__on_winch(cg_arbiter_t *a)
 {
-    cg_log_debug(a->log, "SIGWINCH ignored. Not daemonized");
+    if (!a->cfg->daemon) {
+        cg_log_debug(a->log, "SIGWINCH ignored. Not daemonized");
+        return;
+    }
+    cg_log_info(a->log, "graceful stop of workers");
+    cg_arbiter_set_num_workers(a, 0, a->num_workers);
+    cg_arbiter_kill_workers(a, SIGTERM);
 }
 
 static void cg__on_chld(cg_arbiter_t *a)

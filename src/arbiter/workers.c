@@ -58,6 +58,7 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
     a->worker_age++;
     w->age = a->worker_age;
     w->ppid = a->pid;
+    w->arbiter = a;
     w->cfg = cfg;
     w->log = a->log;
     w->listeners = a->listeners;
@@ -84,6 +85,7 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
         a->workers = cg_xrealloc(a->workers, a->capworkers * sizeof(*a->workers));
     }
 
+    CG_HOOK(cfg->hooks, pre_fork, a, w);
     /* Block everything across fork: until the child has reset its handlers
      * and closed the self-pipe, a signal sent to it would otherwise land in
      * the master's queue. Buffered stdio is flushed so it is not written twice. */
@@ -91,16 +93,20 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
     fflush(NULL);
+    CG_HOOK0(cfg->hooks, fork_prepare);
     pid_t pid = fork();
     if (pid == 0) {
+        CG_HOOK0(cfg->hooks, fork_child);
         w->pid = getpid();
         /* do not keep the siblings' heartbeat pages */
         for (size_t i = 0; i < a->nworkers; i++)
             cg_heartbeat_destroy(&a->workers[i]->hb);
         cg_arbiter_signals_child(a);
+        cg_arbiter_set_title(a, "worker");
         _exit(a->worker_main(w));
     }
     int fork_errno = errno;
+    CG_HOOK0(cfg->hooks, fork_parent);
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         cg_log_error(a->log, "fork() failed: %s", strerror(fork_errno));
@@ -144,8 +150,11 @@ void cg_arbiter_manage_workers(cg_arbiter_t *a)
         active--;
     }
     if (active != a->last_logged_count) {
+        char msg[96];
         a->last_logged_count = active;
         cg_log_debug(a->log, "%ld workers", active);
+        snprintf(msg, sizeof(msg), "STATUS=Gunicorn arbiter: %ld workers", active);
+        cg_arbiter_notify(a, msg);
     }
 }
 
@@ -185,6 +194,11 @@ void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error)
             continue;
         if (pid <= 0) /* 0: none exited yet; ECHILD: no children */
             return;
+        if (pid == a->reexec_pid) {
+            /* our USR2 child (the new master) went away: a later USR2 may retry */
+            a->reexec_pid = 0;
+            continue;
+        }
         ssize_t k = cg__find(a, pid);
         if (k < 0) {
             /* e.g. orphans re-parented to us when we run as PID 1 */
@@ -214,15 +228,18 @@ void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error)
         }
         if (exitcode > 0)
             cg_log_error(a->log, "Worker (pid:%d) exited with code %d.", (int)pid, exitcode);
-        cg__worker_free(w);
         if (halt_on_boot_error && exitcode == CG_WORKER_EXIT_BOOT_ERROR) {
+            cg__worker_free(w);
             cg_arbiter_halt_request(a, CG_WORKER_EXIT_BOOT_ERROR, "Worker failed to boot.");
             return;
         }
         if (halt_on_boot_error && exitcode == CG_WORKER_EXIT_APP_LOAD_ERROR) {
+            cg__worker_free(w);
             cg_arbiter_halt_request(a, CG_WORKER_EXIT_APP_LOAD_ERROR, "App failed to load.");
             return;
         }
+        CG_HOOK(a->cfg->hooks, child_exit, a, w);
+        cg__worker_free(w);
     }
 }
 

@@ -205,6 +205,13 @@ int cg_config_set_callable(cg_config_t *cfg, const char *name, void *obj, const 
                            cg_config_source_t src, char *err, size_t errlen);
 
 /*
+ * The arity Gunicorn's validator demands of a hook setting (validate_callable(n)):
+ * 1, 2 or 3; 0 for post_request (2, 3 or 4 accepted, shorter ones wrapped);
+ * -1 when d is not a CG_T_CALLABLE setting.
+ */
+int cg_config_callable_arity(const cg_setting_desc_t *d);
+
+/*
  * Print every setting as Gunicorn's `--print-config` does (print(cfg)): one
  * "name = value" line per setting, sorted by name, names padded to the
  * longest; values rendered like Python's str() of Gunicorn's values; hooks as

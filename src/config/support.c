@@ -7,7 +7,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static int cg__unsupported(const char *name, char *err, size_t errlen)
 {
@@ -41,13 +40,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     CG__OFF(cfg->reload, "reload");
     CG__OFF(cfg->spew, "spew");
     CG__OFF(cfg->preload_app, "preload_app");
-    CG__OFF(cfg->reuse_port, "reuse_port");
-    CG__OFF(cfg->daemon, "daemon");
-    CG__OFF(cfg->source[CG_SETTING_user] != CG_SRC_DEFAULT && cfg->user != (long)geteuid(),
-            "user");
-    CG__OFF(cfg->source[CG_SETTING_group] != CG_SRC_DEFAULT && cfg->group != (long)getegid(),
-            "group");
-    CG__OFF(cfg->initgroups, "initgroups");
     CG__OFF(cfg->capture_output, "capture_output");
     CG__OFF(cfg->logger_class == NULL ||
                 (strcmp(cfg->logger_class, "gunicorn.glogging.Logger") != 0 &&

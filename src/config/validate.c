@@ -564,6 +564,19 @@ CG_VALIDATOR(post_request)
     return cg__validate_callable(in, out, err, errlen);
 }
 
+int cg_config_callable_arity(const cg_setting_desc_t *d)
+{
+    if (d->validate == cg__validate_callable1)
+        return 1;
+    if (d->validate == cg__validate_callable2)
+        return 2;
+    if (d->validate == cg__validate_callable3)
+        return 3;
+    if (d->validate == cg__validate_post_request)
+        return 0;
+    return -1;
+}
+
 /*
  * Gunicorn's util.parse_address(val, default_port="8125") as used for StatsD.
  * Returns 0 and fills either *path (unix), or *host and *port; -EINVAL when the

@@ -29,36 +29,21 @@ static int cg__sys_path_prepend(const char *path)
     return rc;
 }
 
-int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen)
+/* The process that owns the interpreter's thread state: the one that started
+ * it, or the last child that ran PyOS_AfterFork_Child(). Process-wide like
+ * the interpreter itself; a forked child sees a stale value and fixes it. */
+static pid_t cg__py_owner;
+
+void cg_py_after_fork_child(void)
 {
-    PyConfig config;
-    PyStatus status;
-    char program[PATH_MAX];
-    const char *venv = getenv("VIRTUAL_ENV");
+    if (!Py_IsInitialized() || cg__py_owner == getpid())
+        return;
+    PyOS_AfterFork_Child();
+    cg__py_owner = getpid();
+}
 
-    /* The interpreter finds its prefix (and a venv's pyvenv.cfg) from the path
-     * of the program it believes it is, so pretend to be the venv's python. */
-    if (venv != NULL && venv[0] != '\0')
-        snprintf(program, sizeof(program), "%s/bin/python", venv);
-    else
-        snprintf(program, sizeof(program), "%s", CG_PYTHON_EXECUTABLE);
-
-    PyConfig_InitPythonConfig(&config);
-    config.install_signal_handlers = 0; /* the C worker owns every signal */
-    config.parse_argv = 0;
-    status = PyConfig_SetBytesString(&config, &config.program_name, program);
-    if (PyStatus_Exception(status))
-        goto fail;
-    if (cfg->argv != NULL && cfg->argc > 0) {
-        status = PyConfig_SetBytesArgv(&config, cfg->argc, cfg->argv);
-        if (PyStatus_Exception(status))
-            goto fail;
-    }
-    status = Py_InitializeFromConfig(&config);
-    if (PyStatus_Exception(status))
-        goto fail;
-    PyConfig_Clear(&config);
-
+int cg_py_setup_path(const cg_config_t *cfg, char *err, size_t errlen)
+{
     char cwd[PATH_MAX];
     const char *dir = cfg->chdir;
     if (dir == NULL)
@@ -87,18 +72,102 @@ int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen)
         free(copy);
     }
     return 0;
-
-fail:
-    snprintf(err, errlen, "cannot start Python (%s): %s", program,
-             status.err_msg ? status.err_msg : "unknown error");
-    PyConfig_Clear(&config);
-    return -1;
 fail_py: {
     char *tb = cg_py_format_exception();
     snprintf(err, errlen, "cannot set up sys.path:\n%s", tb ? tb : "");
     free(tb);
     return -1;
 }
+}
+
+int cg_py_sync_environ(void)
+{
+    extern char **environ;
+    PyObject *os = NULL, *env = NULL, *data = NULL, *fresh = PyDict_New();
+    int rc = -1;
+    if (fresh == NULL)
+        return -1;
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        if (eq == NULL || eq == *e)
+            continue;
+        PyObject *k = PyBytes_FromStringAndSize(*e, eq - *e); /* new */
+        PyObject *v = PyBytes_FromString(eq + 1);             /* new */
+        int bad = k == NULL || v == NULL || PyDict_SetItem(fresh, k, v) < 0;
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (bad)
+            goto out;
+    }
+    /* os.environ keeps fs-encoded bytes in its _data mapping (POSIX). */
+    if ((os = PyImport_ImportModule("os")) == NULL ||
+        (env = PyObject_GetAttrString(os, "environ")) == NULL ||
+        (data = PyObject_GetAttrString(env, "_data")) == NULL || !PyDict_Check(data))
+        goto out;
+    PyDict_Clear(data);
+    rc = PyDict_Update(data, fresh);
+out:
+    if (rc < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "os.environ has no _data mapping");
+    Py_XDECREF(data);
+    Py_XDECREF(env);
+    Py_XDECREF(os);
+    Py_DECREF(fresh);
+    return rc;
+}
+
+int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen)
+{
+    PyConfig config;
+    PyStatus status;
+    char program[PATH_MAX];
+    const char *venv = getenv("VIRTUAL_ENV");
+
+    /* A worker forked from a master that read a Python config file inherits
+     * a running interpreter (and the GIL): it must not start another. */
+    if (Py_IsInitialized()) {
+        cg_py_after_fork_child();
+        /* os.environ is a copy taken when the interpreter started: show
+         * the worker what the master's C code set since (raw_env, ...). */
+        if (cg_py_sync_environ() < 0) {
+            char *tb = cg_py_format_exception();
+            snprintf(err, errlen, "cannot update os.environ:\n%s", tb ? tb : "");
+            free(tb);
+            return -1;
+        }
+        return cg_py_setup_path(cfg, err, errlen);
+    }
+
+    /* The interpreter finds its prefix (and a venv's pyvenv.cfg) from the path
+     * of the program it believes it is, so pretend to be the venv's python. */
+    if (venv != NULL && venv[0] != '\0')
+        snprintf(program, sizeof(program), "%s/bin/python", venv);
+    else
+        snprintf(program, sizeof(program), "%s", CG_PYTHON_EXECUTABLE);
+
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0; /* the C worker owns every signal */
+    config.parse_argv = 0;
+    status = PyConfig_SetBytesString(&config, &config.program_name, program);
+    if (PyStatus_Exception(status))
+        goto fail;
+    if (cfg->argv != NULL && cfg->argc > 0) {
+        status = PyConfig_SetBytesArgv(&config, cfg->argc, cfg->argv);
+        if (PyStatus_Exception(status))
+            goto fail;
+    }
+    status = Py_InitializeFromConfig(&config);
+    if (PyStatus_Exception(status))
+        goto fail;
+    PyConfig_Clear(&config);
+    cg__py_owner = getpid();
+    return cg_py_setup_path(cfg, err, errlen);
+
+fail:
+    snprintf(err, errlen, "cannot start Python (%s): %s", program,
+             status.err_msg ? status.err_msg : "unknown error");
+    PyConfig_Clear(&config);
+    return -1;
 }
 
 char *cg_py_format_exception(void)

@@ -15,6 +15,8 @@
 #include "../cg.h"
 #include "../config/config.h"
 #include "../log/log.h"
+#include "../arbiter/hooks.h"
+#include "../workers/worker.h"
 
 /*
  * Start the interpreter (PEP 587 PyConfig): Debian's python3 by default, or the
@@ -24,6 +26,19 @@
  * Returns 0 with the GIL held, or -1 with a message in err.
  */
 int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen);
+
+/* Put cfg->chdir (else the working directory) and the cfg->pythonpath entries
+ * at the front of sys.path when missing. Returns 0 or -1 with err set. */
+int cg_py_setup_path(const cg_config_t *cfg, char *err, size_t errlen);
+
+/* Make os.environ match the C environment again (the interpreter copies it
+ * once at start-up; setenv() calls made later are invisible to Python).
+ * Returns 0 or -1 with an exception set. */
+int cg_py_sync_environ(void);
+
+/* In a process forked from one running the interpreter: PyOS_AfterFork_Child()
+ * once (no-op in the process that owns the interpreter, or without one). */
+void cg_py_after_fork_child(void);
 
 /* Format the current exception (which must be set) with its traceback, log it
  * as one record after `prefix`, and clear it. */
@@ -50,5 +65,71 @@ int cg_py_load_app(const char *uri, PyObject **app_out, char **msg_out);
  * process exit status (0 ok, 1 failure with Gunicorn's message on stderr).
  */
 int cg_py_check_app(const cg_config_t *cfg);
+
+/* ------------------------------------------------------------------------
+ * Configuration files and server hooks (conffile.c, hooks.c, objects.c).
+ */
+
+/*
+ * cg_config_file_loader_fn for cg_config_load(): starts the interpreter (GIL
+ * kept by the calling thread from then on), executes the file ("PATH",
+ * "file:PATH") or imports the module ("python:MOD") as Gunicorn does, and
+ * applies every module-level name that is a setting with CG_SRC_FILE. Hooks
+ * are arity-checked like Gunicorn's validate_callable(). ctx is unused.
+ */
+int cg_py_config_loader(cg_config_t *cfg, const char *location, void *ctx, char *err,
+                        size_t errlen);
+
+/* cfg->callable_release for callables stored by cg_py_config_loader(). */
+void cg_py_callable_release(void *obj);
+
+/* The state behind the cg_hooks_t table; lives as long as the arbiter. */
+typedef struct cg_py_hooks {
+    cg_hooks_t table;           /* cfg->hooks points here */
+    const cg_config_t *cfg;
+    cg_log_t *log;
+    PyObject *mod;              /* the helper module (new reference) */
+    PyObject *server;           /* the Server object, made on first use */
+    struct cg_arbiter *arbiter; /* the arbiter the hooks were last called with */
+    PyObject *worker_obj;       /* Worker of this worker process, or pre_fork's */
+    const struct cg_worker *worker_for; /* the cg_worker_t worker_obj describes */
+    pid_t worker_pid;           /* process that adopted worker_obj; 0: pre_fork's */
+} cg_py_hooks_t;
+
+/*
+ * Fill h->table from the hooks set in cfg (plus the fork_* wrappers) and
+ * point cfg->hooks at it. Only when the interpreter runs (a config file was
+ * read); the GIL must be held. Returns 0 or -1 with a message in err.
+ */
+int cg_py_hooks_init(cg_py_hooks_t *h, cg_config_t *cfg, cg_log_t *log, char *err,
+                     size_t errlen);
+/* Drop h's Python references (GIL held) and unhook cfg. */
+void cg_py_hooks_free(cg_py_hooks_t *h, cg_config_t *cfg);
+
+/*
+ * The per-request hooks, called by src/wsgi with the GIL held. req is a
+ * Request object from cg_py_request_new(). pre_request returns 0, or -1 with
+ * the hook's exception set (the request then fails like an app error).
+ * post_request logs its own exceptions ("Exception in post_request hook").
+ */
+int cg_py_hook_pre_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req);
+void cg_py_hook_post_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req,
+                             PyObject *environ, PyObject *resp);
+/* True when either per-request hook is set. */
+static inline bool cg_py_request_hooks(const cg_config_t *cfg)
+{
+    return cfg->pre_request != NULL || cfg->post_request != NULL;
+}
+/* A new instance of helper class `cls` ("Request", "Response") whose
+ * attributes are kwargs' items; NULL with an exception set. */
+PyObject *cg_py_helper_new(const char *cls, PyObject *kwargs);
+
+/* objects.c, shared with hooks.c/conffile.c: the helper module (new ref),
+ * created on first use and kept in sys.modules; NULL with an exception set. */
+PyObject *cg_py_helper_module(void);
+void cg_py_helper_bind(PyObject *mod, cg_py_hooks_t *h);
+/* cfg value of setting `name` as Gunicorn's cfg.<name> would give it. */
+PyObject *cg_py_setting_value(const cg_config_t *cfg, const cg_setting_desc_t *d,
+                              PyObject *mod);
 
 #endif

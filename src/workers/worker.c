@@ -5,6 +5,8 @@
  */
 #include "worker.h"
 
+#include "../arbiter/hooks.h"
+#include "../os/os.h"
 #include "../python/python.h"
 #include "../wsgi/wsgi.h"
 #include "sync.h"
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The one pointer a signal handler needs to reach this process's worker. */
@@ -38,6 +41,8 @@ static void cg__on_signal(int signo)
     case SIGINT:
     case SIGABRT:
         cg__self->alive = 0;
+        if (signo == SIGABRT)
+            cg__self->got_abort = 1;
         if (signo != SIGABRT)
             cg__self->quick = 1;
         else if (!cg__self->in_app)
@@ -55,9 +60,38 @@ static void cg__on_signal(int signo)
     cg__wake();
 }
 
-/* The Python-level handler behind PyErr_SetInterruptEx: SystemExit(code). */
+/*
+ * Beyond Gunicorn: a SIGABRT that lands in the app is almost always the
+ * master's WORKER TIMEOUT, and the one question then is "where was it
+ * stuck?". Log the Python stack of the interrupted frame before leaving.
+ */
+static void cg__log_abort_stack(PyObject *frame)
+{
+    PyObject *tb = PyImport_ImportModule("traceback"); /* new */
+    PyObject *lines = tb ? PyObject_CallMethod(tb, "format_stack", "O", frame) : NULL;
+    PyObject *sep = lines ? PyUnicode_FromString("") : NULL;
+    PyObject *text = sep ? PyUnicode_Join(sep, lines) : NULL;
+    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
+    if (utf8 != NULL)
+        cg_log_error(cg__self->log,
+                     "Worker (pid:%d) aborted (SIGABRT) while the application was running:\n"
+                     "Traceback (most recent call last):\n%s",
+                     (int)cg__self->pid, utf8);
+    else
+        PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(sep);
+    Py_XDECREF(lines);
+    Py_XDECREF(tb);
+}
+
+/* The Python-level handler behind PyErr_SetInterruptEx(signum, frame):
+ * SystemExit(code), with the app's stack logged first on SIGABRT. */
 static PyObject *cg__py_exit(PyObject *code, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs >= 2 && PyLong_Check(args[0]) && PyLong_AsLong(args[0]) == SIGABRT &&
+        args[1] != Py_None)
+        cg__log_abort_stack(args[1]);
     PyErr_SetObject(PyExc_SystemExit, code);
     return NULL;
 }
@@ -153,11 +187,41 @@ int cg_worker_main(cg_worker_t *w)
     char err[1024];
     cg_wsgi_t ws;
     bool py_up = false, ws_up = false;
+    cg_listener_t *own_listeners = NULL;
 
     w->pid = getpid();
     w->alive = 1;
     w->wake_pipe[0] = w->wake_pipe[1] = -1;
     cg_log_info(w->log, "Booting worker with pid: %d", (int)w->pid);
+    const cg_hooks_t *hooks = w->cfg->hooks;
+    if (w->cfg->reuse_port) {
+        /* Gunicorn's reuse_port: the master bound nothing, each worker binds
+         * its own SO_REUSEPORT sockets and the kernel spreads connections */
+        cg_listener_t *own = NULL;
+        size_t nown = 0;
+        mode_t old_umask = umask((mode_t)w->cfg->umask);
+        int r = cg_net_listen_all((const char *const *)w->cfg->bind.v, w->cfg->bind.n,
+                                  (int)w->cfg->backlog, true, w->log, &own, &nown);
+        umask(old_umask);
+        if (r < 0) {
+            status = CG_WORKER_EXIT_BOOT_ERROR;
+            goto out;
+        }
+        own_listeners = own;
+        w->listeners = own;
+        w->nlisteners = nown;
+    }
+    CG_HOOK(hooks, post_fork, w->arbiter, w);
+    if (w->cfg->source[CG_SETTING_user] != CG_SRC_DEFAULT ||
+        w->cfg->source[CG_SETTING_group] != CG_SRC_DEFAULT) {
+        int r = cg_os_set_owner(w->cfg->user, w->cfg->group, w->cfg->initgroups);
+        if (r < 0) {
+            cg_log_error(w->log, "Exception in worker process\ncannot switch to uid %ld gid %ld: %s",
+                         w->cfg->user, w->cfg->group, strerror(-r));
+            status = CG_WORKER_EXIT_BOOT_ERROR;
+            goto out;
+        }
+    }
     if (cg__install_signals(w) < 0) {
         cg_log_error(w->log, "Exception in worker process\ncannot install signal handlers: %s",
                      strerror(errno));
@@ -187,11 +251,18 @@ int cg_worker_main(cg_worker_t *w)
         goto out;
     }
     ws_up = true;
+    CG_HOOK(hooks, post_worker_init, w);
     w->booted = true;
 
     ws.tstate = PyEval_SaveThread(); /* the loop runs without the GIL */
     int rc = cg_worker_sync_run(w, &ws);
     PyEval_RestoreThread(ws.tstate);
+    /* Gunicorn runs these from its Python signal handlers; ours run once the
+     * loop has let go (the app already got its SystemExit) */
+    if (w->quick)
+        CG_HOOK(hooks, worker_int, w);
+    else if (w->got_abort)
+        CG_HOOK(hooks, worker_abort, w);
     if (rc < 0)
         status = CG_WORKER_EXIT_CRASH;
     else if (w->abort_exit)
@@ -201,6 +272,10 @@ out:
     if (ws_up)
         cg_wsgi_free(&ws);
     cg_log_info(w->log, "Worker exiting (pid: %d)", (int)w->pid);
+    /* before the interpreter goes away: the hook may be Python */
+    CG_HOOK(hooks, worker_exit, w->arbiter, w);
+    if (own_listeners != NULL)
+        cg_net_close_all(own_listeners, w->nlisteners, false);
     if (py_up && !w->quick) {
         /* Flush what the app printed and run its atexit handlers, as a
          * Python process leaving with sys.exit() would. */

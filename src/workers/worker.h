@@ -51,6 +51,7 @@ typedef struct cg_worker {
     cg_heartbeat_t hb;
     uint64_t max_requests; /* UINT64_MAX when max_requests is 0 */
     bool aborted;          /* master side: SIGABRT already sent for a timeout */
+    struct cg_arbiter *arbiter; /* the master's state as of fork (for hooks); may be NULL */
 
     /* worker side */
     volatile sig_atomic_t alive; /* cleared by TERM/QUIT/INT/ABRT */
@@ -58,6 +59,7 @@ typedef struct cg_worker {
     volatile sig_atomic_t reopen_logs; /* USR1 */
     volatile sig_atomic_t in_app;      /* Python app code is running right now */
     volatile sig_atomic_t abort_exit;  /* ABRT while idle: leave with status 1 */
+    volatile sig_atomic_t got_abort;   /* ABRT received (worker_abort hook due) */
     int wake_pipe[2]; /* self-pipe written by signal handlers; -1 when closed */
     uint64_t nr;      /* requests handled */
     bool booted;

@@ -8,6 +8,7 @@
 #include "../python/python.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -428,6 +429,74 @@ static int cg__app_failed(cg_wsgi_t *ws, cg_wsgi_req_t *r)
     return 0;
 }
 
+static PyObject *cg__str_or_none(cg_str_t s)
+{
+    if (s.ptr == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeLatin1(s.ptr, (Py_ssize_t)s.len, NULL);
+}
+
+/* The `req` the pre_request/post_request hooks get: Gunicorn's Request
+ * attributes, as a snapshot. New reference or NULL with an exception set. */
+static PyObject *cg__hook_request(cg_wsgi_req_t *r)
+{
+    const cg_http_request_t *q = r->http;
+    const cg_conn_t *c = r->conn;
+    PyObject *headers = PyList_New(0), *kw = NULL, *obj = NULL;
+    for (size_t i = 0; headers != NULL && i < q->nheaders; i++) {
+        const cg_http_header_t *hd = &q->headers[i];
+        if (hd->flags & CG_HTTP_HF_DROPPED)
+            continue;
+        PyObject *t = Py_BuildValue("(NN)", cg__str_or_none(hd->name),
+                                    cg__str_or_none(hd->value));
+        if (t == NULL || PyList_Append(headers, t) < 0)
+            Py_CLEAR(headers);
+        Py_XDECREF(t);
+    }
+    if (headers == NULL)
+        return NULL;
+    PyObject *peer = c->peer_port[0] != '\0'
+                         ? Py_BuildValue("(si)", c->peer_ip, atoi(c->peer_port))
+                         : PyUnicode_FromString("");
+    kw = Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:(ii),s:O,s:N,s:s}", "method",
+                       cg__str_or_none(q->method), "uri", cg__str_or_none(q->uri), "path",
+                       cg__str_or_none(q->path), "query",
+                       q->query.ptr ? cg__str_or_none(q->query) : PyUnicode_FromString(""),
+                       "fragment",
+                       q->fragment.ptr ? cg__str_or_none(q->fragment) : PyUnicode_FromString(""),
+                       "version", (int)q->version_major, (int)q->version_minor, "headers",
+                       headers, "remote_addr", peer, "scheme",
+                       q->scheme_https == 1 ? "https" : "http");
+    if (kw != NULL)
+        obj = cg_py_helper_new("Request", kw);
+    Py_XDECREF(kw);
+    Py_DECREF(headers);
+    return obj;
+}
+
+/* The `resp` post_request gets: status, status_code, headers, sent. */
+static PyObject *cg__hook_response(cg_wsgi_req_t *r)
+{
+    PyObject *headers = PyList_New(0), *kw = NULL, *obj = NULL;
+    for (size_t i = 0; headers != NULL && i < r->nheaders; i++) {
+        PyObject *t = PyTuple_Pack(2, r->headers[i].name, r->headers[i].value);
+        if (t == NULL || PyList_Append(headers, t) < 0)
+            Py_CLEAR(headers);
+        Py_XDECREF(t);
+    }
+    if (headers == NULL)
+        return NULL;
+    PyObject *code = r->status_code >= 0 ? PyLong_FromLong(r->status_code) : Py_NewRef(Py_None);
+    kw = Py_BuildValue("{s:O,s:N,s:O,s:L,s:O}", "status", r->status ? r->status : Py_None,
+                       "status_code", code, "headers", headers, "sent", (long long)r->sent,
+                       "headers_sent", r->headers_sent ? Py_True : Py_False);
+    if (kw != NULL)
+        obj = cg_py_helper_new("Response", kw);
+    Py_XDECREF(kw);
+    Py_DECREF(headers);
+    return obj;
+}
+
 int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
 {
     int rc = 0;
@@ -443,7 +512,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     r.must_close = ws->force_close;
 
     PyEval_RestoreThread(ws->tstate);
-    PyObject *env = NULL, *result = NULL;
+    PyObject *env = NULL, *result = NULL, *hook_req = NULL;
     int64_t start_us = cg__now_us();
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
@@ -457,6 +526,22 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     cg_wsgi_bind(ws->write, &r);
     cg_wsgi_bind(ws->early_hints, &r);
     cg_wsgi_input_reset(ws->input, &r);
+
+    /* Gunicorn's sync worker: pre_request before the environ is built; an
+     * exception there fails the request like one raised by the app. */
+    if (ws->cfg->pre_request == NULL && cg_log_enabled(ws->log, CG_LOG_DEBUG)) {
+        /* what Gunicorn's default pre_request hook does */
+        cg_log_debug(ws->log, "%.*s %.*s", (int)c->req.method.len, c->req.method.ptr,
+                     (int)c->req.path.len, c->req.path.ptr);
+    }
+    if (cg_py_request_hooks(ws->cfg)) {
+        hook_req = cg__hook_request(&r);
+        if (hook_req == NULL || cg_py_hook_pre_request(ws->cfg, ws->worker, hook_req) < 0) {
+            rc = cg__app_failed(ws, &r);
+            cg__access_log(ws, &r, NULL, CG_STR_LIT("500 Internal Server Error"), start_us);
+            goto done;
+        }
+    }
 
     cg_http_error_t perr;
     memset(&perr, 0, sizeof(perr));
@@ -528,6 +613,20 @@ done:
             Py_XDECREF(d);
         }
         PyErr_Clear();
+    }
+    if (hook_req != NULL) {
+        /* post_request: in Gunicorn's `finally`, once the response is done;
+         * environ is {} and resp None when they were never made. */
+        PyErr_Clear();
+        PyObject *resp = env != NULL ? cg__hook_response(&r) : NULL;
+        PyObject *e = env != NULL ? Py_NewRef(env) : PyDict_New();
+        if (e != NULL && (env == NULL || resp != NULL))
+            cg_py_hook_post_request(ws->cfg, ws->worker, hook_req, e, resp);
+        else
+            cg_py_log_exception(ws->log, CG_LOG_ERROR, "Exception in post_request hook");
+        Py_XDECREF(resp);
+        Py_XDECREF(e);
+        Py_DECREF(hook_req);
     }
     Py_XDECREF(result);
     Py_XDECREF(env);

@@ -89,8 +89,11 @@ class Server:
     """
 
     def __init__(self, app, args=(), bind=None, cwd=APPS_DIR, env=None,
-                 tmpdir=None, workers=None):
+                 tmpdir=None, workers=None, cli_bind=True):
         self.app = app
+        # cli_bind=False: the addresses come from elsewhere (a config file);
+        # bind only says where to wait for the server.
+        self.cli_bind = cli_bind
         self.args = list(args)
         self.cwd = cwd
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="cgtest-")
@@ -118,7 +121,7 @@ class Server:
 
     def command(self):
         cmd = [cg_bin()]
-        for b in self.bind:
+        for b in (self.bind if self.cli_bind else ()):
             cmd += ["-b", b]
         cmd += self.args
         if self.app is not None:
@@ -481,3 +484,81 @@ def wait_port_free(port, timeout=5.0):
 def wait_readable(s, timeout):
     r, _, _ = select.select([s], [], [], timeout)
     return bool(r)
+
+
+class Load:
+    """A load generator on loopback: `conns` threads, each sending one
+    `GET path` per connection (Connection: close, as the sync worker answers)
+    back to back until stop(). Counts successes and every kind of failure
+    (refused, reset, timeout, non-200, short answer), so a test can assert
+    that a reload or an upgrade lost nothing."""
+
+    def __init__(self, port, conns=64, path="/", host="127.0.0.1", timeout=10.0):
+        import threading
+        self.port, self.conns, self.path, self.host = port, conns, path, host
+        self.timeout = timeout
+        self.ok = 0
+        self.failures = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(conns)]
+        self._req = ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                     % (path, host)).encode()
+
+    def _fail(self, kind):
+        with self._lock:
+            self.failures[kind] = self.failures.get(kind, 0) + 1
+
+    def _one(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect((self.host, self.port))
+            s.sendall(self._req)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            self._fail("timeout")
+            return
+        except ConnectionRefusedError:
+            self._fail("refused")
+            return
+        except ConnectionResetError:
+            self._fail("reset")
+            return
+        except OSError as e:
+            self._fail("oserror %s" % errno.errorcode.get(e.errno, e.errno))
+            return
+        finally:
+            s.close()
+        if not data.startswith(b"HTTP/1.1 200 "):
+            self._fail("bad answer %r" % data[:20])
+            return
+        with self._lock:
+            self.ok += 1
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._one()
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+        return self
+
+    @property
+    def failed(self):
+        return sum(self.failures.values())
+
+    def report(self, name):
+        print("\n[load] %s: %d ok, %d failed %s" % (name, self.ok, self.failed, self.failures))

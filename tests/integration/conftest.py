@@ -53,10 +53,11 @@ class _Servers:
         self.servers = []
 
     def __call__(self, app, args=(), bind=None, cwd=cgtest.APPS_DIR, env=None,
-                 start=True, workers=None):
+                 start=True, workers=None, cli_bind=True):
         _check_binary()
         srv = cgtest.Server(app, args=args, bind=bind, cwd=cwd, env=env,
-                            tmpdir=str(self.tmp_factory()), workers=workers)
+                            tmpdir=str(self.tmp_factory()), workers=workers,
+                            cli_bind=cli_bind)
         self.servers.append(srv)
         if start:
             srv.start()

@@ -12,7 +12,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,7 +205,64 @@ typedef struct opts {
     long workers, timeout, graceful_timeout;
     const char *bind;
     const char *pidfile;
+    bool hooks;
 } opts_t;
+
+/* ---- a hook table that logs each call ------------------------------------ */
+
+static void h_on_starting(void *ctx, struct cg_arbiter *a)
+{
+    cg_log_info(a->log, "hook on_starting");
+}
+static void h_when_ready(void *ctx, struct cg_arbiter *a)
+{
+    cg_log_info(a->log, "hook when_ready");
+}
+static void h_pre_fork(void *ctx, struct cg_arbiter *a, struct cg_worker *w)
+{
+    cg_log_info(a->log, "hook pre_fork age=%d", w->age);
+}
+static void h_child_exit(void *ctx, struct cg_arbiter *a, struct cg_worker *w)
+{
+    cg_log_info(a->log, "hook child_exit pid=%d", (int)w->pid);
+}
+static void h_nworkers(void *ctx, struct cg_arbiter *a, int new_value, int old_value)
+{
+    cg_log_info(a->log, "hook nworkers_changed %d %d", new_value, old_value);
+}
+static void h_on_exit(void *ctx, struct cg_arbiter *a)
+{
+    cg_log_info(a->log, "hook on_exit");
+}
+static void h_on_reload(void *ctx, struct cg_arbiter *a)
+{
+    cg_log_info(a->log, "hook on_reload");
+}
+static int fork_counts[3];
+static void h_fork_prepare(void *ctx)
+{
+    fork_counts[0]++;
+}
+static void h_fork_parent(void *ctx)
+{
+    fork_counts[1]++;
+}
+static void h_fork_child(void *ctx)
+{
+    fork_counts[2]++;
+}
+static const cg_hooks_t test_hooks = {
+    .on_starting = h_on_starting,
+    .on_reload = h_on_reload,
+    .when_ready = h_when_ready,
+    .pre_fork = h_pre_fork,
+    .child_exit = h_child_exit,
+    .nworkers_changed = h_nworkers,
+    .on_exit = h_on_exit,
+    .fork_prepare = h_fork_prepare,
+    .fork_parent = h_fork_parent,
+    .fork_child = h_fork_child,
+};
 
 static void start_master(enum fake_mode mode, const opts_t *o)
 {
@@ -228,6 +288,8 @@ static void start_master(enum fake_mode mode, const opts_t *o)
     cfg.timeout = o->timeout;
     cfg.graceful_timeout = o->graceful_timeout;
     cfg.pidfile = (char *)o->pidfile;
+    if (o->hooks)
+        cfg.hooks = &test_hooks;
     if (cg_log_open(&log, log_path, "debug", NULL, NULL, err, sizeof(err)) < 0)
         _exit(99);
     _exit(cg_arbiter_run_with(&cfg, &log, fake_worker_main));
@@ -482,12 +544,111 @@ static void test_unsupported_signals_warn(void **state)
     opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 2};
     start_master(FAKE_SERVE, &o);
     assert_true(wait_children(1, 3000));
-    kill(master, SIGUSR2);
-    assert_true(wait_log("[WARNING] USR2 (re-exec / binary upgrade) is not supported yet", 2000));
+    kill(master, SIGUSR2); /* no command line to re-exec in this harness */
+    assert_true(wait_log("[ERROR] USR2 upgrade impossible: the command line is unknown", 2000));
     kill(master, SIGWINCH);
     assert_true(wait_log("[DEBUG] SIGWINCH ignored. Not daemonized\n", 2000));
     kill(master, SIGTERM);
     assert_int_equal(wait_master(4000), 0);
+}
+
+/* Master-side hooks fire at Gunicorn's moments, in Gunicorn's order. */
+static void test_hooks_order(void **state)
+{
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 2, .hooks = true};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_children(2, 3000));
+    assert_true(wait_log("hook pre_fork age=2", 2000));
+    kill(master, SIGTTIN);
+    assert_true(wait_log("hook nworkers_changed 3 2", 2000));
+    assert_true(wait_log("hook pre_fork age=3", 2000));
+    kill(master, SIGTTOU);
+    assert_true(wait_log("hook nworkers_changed 2 3", 2000));
+    assert_true(wait_log("hook child_exit pid=", 3000));
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(4000), 0);
+    const char *text = slurp(log_path);
+    const char *order[] = {"hook nworkers_changed 2 -1", "Starting gunicorn", "hook on_starting",
+                           "Listening at:", "hook when_ready", "hook pre_fork age=1",
+                           "Shutting down: Master", "hook on_exit"};
+    const char *at = text;
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const char *p = strstr(at, order[i]);
+        if (p == NULL)
+            fail_msg("'%s' missing or out of order in:\n%s", order[i], text);
+        at = p;
+    }
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/*
+ * HUP re-reads the configuration from the command line: a master started
+ * with a bind that differs from its argv (as if argv had been edited) moves
+ * to argv's address on HUP and logs the new "Listening at:" line; the new
+ * worker count and log level come along.
+ */
+static void test_hup_reloads_config_and_rebinds(void **state)
+{
+    int port = free_port();
+    char bind[64], want[128];
+    snprintf(bind, sizeof(bind), "127.0.0.1:%d", port);
+    fake_mode = FAKE_SERVE;
+    fflush(NULL);
+    master = fork();
+    assert_true(master >= 0);
+    if (master == 0) {
+        setpgid(0, 0);
+        static cg_config_t cfg;
+        static cg_log_t log;
+        static char *argv[] = {"cgunicorn", "-b", NULL, "-w", "2", "--graceful-timeout", "2",
+                               "--log-level", "debug", "--error-logfile", log_path, "app:app",
+                               NULL};
+        const char *initial = "127.0.0.1:0";
+        char err[256];
+        argv[2] = bind;
+        unsetenv("GUNICORN_CMD_ARGS");
+        unsetenv("WEB_CONCURRENCY");
+        if (cg_config_load(&cfg, 12, argv, NULL, NULL) != 0)
+            _exit(98);
+        cfg.argc = 12;
+        cfg.argv = argv;
+        if (cg_config_set_list(&cfg, "bind", &initial, 1, CG_SRC_CLI, err, sizeof(err)) < 0 ||
+            cg_config_set_int(&cfg, "workers", 1, CG_SRC_CLI, err, sizeof(err)) < 0)
+            _exit(97);
+        /* the log as configured after the HUP, except for the level */
+        if (cg_log_open(&log, log_path, "info", NULL, NULL, err, sizeof(err)) < 0)
+            _exit(99);
+        int rc = cg_arbiter_run_with(&cfg, &log, fake_worker_main);
+        cg_log_close(&log);
+        cg_config_free(&cfg);
+        _exit(rc);
+    }
+    setpgid(master, master);
+    assert_true(wait_children(1, 3000));
+    kill(master, SIGHUP);
+    snprintf(want, sizeof(want), "[INFO] Listening at: http://127.0.0.1:%d\n", port);
+    if (!wait_log(want, 4000))
+        fail_msg("'%s' not logged:\n%s", want, slurp(log_path));
+    assert_true(wait_children(2, 4000)); /* workers = 2 from argv */
+    assert_true(wait_log("[DEBUG] 2 workers", 4000)); /* log level from argv */
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(fd);
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(5000), 0);
 }
 
 static void test_pidfile_already_running(void **state)
@@ -590,6 +751,8 @@ int main(void)
         T(test_usr1_forwarded),
         T(test_hup_replaces_workers),
         T(test_unsupported_signals_warn),
+        T(test_hooks_order),
+        T(test_hup_reloads_config_and_rebinds),
         T(test_pidfile_already_running),
         T(test_pidfile_rules),
         T(test_signal_names),

@@ -304,6 +304,28 @@ static void test_config_file(void **state)
     unlink(path);
 }
 
+/* The arity each hook must have, as Gunicorn's validators demand it. */
+static void test_callable_arity(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        int arity;
+    } want[] = {
+        {"on_starting", 1},      {"on_reload", 1},       {"when_ready", 1},
+        {"pre_fork", 2},         {"post_fork", 2},       {"post_worker_init", 1},
+        {"worker_int", 1},       {"worker_abort", 1},    {"pre_exec", 1},
+        {"pre_request", 2},      {"post_request", 0},    {"child_exit", 2},
+        {"worker_exit", 2},      {"nworkers_changed", 3}, {"on_exit", 1},
+        {"ssl_context", 2},      {"workers", -1},        {"bind", -1},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const cg_setting_desc_t *d = cg_config_find(want[i].name);
+        assert_non_null(d);
+        assert_int_equal(cg_config_callable_arity(d), want[i].arity);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_env_precedence),
         cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_callable_arity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

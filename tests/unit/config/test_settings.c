@@ -408,10 +408,8 @@ static void test_check_supported(void **state)
         {"protocol", "uwsgi", "protocol"},
         {"statsd_host", "localhost:8125", "statsd_host"},
         {"syslog", "true", "syslog"},
-        {"daemon", "true", "daemon"},
         {"reload", "true", "reload"},
         {"preload_app", "true", "preload_app"},
-        {"reuse_port", "true", "reuse_port"},
         {"control_socket", "/tmp/ctl", "control_socket"},
         {"dirty_workers", "2", "dirty_workers"},
         {"logconfig", "/tmp/log.ini", "logconfig"},
@@ -427,6 +425,10 @@ static void test_check_supported(void **state)
     assert_int_equal(cg_config_set_string(&cfg, "worker_class", "sync", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "proxy_protocol", "v2", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "pidfile", "/tmp/p", CG_SRC_CLI, err, sizeof(err)), 0);
+    /* process-life settings the arbiter implements */
+    assert_int_equal(cg_config_set_string(&cfg, "daemon", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "reuse_port", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "initgroups", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     cg_config_free(&cfg);
 

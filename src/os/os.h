@@ -1,0 +1,63 @@
+/*
+ * os.h - process-level plumbing of the master: process titles, daemon mode,
+ * systemd's notification protocol and socket activation, privilege drop.
+ * Plain C, no logging: callers decide what to say about a failure.
+ */
+#ifndef CG_OS_H
+#define CG_OS_H
+
+#include "../cg.h"
+
+#include <sys/types.h>
+
+/*
+ * Take over the argv/environ block so cg_proctitle_set() can overwrite it,
+ * as nginx does: environ strings are copied to the heap (environ is rebuilt)
+ * and every argv[i] is repointed to a heap copy, so argv stays usable (USR2
+ * re-exec, HUP re-parse). Call once, with main's argv, before the first
+ * set. Returns 0, or -ENOMEM/-EINVAL when the block is not as expected
+ * (then cg_proctitle_set() does nothing).
+ */
+int cg_proctitle_init(int argc, char **argv);
+
+/* Show title as the process's command line (ps, /proc/PID/cmdline); it is
+ * cut to the size of the original block. No-op before a successful init. */
+void cg_proctitle_set(const char *title);
+
+/*
+ * Gunicorn's util.daemonize: fork (parent _exit(0)), setsid, fork again,
+ * umask 022, then stdin to /dev/null and stdout/stderr too unless
+ * keep_stdio (Gunicorn's enable_stdio_inheritance: only replaced when they
+ * are terminals). Returns 0 in the surviving grandchild, -errno on failure
+ * (in the original process).
+ */
+int cg_os_daemonize(bool keep_stdio);
+
+/*
+ * sd_notify(): send msg as one datagram to $NOTIFY_SOCKET (a path, or an
+ * abstract name written with a leading '@'). Returns 1 when sent, 0 when
+ * NOTIFY_SOCKET is unset, -errno on failure.
+ */
+int cg_os_notify(const char *msg);
+
+/*
+ * systemd socket activation: when $LISTEN_PID is our pid, the number of
+ * passed fds (starting at 3) from $LISTEN_FDS; both variables are then
+ * removed. Returns 0 when there is nothing for us.
+ */
+int cg_os_listen_fds(void);
+
+/*
+ * The watchdog period from $WATCHDOG_USEC (when $WATCHDOG_PID is unset or
+ * ours), in microseconds; 0 when no watchdog is asked for.
+ */
+uint64_t cg_os_watchdog_usec(void);
+
+/*
+ * Become uid/gid as Gunicorn's set_owner_process: setgid (or initgroups for
+ * the user's name when want_initgroups) when gid differs, then setuid when
+ * uid differs. A negative id means "keep". Returns 0 or -errno.
+ */
+int cg_os_set_owner(long uid, long gid, bool want_initgroups);
+
+#endif

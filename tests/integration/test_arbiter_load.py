@@ -1,0 +1,198 @@
+"""Zero-downtime claims, proven under load: 64 concurrent connections on
+loopback against 4 workers while the master reloads (HUP), upgrades itself
+(USR2 + TERM to the old master), scales (TTIN/TTOU) and recycles workers
+(--max-requests). Each scenario must lose no request at all."""
+
+import os
+import re
+import signal
+import time
+
+import psutil
+import pytest
+import requests
+
+from cgtest import Load
+
+# Long enough to cover every transition, short enough to keep the suite
+# (run twice by `make test`, once under ASan) within budget.
+LOAD_SECONDS = float(os.environ.get("CG_LOAD_SECONDS", "6"))
+
+
+def _run_load(srv, name, during, seconds=LOAD_SECONDS):
+    load = Load(srv.port, conns=64).start()
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    during()
+    left = seconds - (time.monotonic() - t0)
+    if left > 0:
+        time.sleep(left)
+    load.stop()
+    load.report(name)
+    assert load.ok > 100, "the load generator made no progress"
+    return load
+
+
+@pytest.mark.timeout(90)
+def test_hup_under_load_loses_nothing(cg):
+    srv = cg("wsgiapp:app", args=["-w", "4", "--log-level", "debug"])
+    before = srv.worker_pids()
+
+    def hups():
+        for _ in range(3):
+            srv.send_signal(signal.SIGHUP)
+            time.sleep(1.5)
+
+    load = _run_load(srv, "HUP x3", hups)
+    assert load.failed == 0, load.failures
+    after = srv.wait_workers(lambda p: len(p) == 4 and not (p & before), 10)
+    assert not (after & before)
+    assert len(re.findall(r"\[INFO\] Hang up: Master$", srv.log(), re.M)) == 3
+
+
+@pytest.mark.timeout(90)
+def test_usr2_upgrade_then_term_old_master_loses_nothing(cg, tmp_path):
+    pidfile = str(tmp_path / "g.pid")
+    srv = cg("wsgiapp:app", args=["-w", "4", "--pid", pidfile])
+    old = srv.pid
+    state = {}
+
+    def upgrade():
+        srv.send_signal(signal.SIGUSR2)
+        # the new master is a child of the old one, titled master [...] .2
+        deadline = time.monotonic() + 20
+        new = None
+        while time.monotonic() < deadline:
+            for k in psutil.Process(old).children():
+                try:
+                    if "master" in " ".join(k.cmdline()):
+                        new = k
+                except psutil.Error:
+                    pass
+            if new is not None and len(new.children()) >= 4:
+                break
+            time.sleep(0.1)
+        assert new is not None and len(new.children()) >= 4, srv.log()
+        state["new"] = new.pid
+        assert " ".join(new.cmdline()) == "cgunicorn: master [wsgiapp:app.2]"
+        assert open(pidfile + ".2").read() == "%d\n" % new.pid
+        assert open(pidfile).read() == "%d\n" % old
+        time.sleep(1.0)
+        srv.send_signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0
+
+    try:
+        load = _run_load(srv, "USR2 + TERM old master", upgrade, seconds=LOAD_SECONDS + 2)
+        assert load.failed == 0, load.failures
+        new = state["new"]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if "Master has been promoted." in srv.log():
+                break
+            time.sleep(0.1)
+        assert "Master has been promoted." in srv.log()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not os.path.exists(pidfile):
+            time.sleep(0.1)
+        assert open(pidfile).read() == "%d\n" % new
+        assert not os.path.exists(pidfile + ".2")
+        assert " ".join(psutil.Process(new).cmdline()) == "cgunicorn: master [wsgiapp:app]"
+        r = int(requests.get(srv.url("/pid"), timeout=10).text)
+        assert r in [c.pid for c in psutil.Process(new).children()]
+    finally:
+        new = state.get("new")
+        if new:
+            try:
+                os.kill(new, signal.SIGTERM)
+                psutil.Process(new).wait(15)
+            except (ProcessLookupError, psutil.Error):
+                pass
+    assert "Shutting down: Master.2" not in srv.log()
+    assert srv.log().count("Shutting down: Master") == 2
+
+
+@pytest.mark.timeout(90)
+def test_ttin_ttou_under_load_loses_nothing(cg):
+    srv = cg("wsgiapp:app", args=["-w", "4"])
+
+    def scale():
+        for sig in (signal.SIGTTIN, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTTOU,
+                    signal.SIGTTOU):
+            srv.send_signal(sig)
+            time.sleep(0.8)
+
+    load = _run_load(srv, "TTIN x2 + TTOU x3", scale)
+    assert load.failed == 0, load.failures
+    srv.wait_workers(lambda p: len(p) == 3, 10)
+
+
+@pytest.mark.timeout(90)
+def test_max_requests_recycling_loses_nothing(cg):
+    srv = cg("wsgiapp:app", args=["-w", "4", "--max-requests", "200",
+                                  "--max-requests-jitter", "20"])
+    load = _run_load(srv, "max-requests 200", lambda: None)
+    assert load.failed == 0, load.failures
+    restarts = srv.log().count("Autorestarting worker after current request.")
+    print("[load] %d workers recycled" % restarts)
+    assert restarts >= max(2, load.ok // 400)
+
+
+@pytest.mark.timeout(60)
+def test_kill9_worker_replaced_quickly_under_load(cg):
+    srv = cg("wsgiapp:app", args=["-w", "4"])
+    state = {}
+
+    def kill_one():
+        before = srv.worker_pids()
+        victim = sorted(before)[0]
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        srv.wait_workers(lambda p: len(p) == 4 and victim not in p, 5)
+        state["replaced_in"] = time.monotonic() - t0
+
+    load = _run_load(srv, "kill -9 one worker", kill_one, seconds=3)
+    print("[load] worker replaced in %.3f s" % state["replaced_in"])
+    assert state["replaced_in"] < 1.5
+    # only what the killed worker had in hand may fail
+    assert load.failed <= 1, load.failures
+    srv.wait_log(r"\[ERROR\] Worker \(pid:\d+\) was sent SIGKILL! Perhaps out of memory\?$")
+
+
+@pytest.mark.timeout(60)
+def test_usr2_rollback_new_master_terminated(cg, tmp_path):
+    """Rollback: TERM to the new master; the old one reaps it, keeps
+    serving, and accepts a later USR2 again. A USR2 while the child lives is
+    ignored, as is one sent to the unpromoted child."""
+    pidfile = str(tmp_path / "r.pid")
+    srv = cg("wsgiapp:app", args=["-w", "1", "--pid", pidfile])
+
+    def new_master():
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for k in psutil.Process(srv.pid).children():
+                try:
+                    if "master" in " ".join(k.cmdline()) and k.children():
+                        return k
+                except psutil.Error:
+                    pass
+            time.sleep(0.1)
+        raise AssertionError(srv.log())
+
+    srv.send_signal(signal.SIGUSR2)
+    new = new_master()
+    srv.send_signal(signal.SIGUSR2)
+    srv.wait_log(r"\[WARNING\] USR2 signal ignored\. Child exists\.$")
+    new.send_signal(signal.SIGUSR2)
+    srv.wait_log(r"\[WARNING\] USR2 signal ignored\. Parent exists\.$")
+    new.send_signal(signal.SIGTERM)
+    new.wait(15)
+    srv.wait_log(r"\[INFO\] Shutting down: Master\.2$")
+    assert not os.path.exists(pidfile + ".2")
+    assert open(pidfile).read() == "%d\n" % srv.pid
+    assert requests.get(srv.url("/"), timeout=10).status_code == 200
+    time.sleep(1.2)     # the old master reaped its child: a new upgrade may start
+    srv.send_signal(signal.SIGUSR2)
+    again = new_master()
+    assert again.pid != new.pid
+    again.send_signal(signal.SIGTERM)
+    again.wait(15)
