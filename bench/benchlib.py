@@ -128,7 +128,13 @@ def table(tsv):
         reqs, rps, ticks, rss, errors = int(reqs), float(rps), int(ticks), int(rss), int(errors)
         us = ticks * 1e6 / CLK_TCK / reqs if reqs else float("nan")
         rows.append((server, scen, rps, us, rss, errors, reqs, conns))
-    base = {r[1]: r for r in rows if r[0] == "gunicorn"}
+    # Each row is compared with Gunicorn running the same worker: cgunicorn-gthread4
+    # with gunicorn-gthread4, everything else with gunicorn (sync).
+    base = {(r[0], r[1]): r for r in rows if r[0].startswith("gunicorn")}
+
+    def base_of(server, scen):
+        same = server.replace("cgunicorn", "gunicorn", 1)
+        return base.get((same, scen)) or base.get(("gunicorn", scen))
 
     def ratio(a, b):
         return "%.2fx" % (a / b) if b and a == a and b == b else "n/a"
@@ -137,13 +143,14 @@ def table(tsv):
           "| RSS MiB (master+worker) | requests | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for server, scen, rps, us, rss, errors, reqs, conns in rows:
-        b = base.get(scen)
+        b = base_of(server, scen)
         print("| %s | %s | %.0f | %s | %.1f | %s | %.1f | %d | %d |" % (
             server, scen + " (c=%s)" % conns, rps, ratio(rps, b[2]) if b else "n/a", us,
             ratio(us, b[3]) if b else "n/a", rss / 1024.0, reqs, errors))
     print()
     print("CPU us/req = (utime+stime of master and workers, plus reaped children) / requests; "
-          "clock tick = %d us. Ratios: req/s higher is better, CPU lower is better."
+          "clock tick = %d us. Ratios (against Gunicorn with the same worker class and threads): "
+          "req/s higher is better, CPU lower is better."
           % (1000000 // CLK_TCK))
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh - the same hello-world WSGI app (bench/hello.py) under cgunicorn, Debian's
-# gunicorn (sync worker) and, when installed, uwsgi; one worker each, measured in one run.
+# gunicorn (sync worker) and, when installed, uwsgi; then the gthread worker of cgunicorn and of
+# Debian's gunicorn with 1 and 4 threads (servers NAME-gthreadN); one worker each, one run.
 #
 # For each server: bind 127.0.0.1 on a free port, server pinned to CPU $SERVER_CPU, wrk pinned
 # to CPU $CLIENT_CPU. Two scenarios: "close" (every request sends Connection: close) and
@@ -19,7 +20,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CGUNICORN=${CGUNICORN:-/work/main/build/cgunicorn}
 GUNICORN=${GUNICORN:-/usr/bin/gunicorn}
 UWSGI=${UWSGI:-$(command -v uwsgi || true)}
-SERVERS=${SERVERS:-"cgunicorn gunicorn uwsgi"}
+SERVERS=${SERVERS:-"cgunicorn gunicorn uwsgi cgunicorn-gthread1 gunicorn-gthread1 cgunicorn-gthread4 gunicorn-gthread4"}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-50}
@@ -80,6 +81,16 @@ start_server() {
     gunicorn)
         [ -x "$GUNICORN" ] || { say "skip gunicorn: $GUNICORN not found"; return 1; }
         cmd=("$GUNICORN" -w 1 -k sync -b "127.0.0.1:$port" --chdir "$HERE" hello:app)
+        ;;
+    cgunicorn-gthread[0-9]*)
+        [ -x "$CGUNICORN" ] || { say "skip $name: $CGUNICORN is not an executable"; return 1; }
+        cmd=("$CGUNICORN" -w 1 -k gthread --threads "${name#cgunicorn-gthread}" -b "127.0.0.1:$port"
+            --chdir "$HERE" hello:app)
+        ;;
+    gunicorn-gthread[0-9]*)
+        [ -x "$GUNICORN" ] || { say "skip $name: $GUNICORN not found"; return 1; }
+        cmd=("$GUNICORN" -w 1 -k gthread --threads "${name#gunicorn-gthread}" -b "127.0.0.1:$port"
+            --chdir "$HERE" hello:app)
         ;;
     uwsgi)
         [ -n "$UWSGI" ] && [ -x "$UWSGI" ] || { say "skip uwsgi: not installed"; return 1; }

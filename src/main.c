@@ -12,14 +12,44 @@
 #include <string.h>
 #include <unistd.h>
 
+/* What the master's Python side needs across the arbiter's life. */
+typedef struct cg__main_py {
+    cg_py_hooks_t hooks;
+    bool hooks_up;
+    cg_log_t *log; /* where hook exceptions go */
+} cg__main_py_t;
+
+/* cg_arbiter_preload_t: the interpreter (and its fork hooks) start here when
+ * nothing started them before, so without --preload the master stays free
+ * of Python. */
+static int cg__preload(void *ctx, cg_config_t *cfg, cg_log_t *log)
+{
+    cg__main_py_t *m = ctx;
+    if (!m->hooks_up) {
+        char err[1024];
+        if (!Py_IsInitialized() && cg_py_init(cfg, err, sizeof(err)) < 0) {
+            if (log != NULL)
+                cg_log_error(log, "Unhandled exception in main loop\n%s", err);
+            else
+                fprintf(stderr, "Error: %s\n", err);
+            return 1;
+        }
+        if (cg_py_hooks_init(&m->hooks, cfg, m->log, err, sizeof(err)) < 0) {
+            fprintf(stderr, "Error: %s\n", err);
+            return 1;
+        }
+        m->hooks_up = true;
+    }
+    return cg_py_preload(cfg, log);
+}
+
 int main(int argc, char **argv)
 {
     cg_config_t cfg;
     cg_log_t log;
     char err[1024];
     int status;
-    cg_py_hooks_t hooks;
-    bool hooks_up = false;
+    cg__main_py_t py;
 
     /* Hidden: the settings table as JSON, from which docs/settings.md is made. */
     if (argc == 2 && strcmp(argv[1], "--dump-settings-json") == 0) {
@@ -28,6 +58,8 @@ int main(int argc, char **argv)
     }
 
     memset(&cfg, 0, sizeof(cfg));
+    memset(&py, 0, sizeof(py));
+    py.log = &log;
     /* A config file starts the interpreter in the master (its hooks run
      * there); without one the master stays free of Python. */
     status = cg_config_load(&cfg, argc, argv, cg_py_config_loader, NULL);
@@ -75,17 +107,17 @@ int main(int argc, char **argv)
             PyErr_Clear();
         }
         if (cg_py_setup_path(&cfg, err, sizeof(err)) < 0 ||
-            cg_py_hooks_init(&hooks, &cfg, &log, err, sizeof(err)) < 0) {
+            cg_py_hooks_init(&py.hooks, &cfg, &log, err, sizeof(err)) < 0) {
             fprintf(stderr, "Error: %s\n", err);
             cg_log_close(&log);
             cg_config_free(&cfg);
             return 1;
         }
-        hooks_up = true;
+        py.hooks_up = true;
     }
-    status = cg_arbiter_run(&cfg, &log);
-    if (hooks_up)
-        cg_py_hooks_free(&hooks, &cfg);
+    status = cg_arbiter_run_preload(&cfg, &log, cg__preload, &py);
+    if (py.hooks_up)
+        cg_py_hooks_free(&py.hooks, &cfg);
     cg_config_free(&cfg); /* drops the hooks' references: Python must still run */
     /* The master leaves like a Python process would: atexit handlers the
      * config file registered run, buffered output is flushed. */

@@ -351,11 +351,28 @@ static int cg__arbiter_wait_ms(const cg_arbiter_t *a)
 
 int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_t worker_main)
 {
+    return cg_arbiter_run_full(cfg, log, worker_main, NULL, NULL);
+}
+
+void cg_arbiter_crash(cg_arbiter_t *a)
+{
+    cg_arbiter_stop(a, false);
+    if (a->pidfile)
+        cg_arbiter_pidfile_unlink(a->pidfile, a->pid);
+    a->crashed = true;
+    cg_arbiter_halt_request(a, 255, NULL);
+}
+
+int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_t worker_main,
+                        cg_arbiter_preload_t preload, void *preload_ctx)
+{
     cg_arbiter_t a;
     memset(&a, 0, sizeof(a));
     a.cfg = cfg;
     a.log = log;
     a.worker_main = worker_main;
+    a.preload = preload;
+    a.preload_ctx = preload_ctx;
     a.pid = getpid();
     a.master_name = "Master";
     a.num_workers = cfg->workers;
@@ -385,6 +402,16 @@ int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     cg__arbiter_start_ctx(&a);
     setenv("SERVER_SOFTWARE", CG_SERVER_SOFTWARE, 1);
     cg_arbiter_set_num_workers(&a, cfg->workers, -1);
+    /* Gunicorn imports a preloaded app while building its Arbiter: after
+     * daemonizing, before "Starting gunicorn"; a failure is an uncaught
+     * exception there (exit 1, nothing logged) */
+    if (cfg->preload_app && a.preload != NULL) {
+        int st = a.preload(a.preload_ctx, cfg, NULL);
+        if (st != 0) {
+            cg__arbiter_cleanup(&a);
+            return st;
+        }
+    }
 
     if (cg__arbiter_start(&a) < 0) {
         /* Gunicorn exits 1 here without the "Shutting down" lines */
@@ -409,6 +436,10 @@ int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         cg_arbiter_manage_workers(&a);
     }
 
+    if (a.crashed) {
+        cg__arbiter_cleanup(&a);
+        return a.exit_status;
+    }
     /* halt() */
     cg_arbiter_notify(&a, "STOPPING=1");
     cg_arbiter_stop(&a, true);

@@ -29,6 +29,23 @@ int cg_arbiter_run(cg_config_t *cfg, cg_log_t *log);
 /* The same with another worker entry point (tests fork fake workers). */
 int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_t worker_main);
 
+/*
+ * Gunicorn's preload_app, supplied by the caller (the arbiter is plain C):
+ * import the app in the master. Called after daemonizing and before
+ * "Starting gunicorn" (log NULL: errors go to stderr), and again on every HUP
+ * while cfg->preload_app (log set: errors are logged). Returns 0, or the
+ * status the master leaves with: at start-up at once, on HUP as Gunicorn's
+ * "Unhandled exception in main loop" (quick stop, exit 255).
+ */
+typedef int (*cg_arbiter_preload_t)(void *ctx, cg_config_t *cfg, cg_log_t *log);
+
+/* cg_arbiter_run() with a preload function (NULL: --preload is ignored). */
+int cg_arbiter_run_preload(cg_config_t *cfg, cg_log_t *log, cg_arbiter_preload_t preload,
+                           void *preload_ctx);
+/* Both: the worker entry point and the preload function (may be NULL). */
+int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_t worker_main,
+                        cg_arbiter_preload_t preload, void *preload_ctx);
+
 /* ------------------------------------------------------------------------
  * Shared between the files of src/arbiter; not for other parts.
  */
@@ -67,6 +84,10 @@ typedef struct cg_arbiter {
     char *cwd;             /* directory at start, where USR2 execs; owned */
     uint64_t watchdog_ms;  /* systemd watchdog period (WATCHDOG_USEC), 0: none */
     uint64_t watchdog_next; /* monotonic ms of the next WATCHDOG=1 */
+
+    cg_arbiter_preload_t preload; /* may be NULL */
+    void *preload_ctx;
+    bool crashed; /* leave with 255 and no halt() lines (an "unhandled exception") */
 } cg_arbiter_t;
 
 /* signals.c */
@@ -97,6 +118,9 @@ void cg_arbiter_kill_workers(cg_arbiter_t *a, int sig);
 /* Close listeners, signal the workers (TERM when graceful, else QUIT), wait up
  * to graceful_timeout, then SIGKILL and reap. */
 void cg_arbiter_stop(cg_arbiter_t *a, bool graceful);
+/* Gunicorn's "Unhandled exception in main loop" (already logged): quick
+ * stop, pidfile removed, the loop ends and the master exits 255. */
+void cg_arbiter_crash(cg_arbiter_t *a);
 /* Ask the loop to end with this status/reason (NULL reason: none). */
 void cg_arbiter_halt_request(cg_arbiter_t *a, int status, const char *reason);
 

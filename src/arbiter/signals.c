@@ -287,6 +287,12 @@ static void cg__on_hup(cg_arbiter_t *a)
     cg__reload_config(a);
     if (a->stopping)
         return;
+    /* Gunicorn's setup() preloads again; an app already imported is kept */
+    if (a->cfg->preload_app && a->preload != NULL &&
+        a->preload(a->preload_ctx, a->cfg, a->log) != 0) {
+        cg_arbiter_crash(a);
+        return;
+    }
     cg_arbiter_set_num_workers(a, a->cfg->workers, a->num_workers);
     cg_log_reopen(a->log);
     CG_HOOK(a->cfg->hooks, on_reload, a);

@@ -41,7 +41,7 @@ static void *cg__field(cg_config_t *cfg, const cg_setting_desc_t *d)
 static bool cg__sendfile_effective(const cg_config_t *cfg)
 {
     const char *env;
-    if (cfg->source[CG_SETTING_sendfile] != CG_SRC_DEFAULT)
+    if (cfg->source[CG_SETTING_sendfile] != CG_SRC_DEFAULT && !cfg->none[CG_SETTING_sendfile])
         return false;
     env = getenv("SENDFILE");
     if (env != NULL)
@@ -88,6 +88,8 @@ static void cg__store(cg_config_t *cfg, const cg_setting_desc_t *d, cg_config_va
         break;
     case CG_T_BOOL:
         *(bool *)f = v->b;
+        /* validate_bool returns None for None: kept apart from False */
+        cfg->none[d->id] = in->kind == CG_IN_NONE;
         break;
     case CG_T_STR:
         *(char **)f = v->s;
@@ -212,6 +214,19 @@ int cg_config_set_dict(cg_config_t *cfg, const char *name, const char *const *kv
     cg_config_input_t in = {.kind = CG_IN_DICT, .src = src, .items = kv, .n = n};
     if (d == NULL)
         return -ENOENT;
+    return cg__config_set(cfg, d, &in, err, errlen);
+}
+
+int cg_config_set_other(cg_config_t *cfg, const char *name, const char *type_name,
+                        const char *str_value, cg_config_source_t src, char *err, size_t errlen)
+{
+    const cg_setting_desc_t *d = cg__lookup(name, err, errlen);
+    cg_config_input_t in = {.kind = CG_IN_OTHER, .src = src,
+                            .s = str_value ? str_value : "", .type_name = type_name};
+    if (d == NULL)
+        return -ENOENT;
+    if (in.type_name == NULL)
+        in.type_name = "object";
     return cg__config_set(cfg, d, &in, err, errlen);
 }
 

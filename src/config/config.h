@@ -95,6 +95,11 @@ typedef struct cg_config {
     int argc;
     bool sendfile_raw;       /* the sendfile value as set (meaningless while
                                 source[CG_SETTING_sendfile] is CG_SRC_DEFAULT) */
+    /* True for a CG_T_BOOL setting explicitly set to Python's None (a config
+     * file's `reload = None`): Gunicorn keeps None, which --print-config
+     * shows, and an explicit None sendfile behaves like an unset one. The
+     * bool field then holds false. */
+    bool none[CG_SETTING__COUNT];
     /* Qualified names (for --print-config) of hooks set through
      * cg_config_set_callable(); owned; NULL while the default hook is used. */
     char *callable_name[CG_SETTING__COUNT];
@@ -185,6 +190,12 @@ const cg_setting_desc_t *cg_config_find(const char *name);
  * cg_config_set_list: a Python list of str (replaces the whole list).
  * cg_config_list_append: adds one string to a LIST setting (re-validated).
  * cg_config_set_dict: n pairs kv[0]=key, kv[1]=value, ... for CG_T_DICT.
+ * cg_config_set_other: a Python value of any other kind (float, bytes, a
+ *   tuple, a dict or a list of non-str items given to a setting that does
+ *   not take one, ...): type_name is type(v).__name__ and str_value str(v),
+ *   which the validators quote in their messages exactly as Gunicorn's do.
+ *   Every validator refuses such a value except ssl_version (which keeps
+ *   str(v), as Gunicorn keeps any value).
  * cg_config_set_callable: obj (ownership passes to cfg, released through
  *   cfg->callable_release) with its Python __qualname__ for --print-config;
  *   arity checks are the caller's (Python side) business.
@@ -201,6 +212,8 @@ int cg_config_list_append(cg_config_t *cfg, const char *name, const char *item,
                           cg_config_source_t src, char *err, size_t errlen);
 int cg_config_set_dict(cg_config_t *cfg, const char *name, const char *const *kv, size_t n,
                        cg_config_source_t src, char *err, size_t errlen);
+int cg_config_set_other(cg_config_t *cfg, const char *name, const char *type_name,
+                        const char *str_value, cg_config_source_t src, char *err, size_t errlen);
 int cg_config_set_callable(cg_config_t *cfg, const char *name, void *obj, const char *qualname,
                            cg_config_source_t src, char *err, size_t errlen);
 

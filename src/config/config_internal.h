@@ -15,12 +15,14 @@ typedef enum cg_config_input_kind {
     CG_IN_LIST,
     CG_IN_DICT,
     CG_IN_CALLABLE,
+    CG_IN_OTHER, /* any other Python value: s is its str(), type_name its type */
 } cg_config_input_kind_t;
 
 struct cg_config_input {
     cg_config_input_kind_t kind;
     cg_config_source_t src;
-    const char *s;              /* CG_IN_STR */
+    const char *s;              /* CG_IN_STR, CG_IN_OTHER */
+    const char *type_name;      /* CG_IN_OTHER */
     long i;                     /* CG_IN_INT */
     bool b;                     /* CG_IN_BOOL */
     const char *const *items;   /* CG_IN_LIST (n items), CG_IN_DICT (n pairs) */

@@ -37,10 +37,12 @@ static void cg__print_value(const cg_config_t *cfg, const cg_setting_desc_t *d, 
         break;
     case CG_T_BOOL:
         if (d->id == CG_SETTING_sendfile)
-            fputs(cfg->source[d->id] == CG_SRC_DEFAULT ? "None"
+            fputs(cfg->source[d->id] == CG_SRC_DEFAULT || cfg->none[d->id] ? "None"
                   : cfg->sendfile_raw                  ? "True"
                                                        : "False",
                   out);
+        else if (cfg->none[d->id])
+            fputs("None", out);
         else
             fputs(*(const bool *)f ? "True" : "False", out);
         break;

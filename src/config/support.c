@@ -14,12 +14,14 @@ static int cg__unsupported(const char *name, char *err, size_t errlen)
     return -ENOTSUP;
 }
 
-/* Only the sync worker exists so far; gthread (also chosen by threads > 1)
- * is refused rather than silently served by the sync loop. */
+/* The sync and gthread workers exist (threads > 1 selects gthread); any
+ * other class is refused rather than silently served by one of them. */
 static bool cg__is_worker_supported(const char *k)
 {
     static const char *const ok[] = {"sync", "gunicorn.workers.sync.SyncWorker",
-                                     "egg:gunicorn#sync", NULL};
+                                     "egg:gunicorn#sync", "gthread",
+                                     "gunicorn.workers.gthread.ThreadWorker",
+                                     "egg:gunicorn#gthread", NULL};
     for (size_t i = 0; ok[i] != NULL; i++)
         if (strcmp(k, ok[i]) == 0)
             return true;
@@ -36,10 +38,7 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
 
     CG__OFF(cfg->worker_class == NULL || !cg__is_worker_supported(cfg->worker_class),
             "worker_class");
-    CG__OFF(cfg->threads > 1, "threads (the gthread worker)");
-    CG__OFF(cfg->reload, "reload");
     CG__OFF(cfg->spew, "spew");
-    CG__OFF(cfg->preload_app, "preload_app");
     CG__OFF(cfg->capture_output, "capture_output");
     CG__OFF(cfg->logger_class == NULL ||
                 (strcmp(cfg->logger_class, "gunicorn.glogging.Logger") != 0 &&

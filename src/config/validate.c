@@ -25,6 +25,7 @@ static char *cg__input_str(const cg_config_input_t *in)
     case CG_IN_NONE:
         return cg_xstrdup("None");
     case CG_IN_STR:
+    case CG_IN_OTHER:
         return cg_xstrdup(in->s);
     case CG_IN_INT:
         snprintf(buf, sizeof(buf), "%ld", in->i);
@@ -80,6 +81,7 @@ static const char *cg__py_type_name(const cg_config_input_t *in)
     case CG_IN_LIST: return "list";
     case CG_IN_DICT: return "dict";
     case CG_IN_CALLABLE: return "function";
+    case CG_IN_OTHER: return in->type_name;
     }
     return "object";
 }

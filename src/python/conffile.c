@@ -153,14 +153,7 @@ static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_des
                  name);
         return -ENOTSUP;
     }
-    if ((PyList_Check(v) || PyTuple_Check(v)) && d->type == CG_T_CSV) {
-        /* a comma-separated string only (validate_string_to_list) */
-        char s[256];
-        cg__str_into(v, s, sizeof(s));
-        snprintf(err, errlen, "Not a string: %s", s);
-        return -EINVAL;
-    }
-    if (PyList_Check(v) || PyTuple_Check(v)) {
+    if ((PyList_Check(v) || PyTuple_Check(v)) && d->type == CG_T_LIST) {
         PyObject *seq = PySequence_Fast(v, "not a sequence"); /* new */
         const char **items = NULL;
         Py_ssize_t n = seq ? cg__str_items(seq, &items, err, errlen) : -1;
@@ -172,27 +165,14 @@ static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_des
         Py_XDECREF(seq);
         return rc;
     }
-    if (PyDict_Check(v))
+    if (PyDict_Check(v) && d->type == CG_T_DICT)
         return cg__set_dict(cfg, d, v, err, errlen);
-    /* What Gunicorn's validators say of a value of the wrong kind. */
-    char s[256];
+    /* Any other kind (float, bytes, a list or dict where the setting takes
+     * none, ...): the validator words its refusal around str(v) and the type
+     * name, as Gunicorn's validators do with the object itself. */
+    char s[512];
     cg__str_into(v, s, sizeof(s));
-    switch (d->type) {
-    case CG_T_INT:
-    case CG_T_OCTAL:
-        snprintf(err, errlen, "int() can't convert non-string with explicit base");
-        break;
-    case CG_T_BOOL:
-        snprintf(err, errlen, "Invalid type for casting: %s", s);
-        break;
-    case CG_T_DICT:
-        snprintf(err, errlen, "Value is not a dictionary: %s ", s);
-        break;
-    default:
-        snprintf(err, errlen, "Not a string: %s", s);
-        break;
-    }
-    return -EINVAL;
+    return cg_config_set_other(cfg, name, Py_TYPE(v)->tp_name, s, CG_SRC_FILE, err, errlen);
 }
 
 int cg_py_config_loader(cg_config_t *cfg, const char *location, void *ctx, char *err,

@@ -254,3 +254,64 @@ int cg_py_check_app(const cg_config_t *cfg)
     fflush(stderr);
     return 1;
 }
+
+/* The application --preload imported in the master. Process-wide like the
+ * interpreter that owns it: forked workers find it here. */
+static PyObject *cg__preloaded;
+
+PyObject *cg_py_preloaded_app(void)
+{
+    return cg__preloaded;
+}
+
+int cg_py_preload(const cg_config_t *cfg, cg_log_t *log)
+{
+    char err[1024];
+    if (cg__preloaded != NULL)
+        return 0;
+    if (cg_py_init(cfg, err, sizeof(err)) < 0) {
+        if (log != NULL)
+            cg_log_error(log, "Unhandled exception in main loop\n%s", err);
+        else
+            fprintf(stderr, "Error: %s\n", err);
+        return 1;
+    }
+    PyObject *app = NULL;
+    char *msg = NULL;
+    int rc = cg_py_load_app(cfg->app_uri, &app, &msg);
+    if (rc == 0) {
+        cg__preloaded = app;
+        return 0;
+    }
+    if (rc == CG_PY_APP_IMPORT_ERROR) {
+        /* Gunicorn's master does not catch AppImportError: Python reports
+         * it as an uncaught exception; its last line is what we can give */
+        if (log != NULL)
+            cg_log_error(log, "Unhandled exception in main loop\n"
+                              "gunicorn.errors.AppImportError: %s", msg);
+        else
+            fprintf(stderr, "gunicorn.errors.AppImportError: %s\n", msg);
+        free(msg);
+    } else if (log != NULL) {
+        cg_py_log_exception(log, CG_LOG_ERROR, "Unhandled exception in main loop");
+    } else if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        /* BaseApplication.run() turns a RuntimeError into "Error: ..." */
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        PyObject *s = v ? PyObject_Str(v) : NULL; /* new */
+        const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
+        fprintf(stderr, "\nError: %s\n\n", u ? u : "");
+        PyErr_Clear();
+        Py_XDECREF(s);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+    } else {
+        char *tb = cg_py_format_exception();
+        fprintf(stderr, "%s", tb ? tb : "");
+        free(tb);
+    }
+    fflush(stderr);
+    return 1;
+}

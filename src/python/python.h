@@ -61,6 +61,41 @@ char *cg_py_format_exception(void);
 int cg_py_load_app(const char *uri, PyObject **app_out, char **msg_out);
 
 /*
+ * --preload (Gunicorn's app.wsgi() in the master): start the interpreter if
+ * needed and import cfg->app_uri, once per process lifetime; later calls (HUP)
+ * do nothing, as Gunicorn keeps the callable it has. The app is kept for
+ * cg_py_preloaded_app(), which forked workers use instead of importing.
+ * Returns 0, or the status Gunicorn's master would leave with (1), having
+ * written Gunicorn's report: with log NULL (start-up) the uncaught exception
+ * on stderr (RuntimeError as "Error: ..."), otherwise (HUP) ERROR
+ * "Unhandled exception in main loop" with the traceback in log.
+ */
+int cg_py_preload(const cg_config_t *cfg, cg_log_t *log);
+
+/* The app cg_py_preload() imported in this process or its parent (borrowed),
+ * or NULL. */
+PyObject *cg_py_preloaded_app(void);
+
+/*
+ * --reload (reload.c): Gunicorn's per-worker reloader thread. new() picks the
+ * engine as Gunicorn does (GIL held; -1 with ImportError set for "inotify"
+ * without Python's inotify package); add_file() adds a watched file (any
+ * thread); start() runs the watcher (0 or -errno); on a change it logs
+ * "Worker reloading: %s modified", clears w->alive, wakes the worker and runs
+ * worker_int. free() stops and joins the thread (releasing the GIL meanwhile
+ * when the caller holds it) and frees; NULL is fine.
+ */
+typedef struct cg_py_reloader cg_py_reloader_t;
+int cg_py_reloader_new(const cg_config_t *cfg, cg_worker_t *w, cg_py_reloader_t **out);
+void cg_py_reloader_add_file(cg_py_reloader_t *r, const char *path);
+int cg_py_reloader_start(cg_py_reloader_t *r);
+void cg_py_reloader_free(cg_py_reloader_t *r);
+
+/* Gunicorn's make_fail_app: a WSGI app answering 500 text/plain with msg as
+ * the body. New reference, or NULL with an exception set. */
+PyObject *cg_py_fail_app(const char *msg);
+
+/*
  * --check-config: start the interpreter, import the app, report. Returns the
  * process exit status (0 ok, 1 failure with Gunicorn's message on stderr).
  */

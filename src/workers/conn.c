@@ -1,4 +1,5 @@
-/* conn.c - blocking socket I/O for the sync worker. */
+/* conn.c - socket I/O of a request being served: blocking (sync worker) or
+ * non-blocking with a poll(2) wait (gthread worker). */
 #include "conn.h"
 
 #include <poll.h>
@@ -6,7 +7,38 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+static uint64_t cg__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The socket said EAGAIN: wait until it is ready for `events` or the
+ * connection's deadline passes. Returns 0 or -ETIMEDOUT / -errno. */
+static int cg__wait(cg_conn_t *c, short events)
+{
+    for (;;) {
+        int timeout = -1;
+        if (c->deadline_ms != 0) {
+            uint64_t now = cg__now_ms();
+            if (now >= c->deadline_ms)
+                return -ETIMEDOUT;
+            timeout = (int)(c->deadline_ms - now);
+        }
+        struct pollfd pfd = {.fd = c->fd, .events = events};
+        int r = poll(&pfd, 1, timeout);
+        if (r > 0)
+            return 0;
+        if (r == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
 
 ssize_t cg_conn_recv(void *conn, char *dst, size_t cap)
 {
@@ -15,6 +47,12 @@ ssize_t cg_conn_recv(void *conn, char *dst, size_t cap)
         ssize_t n = recv(c->fd, dst, cap, 0);
         if (n >= 0)
             return n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int w = cg__wait(c, POLLIN);
+            if (w < 0)
+                return w;
+            continue;
+        }
         if (errno != EINTR)
             return -errno;
     }
@@ -29,6 +67,12 @@ int cg_conn_writev_all(cg_conn_t *c, struct iovec *iov, int iovcnt)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                int w = cg__wait(c, POLLOUT);
+                if (w < 0)
+                    return w;
+                continue;
+            }
             return -errno;
         }
         while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
@@ -57,6 +101,12 @@ int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                int w = cg__wait(c, POLLOUT);
+                if (w < 0)
+                    return w;
+                continue;
+            }
             return -errno;
         }
         if (n == 0)
@@ -66,7 +116,8 @@ int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count)
     return 0;
 }
 
-ssize_t cg_conn_fill(cg_conn_t *c)
+/* Make room at the buffer's end: compact, else grow up to buf_max. */
+static int cg__room(cg_conn_t *c)
 {
     cg_http_buf_t *b = &c->buf;
     if (b->len == b->cap) {
@@ -82,10 +133,36 @@ ssize_t cg_conn_fill(cg_conn_t *c)
             b->cap = ncap;
         }
     }
+    return 0;
+}
+
+ssize_t cg_conn_fill(cg_conn_t *c)
+{
+    cg_http_buf_t *b = &c->buf;
+    if (cg__room(c) < 0)
+        return -ENOBUFS;
     ssize_t n = cg_conn_recv(c, b->data + b->len, b->cap - b->len);
     if (n > 0)
         b->len += (size_t)n;
     return n;
+}
+
+ssize_t cg_conn_fill_nowait(cg_conn_t *c)
+{
+    cg_http_buf_t *b = &c->buf;
+    if (cg__room(c) < 0)
+        return -ENOBUFS;
+    for (;;) {
+        ssize_t n = recv(c->fd, b->data + b->len, b->cap - b->len, MSG_DONTWAIT);
+        if (n > 0)
+            b->len += (size_t)n;
+        if (n >= 0)
+            return n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return CG_EAGAIN;
+        if (errno != EINTR)
+            return -errno;
+    }
 }
 
 void cg_conn_close_graceful(cg_conn_t *c, bool request_done)

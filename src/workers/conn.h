@@ -31,7 +31,19 @@ typedef struct cg_conn {
 
     int64_t sent;        /* response body bytes written */
     bool headers_sent;
+
+    /* gthread worker (the sync worker leaves these zero) */
+    bool must_close;     /* in: answer this request with Connection: close */
+    bool keep_alive;     /* out: the response head said Connection: keep-alive */
+    uint64_t deadline_ms; /* non-blocking socket: CLOCK_MONOTONIC ms after which a
+                           * wait for the peer fails with -ETIMEDOUT; 0 waits forever */
 } cg_conn_t;
+
+/*
+ * The I/O below works on blocking sockets (sync worker) and on non-blocking
+ * ones (gthread): there a would-block waits in poll(2) for the socket, bounded
+ * by c->deadline_ms, so only the calling thread waits, never the event loop.
+ */
 
 /* recv(2) for cg_http_body_t: > 0 bytes, 0 EOF, -errno (EINTR retried). */
 ssize_t cg_conn_recv(void *conn, char *dst, size_t cap);
@@ -49,6 +61,10 @@ int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count);
  * Returns bytes read, 0 on EOF, -ENOBUFS when the buffer cannot grow, or -errno.
  */
 ssize_t cg_conn_fill(cg_conn_t *c);
+
+/* As cg_conn_fill, but never waits: CG_EAGAIN when no byte is ready. For the
+ * event loop, on a non-blocking socket. */
+ssize_t cg_conn_fill_nowait(cg_conn_t *c);
 
 /* RFC 9112 section 9.6 lingering close, as Gunicorn's close_graceful(): send
  * FIN, drain up to 64 KiB for at most 2 s until the peer closes, close.

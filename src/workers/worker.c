@@ -9,6 +9,7 @@
 #include "../os/os.h"
 #include "../python/python.h"
 #include "../wsgi/wsgi.h"
+#include "gthread.h"
 #include "sync.h"
 
 #include <fcntl.h>
@@ -162,11 +163,55 @@ static int cg__install_signals(cg_worker_t *w)
     return 0;
 }
 
-/* Import the app; on failure log as Gunicorn and return the exit status. */
-static int cg__load(cg_worker_t *w, PyObject **app)
+/*
+ * Gunicorn's load_wsgi() under --reload: a SyntaxError in the app does not
+ * kill the worker; it is logged, its file watched, and every request gets a
+ * 500 with the traceback until the file is fixed. Takes the pending
+ * exception; returns 0 with *app set, or -1 (exception set).
+ */
+static int cg__load_syntax_error(cg_worker_t *w, cg_py_reloader_t *reloader, PyObject **app)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    PyObject *str = v ? PyObject_Str(v) : NULL;                      /* new */
+    PyObject *fname = v ? PyObject_GetAttrString(v, "filename") : NULL; /* new */
+    PyErr_Clear();
+    if (fname != NULL && PyUnicode_Check(fname) && reloader != NULL) {
+        const char *f = PyUnicode_AsUTF8(fname);
+        if (f != NULL)
+            cg_py_reloader_add_file(reloader, f);
+        PyErr_Clear();
+    }
+    const char *head = str ? PyUnicode_AsUTF8(str) : NULL;
+    char *prefix = cg_xstrdup(head ? head : "SyntaxError");
+    PyErr_Clear();
+    Py_XDECREF(str);
+    Py_XDECREF(fname);
+    PyErr_Restore(t, v, tb);
+    char *text = cg_py_format_exception(); /* clears it */
+    size_t len = strlen(text);
+    while (len > 0 && text[len - 1] == '\n')
+        len--;
+    cg_log_error(w->log, "%s\n%.*s", prefix, (int)len, text);
+    *app = cg_py_fail_app(text);
+    free(prefix);
+    free(text);
+    return *app != NULL ? 0 : -1;
+}
+
+/* Import the app (or take the one --preload imported in the master); on
+ * failure log as Gunicorn and return the exit status. */
+static int cg__load(cg_worker_t *w, cg_py_reloader_t *reloader, PyObject **app)
 {
     char *msg = NULL;
+    if (cg_py_preloaded_app() != NULL) {
+        *app = Py_NewRef(cg_py_preloaded_app());
+        return 0;
+    }
     int rc = cg_py_load_app(w->cfg->app_uri, app, &msg);
+    if (rc == -1 && w->cfg->reload && PyErr_ExceptionMatches(PyExc_SyntaxError))
+        rc = cg__load_syntax_error(w, reloader, app);
     if (rc == 0)
         return 0;
     if (rc == CG_PY_APP_IMPORT_ERROR) {
@@ -188,6 +233,7 @@ int cg_worker_main(cg_worker_t *w)
     cg_wsgi_t ws;
     bool py_up = false, ws_up = false;
     cg_listener_t *own_listeners = NULL;
+    cg_py_reloader_t *reloader = NULL;
 
     w->pid = getpid();
     w->alive = 1;
@@ -241,10 +287,24 @@ int cg_worker_main(cg_worker_t *w)
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
     }
+    if (w->cfg->reload) {
+        cg_log_warning(w->log, "Reloader is on. Use in development only!");
+        if (cg_py_reloader_new(w->cfg, w, &reloader) < 0) {
+            cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
+            status = CG_WORKER_EXIT_BOOT_ERROR;
+            goto out;
+        }
+    }
     PyObject *app = NULL;
-    status = cg__load(w, &app);
+    status = cg__load(w, reloader, &app);
     if (status != 0)
         goto out;
+    if (reloader != NULL && cg_py_reloader_start(reloader) < 0) {
+        cg_log_error(w->log, "Exception in worker process\ncannot start the reloader thread");
+        Py_DECREF(app);
+        status = CG_WORKER_EXIT_BOOT_ERROR;
+        goto out;
+    }
     if (cg_wsgi_init(&ws, w, app) < 0) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;
@@ -255,7 +315,8 @@ int cg_worker_main(cg_worker_t *w)
     w->booted = true;
 
     ws.tstate = PyEval_SaveThread(); /* the loop runs without the GIL */
-    int rc = cg_worker_sync_run(w, &ws);
+    int rc = cg_worker_is_gthread(w->cfg) ? cg_worker_gthread_run(w, &ws)
+                                          : cg_worker_sync_run(w, &ws);
     PyEval_RestoreThread(ws.tstate);
     /* Gunicorn runs these from its Python signal handlers; ours run once the
      * loop has let go (the app already got its SystemExit) */
@@ -269,6 +330,8 @@ int cg_worker_main(cg_worker_t *w)
         status = 1; /* Gunicorn's sys.exit(1) from an idle worker's SIGABRT */
 
 out:
+    /* joined before the app and the interpreter go away */
+    cg_py_reloader_free(reloader);
     if (ws_up)
         cg_wsgi_free(&ws);
     cg_log_info(w->log, "Worker exiting (pid: %d)", (int)w->pid);

@@ -103,6 +103,13 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
     return rc;
 }
 
+int cg_wsgi_set_threaded(cg_wsgi_t *ws)
+{
+    ws->multithread = true;
+    ws->force_close = false;
+    return PyDict_SetItem(ws->base_environ, ws->keys[CG_WK_WSGI_MULTITHREAD], Py_True);
+}
+
 void cg_wsgi_free(cg_wsgi_t *ws)
 {
     Py_CLEAR(ws->app);
@@ -509,7 +516,8 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     r.headers_cap = CG_ARRAY_SIZE(r.headers_inline);
     r.response_length = -1;
     r.status_code = -1;
-    r.must_close = ws->force_close;
+    r.must_close = ws->force_close || c->must_close;
+    c->keep_alive = false;
 
     PyEval_RestoreThread(ws->tstate);
     PyObject *env = NULL, *result = NULL, *hook_req = NULL;

@@ -285,7 +285,9 @@ static const char *cg__connection_value(const cg_wsgi_req_t *r)
 {
     if (r->upgrade)
         return "upgrade";
-    if (r->must_close || !r->http->keep_alive)
+    /* A worker told to stop (TERM, max_requests) finishes this request and
+     * lets the client know it will not take another on this connection. */
+    if (r->must_close || !r->http->keep_alive || !r->ws->worker->alive)
         return "close";
     if (r->response_length >= 0 || r->chunked)
         return "keep-alive";
@@ -312,6 +314,7 @@ static size_t cg__build_head(cg_wsgi_req_t *r, char *stack, size_t stackcap, cha
     cg_str_t st = {"", 0};
     cg__latin1(r->status, &st);
     const char *conn = cg__connection_value(r);
+    r->conn->keep_alive = conn[0] == 'k';
     const char *date = cg_wsgi_http_date(r->ws);
     size_t need = 16 + st.len + 20 + 37 + 14 + strlen(conn) + 2 + 28 + 2;
     for (size_t i = 0; i < r->nheaders; i++)

@@ -137,6 +137,13 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app);
 void cg_wsgi_free(cg_wsgi_t *ws);
 
 /*
+ * For the gthread worker, right after cg_wsgi_init: wsgi.multithread is True
+ * and responses may keep the connection alive (each request's
+ * conn->must_close decides). GIL held. Returns 0 or -1 with an exception set.
+ */
+int cg_wsgi_set_threaded(cg_wsgi_t *ws);
+
+/*
  * Serve one parsed request (conn->req) on conn: environ, app, response, access
  * log. Entered and left WITHOUT the GIL. Returns 0 when a complete response was
  * written; a negative value when the connection must be closed at once (the

@@ -408,13 +408,11 @@ static void test_check_supported(void **state)
         {"protocol", "uwsgi", "protocol"},
         {"statsd_host", "localhost:8125", "statsd_host"},
         {"syslog", "true", "syslog"},
-        {"reload", "true", "reload"},
-        {"preload_app", "true", "preload_app"},
         {"control_socket", "/tmp/ctl", "control_socket"},
         {"dirty_workers", "2", "dirty_workers"},
         {"logconfig", "/tmp/log.ini", "logconfig"},
-        {"worker_class", "gthread", "worker_class"},
-        {"threads", "4", "threads (the gthread worker)"},
+        {"worker_class", "eventlet", "worker_class"},
+        {"worker_class", "gunicorn.workers.ggevent.GeventWorker", "worker_class"},
     };
     cg_config_t cfg;
     char err[256];
@@ -429,6 +427,17 @@ static void test_check_supported(void **state)
     assert_int_equal(cg_config_set_string(&cfg, "daemon", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "reuse_port", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "initgroups", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    /* the gthread worker exists: its class names and threads > 1 are accepted */
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gthread", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "threads", "4", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gunicorn.workers.gthread.ThreadWorker", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "sync", CG_SRC_CLI, err, sizeof(err)), 0);
+    /* preload and the reloader exist now */
+    assert_int_equal(cg_config_set_string(&cfg, "preload_app", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "reload", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "reload_engine", "poll", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     cg_config_free(&cfg);
 

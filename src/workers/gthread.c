@@ -1,0 +1,931 @@
+/*
+ * gthread.c - the gthread worker. The loop thread owns every connection while
+ * it waits for or reads a request head: non-blocking reads, the incremental
+ * parser, a timer per connection (keep-alive wait, head deadline, lingering
+ * close). A slow or idle client therefore costs a connection slot and never a
+ * thread. A complete head goes to a pool thread, which takes the GIL only for
+ * the app and does the body and response I/O itself on the (still
+ * non-blocking) socket with poll(2) waits, so a slow reader blocks only its
+ * own request. With threads == 1 the app runs inline on the loop thread: no
+ * queue, no hand-off.
+ */
+#include "gthread.h"
+
+#include "../python/python.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* Free space kept after a request head for chunk-size lines and trailers. */
+#define CG_BODY_ROOM 16384
+/* Gunicorn's finish_body(): an unread body is drained up to this much and
+ * this long before the connection is reused; more and it is closed. */
+#define CG_DRAIN_MAX 65536
+#define CG_DRAIN_MS 5000
+/* Gunicorn 26 waits this long for the first bytes of a new connection before
+ * parking it for `keepalive` more seconds. */
+#define CG_FIRST_DATA_MS 5000
+/* Lingering close (RFC 9112 section 9.6), as cg_conn_close_graceful(). */
+#define CG_LINGER_MAX 65536
+#define CG_LINGER_MS 2000
+
+typedef enum { CG_GT_HEAD, CG_GT_BUSY, CG_GT_LINGER } cg_gt_state_t;
+
+typedef struct cg_gt cg_gt_t;
+
+typedef struct cg_gt_conn {
+    cg_conn_t c;
+    cg_gt_t *gt;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    struct cg_gt_conn *next; /* pool queues */
+    cg_gt_state_t state;
+    int open_handles;
+    uint64_t nreq;
+    bool polling;
+    bool head_started; /* bytes of the current head have arrived */
+    bool keepalived;   /* idle after a keep-alive response (counted in gt->nkeep) */
+    bool proxy_done;
+    bool keep;         /* result of serving: reuse the connection */
+    bool request_done; /* result: request fully read, nothing beyond it */
+    size_t lingered;
+    uint64_t deadline; /* loop time (ms) when the timer closes it; 0 none */
+} cg_gt_conn_t;
+
+typedef struct cg_gt_thread {
+    cg_gt_t *gt;
+    pthread_t tid;
+    bool started;
+    cg_wsgi_t ws;
+} cg_gt_thread_t;
+
+struct cg_gt {
+    cg_worker_t *w;
+    cg_wsgi_t *ws;
+    uv_loop_t loop;
+    uv_poll_t *lpolls;
+    size_t nl;
+    bool accepting;
+    uv_poll_t wake;
+    uv_timer_t tick;
+    uv_async_t async;
+
+    cg_http_settings_t hs;
+    cg_net_allow_t *allow;
+    cg_net_allow_t *proxy_allow;
+    cg_http_proxy_mode_t proxy_mode;
+    char **fwd;
+    char **ss_names;
+    char **ss_values;
+    size_t buf_max;
+
+    size_t nconns, nkeep, max_conns, max_keep;
+    uint64_t keepalive_ms, first_ms, head_ms;
+    bool stopping;
+    bool closing_all; /* teardown: closing every handle */
+    uint64_t stop_deadline;
+
+    /* pool (threads > 1) */
+    int nthreads;
+    cg_gt_thread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    cg_gt_conn_t *todo_head, *todo_tail;
+    cg_gt_conn_t *done_head, *done_tail;
+    bool pool_quit;
+    int nready, nfailed;
+    size_t nbusy;
+};
+
+bool cg_worker_is_gthread(const cg_config_t *cfg)
+{
+    const char *wc = cfg->worker_class ? cfg->worker_class : "sync";
+    if (strcmp(wc, "gthread") == 0 || strcmp(wc, "gunicorn.workers.gthread.ThreadWorker") == 0 ||
+        strcmp(wc, "egg:gunicorn#gthread") == 0)
+        return true;
+    size_t n = strlen(wc);
+    bool is_sync = strcmp(wc, "sync") == 0 || (n >= 10 && strcmp(wc + n - 10, "SyncWorker") == 0) ||
+                   strcmp(wc, "egg:gunicorn#sync") == 0;
+    return is_sync && cfg->threads > 1;
+}
+
+static char *cg__upper(const char *s)
+{
+    char *u = cg_xstrdup(s);
+    for (char *p = u; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p -= 32;
+    return u;
+}
+
+/* The HTTP parser settings and peer lists, as the sync worker builds them. */
+static int cg__settings(cg_gt_t *g)
+{
+    const cg_config_t *cfg = g->w->cfg;
+    char err[256];
+    cg_http_settings_init(&g->hs, cfg->limit_request_line, cfg->limit_request_fields,
+                          cfg->limit_request_field_size);
+    g->hs.permit_unconventional_http_method = cfg->permit_unconventional_http_method;
+    g->hs.permit_unconventional_http_version = cfg->permit_unconventional_http_version;
+    g->hs.casefold_http_method = cfg->casefold_http_method;
+    g->hs.permit_obsolete_folding = cfg->permit_obsolete_folding;
+    g->hs.strip_header_spaces = cfg->strip_header_spaces;
+    if (cfg->header_map && strcmp(cfg->header_map, "refuse") == 0)
+        g->hs.header_map = CG_HTTP_HEADER_MAP_REFUSE;
+    else if (cfg->header_map && strcmp(cfg->header_map, "dangerous") == 0)
+        g->hs.header_map = CG_HTTP_HEADER_MAP_DANGEROUS;
+    else
+        g->hs.header_map = CG_HTTP_HEADER_MAP_DROP;
+
+    g->fwd = cg_xcalloc(cfg->forwarder_headers.n + 1, sizeof(char *));
+    for (size_t i = 0; i < cfg->forwarder_headers.n; i++) {
+        if (strcmp(cfg->forwarder_headers.v[i], "*") == 0)
+            g->hs.forwarder_headers_all = true;
+        g->fwd[i] = cg__upper(cfg->forwarder_headers.v[i]);
+    }
+    g->hs.forwarder_headers = (const char *const *)g->fwd;
+    g->hs.nforwarder_headers = cfg->forwarder_headers.n;
+
+    size_t nss = cfg->secure_scheme_headers.n / 2;
+    g->ss_names = cg_xcalloc(nss + 1, sizeof(char *));
+    g->ss_values = cg_xcalloc(nss + 1, sizeof(char *));
+    for (size_t i = 0; i < nss; i++) {
+        g->ss_names[i] = cg__upper(cfg->secure_scheme_headers.v[2 * i]);
+        g->ss_values[i] = cg_xstrdup(cfg->secure_scheme_headers.v[2 * i + 1]);
+    }
+    g->hs.secure_scheme_names = (const char *const *)g->ss_names;
+    g->hs.secure_scheme_values = (const char *const *)g->ss_values;
+    g->hs.nsecure_scheme = nss;
+
+    if (cg_net_allow_parse((const char *const *)cfg->forwarded_allow_ips.v,
+                           cfg->forwarded_allow_ips.n, &g->allow, err, sizeof(err)) < 0) {
+        cg_log_error(g->w->log, "Invalid forwarded_allow_ips: %s", err);
+        return -EINVAL;
+    }
+    const char *pp = cfg->proxy_protocol ? cfg->proxy_protocol : "off";
+    g->proxy_mode = strcmp(pp, "v1") == 0     ? CG_HTTP_PROXY_V1
+                    : strcmp(pp, "v2") == 0   ? CG_HTTP_PROXY_V2
+                    : strcmp(pp, "auto") == 0 ? CG_HTTP_PROXY_AUTO
+                                              : CG_HTTP_PROXY_OFF;
+    if (cg_net_allow_parse((const char *const *)cfg->proxy_allow_ips.v, cfg->proxy_allow_ips.n,
+                           &g->proxy_allow, err, sizeof(err)) < 0) {
+        cg_log_error(g->w->log, "Invalid proxy_allow_ips: %s", err);
+        return -EINVAL;
+    }
+    size_t line = g->hs.limit_request_line ? g->hs.limit_request_line : 8190;
+    g->buf_max = line + 2 + g->hs.limit_request_fields * (g->hs.limit_request_field_size + 2) + 4 + 4096;
+    return 0;
+}
+
+static void cg__free_settings(cg_gt_t *g)
+{
+    for (size_t i = 0; g->fwd && g->fwd[i]; i++)
+        free(g->fwd[i]);
+    free(g->fwd);
+    for (size_t i = 0; g->ss_names && g->ss_names[i]; i++) {
+        free(g->ss_names[i]);
+        free(g->ss_values[i]);
+    }
+    free(g->ss_names);
+    free(g->ss_values);
+    cg_net_allow_free(g->allow);
+    cg_net_allow_free(g->proxy_allow);
+}
+
+/* ---- connection life on the loop ---- */
+
+static void cg__listen_start(cg_gt_t *g);
+static void cg__listen_stop(cg_gt_t *g);
+static void cg__process(cg_gt_conn_t *gc);
+static void cg__on_poll(uv_poll_t *p, int status, int events);
+
+static void cg__conn_handle_closed(uv_handle_t *h)
+{
+    cg_gt_conn_t *gc = h->data;
+    if (--gc->open_handles > 0)
+        return;
+    if (gc->c.fd >= 0)
+        close(gc->c.fd);
+    free(gc->c.buf.data);
+    free(gc->c.req.headers);
+    free(gc);
+}
+
+/* Forget the connection: plain close once libuv lets go of its handles. */
+static void cg__conn_close(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    if (uv_is_closing((uv_handle_t *)&gc->poll))
+        return;
+    if (gc->keepalived) {
+        gc->keepalived = false;
+        g->nkeep--;
+    }
+    uv_close((uv_handle_t *)&gc->poll, cg__conn_handle_closed);
+    uv_close((uv_handle_t *)&gc->timer, cg__conn_handle_closed);
+    g->nconns--;
+    if (g->closing_all)
+        return;
+    if (g->stopping) {
+        if (g->nconns == 0)
+            uv_stop(&g->loop);
+    } else if (!g->accepting && g->nconns < g->max_conns) {
+        cg__listen_start(g);
+    }
+}
+
+static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms);
+
+static void cg__poll_start(cg_gt_conn_t *gc)
+{
+    if (!gc->polling) {
+        uv_poll_start(&gc->poll, UV_READABLE, cg__on_poll);
+        gc->polling = true;
+    }
+}
+
+/* The socket is closed for writing with the client possibly still sending:
+ * read and drop what comes (bounded) so our close cannot turn into an RST
+ * that destroys the response in flight. On the loop, never blocking it. */
+static void cg__conn_linger(cg_gt_conn_t *gc, bool request_done)
+{
+    if (request_done || shutdown(gc->c.fd, SHUT_WR) < 0) {
+        cg__conn_close(gc);
+        return;
+    }
+    gc->state = CG_GT_LINGER;
+    gc->lingered = 0;
+    if (gc->keepalived) {
+        gc->keepalived = false;
+        gc->gt->nkeep--;
+    }
+    cg__poll_start(gc);
+    cg__timer_set(gc, CG_LINGER_MS);
+}
+
+static void cg__on_timer(uv_timer_t *t)
+{
+    cg_gt_conn_t *gc = t->data;
+    if (gc->deadline == 0)
+        return; /* disarmed meanwhile */
+    uint64_t now = uv_now(t->loop);
+    if (now < gc->deadline) {
+        uv_timer_start(t, cg__on_timer, gc->deadline - now, 0);
+        return;
+    }
+    if (gc->state == CG_GT_HEAD && gc->head_started)
+        cg_log_debug(gc->gt->w->log, "Closing connection: request head not complete in time");
+    cg__conn_close(gc);
+}
+
+/*
+ * Arm the connection's deadline `ms` from now (0: none). Lazily: deadlines
+ * move a little later with every request, so the libuv timer usually stays
+ * as it is and, when it fires early, re-arms for what is left. Saves two
+ * timer-heap operations per request.
+ */
+static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms)
+{
+    if (ms == 0) {
+        gc->deadline = 0;
+        return;
+    }
+    gc->deadline = uv_now(&gc->gt->loop) + ms;
+    if (!uv_is_active((uv_handle_t *)&gc->timer) || uv_timer_get_due_in(&gc->timer) > ms)
+        uv_timer_start(&gc->timer, cg__on_timer, ms, 0);
+}
+
+/* A request Gunicorn refuses: its status, its page, its log line. */
+static void cg__refuse(cg_gt_conn_t *gc, const cg_http_error_t *err)
+{
+    cg_worker_t *w = gc->gt->w;
+    cg_conn_t *c = &gc->c;
+    char text[1024];
+    cg_http_error_text(err, text, sizeof(text));
+    if (cg_http_error_status(err->code) == 500)
+        cg_log_error(w->log, "Error handling request (no URI read)\n%s", text);
+    else
+        cg_log_warning(w->log, "Invalid request from ip=%s: %s", c->peer_ip, text);
+    char page[2048];
+    size_t plen = cg_http_error_status(err->code) == 500 && err->code != CG_HTTP_E_CONFIGURATION_PROBLEM
+                      ? cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page))
+                      : cg_http_error_response(err, page, sizeof(page));
+    /* The page fits any socket buffer; the deadline only guards the loop
+     * against a peer whose window is closed. */
+    c->deadline_ms = cg_monotonic_ms() + 1000;
+    if (plen > 0 && cg_conn_write_all(c, page, plen) < 0)
+        cg_log_debug(w->log, "Failed to send error message.");
+    c->deadline_ms = 0;
+}
+
+static void cg__rebase_str(cg_str_t *v, const char *old, char *new, size_t len)
+{
+    if (v->ptr != NULL && v->ptr >= old && v->ptr <= old + len)
+        v->ptr = new + (v->ptr - old);
+}
+
+/* Point every view of a parsed head at the buffer's new address. */
+static void cg__rebase(cg_http_request_t *req, const char *old, char *new, size_t len)
+{
+    cg__rebase_str(&req->method, old, new, len);
+    cg__rebase_str(&req->uri, old, new, len);
+    cg__rebase_str(&req->path, old, new, len);
+    cg__rebase_str(&req->query, old, new, len);
+    cg__rebase_str(&req->fragment, old, new, len);
+    cg__rebase_str(&req->script_name, old, new, len);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        cg__rebase_str(&req->headers[i].name, old, new, len);
+        cg__rebase_str(&req->headers[i].value, old, new, len);
+    }
+}
+
+/*
+ * Run one parsed request through the app, then settle what the connection
+ * can do next. Any thread, without the GIL.
+ */
+static void cg__serve(cg_wsgi_t *ws, cg_gt_conn_t *gc)
+{
+    cg_conn_t *c = &gc->c;
+    int rc = cg_wsgi_handle(ws, c);
+    bool keep = rc == 0 && c->keep_alive;
+    if (keep && !c->body.done) {
+        /* Gunicorn's finish_body(): what the app left unread, bounded. */
+        char sink[8192];
+        size_t drained = 0;
+        c->deadline_ms = cg_monotonic_ms() + CG_DRAIN_MS;
+        while (!c->body.done && drained <= CG_DRAIN_MAX) {
+            ssize_t n = cg_http_body_read(&c->body, sink, sizeof(sink));
+            if (n <= 0)
+                break;
+            drained += (size_t)n;
+        }
+        c->deadline_ms = 0;
+    }
+    gc->request_done = c->body.done && !c->body.truncated && c->buf.off == c->buf.len;
+    gc->keep = keep && c->body.done && !c->body.truncated;
+}
+
+/*
+ * Back on the loop after a request: close, linger, or get ready for the next
+ * request. Returns true when pipelined bytes are already buffered and
+ * cg__process() should parse them now.
+ */
+static bool cg__after(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    cg_conn_t *c = &gc->c;
+    gc->nreq++;
+    c->has_proxy = false; /* gthread: PROXY data belongs to the first request only */
+    gc->state = CG_GT_HEAD;
+    if (!gc->keep) {
+        cg__conn_linger(gc, gc->request_done);
+        return false;
+    }
+    cg_http_buf_t *b = &c->buf;
+    size_t rest = b->len - b->off;
+    memmove(b->data, b->data + b->off, rest);
+    b->len = rest;
+    b->off = b->keep = 0;
+    cg_http_parser_reset(&c->parser);
+    cg__poll_start(gc);
+    if (rest > 0) {
+        gc->head_started = true;
+        cg__timer_set(gc, g->head_ms);
+        return true;
+    }
+    gc->head_started = false;
+    gc->keepalived = true;
+    g->nkeep++;
+    cg__timer_set(gc, g->keepalive_ms);
+    return false;
+}
+
+static void cg__pool_push(cg_gt_t *g, cg_gt_conn_t *gc)
+{
+    gc->next = NULL;
+    pthread_mutex_lock(&g->mu);
+    if (g->todo_tail)
+        g->todo_tail->next = gc;
+    else
+        g->todo_head = gc;
+    g->todo_tail = gc;
+    g->nbusy++;
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void cg__begin_stop(cg_gt_t *g)
+{
+    if (g->stopping)
+        return;
+    g->stopping = true;
+    g->stop_deadline = cg_monotonic_ms() + (uint64_t)g->w->cfg->graceful_timeout * 1000;
+    cg__listen_stop(g);
+    if (g->nconns == 0)
+        uv_stop(&g->loop);
+}
+
+/*
+ * A complete head is in the buffer: the worker's keep-alive policy, then the
+ * app (inline, or on the pool). Returns true when served inline and more
+ * pipelined bytes wait.
+ */
+static bool cg__dispatch(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    cg_worker_t *w = g->w;
+    cg_conn_t *c = &gc->c;
+    cg_http_request_t *req = &c->req;
+
+    cg__timer_set(gc, 0);
+    if (c->buf.cap - req->head_len < CG_BODY_ROOM) {
+        /* The chunked decoder needs room after the pinned head; the parser
+         * may have rewritten the head in place, so rebase rather than parse
+         * again. */
+        char *old = c->buf.data;
+        c->buf.cap = req->head_len + CG_BODY_ROOM;
+        c->buf.data = cg_xrealloc(c->buf.data, c->buf.cap);
+        cg__rebase(req, old, c->buf.data, c->buf.len);
+    }
+    c->buf.off = c->buf.keep = req->head_len;
+    cg_http_body_init(&c->body, req, &g->hs, &c->buf, cg_conn_recv, c);
+
+    w->nr++;
+    if (w->nr >= w->max_requests && w->alive) {
+        cg_log_info(w->log, "Autorestarting worker after current request.");
+        w->alive = 0;
+    }
+    /* Gunicorn's gthread: close when stopping, keep-alive off, or too many
+     * connections already parked in keep-alive. */
+    c->must_close = !w->alive || g->keepalive_ms == 0 || g->nkeep >= g->max_keep;
+    if (!w->alive)
+        cg__begin_stop(g);
+
+    if (g->nthreads <= 1) {
+        cg__serve(g->ws, gc);
+        return cg__after(gc);
+    }
+    /* The poll stays registered: clients rarely send while waiting for an
+     * answer, and stopping then restarting it costs two epoll_ctl calls per
+     * request. cg__on_poll() stops it if the socket does become readable. */
+    gc->state = CG_GT_BUSY;
+    cg__pool_push(g, gc);
+    return false;
+}
+
+/* PROXY protocol header before the first request. Returns 1 when consumed
+ * (or none expected), 0 when more bytes are needed, -1 when refused. */
+static int cg__proxy(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    cg_conn_t *c = &gc->c;
+    if (gc->proxy_done || g->proxy_mode == CG_HTTP_PROXY_OFF)
+        return 1;
+    bool allowed = cg_net_allowed(g->proxy_allow, (struct sockaddr *)&c->peer);
+    ssize_t r = cg_http_parse_proxy(g->proxy_mode, c->buf.data, c->buf.len, allowed, &c->proxy,
+                                    &c->req.error);
+    if (r == CG_EAGAIN)
+        return 0;
+    if (r < 0) {
+        if (c->req.error.code == CG_HTTP_E_FORBIDDEN_PROXY_REQUEST)
+            c->req.error.arg = (cg_str_t){c->peer_ip, strlen(c->peer_ip)};
+        return -1;
+    }
+    if (r > 0) {
+        memmove(c->buf.data, c->buf.data + r, c->buf.len - (size_t)r);
+        c->buf.len -= (size_t)r;
+        c->has_proxy = true;
+    }
+    gc->proxy_done = true;
+    return 1;
+}
+
+/* Parse what the buffer holds; dispatch every complete request (pipelining:
+ * in order, one at a time). */
+static void cg__process(cg_gt_conn_t *gc)
+{
+    cg_conn_t *c = &gc->c;
+    for (;;) {
+        int pr = cg__proxy(gc);
+        if (pr == 0)
+            return;
+        if (pr < 0) {
+            cg__refuse(gc, &c->req.error);
+            cg__conn_linger(gc, false);
+            return;
+        }
+        if (c->buf.len == 0)
+            return;
+        ssize_t r = cg_http_parse_request(&gc->gt->hs, &c->parser, c->buf.data, c->buf.len,
+                                          c->trusted, &c->req);
+        if (r == CG_EAGAIN)
+            return;
+        if (r < 0) {
+            cg__refuse(gc, &c->req.error);
+            cg__conn_linger(gc, false);
+            return;
+        }
+        if (!cg__dispatch(gc))
+            return;
+    }
+}
+
+static void cg__on_poll(uv_poll_t *p, int status, int events)
+{
+    cg_gt_conn_t *gc = p->data;
+    cg_worker_t *w = gc->gt->w;
+    cg_conn_t *c = &gc->c;
+    if (gc->state == CG_GT_LINGER) {
+        char sink[4096];
+        ssize_t n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        gc->lingered += n > 0 ? (size_t)n : 0;
+        if (n <= 0 || gc->lingered >= CG_LINGER_MAX)
+            cg__conn_close(gc);
+        return;
+    }
+    if (gc->state != CG_GT_HEAD) {
+        /* Busy in a pool thread, which owns the socket now: stop watching
+         * until the thread hands it back (level-triggered would spin). */
+        uv_poll_stop(&gc->poll);
+        gc->polling = false;
+        return;
+    }
+    ssize_t n = cg_conn_fill_nowait(c);
+    if (n == CG_EAGAIN)
+        return;
+    if (n == 0) {
+        if (c->buf.len == 0)
+            cg_log_debug(w->log, "Closing connection. ");
+        else
+            cg_log_debug(w->log, "Ignored premature client disconnection. No more data after: %.*s",
+                         (int)(c->buf.len > 64 ? 64 : c->buf.len), c->buf.data);
+        cg__conn_close(gc);
+        return;
+    }
+    if (n < 0) {
+        if (n == -ECONNRESET)
+            cg_log_debug(w->log, "Ignoring connection reset");
+        else if (n == -ENOTCONN)
+            cg_log_debug(w->log, "Ignoring socket not connected");
+        else
+            cg_log_error(w->log, "Socket error processing request. %s", strerror((int)-n));
+        cg__conn_close(gc);
+        return;
+    }
+    if (!gc->head_started) {
+        gc->head_started = true;
+        if (gc->keepalived) {
+            gc->keepalived = false;
+            gc->gt->nkeep--;
+        }
+        cg__timer_set(gc, gc->gt->head_ms);
+    }
+    cg__process(gc);
+}
+
+static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sockaddr_storage *peer,
+                         socklen_t peerlen)
+{
+    cg_gt_conn_t *gc = cg_xcalloc(1, sizeof(*gc));
+    cg_conn_t *c = &gc->c;
+    gc->gt = g;
+    c->fd = fd;
+    c->listener = l;
+    c->peer = *peer;
+    c->peerlen = peerlen;
+    cg_net_peer_text((struct sockaddr *)&c->peer, c->peer_ip, sizeof(c->peer_ip), c->peer_port,
+                     sizeof(c->peer_port));
+    c->trusted = cg_net_allowed(g->allow, (struct sockaddr *)&c->peer);
+    c->buf_max = g->buf_max;
+    c->buf.cap = 16384;
+    c->buf.data = cg_xmalloc(c->buf.cap);
+    c->req.headers_cap = g->hs.limit_request_fields + 1;
+    c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
+    cg_http_parser_reset(&c->parser);
+    gc->state = CG_GT_HEAD;
+    uv_poll_init(&g->loop, &gc->poll, fd);
+    uv_timer_init(&g->loop, &gc->timer);
+    gc->poll.data = gc->timer.data = gc;
+    gc->open_handles = 2;
+    g->nconns++;
+    cg__poll_start(gc);
+    cg__timer_set(gc, g->first_ms);
+    /* Most clients send the request with the connection: read it now. */
+    cg__on_poll(&gc->poll, 0, UV_READABLE);
+}
+
+static void cg__on_listen(uv_poll_t *p, int status, int events)
+{
+    cg_gt_t *g = p->data;
+    const cg_listener_t *l = &g->w->listeners[p - g->lpolls];
+    for (int i = 0; i < 64; i++) {
+        if (g->stopping || g->nconns >= g->max_conns) {
+            cg__listen_stop(g);
+            return;
+        }
+        struct sockaddr_storage peer;
+        socklen_t peerlen = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &peerlen, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED &&
+                errno != EINTR && errno != EPROTO)
+                cg_log_error(g->w->log, "accept() failed: %s", strerror(errno));
+            return;
+        }
+        cg__conn_new(g, fd, l, &peer, peerlen);
+    }
+}
+
+static void cg__listen_start(cg_gt_t *g)
+{
+    for (size_t i = 0; i < g->nl; i++)
+        uv_poll_start(&g->lpolls[i], UV_READABLE, cg__on_listen);
+    g->accepting = true;
+}
+
+static void cg__listen_stop(cg_gt_t *g)
+{
+    if (!g->accepting)
+        return;
+    for (size_t i = 0; i < g->nl; i++)
+        uv_poll_stop(&g->lpolls[i]);
+    g->accepting = false;
+}
+
+/* ---- worker-level events ---- */
+
+static void cg__check_flags(cg_gt_t *g)
+{
+    cg_worker_t *w = g->w;
+    if (w->reopen_logs) {
+        w->reopen_logs = 0;
+        cg_log_reopen(w->log);
+    }
+    if (w->quick) {
+        uv_stop(&g->loop);
+        return;
+    }
+    if (!w->alive)
+        cg__begin_stop(g);
+}
+
+static void cg__on_wake(uv_poll_t *p, int status, int events)
+{
+    cg_gt_t *g = p->data;
+    char sink[64];
+    while (read(g->w->wake_pipe[0], sink, sizeof(sink)) > 0)
+        ;
+    cg__check_flags(g);
+}
+
+static void cg__on_tick(uv_timer_t *t)
+{
+    cg_gt_t *g = t->data;
+    cg_worker_t *w = g->w;
+    cg_heartbeat_notify(&w->hb);
+    if (!g->stopping && getppid() != w->ppid) {
+        cg_log_info(w->log, "Parent changed, shutting down: <Worker %d>", (int)w->pid);
+        w->alive = 0;
+    }
+    cg__check_flags(g);
+    if (g->stopping && cg_monotonic_ms() >= g->stop_deadline)
+        uv_stop(&g->loop);
+}
+
+/* Pool threads hand finished connections back here. */
+static void cg__on_async(uv_async_t *a)
+{
+    cg_gt_t *g = a->data;
+    pthread_mutex_lock(&g->mu);
+    cg_gt_conn_t *list = g->done_head;
+    g->done_head = g->done_tail = NULL;
+    pthread_mutex_unlock(&g->mu);
+    while (list != NULL) {
+        cg_gt_conn_t *gc = list;
+        list = gc->next;
+        gc->next = NULL;
+        if (cg__after(gc))
+            cg__process(gc);
+    }
+}
+
+/* ---- the pool ---- */
+
+static void *cg__pool_main(void *arg)
+{
+    cg_gt_thread_t *t = arg;
+    cg_gt_t *g = t->gt;
+    PyGILState_STATE gs = PyGILState_Ensure();
+    int rc = cg_wsgi_init(&t->ws, g->w, Py_NewRef(g->ws->app));
+    if (rc == 0)
+        rc = cg_wsgi_set_threaded(&t->ws);
+    if (rc < 0)
+        cg_py_log_exception(g->w->log, CG_LOG_ERROR, "Exception in worker process");
+    t->ws.tstate = PyEval_SaveThread();
+
+    pthread_mutex_lock(&g->mu);
+    if (rc < 0)
+        g->nfailed++;
+    g->nready++;
+    pthread_cond_broadcast(&g->cv);
+    while (rc == 0) {
+        while (g->todo_head == NULL && !g->pool_quit)
+            pthread_cond_wait(&g->cv, &g->mu);
+        if (g->pool_quit)
+            break;
+        cg_gt_conn_t *gc = g->todo_head;
+        g->todo_head = gc->next;
+        if (g->todo_head == NULL)
+            g->todo_tail = NULL;
+        pthread_mutex_unlock(&g->mu);
+
+        cg__serve(&t->ws, gc);
+
+        pthread_mutex_lock(&g->mu);
+        gc->next = NULL;
+        if (g->done_tail)
+            g->done_tail->next = gc;
+        else
+            g->done_head = gc;
+        g->done_tail = gc;
+        g->nbusy--;
+        pthread_mutex_unlock(&g->mu);
+        uv_async_send(&g->async);
+        pthread_mutex_lock(&g->mu);
+    }
+    pthread_mutex_unlock(&g->mu);
+
+    PyEval_RestoreThread(t->ws.tstate);
+    cg_wsgi_free(&t->ws);
+    PyGILState_Release(gs);
+    return NULL;
+}
+
+static int cg__pool_start(cg_gt_t *g)
+{
+    g->threads = cg_xcalloc((size_t)g->nthreads, sizeof(*g->threads));
+    /* Signals belong to the loop thread: pool threads block them all. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = 0;
+    for (int i = 0; i < g->nthreads && err == 0; i++) {
+        g->threads[i].gt = g;
+        err = pthread_create(&g->threads[i].tid, NULL, cg__pool_main, &g->threads[i]);
+        if (err == 0)
+            g->threads[i].started = true;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int started = 0;
+    for (int i = 0; i < g->nthreads; i++)
+        started += g->threads[i].started;
+    pthread_mutex_lock(&g->mu);
+    while (g->nready < started)
+        pthread_cond_wait(&g->cv, &g->mu);
+    int failed = g->nfailed;
+    pthread_mutex_unlock(&g->mu);
+    if (err != 0) {
+        cg_log_error(g->w->log, "Exception in worker process\ncannot start thread: %s", strerror(err));
+        return -err;
+    }
+    return failed > 0 ? -EINVAL : 0;
+}
+
+/* Stop the pool. Threads still inside a request (QUIT, or the graceful
+ * timeout ran out) are left to the process exit. Returns how many are. */
+static size_t cg__pool_stop(cg_gt_t *g)
+{
+    size_t busy;
+    pthread_mutex_lock(&g->mu);
+    g->pool_quit = true;
+    busy = g->nbusy;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    size_t left = 0;
+    for (int i = 0; i < g->nthreads; i++) {
+        if (!g->threads[i].started)
+            continue;
+        if (busy == 0) {
+            pthread_join(g->threads[i].tid, NULL);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (pthread_timedjoin_np(g->threads[i].tid, NULL, &ts) != 0) {
+            pthread_detach(g->threads[i].tid);
+            left++;
+        }
+    }
+    return left;
+}
+
+static void cg__close_any(uv_handle_t *h, void *arg)
+{
+    cg_gt_t *g = arg;
+    if (uv_is_closing(h))
+        return;
+    if (h->type == UV_POLL || h->type == UV_TIMER) {
+        if (h->data != g) {
+            cg__conn_close(h->data);
+            return;
+        }
+    }
+    uv_close(h, NULL);
+}
+
+int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
+{
+    const cg_config_t *cfg = w->cfg;
+    cg_gt_t *g = cg_xcalloc(1, sizeof(*g));
+    int rc = 0;
+    g->w = w;
+    g->ws = ws;
+    g->nthreads = cfg->threads > 1 ? (int)cfg->threads : 1;
+    g->max_conns = cfg->worker_connections > 0 ? (size_t)cfg->worker_connections : 1;
+    g->max_keep = cfg->worker_connections > cfg->threads
+                      ? (size_t)(cfg->worker_connections - cfg->threads) : 0;
+    g->keepalive_ms = cfg->keepalive > 0 ? (uint64_t)cfg->keepalive * 1000 : 0;
+    g->first_ms = CG_FIRST_DATA_MS + g->keepalive_ms;
+    /* No Gunicorn setting bounds a head being read; the worker timeout is the
+     * natural bound for a client trickling one. */
+    g->head_ms = (cfg->timeout > 0 ? (uint64_t)cfg->timeout : 30) * 1000;
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+
+    PyEval_RestoreThread(ws->tstate);
+    int trc = cg_wsgi_set_threaded(ws);
+    if (trc < 0)
+        cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
+    ws->tstate = PyEval_SaveThread();
+    if (trc < 0 || cg__settings(g) < 0) {
+        cg__free_settings(g);
+        free(g);
+        return -EINVAL;
+    }
+    if (g->nthreads > 1 && (rc = cg__pool_start(g)) < 0) {
+        cg__pool_stop(g);
+        cg__free_settings(g);
+        free(g->threads);
+        free(g);
+        return rc;
+    }
+
+    uv_loop_init(&g->loop);
+    g->nl = w->nlisteners;
+    g->lpolls = cg_xcalloc(g->nl ? g->nl : 1, sizeof(uv_poll_t));
+    for (size_t i = 0; i < g->nl; i++) {
+        uv_poll_init_socket(&g->loop, &g->lpolls[i], w->listeners[i].fd);
+        g->lpolls[i].data = g;
+    }
+    uv_poll_init(&g->loop, &g->wake, w->wake_pipe[0]);
+    g->wake.data = g;
+    uv_poll_start(&g->wake, UV_READABLE, cg__on_wake);
+    uv_timer_init(&g->loop, &g->tick);
+    g->tick.data = g;
+    uint64_t beat = cfg->timeout > 0 ? (uint64_t)cfg->timeout * 1000 / 2 : 1000;
+    if (beat > 1000 || beat == 0)
+        beat = beat == 0 ? 500 : 1000;
+    uv_timer_start(&g->tick, cg__on_tick, beat, beat);
+    uv_async_init(&g->loop, &g->async, cg__on_async);
+    g->async.data = g;
+
+    cg_heartbeat_notify(&w->hb);
+    cg__check_flags(g);
+    if (!g->stopping && !w->quick) {
+        cg__listen_start(g);
+        uv_run(&g->loop, UV_RUN_DEFAULT);
+    }
+    if (g->stopping && g->nconns > 0 && !w->quick)
+        cg_log_debug(w->log, "Worker graceful timeout (pid:%d)", (int)w->pid);
+
+    size_t left = g->nthreads > 1 ? cg__pool_stop(g) : 0;
+    if (left == 0) {
+        g->closing_all = true;
+        uv_run(&g->loop, UV_RUN_NOWAIT); /* clears a pending uv_stop() */
+        uv_walk(&g->loop, cg__close_any, g);
+        uv_run(&g->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&g->loop);
+        free(g->lpolls);
+        free(g->threads);
+        cg__free_settings(g);
+        pthread_mutex_destroy(&g->mu);
+        pthread_cond_destroy(&g->cv);
+        free(g);
+    }
+    /* else: threads still serve requests with this state; the process is
+     * about to exit and takes it along. */
+    return 0;
+}

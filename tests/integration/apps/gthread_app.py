@@ -1,0 +1,41 @@
+"""App for the gthread worker tests: which thread and process served, the
+request body read in fixed pieces, a slow handler."""
+
+import hashlib
+import os
+import threading
+import time
+from urllib.parse import parse_qs
+
+
+def _qs(environ, name, default):
+    return parse_qs(environ.get("QUERY_STRING", "")).get(name, [default])[0]
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/upload":
+        # Read in 64 KiB pieces and report the largest piece the server gave.
+        inp = environ["wsgi.input"]
+        h = hashlib.sha256()
+        total = pieces = largest = 0
+        while True:
+            b = inp.read(65536)
+            if not b:
+                break
+            h.update(b)
+            total += len(b)
+            pieces += 1
+            largest = max(largest, len(b))
+        body = "%d %d %d %s" % (total, pieces, largest, h.hexdigest())
+    elif path == "/sleep":
+        time.sleep(float(_qs(environ, "t", "1")))
+        body = "slept"
+    elif path == "/env":
+        body = "%r %r %s %s" % (environ["wsgi.multithread"], environ["wsgi.multiprocess"],
+                                os.getpid(), threading.get_ident())
+    else:
+        body = "%s %s" % (path, os.getpid())
+    data = body.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
+    return [data]
