@@ -231,6 +231,12 @@ done:
 int cg_py_check_app(const cg_config_t *cfg)
 {
     char err[1024];
+    if (cfg->paste != NULL) {
+        /* Gunicorn would load a PasteDeploy app here; we cannot yet. */
+        fprintf(stderr, "Error while loading the application:\n\n"
+                        "Error: paste is not supported yet by cgunicorn\n");
+        return 1;
+    }
     if (cg_py_init(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "Error: %s\n", err);
         return 1;

@@ -354,8 +354,6 @@ def test_paste_cli_shows_value_then_fails_to_load(ctx, launches):
     assert "Error while loading the application:" in res.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="src/python/loader.c imports the --paste ini path as "
-                   "a module name instead of saying paste is not supported yet")
 def test_paste_load_failure_says_not_supported(ctx, launches):
     res = launches("cli", "paste")
     assert "paste" in res.stderr.lower() and "not supported yet" in res.stderr
