@@ -94,11 +94,14 @@ start_server() {
         ;;
     uwsgi)
         [ -n "$UWSGI" ] && [ -x "$UWSGI" ] || { say "skip uwsgi: not installed"; return 1; }
-        cmd=("$UWSGI" --http-socket "127.0.0.1:$port" --wsgi-file "$HERE/hello.py"
-            --master --processes 1 --threads 1 --disable-logging --die-on-term)
+        # Debian's uwsgi-core has Python as a plugin, and options are parsed in
+        # order: the plugin must be loaded before --wsgi-file means anything.
+        cmd=("$UWSGI")
         if [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ]; then
             cmd+=(--plugin python3)
         fi
+        cmd+=(--http-socket "127.0.0.1:$port" --wsgi-file "$HERE/hello.py" --callable app
+            --master --processes 1 --threads 1 --disable-logging --die-on-term)
         ;;
     *)
         say "skip $name: unknown server"
