@@ -7,7 +7,9 @@
 #define CG_CONN_H
 
 #include "../cg.h"
+#include "../config/config.h"
 #include "../http/http.h"
+#include "../log/log.h"
 #include "../net/net.h"
 
 #include <sys/uio.h>
@@ -71,5 +73,37 @@ ssize_t cg_conn_fill_nowait(cg_conn_t *c);
  * With request_done (the whole request was read and no byte beyond it
  * arrived) there is nothing to linger for, and the socket is closed at once. */
 void cg_conn_close_graceful(cg_conn_t *c, bool request_done);
+
+/* ---- policy.c: what the worker loops derive from the configuration ---- */
+
+typedef struct cg_conn_policy {
+    cg_http_settings_t hs;
+    cg_net_allow_t *allow;       /* forwarded_allow_ips */
+    cg_net_allow_t *proxy_allow; /* proxy_allow_ips */
+    cg_http_proxy_mode_t proxy_mode;
+    char **fwd; /* upper-cased forwarder_headers (hs points here) */
+    char **ss_names;
+    char **ss_values;
+    size_t buf_max; /* the largest request head the limits let through, plus room */
+} cg_conn_policy_t;
+
+/* Fill `p` from the settings. Returns 0 or -EINVAL (logged) for an allow
+ * list that does not parse. Release with cg_conn_policy_free either way. */
+int cg_conn_policy_init(cg_conn_policy_t *p, const cg_config_t *cfg, cg_log_t *log);
+void cg_conn_policy_free(cg_conn_policy_t *p);
+
+/* A request Gunicorn refuses: its log line, its status and page written to c. */
+void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err);
+
+/* Free space kept after a request head for chunk-size lines and trailers. */
+#define CG_CONN_BODY_ROOM 16384
+
+/* After a complete head: pin it in the buffer (the access log still reads
+ * its views), make room for the body after it, and start the body reader. */
+void cg_conn_begin_body(cg_conn_t *c, const cg_conn_policy_t *p);
+
+/* Point every view of a parsed head at the buffer's new address after it
+ * moved from `old` to `new` (len bytes in use). */
+void cg_conn_rebase(cg_http_request_t *req, const char *old, char *new, size_t len);
 
 #endif

@@ -22,8 +22,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-/* Free space kept after a request head for chunk-size lines and trailers. */
-#define CG_BODY_ROOM 16384
 /* Gunicorn's finish_body(): an unread body is drained up to this much and
  * this long before the connection is reused; more and it is closed. */
 #define CG_DRAIN_MAX 65536
@@ -76,14 +74,7 @@ struct cg_gt {
     uv_timer_t tick;
     uv_async_t async;
 
-    cg_http_settings_t hs;
-    cg_net_allow_t *allow;
-    cg_net_allow_t *proxy_allow;
-    cg_http_proxy_mode_t proxy_mode;
-    char **fwd;
-    char **ss_names;
-    char **ss_values;
-    size_t buf_max;
+    cg_conn_policy_t pol;
 
     size_t nconns, nkeep, max_conns, max_keep;
     uint64_t keepalive_ms, first_ms, head_ms;
@@ -113,89 +104,6 @@ bool cg_worker_is_gthread(const cg_config_t *cfg)
     bool is_sync = strcmp(wc, "sync") == 0 || (n >= 10 && strcmp(wc + n - 10, "SyncWorker") == 0) ||
                    strcmp(wc, "egg:gunicorn#sync") == 0;
     return is_sync && cfg->threads > 1;
-}
-
-static char *cg__upper(const char *s)
-{
-    char *u = cg_xstrdup(s);
-    for (char *p = u; *p; p++)
-        if (*p >= 'a' && *p <= 'z')
-            *p -= 32;
-    return u;
-}
-
-/* The HTTP parser settings and peer lists, as the sync worker builds them. */
-static int cg__settings(cg_gt_t *g)
-{
-    const cg_config_t *cfg = g->w->cfg;
-    char err[256];
-    cg_http_settings_init(&g->hs, cfg->limit_request_line, cfg->limit_request_fields,
-                          cfg->limit_request_field_size);
-    g->hs.permit_unconventional_http_method = cfg->permit_unconventional_http_method;
-    g->hs.permit_unconventional_http_version = cfg->permit_unconventional_http_version;
-    g->hs.casefold_http_method = cfg->casefold_http_method;
-    g->hs.permit_obsolete_folding = cfg->permit_obsolete_folding;
-    g->hs.strip_header_spaces = cfg->strip_header_spaces;
-    if (cfg->header_map && strcmp(cfg->header_map, "refuse") == 0)
-        g->hs.header_map = CG_HTTP_HEADER_MAP_REFUSE;
-    else if (cfg->header_map && strcmp(cfg->header_map, "dangerous") == 0)
-        g->hs.header_map = CG_HTTP_HEADER_MAP_DANGEROUS;
-    else
-        g->hs.header_map = CG_HTTP_HEADER_MAP_DROP;
-
-    g->fwd = cg_xcalloc(cfg->forwarder_headers.n + 1, sizeof(char *));
-    for (size_t i = 0; i < cfg->forwarder_headers.n; i++) {
-        if (strcmp(cfg->forwarder_headers.v[i], "*") == 0)
-            g->hs.forwarder_headers_all = true;
-        g->fwd[i] = cg__upper(cfg->forwarder_headers.v[i]);
-    }
-    g->hs.forwarder_headers = (const char *const *)g->fwd;
-    g->hs.nforwarder_headers = cfg->forwarder_headers.n;
-
-    size_t nss = cfg->secure_scheme_headers.n / 2;
-    g->ss_names = cg_xcalloc(nss + 1, sizeof(char *));
-    g->ss_values = cg_xcalloc(nss + 1, sizeof(char *));
-    for (size_t i = 0; i < nss; i++) {
-        g->ss_names[i] = cg__upper(cfg->secure_scheme_headers.v[2 * i]);
-        g->ss_values[i] = cg_xstrdup(cfg->secure_scheme_headers.v[2 * i + 1]);
-    }
-    g->hs.secure_scheme_names = (const char *const *)g->ss_names;
-    g->hs.secure_scheme_values = (const char *const *)g->ss_values;
-    g->hs.nsecure_scheme = nss;
-
-    if (cg_net_allow_parse((const char *const *)cfg->forwarded_allow_ips.v,
-                           cfg->forwarded_allow_ips.n, &g->allow, err, sizeof(err)) < 0) {
-        cg_log_error(g->w->log, "Invalid forwarded_allow_ips: %s", err);
-        return -EINVAL;
-    }
-    const char *pp = cfg->proxy_protocol ? cfg->proxy_protocol : "off";
-    g->proxy_mode = strcmp(pp, "v1") == 0     ? CG_HTTP_PROXY_V1
-                    : strcmp(pp, "v2") == 0   ? CG_HTTP_PROXY_V2
-                    : strcmp(pp, "auto") == 0 ? CG_HTTP_PROXY_AUTO
-                                              : CG_HTTP_PROXY_OFF;
-    if (cg_net_allow_parse((const char *const *)cfg->proxy_allow_ips.v, cfg->proxy_allow_ips.n,
-                           &g->proxy_allow, err, sizeof(err)) < 0) {
-        cg_log_error(g->w->log, "Invalid proxy_allow_ips: %s", err);
-        return -EINVAL;
-    }
-    size_t line = g->hs.limit_request_line ? g->hs.limit_request_line : 8190;
-    g->buf_max = line + 2 + g->hs.limit_request_fields * (g->hs.limit_request_field_size + 2) + 4 + 4096;
-    return 0;
-}
-
-static void cg__free_settings(cg_gt_t *g)
-{
-    for (size_t i = 0; g->fwd && g->fwd[i]; i++)
-        free(g->fwd[i]);
-    free(g->fwd);
-    for (size_t i = 0; g->ss_names && g->ss_names[i]; i++) {
-        free(g->ss_names[i]);
-        free(g->ss_values[i]);
-    }
-    free(g->ss_names);
-    free(g->ss_values);
-    cg_net_allow_free(g->allow);
-    cg_net_allow_free(g->proxy_allow);
 }
 
 /* ---- connection life on the loop ---- */
@@ -301,50 +209,6 @@ static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms)
         uv_timer_start(&gc->timer, cg__on_timer, ms, 0);
 }
 
-/* A request Gunicorn refuses: its status, its page, its log line. */
-static void cg__refuse(cg_gt_conn_t *gc, const cg_http_error_t *err)
-{
-    cg_worker_t *w = gc->gt->w;
-    cg_conn_t *c = &gc->c;
-    char text[1024];
-    cg_http_error_text(err, text, sizeof(text));
-    if (cg_http_error_status(err->code) == 500)
-        cg_log_error(w->log, "Error handling request (no URI read)\n%s", text);
-    else
-        cg_log_warning(w->log, "Invalid request from ip=%s: %s", c->peer_ip, text);
-    char page[2048];
-    size_t plen = cg_http_error_status(err->code) == 500 && err->code != CG_HTTP_E_CONFIGURATION_PROBLEM
-                      ? cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page))
-                      : cg_http_error_response(err, page, sizeof(page));
-    /* The page fits any socket buffer; the deadline only guards the loop
-     * against a peer whose window is closed. */
-    c->deadline_ms = cg_monotonic_ms() + 1000;
-    if (plen > 0 && cg_conn_write_all(c, page, plen) < 0)
-        cg_log_debug(w->log, "Failed to send error message.");
-    c->deadline_ms = 0;
-}
-
-static void cg__rebase_str(cg_str_t *v, const char *old, char *new, size_t len)
-{
-    if (v->ptr != NULL && v->ptr >= old && v->ptr <= old + len)
-        v->ptr = new + (v->ptr - old);
-}
-
-/* Point every view of a parsed head at the buffer's new address. */
-static void cg__rebase(cg_http_request_t *req, const char *old, char *new, size_t len)
-{
-    cg__rebase_str(&req->method, old, new, len);
-    cg__rebase_str(&req->uri, old, new, len);
-    cg__rebase_str(&req->path, old, new, len);
-    cg__rebase_str(&req->query, old, new, len);
-    cg__rebase_str(&req->fragment, old, new, len);
-    cg__rebase_str(&req->script_name, old, new, len);
-    for (size_t i = 0; i < req->nheaders; i++) {
-        cg__rebase_str(&req->headers[i].name, old, new, len);
-        cg__rebase_str(&req->headers[i].value, old, new, len);
-    }
-}
-
 /*
  * Run one parsed request through the app, then settle what the connection
  * can do next. Any thread, without the GIL.
@@ -441,20 +305,9 @@ static bool cg__dispatch(cg_gt_conn_t *gc)
     cg_gt_t *g = gc->gt;
     cg_worker_t *w = g->w;
     cg_conn_t *c = &gc->c;
-    cg_http_request_t *req = &c->req;
 
     cg__timer_set(gc, 0);
-    if (c->buf.cap - req->head_len < CG_BODY_ROOM) {
-        /* The chunked decoder needs room after the pinned head; the parser
-         * may have rewritten the head in place, so rebase rather than parse
-         * again. */
-        char *old = c->buf.data;
-        c->buf.cap = req->head_len + CG_BODY_ROOM;
-        c->buf.data = cg_xrealloc(c->buf.data, c->buf.cap);
-        cg__rebase(req, old, c->buf.data, c->buf.len);
-    }
-    c->buf.off = c->buf.keep = req->head_len;
-    cg_http_body_init(&c->body, req, &g->hs, &c->buf, cg_conn_recv, c);
+    cg_conn_begin_body(c, &g->pol);
 
     w->nr++;
     if (w->nr >= w->max_requests && w->alive) {
@@ -485,10 +338,10 @@ static int cg__proxy(cg_gt_conn_t *gc)
 {
     cg_gt_t *g = gc->gt;
     cg_conn_t *c = &gc->c;
-    if (gc->proxy_done || g->proxy_mode == CG_HTTP_PROXY_OFF)
+    if (gc->proxy_done || g->pol.proxy_mode == CG_HTTP_PROXY_OFF)
         return 1;
-    bool allowed = cg_net_allowed(g->proxy_allow, (struct sockaddr *)&c->peer);
-    ssize_t r = cg_http_parse_proxy(g->proxy_mode, c->buf.data, c->buf.len, allowed, &c->proxy,
+    bool allowed = cg_net_allowed(g->pol.proxy_allow, (struct sockaddr *)&c->peer);
+    ssize_t r = cg_http_parse_proxy(g->pol.proxy_mode, c->buf.data, c->buf.len, allowed, &c->proxy,
                                     &c->req.error);
     if (r == CG_EAGAIN)
         return 0;
@@ -516,18 +369,18 @@ static void cg__process(cg_gt_conn_t *gc)
         if (pr == 0)
             return;
         if (pr < 0) {
-            cg__refuse(gc, &c->req.error);
+            cg_conn_refuse(c, gc->gt->w->log, &c->req.error);
             cg__conn_linger(gc, false);
             return;
         }
         if (c->buf.len == 0)
             return;
-        ssize_t r = cg_http_parse_request(&gc->gt->hs, &c->parser, c->buf.data, c->buf.len,
+        ssize_t r = cg_http_parse_request(&gc->gt->pol.hs, &c->parser, c->buf.data, c->buf.len,
                                           c->trusted, &c->req);
         if (r == CG_EAGAIN)
             return;
         if (r < 0) {
-            cg__refuse(gc, &c->req.error);
+            cg_conn_refuse(c, gc->gt->w->log, &c->req.error);
             cg__conn_linger(gc, false);
             return;
         }
@@ -603,11 +456,11 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     c->peerlen = peerlen;
     cg_net_peer_text((struct sockaddr *)&c->peer, c->peer_ip, sizeof(c->peer_ip), c->peer_port,
                      sizeof(c->peer_port));
-    c->trusted = cg_net_allowed(g->allow, (struct sockaddr *)&c->peer);
-    c->buf_max = g->buf_max;
+    c->trusted = cg_net_allowed(g->pol.allow, (struct sockaddr *)&c->peer);
+    c->buf_max = g->pol.buf_max;
     c->buf.cap = 16384;
     c->buf.data = cg_xmalloc(c->buf.cap);
-    c->req.headers_cap = g->hs.limit_request_fields + 1;
+    c->req.headers_cap = g->pol.hs.limit_request_fields + 1;
     c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
     cg_http_parser_reset(&c->parser);
     gc->state = CG_GT_HEAD;
@@ -870,14 +723,14 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     if (trc < 0)
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
     ws->tstate = PyEval_SaveThread();
-    if (trc < 0 || cg__settings(g) < 0) {
-        cg__free_settings(g);
+    if (trc < 0 || cg_conn_policy_init(&g->pol, w->cfg, w->log) < 0) {
+        cg_conn_policy_free(&g->pol);
         free(g);
         return -EINVAL;
     }
     if (g->nthreads > 1 && (rc = cg__pool_start(g)) < 0) {
         cg__pool_stop(g);
-        cg__free_settings(g);
+        cg_conn_policy_free(&g->pol);
         free(g->threads);
         free(g);
         return rc;
@@ -920,7 +773,7 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         uv_loop_close(&g->loop);
         free(g->lpolls);
         free(g->threads);
-        cg__free_settings(g);
+        cg_conn_policy_free(&g->pol);
         pthread_mutex_destroy(&g->mu);
         pthread_cond_destroy(&g->cv);
         free(g);

@@ -1,0 +1,153 @@
+/*
+ * policy.c - what every worker loop derives from the configuration to read
+ * requests (parser settings, trust lists, PROXY protocol mode), and what it
+ * does with a request Gunicorn refuses. Shared by the sync and gthread loops.
+ */
+#include "conn.h"
+#include "worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *cg__upper(const char *s)
+{
+    char *u = cg_xstrdup(s);
+    for (char *p = u; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p -= 32;
+    return u;
+}
+
+int cg_conn_policy_init(cg_conn_policy_t *p, const cg_config_t *cfg, cg_log_t *log)
+{
+    char err[256];
+    memset(p, 0, sizeof(*p));
+    cg_http_settings_init(&p->hs, cfg->limit_request_line, cfg->limit_request_fields,
+                          cfg->limit_request_field_size);
+    p->hs.permit_unconventional_http_method = cfg->permit_unconventional_http_method;
+    p->hs.permit_unconventional_http_version = cfg->permit_unconventional_http_version;
+    p->hs.casefold_http_method = cfg->casefold_http_method;
+    p->hs.permit_obsolete_folding = cfg->permit_obsolete_folding;
+    p->hs.strip_header_spaces = cfg->strip_header_spaces;
+    if (cfg->header_map && strcmp(cfg->header_map, "refuse") == 0)
+        p->hs.header_map = CG_HTTP_HEADER_MAP_REFUSE;
+    else if (cfg->header_map && strcmp(cfg->header_map, "dangerous") == 0)
+        p->hs.header_map = CG_HTTP_HEADER_MAP_DANGEROUS;
+    else
+        p->hs.header_map = CG_HTTP_HEADER_MAP_DROP;
+
+    /* The parser compares header names upper-cased, as Gunicorn does. */
+    p->fwd = cg_xcalloc(cfg->forwarder_headers.n + 1, sizeof(char *));
+    for (size_t i = 0; i < cfg->forwarder_headers.n; i++) {
+        if (strcmp(cfg->forwarder_headers.v[i], "*") == 0)
+            p->hs.forwarder_headers_all = true;
+        p->fwd[i] = cg__upper(cfg->forwarder_headers.v[i]);
+    }
+    p->hs.forwarder_headers = (const char *const *)p->fwd;
+    p->hs.nforwarder_headers = cfg->forwarder_headers.n;
+
+    size_t nss = cfg->secure_scheme_headers.n / 2;
+    p->ss_names = cg_xcalloc(nss + 1, sizeof(char *));
+    p->ss_values = cg_xcalloc(nss + 1, sizeof(char *));
+    for (size_t i = 0; i < nss; i++) {
+        p->ss_names[i] = cg__upper(cfg->secure_scheme_headers.v[2 * i]);
+        p->ss_values[i] = cg_xstrdup(cfg->secure_scheme_headers.v[2 * i + 1]);
+    }
+    p->hs.secure_scheme_names = (const char *const *)p->ss_names;
+    p->hs.secure_scheme_values = (const char *const *)p->ss_values;
+    p->hs.nsecure_scheme = nss;
+
+    if (cg_net_allow_parse((const char *const *)cfg->forwarded_allow_ips.v,
+                           cfg->forwarded_allow_ips.n, &p->allow, err, sizeof(err)) < 0) {
+        cg_log_error(log, "Invalid forwarded_allow_ips: %s", err);
+        return -EINVAL;
+    }
+    const char *pp = cfg->proxy_protocol ? cfg->proxy_protocol : "off";
+    p->proxy_mode = strcmp(pp, "v1") == 0     ? CG_HTTP_PROXY_V1
+                    : strcmp(pp, "v2") == 0   ? CG_HTTP_PROXY_V2
+                    : strcmp(pp, "auto") == 0 ? CG_HTTP_PROXY_AUTO
+                                              : CG_HTTP_PROXY_OFF;
+    if (cg_net_allow_parse((const char *const *)cfg->proxy_allow_ips.v, cfg->proxy_allow_ips.n,
+                           &p->proxy_allow, err, sizeof(err)) < 0) {
+        cg_log_error(log, "Invalid proxy_allow_ips: %s", err);
+        return -EINVAL;
+    }
+    /* The largest head the limits can let through, and no more. */
+    size_t line = p->hs.limit_request_line ? p->hs.limit_request_line : 8190;
+    p->buf_max = line + 2 + p->hs.limit_request_fields * (p->hs.limit_request_field_size + 2) + 4 +
+                 4096;
+    return 0;
+}
+
+void cg_conn_policy_free(cg_conn_policy_t *p)
+{
+    for (size_t i = 0; p->fwd && p->fwd[i]; i++)
+        free(p->fwd[i]);
+    free(p->fwd);
+    for (size_t i = 0; p->ss_names && p->ss_names[i]; i++) {
+        free(p->ss_names[i]);
+        free(p->ss_values[i]);
+    }
+    free(p->ss_names);
+    free(p->ss_values);
+    cg_net_allow_free(p->allow);
+    cg_net_allow_free(p->proxy_allow);
+    memset(p, 0, sizeof(*p));
+}
+
+void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err)
+{
+    char text[1024];
+    cg_http_error_text(err, text, sizeof(text));
+    bool internal = cg_http_error_status(err->code) == 500;
+    if (internal) /* outside Gunicorn's 4xx list: its generic 500 branch */
+        cg_log_error(log, "Error handling request (no URI read)\n%s", text);
+    else
+        cg_log_warning(log, "Invalid request from ip=%s: %s", c->peer_ip, text);
+    char page[2048];
+    size_t plen = internal && err->code != CG_HTTP_E_CONFIGURATION_PROBLEM
+                      ? cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page))
+                      : cg_http_error_response(err, page, sizeof(page));
+    /* The page fits any socket buffer; on a non-blocking socket the deadline
+     * only guards against a peer whose window is closed. */
+    c->deadline_ms = cg_monotonic_ms() + 1000;
+    if (plen > 0 && cg_conn_write_all(c, page, plen) < 0)
+        cg_log_debug(log, "Failed to send error message.");
+    c->deadline_ms = 0;
+}
+
+void cg_conn_begin_body(cg_conn_t *c, const cg_conn_policy_t *p)
+{
+    cg_http_request_t *req = &c->req;
+    if (c->buf.cap - req->head_len < CG_CONN_BODY_ROOM) {
+        /* The chunked decoder needs room after the pinned head. Growing may
+         * move the buffer, and the parser may have rewritten the head in place
+         * (obs-fold), so the views are rebased rather than parsed again. */
+        char *old = c->buf.data;
+        c->buf.cap = req->head_len + CG_CONN_BODY_ROOM;
+        c->buf.data = cg_xrealloc(c->buf.data, c->buf.cap);
+        cg_conn_rebase(req, old, c->buf.data, c->buf.len);
+    }
+    c->buf.off = c->buf.keep = req->head_len;
+    cg_http_body_init(&c->body, req, &p->hs, &c->buf, cg_conn_recv, c);
+}
+
+static void cg__rebase_str(cg_str_t *v, const char *old, char *new, size_t len)
+{
+    if (v->ptr != NULL && v->ptr >= old && v->ptr <= old + len)
+        v->ptr = new + (v->ptr - old);
+}
+
+void cg_conn_rebase(cg_http_request_t *req, const char *old, char *new, size_t len)
+{
+    cg__rebase_str(&req->method, old, new, len);
+    cg__rebase_str(&req->uri, old, new, len);
+    cg__rebase_str(&req->path, old, new, len);
+    cg__rebase_str(&req->query, old, new, len);
+    cg__rebase_str(&req->fragment, old, new, len);
+    cg__rebase_str(&req->script_name, old, new, len);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        cg__rebase_str(&req->headers[i].name, old, new, len);
+        cg__rebase_str(&req->headers[i].value, old, new, len);
+    }
+}
