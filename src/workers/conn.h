@@ -95,6 +95,11 @@ void cg_conn_policy_free(cg_conn_policy_t *p);
 /* A request Gunicorn refuses: its log line, its status and page written to c. */
 void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err);
 
+/* A PROXY protocol header at the start of c's buffer (p->proxy_mode must not
+ * be off). Returns 1 when it was consumed or there is none, 0 when more bytes
+ * are needed, -1 when refused (c->req.error filled). */
+int cg_conn_take_proxy(cg_conn_t *c, const cg_conn_policy_t *p);
+
 /* Free space kept after a request head for chunk-size lines and trailers. */
 #define CG_CONN_BODY_ROOM 16384
 

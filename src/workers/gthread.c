@@ -340,21 +340,9 @@ static int cg__proxy(cg_gt_conn_t *gc)
     cg_conn_t *c = &gc->c;
     if (gc->proxy_done || g->pol.proxy_mode == CG_HTTP_PROXY_OFF)
         return 1;
-    bool allowed = cg_net_allowed(g->pol.proxy_allow, (struct sockaddr *)&c->peer);
-    ssize_t r = cg_http_parse_proxy(g->pol.proxy_mode, c->buf.data, c->buf.len, allowed, &c->proxy,
-                                    &c->req.error);
-    if (r == CG_EAGAIN)
-        return 0;
-    if (r < 0) {
-        if (c->req.error.code == CG_HTTP_E_FORBIDDEN_PROXY_REQUEST)
-            c->req.error.arg = (cg_str_t){c->peer_ip, strlen(c->peer_ip)};
-        return -1;
-    }
-    if (r > 0) {
-        memmove(c->buf.data, c->buf.data + r, c->buf.len - (size_t)r);
-        c->buf.len -= (size_t)r;
-        c->has_proxy = true;
-    }
+    int r = cg_conn_take_proxy(c, &g->pol);
+    if (r <= 0)
+        return r;
     gc->proxy_done = true;
     return 1;
 }

@@ -116,6 +116,27 @@ void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err)
     c->deadline_ms = 0;
 }
 
+int cg_conn_take_proxy(cg_conn_t *c, const cg_conn_policy_t *p)
+{
+    bool allowed = cg_net_allowed(p->proxy_allow, (struct sockaddr *)&c->peer);
+    ssize_t r = cg_http_parse_proxy(p->proxy_mode, c->buf.data, c->buf.len, allowed, &c->proxy,
+                                    &c->req.error);
+    if (r == CG_EAGAIN)
+        return 0;
+    if (r < 0) {
+        if (c->req.error.code == CG_HTTP_E_FORBIDDEN_PROXY_REQUEST)
+            c->req.error.arg = (cg_str_t){c->peer_ip, strlen(c->peer_ip)};
+        return -1;
+    }
+    if (r > 0) {
+        /* The request head is parsed from the buffer's start. */
+        memmove(c->buf.data, c->buf.data + r, c->buf.len - (size_t)r);
+        c->buf.len -= (size_t)r;
+        c->has_proxy = true;
+    }
+    return 1;
+}
+
 void cg_conn_begin_body(cg_conn_t *c, const cg_conn_policy_t *p)
 {
     cg_http_request_t *req = &c->req;

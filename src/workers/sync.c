@@ -54,27 +54,13 @@ static void cg__teardown(cg_sync_t *s)
  */
 static int cg__read_proxy(cg_sync_t *s, cg_conn_t *c)
 {
-    bool allowed = cg_net_allowed(s->pol.proxy_allow, (struct sockaddr *)&c->peer);
     for (;;) {
         ssize_t n = cg_conn_fill(c);
         if (n <= 0)
             return 0;
-        ssize_t r = cg_http_parse_proxy(s->pol.proxy_mode, c->buf.data, c->buf.len, allowed, &c->proxy,
-                                        &c->req.error);
-        if (r == CG_EAGAIN)
-            continue;
-        if (r < 0) {
-            if (c->req.error.code == CG_HTTP_E_FORBIDDEN_PROXY_REQUEST)
-                c->req.error.arg = (cg_str_t){c->peer_ip, strlen(c->peer_ip)};
-            return -1;
-        }
-        if (r > 0) {
-            /* The request head is parsed from the buffer's start. */
-            memmove(c->buf.data, c->buf.data + r, c->buf.len - (size_t)r);
-            c->buf.len -= (size_t)r;
-            c->has_proxy = true;
-        }
-        return 1;
+        int r = cg_conn_take_proxy(c, &s->pol);
+        if (r != 0)
+            return r;
     }
 }
 
