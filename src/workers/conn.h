@@ -95,6 +95,10 @@ void cg_conn_policy_free(cg_conn_policy_t *p);
 /* A request Gunicorn refuses: its log line, its status and page written to c. */
 void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err);
 
+/* Log, as Gunicorn's workers do, why reading a request head ended early:
+ * n is what cg_conn_fill returned (0 for EOF, or -errno). */
+void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n);
+
 /* A PROXY protocol header at the start of c's buffer (p->proxy_mode must not
  * be off). Returns 1 when it was consumed or there is none, 0 when more bytes
  * are needed, -1 when refused (c->req.error filled). */

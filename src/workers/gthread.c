@@ -402,22 +402,8 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
     ssize_t n = cg_conn_fill_nowait(c);
     if (n == CG_EAGAIN)
         return;
-    if (n == 0) {
-        if (c->buf.len == 0)
-            cg_log_debug(w->log, "Closing connection. ");
-        else
-            cg_log_debug(w->log, "Ignored premature client disconnection. No more data after: %.*s",
-                         (int)(c->buf.len > 64 ? 64 : c->buf.len), c->buf.data);
-        cg__conn_close(gc);
-        return;
-    }
-    if (n < 0) {
-        if (n == -ECONNRESET)
-            cg_log_debug(w->log, "Ignoring connection reset");
-        else if (n == -ENOTCONN)
-            cg_log_debug(w->log, "Ignoring socket not connected");
-        else
-            cg_log_error(w->log, "Socket error processing request. %s", strerror((int)-n));
+    if (n <= 0) {
+        cg_conn_log_read_end(c, w->log, n);
         cg__conn_close(gc);
         return;
     }

@@ -116,6 +116,21 @@ void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err)
     c->deadline_ms = 0;
 }
 
+void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n)
+{
+    if (n == 0 && c->buf.len == 0)
+        cg_log_debug(log, "Closing connection. ");
+    else if (n == 0)
+        cg_log_debug(log, "Ignored premature client disconnection. No more data after: %.*s",
+                     (int)(c->buf.len > 64 ? 64 : c->buf.len), c->buf.data);
+    else if (n == -ECONNRESET)
+        cg_log_debug(log, "Ignoring connection reset");
+    else if (n == -ENOTCONN)
+        cg_log_debug(log, "Ignoring socket not connected");
+    else
+        cg_log_error(log, "Socket error processing request. %s", strerror((int)-n));
+}
+
 int cg_conn_take_proxy(cg_conn_t *c, const cg_conn_policy_t *p)
 {
     bool allowed = cg_net_allowed(p->proxy_allow, (struct sockaddr *)&c->peer);

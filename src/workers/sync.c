@@ -101,21 +101,8 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
             }
         }
         ssize_t n = cg_conn_fill(c);
-        if (n == 0) {
-            if (c->buf.len == 0)
-                cg_log_debug(w->log, "Closing connection. ");
-            else
-                cg_log_debug(w->log, "Ignored premature client disconnection. No more data after: %.*s",
-                             (int)(c->buf.len > 64 ? 64 : c->buf.len), c->buf.data);
-            goto close;
-        }
-        if (n < 0) {
-            if (n == -ECONNRESET)
-                cg_log_debug(w->log, "Ignoring connection reset");
-            else if (n == -ENOTCONN)
-                cg_log_debug(w->log, "Ignoring socket not connected");
-            else
-                cg_log_error(w->log, "Socket error processing request. %s", strerror((int)-n));
+        if (n <= 0) {
+            cg_conn_log_read_end(c, w->log, n);
             goto close;
         }
     }
