@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #define CG_VERSION "26.1.0"
@@ -51,7 +52,14 @@ static inline bool cg_str_eq(cg_str_t a, const char *lit, size_t litlen)
 /* ASCII case-insensitive comparison of two views, or of a view with a
  * NUL-terminated string. */
 bool cg_str_caseeq_str(cg_str_t a, cg_str_t b);
-bool cg_str_caseeq(cg_str_t a, const char *lit);
+
+/* Inline so that the length test, which rejects most candidates, needs no
+ * call, and strlen() of a literal folds to a constant. */
+static inline bool cg_str_caseeq(cg_str_t a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && cg_str_caseeq_str(a, (cg_str_t){lit, n});
+}
 
 /* A growable, owned list of NUL-terminated strings. */
 typedef struct cg_strv {

@@ -16,6 +16,15 @@
 #include <sys/socket.h>
 #include <time.h>
 
+/* RFC 9110 section 5.6.2 tchar: ASCII letters, digits and !#$%&'*+-.^_`|~.
+ * A bitmap of the 128 ASCII codes: the parser and the response-header check
+ * run it on every byte of every header name. */
+static inline bool cg_http_is_tchar(unsigned char c)
+{
+    static const uint32_t map[4] = {0x00000000u, 0x03ff6cfau, 0xc7fffffeu, 0x57ffffffu};
+    return c < 128 && ((map[c >> 5] >> (c & 31)) & 1u) != 0;
+}
+
 /* ---------------------------------------------------------------- errors */
 
 /*

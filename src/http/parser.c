@@ -48,20 +48,12 @@ void cg_http_settings_init(cg_http_settings_t *s, long limit_request_line,
 
 /* ------------------------------------------------------------ helpers */
 
-/* RFC 9110 section 5.6.2 tchar */
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 static bool is_token(const char *p, size_t n)
 {
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)p[i]))
+        if (!cg_http_is_tchar((unsigned char)p[i]))
             return false;
     return true;
 }

@@ -84,8 +84,3 @@ bool cg_str_caseeq_str(cg_str_t a, cg_str_t b)
     }
     return true;
 }
-
-bool cg_str_caseeq(cg_str_t a, const char *lit)
-{
-    return cg_str_caseeq_str(a, (cg_str_t){lit, strlen(lit)});
-}

@@ -39,6 +39,12 @@ typedef struct cg_conn {
     bool keep_alive;     /* out: the response head said Connection: keep-alive */
     uint64_t deadline_ms; /* non-blocking socket: CLOCK_MONOTONIC ms after which a
                            * wait for the peer fails with -ETIMEDOUT; 0 waits forever */
+    /* The connection's gunicorn.socket (an owned PyObject), made by its first
+     * request and kept for the next ones, as Gunicorn keeps one socket object
+     * per connection. Cleared by the WSGI layer when the response closes the
+     * connection; a connection closed later by the loop hands it to
+     * cg_wsgi_orphans_add(), since releasing it needs the GIL. */
+    void *app_sock;
 } cg_conn_t;
 
 /*

@@ -90,6 +90,7 @@ struct cg_gt {
     cg_gt_conn_t *todo_head, *todo_tail;
     cg_gt_conn_t *done_head, *done_tail;
     bool pool_quit;
+    cg_wsgi_orphans_t orphans; /* gunicorn.socket objects of closed connections */
     int nready, nfailed;
     size_t nbusy;
 };
@@ -116,8 +117,20 @@ static void cg__on_poll(uv_poll_t *p, int status, int events);
 static void cg__conn_handle_closed(uv_handle_t *h)
 {
     cg_gt_conn_t *gc = h->data;
+    cg_gt_t *g = gc->gt;
     if (--gc->open_handles > 0)
         return;
+    if (gc->c.app_sock != NULL) {
+        /* Inline, the loop thread owns the one WSGI context; with a pool the
+         * next thread to take a request picks these up. */
+        if (g->nthreads <= 1) {
+            cg_wsgi_orphans_add(&g->ws->orphans, &gc->c);
+        } else {
+            pthread_mutex_lock(&g->mu);
+            cg_wsgi_orphans_add(&g->orphans, &gc->c);
+            pthread_mutex_unlock(&g->mu);
+        }
+    }
     if (gc->c.fd >= 0)
         close(gc->c.fd);
     free(gc->c.buf.data);
@@ -572,6 +585,7 @@ static void *cg__pool_main(void *arg)
         g->todo_head = gc->next;
         if (g->todo_head == NULL)
             g->todo_tail = NULL;
+        cg_wsgi_orphans_move(&t->ws.orphans, &g->orphans);
         pthread_mutex_unlock(&g->mu);
 
         cg__serve(&t->ws, gc);
@@ -745,6 +759,9 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         uv_walk(&g->loop, cg__close_any, g);
         uv_run(&g->loop, UV_RUN_DEFAULT);
         uv_loop_close(&g->loop);
+        /* the pool is gone: the caller's cg_wsgi_free() releases them */
+        cg_wsgi_orphans_move(&ws->orphans, &g->orphans);
+        free(g->orphans.v);
         free(g->lpolls);
         free(g->threads);
         cg_conn_policy_free(&g->pol);

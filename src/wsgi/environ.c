@@ -138,11 +138,12 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
         PyDict_SetItem(env, K[CG_WK_WSGI_EARLY_HINTS], ws->early_hints) < 0)
         goto fail;
     if (ws->socket_cls != NULL) {
-        /* A real socket object on our fd; detached after the request so that
-         * the app dropping it never closes the connection under us. */
-        PyObject *sock = PyObject_CallFunction(ws->socket_cls, "iiii", (int)c->listener->family,
-                                               SOCK_STREAM, 0, c->fd);
-        if (cg__set(env, K[CG_WK_GUNICORN_SOCKET], sock) < 0)
+        /* A real socket object on our fd, one per connection: making it costs
+         * a getsockname(2), which keep-alive requests are spared. */
+        if (c->app_sock == NULL)
+            c->app_sock = PyObject_CallFunction(ws->socket_cls, "iiii",
+                                                (int)c->listener->family, SOCK_STREAM, 0, c->fd);
+        if (c->app_sock == NULL || PyDict_SetItem(env, K[CG_WK_GUNICORN_SOCKET], c->app_sock) < 0)
             goto fail;
     }
 
@@ -196,7 +197,14 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
     if (PyDict_SetItem(env, K[CG_WK_WSGI_URL_SCHEME], K[https ? CG_WK_V_HTTPS : CG_WK_V_HTTP]) < 0)
         goto fail;
 
-    if (cg__set(env, K[CG_WK_REMOTE_ADDR], PyUnicode_FromString(c->peer_ip)) < 0)
+    if (ws->peer_ip_obj == NULL || strcmp(ws->peer_ip, c->peer_ip) != 0) {
+        PyObject *ip = PyUnicode_FromString(c->peer_ip); /* new */
+        if (ip == NULL)
+            goto fail;
+        Py_XSETREF(ws->peer_ip_obj, ip);
+        snprintf(ws->peer_ip, sizeof(ws->peer_ip), "%s", c->peer_ip);
+    }
+    if (PyDict_SetItem(env, K[CG_WK_REMOTE_ADDR], ws->peer_ip_obj) < 0)
         goto fail;
     if (c->listener->family != AF_UNIX &&
         cg__set(env, K[CG_WK_REMOTE_PORT], PyUnicode_FromString(c->peer_port)) < 0)
@@ -219,8 +227,20 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
     }
 
     if (c->listener->family != AF_UNIX) {
-        if (cg__set(env, K[CG_WK_SERVER_NAME], PyUnicode_FromString(c->listener->server_name)) < 0 ||
-            cg__set(env, K[CG_WK_SERVER_PORT], PyUnicode_FromString(c->listener->server_port)) < 0)
+        if (ws->srv_listener != c->listener) {
+            PyObject *name = PyUnicode_FromString(c->listener->server_name); /* new */
+            PyObject *port = PyUnicode_FromString(c->listener->server_port); /* new */
+            if (name == NULL || port == NULL) {
+                Py_XDECREF(name);
+                Py_XDECREF(port);
+                goto fail;
+            }
+            Py_XSETREF(ws->srv_name, name);
+            Py_XSETREF(ws->srv_port, port);
+            ws->srv_listener = c->listener;
+        }
+        if (PyDict_SetItem(env, K[CG_WK_SERVER_NAME], ws->srv_name) < 0 ||
+            PyDict_SetItem(env, K[CG_WK_SERVER_PORT], ws->srv_port) < 0)
             goto fail;
     } else if (host.ptr != NULL) {
         /* Unix sockets have no address to report: Gunicorn uses Host. */

@@ -14,11 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct {
-    PyObject_HEAD
-    cg_wsgi_req_t *req;
-} cg_wsgi_bound_t;
-
 static int64_t cg__now_us(void)
 {
     struct timespec ts;
@@ -36,9 +31,49 @@ const char *cg_wsgi_http_date(cg_wsgi_t *ws)
     return ws->date;
 }
 
-void cg_wsgi_bind(PyObject *obj, cg_wsgi_req_t *r)
+void cg_wsgi_orphans_add(cg_wsgi_orphans_t *q, cg_conn_t *conn)
 {
-    ((cg_wsgi_bound_t *)obj)->req = r;
+    if (conn->app_sock == NULL)
+        return;
+    if (q->n == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 16;
+        q->v = cg_xrealloc(q->v, q->cap * sizeof(*q->v));
+    }
+    q->v[q->n++] = conn->app_sock;
+    conn->app_sock = NULL;
+}
+
+void cg_wsgi_orphans_move(cg_wsgi_orphans_t *dst, cg_wsgi_orphans_t *src)
+{
+    if (src->n == 0)
+        return;
+    if (dst->n + src->n > dst->cap) {
+        dst->cap = dst->n + src->n + 16;
+        dst->v = cg_xrealloc(dst->v, dst->cap * sizeof(*dst->v));
+    }
+    memcpy(dst->v + dst->n, src->v, src->n * sizeof(*src->v));
+    dst->n += src->n;
+    src->n = 0;
+}
+
+/* Let go of a gunicorn.socket: detached first, so that neither its
+ * deallocation nor an app still holding it can close a descriptor that is
+ * ours (and, once closed, may already be another connection's). */
+static void cg__sock_release(PyObject *sock /* stolen */)
+{
+    PyObject *d = PyObject_CallMethod(sock, "detach", NULL); /* new */
+    if (d == NULL)
+        PyErr_Clear();
+    Py_XDECREF(d);
+    Py_DECREF(sock);
+}
+
+void cg_wsgi_orphans_release(cg_wsgi_orphans_t *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        cg__sock_release(q->v[i]);
+    free(q->v);
+    *q = (cg_wsgi_orphans_t){0};
 }
 
 int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
@@ -82,7 +117,14 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
         return -1;
 
     PyObject **K = ws->keys;
+    /* Room for a whole environ: PyDict_Copy() keeps the table size of a
+     * dict without deletions, so the per-request copy takes its ~15 request
+     * keys and the usual headers without growing (two resizes otherwise). */
+#if PY_VERSION_HEX < 0x030D0000
+    PyObject *b = ws->base_environ = _PyDict_NewPresized(40);
+#else
     PyObject *b = ws->base_environ = PyDict_New();
+#endif
     PyObject *version = Py_BuildValue("(ii)", 1, 0);      /* new */
     PyObject *errors = cg_wsgi_errors_new(ws->log);       /* new */
     PyObject *software = PyUnicode_FromString(CG_SERVER_SOFTWARE); /* new */
@@ -115,6 +157,10 @@ void cg_wsgi_free(cg_wsgi_t *ws)
     Py_CLEAR(ws->app);
     Py_CLEAR(ws->base_environ);
     Py_CLEAR(ws->socket_cls);
+    Py_CLEAR(ws->srv_name);
+    Py_CLEAR(ws->srv_port);
+    Py_CLEAR(ws->peer_ip_obj);
+    cg_wsgi_orphans_release(&ws->orphans);
     Py_CLEAR(ws->script_name_env);
     Py_CLEAR(ws->start_response);
     Py_CLEAR(ws->write);
@@ -323,6 +369,8 @@ static int cg__write_result(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
         PyBytes_CheckExact(PySequence_Fast_GET_ITEM(result, 0)) && r->status != NULL) {
         PyObject *item = PySequence_Fast_GET_ITEM(result, 0); /* borrowed; result holds it */
         Py_INCREF(item);
+        /* post_request must see the response on the wire: no cork then */
+        r->cork = !cg_py_request_hooks(ws->cfg);
         int rc = cg_wsgi_write_body(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
         Py_DECREF(item);
         if (rc < 0 || cg_wsgi_finish(r) < 0)
@@ -520,6 +568,8 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     c->keep_alive = false;
 
     PyEval_RestoreThread(ws->tstate);
+    if (ws->orphans.n > 0)
+        cg_wsgi_orphans_release(&ws->orphans);
     PyObject *env = NULL, *result = NULL, *hook_req = NULL;
     int64_t start_us = cg__now_us();
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
@@ -604,7 +654,8 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     }
 
     /* PEP 3333: close() is called whatever happened. */
-    if (result != NULL && PyObject_HasAttr(result, ws->keys[CG_WK_A_CLOSE])) {
+    if (result != NULL && !PyList_CheckExact(result) && !PyTuple_CheckExact(result) &&
+        PyObject_HasAttr(result, ws->keys[CG_WK_A_CLOSE])) {
         ws->worker->in_app = 1;
         PyObject *cr = PyObject_CallMethodNoArgs(result, ws->keys[CG_WK_A_CLOSE]);
         ws->worker->in_app = 0;
@@ -614,13 +665,10 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     }
 
 done:
-    if (env != NULL) {
-        PyObject *sock = PyDict_GetItemWithError(env, ws->keys[CG_WK_GUNICORN_SOCKET]);
-        if (sock != NULL) {
-            PyObject *d = PyObject_CallMethodNoArgs(sock, ws->keys[CG_WK_A_DETACH]);
-            Py_XDECREF(d);
-        }
-        PyErr_Clear();
+    if (c->app_sock != NULL && (rc != 0 || !c->keep_alive)) {
+        /* this response ends the connection */
+        cg__sock_release(c->app_sock);
+        c->app_sock = NULL;
     }
     if (hook_req != NULL) {
         /* post_request: in Gunicorn's `finally`, once the response is done;
@@ -646,6 +694,14 @@ done:
     if (PyErr_Occurred())
         PyErr_Clear();
     ws->tstate = PyEval_SaveThread();
+    if (r.corked > 0) {
+        int wr = cg_conn_write_all(c, ws->out, r.corked);
+        if (wr < 0) {
+            /* as Gunicorn, which has logged the access line already */
+            cg_log_debug(ws->log, "Ignoring socket error: %s", strerror(-wr));
+            rc = -1;
+        }
+    }
     if (rc == 0 && (r.io_error != 0 || r.body_error))
         rc = -1;
     return rc;

@@ -8,28 +8,27 @@
  */
 #include "wsgi.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 typedef struct {
     PyObject_HEAD
+    vectorcallfunc vectorcall; /* the interpreter calls through this, no args tuple */
     cg_wsgi_req_t *req; /* NULL when no request is current (object kept by the app) */
 } cg_wsgi_bound_t;
+
+/* The one definition of the bound objects' layout: only this file looks
+ * inside them. */
+void cg_wsgi_bind(PyObject *obj, cg_wsgi_req_t *r)
+{
+    ((cg_wsgi_bound_t *)obj)->req = r;
+}
 
 static PyObject *cg__not_current(void)
 {
     PyErr_SetString(PyExc_RuntimeError, "this request is finished");
     return NULL;
-}
-
-/* RFC 9110 token characters (section 5.6.2). */
-static bool cg__is_tchar(unsigned c)
-{
-    if (c >= '0' && c <= '9')
-        return true;
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL;
 }
 
 /* Latin-1 view of a str whose characters are all <= U+00FF, else false. */
@@ -85,16 +84,47 @@ static void cg__headers_push(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
     r->nheaders++;
 }
 
-/* Gunicorn drops these from app headers: it owns framing and the defaults. */
+/* Gunicorn drops these from app headers: it owns framing and the defaults.
+ * Switch on the length first: nearly every app header fails there. */
 static bool cg__is_hop_by_hop(cg_str_t n)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-authenticate",
-                                      "proxy-authorization", "te", "trailers",
-                                      "transfer-encoding", "upgrade", "server", "date"};
-    for (size_t i = 0; i < CG_ARRAY_SIZE(hop); i++)
-        if (cg_str_caseeq(n, hop[i]))
-            return true;
-    return false;
+    switch (n.len) {
+    case 2:
+        return cg_str_caseeq(n, "te");
+    case 4:
+        return cg_str_caseeq(n, "date");
+    case 6:
+        return cg_str_caseeq(n, "server");
+    case 7:
+        return cg_str_caseeq(n, "upgrade");
+    case 8:
+        return cg_str_caseeq(n, "trailers");
+    case 10:
+        return cg_str_caseeq(n, "connection") || cg_str_caseeq(n, "keep-alive");
+    case 17:
+        return cg_str_caseeq(n, "transfer-encoding");
+    case 18:
+        return cg_str_caseeq(n, "proxy-authenticate");
+    case 19:
+        return cg_str_caseeq(n, "proxy-authorization");
+    default:
+        return false;
+    }
+}
+
+/* A Content-Length value of plain digits, as nearly every app sends it;
+ * -1 for anything else (int()'s other forms are left to Python). */
+static int64_t cg__plain_length(cg_str_t v)
+{
+    if (v.len == 0 || v.len > 18)
+        return -1;
+    int64_t n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            return -1;
+        n = n * 10 + (v.ptr[i] - '0');
+    }
+    return n;
 }
 
 /* int(status.split()[0]) or -1, as Gunicorn computes status_code. */
@@ -114,97 +144,116 @@ static int cg__status_code(cg_str_t s)
     return (int)v;
 }
 
+/* Validate one (name, value) pair as Gunicorn's process_headers() does and
+ * keep it unless it is hop-by-hop. Both borrowed. 0, or -1 with an exception. */
+static int cg__process_header(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
+{
+    cg_str_t n, v;
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "%R is not a string", name);
+        return -1;
+    }
+    bool ok = cg__latin1(name, &n) && n.len > 0;
+    for (size_t i = 0; ok && i < n.len; i++)
+        ok = cg_http_is_tchar((unsigned char)n.ptr[i]);
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "Invalid HTTP header name: %R", name);
+        return -1;
+    }
+    if (!PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%R is not a string", value);
+        return -1;
+    }
+    /* [ \t\x21-\x7e\x80-\xff]*: no CR, LF or other CTL (header injection). */
+    ok = cg__latin1(value, &v);
+    for (size_t i = 0; ok && i < v.len; i++) {
+        unsigned char c = (unsigned char)v.ptr[i];
+        ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "Invalid HTTP Header: %R", value);
+        return -1;
+    }
+    cg_str_t sv = cg__strip(v);
+    if (n.len == 14 && cg_str_caseeq(n, "content-length")) {
+        int64_t cl = cg__plain_length(sv);
+        if (cl < 0) {
+            PyObject *num = PyLong_FromUnicodeObject(value, 10); /* new; int() rules */
+            if (num == NULL)
+                return -1;
+            long long big = PyLong_AsLongLong(num);
+            Py_DECREF(num);
+            if (big < 0) {
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_ValueError, "invalid Content-Length %R", value);
+                return -1;
+            }
+            cl = big;
+        }
+        r->response_length = cl;
+    } else if (cg__is_hop_by_hop(n)) {
+        if (cg_str_caseeq(n, "connection")) {
+            if (cg_str_caseeq(sv, "upgrade"))
+                r->upgrade = true;
+            return 0;
+        }
+        if (!cg_str_caseeq(n, "upgrade") || !cg_str_caseeq(sv, "websocket"))
+            return 0;
+    }
+    cg__headers_push(r, name, value);
+    return 0;
+}
+
+static int cg__process_pair(cg_wsgi_req_t *r, PyObject *item)
+{
+    if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2)
+        return cg__process_header(r, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+    PyObject *seq = PySequence_Fast(item, "response headers must be (name, value) pairs");
+    if (seq == NULL)
+        return -1;
+    int rc = -1;
+    if (PySequence_Fast_GET_SIZE(seq) != 2)
+        PyErr_SetString(PyExc_ValueError, "response headers must be (name, value) pairs");
+    else
+        rc = cg__process_header(r, PySequence_Fast_GET_ITEM(seq, 0),
+                                PySequence_Fast_GET_ITEM(seq, 1));
+    Py_DECREF(seq);
+    return rc;
+}
+
 static int cg__process_headers(cg_wsgi_req_t *r, PyObject *headers)
 {
+    if (PyList_CheckExact(headers)) {
+        /* The common case, without an iterator. The item is held: a failing
+         * check formats it with repr(), which may run Python code. */
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+            PyObject *item = Py_NewRef(PyList_GET_ITEM(headers, i));
+            int rc = cg__process_pair(r, item);
+            Py_DECREF(item);
+            if (rc < 0)
+                return -1;
+        }
+        return 0;
+    }
     PyObject *it = PyObject_GetIter(headers); /* new */
     if (it == NULL)
         return -1;
     PyObject *item;
     while ((item = PyIter_Next(it)) != NULL) { /* new */
-        PyObject *seq = PySequence_Fast(item, "response headers must be (name, value) pairs");
+        int rc = cg__process_pair(r, item);
         Py_DECREF(item);
-        if (seq == NULL)
-            goto fail;
-        if (PySequence_Fast_GET_SIZE(seq) != 2) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_ValueError, "response headers must be (name, value) pairs");
-            goto fail;
+        if (rc < 0) {
+            Py_DECREF(it);
+            return -1;
         }
-        PyObject *name = PySequence_Fast_GET_ITEM(seq, 0);  /* borrowed */
-        PyObject *value = PySequence_Fast_GET_ITEM(seq, 1); /* borrowed */
-        cg_str_t n, v;
-        if (!PyUnicode_Check(name)) {
-            PyErr_Format(PyExc_TypeError, "%R is not a string", name);
-            goto fail_seq;
-        }
-        bool ok = cg__latin1(name, &n) && n.len > 0;
-        for (size_t i = 0; ok && i < n.len; i++)
-            ok = cg__is_tchar((unsigned char)n.ptr[i]);
-        if (!ok) {
-            PyErr_Format(PyExc_ValueError, "Invalid HTTP header name: %R", name);
-            goto fail_seq;
-        }
-        if (!PyUnicode_Check(value)) {
-            PyErr_Format(PyExc_TypeError, "%R is not a string", value);
-            goto fail_seq;
-        }
-        /* [ \t\x21-\x7e\x80-\xff]*: no CR, LF or other CTL (header injection). */
-        ok = cg__latin1(value, &v);
-        for (size_t i = 0; ok && i < v.len; i++) {
-            unsigned char c = (unsigned char)v.ptr[i];
-            ok = c == '\t' || (c >= 0x20 && c != 0x7f);
-        }
-        if (!ok) {
-            PyErr_Format(PyExc_ValueError, "Invalid HTTP Header: %R", value);
-            goto fail_seq;
-        }
-        cg_str_t sv = cg__strip(v);
-        if (cg_str_caseeq(n, "content-length")) {
-            PyObject *num = PyLong_FromUnicodeObject(value, 10); /* new; int() rules */
-            if (num == NULL)
-                goto fail_seq;
-            long long cl = PyLong_AsLongLong(num);
-            Py_DECREF(num);
-            if (cl < 0) {
-                if (!PyErr_Occurred())
-                    PyErr_Format(PyExc_ValueError, "invalid Content-Length %R", value);
-                goto fail_seq;
-            }
-            r->response_length = cl;
-        } else if (cg__is_hop_by_hop(n)) {
-            if (cg_str_caseeq(n, "connection")) {
-                if (cg_str_caseeq(sv, "upgrade"))
-                    r->upgrade = true;
-                Py_DECREF(seq);
-                continue;
-            }
-            if (!cg_str_caseeq(n, "upgrade") || !cg_str_caseeq(sv, "websocket")) {
-                Py_DECREF(seq);
-                continue;
-            }
-        }
-        cg__headers_push(r, name, value);
-        Py_DECREF(seq);
-        continue;
-    fail_seq:
-        Py_DECREF(seq);
-        goto fail;
     }
     Py_DECREF(it);
     return PyErr_Occurred() ? -1 : 0;
-fail:
-    Py_DECREF(it);
-    return -1;
 }
 
-static PyObject *cg__start_response_call(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *cg__start_response(cg_wsgi_req_t *r, PyObject *status, PyObject *headers,
+                                    PyObject *exc_info)
 {
-    cg_wsgi_req_t *r = ((cg_wsgi_bound_t *)self)->req;
-    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
-    PyObject *status, *headers, *exc_info = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers,
-                                     &exc_info))
-        return NULL;
     if (r == NULL)
         return cg__not_current();
 
@@ -278,6 +327,47 @@ static PyObject *cg__start_response_call(PyObject *self, PyObject *args, PyObjec
     PyObject *w = r->ws->write;
     Py_INCREF(w);
     return w;
+}
+
+/* start_response(status, headers[, exc_info]) called with keywords or a
+ * wrong count: Python's own argument parsing and messages. */
+static PyObject *cg__start_response_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
+    PyObject *status, *headers, *exc_info = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers,
+                                     &exc_info))
+        return NULL;
+    return cg__start_response(((cg_wsgi_bound_t *)self)->req, status, headers, exc_info);
+}
+
+/* The way apps call it: positional arguments straight from the caller's
+ * frame, no tuple built. Anything else goes the tp_call way above. */
+static PyObject *cg__start_response_vectorcall(PyObject *self, PyObject *const *args,
+                                               size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && (nargs == 2 || nargs == 3))
+        return cg__start_response(((cg_wsgi_bound_t *)self)->req, args[0], args[1],
+                                  nargs == 3 ? args[2] : Py_None);
+    PyObject *tuple = PyTuple_New(nargs), *kw = NULL, *res = NULL; /* new */
+    if (tuple == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        kw = PyDict_New();
+        for (Py_ssize_t i = 0; kw != NULL && i < PyTuple_GET_SIZE(kwnames); i++)
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+                Py_CLEAR(kw);
+        if (kw == NULL)
+            goto done;
+    }
+    res = cg__start_response_call(self, tuple, kw);
+done:
+    Py_DECREF(tuple);
+    Py_XDECREF(kw);
+    return res;
 }
 
 /* Connection header value, as Gunicorn's Response.should_close(). */
@@ -356,7 +446,7 @@ static size_t cg__build_head(cg_wsgi_req_t *r, char *stack, size_t stackcap, cha
 static int cg__emit(cg_wsgi_req_t *r, const char *data, size_t len, bool final)
 {
     char stack[4096], *head = NULL;
-    struct iovec iov[5];
+    struct iovec iov[6]; /* head, chunk size, data, chunk end; one more for a cork */
     int n = 0;
     char chunk[24];
     size_t head_len = 0;
@@ -379,6 +469,28 @@ static int cg__emit(cg_wsgi_req_t *r, const char *data, size_t len, bool final)
         iov[n++] = (struct iovec){"0\r\n\r\n", 5};
     }
     int rc = 0;
+    if (r->cork) {
+        char *out = r->ws->out;
+        size_t total = 0;
+        for (int i = 0; i < n; i++)
+            total += iov[i].iov_len;
+        if (r->corked + total <= sizeof(r->ws->out)) {
+            for (int i = 0; i < n; i++) {
+                memcpy(out + r->corked, iov[i].iov_base, iov[i].iov_len);
+                r->corked += iov[i].iov_len;
+            }
+            n = 0;
+        } else {
+            /* too big to hold: what is held goes first, then this */
+            r->cork = false;
+            if (r->corked > 0) {
+                memmove(iov + 1, iov, (size_t)n * sizeof(*iov));
+                iov[0] = (struct iovec){out, r->corked};
+                n++;
+                r->corked = 0;
+            }
+        }
+    }
     if (n > 0) {
         Py_BEGIN_ALLOW_THREADS
         rc = cg_conn_writev_all(r->conn, iov, n);
@@ -499,7 +611,7 @@ static PyObject *cg__early_hints_call(PyObject *self, PyObject *args, PyObject *
         else if (ok)
             ok = cg__latin1(v, &vs);
         for (size_t i = 0; ok && i < ns.len; i++)
-            ok = cg__is_tchar((unsigned char)ns.ptr[i]);
+            ok = cg_http_is_tchar((unsigned char)ns.ptr[i]);
         ok = ok && ns.len > 0;
         for (size_t i = 0; ok && i < vs.len; i++) {
             unsigned char c = (unsigned char)vs.ptr[i];
@@ -549,24 +661,30 @@ fail:
     return NULL;
 }
 
-#define CG__BOUND_TYPE(var, tpname, call)                                                          \
+#define CG__BOUND_TYPE(var, tpname, call, flags, vcall)                                           \
     static PyTypeObject var = {                                                                    \
         PyVarObject_HEAD_INIT(NULL, 0).tp_name = tpname,                                           \
         .tp_basicsize = sizeof(cg_wsgi_bound_t),                                                   \
-        .tp_flags = Py_TPFLAGS_DEFAULT,                                                            \
+        .tp_flags = Py_TPFLAGS_DEFAULT | (flags),                                                  \
+        .tp_vectorcall_offset = (vcall) ? offsetof(cg_wsgi_bound_t, vectorcall) : 0,              \
         .tp_call = call,                                                                           \
         .tp_new = NULL,                                                                            \
     }
 
-CG__BOUND_TYPE(cg__start_response_type, "cgunicorn.StartResponse", cg__start_response_call);
-CG__BOUND_TYPE(cg__write_type, "cgunicorn.Write", cg__write_call);
-CG__BOUND_TYPE(cg__early_hints_type, "cgunicorn.EarlyHints", cg__early_hints_call);
+/* start_response is called once per request: vectorcall. tp_call stays the
+ * PyArg path, which vectorcall falls back to for keywords. */
+CG__BOUND_TYPE(cg__start_response_type, "cgunicorn.StartResponse", cg__start_response_call,
+               Py_TPFLAGS_HAVE_VECTORCALL, 1);
+CG__BOUND_TYPE(cg__write_type, "cgunicorn.Write", cg__write_call, 0, 0);
+CG__BOUND_TYPE(cg__early_hints_type, "cgunicorn.EarlyHints", cg__early_hints_call, 0, 0);
 
 static PyObject *cg__bound_new(PyTypeObject *t)
 {
     cg_wsgi_bound_t *o = PyObject_New(cg_wsgi_bound_t, t); /* new */
-    if (o != NULL)
+    if (o != NULL) {
         o->req = NULL;
+        o->vectorcall = t == &cg__start_response_type ? cg__start_response_vectorcall : NULL;
+    }
     return (PyObject *)o;
 }
 

@@ -63,8 +63,7 @@
     X(V_HEAD, "HEAD")                                                                           \
     X(V_EMPTY, "")                                                                              \
     X(A_CLOSE, "close")                                                                         \
-    X(A_FILENO, "fileno")                                                                       \
-    X(A_DETACH, "detach")
+    X(A_FILENO, "fileno")
 
 enum {
 #define CG__WK_ENUM(id, s) CG_WK_##id,
@@ -103,7 +102,22 @@ typedef struct cg_wsgi_req {
     bool body_error; /* wsgi.input met a framing error (connection must close) */
     bool must_close; /* sync worker: every response is Connection: close */
     int64_t sent;    /* body bytes written */
+    /* A response made of one bytes object is not written under the GIL but
+     * collected in ws->out and sent by cg_wsgi_handle() once it has let the
+     * GIL go: one GIL hand-over per request instead of two. */
+    bool cork;
+    size_t corked; /* bytes waiting in ws->out */
 } cg_wsgi_req_t;
+
+/*
+ * gunicorn.socket objects (conn->app_sock) of connections closed where the GIL
+ * is not held, waiting for a thread that takes it. Plain pointers: adding and
+ * moving need no GIL; the owner of the list (or its lock) serialises them.
+ */
+typedef struct cg_wsgi_orphans {
+    void **v;
+    size_t n, cap;
+} cg_wsgi_orphans_t;
 
 struct cg_wsgi {
     cg_worker_t *worker;
@@ -123,7 +137,16 @@ struct cg_wsgi {
     PyObject *write;
     PyObject *input;
     PyObject *early_hints;
+    /* Per-request strings that rarely change, kept between requests: the
+     * listener's SERVER_NAME/SERVER_PORT and the last REMOTE_ADDR (behind a
+     * proxy or a load generator it is the same address every time). */
+    const void *srv_listener;
+    PyObject *srv_name, *srv_port;
+    char peer_ip[64];
+    PyObject *peer_ip_obj;
+    cg_wsgi_orphans_t orphans; /* released by the next request on this context */
     char problem[1024]; /* ConfigurationProblem text of the current request */
+    char out[8192];     /* a corked response (cg_wsgi_req_t.cork) */
     char date[30];
     time_t date_time;
 };
@@ -150,6 +173,14 @@ int cg_wsgi_set_threaded(cg_wsgi_t *ws);
  * response is incomplete or the client is gone).
  */
 int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *conn);
+
+/* Queue a closed connection's conn->app_sock (may be NULL: nothing to do) and
+ * clear it. No GIL needed. */
+void cg_wsgi_orphans_add(cg_wsgi_orphans_t *q, cg_conn_t *conn);
+/* Move everything from src to dst. No GIL needed. */
+void cg_wsgi_orphans_move(cg_wsgi_orphans_t *dst, cg_wsgi_orphans_t *src);
+/* Detach and drop every queued object, and free the list. GIL held. */
+void cg_wsgi_orphans_release(cg_wsgi_orphans_t *q);
 
 /* ---- internal to src/wsgi ---- */
 PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *err);

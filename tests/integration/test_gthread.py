@@ -97,6 +97,27 @@ def test_keepalive_reuses_connection(cg, threads):
 
 
 @pytest.mark.parametrize("threads", THREADS)
+def test_gunicorn_socket_is_the_connection(cg, threads):
+    """environ['gunicorn.socket'] is the connection's socket, one object for
+    all requests of a keep-alive connection (as Gunicorn's); once the
+    connection is closed, an object the app kept no longer holds its fd."""
+    srv = start(cg, threads, "--keep-alive", "5")
+    c = Conn(srv)
+    port = c.s.getsockname()[1]
+    first = c.get("/sock?keep=1")[2].split()
+    second = c.get("/sock")[2].split()
+    assert int(first[2]) == port and int(first[1]) >= 0 and first[0] == b"0"
+    assert second == [b"1"] + first[1:]  # the same object, on the same fd
+    c.close()
+    time.sleep(0.3)
+    d = Conn(srv)
+    other = d.get("/sock")[2].split()
+    assert other[0] == b"0" and int(other[2]) == d.s.getsockname()[1]
+    assert d.get("/kept")[2] == b"-1"
+    d.close()
+
+
+@pytest.mark.parametrize("threads", THREADS)
 def test_multithread_flag(cg, threads):
     srv = start(cg, threads)
     c = Conn(srv)

@@ -12,9 +12,21 @@ def _qs(environ, name, default):
     return parse_qs(environ.get("QUERY_STRING", "")).get(name, [default])[0]
 
 
+# gunicorn.socket objects an app kept past their request (/sock?keep=1)
+_kept = []
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
-    if path == "/upload":
+    if path == "/sock":
+        sock = environ["gunicorn.socket"]
+        same = int(bool(_kept) and _kept[-1] is sock)
+        if _qs(environ, "keep", "0") == "1":
+            _kept.append(sock)
+        body = "%d %d %d" % (same, sock.fileno(), sock.getpeername()[1])
+    elif path == "/kept":
+        body = " ".join(str(s.fileno()) for s in _kept)
+    elif path == "/upload":
         # Read in 64 KiB pieces and report the largest piece the server gave.
         inp = environ["wsgi.input"]
         h = hashlib.sha256()
