@@ -87,6 +87,9 @@ struct cg_gt {
     cg_gt_thread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    cg_gt_conn_t *batch_head, *batch_tail; /* loop thread only */
+    size_t nbatch;
+    uv_check_t check;
     cg_gt_conn_t *todo_head, *todo_tail;
     cg_gt_conn_t *done_head, *done_tail;
     bool pool_quit;
@@ -113,6 +116,7 @@ static void cg__listen_start(cg_gt_t *g);
 static void cg__listen_stop(cg_gt_t *g);
 static void cg__process(cg_gt_conn_t *gc);
 static void cg__on_poll(uv_poll_t *p, int status, int events);
+static void cg__take_done(cg_gt_t *g);
 
 static void cg__conn_handle_closed(uv_handle_t *h)
 {
@@ -283,18 +287,41 @@ static bool cg__after(cg_gt_conn_t *gc)
     return false;
 }
 
+/* Queue a request for the pool. Collected on the loop thread while it
+ * works through one batch of ready sockets, and handed over once by
+ * cg__on_check(): one lock and one wake-up per batch rather than per
+ * request, so pool threads do not preempt the loop thread one by one. */
 static void cg__pool_push(cg_gt_t *g, cg_gt_conn_t *gc)
 {
     gc->next = NULL;
+    if (g->batch_tail)
+        g->batch_tail->next = gc;
+    else
+        g->batch_head = gc;
+    g->batch_tail = gc;
+    g->nbatch++;
+}
+
+static void cg__on_check(uv_check_t *h)
+{
+    cg_gt_t *g = h->data;
+    if (g->batch_head == NULL)
+        return;
     pthread_mutex_lock(&g->mu);
     if (g->todo_tail)
-        g->todo_tail->next = gc;
+        g->todo_tail->next = g->batch_head;
     else
-        g->todo_head = gc;
-    g->todo_tail = gc;
-    g->nbusy++;
-    pthread_cond_signal(&g->cv);
+        g->todo_head = g->batch_head;
+    g->todo_tail = g->batch_tail;
+    g->nbusy += g->nbatch;
+    if (g->nbatch >= (size_t)g->nthreads)
+        pthread_cond_broadcast(&g->cv);
+    else
+        for (size_t i = 0; i < g->nbatch; i++)
+            pthread_cond_signal(&g->cv);
     pthread_mutex_unlock(&g->mu);
+    g->batch_head = g->batch_tail = NULL;
+    g->nbatch = 0;
 }
 
 static void cg__begin_stop(cg_gt_t *g)
@@ -404,6 +431,15 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
         if (n <= 0 || gc->lingered >= CG_LINGER_MAX)
             cg__conn_close(gc);
         return;
+    }
+    if (gc->state == CG_GT_BUSY) {
+        /* The client usually sends its next request as soon as it has the
+         * response, which the pool thread writes before it reports back:
+         * the report is then already queued. Take it now rather than stop
+         * and restart the poll (two epoll_ctl calls). */
+        cg__take_done(gc->gt);
+        if (gc->state == CG_GT_LINGER || uv_is_closing((uv_handle_t *)p))
+            return; /* served and closing: the poll is its business now */
     }
     if (gc->state != CG_GT_HEAD) {
         /* Busy in a pool thread, which owns the socket now: stop watching
@@ -541,9 +577,8 @@ static void cg__on_tick(uv_timer_t *t)
 }
 
 /* Pool threads hand finished connections back here. */
-static void cg__on_async(uv_async_t *a)
+static void cg__take_done(cg_gt_t *g)
 {
-    cg_gt_t *g = a->data;
     pthread_mutex_lock(&g->mu);
     cg_gt_conn_t *list = g->done_head;
     g->done_head = g->done_tail = NULL;
@@ -555,6 +590,11 @@ static void cg__on_async(uv_async_t *a)
         if (cg__after(gc))
             cg__process(gc);
     }
+}
+
+static void cg__on_async(uv_async_t *a)
+{
+    cg__take_done(a->data);
 }
 
 /* ---- the pool ---- */
@@ -742,6 +782,10 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     uv_timer_start(&g->tick, cg__on_tick, beat, beat);
     uv_async_init(&g->loop, &g->async, cg__on_async);
     g->async.data = g;
+    uv_check_init(&g->loop, &g->check);
+    g->check.data = g;
+    if (g->nthreads > 1)
+        uv_check_start(&g->check, cg__on_check);
 
     cg_heartbeat_notify(&w->hb);
     cg__check_flags(g);
