@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -81,6 +82,14 @@ struct cg_gt {
     bool stopping;
     bool closing_all; /* teardown: closing every handle */
     uint64_t stop_deadline;
+
+    /* threads == 1: the request runs on the loop thread, so the loop's tick
+     * cannot beat the heartbeat meanwhile; this thread does (see
+     * cg__inline_watch). */
+    bool inline_busy;
+    pthread_t watch_tid;
+    bool watch_started, watch_quit;
+    uint64_t beat_ms;
 
     /* pool (threads > 1) */
     int nthreads;
@@ -361,7 +370,12 @@ static bool cg__dispatch(cg_gt_conn_t *gc)
         cg__begin_stop(g);
 
     if (g->nthreads <= 1) {
+        __atomic_store_n(&g->inline_busy, true, __ATOMIC_RELEASE);
         cg__serve(g->ws, gc);
+        __atomic_store_n(&g->inline_busy, false, __ATOMIC_RELEASE);
+        /* the loop's clock stood still while the app ran: deadlines set
+         * from here on (keep-alive) must count from now */
+        uv_update_time(&g->loop);
         return cg__after(gc);
     }
     /* The poll stays registered: clients rarely send while waiting for an
@@ -597,6 +611,43 @@ static void cg__on_async(uv_async_t *a)
     cg__take_done(a->data);
 }
 
+/*
+ * In Gunicorn's gthread worker the main loop beats the heartbeat while pool
+ * threads run requests, so `timeout` catches a stuck loop, never a long
+ * request (or a slow client) in the app. Serving inline must not change
+ * that: while a request runs on the loop thread, this thread beats for it.
+ * Between requests only the loop's own tick does.
+ */
+static void *cg__inline_watch(void *arg)
+{
+    cg_gt_t *g = arg;
+    pthread_mutex_lock(&g->mu);
+    while (!g->watch_quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + g->beat_ms * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        if (__atomic_load_n(&g->inline_busy, __ATOMIC_ACQUIRE))
+            cg_heartbeat_notify(&g->w->hb);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+static void cg__inline_watch_stop(cg_gt_t *g)
+{
+    if (!g->watch_started)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->watch_quit = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    pthread_join(g->watch_tid, NULL);
+    g->watch_started = false;
+}
+
 /* ---- the pool ---- */
 
 static void *cg__pool_main(void *arg)
@@ -780,6 +831,17 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     if (beat > 1000 || beat == 0)
         beat = beat == 0 ? 500 : 1000;
     uv_timer_start(&g->tick, cg__on_tick, beat, beat);
+    g->beat_ms = beat;
+    if (g->nthreads <= 1) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        g->watch_started = pthread_create(&g->watch_tid, NULL, cg__inline_watch, g) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!g->watch_started)
+            cg_log_warning(w->log, "No heartbeat thread: a request longer than the timeout "
+                                   "will get this worker killed");
+    }
     uv_async_init(&g->loop, &g->async, cg__on_async);
     g->async.data = g;
     uv_check_init(&g->loop, &g->check);
@@ -796,6 +858,7 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     if (g->stopping && g->nconns > 0 && !w->quick)
         cg_log_debug(w->log, "Worker graceful timeout (pid:%d)", (int)w->pid);
 
+    cg__inline_watch_stop(g);
     size_t left = g->nthreads > 1 ? cg__pool_stop(g) : 0;
     if (left == 0) {
         g->closing_all = true;

@@ -118,6 +118,22 @@ def test_gunicorn_socket_is_the_connection(cg, threads):
 
 
 @pytest.mark.parametrize("threads", THREADS)
+def test_long_request_is_not_a_worker_timeout(cg, threads):
+    """As in Gunicorn's gthread worker, `timeout` watches the worker's loop,
+    not the app: a request longer than the timeout completes, also when it
+    runs inline on the loop thread (threads=1)."""
+    srv = start(cg, threads, "--timeout", "1")
+    c = Conn(srv, timeout=15)
+    status, _, body = c.get("/sleep?t=3.5")
+    assert status == "HTTP/1.1 200 OK" and body == b"slept"
+    # the same worker is still there and serves
+    assert c.get("/again")[0] == "HTTP/1.1 200 OK"
+    c.close()
+    assert "WORKER TIMEOUT" not in srv.log()
+    assert len(srv.wait_log(r"Booting worker with pid", count=1)) == 1
+
+
+@pytest.mark.parametrize("threads", THREADS)
 def test_multithread_flag(cg, threads):
     srv = start(cg, threads)
     c = Conn(srv)
