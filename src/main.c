@@ -16,6 +16,8 @@
 typedef struct cg__main_py {
     cg_py_hooks_t hooks;
     bool hooks_up;
+    cg_py_logging_t logging; /* logconfig*: the log's records through Python logging */
+    bool logging_up;
     cg_log_t *log; /* where hook exceptions go */
 } cg__main_py_t;
 
@@ -99,6 +101,15 @@ int main(int argc, char **argv)
         cg_config_free(&cfg);
         return 1;
     }
+    /* logconfig* needs Python logging set up in the master, so that the
+     * workers forked from it inherit it */
+    if (cg_py_logging_wanted(&cfg) && !Py_IsInitialized() &&
+        cg_py_init(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "Error: %s\n", err);
+        cg_log_close(&log);
+        cg_config_free(&cfg);
+        return 1;
+    }
     if (Py_IsInitialized()) {
         /* Gunicorn puts pythonpath on sys.path before the arbiter starts, so
          * hooks can import from it too. */
@@ -114,8 +125,13 @@ int main(int argc, char **argv)
             return 1;
         }
         py.hooks_up = true;
+        py.logging_up = true;
+        status = cg_py_logging_init(&py.logging, &cfg, &log);
     }
-    status = cg_arbiter_run_preload(&cfg, &log, cg__preload, &py);
+    if (status == 0)
+        status = cg_arbiter_run_preload(&cfg, &log, cg__preload, &py);
+    if (py.logging_up)
+        cg_py_logging_free(&py.logging);
     if (py.hooks_up)
         cg_py_hooks_free(&py.hooks, &cfg);
     cg_config_free(&cfg); /* drops the hooks' references: Python must still run */

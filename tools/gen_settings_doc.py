@@ -72,8 +72,8 @@ def render(settings):
         " else `./gunicorn.conf.py` when present) is Python, run by the embedded interpreter"
         " in the master as Gunicorn runs it: every module-level name that is a setting is"
         " applied, other names are ignored, and hook functions defined there run in the"
-        " master and the workers. Without a configuration file the master runs no Python."
-        " `logconfig_dict` (nested mappings) cannot be given in a file yet." % len(settings),
+        " master and the workers. Without a configuration file (or a `logconfig*` setting)"
+        " the master runs no Python." % len(settings),
         "",
     ]
     for sec in sections:

@@ -235,8 +235,18 @@ static void cg__reload_config(cg_arbiter_t *a)
                         "one\n");
         fflush(stderr);
     } else {
-        cg_log_close(a->log);
-        *a->log = nl;
+        /* An attached sink (Python logging for logconfig*) applies the new
+         * settings too, and stays attached: a later HUP may turn it on. If
+         * it refuses them, it has reported that and restored the previous
+         * logging, and the old log stays. */
+        const cg_log_sink_t *sink = a->log->sink;
+        if (sink != NULL && sink->reload != NULL && sink->reload(sink->ctx, &nl, &fresh) < 0) {
+            cg_log_close(&nl);
+        } else {
+            nl.sink = sink;
+            cg_log_close(a->log);
+            *a->log = nl;
+        }
     }
     for (size_t i = 0; i < fresh.raw_env.n; i++) {
         char *kv = fresh.raw_env.v[i], *eq = strchr(kv, '=');

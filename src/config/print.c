@@ -15,12 +15,15 @@ static const void *cg__cfield(const cg_config_t *cfg, const cg_setting_desc_t *d
     return (const char *)cfg + d->offset;
 }
 
-static void cg__print_list(const cg_strv_t *v, bool dict, FILE *out)
+/* raw_values: a dict whose values are already Python reprs (logconfig_dict,
+ * whose nested values src/python keeps as repr() text). */
+static void cg__print_list(const cg_strv_t *v, bool dict, bool raw_values, FILE *out)
 {
     fputc(dict ? '{' : '[', out);
     for (size_t i = 0; i < v->n; i++) {
-        char *r = cg__py_repr(v->v[i]);
-        fprintf(out, "%s%s", i == 0 ? "" : (dict && i % 2) ? ": " : ", ", r);
+        bool raw = raw_values && i % 2;
+        char *r = raw ? NULL : cg__py_repr(v->v[i]);
+        fprintf(out, "%s%s", i == 0 ? "" : (dict && i % 2) ? ": " : ", ", raw ? v->v[i] : r);
         free(r);
     }
     fputc(dict ? '}' : ']', out);
@@ -61,10 +64,10 @@ static void cg__print_value(const cg_config_t *cfg, const cg_setting_desc_t *d, 
     }
     case CG_T_LIST:
     case CG_T_CSV:
-        cg__print_list((const cg_strv_t *)f, false, out);
+        cg__print_list((const cg_strv_t *)f, false, false, out);
         break;
     case CG_T_DICT:
-        cg__print_list((const cg_strv_t *)f, true, out);
+        cg__print_list((const cg_strv_t *)f, true, d->id == CG_SETTING_logconfig_dict, out);
         break;
     case CG_T_CALLABLE: {
         const char *q = cfg->callable_name[d->id];

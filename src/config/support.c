@@ -1,7 +1,7 @@
 /*
  * support.c - which configured features cgunicorn cannot honour yet. Refusing
  * to start is better than silently serving without TLS, as the wrong user, or
- * without the logging the operator asked for.
+ * without the metrics the operator asked for.
  */
 #include "config_internal.h"
 
@@ -44,9 +44,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
                 (strcmp(cfg->logger_class, "gunicorn.glogging.Logger") != 0 &&
                  strcmp(cfg->logger_class, "simple") != 0),
             "logger_class");
-    CG__OFF(cfg->logconfig != NULL, "logconfig");
-    CG__OFF(cfg->logconfig_dict.n > 0, "logconfig_dict");
-    CG__OFF(cfg->logconfig_json != NULL, "logconfig_json");
     CG__OFF(cfg->syslog, "syslog");
     CG__OFF(cfg->statsd_host != NULL, "statsd_host");
     CG__OFF(cfg->paste != NULL, "paste");

@@ -1193,3 +1193,32 @@ size_t cg__access_fmt_repr(const cg_access_fmt_t *f, char *buf, size_t cap)
     buf[o.len] = '\0';
     return o.len;
 }
+
+/* ------------------------------------------------------------ for sinks */
+
+size_t cg_access_fmt_environ_names(const cg_access_fmt_t *f, cg_str_t *names, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; f != NULL && i < f->n; i++) {
+        if (f->ops[i].atom != AT_ENV)
+            continue;
+        if (k < cap)
+            names[k] = f->ops[i].text;
+        k++;
+    }
+    return k;
+}
+
+char *cg_access_user(const cg_access_info_t *info, size_t *len)
+{
+    b64_t b;
+    char err[8];
+    char *user = NULL;
+    if (get_user(info, &b, len, err, sizeof(err)) == 1) {
+        user = cg_xmalloc(*len + 1); /* may hold NUL bytes, as Python's str */
+        memcpy(user, b.buf, *len);
+        user[*len] = '\0';
+    }
+    b64_release(&b);
+    return user;
+}

@@ -145,7 +145,8 @@ int cg_log_reopen(cg_log_t *log)
 {
     int r1 = reopen_one(log->error_fd, log->error_path);
     int r2 = reopen_one(log->access_fd, log->access_path);
-    return r1 < 0 ? r1 : r2;
+    int r3 = log->to_sink && log->sink->reopen != NULL ? log->sink->reopen(log->sink->ctx) : 0;
+    return r1 < 0 ? r1 : r2 < 0 ? r2 : r3;
 }
 
 void cg_log_close(cg_log_t *log)
@@ -187,12 +188,39 @@ static size_t record_prefix(char *d, size_t cap, cg_log_level_t level)
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* Hand one record (text at buf + pre, len bytes, room for a newline after
+ * it) to the sink, else complete it with its prefix and write it. The
+ * newline: always added (nl_always, a formatted message, as Python's
+ * StreamHandler does), or only when the text lacks one (cg_log_text). */
+static void emit_record(cg_log_t *log, cg_log_level_t level, char *buf, size_t pre, size_t len,
+                        bool nl_always)
+{
+    if (log->to_sink && log->sink->error(log->sink->ctx, level, buf + pre, len))
+        return;
+    /* the prefix was reserved, not written: the time is taken now */
+    char head[128];
+    size_t n = record_prefix(head, sizeof(head), level);
+    if (n > pre)
+        n = pre;
+    memcpy(buf + pre - n, head, n);
+    size_t end = pre + len;
+    if (nl_always || !len || buf[end - 1] != '\n')
+        buf[end++] = '\n';
+    write_all(log->error_fd, buf + pre - n, end - (pre - n));
+}
+
+/* Room kept in front of a record's text for its prefix ("[date] [pid]
+ * [LEVEL] " is at most 80 bytes even for "Level 2147483647"). */
+#define CG__PREFIX_ROOM 96
+
 void cg_log_vmsg(cg_log_t *log, cg_log_level_t level, const char *fmt, va_list ap)
 {
-    if (!cg_log_enabled(log, level))
+    /* fmt NULL: nothing to say (the test also spares UBSan builds a NULL
+     * path into vsnprintf, which -Wformat-truncation reports) */
+    if (!cg_log_enabled(log, level) || fmt == NULL)
         return;
     char stackbuf[2048], *buf = stackbuf;
-    size_t pre = record_prefix(stackbuf, sizeof(stackbuf), level);
+    size_t pre = CG__PREFIX_ROOM;
     va_list ap2;
     va_copy(ap2, ap);
     int n = vsnprintf(stackbuf + pre, sizeof(stackbuf) - pre, fmt, ap);
@@ -200,13 +228,10 @@ void cg_log_vmsg(cg_log_t *log, cg_log_level_t level, const char *fmt, va_list a
         n = 0;
     if ((size_t)n + pre + 1 >= sizeof(stackbuf)) {
         buf = cg_xmalloc(pre + (size_t)n + 2);
-        memcpy(buf, stackbuf, pre);
         vsnprintf(buf + pre, (size_t)n + 1, fmt, ap2);
     }
     va_end(ap2);
-    size_t len = pre + (size_t)n;
-    buf[len++] = '\n'; /* Python's StreamHandler always adds the terminator */
-    write_all(log->error_fd, buf, len);
+    emit_record(log, level, buf, pre, (size_t)n, true);
     if (buf != stackbuf)
         free(buf);
 }
@@ -224,16 +249,11 @@ void cg_log_text(cg_log_t *log, cg_log_level_t level, const char *msg, size_t le
     if (!cg_log_enabled(log, level))
         return;
     char stackbuf[2048], *buf = stackbuf;
-    size_t pre = record_prefix(stackbuf, sizeof(stackbuf), level);
-    if (pre + len + 1 > sizeof(stackbuf)) {
+    size_t pre = CG__PREFIX_ROOM;
+    if (pre + len + 1 > sizeof(stackbuf))
         buf = cg_xmalloc(pre + len + 1);
-        memcpy(buf, stackbuf, pre);
-    }
     memcpy(buf + pre, msg, len);
-    size_t n = pre + len;
-    if (!len || msg[len - 1] != '\n')
-        buf[n++] = '\n';
-    write_all(log->error_fd, buf, n);
+    emit_record(log, level, buf, pre, len, false);
     if (buf != stackbuf)
         free(buf);
 }
@@ -257,7 +277,7 @@ static void report_logging_error(const cg_access_fmt_t *f, const char *pyerr)
 
 void cg_log_access(cg_log_t *log, const cg_access_info_t *info)
 {
-    if (log->access_fd < 0 || !log->access_fmt)
+    if (!cg_log_access_enabled(log))
         return;
     if (cg_log_enabled(log, CG_LOG_DEBUG)) {
         /* Gunicorn computes every atom, "u" included, whatever the format. */
@@ -265,6 +285,10 @@ void cg_log_access(cg_log_t *log, const cg_access_info_t *info)
         if (cg__access_user_error(info, uerr, sizeof(uerr)))
             cg_log_debug(log, "Couldn't get username: %s", uerr);
     }
+    if (log->to_sink && log->sink->access(log->sink->ctx, info))
+        return;
+    if (log->access_fd < 0 || !log->access_fmt)
+        return;
     char stackbuf[4096], ebuf[160];
     char *line;
     const char *pyerr;

@@ -24,15 +24,46 @@ typedef enum cg_log_level {
 } cg_log_level_t;
 
 typedef struct cg_access_fmt cg_access_fmt_t; /* compiled access_log_format */
+typedef struct cg_access_info cg_access_info_t;
+typedef struct cg_log cg_log_t;
+struct cg_config;
 
-typedef struct cg_log {
+/*
+ * Another logging system the records can be handed to instead of the fds:
+ * Python's logging module when logconfig, logconfig_dict or logconfig_json is
+ * set (src/python/logging.c). The log only calls it while log->to_sink is
+ * set, so without a logging configuration nothing here costs anything.
+ *
+ * error()  one error-log record: msg is the text alone (no prefix, no final
+ *          newline). Returns false when the sink cannot take it now (no
+ *          interpreter any more ...): the log then writes it itself.
+ * access() one access record, for the sink to format itself. Same return.
+ * reopen() USR1: reopen the sink's files. 0 or -errno.
+ * reload() HUP: apply cfg's logging settings to `log`, a freshly opened log
+ *          the caller swaps in on success (it sets log->to_sink and
+ *          log->level). Returns 0, or -1 having reported the failure and
+ *          restored the previous logging (the caller keeps its old log).
+ */
+typedef struct cg_log_sink {
+    void *ctx;
+    bool (*error)(void *ctx, cg_log_level_t level, const char *msg, size_t len);
+    bool (*access)(void *ctx, const cg_access_info_t *info);
+    int (*reopen)(void *ctx);
+    int (*reload)(void *ctx, cg_log_t *log, const struct cg_config *cfg);
+} cg_log_sink_t;
+
+struct cg_log {
+    /* Lowest level written. With a sink it mirrors the sink's own threshold
+     * and may be changed by another thread: read it with cg_log_enabled(). */
     cg_log_level_t level;
     int error_fd;      /* -1: error log disabled */
     char *error_path;  /* NULL for "-" (stderr) */
     int access_fd;     /* -1: access log disabled (accesslog None) */
     char *access_path; /* NULL for "-" (stdout) */
     cg_access_fmt_t *access_fmt;
-} cg_log_t;
+    const cg_log_sink_t *sink; /* attached sink (not owned); NULL: none */
+    bool to_sink;              /* records go to sink rather than to the fds */
+};
 
 /*
  * Open the logs as Gunicorn's settings describe them: errorlog "-" = stderr,
@@ -44,14 +75,18 @@ typedef struct cg_log {
 int cg_log_open(cg_log_t *log, const char *errorlog, const char *loglevel, const char *accesslog,
                 const char *access_log_format, char *err, size_t errlen);
 
-/* Reopen files after rotation (USR1). Returns 0 or -errno (old fds kept then). */
+/* Reopen files after rotation (USR1), the sink's too while records go there.
+ * Returns 0 or -errno (old fds kept then). */
 int cg_log_reopen(cg_log_t *log);
 
+/* Close what cg_log_open() opened; the sink is left alone (not owned). */
 void cg_log_close(cg_log_t *log);
 
 static inline bool cg_log_enabled(const cg_log_t *log, cg_log_level_t level)
 {
-    return log->error_fd >= 0 && level >= log->level;
+    /* relaxed: a sink may move the threshold from another thread */
+    return (log->error_fd >= 0 || log->to_sink) &&
+           level >= __atomic_load_n(&log->level, __ATOMIC_RELAXED);
 }
 
 void cg_log_msg(cg_log_t *log, cg_log_level_t level, const char *fmt, ...) CG_PRINTF(3, 4);
@@ -70,7 +105,7 @@ void cg_log_text(cg_log_t *log, cg_log_level_t level, const char *msg, size_t le
 #define cg_log_critical(log, ...) cg_log_msg((log), CG_LOG_CRITICAL, __VA_ARGS__)
 
 /* Everything an access-log line can show, gathered by the worker in C. */
-typedef struct cg_access_info {
+struct cg_access_info {
     cg_str_t remote_addr; /* environ REMOTE_ADDR ("" for unix sockets) */
     cg_str_t method;      /* REQUEST_METHOD */
     cg_str_t raw_uri;     /* RAW_URI */
@@ -90,11 +125,13 @@ typedef struct cg_access_info {
      * Return false when absent. May be NULL (then {..}e renders "-"). */
     bool (*environ_lookup)(void *ctx, cg_str_t name, cg_str_t *value);
     void *environ_ctx;
-} cg_access_info_t;
+};
 
+/* Whether access records are wanted: accesslog is set, or a logging
+ * configuration decides (Gunicorn's access_log_enabled). */
 static inline bool cg_log_access_enabled(const cg_log_t *log)
 {
-    return log->access_fd >= 0;
+    return log->access_fd >= 0 || log->to_sink;
 }
 
 /* True when the compiled format has {name}e atoms (the caller then must provide
@@ -110,5 +147,13 @@ int cg_access_fmt_compile(const char *fmt, cg_access_fmt_t **out, char *err, siz
 void cg_access_fmt_free(cg_access_fmt_t *f);
 size_t cg_access_fmt_render(const cg_access_fmt_t *f, const cg_access_info_t *info, char *buf,
                             size_t cap);
+
+/* For a sink that builds Gunicorn's atoms itself. The lower-case names of
+ * the {name}e atoms the format uses, up to cap (views into f); returns how
+ * many there are. */
+size_t cg_access_fmt_environ_names(const cg_access_fmt_t *f, cg_str_t *names, size_t cap);
+/* The "u" atom: the Basic-auth user name (UTF-8, malloc'd, *len set), or
+ * NULL when there is none or it does not decode (Gunicorn's "-"). */
+char *cg_access_user(const cg_access_info_t *info, size_t *len);
 
 #endif

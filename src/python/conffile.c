@@ -104,7 +104,6 @@ static int cg__set_dict(cg_config_t *cfg, const cg_setting_desc_t *d, PyObject *
         if (!PyUnicode_Check(k) || !PyUnicode_Check(val) ||
             (kv[i] = cg__utf8(k)) == NULL || (kv[i + 1] = cg__utf8(val)) == NULL) {
             free(kv);
-            /* Nested values (logconfig_dict) have no C form yet. */
             snprintf(err, errlen, "%s with non-string keys or values is not supported yet by "
                      "cgunicorn", d->name);
             return -ENOTSUP;
@@ -165,6 +164,8 @@ static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_des
         Py_XDECREF(seq);
         return rc;
     }
+    if (PyDict_Check(v) && d->id == CG_SETTING_logconfig_dict)
+        return cg_py_logging_set_dict(cfg, v, err, errlen); /* nested, kept as the object */
     if (PyDict_Check(v) && d->type == CG_T_DICT)
         return cg__set_dict(cfg, d, v, err, errlen);
     /* Any other kind (float, bytes, a list or dict where the setting takes

@@ -210,6 +210,8 @@ char *cg_py_format_exception(void)
 
 void cg_py_log_exception(cg_log_t *log, cg_log_level_t level, const char *prefix)
 {
+    if (cg_py_logging_exception(log, level, prefix))
+        return;
     char *tb = cg_py_format_exception();
     if (tb == NULL)
         return;

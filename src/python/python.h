@@ -167,4 +167,54 @@ void cg_py_helper_bind(PyObject *mod, cg_py_hooks_t *h);
 PyObject *cg_py_setting_value(const cg_config_t *cfg, const cg_setting_desc_t *d,
                               PyObject *mod);
 
+/* ------------------------------------------------------------------------
+ * Python's logging module for Gunicorn's logconfig, logconfig_dict and
+ * logconfig_json (logging.c). Without them the logs never touch Python.
+ */
+typedef struct cg_py_logging {
+    cg_log_sink_t sink;       /* what the log calls; ctx points here */
+    cg_log_t *log;            /* the master's log (HUP swaps its contents in place) */
+    const cg_config_t *cfg;   /* the live settings (HUP swaps them in place) */
+    PyObject *mod;            /* the helper module (new reference), NULL before use */
+    PyObject *error_log;      /* logging.getLogger("gunicorn.error") (new reference) */
+    PyObject *access_log;     /* logging.getLogger("gunicorn.access") (new reference) */
+    PyObject *access_fn;      /* the helper's access() (new reference) */
+    PyObject *access_format;  /* access_log_format of the last setup (new reference) */
+    cg_access_fmt_t *fmt;     /* the same compiled, for its {name}e atoms; may be NULL */
+} cg_py_logging_t;
+
+/* True when cfg sets logconfig_dict (non-empty), logconfig_json or logconfig. */
+bool cg_py_logging_wanted(const cg_config_t *cfg);
+
+/*
+ * In the master once the interpreter runs (GIL held): attach lg's sink to
+ * log, so that a HUP can turn Python logging on or off, and when cfg wants
+ * it do what Gunicorn's Logger.setup() does (its handlers for errorlog and
+ * accesslog, then dictConfig over CONFIG_DEFAULTS, the JSON file, or
+ * fileConfig). Records of log then go to the gunicorn.error and
+ * gunicorn.access loggers, here and in the workers forked later. lg, cfg
+ * and log must outlive the arbiter. Returns 0, or 1 (the exit status)
+ * having printed what Gunicorn prints: "
+Error: <msg>
+" for its
+ * RuntimeErrors (bad dict, bad JSON, "log config '...' not found"), the
+ * traceback for other exceptions (a malformed ini file).
+ */
+int cg_py_logging_init(cg_py_logging_t *lg, const cg_config_t *cfg, cg_log_t *log);
+
+/* Detach the sink from the log (records go to its fds again) and drop the
+ * Python references. GIL held (or no interpreter any more). */
+void cg_py_logging_free(cg_py_logging_t *lg);
+
+/* Used by cg_py_log_exception(): when log's records go to Python logging,
+ * log the pending exception there with exc_info (formatters see a real
+ * exception), clear it and return true; otherwise return false untouched. */
+bool cg_py_logging_exception(cg_log_t *log, cg_log_level_t level, const char *prefix);
+
+/* A configuration file's logconfig_dict (any dict, nested values and
+ * objects included): the setting stores each key with repr() of its value,
+ * which is what --print-config shows, and the object itself is kept for
+ * dictConfig. GIL held. Returns as cg_config_set_dict(). */
+int cg_py_logging_set_dict(cg_config_t *cfg, PyObject *dict, char *err, size_t errlen);
+
 #endif

@@ -160,9 +160,7 @@ def _spec(name, ctx):
         "cert_reqs": ("2", "2", "2", None),
         "secure_scheme_headers": (None, "{'X-SCHEME': 'https', 'X-ON': 'yes'}",
                                   None, "{'X-SCHEME': 'https', 'X-ON': 'yes'}"),
-        # Nested dictConfig values have no C form yet (logconfig_dict is
-        # refused as "not supported yet" anyway, see test_settings_errors);
-        # a str-valued dict shows the conversion and printing.
+        # A str-valued dict; nested ones are in test_logconfig.py.
         "logconfig_dict": (None, "{'root': 'x'}", None, "{'root': 'x'}"),
         "forwarded_allow_ips": ("10.0.0.0/8, 192.168.0.1", "'10.0.0.0/8, 192.168.0.1'",
                                 "['10.0.0.0/8', '192.168.0.1']", None),

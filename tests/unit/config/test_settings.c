@@ -410,7 +410,6 @@ static void test_check_supported(void **state)
         {"syslog", "true", "syslog"},
         {"control_socket", "/tmp/ctl", "control_socket"},
         {"dirty_workers", "2", "dirty_workers"},
-        {"logconfig", "/tmp/log.ini", "logconfig"},
         {"worker_class", "eventlet", "worker_class"},
         {"worker_class", "gunicorn.workers.ggevent.GeventWorker", "worker_class"},
     };
@@ -438,6 +437,10 @@ static void test_check_supported(void **state)
     assert_int_equal(cg_config_set_string(&cfg, "preload_app", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "reload", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "reload_engine", "poll", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    /* so do the Python logging configurations */
+    assert_int_equal(cg_config_set_string(&cfg, "logconfig", "/tmp/log.ini", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "logconfig_json", "/tmp/log.json", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     cg_config_free(&cfg);
 

@@ -365,13 +365,136 @@ static void test_access_writer(void **state)
     cg_log_close(&log);
 }
 
+/* A sink that records what the log hands it. */
+struct fake_sink {
+    int errors, accesses, reopens;
+    bool take; /* false: refuse, the log writes itself */
+    cg_log_level_t level;
+    char msg[256];
+    const cg_access_info_t *info;
+};
+
+static bool fake_error(void *ctx, cg_log_level_t level, const char *msg, size_t len)
+{
+    struct fake_sink *f = ctx;
+    f->errors++;
+    f->level = level;
+    snprintf(f->msg, sizeof(f->msg), "%.*s", (int)len, msg);
+    return f->take;
+}
+
+static bool fake_access(void *ctx, const cg_access_info_t *info)
+{
+    struct fake_sink *f = ctx;
+    f->accesses++;
+    f->info = info;
+    return f->take;
+}
+
+static int fake_reopen(void *ctx)
+{
+    ((struct fake_sink *)ctx)->reopens++;
+    return 0;
+}
+
+static void test_sink(void **state)
+{
+    (void)state;
+    cg_log_t log;
+    char err[256], re[256];
+    char *e = path_in("sink_err.log"), *a = path_in("sink_acc.log");
+    struct fake_sink f = {.take = true};
+    const cg_log_sink_t sink = {&f, fake_error, fake_access, fake_reopen, NULL};
+    cg_http_header_t h[1] = {{S("AUTHORIZATION"), S("Basic dXNlcjpwdw=="), 0}};
+    cg_access_info_t in = {.remote_addr = S("10.0.0.1"), .method = S("GET"), .status = S("200 OK"),
+                           .sent = 5, .req_headers = h, .n_req_headers = 1};
+
+    /* attached but not in use: nothing changes */
+    assert_int_equal(cg_log_open(&log, e, "info", NULL, "%(h)s", err, sizeof(err)), 0);
+    log.sink = &sink;
+    assert_false(cg_log_access_enabled(&log));
+    cg_log_info(&log, "plain %d", 1);
+    assert_int_equal(f.errors, 0);
+
+    /* in use: the text alone goes to the sink, the file gets nothing; access
+     * records are wanted even without accesslog (Gunicorn's rule) */
+    log.to_sink = true;
+    assert_true(cg_log_access_enabled(&log));
+    cg_log_warning(&log, "to %s\n", "python");
+    assert_int_equal(f.errors, 1);
+    assert_int_equal(f.level, CG_LOG_WARNING);
+    assert_string_equal(f.msg, "to python\n");
+    cg_log_text(&log, CG_LOG_ERROR, "tb\nline", 8);
+    assert_string_equal(f.msg, "tb\nline");
+    cg_log_debug(&log, "below the level: not even formatted");
+    assert_int_equal(f.errors, 2);
+    cg_log_access(&log, &in);
+    assert_int_equal(f.accesses, 1);
+    assert_ptr_equal(f.info, &in);
+    assert_int_equal(cg_log_reopen(&log), 0);
+    assert_int_equal(f.reopens, 1);
+
+    /* a sink that cannot take a record: the log writes it with its prefix */
+    f.take = false;
+    cg_log_error(&log, "fallback");
+    cg_log_access(&log, &in); /* no accesslog: dropped */
+    assert_int_equal(f.accesses, 2);
+    cg_log_close(&log);
+    char *text = slurp(e, NULL);
+    snprintf(re, sizeof(re), PREFIX "\\[INFO\\] plain 1\n", (int)getpid());
+    assert_matches(text, re);
+    assert_null(strstr(text, "python"));
+    assert_non_null(strstr(text, "] [ERROR] fallback\n"));
+    unlink(e);
+
+    /* ... and with accesslog set it writes the line itself */
+    assert_int_equal(cg_log_open(&log, "-", "info", a, "%(h)s %(u)s", err, sizeof(err)), 0);
+    log.sink = &sink;
+    log.to_sink = true;
+    cg_log_access(&log, &in);
+    cg_log_close(&log);
+    assert_string_equal(slurp(a, NULL), "10.0.0.1 user\n");
+    unlink(a);
+}
+
+static void test_sink_atoms(void **state)
+{
+    (void)state;
+    cg_access_fmt_t *fmt;
+    char err[256];
+    cg_str_t names[4];
+    assert_int_equal(cg_access_fmt_compile("%(h)s %({X-Req}e)s %({a}i)s %({Other}E)s", &fmt, err,
+                                           sizeof(err)),
+                     0);
+    assert_int_equal(cg_access_fmt_environ_names(fmt, names, 4), 2);
+    assert_true(cg_str_eq(names[0], "x-req", 5));
+    assert_true(cg_str_eq(names[1], "other", 5));
+    assert_int_equal(cg_access_fmt_environ_names(fmt, names, 1), 2); /* count beyond cap */
+    assert_int_equal(cg_access_fmt_environ_names(NULL, names, 4), 0);
+    cg_access_fmt_free(fmt);
+
+    cg_http_header_t h[1] = {{S("AUTHORIZATION"), S("Basic dXNlcjpwdw=="), 0}};
+    cg_access_info_t in = {.req_headers = h, .n_req_headers = 1};
+    size_t len = 0;
+    char *u = cg_access_user(&in, &len);
+    assert_non_null(u);
+    assert_int_equal(len, 4);
+    assert_string_equal(u, "user");
+    free(u);
+    h[0].value = S("Basic dXNlcg"); /* bad padding: no user */
+    assert_null(cg_access_user(&in, &len));
+    h[0].value = S("Bearer abc");
+    assert_null(cg_access_user(&in, &len));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_line_format), cmocka_unit_test(test_levels),
         cmocka_unit_test(test_text_and_long),     cmocka_unit_test(test_open_failure),
         cmocka_unit_test(test_file_mode),         cmocka_unit_test(test_reopen_after_rename),
-        cmocka_unit_test(test_access_writer),
+        cmocka_unit_test(test_access_writer),     cmocka_unit_test(test_sink),
+        cmocka_unit_test(test_sink_atoms),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
