@@ -34,7 +34,20 @@
 #define CG_LINGER_MAX 65536
 #define CG_LINGER_MS 2000
 
-typedef enum { CG_GT_HEAD, CG_GT_BUSY, CG_GT_LINGER } cg_gt_state_t;
+/*
+ * A Content-Length body up to this size is read on the loop, with the head's
+ * deadline, before the app sees the request (nginx buffers bodies in front of
+ * Gunicorn for the same reason): a client that stops half-way through a form
+ * post then holds a connection slot, never a thread, nor with --threads 1 the
+ * loop. Larger bodies are streamed to wsgi.input as they come.
+ */
+#define CG_PREBUF_MAX 65536
+/* A connection's buffer to begin with, and what it shrinks back to. */
+#define CG_CONN_BUF_INITIAL 16384
+
+/* HEAD: reading a request head; BODY: reading a small body before dispatch
+ * (CG_PREBUF_MAX); BUSY: in a pool thread; LINGER: closing. */
+typedef enum { CG_GT_HEAD, CG_GT_BODY, CG_GT_BUSY, CG_GT_LINGER } cg_gt_state_t;
 
 typedef struct cg_gt cg_gt_t;
 
@@ -54,6 +67,7 @@ typedef struct cg_gt_conn {
     bool keep;         /* result of serving: reuse the connection */
     bool request_done; /* result: request fully read, nothing beyond it */
     size_t lingered;
+    size_t body_end;   /* BODY: buffer length at which the body is all in */
     uint64_t deadline; /* loop time (ms) when the timer closes it; 0 none */
 } cg_gt_conn_t;
 
@@ -215,6 +229,8 @@ static void cg__on_timer(uv_timer_t *t)
     }
     if (gc->state == CG_GT_HEAD && gc->head_started)
         cg_log_debug(gc->gt->w->log, "Closing connection: request head not complete in time");
+    else if (gc->state == CG_GT_BODY)
+        cg_log_debug(gc->gt->w->log, "Closing connection: request body not complete in time");
     cg__conn_close(gc);
 }
 
@@ -282,6 +298,11 @@ static bool cg__after(cg_gt_conn_t *gc)
     memmove(b->data, b->data + b->off, rest);
     b->len = rest;
     b->off = b->keep = 0;
+    if (b->cap > CG_CONN_BUF_INITIAL && rest <= CG_CONN_BUF_INITIAL) {
+        /* a body or a large head grew it: idle connections stay small */
+        b->data = cg_xrealloc(b->data, CG_CONN_BUF_INITIAL);
+        b->cap = CG_CONN_BUF_INITIAL;
+    }
     cg_http_parser_reset(&c->parser);
     cg__poll_start(gc);
     if (rest > 0) {
@@ -401,12 +422,42 @@ static int cg__proxy(cg_gt_conn_t *gc)
     return 1;
 }
 
+/* A complete head was parsed: should its body be read before dispatch?
+ * Then make room for it and enter BODY. */
+static bool cg__prebuffer(cg_gt_conn_t *gc)
+{
+    cg_conn_t *c = &gc->c;
+    cg_http_request_t *req = &c->req;
+    /* 100-continue: the client waits for our word before sending the body */
+    if (req->body_kind != CG_HTTP_BODY_LENGTH || req->expect_continue ||
+        req->content_length > CG_PREBUF_MAX || c->buf.len >= req->head_len + req->content_length)
+        return false;
+    size_t end = req->head_len + (size_t)req->content_length;
+    if (c->buf.cap < end) {
+        char *old = c->buf.data;
+        c->buf.data = cg_xrealloc(c->buf.data, end);
+        c->buf.cap = end;
+        cg_conn_rebase(req, old, c->buf.data, c->buf.len);
+    }
+    gc->body_end = end;
+    gc->state = CG_GT_BODY;
+    return true;
+}
+
 /* Parse what the buffer holds; dispatch every complete request (pipelining:
  * in order, one at a time). */
 static void cg__process(cg_gt_conn_t *gc)
 {
     cg_conn_t *c = &gc->c;
     for (;;) {
+        if (gc->state == CG_GT_BODY) {
+            if (c->buf.len < gc->body_end)
+                return; /* more to come */
+            gc->state = CG_GT_HEAD;
+            if (!cg__dispatch(gc))
+                return;
+            continue;
+        }
         int pr = cg__proxy(gc);
         if (pr == 0)
             return;
@@ -426,6 +477,8 @@ static void cg__process(cg_gt_conn_t *gc)
             cg__conn_linger(gc, false);
             return;
         }
+        if (cg__prebuffer(gc))
+            continue;
         if (!cg__dispatch(gc))
             return;
     }
@@ -455,7 +508,7 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
         if (gc->state == CG_GT_LINGER || uv_is_closing((uv_handle_t *)p))
             return; /* served and closing: the poll is its business now */
     }
-    if (gc->state != CG_GT_HEAD) {
+    if (gc->state != CG_GT_HEAD && gc->state != CG_GT_BODY) {
         /* Busy in a pool thread, which owns the socket now: stop watching
          * until the thread hands it back (level-triggered would spin). */
         uv_poll_stop(&gc->poll);
@@ -465,6 +518,13 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
     ssize_t n = cg_conn_fill_nowait(c);
     if (n == CG_EAGAIN)
         return;
+    if (n == 0 && gc->state == CG_GT_BODY) {
+        /* The client ended its side before the whole body: as Gunicorn, the
+         * app gets the short body (wsgi.input meets the EOF) and answers. */
+        gc->body_end = c->buf.len;
+        cg__process(gc);
+        return;
+    }
     if (n <= 0) {
         cg_conn_log_read_end(c, w->log, n);
         cg__conn_close(gc);
@@ -495,7 +555,7 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
                      sizeof(c->peer_port));
     c->trusted = cg_net_allowed(g->pol.allow, (struct sockaddr *)&c->peer);
     c->buf_max = g->pol.buf_max;
-    c->buf.cap = 16384;
+    c->buf.cap = CG_CONN_BUF_INITIAL;
     c->buf.data = cg_xmalloc(c->buf.cap);
     c->req.headers_cap = g->pol.hs.limit_request_fields + 1;
     c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));

@@ -134,6 +134,50 @@ def test_long_request_is_not_a_worker_timeout(cg, threads):
 
 
 @pytest.mark.parametrize("threads", THREADS)
+def test_stalled_small_body_holds_no_thread(cg, threads):
+    """Clients that stop half-way through a small request body (more of
+    them than there are threads) do not keep the app from serving others:
+    such a body is read on the loop before the app runs. Once the body
+    comes, the request is served whole."""
+    srv = start(cg, threads, "--keep-alive", "5")
+    body = bytes(range(256)) * 4  # 1 KiB
+    stalled = []
+    for _ in range(threads + 2):
+        c = Conn(srv)
+        c.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body)
+               + body[:10])
+        stalled.append(c)
+    time.sleep(0.3)
+    other = Conn(srv, timeout=3)
+    t0 = time.monotonic()
+    status, _, reply = other.get("/quick")
+    assert status == "HTTP/1.1 200 OK" and reply.split()[0] == b"/quick"
+    assert time.monotonic() - t0 < 2
+    other.close()
+    import hashlib
+    for c in stalled:
+        c.send(body[10:])
+        status, _, reply = c.response()
+        assert status == "HTTP/1.1 200 OK"
+        total, pieces, largest, digest = reply.split()
+        assert int(total) == len(body) and digest.decode() == hashlib.sha256(body).hexdigest()
+        c.close()
+
+
+def test_stalled_body_gets_the_head_deadline(cg):
+    """A small body that never completes is dropped after --timeout, like a
+    head that never completes."""
+    srv = start(cg, 1, "--timeout", "2", "--log-level", "debug")
+    c = Conn(srv, timeout=10)
+    c.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+    t0 = time.monotonic()
+    assert c.closed_within(8)
+    assert 1.5 < time.monotonic() - t0 < 6
+    srv.wait_log(r"request body not complete in time")
+    c.close()
+
+
+@pytest.mark.parametrize("threads", THREADS)
 def test_multithread_flag(cg, threads):
     srv = start(cg, threads)
     c = Conn(srv)
