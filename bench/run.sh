@@ -2,6 +2,8 @@
 # bench/run.sh - the same hello-world WSGI app (bench/hello.py) under cgunicorn, Debian's
 # gunicorn (sync worker) and, when installed, uwsgi; then the gthread worker of cgunicorn and of
 # Debian's gunicorn with 1 and 4 threads (servers NAME-gthreadN); one worker each, one run.
+# Last, when installed, nginx answering `return 200` by itself: no WSGI, no Python, the
+# yardstick of what a server costs per request on this machine and kernel.
 #
 # For each server: bind 127.0.0.1 on a free port, server pinned to CPU $SERVER_CPU, wrk pinned
 # to CPU $CLIENT_CPU. Two scenarios: "close" (every request sends Connection: close) and
@@ -11,7 +13,8 @@
 # /proc/<pid>/stat, reaped children included) and RSS of master+workers after warm-up.
 #
 # Environment: CGUNICORN (default /work/main/build/cgunicorn), GUNICORN (/usr/bin/gunicorn),
-# UWSGI (uwsgi on PATH), SERVERS ("cgunicorn gunicorn uwsgi"), DURATION (8 s per run),
+# UWSGI (uwsgi on PATH), NGINX (nginx on PATH, else /usr/sbin/nginx), SERVERS (all of the
+# above), DURATION (8 s per run),
 # WARMUP (2 s), CONNS (50), SERVER_CPU (0), CLIENT_CPU (1), KEEP=1 keeps the work directory.
 # A server that is missing or fails to start is skipped with a message.
 set -u
@@ -20,7 +23,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CGUNICORN=${CGUNICORN:-/work/main/build/cgunicorn}
 GUNICORN=${GUNICORN:-/usr/bin/gunicorn}
 UWSGI=${UWSGI:-$(command -v uwsgi || true)}
-SERVERS=${SERVERS:-"cgunicorn gunicorn uwsgi cgunicorn-gthread1 gunicorn-gthread1 cgunicorn-gthread4 gunicorn-gthread4"}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+SERVERS=${SERVERS:-"cgunicorn gunicorn uwsgi cgunicorn-gthread1 gunicorn-gthread1 cgunicorn-gthread4 gunicorn-gthread4 nginx"}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-50}
@@ -102,6 +106,30 @@ start_server() {
         fi
         cmd+=(--http-socket "127.0.0.1:$port" --wsgi-file "$HERE/hello.py" --callable app
             --master --processes 1 --threads 1 --disable-logging --die-on-term)
+        ;;
+    nginx)
+        # Not a WSGI server: nginx answering `return 200` itself, the floor an
+        # HTTP server on this machine and kernel can reach (the issue's yardstick).
+        [ -n "$NGINX" ] && [ -x "$NGINX" ] || { say "skip nginx: not installed"; return 1; }
+        mkdir -p "$WORK/nginx"
+        cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
+    fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+    keepalive_requests 100000000;
+    server {
+        listen 127.0.0.1:$port;
+        location / { default_type text/plain; return 200 "Hello, World!"; }
+    }
+}
+NGINX
+        cmd=("$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf")
         ;;
     *)
         say "skip $name: unknown server"

@@ -3,7 +3,7 @@
 #
 #   tools/deps.sh            build, run and test packages
 #   tools/deps.sh fuzz       the above plus the libFuzzer runtime
-#   tools/deps.sh bench      the above plus uWSGI, to compare with
+#   tools/deps.sh bench      the above plus uWSGI and nginx, to compare with
 #
 # Missing packages are installed with apt-get when running as root (CI runs
 # as root on a fresh machine); otherwise the exact command to run is printed
@@ -22,7 +22,7 @@ if [ "${1:-}" = fuzz ]; then
   pkgs+=(libclang-rt-14-dev)
 fi
 if [ "${1:-}" = bench ]; then
-  pkgs+=(uwsgi-core uwsgi-plugin-python3)
+  pkgs+=(uwsgi-core uwsgi-plugin-python3 nginx-light)
 fi
 
 missing=()
