@@ -61,29 +61,16 @@ ssize_t cg_conn_recv(void *conn, char *dst, size_t cap)
 int cg_conn_writev_all(cg_conn_t *c, struct iovec *iov, int iovcnt)
 {
     while (iovcnt > 0) {
+        ssize_t n;
+        /* MSG_NOSIGNAL: a peer that went away is an error code, not SIGPIPE.
+         * One buffer goes by send(2), which spares the kernel copying in a
+         * msghdr and an iovec. */
         if (iovcnt == 1) {
-            /* send(2) spares the kernel copying in a msghdr and an iovec */
-            ssize_t n = send(c->fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
-            if (n >= 0) {
-                iov->iov_base = (char *)iov->iov_base + n;
-                iov->iov_len -= (size_t)n;
-                if (iov->iov_len == 0)
-                    return 0;
-                continue;
-            }
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int w = cg__wait(c, POLLOUT);
-                if (w < 0)
-                    return w;
-                continue;
-            }
-            return -errno;
+            n = send(c->fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
+        } else {
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         }
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-        /* MSG_NOSIGNAL: a peer that went away is an error code, not SIGPIPE. */
-        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
