@@ -19,14 +19,14 @@ typedef struct cg__main_py {
     cg_py_logging_t logging; /* logconfig*: the log's records through Python logging */
     bool logging_up;
     cg_log_t *log; /* where hook exceptions go */
+    PyThreadState *ts; /* the master's thread state while it idles without the GIL */
 } cg__main_py_t;
 
 /* cg_arbiter_preload_t: the interpreter (and its fork hooks) start here when
  * nothing started them before, so without --preload the master stays free
  * of Python. */
-static int cg__preload(void *ctx, cg_config_t *cfg, cg_log_t *log)
+static int cg__preload_locked(cg__main_py_t *m, cg_config_t *cfg, cg_log_t *log)
 {
-    cg__main_py_t *m = ctx;
     if (!m->hooks_up) {
         char err[1024];
         if (!Py_IsInitialized() && cg_py_init(cfg, err, sizeof(err)) < 0) {
@@ -43,6 +43,15 @@ static int cg__preload(void *ctx, cg_config_t *cfg, cg_log_t *log)
         m->hooks_up = true;
     }
     return cg_py_preload(cfg, log);
+}
+
+static int cg__preload(void *ctx, cg_config_t *cfg, cg_log_t *log)
+{
+    cg__main_py_t *m = ctx;
+    cg_py_gil_take(&m->ts);
+    int st = cg__preload_locked(m, cfg, log);
+    cg_py_gil_release(&m->ts); /* also when this call started the interpreter */
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -128,8 +137,13 @@ int main(int argc, char **argv)
         py.logging_up = true;
         status = cg_py_logging_init(&py.logging, &cfg, &log);
     }
-    if (status == 0)
+    if (status == 0) {
+        /* From here the master takes the GIL only to run Python (hooks,
+         * logging, HUP, fork), so Python threads run while it idles. */
+        cg_py_gil_release(&py.ts);
         status = cg_arbiter_run_preload(&cfg, &log, cg__preload, &py);
+        cg_py_gil_take(&py.ts);
+    }
     if (py.logging_up)
         cg_py_logging_free(&py.logging);
     if (py.hooks_up)

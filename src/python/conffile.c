@@ -14,8 +14,12 @@ void cg_py_callable_release(void *obj)
 {
     /* A forked worker may free its config after finalising the
      * interpreter; the object is gone with it then. */
-    if (obj != NULL && Py_IsInitialized())
-        Py_DECREF((PyObject *)obj);
+    if (obj == NULL || !Py_IsInitialized())
+        return;
+    /* the master frees a replaced configuration (HUP) without the GIL */
+    PyGILState_STATE g = PyGILState_Ensure();
+    Py_DECREF((PyObject *)obj);
+    PyGILState_Release(g);
 }
 
 /* str(obj) into err (for Gunicorn's "%s" of a value or an exception). */
@@ -176,10 +180,8 @@ static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_des
     return cg_config_set_other(cfg, name, Py_TYPE(v)->tp_name, s, CG_SRC_FILE, err, errlen);
 }
 
-int cg_py_config_loader(cg_config_t *cfg, const char *location, void *ctx, char *err,
-                        size_t errlen)
+static int cg__load(cg_config_t *cfg, const char *location, char *err, size_t errlen)
 {
-    (void)ctx;
     PyObject *mod = NULL, *ns = NULL;
     int rc = -EINVAL;
 
@@ -229,5 +231,18 @@ int cg_py_config_loader(cg_config_t *cfg, const char *location, void *ctx, char 
 out:
     Py_XDECREF(ns);
     Py_XDECREF(mod);
+    return rc;
+}
+
+int cg_py_config_loader(cg_config_t *cfg, const char *location, void *ctx, char *err,
+                        size_t errlen)
+{
+    (void)ctx;
+    if (!Py_IsInitialized())
+        return cg__load(cfg, location, err, errlen); /* starts it: the GIL stays */
+    /* HUP: the master idles without the GIL */
+    PyGILState_STATE g = PyGILState_Ensure();
+    int rc = cg__load(cfg, location, err, errlen);
+    PyGILState_Release(g);
     return rc;
 }

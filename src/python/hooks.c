@@ -2,11 +2,12 @@
  * hooks.c - Gunicorn's server hooks from a configuration file, behind the C
  * table of src/arbiter/hooks.h.
  *
- * The master never releases the GIL (it is single-threaded); workers run
- * their loop without it. Every entry therefore takes it with
- * PyGILState_Ensure(), which is a no-op where it is already held. A hook
- * that raises is logged with its traceback ("Exception in <hook> hook") and
- * the caller carries on: one broken hook must not take the server down.
+ * The master holds the GIL only while it runs Python (threads a
+ * configuration file started run while it idles); workers run their loop
+ * without it. Every entry therefore takes it with PyGILState_Ensure(),
+ * which nests where it is already held. A hook that raises is logged with
+ * its traceback ("Exception in <hook> hook") and the caller carries on: one
+ * broken hook must not take the server down.
  */
 #include "python.h"
 
@@ -165,8 +166,21 @@ static void cg__hook_nworkers_changed(void *ctx, cg_arbiter_t *a, int new_value,
         cg__invoke(h, #name, CG__FN(name), s && wo ? PyTuple_Pack(2, s, wo) : NULL);             \
         PyGILState_Release(g);                                                                   \
     }
-CG__SERVER_WORKER_HOOK(post_fork)
 CG__SERVER_WORKER_HOOK(worker_exit)
+
+/* Every worker passes here first, hook set or not: from now on this
+ * process's threads may read its settings (see objects.c). */
+static void cg__hook_post_fork(void *ctx, cg_arbiter_t *a, cg_worker_t *w)
+{
+    CG__CTX;
+    h->in_worker = true;
+    if (CG__FN(post_fork) == NULL || !Py_IsInitialized())
+        return;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *s = cg__server(h, a), *wo = cg__self_worker(h, w);
+    cg__invoke(h, "post_fork", CG__FN(post_fork), s && wo ? PyTuple_Pack(2, s, wo) : NULL);
+    PyGILState_Release(g);
+}
 
 /* worker-process hooks: (worker) */
 #define CG__WORKER_HOOK(name)                                                                    \
@@ -184,24 +198,32 @@ CG__WORKER_HOOK(post_worker_init)
 CG__WORKER_HOOK(worker_int)
 CG__WORKER_HOOK(worker_abort)
 
-/* The master holds the GIL across fork (it never lets it go), so the child
- * starts with a consistent interpreter once PyOS_AfterFork_Child() ran. */
+/* PyOS_BeforeFork() and the PyOS_AfterFork_*() calls need the GIL, and
+ * holding it across fork is what makes the child's interpreter consistent:
+ * no other thread is inside Python while the process is copied. Each side
+ * then goes back to what the forking thread had before (for the master:
+ * not holding it), so a daemonized or USR2-forked master idles without it;
+ * a worker takes it for good in cg_py_init(). The hold is kept in h, which
+ * the child has a copy of. */
 static void cg__fork_prepare(void *ctx)
 {
-    (void)ctx;
+    cg_py_hooks_t *h = ctx;
+    h->fork_gil = PyGILState_Ensure();
     PyOS_BeforeFork();
 }
 
 static void cg__fork_parent(void *ctx)
 {
-    (void)ctx;
+    cg_py_hooks_t *h = ctx;
     PyOS_AfterFork_Parent();
+    PyGILState_Release(h->fork_gil);
 }
 
 static void cg__fork_child(void *ctx)
 {
-    (void)ctx;
+    cg_py_hooks_t *h = ctx;
     cg_py_after_fork_child();
+    PyGILState_Release(h->fork_gil);
 }
 
 int cg_py_hooks_init(cg_py_hooks_t *h, cg_config_t *cfg, cg_log_t *log, char *err,

@@ -42,6 +42,20 @@ void cg_py_after_fork_child(void)
     cg__py_owner = getpid();
 }
 
+void cg_py_gil_release(PyThreadState **saved)
+{
+    if (*saved == NULL && Py_IsInitialized())
+        *saved = PyEval_SaveThread();
+}
+
+void cg_py_gil_take(PyThreadState **saved)
+{
+    if (*saved == NULL)
+        return;
+    PyEval_RestoreThread(*saved);
+    *saved = NULL;
+}
+
 int cg_py_setup_path(const cg_config_t *cfg, char *err, size_t errlen)
 {
     char cwd[PATH_MAX];
@@ -124,9 +138,15 @@ int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen)
     const char *venv = getenv("VIRTUAL_ENV");
 
     /* A worker forked from a master that read a Python config file inherits
-     * a running interpreter (and the GIL): it must not start another. */
+     * a running interpreter: it must not start another. The fork left it
+     * without the GIL (the master does not hold it while idle); take it for
+     * the rest of the process, so this call ends with the GIL held as when
+     * it starts the interpreter. Where it is held already (the master
+     * re-reading its file on HUP) nothing changes. */
     if (Py_IsInitialized()) {
         cg_py_after_fork_child();
+        if (!PyGILState_Check())
+            PyEval_RestoreThread(PyGILState_GetThisThreadState());
         /* os.environ is a copy taken when the interpreter started: show
          * the worker what the master's C code set since (raw_env, ...). */
         if (cg_py_sync_environ() < 0) {

@@ -57,11 +57,27 @@ static PyObject *cg__py_log_enabled(PyObject *mod, PyObject *arg)
                            cg_log_enabled(h->log, (cg_log_level_t)level));
 }
 
+/* The master changes its settings (HUP) and its worker table without the
+ * GIL, on its main thread: another thread of the master (one a config file
+ * started) must not read them. Returns -1 with RuntimeError set for such a
+ * thread. Workers keep theirs fixed, so any of their threads may read. */
+static int cg__master_thread_only(const cg_py_hooks_t *h)
+{
+    if (h == NULL || h->in_worker || gettid() == getpid())
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "cgunicorn: the master's server and cfg objects can only be used from "
+                    "its main thread (in hooks)");
+    return -1;
+}
+
 /* _setting(name) -> cfg.<name> as Gunicorn's Config.__getattr__ answers. */
 static PyObject *cg__py_setting(PyObject *mod, PyObject *arg)
 {
     const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
     cg_py_hooks_t *h = cg__hooks_of(mod);
+    if (cg__master_thread_only(h) < 0)
+        return NULL;
     const cg_setting_desc_t *d = name ? cg_config_find(name) : NULL;
     if (d == NULL || h == NULL || h->cfg == NULL) {
         PyErr_Format(PyExc_AttributeError, "No configuration setting for: %U", arg);
@@ -73,6 +89,8 @@ static PyObject *cg__py_setting(PyObject *mod, PyObject *arg)
 static cg_arbiter_t *cg__arbiter_of(PyObject *mod)
 {
     cg_py_hooks_t *h = cg__hooks_of(mod);
+    if (cg__master_thread_only(h) < 0)
+        return NULL;
     if (h == NULL || h->arbiter == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the arbiter is not running");
         return NULL;

@@ -23,7 +23,9 @@
  * interpreter of $VIRTUAL_ENV when set, our argv as sys.argv, no Python signal
  * handlers (the C worker owns signals). Puts cfg->chdir (the working directory)
  * and then every cfg->pythonpath entry at the front of sys.path, as Gunicorn.
- * Returns 0 with the GIL held, or -1 with a message in err.
+ * Returns 0 with the GIL held, or -1 with a message in err. Where the
+ * interpreter runs already (a worker forked from a master that runs it, or
+ * a HUP), takes the GIL when the calling thread does not hold it.
  */
 int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen);
 
@@ -39,6 +41,19 @@ int cg_py_sync_environ(void);
 /* In a process forked from one running the interpreter: PyOS_AfterFork_Child()
  * once (no-op in the process that owns the interpreter, or without one). */
 void cg_py_after_fork_child(void);
+
+/*
+ * The master holds the GIL only while it runs Python, so that threads a
+ * configuration file or a logging handler started there run while it
+ * idles, as in Gunicorn's master. release() ends the caller's hold
+ * (PyEval_SaveThread) and keeps its thread state in *saved (which must be
+ * NULL; nothing happens without an interpreter); take() gets it back and
+ * sets *saved to NULL (nothing happens when *saved is NULL). In between,
+ * every entry into Python (hooks, the logging sink, the HUP re-read, fork)
+ * takes the GIL itself with PyGILState_Ensure().
+ */
+void cg_py_gil_release(PyThreadState **saved);
+void cg_py_gil_take(PyThreadState **saved);
 
 /* Format the current exception (which must be set) with its traceback, log it
  * as one record after `prefix`, and clear it. */
@@ -107,7 +122,8 @@ int cg_py_check_app(const cg_config_t *cfg);
 
 /*
  * cg_config_file_loader_fn for cg_config_load(): starts the interpreter (GIL
- * kept by the calling thread from then on), executes the file ("PATH",
+ * kept by the calling thread when this call started it; otherwise taken
+ * for the call and given back), executes the file ("PATH",
  * "file:PATH") or imports the module ("python:MOD") as Gunicorn does, and
  * applies every module-level name that is a setting with CG_SRC_FILE. Hooks
  * are arity-checked like Gunicorn's validate_callable(). ctx is unused.
@@ -129,6 +145,8 @@ typedef struct cg_py_hooks {
     PyObject *worker_obj;       /* Worker of this worker process, or pre_fork's */
     const struct cg_worker *worker_for; /* the cg_worker_t worker_obj describes */
     pid_t worker_pid;           /* process that adopted worker_obj; 0: pre_fork's */
+    PyGILState_STATE fork_gil;  /* fork_prepare's hold, given back in parent and child */
+    bool in_worker;             /* a worker process (post_fork ran here), or forked from one */
 } cg_py_hooks_t;
 
 /*
