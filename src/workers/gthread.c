@@ -42,8 +42,10 @@
  * loop. Larger bodies are streamed to wsgi.input as they come.
  */
 #define CG_PREBUF_MAX 65536
-/* A connection's buffer to begin with, and what it shrinks back to. */
+/* A connection's buffer to begin with, and what it shrinks back to once
+ * it has grown beyond CG_CONN_BUF_SHRINK. */
 #define CG_CONN_BUF_INITIAL 16384
+#define CG_CONN_BUF_SHRINK 65536
 
 /* HEAD: reading a request head; BODY: reading a small body before dispatch
  * (CG_PREBUF_MAX); BUSY: in a pool thread; LINGER: closing. */
@@ -298,8 +300,10 @@ static bool cg__after(cg_gt_conn_t *gc)
     memmove(b->data, b->data + b->off, rest);
     b->len = rest;
     b->off = b->keep = 0;
-    if (b->cap > CG_CONN_BUF_INITIAL && rest <= CG_CONN_BUF_INITIAL) {
-        /* a body or a large head grew it: idle connections stay small */
+    if (b->cap > CG_CONN_BUF_SHRINK && rest <= CG_CONN_BUF_INITIAL) {
+        /* a body or a large head grew it: idle connections stay small (the
+         * usual head + CG_CONN_BODY_ROOM stays, or it would be regrown by
+         * every request) */
         b->data = cg_xrealloc(b->data, CG_CONN_BUF_INITIAL);
         b->cap = CG_CONN_BUF_INITIAL;
     }

@@ -134,9 +134,6 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
     if (env == NULL)
         return NULL;
 
-    if (PyDict_SetItem(env, K[CG_WK_WSGI_INPUT], ws->input) < 0 ||
-        PyDict_SetItem(env, K[CG_WK_WSGI_EARLY_HINTS], ws->early_hints) < 0)
-        goto fail;
     if (ws->socket_cls != NULL) {
         /* A real socket object on our fd, one per connection: making it costs
          * a getsockname(2), which keep-alive requests are spared. */
@@ -194,7 +191,7 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
     }
 
     bool https = req->scheme_https == 1;
-    if (PyDict_SetItem(env, K[CG_WK_WSGI_URL_SCHEME], K[https ? CG_WK_V_HTTPS : CG_WK_V_HTTP]) < 0)
+    if (https && PyDict_SetItem(env, K[CG_WK_WSGI_URL_SCHEME], K[CG_WK_V_HTTPS]) < 0)
         goto fail;
 
     if (ws->peer_ip_obj == NULL || strcmp(ws->peer_ip, c->peer_ip) != 0) {
@@ -226,7 +223,9 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
             goto fail;
     }
 
-    if (c->listener->family != AF_UNIX) {
+    if (c->listener->family != AF_UNIX && c->listener == ws->srv_in_base) {
+        /* the base environ has them */
+    } else if (c->listener->family != AF_UNIX) {
         if (ws->srv_listener != c->listener) {
             PyObject *name = PyUnicode_FromString(c->listener->server_name); /* new */
             PyObject *port = PyUnicode_FromString(c->listener->server_port); /* new */
@@ -296,8 +295,13 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
         path.ptr += sn.len;
         path.len -= sn.len;
     }
-    if (cg__set(env, K[CG_WK_PATH_INFO], cg__path_info(path)) < 0 ||
-        cg__set(env, K[CG_WK_SCRIPT_NAME], script_name) < 0)
+    if (cg__set(env, K[CG_WK_PATH_INFO], cg__path_info(path)) < 0) {
+        Py_DECREF(script_name);
+        goto fail;
+    }
+    if (req->script_name.ptr == NULL)
+        Py_DECREF(script_name); /* the base environ has the process's one */
+    else if (cg__set(env, K[CG_WK_SCRIPT_NAME], script_name) < 0)
         goto fail;
     return env;
 

@@ -137,8 +137,28 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
         PyDict_SetItem(b, K[CG_WK_WSGI_RUN_ONCE], Py_False) == 0 &&
         PyDict_SetItem(b, K[CG_WK_WSGI_FILE_WRAPPER], (PyObject *)&cg_wsgi_file_wrapper_type) == 0 &&
         PyDict_SetItem(b, K[CG_WK_WSGI_INPUT_TERMINATED], Py_True) == 0 &&
-        PyDict_SetItem(b, K[CG_WK_SERVER_SOFTWARE], software) == 0)
+        PyDict_SetItem(b, K[CG_WK_SERVER_SOFTWARE], software) == 0 &&
+        /* What nearly every request has the same: set once here, so the
+         * copy brings it, and overridden per request only when it differs
+         * (https, a SCRIPT_NAME header). wsgi.input and wsgi.early_hints
+         * are replaced here when the app kept the old ones. */
+        PyDict_SetItem(b, K[CG_WK_WSGI_INPUT], ws->input) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_EARLY_HINTS], ws->early_hints) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_WSGI_URL_SCHEME], K[CG_WK_V_HTTP]) == 0 &&
+        PyDict_SetItem(b, K[CG_WK_SCRIPT_NAME], ws->script_name_env) == 0)
         rc = 0;
+    if (rc == 0 && w->nlisteners == 1 && w->listeners[0].family != AF_UNIX) {
+        /* one TCP listener: SERVER_NAME and SERVER_PORT never change */
+        PyObject *name = PyUnicode_FromString(w->listeners[0].server_name); /* new */
+        PyObject *port = PyUnicode_FromString(w->listeners[0].server_port); /* new */
+        if (name == NULL || port == NULL || PyDict_SetItem(b, K[CG_WK_SERVER_NAME], name) < 0 ||
+            PyDict_SetItem(b, K[CG_WK_SERVER_PORT], port) < 0)
+            rc = -1;
+        else
+            ws->srv_in_base = &w->listeners[0];
+        Py_XDECREF(name);
+        Py_XDECREF(port);
+    }
     Py_XDECREF(version);
     Py_XDECREF(errors);
     Py_XDECREF(software);
@@ -181,6 +201,21 @@ static int cg__recycle(PyObject **slot, PyObject *(*make)(void))
         return -1;
     Py_SETREF(*slot, fresh);
     return 0;
+}
+
+/* As cg__recycle, for an object the base environ holds under `key` too (so
+ * the copy made per request has it without a SetItem): free again when those
+ * two are its only references. */
+static int cg__recycle_in_base(cg_wsgi_t *ws, PyObject **slot, PyObject *(*make)(void),
+                               PyObject *key)
+{
+    if (Py_REFCNT(*slot) == 2)
+        return 0;
+    PyObject *fresh = make();
+    if (fresh == NULL)
+        return -1;
+    Py_SETREF(*slot, fresh);
+    return PyDict_SetItem(ws->base_environ, key, fresh);
 }
 
 /* Write bytes with the GIL released. */
@@ -574,8 +609,9 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     int64_t start_us = cg__now_us();
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
-        cg__recycle(&ws->input, cg_wsgi_input_new) < 0 ||
-        cg__recycle(&ws->early_hints, cg_wsgi_early_hints_new) < 0) {
+        cg__recycle_in_base(ws, &ws->input, cg_wsgi_input_new, ws->keys[CG_WK_WSGI_INPUT]) < 0 ||
+        cg__recycle_in_base(ws, &ws->early_hints, cg_wsgi_early_hints_new,
+                            ws->keys[CG_WK_WSGI_EARLY_HINTS]) < 0) {
         cg_py_log_exception(ws->log, CG_LOG_ERROR, "Error handling request (no URI read)");
         rc = -1;
         goto done;

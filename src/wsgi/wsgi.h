@@ -142,6 +142,7 @@ struct cg_wsgi {
      * proxy or a load generator it is the same address every time). */
     const void *srv_listener;
     PyObject *srv_name, *srv_port;
+    const void *srv_in_base; /* the listener whose names the base environ holds */
     char peer_ip[64];
     PyObject *peer_ip_obj;
     cg_wsgi_orphans_t orphans; /* released by the next request on this context */

@@ -178,6 +178,38 @@ def test_stalled_body_gets_the_head_deadline(cg):
 
 
 @pytest.mark.parametrize("threads", THREADS)
+def test_environ_per_request_values(cg, threads):
+    """The keys the base environ holds for every request (url scheme,
+    SCRIPT_NAME, server name and port, wsgi.input) are overridden for one
+    request and back to normal on the next; an input object the app kept is
+    replaced, and the new one reads the new body."""
+    import json
+    srv = cg(APP, args=["-k", "gthread", "--threads", str(threads), "--keep-alive", "5"],
+             env={"SCRIPT_NAME": "/app"})
+    c = Conn(srv)
+
+    def env(extra=b"", body=b"", path="/app/environ"):
+        c.send(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+               % len(body) + extra + b"\r\n" + body)
+        status, _, reply = c.response()
+        assert status == "HTTP/1.1 200 OK", reply
+        return json.loads(reply)
+
+    plain = env(body=b"one")
+    assert plain["wsgi.url_scheme"] == "http" and plain["SCRIPT_NAME"] == "/app"
+    assert plain["PATH_INFO"] == "/environ" and plain["body"] == "one"
+    assert plain["SERVER_NAME"] == "127.0.0.1" and plain["SERVER_PORT"] == str(srv.port)
+    secure = env(b"X-Forwarded-Proto: https\r\n", b"two")
+    assert secure["wsgi.url_scheme"] == "https" and secure["body"] == "two"
+    assert env(body=b"three")["wsgi.url_scheme"] == "http"
+    kept = env(body=b"four", path="/app/environ?keep=1")
+    assert kept["body"] == "four" and kept["kept_same"] is True
+    after = env(body=b"five")
+    assert after["body"] == "five" and after["kept_same"] is False
+    c.close()
+
+
+@pytest.mark.parametrize("threads", THREADS)
 def test_multithread_flag(cg, threads):
     srv = start(cg, threads)
     c = Conn(srv)

@@ -18,14 +18,23 @@ _kept = []
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
-    if path == "/sock":
+    if path.endswith("/environ"):
+        import json
+        if _qs(environ, "keep", "0") == "1":
+            _kept.append((environ["wsgi.input"], environ["wsgi.early_hints"]))
+        kept_same = bool(_kept) and isinstance(_kept[-1], tuple) and (
+            _kept[-1][0] is environ["wsgi.input"])
+        body = json.dumps({k: environ.get(k) for k in (
+            "wsgi.url_scheme", "SCRIPT_NAME", "PATH_INFO", "SERVER_NAME", "SERVER_PORT")}
+            | {"body": environ["wsgi.input"].read().decode(), "kept_same": kept_same})
+    elif path == "/sock":
         sock = environ["gunicorn.socket"]
         same = int(bool(_kept) and _kept[-1] is sock)
         if _qs(environ, "keep", "0") == "1":
             _kept.append(sock)
         body = "%d %d %d" % (same, sock.fileno(), sock.getpeername()[1])
     elif path == "/kept":
-        body = " ".join(str(s.fileno()) for s in _kept)
+        body = " ".join(str(s.fileno()) for s in _kept if not isinstance(s, tuple))
     elif path == "/upload":
         # Read in 64 KiB pieces and report the largest piece the server gave.
         inp = environ["wsgi.input"]
