@@ -228,6 +228,30 @@ char *cg_py_format_exception(void)
     return out;
 }
 
+/* The message Python prints for an uncaught exception at start-up:
+ * Gunicorn's "Error: %s" for RuntimeError, the traceback for the rest. */
+void cg_py_print_startup_error(void)
+{
+    if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        PyObject *s = v ? PyObject_Str(v) : NULL; /* new */
+        const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
+        fprintf(stderr, "\nError: %s\n\n", u ? u : "");
+        PyErr_Clear();
+        Py_XDECREF(s);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+    } else {
+        char *tb = cg_py_format_exception();
+        fputs(tb ? tb : "", stderr);
+        free(tb);
+    }
+    fflush(stderr);
+}
+
 void cg_py_log_exception(cg_log_t *log, cg_log_level_t level, const char *prefix)
 {
     if (cg_py_logging_exception(log, level, prefix))

@@ -300,24 +300,8 @@ int cg_py_preload(const cg_config_t *cfg, cg_log_t *log)
         free(msg);
     } else if (log != NULL) {
         cg_py_log_exception(log, CG_LOG_ERROR, "Unhandled exception in main loop");
-    } else if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
-        /* BaseApplication.run() turns a RuntimeError into "Error: ..." */
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        PyErr_NormalizeException(&t, &v, &tb);
-        PyObject *s = v ? PyObject_Str(v) : NULL; /* new */
-        const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
-        fprintf(stderr, "\nError: %s\n\n", u ? u : "");
-        PyErr_Clear();
-        Py_XDECREF(s);
-        Py_XDECREF(t);
-        Py_XDECREF(v);
-        Py_XDECREF(tb);
     } else {
-        char *tb = cg_py_format_exception();
-        fprintf(stderr, "%s", tb ? tb : "");
-        free(tb);
+        cg_py_print_startup_error();
     }
-    fflush(stderr);
     return 1;
 }

@@ -586,30 +586,6 @@ static int cg__setup(cg_py_logging_t *lg, cg_log_t *log, const cg_config_t *cfg)
     return 0;
 }
 
-/* The message Python prints for an uncaught exception at start-up:
- * Gunicorn's "Error: %s" for RuntimeError, the traceback for the rest. */
-static void cg__report_startup(void)
-{
-    if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        PyErr_NormalizeException(&t, &v, &tb);
-        PyObject *s = v ? PyObject_Str(v) : NULL; /* new */
-        const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
-        fprintf(stderr, "\nError: %s\n\n", u ? u : "");
-        PyErr_Clear();
-        Py_XDECREF(s);
-        Py_XDECREF(t);
-        Py_XDECREF(v);
-        Py_XDECREF(tb);
-    } else {
-        char *tb = cg_py_format_exception();
-        fputs(tb ? tb : "", stderr);
-        free(tb);
-    }
-    fflush(stderr);
-}
-
 /* HUP (cg_log_sink_t.reload): Gunicorn's Arbiter.setup() on a live logger. */
 static int cg__sink_reload(void *ctx, cg_log_t *log, const struct cg_config *cfg)
 {
@@ -655,7 +631,7 @@ int cg_py_logging_init(cg_py_logging_t *lg, const cg_config_t *cfg, cg_log_t *lo
     };
     log->sink = &lg->sink;
     if (cg__setup(lg, log, cfg) < 0) {
-        cg__report_startup();
+        cg_py_print_startup_error();
         return 1;
     }
     return 0;

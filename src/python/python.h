@@ -62,6 +62,11 @@ void cg_py_log_exception(cg_log_t *log, cg_log_level_t level, const char *prefix
 /* Same, into a malloc'd string the caller frees (NULL if none is set). */
 char *cg_py_format_exception(void);
 
+/* Print the current exception to stderr as Python would report it uncaught
+ * at start-up, Gunicorn's way: "\nError: <message>\n\n" for a RuntimeError
+ * (BaseApplication.run()), else the traceback. Clears it. */
+void cg_py_print_startup_error(void);
+
 /*
  * Import the WSGI application named by `uri` as Gunicorn's util.import_app:
  * "module", "module:name", "module:factory()", "module:factory('a', k=1)"

@@ -562,3 +562,36 @@ class Load:
 
     def report(self, name):
         print("\n[load] %s: %d ok, %d failed %s" % (name, self.ok, self.failed, self.failures))
+
+
+# -- files tests watch -----------------------------------------------------
+
+def read_text(path):
+    """A log or evidence file's text so far ("" before it exists)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def read_records(path):
+    """The JSON lines a test config or app appended to path ([] before any)."""
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def wait_records(path, pred, timeout=10.0, what="records"):
+    """Poll path until pred(records) holds; fail with the records seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = read_records(path)
+        if pred(recs):
+            return recs
+        if time.monotonic() > deadline:
+            raise AssertionError("%s not seen within %.0fs; records:\n%s"
+                                 % (what, timeout, "\n".join(json.dumps(r) for r in recs)))
+        time.sleep(0.05)

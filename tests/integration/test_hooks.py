@@ -2,37 +2,16 @@
 process, with which objects (Gunicorn's arbiter.py / workers/base.py /
 workers/sync.py moments, gunicorn-behaviour.md)."""
 
-import json
 import os
 import signal
-import time
 
 import pytest
 import requests
 
 import cgtest
+from cgtest import read_records, wait_records
 
 HOOK_CONF = os.path.join(cgtest.APPS_DIR, "conf_hooks_record.py")
-
-
-def read_records(path):
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
-
-
-def wait_records(path, pred, timeout=10.0, what="hook records"):
-    deadline = time.monotonic() + timeout
-    while True:
-        recs = read_records(path)
-        if pred(recs):
-            return recs
-        if time.monotonic() > deadline:
-            raise AssertionError("%s not seen within %.0fs; records:\n%s"
-                                 % (what, timeout, "\n".join(json.dumps(r) for r in recs)))
-        time.sleep(0.05)
 
 
 def named(recs, name):

@@ -25,12 +25,7 @@ def env_clean(monkeypatch):
     monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
 
 
-def read(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+read = cgtest.read_text
 
 
 def wait_file(path, pattern, timeout=10.0, count=1):

@@ -5,7 +5,6 @@ while it runs Python; these tests check that such threads make progress and
 that everything the master does with Python around them (hooks, logging,
 HUP, TTIN/TTOU, respawn, fork, USR2 re-exec, exit) still works."""
 
-import json
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ import pytest
 import requests
 
 import cgtest
+from cgtest import read_records, wait_records
 
 TICKER = """
 import os, threading, time
@@ -58,26 +58,6 @@ def assert_ticking(path, pid, seconds=1.5):
     fresh = [t for t in after if t >= t0]
     assert len(after) - before >= int(seconds * 10 * 0.5), (before, len(after))
     assert len(fresh) >= int(seconds * 10 * 0.5), fresh
-
-
-def read_records(path):
-    try:
-        with open(path) as f:
-            return [json.loads(ln) for ln in f if ln.strip()]
-    except FileNotFoundError:
-        return []
-
-
-def wait_records(path, pred, timeout=10.0, what="records"):
-    deadline = time.monotonic() + timeout
-    while True:
-        recs = read_records(path)
-        if pred(recs):
-            return recs
-        if time.monotonic() > deadline:
-            raise AssertionError("%s not seen within %.0fs:\n%s"
-                                 % (what, timeout, "\n".join(json.dumps(r) for r in recs)))
-        time.sleep(0.05)
 
 
 def hooks_named(recs, name, pid=None):

@@ -27,12 +27,7 @@ def env_clean(monkeypatch):
     monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
 
 
-def read(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+read = cgtest.read_text
 
 
 def wait_for(what, pred, timeout=10.0):
