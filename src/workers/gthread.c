@@ -437,10 +437,12 @@ static bool cg__prebuffer(cg_gt_conn_t *gc)
         req->content_length > CG_PREBUF_MAX || c->buf.len >= req->head_len + req->content_length)
         return false;
     size_t end = req->head_len + (size_t)req->content_length;
-    if (c->buf.cap < end) {
+    /* at least the room cg_conn_begin_body() will want, or it grows it again */
+    size_t cap = end > req->head_len + CG_CONN_BODY_ROOM ? end : req->head_len + CG_CONN_BODY_ROOM;
+    if (c->buf.cap < cap) {
         char *old = c->buf.data;
-        c->buf.data = cg_xrealloc(c->buf.data, end);
-        c->buf.cap = end;
+        c->buf.data = cg_xrealloc(c->buf.data, cap);
+        c->buf.cap = cap;
         cg_conn_rebase(req, old, c->buf.data, c->buf.len);
     }
     gc->body_end = end;
