@@ -118,7 +118,7 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
 
     PyObject **K = ws->keys;
     /* Room for a whole environ: PyDict_Copy() keeps the table size of a
-     * dict without deletions, so the per-request copy takes its ~15 request
+     * dict without deletions, so the per-request copy takes the request's
      * keys and the usual headers without growing (two resizes otherwise). */
 #if PY_VERSION_HEX < 0x030D0000
     PyObject *b = ws->base_environ = _PyDict_NewPresized(40);
