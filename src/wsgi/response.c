@@ -66,7 +66,8 @@ void cg_wsgi_req_clear(cg_wsgi_req_t *r)
     Py_CLEAR(r->status);
 }
 
-static void cg__headers_push(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
+static void cg__headers_push(cg_wsgi_req_t *r, PyObject *name, PyObject *value, cg_str_t n,
+                             cg_str_t v)
 {
     if (r->nheaders == r->headers_cap) {
         size_t ncap = r->headers_cap * 2;
@@ -79,8 +80,7 @@ static void cg__headers_push(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
     }
     Py_INCREF(name);
     Py_INCREF(value);
-    r->headers[r->nheaders].name = name;
-    r->headers[r->nheaders].value = value;
+    r->headers[r->nheaders] = (cg_wsgi_header_t){name, value, n, v};
     r->nheaders++;
 }
 
@@ -200,7 +200,7 @@ static int cg__process_header(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
         if (!cg_str_caseeq(n, "upgrade") || !cg_str_caseeq(sv, "websocket"))
             return 0;
     }
-    cg__headers_push(r, name, value);
+    cg__headers_push(r, name, value, n, sv);
     return 0;
 }
 
@@ -310,8 +310,7 @@ static PyObject *cg__start_response(cg_wsgi_req_t *r, PyObject *status, PyObject
         /* RFC 9110 section 8.6: no Content-Length on 1xx/204. */
         size_t j = 0;
         for (size_t i = 0; i < r->nheaders; i++) {
-            cg_str_t n;
-            if (cg__latin1(r->headers[i].name, &n) && cg_str_caseeq(n, "content-length")) {
+            if (cg_str_caseeq(r->headers[i].n, "content-length")) {
                 Py_DECREF(r->headers[i].name);
                 Py_DECREF(r->headers[i].value);
                 continue;
@@ -408,8 +407,7 @@ static size_t cg__build_head(cg_wsgi_req_t *r, char *stack, size_t stackcap, cha
     const char *date = cg_wsgi_http_date(r->ws);
     size_t need = 16 + st.len + 20 + 37 + 14 + strlen(conn) + 2 + 28 + 2;
     for (size_t i = 0; i < r->nheaders; i++)
-        need += (size_t)PyUnicode_GET_LENGTH(r->headers[i].name) +
-                (size_t)PyUnicode_GET_LENGTH(r->headers[i].value) + 4;
+        need += r->headers[i].n.len + r->headers[i].v.len + 4;
     char *p = *buf = need <= stackcap ? stack : cg_xmalloc(need);
     CG__PUT(p, "HTTP/", 5);
     *p++ = (char)('0' + r->http->version_major % 10);
@@ -425,13 +423,10 @@ static size_t cg__build_head(cg_wsgi_req_t *r, char *stack, size_t stackcap, cha
     if (r->chunked)
         CG__PUT(p, "Transfer-Encoding: chunked\r\n", 28);
     for (size_t i = 0; i < r->nheaders; i++) {
-        cg_str_t n, v;
-        cg__latin1(r->headers[i].name, &n);
-        cg__latin1(r->headers[i].value, &v);
-        v = cg__strip(v);
-        CG__PUT(p, n.ptr, n.len);
+        const cg_wsgi_header_t *h = &r->headers[i];
+        CG__PUT(p, h->n.ptr, h->n.len);
         CG__PUT(p, ": ", 2);
-        CG__PUT(p, v.ptr, v.len);
+        CG__PUT(p, h->v.ptr, h->v.len);
         CG__PUT(p, "\r\n", 2);
     }
     CG__PUT(p, "\r\n", 2);

@@ -75,7 +75,10 @@ enum {
 /* One response header kept from start_response (references owned). */
 typedef struct cg_wsgi_header {
     PyObject *name;  /* str, validated token */
-    PyObject *value; /* str, validated; SP/HTAB stripped when building the head */
+    PyObject *value; /* str, validated */
+    /* Their latin-1 bytes, found while validating (views into the objects
+     * above, which hold them); the value without surrounding SP/HTAB. */
+    cg_str_t n, v;
 } cg_wsgi_header_t;
 
 typedef struct cg_wsgi cg_wsgi_t;
