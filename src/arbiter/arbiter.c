@@ -217,15 +217,6 @@ static void cg__arbiter_handle_signals(cg_arbiter_t *a)
     free(batch);
 }
 
-static const char *cg__arbiter_worker_class(const cg_config_t *cfg)
-{
-    const char *wc = cfg->worker_class ? cfg->worker_class : "sync";
-    size_t n = strlen(wc);
-    bool is_sync = strcmp(wc, "sync") == 0 ||
-                   (n >= 10 && strcmp(wc + n - 10, "SyncWorker") == 0);
-    return is_sync && cfg->threads > 1 ? "gthread" : wc;
-}
-
 /* Parse every bind address up front: Gunicorn does it when the Arbiter is
  * built, so a bad address fails before "Starting gunicorn" is logged. */
 static int cg__arbiter_check_binds(const cg_config_t *cfg)
@@ -291,7 +282,7 @@ static int cg__arbiter_start(cg_arbiter_t *a)
     char *display = cg_net_listeners_display(a->listeners, a->nlisteners);
     cg_log_debug(a->log, "Arbiter booted");
     cg_log_info(a->log, "Listening at: %s (%d)", display, (int)a->pid);
-    cg_log_info(a->log, "Using worker: %s", cg__arbiter_worker_class(cfg));
+    cg_log_info(a->log, "Using worker: %s", cg_config_worker_class_str(cfg));
     free(display);
     cg_arbiter_notify(a, "READY=1\nSTATUS=Gunicorn arbiter booted");
     CG_HOOK(cfg->hooks, when_ready, a);

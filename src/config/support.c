@@ -14,20 +14,6 @@ static int cg__unsupported(const char *name, char *err, size_t errlen)
     return -ENOTSUP;
 }
 
-/* The sync and gthread workers exist (threads > 1 selects gthread); any
- * other class is refused rather than silently served by one of them. */
-static bool cg__is_worker_supported(const char *k)
-{
-    static const char *const ok[] = {"sync", "gunicorn.workers.sync.SyncWorker",
-                                     "egg:gunicorn#sync", "gthread",
-                                     "gunicorn.workers.gthread.ThreadWorker",
-                                     "egg:gunicorn#gthread", NULL};
-    for (size_t i = 0; ok[i] != NULL; i++)
-        if (strcmp(k, ok[i]) == 0)
-            return true;
-    return false;
-}
-
 int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
 {
 #define CG__OFF(cond, name)                                                                      \
@@ -36,8 +22,9 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
             return cg__unsupported(name, err, errlen);                                           \
     } while (0)
 
-    CG__OFF(cfg->worker_class == NULL || !cg__is_worker_supported(cfg->worker_class),
-            "worker_class");
+    /* any class we do not run is refused rather than silently served by
+     * another one */
+    CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
     CG__OFF(cfg->spew, "spew");
     CG__OFF(cfg->capture_output, "capture_output");
     CG__OFF(cfg->logger_class == NULL ||

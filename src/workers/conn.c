@@ -1,86 +1,181 @@
-/* conn.c - socket I/O of a request being served: blocking (sync worker) or
- * non-blocking with a poll(2) wait (gthread worker). */
+/*
+ * conn.c - I/O of one client connection, on top of its transport (the ops
+ * table: plain TCP here, a fake one in the unit tests, TLS later).
+ *
+ * Transports never wait. Waiting for the peer happens here, in one place,
+ * bounded two ways: io_timeout_ms per wait, which starts again after every
+ * byte of progress (nginx's client_body_timeout / send_timeout), and an
+ * optional absolute deadline_ms. So a client that stops reading or sending
+ * half-way costs at most one timeout, never a thread or a worker for good.
+ */
 #include "conn.h"
+#include "worker.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-static uint64_t cg__now_ms(void)
+/* ---- plain TCP (and unix sockets) ---- */
+
+static ssize_t cg__tcp_recv(cg_conn_t *c, char *dst, size_t cap)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    ssize_t n = recv(c->fd, dst, cap, MSG_DONTWAIT);
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CG_EAGAIN : -errno;
 }
 
-/* The socket said EAGAIN: wait until it is ready for `events` or the
- * connection's deadline passes. Returns 0 or -ETIMEDOUT / -errno. */
-static int cg__wait(cg_conn_t *c, short events)
+static ssize_t cg__tcp_writev(cg_conn_t *c, const struct iovec *iov, int iovcnt)
 {
-    for (;;) {
-        int timeout = -1;
-        if (c->deadline_ms != 0) {
-            uint64_t now = cg__now_ms();
-            if (now >= c->deadline_ms)
-                return -ETIMEDOUT;
-            timeout = (int)(c->deadline_ms - now);
-        }
-        struct pollfd pfd = {.fd = c->fd, .events = events};
-        int r = poll(&pfd, 1, timeout);
-        if (r > 0)
-            return 0;
-        if (r == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
-            return -errno;
+    /* MSG_NOSIGNAL: a peer that went away is an error code, not SIGPIPE.
+     * One buffer goes by send(2), which spares the kernel copying in a
+     * msghdr and an iovec. */
+    ssize_t n;
+    if (iovcnt == 1) {
+        n = send(c->fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CG_EAGAIN : -errno;
+}
+
+static ssize_t cg__tcp_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t count)
+{
+    if (!c->nonblocking && !c->sndtimeo_set) {
+        /* sendfile(2) has no MSG_DONTWAIT: on a blocking socket the kernel's
+         * send timeout bounds each call instead (a partial count, or EAGAIN
+         * when no byte left in that time). Set once, on first use. */
+        int ms = c->io_timeout_ms > 0 ? c->io_timeout_ms : 0;
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+            return -errno;
+        c->sndtimeo_set = true;
+    }
+    ssize_t n = sendfile(c->fd, in_fd, offset, count);
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return c->nonblocking ? CG_EAGAIN : -ETIMEDOUT;
+    return -errno;
+}
+
+static int cg__tcp_wait(cg_conn_t *c, int want, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = want == CG_CONN_WANT_READ ? POLLIN : POLLOUT};
+    int r = poll(&pfd, 1, timeout_ms);
+    if (r > 0)
+        return 0;
+    if (r == 0)
+        return -ETIMEDOUT;
+    return -errno;
+}
+
+static int cg__tcp_shutdown(cg_conn_t *c)
+{
+    return shutdown(c->fd, SHUT_WR) == 0 ? 0 : -errno;
+}
+
+static void cg__tcp_close(cg_conn_t *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+const cg_conn_ops_t cg_conn_tcp = {
+    .name = "tcp",
+    .recv = cg__tcp_recv,
+    .writev = cg__tcp_writev,
+    .sendfile = cg__tcp_sendfile,
+    .wait = cg__tcp_wait,
+    .shutdown = cg__tcp_shutdown,
+    .close = cg__tcp_close,
+};
+
+void cg_conn_attach_tcp(cg_conn_t *c, int fd, bool nonblocking)
+{
+    c->ops = &cg_conn_tcp;
+    c->transport = NULL;
+    c->fd = fd;
+    c->nonblocking = nonblocking;
+    c->sndtimeo_set = false;
+    c->deadline_ms = 0;
+}
+
+/* ---- waiting, bounded ---- */
+
+/* The transport said CG_EAGAIN: wait for `want` at most io_timeout_ms and
+ * not past deadline_ms. Returns 0 or -ETIMEDOUT / -EINTR (quick stop) /
+ * -errno. */
+static int cg__wait(cg_conn_t *c, int want)
+{
+    uint64_t start = cg_monotonic_ms();
+    for (;;) {
+        int64_t left = -1;
+        uint64_t now = cg_monotonic_ms();
+        if (c->io_timeout_ms > 0)
+            left = (int64_t)c->io_timeout_ms - (int64_t)(now - start);
+        if (c->deadline_ms != 0) {
+            int64_t d = (int64_t)c->deadline_ms - (int64_t)now;
+            if (left < 0 || d < left)
+                left = d;
+        }
+        bool bounded = c->io_timeout_ms > 0 || c->deadline_ms != 0;
+        if (bounded && left <= 0)
+            return -ETIMEDOUT;
+        int r = c->ops->wait(c, want, (int)(left > INT32_MAX ? INT32_MAX : left));
+        if (r != -EINTR)
+            return r;
+        if (c->quit != NULL && *c->quit)
+            return -EINTR;
+    }
+}
+
+/* EINTR from a transport op: retry unless the worker is told to quit now. */
+static bool cg__retry_eintr(const cg_conn_t *c)
+{
+    return c->quit == NULL || !*c->quit;
 }
 
 ssize_t cg_conn_recv(void *conn, char *dst, size_t cap)
 {
     cg_conn_t *c = conn;
     for (;;) {
-        ssize_t n = recv(c->fd, dst, cap, 0);
+        ssize_t n = c->ops->recv(c, dst, cap);
         if (n >= 0)
             return n;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int w = cg__wait(c, POLLIN);
+        if (n == CG_EAGAIN) {
+            int w = cg__wait(c, CG_CONN_WANT_READ);
             if (w < 0)
                 return w;
             continue;
         }
-        if (errno != EINTR)
-            return -errno;
+        if (n != -EINTR || !cg__retry_eintr(c))
+            return n;
     }
 }
 
 int cg_conn_writev_all(cg_conn_t *c, struct iovec *iov, int iovcnt)
 {
     while (iovcnt > 0) {
-        ssize_t n;
-        /* MSG_NOSIGNAL: a peer that went away is an error code, not SIGPIPE.
-         * One buffer goes by send(2), which spares the kernel copying in a
-         * msghdr and an iovec. */
-        if (iovcnt == 1) {
-            n = send(c->fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
-        } else {
-            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-        }
+        ssize_t n = c->ops->writev(c, iov, iovcnt);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int w = cg__wait(c, POLLOUT);
+            if (n == CG_EAGAIN) {
+                int w = cg__wait(c, CG_CONN_WANT_WRITE);
                 if (w < 0)
                     return w;
                 continue;
             }
-            return -errno;
+            if (n == -EINTR && cg__retry_eintr(c))
+                continue;
+            return (int)n;
         }
         while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
             n -= (ssize_t)iov->iov_len;
@@ -101,20 +196,30 @@ int cg_conn_write_all(cg_conn_t *c, const void *data, size_t len)
     return cg_conn_writev_all(c, &iov, 1);
 }
 
+ssize_t cg_conn_write_nowait(cg_conn_t *c, const void *data, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    for (;;) {
+        ssize_t n = c->ops->writev(c, &iov, 1);
+        if (n != -EINTR)
+            return n;
+    }
+}
+
 int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count)
 {
     while (count > 0) {
-        ssize_t n = sendfile(c->fd, in_fd, &offset, count);
+        ssize_t n = c->ops->sendfile(c, in_fd, &offset, count);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int w = cg__wait(c, POLLOUT);
+            if (n == CG_EAGAIN) {
+                int w = cg__wait(c, CG_CONN_WANT_WRITE);
                 if (w < 0)
                     return w;
                 continue;
             }
-            return -errno;
+            if (n == -EINTR && cg__retry_eintr(c))
+                continue;
+            return (int)n;
         }
         if (n == 0)
             return -EIO; /* the file is shorter than announced */
@@ -160,53 +265,42 @@ ssize_t cg_conn_fill_nowait(cg_conn_t *c)
     if (cg__room(c) < 0)
         return -ENOBUFS;
     for (;;) {
-        ssize_t n = recv(c->fd, b->data + b->len, b->cap - b->len, MSG_DONTWAIT);
+        ssize_t n = c->ops->recv(c, b->data + b->len, b->cap - b->len);
         if (n > 0)
             b->len += (size_t)n;
-        if (n >= 0)
+        if (n != -EINTR)
             return n;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return CG_EAGAIN;
-        if (errno != EINTR)
-            return -errno;
     }
 }
 
 void cg_conn_close_graceful(cg_conn_t *c, bool request_done)
 {
-    if (c->fd < 0)
+    if (c->ops == NULL)
         return;
     /* Lingering only matters when the client may still be sending: with the
      * request fully read and no byte of a next request seen, close() sends a
      * plain FIN (nginx's lingering_close heuristic, which costs no syscall). */
-    if (request_done) {
-        close(c->fd);
-        c->fd = -1;
-        return;
-    }
-    if (shutdown(c->fd, SHUT_WR) == 0) {
-        uint64_t deadline_ms = 2000;
+    if (!request_done && c->ops->shutdown(c) == 0) {
+        uint64_t end = cg_monotonic_ms() + CG_CONN_LINGER_MS;
         size_t drained = 0;
         char sink[4096];
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        while (drained < 65536) {
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            int64_t spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-            if (spent >= (int64_t)deadline_ms)
-                break;
-            struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-            int r = poll(&pfd, 1, (int)(deadline_ms - (uint64_t)spent));
-            if (r < 0 && errno == EINTR)
+        while (drained < CG_CONN_LINGER_MAX) {
+            ssize_t n = c->ops->recv(c, sink, sizeof(sink));
+            if (n == CG_EAGAIN) {
+                uint64_t now = cg_monotonic_ms();
+                if (now >= end)
+                    break;
+                int w = c->ops->wait(c, CG_CONN_WANT_READ, (int)(end - now));
+                if (w < 0 && !(w == -EINTR && cg__retry_eintr(c)))
+                    break;
                 continue;
-            if (r <= 0)
-                break;
-            ssize_t n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+            }
+            if (n == -EINTR && cg__retry_eintr(c))
+                continue;
             if (n <= 0)
                 break;
             drained += (size_t)n;
         }
     }
-    close(c->fd);
-    c->fd = -1;
+    c->ops->close(c);
 }

@@ -12,10 +12,42 @@
 #include "../log/log.h"
 #include "../net/net.h"
 
+#include <signal.h>
 #include <sys/uio.h>
 
-typedef struct cg_conn {
+typedef struct cg_conn cg_conn_t;
+
+enum { CG_CONN_WANT_READ = 1, CG_CONN_WANT_WRITE = 2 };
+
+/*
+ * The transport under a connection (redis's ConnectionType): plain TCP
+ * (cg_conn_tcp), a fake one in the unit tests, TLS later. No op waits: the
+ * waiting and its deadlines live in conn.c, once for every transport.
+ */
+typedef struct cg_conn_ops {
+    const char *name;
+    /* > 0 bytes read, 0 EOF, CG_EAGAIN when none is ready, or -errno */
+    ssize_t (*recv)(cg_conn_t *c, char *dst, size_t cap);
+    /* > 0 bytes taken, CG_EAGAIN, or -errno */
+    ssize_t (*writev)(cg_conn_t *c, const struct iovec *iov, int iovcnt);
+    /* bytes of in_fd sent from *offset (advanced), 0 when the file ended,
+     * CG_EAGAIN, or -errno */
+    ssize_t (*sendfile)(cg_conn_t *c, int in_fd, off_t *offset, size_t count);
+    /* until CG_CONN_WANT_READ/WRITE is possible, at most timeout_ms (-1:
+     * no limit): 0, -ETIMEDOUT, -EINTR or -errno */
+    int (*wait)(cg_conn_t *c, int want, int timeout_ms);
+    int (*shutdown)(cg_conn_t *c); /* no more writes (FIN): 0 or -errno */
+    void (*close)(cg_conn_t *c);   /* release the transport; c->fd becomes -1 */
+} cg_conn_ops_t;
+
+extern const cg_conn_ops_t cg_conn_tcp;
+
+struct cg_conn {
+    const cg_conn_ops_t *ops;
+    void *transport; /* the transport's own state (fake, TLS); NULL for TCP */
     int fd;
+    bool nonblocking; /* O_NONBLOCK on fd (gthread); the sync worker's is blocking */
+    bool sndtimeo_set;
     const cg_listener_t *listener;
     struct sockaddr_storage peer;
     socklen_t peerlen;
@@ -34,34 +66,49 @@ typedef struct cg_conn {
     int64_t sent;        /* response body bytes written */
     bool headers_sent;
 
+    /* Waiting for the peer while a request is served (body reads, response
+     * writes): each wait ends after io_timeout_ms without progress (0: no
+     * limit), and none goes past deadline_ms (CLOCK_MONOTONIC ms; 0: none).
+     * Either way the I/O fails with -ETIMEDOUT. */
+    int io_timeout_ms;
+    uint64_t deadline_ms;
+    /* The worker's "leave now" flag (QUIT/INT): a wait or syscall it
+     * interrupts fails with -EINTR instead of resuming. May be NULL. */
+    const volatile sig_atomic_t *quit;
+
     /* gthread worker (the sync worker leaves these zero) */
     bool must_close;     /* in: answer this request with Connection: close */
     bool keep_alive;     /* out: the response head said Connection: keep-alive */
-    uint64_t deadline_ms; /* non-blocking socket: CLOCK_MONOTONIC ms after which a
-                           * wait for the peer fails with -ETIMEDOUT; 0 waits forever */
-    /* The connection's gunicorn.socket (an owned PyObject), made by its first
-     * request and kept for the next ones, as Gunicorn keeps one socket object
-     * per connection. Cleared by the WSGI layer when the response closes the
-     * connection; a connection closed later by the loop hands it to
-     * cg_wsgi_orphans_add(), since releasing it needs the GIL. */
+    /* The connection's gunicorn.socket (an owned PyObject on a duplicate of
+     * fd), made by its first request and kept for the next ones, as Gunicorn
+     * keeps one socket object per connection. Cleared by the WSGI layer when
+     * the response closes the connection; a connection closed later by the
+     * loop hands it to cg_wsgi_orphans_add(), since releasing it needs the
+     * GIL. */
     void *app_sock;
-} cg_conn_t;
+};
 
-/*
- * The I/O below works on blocking sockets (sync worker) and on non-blocking
- * ones (gthread): there a would-block waits in poll(2) for the socket, bounded
- * by c->deadline_ms, so only the calling thread waits, never the event loop.
- */
+/* Lingering close (RFC 9112 section 9.6), as Gunicorn's close_graceful(). */
+#define CG_CONN_LINGER_MAX 65536
+#define CG_CONN_LINGER_MS 2000
 
-/* recv(2) for cg_http_body_t: > 0 bytes, 0 EOF, -errno (EINTR retried). */
+/* Start serving a freshly accepted plain socket: ops, fd, no deadlines. */
+void cg_conn_attach_tcp(cg_conn_t *c, int fd, bool nonblocking);
+
+/* recv for cg_http_body_t: > 0 bytes, 0 EOF, -ETIMEDOUT, -errno. */
 ssize_t cg_conn_recv(void *conn, char *dst, size_t cap);
 
-/* Write everything (blocking socket), retrying short writes and EINTR.
- * Returns 0 or -errno (-EPIPE, -ECONNRESET ...). */
+/* Write everything, waiting (bounded, see io_timeout_ms) while the peer's
+ * window is full. Returns 0 or -errno (-EPIPE, -ECONNRESET, -ETIMEDOUT ...). */
 int cg_conn_writev_all(cg_conn_t *c, struct iovec *iov, int iovcnt);
 int cg_conn_write_all(cg_conn_t *c, const void *data, size_t len);
 
-/* sendfile(2) `count` bytes of in_fd from `offset`. Returns 0 or -errno. */
+/* One write that never waits: bytes taken, CG_EAGAIN or -errno. For the
+ * event loop, which must not block on one peer. */
+ssize_t cg_conn_write_nowait(cg_conn_t *c, const void *data, size_t len);
+
+/* sendfile(2) `count` bytes of in_fd from `offset`. Returns 0 or -errno
+ * (-EIO when the file is shorter than count). */
 int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count);
 
 /*
@@ -71,13 +118,14 @@ int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count);
 ssize_t cg_conn_fill(cg_conn_t *c);
 
 /* As cg_conn_fill, but never waits: CG_EAGAIN when no byte is ready. For the
- * event loop, on a non-blocking socket. */
+ * event loop. */
 ssize_t cg_conn_fill_nowait(cg_conn_t *c);
 
-/* RFC 9112 section 9.6 lingering close, as Gunicorn's close_graceful(): send
- * FIN, drain up to 64 KiB for at most 2 s until the peer closes, close.
+/* Send FIN, drain up to CG_CONN_LINGER_MAX bytes for at most
+ * CG_CONN_LINGER_MS until the peer closes, then close (blocking the caller:
+ * the sync worker's way; the gthread loop lingers on its timers instead).
  * With request_done (the whole request was read and no byte beyond it
- * arrived) there is nothing to linger for, and the socket is closed at once. */
+ * arrived) there is nothing to linger for, and it closes at once. */
 void cg_conn_close_graceful(cg_conn_t *c, bool request_done);
 
 /* ---- policy.c: what the worker loops derive from the configuration ---- */

@@ -30,9 +30,6 @@
 /* Gunicorn 26 waits this long for the first bytes of a new connection before
  * parking it for `keepalive` more seconds. */
 #define CG_FIRST_DATA_MS 5000
-/* Lingering close (RFC 9112 section 9.6), as cg_conn_close_graceful(). */
-#define CG_LINGER_MAX 65536
-#define CG_LINGER_MS 2000
 
 /*
  * A Content-Length body up to this size is read on the loop, with the head's
@@ -123,18 +120,6 @@ struct cg_gt {
     size_t nbusy;
 };
 
-bool cg_worker_is_gthread(const cg_config_t *cfg)
-{
-    const char *wc = cfg->worker_class ? cfg->worker_class : "sync";
-    if (strcmp(wc, "gthread") == 0 || strcmp(wc, "gunicorn.workers.gthread.ThreadWorker") == 0 ||
-        strcmp(wc, "egg:gunicorn#gthread") == 0)
-        return true;
-    size_t n = strlen(wc);
-    bool is_sync = strcmp(wc, "sync") == 0 || (n >= 10 && strcmp(wc + n - 10, "SyncWorker") == 0) ||
-                   strcmp(wc, "egg:gunicorn#sync") == 0;
-    return is_sync && cfg->threads > 1;
-}
-
 /* ---- connection life on the loop ---- */
 
 static void cg__listen_start(cg_gt_t *g);
@@ -150,6 +135,9 @@ static void cg__conn_handle_closed(uv_handle_t *h)
     if (--gc->open_handles > 0)
         return;
     if (gc->c.app_sock != NULL) {
+        /* Its gunicorn.socket holds a duplicate of the descriptor, so the
+         * close below alone would not end the connection: FIN now. */
+        (void)gc->c.ops->shutdown(&gc->c);
         /* Inline, the loop thread owns the one WSGI context; with a pool the
          * next thread to take a request picks these up. */
         if (g->nthreads <= 1) {
@@ -160,8 +148,7 @@ static void cg__conn_handle_closed(uv_handle_t *h)
             pthread_mutex_unlock(&g->mu);
         }
     }
-    if (gc->c.fd >= 0)
-        close(gc->c.fd);
+    gc->c.ops->close(&gc->c);
     free(gc->c.buf.data);
     free(gc->c.req.headers);
     free(gc);
@@ -192,12 +179,19 @@ static void cg__conn_close(cg_gt_conn_t *gc)
 
 static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms);
 
-static void cg__poll_start(cg_gt_conn_t *gc)
+/* Watch the socket for reading. 0, or a libuv error (logged): then the
+ * caller closes the connection. */
+static int cg__poll_start(cg_gt_conn_t *gc)
 {
     if (!gc->polling) {
-        uv_poll_start(&gc->poll, UV_READABLE, cg__on_poll);
+        int r = uv_poll_start(&gc->poll, UV_READABLE, cg__on_poll);
+        if (r < 0) {
+            cg_log_error(gc->gt->w->log, "Cannot watch a connection: %s", uv_strerror(r));
+            return r;
+        }
         gc->polling = true;
     }
+    return 0;
 }
 
 /* The socket is closed for writing with the client possibly still sending:
@@ -205,7 +199,7 @@ static void cg__poll_start(cg_gt_conn_t *gc)
  * that destroys the response in flight. On the loop, never blocking it. */
 static void cg__conn_linger(cg_gt_conn_t *gc, bool request_done)
 {
-    if (request_done || shutdown(gc->c.fd, SHUT_WR) < 0) {
+    if (request_done || gc->c.ops->shutdown(&gc->c) < 0) {
         cg__conn_close(gc);
         return;
     }
@@ -215,8 +209,11 @@ static void cg__conn_linger(cg_gt_conn_t *gc, bool request_done)
         gc->keepalived = false;
         gc->gt->nkeep--;
     }
-    cg__poll_start(gc);
-    cg__timer_set(gc, CG_LINGER_MS);
+    if (cg__poll_start(gc) < 0) {
+        cg__conn_close(gc);
+        return;
+    }
+    cg__timer_set(gc, CG_CONN_LINGER_MS);
 }
 
 static void cg__on_timer(uv_timer_t *t)
@@ -226,8 +223,10 @@ static void cg__on_timer(uv_timer_t *t)
         return; /* disarmed meanwhile */
     uint64_t now = uv_now(t->loop);
     if (now < gc->deadline) {
-        uv_timer_start(t, cg__on_timer, gc->deadline - now, 0);
-        return;
+        int r = uv_timer_start(t, cg__on_timer, gc->deadline - now, 0);
+        if (r == 0)
+            return;
+        cg_log_error(gc->gt->w->log, "Cannot time a connection: %s", uv_strerror(r));
     }
     if (gc->state == CG_GT_HEAD && gc->head_started)
         cg_log_debug(gc->gt->w->log, "Closing connection: request head not complete in time");
@@ -249,8 +248,11 @@ static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms)
         return;
     }
     gc->deadline = uv_now(&gc->gt->loop) + ms;
-    if (!uv_is_active((uv_handle_t *)&gc->timer) || uv_timer_get_due_in(&gc->timer) > ms)
-        uv_timer_start(&gc->timer, cg__on_timer, ms, 0);
+    if (!uv_is_active((uv_handle_t *)&gc->timer) || uv_timer_get_due_in(&gc->timer) > ms) {
+        int r = uv_timer_start(&gc->timer, cg__on_timer, ms, 0);
+        if (r < 0) /* only a closing handle refuses: it is going away anyway */
+            cg_log_debug(gc->gt->w->log, "Cannot time a connection: %s", uv_strerror(r));
+    }
 }
 
 /*
@@ -308,7 +310,10 @@ static bool cg__after(cg_gt_conn_t *gc)
         b->cap = CG_CONN_BUF_INITIAL;
     }
     cg_http_parser_reset(&c->parser);
-    cg__poll_start(gc);
+    if (cg__poll_start(gc) < 0) {
+        cg__conn_close(gc);
+        return false;
+    }
     if (rest > 0) {
         gc->head_started = true;
         cg__timer_set(gc, g->head_ms);
@@ -497,11 +502,11 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
     cg_conn_t *c = &gc->c;
     if (gc->state == CG_GT_LINGER) {
         char sink[4096];
-        ssize_t n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        ssize_t n = c->ops->recv(c, sink, sizeof(sink));
+        if (n == CG_EAGAIN || n == -EINTR)
             return;
         gc->lingered += n > 0 ? (size_t)n : 0;
-        if (n <= 0 || gc->lingered >= CG_LINGER_MAX)
+        if (n <= 0 || gc->lingered >= CG_CONN_LINGER_MAX)
             cg__conn_close(gc);
         return;
     }
@@ -553,7 +558,12 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     cg_gt_conn_t *gc = cg_xcalloc(1, sizeof(*gc));
     cg_conn_t *c = &gc->c;
     gc->gt = g;
-    c->fd = fd;
+    cg_conn_attach_tcp(c, fd, true);
+    c->quit = &g->w->quick;
+    /* A client that stops sending its body or reading the response while
+     * a thread serves it frees that thread after this long without
+     * progress (Gunicorn has no setting for it; its timeout fits). */
+    c->io_timeout_ms = (int)g->head_ms;
     c->listener = l;
     c->peer = *peer;
     c->peerlen = peerlen;
@@ -567,12 +577,32 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
     cg_http_parser_reset(&c->parser);
     gc->state = CG_GT_HEAD;
-    uv_poll_init(&g->loop, &gc->poll, fd);
-    uv_timer_init(&g->loop, &gc->timer);
+    int r = uv_poll_init_socket(&g->loop, &gc->poll, fd);
+    if (r < 0) {
+        cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(r));
+        c->ops->close(c);
+        free(c->buf.data);
+        free(c->req.headers);
+        free(gc);
+        return;
+    }
+    r = uv_timer_init(&g->loop, &gc->timer);
     gc->poll.data = gc->timer.data = gc;
     gc->open_handles = 2;
     g->nconns++;
-    cg__poll_start(gc);
+    if (r < 0) {
+        /* the poll handle is open: close it the usual way; the timer
+         * never was, so only one close callback comes */
+        cg_log_error(g->w->log, "Cannot time a connection: %s", uv_strerror(r));
+        gc->open_handles = 1;
+        uv_close((uv_handle_t *)&gc->poll, cg__conn_handle_closed);
+        g->nconns--;
+        return;
+    }
+    if (cg__poll_start(gc) < 0) {
+        cg__conn_close(gc);
+        return;
+    }
     cg__timer_set(gc, g->first_ms);
     /* Most clients send the request with the connection: read it now. */
     cg__on_poll(&gc->poll, 0, UV_READABLE);
@@ -602,8 +632,14 @@ static void cg__on_listen(uv_poll_t *p, int status, int events)
 
 static void cg__listen_start(cg_gt_t *g)
 {
-    for (size_t i = 0; i < g->nl; i++)
-        uv_poll_start(&g->lpolls[i], UV_READABLE, cg__on_listen);
+    for (size_t i = 0; i < g->nl; i++) {
+        int r = uv_poll_start(&g->lpolls[i], UV_READABLE, cg__on_listen);
+        if (r < 0) {
+            /* nothing accepts here any more: leave, the master starts another */
+            cg_log_error(g->w->log, "Cannot watch a listening socket: %s", uv_strerror(r));
+            g->w->alive = 0;
+        }
+    }
     g->accepting = true;
 }
 
@@ -756,7 +792,9 @@ static void *cg__pool_main(void *arg)
         g->done_tail = gc;
         g->nbusy--;
         pthread_mutex_unlock(&g->mu);
-        uv_async_send(&g->async);
+        /* fails only for a closing handle, and the loop closes it only
+         * after this thread is gone */
+        (void)uv_async_send(&g->async);
         pthread_mutex_lock(&g->mu);
     }
     pthread_mutex_unlock(&g->mu);
@@ -795,6 +833,20 @@ static int cg__pool_start(cg_gt_t *g)
         return -err;
     }
     return failed > 0 ? -EINVAL : 0;
+}
+
+/* QUIT/INT: Gunicorn raises SystemExit in whatever the app is running.
+ * The signal reaches the loop thread only, so the threads inside the app get
+ * theirs as an asynchronous exception, raised at their next bytecode. */
+static void cg__pool_interrupt(cg_gt_t *g)
+{
+    PyEval_RestoreThread(g->ws->tstate);
+    for (int i = 0; i < g->nthreads; i++) {
+        cg_wsgi_t *tws = &g->threads[i].ws;
+        if (g->threads[i].started && tws->in_app)
+            PyThreadState_SetAsyncExc(tws->thread_id, PyExc_SystemExit);
+    }
+    g->ws->tstate = PyEval_SaveThread();
 }
 
 /* Stop the pool. Threads still inside a request (QUIT, or the graceful
@@ -881,22 +933,29 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         return rc;
     }
 
-    uv_loop_init(&g->loop);
+    /* Nothing below fails short of running out of memory or descriptors;
+     * if it does, the worker leaves (the master starts another) without
+     * tearing down a half-built loop. */
+    int ue = uv_loop_init(&g->loop);
     g->nl = w->nlisteners;
     g->lpolls = cg_xcalloc(g->nl ? g->nl : 1, sizeof(uv_poll_t));
-    for (size_t i = 0; i < g->nl; i++) {
-        uv_poll_init_socket(&g->loop, &g->lpolls[i], w->listeners[i].fd);
+    for (size_t i = 0; i < g->nl && ue == 0; i++) {
+        ue = uv_poll_init_socket(&g->loop, &g->lpolls[i], w->listeners[i].fd);
         g->lpolls[i].data = g;
     }
-    uv_poll_init(&g->loop, &g->wake, w->wake_pipe[0]);
+    if (ue == 0)
+        ue = uv_poll_init(&g->loop, &g->wake, w->wake_pipe[0]);
     g->wake.data = g;
-    uv_poll_start(&g->wake, UV_READABLE, cg__on_wake);
-    uv_timer_init(&g->loop, &g->tick);
+    if (ue == 0)
+        ue = uv_poll_start(&g->wake, UV_READABLE, cg__on_wake);
+    if (ue == 0)
+        ue = uv_timer_init(&g->loop, &g->tick);
     g->tick.data = g;
     uint64_t beat = cfg->timeout > 0 ? (uint64_t)cfg->timeout * 1000 / 2 : 1000;
     if (beat > 1000 || beat == 0)
         beat = beat == 0 ? 500 : 1000;
-    uv_timer_start(&g->tick, cg__on_tick, beat, beat);
+    if (ue == 0)
+        ue = uv_timer_start(&g->tick, cg__on_tick, beat, beat);
     g->beat_ms = beat;
     if (g->nthreads <= 1) {
         sigset_t all, old;
@@ -908,12 +967,21 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
             cg_log_warning(w->log, "No heartbeat thread: a request longer than the timeout "
                                    "will get this worker killed");
     }
-    uv_async_init(&g->loop, &g->async, cg__on_async);
+    if (ue == 0)
+        ue = uv_async_init(&g->loop, &g->async, cg__on_async);
     g->async.data = g;
-    uv_check_init(&g->loop, &g->check);
+    if (ue == 0)
+        ue = uv_check_init(&g->loop, &g->check);
     g->check.data = g;
-    if (g->nthreads > 1)
-        uv_check_start(&g->check, cg__on_check);
+    if (ue == 0 && g->nthreads > 1)
+        ue = uv_check_start(&g->check, cg__on_check);
+    if (ue < 0) {
+        cg_log_error(w->log, "Exception in worker process\ncannot start the event loop: %s",
+                     uv_strerror(ue));
+        cg__inline_watch_stop(g);
+        w->threads_left = g->nthreads > 1 ? cg__pool_stop(g) : 0;
+        return -EIO;
+    }
 
     cg_heartbeat_notify(&w->hb);
     cg__check_flags(g);
@@ -925,7 +993,10 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         cg_log_debug(w->log, "Worker graceful timeout (pid:%d)", (int)w->pid);
 
     cg__inline_watch_stop(g);
+    if (w->quick && g->nthreads > 1)
+        cg__pool_interrupt(g);
     size_t left = g->nthreads > 1 ? cg__pool_stop(g) : 0;
+    w->threads_left = left;
     if (left == 0) {
         g->closing_all = true;
         uv_run(&g->loop, UV_RUN_NOWAIT); /* clears a pending uv_stop() */

@@ -10,10 +10,6 @@
 #include "../wsgi/wsgi.h"
 #include "worker.h"
 
-/* Whether the configuration selects the gthread worker: worker_class gthread
- * (any of Gunicorn's spellings), or the sync worker with threads > 1. */
-bool cg_worker_is_gthread(const cg_config_t *cfg);
-
 /*
  * Serve until the worker is told to stop (TERM: graceful up to
  * graceful_timeout; QUIT/INT: at once; max_requests; parent gone). Entered

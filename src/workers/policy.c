@@ -108,12 +108,11 @@ void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err)
     size_t plen = internal && err->code != CG_HTTP_E_CONFIGURATION_PROBLEM
                       ? cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page))
                       : cg_http_error_response(err, page, sizeof(page));
-    /* The page fits any socket buffer; on a non-blocking socket the deadline
-     * only guards against a peer whose window is closed. */
-    c->deadline_ms = cg_monotonic_ms() + 1000;
-    if (plen > 0 && cg_conn_write_all(c, page, plen) < 0)
+    /* One write that never waits: the page fits an empty socket buffer, and
+     * a peer that pipelines without reading (its window shut) gets no page
+     * rather than a worker, or the gthread loop, waiting on it. */
+    if (plen > 0 && cg_conn_write_nowait(c, page, plen) != (ssize_t)plen)
         cg_log_debug(log, "Failed to send error message.");
-    c->deadline_ms = 0;
 }
 
 void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n)

@@ -31,6 +31,12 @@ static int cg__setup(cg_sync_t *s, cg_worker_t *w, cg_wsgi_t *ws)
 
     cg_conn_t *c = &s->conn;
     c->fd = -1;
+    c->quit = &w->quick;
+    /* The master kills a worker silent for `timeout` (Gunicorn's sync
+     * worker has no other bound on a client); a peer that stops sending or
+     * reading for half of that is dropped first, so one stalled client
+     * costs a request, not the worker. */
+    c->io_timeout_ms = w->cfg->timeout > 0 ? (int)(w->cfg->timeout * 1000 / 2) : 0;
     c->buf_max = s->pol.buf_max;
     c->buf.cap = 32768; /* a typical head plus CG_CONN_BODY_ROOM without growing */
     c->buf.data = cg_xmalloc(c->buf.cap);
@@ -71,7 +77,8 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
     cg_conn_t *c = &s->conn;
     cg_http_request_t *req = &c->req;
     bool done = false;
-    c->fd = fd;
+    cg_conn_attach_tcp(c, fd, false);
+    cg_heartbeat_notify(&w->hb); /* the I/O timeout counts from here */
     c->listener = l;
     c->buf.off = c->buf.len = c->buf.keep = 0;
     cg_net_peer_text((struct sockaddr *)&c->peer, c->peer_ip, sizeof(c->peer_ip), c->peer_port,

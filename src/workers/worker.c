@@ -127,8 +127,11 @@ static int cg__python_signals(void)
         memset(&sa, 0, sizeof(sa));
         sigemptyset(&sa.sa_mask);
         sa.sa_handler = cg__on_signal;
-        sa.sa_flags = SA_RESTART;
-        sigaction(exits[i].signo, &sa, NULL);
+        sa.sa_flags = 0; /* see cg__install_signals */
+        if (rc == 0 && sigaction(exits[i].signo, &sa, NULL) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            rc = -1;
+        }
     }
     Py_DECREF(mod);
     return rc;
@@ -152,11 +155,18 @@ static int cg__install_signals(cg_worker_t *w)
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
     sigaction(SIGWINCH, &sa, NULL);
+    /* As Gunicorn (siginterrupt(sig, False) for TERM and USR1 only): those
+     * two let a blocking syscall resume, since the loop acts on them between
+     * requests. QUIT, INT and ABRT interrupt it (EINTR): a worker waiting on
+     * a half-sent request head leaves at once, and an app hung in recv(2)
+     * gets its SystemExit (and, on ABRT, its stack logged). */
     sa.sa_handler = cg__on_signal;
-    sa.sa_flags = SA_RESTART; /* like siginterrupt(sig, False): syscalls resume */
-    for (size_t i = 0; i < CG_ARRAY_SIZE(handled); i++)
-        if (sigaction(handled[i], &sa, NULL) < 0)
+    for (size_t i = 0; i < CG_ARRAY_SIZE(handled); i++) {
+        int sig = handled[i];
+        sa.sa_flags = sig == SIGTERM || sig == SIGUSR1 ? SA_RESTART : 0;
+        if (sigaction(sig, &sa, NULL) < 0)
             return -errno;
+    }
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
@@ -236,6 +246,7 @@ int cg_worker_main(cg_worker_t *w)
     cg_py_reloader_t *reloader = NULL;
 
     w->pid = getpid();
+    w->main_tid = pthread_self();
     w->alive = 1;
     w->wake_pipe[0] = w->wake_pipe[1] = -1;
     cg_log_info(w->log, "Booting worker with pid: %d", (int)w->pid);
@@ -315,8 +326,8 @@ int cg_worker_main(cg_worker_t *w)
     w->booted = true;
 
     ws.tstate = PyEval_SaveThread(); /* the loop runs without the GIL */
-    int rc = cg_worker_is_gthread(w->cfg) ? cg_worker_gthread_run(w, &ws)
-                                          : cg_worker_sync_run(w, &ws);
+    int rc = cg_config_worker_kind(w->cfg) == CG_WORKER_GTHREAD ? cg_worker_gthread_run(w, &ws)
+                                                                : cg_worker_sync_run(w, &ws);
     PyEval_RestoreThread(ws.tstate);
     /* Gunicorn runs these from its Python signal handlers; ours run once the
      * loop has let go (the app already got its SystemExit) */
@@ -332,6 +343,15 @@ int cg_worker_main(cg_worker_t *w)
 out:
     /* joined before the app and the interpreter go away */
     cg_py_reloader_free(reloader);
+    if (w->threads_left > 0) {
+        /* Pool threads are still inside the app (the graceful timeout ran
+         * out, or QUIT): they use the app, the WSGI state and the
+         * interpreter until the process is gone, so none of it is torn
+         * down; the process just flushes and leaves. */
+        cg_log_warning(w->log, "Worker exiting with %zu request(s) still in the application",
+                       w->threads_left);
+        ws_up = false;
+    }
     if (ws_up)
         cg_wsgi_free(&ws);
     cg_log_info(w->log, "Worker exiting (pid: %d)", (int)w->pid);
@@ -339,7 +359,7 @@ out:
     CG_HOOK(hooks, worker_exit, w->arbiter, w);
     if (own_listeners != NULL)
         cg_net_close_all(own_listeners, w->nlisteners, false);
-    if (py_up && !w->quick) {
+    if (py_up && !w->quick && w->threads_left == 0) {
         /* Flush what the app printed and run its atexit handlers, as a
          * Python process leaving with sys.exit() would. */
         if (Py_FinalizeEx() < 0 && status == 0)

@@ -14,6 +14,7 @@
 #include "../log/log.h"
 #include "../net/net.h"
 
+#include <pthread.h>
 #include <signal.h>
 
 #define CG_WORKER_EXIT_OK 0
@@ -57,12 +58,16 @@ typedef struct cg_worker {
     volatile sig_atomic_t alive; /* cleared by TERM/QUIT/INT/ABRT */
     volatile sig_atomic_t quick; /* QUIT/INT: leave now */
     volatile sig_atomic_t reopen_logs; /* USR1 */
-    volatile sig_atomic_t in_app;      /* Python app code is running right now */
+    volatile sig_atomic_t in_app;      /* the app runs on the main thread right now
+                                        * (pool threads track their own) */
     volatile sig_atomic_t abort_exit;  /* ABRT while idle: leave with status 1 */
     volatile sig_atomic_t got_abort;   /* ABRT received (worker_abort hook due) */
     int wake_pipe[2]; /* self-pipe written by signal handlers; -1 when closed */
     uint64_t nr;      /* requests handled */
     bool booted;
+    pthread_t main_tid; /* the thread signals are delivered to */
+    size_t threads_left; /* pool threads still inside the app at exit: the
+                          * interpreter and the WSGI state stay as they are */
     void *py;         /* the Python side's per-worker state (src/wsgi) */
 } cg_worker_t;
 

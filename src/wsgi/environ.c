@@ -5,6 +5,9 @@
  */
 #include "wsgi.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -135,11 +138,22 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
         return NULL;
 
     if (ws->socket_cls != NULL) {
-        /* A real socket object on our fd, one per connection: making it costs
-         * a getsockname(2), which keep-alive requests are spared. */
-        if (c->app_sock == NULL)
+        /* A real socket object, one per connection (keep-alive requests are
+         * spared making it). It holds a duplicate of our descriptor: an app
+         * that closes or detaches it (some middlewares do after hijacking the
+         * connection) then closes its own copy, never a number the worker
+         * still uses and the next accept() may hand to another client. */
+        if (c->app_sock == NULL) {
+            int dfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+            if (dfd < 0) {
+                PyErr_SetFromErrno(PyExc_OSError);
+                goto fail;
+            }
             c->app_sock = PyObject_CallFunction(ws->socket_cls, "iiii",
-                                                (int)c->listener->family, SOCK_STREAM, 0, c->fd);
+                                                (int)c->listener->family, SOCK_STREAM, 0, dfd);
+            if (c->app_sock == NULL)
+                close(dfd);
+        }
         if (c->app_sock == NULL || PyDict_SetItem(env, K[CG_WK_GUNICORN_SOCKET], c->app_sock) < 0)
             goto fail;
     }

@@ -25,10 +25,13 @@ static Py_ssize_t cg__pull(cg_wsgi_input_t *in, char *dst, size_t cap)
     cg_wsgi_req_t *r = in->req;
     if (in->eof || cap == 0)
         return 0;
+    if (cg_wsgi_io_claim(r) < 0)
+        return -1;
     ssize_t n;
     Py_BEGIN_ALLOW_THREADS
     n = cg_http_body_read(&r->conn->body, dst, cap);
     Py_END_ALLOW_THREADS
+    cg_wsgi_io_release(r);
     if (n > 0)
         return n;
     if (n == 0) {
@@ -86,7 +89,9 @@ static PyObject *cg__read(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (!cg__check(in) || cg__size_arg(nargs ? args[0] : NULL, &size) < 0)
         return NULL;
 
-    Py_ssize_t cap = size >= 0 ? size : CG_INPUT_BLOCK * 8;
+    /* What the app asks for is no reason to allocate it: read(10**9) on a
+     * short body takes what the body has, growing as bytes come. */
+    Py_ssize_t cap = size >= 0 && size < CG_INPUT_BLOCK * 8 ? size : CG_INPUT_BLOCK * 8;
     PyObject *out = PyBytes_FromStringAndSize(NULL, cap); /* new */
     if (out == NULL)
         return NULL;
@@ -107,8 +112,8 @@ static PyObject *cg__read(PyObject *self, PyObject *const *args, Py_ssize_t narg
     for (;;) {
         if (size >= 0 && have >= size)
             break;
-        if (size < 0 && have == cap) {
-            cap *= 2;
+        if (have == cap) {
+            cap = size >= 0 && size - cap < cap ? size : cap * 2;
             if (_PyBytes_Resize(&out, cap) < 0)
                 return NULL;
         }

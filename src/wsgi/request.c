@@ -5,6 +5,8 @@
  */
 #include "wsgi.h"
 
+#include <pthread.h>
+
 #include "../python/python.h"
 
 #include <stdio.h>
@@ -56,12 +58,12 @@ void cg_wsgi_orphans_move(cg_wsgi_orphans_t *dst, cg_wsgi_orphans_t *src)
     src->n = 0;
 }
 
-/* Let go of a gunicorn.socket: detached first, so that neither its
- * deallocation nor an app still holding it can close a descriptor that is
- * ours (and, once closed, may already be another connection's). */
+/* Let go of a gunicorn.socket when its connection ends. It holds a
+ * duplicate of the connection's descriptor: closed here, so that an app still
+ * holding the object does not keep the connection open. */
 static void cg__sock_release(PyObject *sock /* stolen */)
 {
-    PyObject *d = PyObject_CallMethod(sock, "detach", NULL); /* new */
+    PyObject *d = PyObject_CallMethod(sock, "close", NULL); /* new */
     if (d == NULL)
         PyErr_Clear();
     Py_XDECREF(d);
@@ -85,6 +87,8 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
     ws->app = app;
     ws->sendfile = w->cfg->sendfile;
     ws->force_close = true;
+    ws->on_main = pthread_equal(pthread_self(), w->main_tid) != 0;
+    ws->thread_id = PyThread_get_thread_ident();
 
     if (cg_wsgi_response_types_ready() < 0 || cg_wsgi_input_type_ready() < 0 ||
         cg_wsgi_errors_type_ready() < 0 || PyType_Ready(&cg_wsgi_file_wrapper_type) < 0)
@@ -218,6 +222,35 @@ static int cg__recycle_in_base(cg_wsgi_t *ws, PyObject **slot, PyObject *(*make)
     return PyDict_SetItem(ws->base_environ, key, fresh);
 }
 
+int cg_wsgi_io_claim(cg_wsgi_req_t *r)
+{
+    if (r->io_busy > 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "wsgi.input or write() used by two threads at once");
+        return -1;
+    }
+    r->io_busy++;
+    return 0;
+}
+
+/* The app (or its iterator, or close()) is about to run on this context's
+ * thread, or has just returned. GIL held. Signals reach the main thread
+ * only: there the worker's flag tells the handler to raise SystemExit;
+ * pool threads get theirs from the loop (cg__pool_interrupt). */
+static void cg__app_enter(cg_wsgi_t *ws)
+{
+    ws->in_app = 1;
+    if (ws->on_main)
+        ws->worker->in_app = 1;
+}
+
+static void cg__app_leave(cg_wsgi_t *ws)
+{
+    ws->in_app = 0;
+    if (ws->on_main)
+        ws->worker->in_app = 0;
+}
+
 /* Write bytes with the GIL released. */
 static int cg__write_nogil(cg_conn_t *c, const char *data, size_t len)
 {
@@ -341,7 +374,10 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *env, cg_st
  * r->io_error). */
 static int cg__try_sendfile(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
 {
-    if (!ws->sendfile || !PyObject_TypeCheck(result, &cg_wsgi_file_wrapper_type))
+    /* Without start_response there is no head to send: iterating reports the
+     * app's error the usual way. */
+    if (!ws->sendfile || !PyObject_TypeCheck(result, &cg_wsgi_file_wrapper_type) ||
+        r->status == NULL)
         return 0;
     PyObject *filelike = PyObject_GetAttrString(result, "filelike"); /* new */
     if (filelike == NULL)
@@ -370,13 +406,12 @@ static int cg__try_sendfile(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
             cg_wsgi_write_body(r, "", 0); /* headers only */
         return cg_wsgi_finish(r) < 0 ? -1 : 1;
     }
+    /* The head says how the body is framed (Content-Length, or chunked on
+     * HTTP/1.1 as Gunicorn's sendfile path); the file goes between. */
     char chunk[24];
-    int cl = r->chunked ? snprintf(chunk, sizeof(chunk), "%llX\r\n", (long long)nbytes) : 0;
-    /* Head (and chunk size line) first, then the file from the kernel. */
-    bool was_chunked = r->chunked;
-    r->chunked = false;
+    int cl = r->chunked && nbytes > 0 ? snprintf(chunk, sizeof(chunk), "%llX\r\n", (long long)nbytes)
+                                      : 0;
     int rc = cg_wsgi_send_headers(r, NULL, 0);
-    r->chunked = was_chunked;
     if (rc == 0 && cl > 0)
         rc = cg__write_nogil(r->conn, chunk, (size_t)cl);
     if (rc == 0 && nbytes > 0) {
@@ -384,8 +419,9 @@ static int cg__try_sendfile(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
         rc = cg_conn_sendfile(r->conn, fd, offset, (size_t)nbytes);
         Py_END_ALLOW_THREADS
     }
-    if (rc == 0 && was_chunked)
-        rc = cg__write_nogil(r->conn, "\r\n0\r\n\r\n", 7);
+    if (rc == 0 && r->chunked)
+        rc = nbytes > 0 ? cg__write_nogil(r->conn, "\r\n0\r\n\r\n", 7)
+                        : cg__write_nogil(r->conn, "0\r\n\r\n", 5);
     if (rc < 0) {
         r->io_error = rc;
         return -1;
@@ -662,10 +698,10 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     }
 
     PyObject *args[2] = {env, ws->start_response};
-    ws->worker->in_app = 1;
+    cg__app_enter(ws);
     result = PyObject_Vectorcall(ws->app, args, 2, NULL); /* new */
     int wrc = result == NULL ? -1 : cg__write_result(ws, &r, result);
-    ws->worker->in_app = 0;
+    cg__app_leave(ws);
     if (wrc < 0) {
         if (!PyErr_Occurred() && r.io_error == 0)
             PyErr_SetString(PyExc_RuntimeError, "response could not be written");
@@ -693,15 +729,24 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     /* PEP 3333: close() is called whatever happened. */
     if (result != NULL && !PyList_CheckExact(result) && !PyTuple_CheckExact(result) &&
         PyObject_HasAttr(result, ws->keys[CG_WK_A_CLOSE])) {
-        ws->worker->in_app = 1;
+        cg__app_enter(ws);
         PyObject *cr = PyObject_CallMethodNoArgs(result, ws->keys[CG_WK_A_CLOSE]);
-        ws->worker->in_app = 0;
+        cg__app_leave(ws);
         if (cr == NULL)
             cg_py_log_exception(ws->log, CG_LOG_ERROR, "Error handling request");
         Py_XDECREF(cr);
     }
 
 done:
+    while (r.io_busy > 0) {
+        /* a thread of the app's is still reading or writing this request
+         * (bounded by the connection's I/O timeout): its buffers and socket
+         * stay until it is back */
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        Py_END_ALLOW_THREADS
+    }
     if (c->app_sock != NULL && (rc != 0 || !c->keep_alive)) {
         /* this response ends the connection */
         cg__sock_release(c->app_sock);

@@ -487,9 +487,15 @@ static int cg__emit(cg_wsgi_req_t *r, const char *data, size_t len, bool final)
         }
     }
     if (n > 0) {
+        if (cg_wsgi_io_claim(r) < 0) {
+            if (head != NULL && head != stack)
+                free(head);
+            return -EBUSY;
+        }
         Py_BEGIN_ALLOW_THREADS
         rc = cg_conn_writev_all(r->conn, iov, n);
         Py_END_ALLOW_THREADS
+        cg_wsgi_io_release(r);
     }
     if (head != NULL && head != stack)
         free(head);
@@ -526,8 +532,10 @@ static int cg__write_framed(cg_wsgi_req_t *r, const char *data, size_t len, bool
     }
     if (len == 0 && r->headers_sent && !(final && r->chunked))
         return 0;
-    r->sent += (int64_t)len;
-    return cg__emit(r, data, len, final);
+    int rc = cg__emit(r, data, len, final);
+    if (rc != -EBUSY)
+        r->sent += (int64_t)len;
+    return rc;
 }
 
 int cg_wsgi_write_body(cg_wsgi_req_t *r, const char *data, size_t len)
@@ -537,9 +545,18 @@ int cg_wsgi_write_body(cg_wsgi_req_t *r, const char *data, size_t len)
 
 int cg_wsgi_finish(cg_wsgi_req_t *r)
 {
-    if (r->headers_sent && !r->chunked)
-        return r->io_error;
-    return cg__write_framed(r, NULL, 0, true);
+    int rc = r->headers_sent && !r->chunked ? r->io_error : cg__write_framed(r, NULL, 0, true);
+    if (rc == 0 && !r->omits_body && r->response_length >= 0 && r->sent < r->response_length) {
+        /* The head promised more than the app gave: the client is still
+         * waiting for the rest, and anything sent next on this connection
+         * would be read as that rest. Only closing ends the body. */
+        cg_log_warning(r->ws->log,
+                       "Response body shorter than its Content-Length (%lld of %lld bytes): "
+                       "closing the connection",
+                       (long long)r->sent, (long long)r->response_length);
+        r->conn->keep_alive = false;
+    }
+    return rc;
 }
 
 static PyObject *cg__write_call(PyObject *self, PyObject *args, PyObject *kwds)
@@ -563,6 +580,8 @@ static PyObject *cg__write_call(PyObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (cg_wsgi_write_body(r, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)) < 0) {
+        if (PyErr_Occurred()) /* another thread is writing */
+            return NULL;
         errno = -r->io_error;
         return PyErr_SetFromErrno(PyExc_OSError);
     }

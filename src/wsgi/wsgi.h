@@ -110,7 +110,20 @@ typedef struct cg_wsgi_req {
      * GIL go: one GIL hand-over per request instead of two. */
     bool cork;
     size_t corked; /* bytes waiting in ws->out */
+    /* Calls of wsgi.input / write() doing socket I/O without the GIL right
+     * now (GIL-protected). An app thread of its own may use them too: a
+     * second one at the same time is refused, and the request does not end
+     * (and its buffers go) before they are back. */
+    int io_busy;
 } cg_wsgi_req_t;
+
+/* Claim the request's socket for I/O without the GIL (GIL held). 0, or -1
+ * with RuntimeError set when another thread is in the middle of some. */
+int cg_wsgi_io_claim(cg_wsgi_req_t *r);
+static inline void cg_wsgi_io_release(cg_wsgi_req_t *r)
+{
+    r->io_busy--;
+}
 
 /*
  * gunicorn.socket objects (conn->app_sock) of connections closed where the GIL
@@ -124,6 +137,13 @@ typedef struct cg_wsgi_orphans {
 
 struct cg_wsgi {
     cg_worker_t *worker;
+    /* The thread this context serves on (cg_wsgi_init runs there): whether
+     * it is the one signals interrupt, its id for an asynchronous
+     * SystemExit, and whether the app runs on it right now (set and read
+     * with the GIL held). */
+    bool on_main;
+    unsigned long thread_id;
+    int in_app;
     cg_log_t *log;
     const cg_config_t *cfg;
     PyThreadState *tstate; /* saved while the GIL is released */

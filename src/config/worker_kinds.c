@@ -1,0 +1,52 @@
+/*
+ * worker_kinds.c - the worker classes cgunicorn runs, under every name
+ * Gunicorn accepts for them. The one table the config check, the arbiter's
+ * "Using worker:" line and the worker's choice of loop all read.
+ */
+#include "config.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name;
+    cg_worker_kind_t kind;
+} cg__kinds[] = {
+    {"sync", CG_WORKER_SYNC},
+    {"gunicorn.workers.sync.SyncWorker", CG_WORKER_SYNC},
+    {"egg:gunicorn#sync", CG_WORKER_SYNC},
+    {"gthread", CG_WORKER_GTHREAD},
+    {"gunicorn.workers.gthread.ThreadWorker", CG_WORKER_GTHREAD},
+    {"egg:gunicorn#gthread", CG_WORKER_GTHREAD},
+};
+
+cg_worker_kind_t cg_config_worker_kind_of(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < CG_ARRAY_SIZE(cg__kinds); i++)
+        if (strcmp(name, cg__kinds[i].name) == 0)
+            return cg__kinds[i].kind;
+    return CG_WORKER_UNKNOWN;
+}
+
+/* Gunicorn's Config.worker_class: "sync" or a name ending in SyncWorker
+ * with threads > 1 means the threaded worker ("egg:gunicorn#sync" does not). */
+static bool cg__sync_upgrades(const cg_config_t *cfg)
+{
+    const char *wc = cfg->worker_class ? cfg->worker_class : "sync";
+    size_t n = strlen(wc);
+    bool is_sync = strcmp(wc, "sync") == 0 || (n >= 10 && strcmp(wc + n - 10, "SyncWorker") == 0);
+    return is_sync && cfg->threads > 1;
+}
+
+cg_worker_kind_t cg_config_worker_kind(const cg_config_t *cfg)
+{
+    if (cg__sync_upgrades(cfg))
+        return CG_WORKER_GTHREAD;
+    return cg_config_worker_kind_of(cfg->worker_class ? cfg->worker_class : "sync");
+}
+
+const char *cg_config_worker_class_str(const cg_config_t *cfg)
+{
+    if (cg__sync_upgrades(cfg))
+        return "gthread";
+    return cfg->worker_class ? cfg->worker_class : "sync";
+}
