@@ -360,6 +360,8 @@ void cg_config_dump_json(FILE *out)
         }
         fputs(", \"default_doc\": ", out);
         cg__json_str(doc, out);
+        if (d->type == CG_T_INT || d->type == CG_T_OCTAL)
+            fprintf(out, ", \"max\": %ld", d->max);
         fputs(", \"help\": ", out);
         cg__json_str(d->help, out);
         fputs(i + 1 < CG_SETTING__COUNT ? "},\n" : "}\n", out);
