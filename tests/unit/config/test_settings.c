@@ -341,6 +341,18 @@ static const vcase_t vcases[] = {
     {"secure_scheme_headers", "A=b", "Value is not a dictionary: A=b "},
     {"on_starting", "nodots", "Value 'nodots' is not import string. Format: module[.submodules...].object"},
     {"umask", "0o22", NULL},
+};
+
+/* Cases kept apart from vcases, whose accepted values the test checks after. */
+static const vcase_t vcases_limits[] = {
+    /* netmask and hostmask forms, as ipaddress.ip_network (and the runtime
+     * matcher, which shares the parser) accept them */
+    {"forwarded_allow_ips", "10.0.0.0/255.0.0.0", NULL},
+    {"forwarded_allow_ips", "10.0.0.0/0.255.255.255", NULL},
+    {"forwarded_allow_ips", "10.0.0.1/255.0.0.0", "10.0.0.1/8 has host bits set"},
+    {"forwarded_allow_ips", "10.0.0.0/255.0.255.0",
+     "'10.0.0.0/255.0.255.0' does not appear to be an IPv4 or IPv6 network"},
+    {"proxy_allow_ips", "192.168.0.0/255.255.0.0", NULL},
     /* upper bounds (the max column of settings.def) */
     {"timeout", "2147483", NULL},
     {"timeout", "2147484", "Value must be at most 2147483: 2147484"},
@@ -349,6 +361,27 @@ static const vcase_t vcases[] = {
     {"limit_request_field_size", "2147483648", "Value must be at most 2147483647: 2147483648"},
     {"umask", "0o10000", "Value must be at most 4095: 4096"},
 };
+
+static void test_validator_limits(void **state)
+{
+    cg_config_t cfg;
+    char err[256];
+    (void)state;
+    clean_env();
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(vcases_limits) / sizeof(vcases_limits[0]); i++) {
+        const vcase_t *c = &vcases_limits[i];
+        err[0] = '\0';
+        int rc = cg_config_set_string(&cfg, c->name, c->value, CG_SRC_FILE, err, sizeof(err));
+        if (c->msg == NULL && rc != 0)
+            fail_msg("%s=%s rejected: %s", c->name, c->value, err);
+        if (c->msg != NULL && rc == 0)
+            fail_msg("%s=%s accepted", c->name, c->value);
+        if (c->msg != NULL)
+            assert_string_equal(err, c->msg);
+    }
+    cg_config_free(&cfg);
+}
 
 /* Every numeric row carries a maximum; the maximum is accepted and one more
  * is refused from every source, and the seconds settings still fit 32-bit
@@ -563,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_validator_messages),
         cmocka_unit_test(test_numeric_bounds),
+        cmocka_unit_test(test_validator_limits),
         cmocka_unit_test(test_check_supported),
         cmocka_unit_test(test_python_syntax),
     };
