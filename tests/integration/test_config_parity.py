@@ -87,3 +87,25 @@ def test_print_survives_app_import_failure_on_check(run_cg, tmp_path):
     res = run_cg(["-c", conf, "--check-config", "no_such_module_xyz:app"])
     assert res.returncode == 1
     assert "MARK-import" in res.stdout
+
+
+# ---- 4. server.address ----------------------------------------------------------
+
+def test_server_address_in_hooks(cg, tmp_path):
+    out = tmp_path / "addr.txt"
+    sock = str(tmp_path / "s.sock")
+    conf = write(tmp_path / "c.py",
+                 "def on_starting(server):\n"
+                 "    with open(%r, 'w') as f:\n"
+                 "        f.write(repr(server.address) + '\\n' + repr(server.cfg.address))\n"
+                 % str(out))
+    port = cgtest.free_port()
+    srv = cg("echo:app", args=["-c", conf],
+             bind=["127.0.0.1:%d" % port, "unix:" + sock, "tcp://LOCALHOST:%d" % cgtest.free_port()])
+    server_addr, cfg_addr = [ast.literal_eval(l) for l in out.read_text().splitlines()]
+    assert server_addr == cfg_addr
+    assert isinstance(server_addr, list)
+    assert server_addr[0] == ("127.0.0.1", port)
+    assert server_addr[1] == sock
+    assert server_addr[2][0] == "localhost" and isinstance(server_addr[2][1], int)
+    assert srv.proc.poll() is None
