@@ -400,6 +400,12 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     cg__arbiter_start_ctx(&a);
     setenv("SERVER_SOFTWARE", CG_SERVER_SOFTWARE, 1);
     cg_arbiter_set_num_workers(&a, cfg->workers, -1);
+    /* Gunicorn's Arbiter.setup: after the worker count, before a preload */
+    if (cg_log_enabled(log, CG_LOG_DEBUG)) {
+        char *current = cg_config_format_current(cfg);
+        cg_log_debug(log, "%s", current);
+        free(current);
+    }
     /* Gunicorn imports a preloaded app while building its Arbiter: after
      * daemonizing, before "Starting gunicorn"; a failure is an uncaught
      * exception there (exit 1, nothing logged) */

@@ -243,6 +243,14 @@ int cg_config_callable_arity(const cg_setting_desc_t *d);
  */
 void cg_config_print(const cg_config_t *cfg, FILE *out);
 
+/*
+ * The text of Gunicorn's debug record "Current configuration:" (Arbiter.setup):
+ * that line, then "  name: value" per setting in Gunicorn's definition order,
+ * values as str() shows them (as cg_config_print(); hooks as str() of a
+ * function). No trailing newline. Returns an owned string; aborts on OOM.
+ */
+char *cg_config_format_current(const cg_config_t *cfg);
+
 /* Every descriptor as a JSON array (name, section, cli, action, type, meta,
  * default, default_doc, help) for tools/gen_settings_doc.py. */
 void cg_config_dump_json(FILE *out);

@@ -89,6 +89,54 @@ def test_print_survives_app_import_failure_on_check(run_cg, tmp_path):
     assert "MARK-import" in res.stdout
 
 
+# ---- 3. "Current configuration:" at --log-level debug ---------------------------
+
+def _setting_names():
+    out = subprocess.run([cgtest.cg_bin(), "--dump-settings-json"], check=True,
+                         capture_output=True, text=True).stdout
+    return [s["name"] for s in json.loads(out)]
+
+
+def _current_configuration(log):
+    lines = log.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.endswith("[DEBUG] Current configuration:"))
+    body = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        body.append(line)
+    return start, lines, body
+
+
+def test_current_configuration_dump(cg, tmp_path):
+    conf = write(tmp_path / "c.py",
+                 "def on_starting(server):\n    pass\n"
+                 "timeout = 45\nraw_env = ['A=1']\n")
+    srv = cg("echo:app", args=["-c", conf, "--log-level", "debug"])
+    log = srv.log()
+    start, lines, body = _current_configuration(log)
+    # written by the master before "Starting gunicorn"
+    assert "Starting gunicorn" in "\n".join(lines[start:])
+    assert "Starting gunicorn" not in "\n".join(lines[:start])
+    assert "[%d]" % srv.proc.pid in lines[start]
+    names = [l[2:].split(": ", 1)[0] for l in body]
+    assert names == _setting_names()  # every setting, in Gunicorn's definition order
+    values = dict(l[2:].split(": ", 1) for l in body)
+    assert values["bind"] == "['127.0.0.1:%d']" % srv.port
+    assert values["timeout"] == "45"
+    assert values["raw_env"] == "['A=1']"
+    assert values["wsgi_app"] == "None"
+    assert values["forwarded_allow_ips"] == "['127.0.0.1', '::1']"
+    assert values["secure_scheme_headers"].startswith("{'X-FORWARDED-PROTOCOL': 'ssl'")
+    assert re.fullmatch(r"<function on_starting at 0x[0-9a-f]+>", values["on_starting"])
+    assert values["pre_fork"] == "<function Prefork.pre_fork>"
+
+
+def test_no_current_configuration_at_info(cg):
+    srv = cg("echo:app", args=["--log-level", "info"])
+    assert "Current configuration" not in srv.log()
+
+
 # ---- 4. server.address ----------------------------------------------------------
 
 def test_server_address_in_hooks(cg, tmp_path):
