@@ -157,3 +157,19 @@ def test_server_address_in_hooks(cg, tmp_path):
     assert server_addr[1] == sock
     assert server_addr[2][0] == "localhost" and isinstance(server_addr[2][1], int)
     assert srv.proc.poll() is None
+
+
+# ---- 8. limit_request_field_size = 0 is 8190, as Gunicorn 26.1's code has it --------
+
+def _status(port, field_len):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: "
+                  + b"a" * field_len + b"\r\n\r\n")
+        data = cgtest.read_until_close(s)
+    return data.split(b"\r\n", 1)[0]
+
+
+def test_limit_request_field_size_zero_means_default(cg):
+    srv = cg("echo:app", args=["--limit-request-field_size", "0"])
+    assert b" 200 " in _status(srv.port, 8100)
+    assert b" 431 " in _status(srv.port, 8300)
