@@ -115,8 +115,10 @@ int main(int argc, char **argv)
         cg_config_print(&cfg, stdout);
     if (cfg.print_config || cfg.check_config) {
         /* Gunicorn's --check-config loads the app; ours also refuses what
-         * our start-up would, with the same message and status. */
-        status = cfg.check_config ? cg__startup_checks(&cfg) : 0;
+         * our start-up would, with the same message and status.
+         * --print-config (alone or with it) shows any configuration, as
+         * Gunicorn's does, and only loads the app. */
+        status = cfg.check_config && !cfg.print_config ? cg__startup_checks(&cfg) : 0;
         if (status == 0)
             status = cg_py_check_app(&cfg);
         return cg__leave(&cfg, status);

@@ -50,6 +50,13 @@ def test_check_config_fails_like_start(run_cg, args, msg):
     assert check.stderr == start.stderr
 
 
+def test_print_config_shows_any_configuration(run_cg):
+    # with --print-config too, Gunicorn's print-and-load behaviour wins
+    res = run_cg(["-k", "eventlet", "--print-config", "--check-config", "echo:app"])
+    assert res.returncode == 0, res.stderr
+    assert "worker_class" in res.stdout
+
+
 def test_check_config_still_passes_a_good_config(run_cg, tmp_path):
     conf = write(tmp_path / "c.py", "workers = 2\nraw_env = ['A=1']\n")
     res = run_cg(["-c", conf, "--check-config", "echo:app"])
