@@ -54,6 +54,38 @@ static int cg__preload(void *ctx, cg_config_t *cfg, cg_log_t *log)
     return st;
 }
 
+/* What the start-up path refuses before the arbiter runs, run by
+ * --check-config too, so a configuration it passes starts: settings whose
+ * feature cgunicorn lacks, raw_env entries without '=', bind addresses.
+ * Prints the refusal as start-up does and returns the exit status (0: ok). */
+static int cg__startup_checks(const cg_config_t *cfg)
+{
+    char err[1024];
+    if (cg_config_check_supported(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    for (size_t i = 0; i < cfg->raw_env.n; i++) {
+        if (strchr(cfg->raw_env.v[i], '=') == NULL) {
+            fprintf(stderr, "Error: Invalid value for raw_env: %s\n", cfg->raw_env.v[i]);
+            return 1;
+        }
+    }
+    if (cg_arbiter_check_binds(cfg) < 0)
+        return 1;
+    return 0;
+}
+
+/* Every exit of main() ends here: Python's buffered stdout/stderr (a config
+ * file's print() while stdout is a pipe) is written out first. */
+static int cg__leave(cg_config_t *cfg, int status)
+{
+    cg_py_flush_stdio();
+    cg_config_free(cfg);
+    fflush(NULL);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     cg_config_t cfg;
@@ -74,32 +106,27 @@ int main(int argc, char **argv)
     /* A config file starts the interpreter in the master (its hooks run
      * there); without one the master stays free of Python. */
     status = cg_config_load(&cfg, argc, argv, cg_py_config_loader, NULL);
-    if (status != 0) {
-        cg_config_free(&cfg);
-        return status < 0 ? 0 : status;
-    }
+    if (status != 0)
+        return cg__leave(&cfg, status < 0 ? 0 : status);
     cfg.argc = argc;
     cfg.argv = argv;
 
     if (cfg.print_config)
         cg_config_print(&cfg, stdout);
     if (cfg.print_config || cfg.check_config) {
-        status = cg_py_check_app(&cfg);
-        cg_config_free(&cfg);
-        return status;
+        /* Gunicorn's --check-config loads the app; ours also refuses what
+         * our start-up would, with the same message and status.
+         * --print-config (alone or with it) shows any configuration, as
+         * Gunicorn's does, and only loads the app. */
+        status = cfg.check_config && !cfg.print_config ? cg__startup_checks(&cfg) : 0;
+        if (status == 0)
+            status = cg_py_check_app(&cfg);
+        return cg__leave(&cfg, status);
     }
-    if (cg_config_check_supported(&cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        cg_config_free(&cfg);
-        return 1;
-    }
+    if ((status = cg__startup_checks(&cfg)) != 0)
+        return cg__leave(&cfg, status);
     for (size_t i = 0; i < cfg.raw_env.n; i++) {
-        char *kv = cfg.raw_env.v[i], *eq = strchr(kv, '=');
-        if (eq == NULL) {
-            fprintf(stderr, "Error: Invalid value for raw_env: %s\n", kv);
-            cg_config_free(&cfg);
-            return 1;
-        }
+        char *kv = cfg.raw_env.v[i], *eq = strchr(kv, '='); /* checked above */
         *eq = '\0';
         setenv(kv, eq + 1, 1);
         *eq = '=';
@@ -107,8 +134,7 @@ int main(int argc, char **argv)
     if (cg_log_open(&log, cfg.errorlog, cfg.loglevel, cfg.accesslog, cfg.access_log_format, err,
                     sizeof(err)) < 0) {
         fprintf(stderr, "Error: %s\n", err);
-        cg_config_free(&cfg);
-        return 1;
+        return cg__leave(&cfg, 1);
     }
     /* logconfig* needs Python logging set up in the master, so that the
      * workers forked from it inherit it */
@@ -116,8 +142,7 @@ int main(int argc, char **argv)
         cg_py_init(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "Error: %s\n", err);
         cg_log_close(&log);
-        cg_config_free(&cfg);
-        return 1;
+        return cg__leave(&cfg, 1);
     }
     if (Py_IsInitialized()) {
         /* Gunicorn puts pythonpath on sys.path before the arbiter starts, so
@@ -130,8 +155,7 @@ int main(int argc, char **argv)
             cg_py_hooks_init(&py.hooks, &cfg, &log, err, sizeof(err)) < 0) {
             fprintf(stderr, "Error: %s\n", err);
             cg_log_close(&log);
-            cg_config_free(&cfg);
-            return 1;
+            return cg__leave(&cfg, 1);
         }
         py.hooks_up = true;
         py.logging_up = true;
@@ -144,6 +168,7 @@ int main(int argc, char **argv)
         status = cg_arbiter_run_preload(&cfg, &log, cg__preload, &py);
         cg_py_gil_take(&py.ts);
     }
+    cg_py_flush_stdio(); /* also when finalizing below fails half-way */
     if (py.logging_up)
         cg_py_logging_free(&py.logging);
     if (py.hooks_up)

@@ -90,6 +90,9 @@ def render(settings):
             lines.append("- Command line: %s" % (inv if inv else "none (configuration file only)"))
             lines.append("- Type: %s" % TYPE_WORDS.get(s["type"], s["type"]))
             lines.append("- Default: `%s`" % default_text(s).replace("`", "'"))
+            if "max" in s:
+                lines.append("- Maximum: `%s`" % (oct(s["max"])
+                                                  if s["type"] == "octal" else s["max"]))
             lines.append("")
             lines.append(s["help"])
             lines.append("")

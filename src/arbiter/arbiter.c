@@ -219,7 +219,7 @@ static void cg__arbiter_handle_signals(cg_arbiter_t *a)
 
 /* Parse every bind address up front: Gunicorn does it when the Arbiter is
  * built, so a bad address fails before "Starting gunicorn" is logged. */
-static int cg__arbiter_check_binds(const cg_config_t *cfg)
+int cg_arbiter_check_binds(const cg_config_t *cfg)
 {
     for (size_t i = 0; i < cfg->bind.n; i++) {
         cg_net_addr_t addr;
@@ -371,7 +371,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     a.sig_pipe[0] = a.sig_pipe[1] = -1;
     cg__arbiter_seed(&a);
 
-    if (cg__arbiter_check_binds(cfg) < 0)
+    if (cg_arbiter_check_binds(cfg) < 0)
         return 1;
     if (cfg->daemon && getenv("GUNICORN_FD") == NULL) {
         if (getenv("NOTIFY_SOCKET") != NULL)
@@ -393,6 +393,12 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     cg__arbiter_start_ctx(&a);
     setenv("SERVER_SOFTWARE", CG_SERVER_SOFTWARE, 1);
     cg_arbiter_set_num_workers(&a, cfg->workers, -1);
+    /* Gunicorn's Arbiter.setup: after the worker count, before a preload */
+    if (cg_log_enabled(log, CG_LOG_DEBUG)) {
+        char *current = cg_config_format_current(cfg);
+        cg_log_debug(log, "%s", current);
+        free(current);
+    }
     /* Gunicorn imports a preloaded app while building its Arbiter: after
      * daemonizing, before "Starting gunicorn"; a failure is an uncaught
      * exception there (exit 1, nothing logged) */

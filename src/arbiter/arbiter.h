@@ -39,6 +39,12 @@ int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
  */
 typedef int (*cg_arbiter_preload_t)(void *ctx, cg_config_t *cfg, cg_log_t *log);
 
+/* Parse every bind address up front: Gunicorn does it when the Arbiter is
+ * built, so a bad address fails before "Starting gunicorn" is logged (and
+ * --check-config fails the same way). Prints "\nError: <why>\n\n" to stderr
+ * and returns -EINVAL for the first bad one; 0 when all parse. */
+int cg_arbiter_check_binds(const cg_config_t *cfg);
+
 /* cg_arbiter_run() with a preload function (NULL: --preload is ignored). */
 int cg_arbiter_run_preload(cg_config_t *cfg, cg_log_t *log, cg_arbiter_preload_t preload,
                            void *preload_ctx);

@@ -16,8 +16,12 @@
 const cg_setting_desc_t cg_config_settings[CG_SETTING__COUNT] = {
 #define CG_SETTING(name, section, type, flags, action, meta, def, validator, help)               \
     {#name, section, type, flags, action, meta, def, help, CG_SETTING_##name,                    \
-     offsetof(cg_config_t, name), cg__validate_##validator},
+     offsetof(cg_config_t, name), cg__validate_##validator, 0},
+#define CG_SETTING_INT(name, section, type, flags, action, meta, def, max, validator, help)      \
+    {#name, section, type, flags, action, meta, def, help, CG_SETTING_##name,                    \
+     offsetof(cg_config_t, name), cg__validate_##validator, max},
 #include "settings.def"
+#undef CG_SETTING_INT
 #undef CG_SETTING
 };
 
@@ -124,6 +128,10 @@ int cg__config_set(cg_config_t *cfg, const cg_setting_desc_t *d, const cg_config
     rc = d->validate(d, in, &v, err, errlen);
     if (rc < 0)
         return rc;
+    /* The one upper-bound check, for every numeric setting and source, so
+     * no later multiplication or cast of the value can overflow. */
+    if ((d->type == CG_T_INT || d->type == CG_T_OCTAL) && v.i > d->max)
+        return cg__errf(err, errlen, "Value must be at most %ld: %ld", d->max, v.i);
     cg__store(cfg, d, &v, in);
     return 0;
 }

@@ -32,6 +32,16 @@
 
 #include "../cg.h"
 
+/* Upper bounds of the numeric settings (the max column of settings.def).
+ * Seconds times 1000 still fit an int of milliseconds; counts fit an int, so
+ * a product of two of them fits 64 bits; process and thread counts stay far
+ * below what an int cast or TTIN's increments could overflow. */
+#define CG_MAX_SECONDS (INT32_MAX / 1000) /* 2147483 s, about 24.8 days */
+#define CG_MAX_COUNT INT32_MAX
+#define CG_MAX_PROCS 1000000L
+#define CG_MAX_ID 4294967294L /* uid_t/gid_t without (uid_t)-1 */
+#define CG_MAX_MODE 07777L
+
 #define CG_CTYPE_CG_T_INT long
 #define CG_CTYPE_CG_T_OCTAL long
 #define CG_CTYPE_CG_T_BOOL bool
@@ -125,6 +135,7 @@ typedef struct cg_setting_desc {
     size_t offset;     /* of the field in cg_config_t */
     int (*validate)(const struct cg_setting_desc *d, const struct cg_config_input *in,
                     union cg_config_value *out, char *err, size_t errlen);
+    long max;          /* CG_T_INT/CG_T_OCTAL: largest accepted value; 0 otherwise */
 } cg_setting_desc_t;
 
 /* The descriptor table, CG_SETTING__COUNT rows in settings.def order. */
@@ -231,6 +242,14 @@ int cg_config_callable_arity(const cg_setting_desc_t *d);
  * "<Qualname()>" (Gunicorn's default hook names unless set).
  */
 void cg_config_print(const cg_config_t *cfg, FILE *out);
+
+/*
+ * The text of Gunicorn's debug record "Current configuration:" (Arbiter.setup):
+ * that line, then "  name: value" per setting in Gunicorn's definition order,
+ * values as str() shows them (as cg_config_print(); hooks as str() of a
+ * function). No trailing newline. Returns an owned string; aborts on OOM.
+ */
+char *cg_config_format_current(const cg_config_t *cfg);
 
 /* Every descriptor as a JSON array (name, section, cli, action, type, meta,
  * default, default_doc, help) for tools/gen_settings_doc.py. */

@@ -29,8 +29,12 @@ static void cg__print_list(const cg_strv_t *v, bool dict, bool raw_values, FILE 
     fputc(dict ? '}' : ']', out);
 }
 
-/* str() of the value Gunicorn would hold for this setting. */
-static void cg__print_value(const cg_config_t *cfg, const cg_setting_desc_t *d, FILE *out)
+/* str() of the value Gunicorn would hold for this setting. Hooks: as
+ * --print-config shows them ("<Qualname()>"), or with str_hooks as str() of
+ * a function reads ("<function Qualname at 0x...>"; Gunicorn's default
+ * hooks, which are no Python objects here, without the address). */
+static void cg__print_value(const cg_config_t *cfg, const cg_setting_desc_t *d, bool str_hooks,
+                            FILE *out)
 {
     const void *f = cg__cfield(cfg, d);
     switch (d->type) {
@@ -71,7 +75,13 @@ static void cg__print_value(const cg_config_t *cfg, const cg_setting_desc_t *d, 
         break;
     case CG_T_CALLABLE: {
         const char *q = cfg->callable_name[d->id];
-        fprintf(out, "<%s()>", q != NULL ? q : d->def);
+        const void *obj = *(void *const *)f;
+        if (!str_hooks)
+            fprintf(out, "<%s()>", q != NULL ? q : d->def);
+        else if (q != NULL && obj != NULL)
+            fprintf(out, "<function %s at %p>", q, obj);
+        else
+            fprintf(out, "<function %s>", q != NULL ? q : d->def);
         break;
     }
     }
@@ -97,9 +107,28 @@ void cg_config_print(const cg_config_t *cfg, FILE *out)
     qsort(sorted, CG_SETTING__COUNT, sizeof(sorted[0]), cg__desc_cmp);
     for (size_t i = 0; i < CG_SETTING__COUNT; i++) {
         fprintf(out, "%-*s = ", width, sorted[i]->name);
-        cg__print_value(cfg, sorted[i], out);
+        cg__print_value(cfg, sorted[i], false, out);
         fputc('\n', out);
     }
+}
+
+char *cg_config_format_current(const cg_config_t *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL)
+        abort(); /* out of memory, as cg_xmalloc() */
+    fputs("Current configuration:", out);
+    /* Gunicorn sorts with Setting.__lt__ (same section and lower order),
+     * which leaves its already ordered table as it is: definition order. */
+    for (size_t i = 0; i < CG_SETTING__COUNT; i++) {
+        fprintf(out, "\n  %s: ", cg_config_settings[i].name);
+        cg__print_value(cfg, &cg_config_settings[i], true, out);
+    }
+    if (fclose(out) != 0 || text == NULL)
+        abort(); /* out of memory, as cg_xmalloc() */
+    return text;
 }
 
 /* ---- --help ---------------------------------------------------------------- */
@@ -244,7 +273,7 @@ void cg_config_print_help(const char *prog, FILE *out)
                 for (size_t k = 0; k < v->n; k++)
                     fprintf(mem, "%s%s", k ? "," : "", v->v[k]);
             } else {
-                cg__print_value(&def, d, mem);
+                cg__print_value(&def, d, false, mem);
             }
             fclose(mem);
             help = cg__strf("%s [%s]", d->help, dflt);
@@ -360,6 +389,8 @@ void cg_config_dump_json(FILE *out)
         }
         fputs(", \"default_doc\": ", out);
         cg__json_str(doc, out);
+        if (d->type == CG_T_INT || d->type == CG_T_OCTAL)
+            fprintf(out, ", \"max\": %ld", d->max);
         fputs(", \"help\": ", out);
         cg__json_str(d->help, out);
         fputs(i + 1 < CG_SETTING__COUNT ? "},\n" : "}\n", out);

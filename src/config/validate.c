@@ -7,6 +7,8 @@
  */
 #include "config_internal.h"
 
+#include "../net/net.h"
+
 #include <arpa/inet.h>
 #include <glob.h>
 #include <grp.h>
@@ -404,75 +406,21 @@ CG_VALIDATOR(string_to_list)
     return 0;
 }
 
-static bool cg__prefix_digits(const char *s, int max, int *prefix)
-{
-    long v = 0;
-    if (*s == '\0')
-        return false;
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        v = v * 10 + (*s - '0');
-        if (v > max)
-            return false;
-    }
-    *prefix = (int)v;
-    return true;
-}
-
-/* ipaddress.ip_network(addr) with strict=True: 0, or -EINVAL and its message. */
+/* ipaddress.ip_network(addr) with strict=True: 0, or -EINVAL and Python's
+ * message. The parser is the runtime matcher's (src/net/allow.c). */
 static int cg__check_network(const char *addr, char *err, size_t errlen)
 {
-    const char *slash = strchr(addr, '/');
-    char *host = slash ? cg_xstrndup(addr, (size_t)(slash - addr)) : cg_xstrdup(addr);
-    const char *pfx = slash ? slash + 1 : NULL;
-    unsigned char bytes[16];
-    int prefix, rc = 0;
-    char *r;
-
-    if (pfx != NULL && strchr(pfx, '/') != NULL)
-        goto bad;
-    if (inet_pton(AF_INET, host, bytes) == 1) {
-        if (pfx == NULL)
-            prefix = 32;
-        else if (!cg__prefix_digits(pfx, 32, &prefix))
-            goto bad;
-        for (int bit = prefix; bit < 32; bit++) {
-            if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
-                rc = cg__errf(err, errlen, "%s/%d has host bits set", host, prefix);
-                break;
-            }
-        }
-        free(host);
-        return rc;
-    } else {
-        char *pct = strchr(host, '%');
-        char text[INET6_ADDRSTRLEN];
-        if (pct != NULL)
-            *pct = '\0';
-        if (inet_pton(AF_INET6, host, bytes) != 1 || (pct != NULL && pct[1] == '\0'))
-            goto bad;
-        if (pfx == NULL)
-            prefix = 128;
-        else if (!cg__prefix_digits(pfx, 128, &prefix))
-            goto bad;
-        for (int bit = prefix; bit < 128; bit++) {
-            if (bytes[bit / 8] & (0x80 >> (bit % 8))) {
-                inet_ntop(AF_INET6, bytes, text, sizeof(text));
-                rc = cg__errf(err, errlen, "%s%s%s/%d has host bits set", text, pct ? "%" : "",
-                              pct ? pct + 1 : "", prefix);
-                break;
-            }
-        }
-        free(host);
-        return rc;
+    char shown[INET6_ADDRSTRLEN + 80];
+    int rc = cg_net_allow_check(addr, shown, sizeof(shown));
+    if (rc == -EDOM)
+        return cg__errf(err, errlen, "%s has host bits set", shown);
+    if (rc < 0) {
+        char *r = cg__py_repr(addr);
+        cg__errf(err, errlen, "%s does not appear to be an IPv4 or IPv6 network", r);
+        free(r);
+        return -EINVAL;
     }
-bad:
-    free(host);
-    r = cg__py_repr(addr);
-    cg__errf(err, errlen, "%s does not appear to be an IPv4 or IPv6 network", r);
-    free(r);
-    return -EINVAL;
+    return 0;
 }
 
 CG_VALIDATOR(addr_list)

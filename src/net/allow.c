@@ -62,9 +62,10 @@ static int cg__net_mask_prefix(const uint8_t m[4])
 /*
  * One entry. Returns 0, -EINVAL for text that is no network (Python's
  * "... does not appear to be an IPv4 or IPv6 network"), -EDOM when host bits
- * are set ("... has host bits set").
+ * are set ("... has host bits set"); then, when shown is not NULL, it gets the
+ * network as Python's str() of it reads ("10.0.0.1/8", "::1%eth0/64").
  */
-static int cg__net_parse_net(const char *item, cg__net_net_t *out)
+static int cg__net_parse_net(const char *item, cg__net_net_t *out, char *shown, size_t shownlen)
 {
     char buf[128];
     if (strlen(item) >= sizeof(buf))
@@ -109,10 +110,25 @@ static int cg__net_parse_net(const char *item, cg__net_net_t *out)
     for (int i = 0; i < bytes; i++) {
         int bits = out->prefix - i * 8;
         uint8_t mask = bits >= 8 ? 0xff : bits <= 0 ? 0 : (uint8_t)(0xff << (8 - bits));
-        if (out->addr[i] & ~mask)
+        if (out->addr[i] & ~mask) {
+            char text[INET6_ADDRSTRLEN];
+            if (shown != NULL && inet_ntop(out->family, out->addr, text, sizeof(text)) != NULL)
+                snprintf(shown, shownlen, "%s%s%s/%d", text, scope ? "%" : "",
+                         scope ? scope + 1 : "", out->prefix);
             return -EDOM;
+        }
     }
     return 0;
+}
+
+int cg_net_allow_check(const char *item, char *shown, size_t shownlen)
+{
+    cg__net_net_t net;
+    if (shownlen)
+        shown[0] = '\0';
+    if (strcmp(item, "*") == 0)
+        return 0;
+    return cg__net_parse_net(item, &net, shown, shownlen);
 }
 
 int cg_net_allow_parse(const char *const *items, size_t n, cg_net_allow_t **out, char *err,
@@ -125,9 +141,10 @@ int cg_net_allow_parse(const char *const *items, size_t n, cg_net_allow_t **out,
             a->any = true;
             continue;
         }
-        int r = cg__net_parse_net(items[i], &a->nets[a->n]);
+        char shown[INET6_ADDRSTRLEN + 80];
+        int r = cg__net_parse_net(items[i], &a->nets[a->n], shown, sizeof(shown));
         if (r == -EDOM) {
-            snprintf(err, errlen, "%s has host bits set", items[i]);
+            snprintf(err, errlen, "%s has host bits set", shown);
         } else if (r < 0) {
             snprintf(err, errlen, "'%s' does not appear to be an IPv4 or IPv6 network", items[i]);
         }

@@ -84,6 +84,16 @@ void cg_net_close_all(cg_listener_t *l, size_t n, bool unlink_unix);
 typedef struct cg_net_allow cg_net_allow_t;
 int cg_net_allow_parse(const char *const *items, size_t n, cg_net_allow_t **out, char *err,
                        size_t errlen);
+/*
+ * One entry of such a list, with the same parser cg_net_allow_parse() uses
+ * (so the config validator and the matcher cannot disagree): "*", an address,
+ * ADDR/PREFIX, or an IPv4 ADDR/NETMASK or ADDR/HOSTMASK, as Python's
+ * ipaddress.ip_network(strict=True) takes them. Returns 0; -EINVAL when the
+ * text is no network; -EDOM when host bits are set, and then shown (shownlen
+ * bytes, at least INET6_ADDRSTRLEN + 80) holds the network as Python prints
+ * it in "... has host bits set" (the prefix as a length: "10.0.0.1/8").
+ */
+int cg_net_allow_check(const char *item, char *shown, size_t shownlen);
 /* Unix-socket peers are always allowed. */
 bool cg_net_allowed(const cg_net_allow_t *allow, const struct sockaddr *peer);
 void cg_net_allow_free(cg_net_allow_t *allow);

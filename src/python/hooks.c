@@ -209,6 +209,9 @@ static void cg__fork_prepare(void *ctx)
 {
     cg_py_hooks_t *h = ctx;
     h->fork_gil = PyGILState_Ensure();
+    /* Else the child inherits what sys.stdout holds: printed twice by a
+     * worker, or lost with the parent that daemonizing _exit()s. */
+    cg_py_flush_stdio();
     PyOS_BeforeFork();
 }
 

@@ -42,6 +42,27 @@ void cg_py_after_fork_child(void)
     cg__py_owner = getpid();
 }
 
+void cg_py_flush_stdio(void)
+{
+    if (!Py_IsInitialized())
+        return;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb); /* new or NULL: a pending exception is kept for the caller */
+    const char *names[] = {"stdout", "stderr"};
+    for (size_t i = 0; i < 2; i++) {
+        PyObject *f = PySys_GetObject(names[i]); /* borrowed */
+        if (f == NULL || f == Py_None)
+            continue;
+        PyObject *r = PyObject_CallMethod(f, "flush", NULL); /* new */
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+    }
+    PyErr_Restore(et, ev, etb);
+    PyGILState_Release(g);
+}
+
 void cg_py_gil_release(PyThreadState **saved)
 {
     if (*saved == NULL && Py_IsInitialized())

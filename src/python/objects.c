@@ -108,6 +108,62 @@ static PyObject *cg__py_arbiter(PyObject *mod, PyObject *unused)
     return Py_BuildValue("(ili)", (int)a->pid, a->num_workers, (int)a->cfg->timeout);
 }
 
+/* One bind address as Gunicorn's util.parse_address returns it: a tuple
+ * (host.lower(), port) for TCP, the path (str) for unix:, the int for fd://.
+ * New reference, or NULL with RuntimeError (Gunicorn's exception there). */
+static PyObject *cg__address_obj(const char *spec)
+{
+    cg_net_addr_t a;
+    char err[512];
+    if (cg_net_parse_address(spec, &a, err, sizeof(err)) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, err);
+        return NULL;
+    }
+    switch (a.kind) {
+    case CG_NET_UNIX:
+        return PyUnicode_DecodeFSDefault(a.path); /* new */
+    case CG_NET_FD:
+        return PyLong_FromLong(a.fd); /* new */
+    case CG_NET_TCP:
+    default:
+        break;
+    }
+    PyObject *host = PyUnicode_DecodeUTF8(a.host, (Py_ssize_t)strlen(a.host),
+                                          "surrogateescape"); /* new */
+    if (host == NULL)
+        return NULL;
+    PyObject *lower = PyObject_CallMethod(host, "lower", NULL); /* new */
+    Py_DECREF(host);
+    if (lower == NULL)
+        return NULL;
+    return Py_BuildValue("(Ni)", lower, a.port); /* steals lower */
+}
+
+/* _address() -> Gunicorn's cfg.address (and Arbiter.address): the parsed
+ * bind list, re-read from the current settings (a HUP may change them). */
+static PyObject *cg__py_address(PyObject *mod, PyObject *unused)
+{
+    (void)unused;
+    cg_py_hooks_t *h = cg__hooks_of(mod);
+    if (cg__master_thread_only(h) < 0)
+        return NULL;
+    if (h == NULL || h->cfg == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no configuration is loaded");
+        return NULL;
+    }
+    const cg_strv_t *bind = &h->cfg->bind;
+    PyObject *list = PyList_New((Py_ssize_t)bind->n); /* new */
+    for (size_t i = 0; list != NULL && i < bind->n; i++) {
+        PyObject *o = cg__address_obj(bind->v[i]); /* new */
+        if (o == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, o); /* steals o */
+    }
+    return list;
+}
+
 /* _set_num_workers(n): the arbiter's num_workers setter, hook included. */
 static PyObject *cg__py_set_num_workers(PyObject *mod, PyObject *arg)
 {
@@ -150,6 +206,7 @@ static PyMethodDef cg__helper_methods[] = {
     {"_arbiter", cg__py_arbiter, METH_NOARGS, NULL},
     {"_set_num_workers", cg__py_set_num_workers, METH_O, NULL},
     {"_workers", cg__py_workers, METH_NOARGS, NULL},
+    {"_address", cg__py_address, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -283,7 +340,7 @@ static const char cg__helper_src[] =
     "        return _setting('worker_class')\n"
     "    @property\n"
     "    def address(self):\n"
-    "        return _setting('bind')\n"
+    "        return _address()\n"
     "\n"
     "log = Log()\n"
     "cfg = Config()\n"
@@ -315,6 +372,9 @@ static const char cg__helper_src[] =
     "    @property\n"
     "    def proc_name(self):\n"
     "        return cfg.proc_name\n"
+    "    @property\n"
+    "    def address(self):\n"
+    "        return _address()\n"
     "    @property\n"
     "    def WORKERS(self):\n"
     "        return {t[0]: Worker(*t) for t in _workers()}\n"

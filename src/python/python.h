@@ -29,6 +29,13 @@
  */
 int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen);
 
+/* Flush Python's sys.stdout and sys.stderr, as an exiting Python process
+ * would: text a configuration file or an app print()ed sits in their buffers
+ * while stdout is a pipe, and a C exit (or _exit after fork) would drop it.
+ * Call before every exit of a process that ran Python, and before fork.
+ * Takes the GIL itself; errors are cleared; no-op without an interpreter. */
+void cg_py_flush_stdio(void);
+
 /* Put cfg->chdir (else the working directory) and the cfg->pythonpath entries
  * at the front of sys.path when missing. Returns 0 or -1 with err set. */
 int cg_py_setup_path(const cg_config_t *cfg, char *err, size_t errlen);

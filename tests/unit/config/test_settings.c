@@ -343,6 +343,83 @@ static const vcase_t vcases[] = {
     {"umask", "0o22", NULL},
 };
 
+/* Cases kept apart from vcases, whose accepted values the test checks after. */
+static const vcase_t vcases_limits[] = {
+    /* netmask and hostmask forms, as ipaddress.ip_network (and the runtime
+     * matcher, which shares the parser) accept them */
+    {"forwarded_allow_ips", "10.0.0.0/255.0.0.0", NULL},
+    {"forwarded_allow_ips", "10.0.0.0/0.255.255.255", NULL},
+    {"forwarded_allow_ips", "10.0.0.1/255.0.0.0", "10.0.0.1/8 has host bits set"},
+    {"forwarded_allow_ips", "10.0.0.0/255.0.255.0",
+     "'10.0.0.0/255.0.255.0' does not appear to be an IPv4 or IPv6 network"},
+    {"proxy_allow_ips", "192.168.0.0/255.255.0.0", NULL},
+    /* upper bounds (the max column of settings.def) */
+    {"timeout", "2147483", NULL},
+    {"timeout", "2147484", "Value must be at most 2147483: 2147484"},
+    {"keepalive", "99999999999", "Value must be at most 2147483: 99999999999"},
+    {"graceful_timeout", "86400", NULL},
+    {"limit_request_field_size", "2147483648", "Value must be at most 2147483647: 2147483648"},
+    {"umask", "0o10000", "Value must be at most 4095: 4096"},
+};
+
+static void test_validator_limits(void **state)
+{
+    cg_config_t cfg;
+    char err[256];
+    (void)state;
+    clean_env();
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(vcases_limits) / sizeof(vcases_limits[0]); i++) {
+        const vcase_t *c = &vcases_limits[i];
+        err[0] = '\0';
+        int rc = cg_config_set_string(&cfg, c->name, c->value, CG_SRC_FILE, err, sizeof(err));
+        if (c->msg == NULL && rc != 0)
+            fail_msg("%s=%s rejected: %s", c->name, c->value, err);
+        if (c->msg != NULL && rc == 0)
+            fail_msg("%s=%s accepted", c->name, c->value);
+        if (c->msg != NULL)
+            assert_string_equal(err, c->msg);
+    }
+    cg_config_free(&cfg);
+}
+
+/* Every numeric row carries a maximum; the maximum is accepted and one more
+ * is refused from every source, and the seconds settings still fit 32-bit
+ * milliseconds. */
+static void test_numeric_bounds(void **state)
+{
+    cg_config_t cfg;
+    char err[256];
+    (void)state;
+    clean_env();
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    for (size_t i = 0; i < CG_SETTING__COUNT; i++) {
+        const cg_setting_desc_t *d = &cg_config_settings[i];
+        if (d->type != CG_T_INT && d->type != CG_T_OCTAL) {
+            assert_int_equal(d->max, 0);
+            continue;
+        }
+        if (d->max <= 0 || d->max > INT32_MAX * 2L + 1)
+            fail_msg("%s: no sane maximum (%ld)", d->name, d->max);
+        if (d->id == CG_SETTING_user || d->id == CG_SETTING_group)
+            continue; /* resolved through the user database */
+        assert_int_equal(cg_config_set_int(&cfg, d->name, d->max, CG_SRC_FILE, err, sizeof(err)),
+                         0);
+        err[0] = '\0';
+        if (cg_config_set_int(&cfg, d->name, d->max + 1, CG_SRC_CLI, err, sizeof(err)) == 0)
+            fail_msg("%s accepted %ld", d->name, d->max + 1);
+        if (d->id != CG_SETTING_http2_max_frame_size) /* its own range message */
+            assert_non_null(strstr(err, "Value must be at most"));
+    }
+    const int secs[] = {CG_SETTING_timeout, CG_SETTING_graceful_timeout, CG_SETTING_keepalive};
+    for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]); i++)
+        assert_true(cg_config_settings[secs[i]].max * 1000 <= INT32_MAX);
+    assert_true((int64_t)cg_config_settings[CG_SETTING_limit_request_fields].max *
+                    (cg_config_settings[CG_SETTING_limit_request_field_size].max + 2) >
+                0);
+    cg_config_free(&cfg);
+}
+
 static void test_validator_messages(void **state)
 {
     cg_config_t cfg;
@@ -518,6 +595,8 @@ int main(void)
         cmocka_unit_test(test_env_defaults),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_validator_messages),
+        cmocka_unit_test(test_numeric_bounds),
+        cmocka_unit_test(test_validator_limits),
         cmocka_unit_test(test_check_supported),
         cmocka_unit_test(test_python_syntax),
     };
