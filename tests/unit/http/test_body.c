@@ -195,7 +195,8 @@ static void test_empty(void **state)
 static void test_chunked(void **state)
 {
     (void)state;
-    const char *s = "5\r\nhello\r\n6;x=\"y\"\r\n world\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    const char *s = "5\r\nhello\r\n6;x=\"y\"\r\n world\r\n0\r\nX-T: 1\r\n\r\n"
+                    "GET / HTTP/1.1\r\n\r\n";
     expect(CG_HTTP_BODY_CHUNKED, 0, s, strlen(s), 0, CG_HTTP_E_NONE, "hello world",
            "GET / HTTP/1.1\r\n\r\n", false);
     expect(CG_HTTP_BODY_CHUNKED, 0, "0\r\n\r\n", 5, 0, CG_HTTP_E_NONE, "", "", false);

@@ -97,7 +97,8 @@ static const char *esc(const char *in, size_t n)
     size_t o = 0;
     for (size_t i = 0; i < n && o + 5 < sizeof(out); i++) {
         unsigned char c = (unsigned char)in[i];
-        o += (size_t)snprintf(out + o, sizeof(out) - o, c < 0x20 || c >= 0x7f ? "\\x%02x" : "%c", c);
+        const char *fmt = c < 0x20 || c >= 0x7f ? "\\x%02x" : "%c";
+        o += (size_t)snprintf(out + o, sizeof(out) - o, fmt, c);
     }
     out[o] = '\0';
     return out;
