@@ -1,6 +1,7 @@
 /*
  * chunked.c - incremental, in-place chunked transfer coding decoder
- * (RFC 9112 section 7.1) with Gunicorn's strictness.
+ * (RFC 9112 section 7.1) with Gunicorn's strictness, plus the chunk-ext
+ * grammar of section 7.1.1, which Gunicorn does not check.
  *
  * Size lines and the trailer section are only judged once complete (left
  * unconsumed until then), because Gunicorn reads them whole before checking
@@ -71,6 +72,81 @@ static int set_err(cg_http_error_t *err, cg_http_errcode_t code, const char *p, 
     return -EPROTO;
 }
 
+static int ext_err(cg_http_error_t *err, const char *why)
+{
+    memset(err, 0, sizeof(*err));
+    err->code = CG_HTTP_E_INVALID_CHUNK_EXTENSION;
+    err->lit = why;
+    return -EPROTO;
+}
+
+static bool is_bws(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/*
+ * RFC 9112 7.1.1, from the first ';' to the end of the line:
+ *   chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ *   chunk-ext-name = token
+ *   chunk-ext-val  = token / quoted-string        (RFC 9110 5.6.4)
+ * Gunicorn only refuses a bare CR here; a nameless extension or an open
+ * quoted string is where a front end and we could disagree on where the line
+ * ends, so the whole grammar is checked.
+ */
+static int check_ext(const char *p, size_t n, cg_http_error_t *err)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && is_bws(p[i]))
+            i++;
+        if (i == n) /* trailing whitespace: outside the grammar, but harmless */
+            break;
+        if (p[i] != ';')
+            return ext_err(err, "expected ';'");
+        i++;
+        while (i < n && is_bws(p[i]))
+            i++;
+        size_t name = i;
+        while (i < n && cg_http_is_tchar((unsigned char)p[i]))
+            i++;
+        if (i == name)
+            return ext_err(err, "missing extension name");
+        size_t j = i;
+        while (j < n && is_bws(p[j]))
+            j++;
+        if (j == n || p[j] != '=')
+            continue;
+        i = j + 1;
+        while (i < n && is_bws(p[i]))
+            i++;
+        if (i < n && p[i] == '"') {
+            for (i++;; i++) {
+                if (i >= n)
+                    return ext_err(err, "unterminated quoted string");
+                unsigned char c = (unsigned char)p[i];
+                if (c == '"')
+                    break;
+                if (c == '\\') { /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) */
+                    if (++i >= n)
+                        return ext_err(err, "unterminated quoted string");
+                    c = (unsigned char)p[i];
+                }
+                if ((c < 0x20 && c != '\t') || c == 0x7f)
+                    return ext_err(err, "control character in quoted string");
+            }
+            i++;
+        } else {
+            size_t val = i;
+            while (i < n && cg_http_is_tchar((unsigned char)p[i]))
+                i++;
+            if (i == val)
+                return ext_err(err, "missing extension value");
+        }
+    }
+    return 0;
+}
+
 /* chunk-size [ BWS ; chunk-ext ] : the line without its CRLF */
 static int parse_size_line(const char *line, size_t n, uint64_t *size, cg_http_error_t *err)
 {
@@ -99,6 +175,9 @@ static int parse_size_line(const char *line, size_t n, uint64_t *size, cg_http_e
             return set_err(err, CG_HTTP_E_INVALID_CHUNK_SIZE, line, slen);
         v = (v << 4) | (uint64_t)h;
     }
+    /* judged after the size, so a bad size keeps Gunicorn's error */
+    if (semi && check_ext(semi, (size_t)(line + n - semi), err) < 0)
+        return -EPROTO;
     *size = v;
     return 0;
 }

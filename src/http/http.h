@@ -183,12 +183,14 @@ typedef struct cg_http_request {
 /* Incremental state across calls for one request head. Zero it (or call
  * cg_http_parser_reset) before each new request. */
 typedef struct cg_http_parser {
-    size_t scanned; /* bytes already searched for the end of the head */
-    size_t line_end; /* 0, or offset just past the request line's CRLF */
+    size_t skipped;  /* bytes of empty lines (CRLF) before the request line */
+    size_t scanned;  /* bytes after those already searched for the end of the head */
+    size_t line_end; /* 0, or offset (after the empty lines) past the request line's CRLF */
 } cg_http_parser_t;
 
 static inline void cg_http_parser_reset(cg_http_parser_t *p)
 {
+    p->skipped = 0;
     p->scanned = 0;
     p->line_end = 0;
 }
@@ -198,6 +200,10 @@ static inline void cg_http_parser_reset(cg_http_parser_t *p)
  * buffer start and more bytes after CG_EAGAIN; any split of the input gives the
  * same result. `peer_trusted` says whether the peer is in forwarded_allow_ips
  * (or a unix socket), which decides scheme and forwarder headers.
+ *
+ * Empty lines (CRLF) before the request line are skipped (RFC 9112 2.2), up to
+ * limit_request_line bytes (8190 when unlimited), then LimitRequestLine; they
+ * count in head_len, so the caller consumes them with the head.
  *
  * Returns:  > 0  the head is complete and valid; value = head_len; `req` filled.
  *           CG_EAGAIN  more bytes are needed (limits were checked on what is there).

@@ -128,13 +128,6 @@ static void strip_sp_htab(const char **p, const char **e)
         (*e)--;
 }
 
-/* Python str.strip() whitespace, restricted to what survives in a value */
-static bool is_py_space(unsigned char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f) || c == 0x85 ||
-           c == 0xa0;
-}
-
 static int fail(cg_http_error_t *err, cg_http_errcode_t code, const char *p, size_t n)
 {
     memset(err, 0, sizeof(*err));
@@ -276,6 +269,17 @@ static int parse_request_line(const cg_http_settings_t *s, char *line, size_t n,
     req->uri = (cg_str_t){u, ulen};
     if (ulen == 0)
         return fail(err, CG_HTTP_E_INVALID_REQUEST_LINE, line, n);
+    /*
+     * RFC 9112 3.2 / RFC 3986 appendix A: no form of request-target holds a
+     * control character. Gunicorn lets them through to RAW_URI and PATH_INFO,
+     * where a CR, LF or NUL can forge or cut an access-log line; we refuse
+     * them as Gunicorn refuses any other unusable target.
+     */
+    for (size_t i = 0; i < ulen; i++) {
+        unsigned char c = (unsigned char)u[i];
+        if (c < 0x20 || c == 0x7f)
+            return fail(err, CG_HTTP_E_INVALID_REQUEST_LINE, line, n);
+    }
     bool star = ulen == 1 && u[0] == '*';
     /* RFC 9112 3.2.4: asterisk-form only for OPTIONS */
     if (star && !view_eq(m, mlen, "OPTIONS"))
@@ -471,11 +475,18 @@ int cg_http_parse_trailers(const cg_http_settings_t *s, char *buf, size_t len,
 
 /* ------------------------------------------------------------ body framing */
 
-/* RFC 9112 section 6: Content-Length / Transfer-Encoding, Gunicorn's rules. */
+/*
+ * RFC 9112 section 6: Content-Length / Transfer-Encoding, Gunicorn's rules
+ * plus the RFC's where Gunicorn is laxer (docs/compatibility.md, "HTTP/1.1
+ * request parsing"): codings are compared after trimming OWS only (SP, HTAB;
+ * RFC 9110 5.6.1), not Python's str.strip() set, so "\xa0chunked" is no
+ * chunked; a Transfer-Encoding whose final coding is not chunked is refused
+ * (RFC 9112 6.3 item 4); a Content-Length beyond INT64_MAX is refused.
+ */
 static int set_framing(cg_http_request_t *req)
 {
     cg_http_error_t *err = &req->error;
-    bool chunked = false, have_cl = false;
+    bool chunked = false, have_cl = false, have_te = false;
     cg_str_t cl = {NULL, 0};
 
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -489,13 +500,11 @@ static int set_framing(cg_http_request_t *req)
             cl = h->value;
         } else if (view_eq(h->name.ptr, h->name.len, "TRANSFER-ENCODING")) {
             const char *p = h->value.ptr, *end = p + h->value.len;
+            have_te = true;
             for (;;) {
                 const char *c = memchr(p, ',', (size_t)(end - p));
                 const char *e = c ? c : end, *b = p;
-                while (b < e && is_py_space((unsigned char)*b))
-                    b++;
-                while (e > b && is_py_space((unsigned char)e[-1]))
-                    e--;
+                strip_sp_htab(&b, &e);
                 size_t n = (size_t)(e - b);
                 if (view_caseeq(b, n, "chunked")) {
                     if (chunked) /* stacked chunking is never intended */
@@ -520,6 +529,11 @@ static int set_framing(cg_http_request_t *req)
         }
     }
 
+    /* RFC 9112 6.3 item 4: without chunked last the length is unknowable
+     * (Gunicorn frames "identity" or "gzip" alone by Content-Length). A
+     * chunked followed by another coding was refused above already. */
+    if (have_te && !chunked)
+        return fail_lit(err, CG_HTTP_E_INVALID_HEADER, "TRANSFER-ENCODING");
     if (chunked) {
         /* RFC 9112 6.1: chunked in HTTP/1.0 and CL+TE cannot be framed safely */
         if (req->version_major * 10 + req->version_minor < 11)
@@ -531,9 +545,12 @@ static int set_framing(cg_http_request_t *req)
         uint64_t v = 0;
         if (cl.len == 0)
             return fail_lit(err, CG_HTTP_E_INVALID_HEADER, "CONTENT-LENGTH");
+        /* RFC 9112 6.3 item 5: a length that cannot be represented is
+         * invalid. Gunicorn's int() has no bound; ours is INT64_MAX, so every
+         * later off_t / ssize_t sum stays exact. Leading zeros are fine. */
         for (size_t i = 0; i < cl.len; i++) {
             unsigned char c = (unsigned char)cl.ptr[i];
-            if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10)
+            if (c < '0' || c > '9' || v > ((uint64_t)INT64_MAX - (c - '0')) / 10)
                 return fail_lit(err, CG_HTTP_E_INVALID_HEADER, "CONTENT-LENGTH");
             v = v * 10 + (c - '0');
         }
@@ -598,11 +615,11 @@ static void reset_request(cg_http_request_t *req)
     req->scheme_https = -1;
 }
 
-ssize_t cg_http_parse_request(const cg_http_settings_t *s, cg_http_parser_t *p, char *buf,
-                              size_t len, bool peer_trusted, cg_http_request_t *req)
+/* The head proper: buf starts with the request line (empty lines skipped). */
+static ssize_t parse_head(const cg_http_settings_t *s, cg_http_parser_t *p, char *buf, size_t len,
+                          bool peer_trusted, cg_http_request_t *req)
 {
     bool line_parsed = false;
-    reset_request(req);
 
     if (p->line_end == 0) {
         size_t from = p->scanned ? p->scanned - 1 : 0;
@@ -682,4 +699,42 @@ ssize_t cg_http_parse_request(const cg_http_settings_t *s, cg_http_parser_t *p, 
     set_persistence(req);
     req->head_len = head_end;
     return (ssize_t)head_end;
+}
+
+ssize_t cg_http_parse_request(const cg_http_settings_t *s, cg_http_parser_t *p, char *buf,
+                              size_t len, bool peer_trusted, cg_http_request_t *req)
+{
+    reset_request(req);
+    if (p->line_end == 0) {
+        /*
+         * RFC 9112 2.2: a server SHOULD ignore at least one empty line before
+         * the request line (clients that end a POST body with an extra CRLF,
+         * or separate pipelined requests with one). Gunicorn answers 400
+         * InvalidRequestLine(''). So that a stream of CRLFs cannot hold a
+         * worker, the empty lines get the request line's own bound:
+         * limit_request_line bytes (8190 when it is 0, unlimited).
+         */
+        size_t bound = s->limit_request_line ? s->limit_request_line : CG__MAX_REQUEST_LINE;
+        size_t k = p->skipped;
+        /* stop at the first step past the bound: the error is the same
+         * however the bytes were split */
+        while (k <= bound && len - k >= 2 && buf[k] == '\r' && buf[k + 1] == '\n')
+            k += 2;
+        p->skipped = k;
+        if (k > bound) {
+            fail(&req->error, CG_HTTP_E_LIMIT_REQUEST_LINE, NULL, 0);
+            req->error.n1 = k;
+            req->error.n2 = bound;
+            return -EPROTO;
+        }
+        if (len == k || (len - k == 1 && buf[k] == '\r'))
+            return CG_EAGAIN; /* nothing yet, or maybe one more empty line */
+    }
+    size_t k = p->skipped;
+    ssize_t rc = parse_head(s, p, buf + k, len - k, peer_trusted, req);
+    if (rc > 0) {
+        req->head_len += k;
+        rc += (ssize_t)k;
+    }
+    return rc;
 }

@@ -1,0 +1,199 @@
+"""Where cgunicorn's request parsing follows RFC 9112 and Gunicorn 26.1 does
+not (docs/compatibility.md, "HTTP/1.1 request parsing"), checked on the real
+binary with the sync and the gthread worker: control characters in the
+request-target, a Transfer-Encoding not ending in chunked, OWS other than
+SP/HTAB around codings, chunk extensions, empty lines before a request line,
+and a Content-Length that does not fit in 63 bits."""
+
+import json
+import re
+
+import pytest
+
+import cgtest
+from cgtest import parse_response, split_head
+
+WORKERS = {
+    "sync": ["-w", "1"],
+    "gthread": ["-w", "1", "-k", "gthread", "--threads", "2", "--keep-alive", "5"],
+}
+
+
+@pytest.fixture(scope="module", params=sorted(WORKERS))
+def srv(request, cg_module):
+    return cg_module("echo:app", args=WORKERS[request.param])
+
+
+def error_page(data, code, reason, mesg):
+    """Gunicorn's error response: status, headers, and the escaped message."""
+    status, headers, body = split_head(data)
+    assert status == "HTTP/1.1 %d %s" % (code, reason), (status, body[:300])
+    assert ("Connection", "close") in headers
+    assert re.search(r"\n    " + re.escape(mesg), body.decode("latin-1")), body
+
+
+def echo(data):
+    status, headers, body = parse_response(data)
+    assert status.split()[1] == "200", (status, body[:300])
+    return json.loads(body)
+
+
+def responses(data):
+    """Every response in data, as (status line, body)."""
+    out = []
+    while data:
+        status, headers, rest = split_head(data)
+        cl = int(dict((k.lower(), v) for k, v in headers)["content-length"])
+        out.append((status, rest[:cl]))
+        data = rest[cl:]
+    return out
+
+
+def get(srv, target):
+    """A plain GET on its own connection (closed after, keep-alive or not)."""
+    return echo(srv.raw(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+
+
+def still_serving(srv):
+    assert get(srv, b"/_after")["RAW_URI"] == "/_after"
+
+
+# -- RFC 9112 3.2: no control characters in a request-target ---------------
+
+@pytest.mark.parametrize("ctl", [0x00, 0x01, 0x09, 0x0a, 0x0b, 0x0d, 0x1b, 0x1f, 0x7f])
+def test_control_character_in_target_is_400(srv, ctl):
+    raw = b"GET /a" + bytes([ctl]) + b"b HTTP/1.1\r\nHost: t\r\n\r\n"
+    error_page(srv.raw(raw, half_close=True), 400, "Bad Request",
+               "Invalid Request Line &#x27;Invalid HTTP request line: ")
+    still_serving(srv)
+
+
+def test_forged_log_line_is_refused_and_logged_escaped(srv):
+    raw = b'GET /x\n127.0.0.1 - - "GET /admin HTTP/1.1" 200 HTTP/1.1\r\nHost: t\r\n\r\n'
+    error_page(srv.raw(raw, half_close=True), 400, "Bad Request",
+               "Invalid Request Line &#x27;Invalid HTTP request line: ")
+    srv.wait_log(re.escape("Invalid request from ip=127.0.0.1: Invalid HTTP request line: "
+                           "'GET /x\\n127.0.0.1"))
+
+
+def test_percent_encoded_controls_still_reach_the_app(srv):
+    got = get(srv, b"/a%00%0d%0ab")
+    assert got["RAW_URI"] == "/a%00%0d%0ab"
+    assert got["PATH_INFO"] == "/a\x00\r\nb"
+
+
+# -- RFC 9112 6.3 item 4: the final coding must be chunked -----------------
+
+@pytest.mark.parametrize("coding", [b"identity", b"gzip", b"deflate", b"compress",
+                                    b"chunked, gzip"])
+def test_transfer_encoding_not_ending_in_chunked_is_400(srv, coding):
+    raw = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: " + coding
+           + b"\r\nContent-Length: 5\r\n\r\nhello")
+    error_page(srv.raw(raw, half_close=True), 400, "Bad Request",
+               "Invalid HTTP Header: &#x27;TRANSFER-ENCODING&#x27;")
+    still_serving(srv)
+
+
+def test_transfer_encoding_ending_in_chunked_still_works(srv):
+    raw = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n"
+           b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    got = echo(srv.raw(raw, half_close=True))
+    assert got["body_b64"] == "aGVsbG8="
+
+
+# -- RFC 9110 5.6.1: only SP and HTAB around list elements ------------------
+
+@pytest.mark.parametrize("value", [b"\xa0chunked\xa0", b"chunked\x85", b"gzip,\xa0chunked"])
+def test_non_ows_space_around_chunked_is_not_chunked(srv, value):
+    raw = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: " + value
+           + b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    error_page(srv.raw(raw, half_close=True), 501, "Bad Request", "Unsupported transfer coding: ")
+    still_serving(srv)
+
+
+def test_sp_htab_around_chunked_is_chunked(srv):
+    raw = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: \t chunked \t\r\n"
+           b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    assert echo(srv.raw(raw, half_close=True))["body_b64"] == "aGVsbG8="
+
+
+# -- RFC 9112 7.1.1: chunk extensions need a name and balanced quotes ------
+
+@pytest.mark.parametrize("ext", [b";", b";=x", b"; ;a", b';a="open', b";a=", b";a b"])
+def test_malformed_chunk_extension_closes_without_response(srv, ext):
+    before = len(srv.log())
+    raw = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1" + ext
+           + b"\r\nx\r\n0\r\n\r\n")
+    # found while the app reads the body: Gunicorn's way, no response
+    assert srv.raw(raw, half_close=True) == b""
+    srv.wait_log(r"\[ERROR\] Socket error processing request\.",
+                 source=lambda: srv.log()[before:])
+    still_serving(srv)
+
+
+def test_wellformed_chunk_extensions_are_ignored(srv):
+    raw = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+           b"Connection: close\r\n\r\n"
+           b'2 ; a ; b = c ; q="x \\" y"\r\nhe\r\n3;z\r\nllo\r\n0;last\r\n\r\n')
+    assert echo(srv.raw(raw, half_close=True))["body_b64"] == "aGVsbG8="
+
+
+# -- RFC 9112 2.2: empty lines before a request line -----------------------
+
+def test_empty_lines_before_request_line_are_ignored(srv):
+    raw = b"\r\n\r\nGET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    assert echo(srv.raw(raw, half_close=True))["RAW_URI"] == "/x"
+
+
+def test_empty_lines_arriving_one_by_one(srv):
+    raw = b"\r\n\r\n\r\nGET /y HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    got = echo(srv.raw(raw, pieces=[1, 2, 3, 5], half_close=True))
+    assert got["RAW_URI"] == "/y"
+
+
+def test_too_many_empty_lines_are_400(srv):
+    # 4096 bytes of CRLF: past limit_request_line (4094)
+    raw = b"\r\n" * 2048 + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+    error_page(srv.raw(raw, half_close=True), 400, "Bad Request",
+               "Request Line is too large (4096 &gt; 4094)")
+    still_serving(srv)
+
+
+def test_only_empty_lines_then_close_gets_no_response(srv):
+    assert srv.raw(b"\r\n\r\n", half_close=True) == b""
+    still_serving(srv)
+
+
+@pytest.fixture(scope="module")
+def gthread_srv(cg_module):
+    """Keep-alive and pipelining need the gthread worker (sync closes after one)."""
+    return cg_module("echo:app", args=WORKERS["gthread"])
+
+
+def test_empty_line_between_pipelined_requests(gthread_srv):
+    srv = gthread_srv
+    raw = (b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx\r\n"
+           b"POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\ny\r\n0\r\n\r\n"
+           b"\r\n\r\nGET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    got = responses(srv.raw(raw))
+    assert [s for s, _ in got] == ["HTTP/1.1 200 OK"] * 3
+    assert [json.loads(b)["RAW_URI"] for _, b in got] == ["/a", "/b", "/c"]
+    assert [json.loads(b)["body_b64"] for _, b in got] == ["eA==", "eQ==", ""]
+
+
+# -- RFC 9112 6.3 item 5: a Content-Length we cannot represent -------------
+
+@pytest.mark.parametrize("cl", [b"9223372036854775808", b"18446744073709551615",
+                                b"99999999999999999999999"])
+def test_content_length_beyond_int64_is_400_before_the_body(srv, cl):
+    # No body and no half-close: the answer must come from the head alone.
+    raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: " + cl + b"\r\n\r\n"
+    error_page(srv.raw(raw), 400, "Bad Request",
+               "Invalid HTTP Header: &#x27;CONTENT-LENGTH&#x27;")
+    still_serving(srv)
+
+
+def test_content_length_int64_max_is_a_length(srv):
+    # accepted as a length: the app reads what comes until EOF
+    raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 9223372036854775807\r\n\r\nshort"
+    assert echo(srv.raw(raw, half_close=True))["body_b64"] == "c2hvcnQ="
