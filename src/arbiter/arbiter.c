@@ -3,7 +3,9 @@
  * Arbiter.start/run/halt/stop).
  *
  * Loop: wait up to 1 s for the signal pipe, run every queued signal's action
- * in arrival order, reap, time out stale workers, fix the worker count.
+ * in arrival order, reap, end a HUP's hand-over once the old generation has
+ * left, time out stale workers, fix the worker count. No action waits: a
+ * HUP's retiring workers are waited for here, a pass at a time.
  * Leaving the loop is always a "halt": graceful stop of the workers, the
  * "Shutting down" lines, pidfile removal, and the status as return value.
  */
@@ -429,6 +431,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         cg_arbiter_reap_workers(&a, true);
         if (a.stopping)
             break;
+        cg_arbiter_reload_poll(&a);
         cg_arbiter_murder_workers(&a);
         cg_arbiter_manage_workers(&a);
     }

@@ -56,6 +56,34 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
  * Shared between the files of src/arbiter; not for other parts.
  */
 
+/*
+ * A HUP's hand-over from one generation of workers to the next, as state the
+ * main loop advances instead of a wait inside the HUP handler (so TERM, QUIT,
+ * CHLD, TTIN/TTOU and worker timeouts are handled while it lasts). Workers
+ * are aged in spawn order, so every generation a HUP retired is simply the
+ * ages up to retired_age: those workers were sent TERM once, are never sent
+ * it again, and no longer count towards the wanted number of workers.
+ * Plain data: reload.c's functions take the clock as a parameter.
+ */
+typedef struct cg_arbiter_reload {
+    bool active;          /* retired workers are still being waited for */
+    int retired_age;      /* workers with age <= this were retired by a HUP (0: none) */
+    uint64_t deadline_ms; /* monotonic ms when the wait ends, whoever is left */
+} cg_arbiter_reload_t;
+
+/* reload.c */
+/* A HUP retired every worker up to age retired_age at time now_ms: wait for
+ * them at most graceful_timeout seconds (negative counts as 0). A HUP during
+ * another one extends the retired ages and restarts the wait. */
+void cg_arbiter_reload_begin(cg_arbiter_reload_t *r, int retired_age, uint64_t now_ms,
+                             long graceful_timeout);
+/* Whether a worker of this age was retired by a HUP. */
+bool cg_arbiter_reload_retired(const cg_arbiter_reload_t *r, int age);
+/* The wait is over when no worker is left (oldest_age < 0), the oldest is
+ * newer than every retired age, or the deadline has passed. Returns true
+ * exactly once per wait, when it ends (and clears r->active). */
+bool cg_arbiter_reload_finish(cg_arbiter_reload_t *r, int oldest_age, uint64_t now_ms);
+
 typedef struct cg_arbiter {
     cg_config_t *cfg;
     cg_log_t *log;
@@ -94,6 +122,8 @@ typedef struct cg_arbiter {
     cg_arbiter_preload_t preload; /* may be NULL */
     void *preload_ctx;
     bool crashed; /* leave with 255 and no halt() lines (an "unhandled exception") */
+
+    cg_arbiter_reload_t reload; /* the last HUP's hand-over */
 } cg_arbiter_t;
 
 /* signals.c */
@@ -119,6 +149,13 @@ void cg_arbiter_murder_workers(cg_arbiter_t *a);
 void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error);
 void cg_arbiter_kill_worker(cg_arbiter_t *a, pid_t pid, int sig);
 void cg_arbiter_kill_workers(cg_arbiter_t *a, int sig);
+/* HUP's hand-over, after the new generation was spawned: send TERM to the
+ * oldest workers not yet retired, as many as exceed num_workers, and start
+ * waiting for them (a->reload). */
+void cg_arbiter_retire_old(cg_arbiter_t *a);
+/* Main loop: once the retired workers are gone or graceful_timeout passed,
+ * end the reload (READY=1 to systemd). */
+void cg_arbiter_reload_poll(cg_arbiter_t *a);
 
 /* arbiter.c */
 /* Close listeners, signal the workers (TERM when graceful, else QUIT), wait up

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef void (*cg__sig_action_t)(cg_arbiter_t *a);
@@ -192,13 +191,6 @@ const char *cg_arbiter_signal_name(int signo)
 
 /* ---- actions ---------------------------------------------------------- */
 
-static void cg__sleep_ms(unsigned ms)
-{
-    /* one interruptible sleep: a signal (e.g. CHLD) ends it early */
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Re-read the configuration from every source we support (argv,
  * GUNICORN_CMD_ARGS, the environment) into a fresh table and swap it in
  * place, so every pointer to a->cfg stays valid. On any error the previous
@@ -282,9 +274,13 @@ static void cg__reload_config(cg_arbiter_t *a)
 
 /*
  * HUP, as Gunicorn 26: re-read the configuration, reopen the logs, rebind
- * when the addresses changed, start a full set of new workers, retire the
- * old ones oldest first, and wait (up to graceful_timeout) until only the
- * new generation is left.
+ * when the addresses changed, start a full set of new workers and send TERM
+ * to the old ones, oldest first. Gunicorn then waits here (up to
+ * graceful_timeout) for the old ones to leave; we return at once and let the
+ * main loop do that waiting (a->reload), so a TERM, QUIT or INT, a worker
+ * timeout, a dead worker or a TTIN/TTOU is acted on during a reload as at
+ * any other time. A HUP during a reload starts another generation and
+ * retires the one before it too; the wait restarts.
  */
 static void cg__on_hup(cg_arbiter_t *a)
 {
@@ -326,22 +322,14 @@ static void cg__on_hup(cg_arbiter_t *a)
     }
     cg_arbiter_set_title(a, "master");
 
-    int last_age = a->worker_age;
+    /* Build the whole new generation first, then retire the old one; the
+     * main loop waits for it to leave (cg_arbiter_reload_poll), handling
+     * every other signal and worker timeout meanwhile. */
     for (long i = 0; i < a->cfg->workers; i++)
         cg_arbiter_spawn_worker(a);
+    cg_arbiter_retire_old(a);
     cg_arbiter_manage_workers(a);
-
-    uint64_t deadline = cg_monotonic_ms() + (uint64_t)(a->cfg->graceful_timeout > 0 ?
-                                                           a->cfg->graceful_timeout : 0) * 1000u;
-    while (cg_monotonic_ms() < deadline && !a->stopping) {
-        if (a->nworkers == 0 || a->workers[0]->age > last_age)
-            break;
-        cg_arbiter_reap_workers(a, true);
-        cg_arbiter_tick(a);
-        cg__sleep_ms(100);
-    }
-    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=Gunicorn arbiter: %ld workers", a->num_workers);
-    cg_arbiter_notify(a, msg);
+    /* READY=1 is sent by cg_arbiter_reload_poll() once the old ones left */
 }
 
 static void cg__on_term(cg_arbiter_t *a)

@@ -117,9 +117,19 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
     a->workers[a->nworkers++] = w;
 }
 
+/* Workers that count towards num_workers: all but those a HUP retired. */
+static long cg__active(const cg_arbiter_t *a)
+{
+    long n = 0;
+    for (size_t i = 0; i < a->nworkers; i++)
+        if (!cg_arbiter_reload_retired(&a->reload, a->workers[i]->age))
+            n++;
+    return n;
+}
+
 void cg_arbiter_spawn_workers(cg_arbiter_t *a)
 {
-    long n = a->num_workers - (long)a->nworkers;
+    long n = a->num_workers - cg__active(a);
     for (long i = 0; i < n; i++) {
         if (i > 0) {
             /* spread the boots a little, as Gunicorn does */
@@ -134,14 +144,20 @@ void cg_arbiter_spawn_workers(cg_arbiter_t *a)
 
 void cg_arbiter_manage_workers(cg_arbiter_t *a)
 {
-    if ((long)a->nworkers < a->num_workers)
+    if (cg__active(a) < a->num_workers)
         cg_arbiter_spawn_workers(a);
 
-    /* As Gunicorn, the count includes workers already told to stop but not
-     * yet reaped, so they may be sent SIGTERM again on the next pass. */
-    long active = (long)a->nworkers;
+    /* As Gunicorn, the count includes workers already told to stop by TTOU
+     * but not yet reaped, so they may be sent SIGTERM again on the next pass.
+     * Workers a HUP retired are left out: they were told once, and the new
+     * generation has taken their place. */
+    long active = cg__active(a);
     size_t idx = 0;
     while (active > a->num_workers && idx < a->nworkers) {
+        if (cg_arbiter_reload_retired(&a->reload, a->workers[idx]->age)) {
+            idx++;
+            continue;
+        }
         pid_t pid = a->workers[idx]->pid;
         size_t before = a->nworkers;
         cg_arbiter_kill_worker(a, pid, SIGTERM);
@@ -156,6 +172,42 @@ void cg_arbiter_manage_workers(cg_arbiter_t *a)
         snprintf(msg, sizeof(msg), "STATUS=Gunicorn arbiter: %ld workers", active);
         cg_arbiter_notify(a, msg);
     }
+}
+
+void cg_arbiter_retire_old(cg_arbiter_t *a)
+{
+    /* Ages grow in table order and the retired ones are a prefix of it, so
+     * retiring the oldest of the others keeps them a prefix: one number
+     * (reload.retired_age) says who is retired. When every spawn of the new
+     * generation worked, this is every worker from before the HUP; when a
+     * fork failed, the newest old workers keep serving in its place. */
+    long excess = cg__active(a) - a->num_workers;
+    int last = a->reload.retired_age;
+    size_t n = a->nworkers;
+    pid_t *pids = cg_xmalloc((n ? n : 1) * sizeof(*pids));
+    size_t k = 0;
+    for (size_t i = 0; i < n && excess > 0; i++) {
+        const cg_worker_t *w = a->workers[i];
+        if (cg_arbiter_reload_retired(&a->reload, w->age))
+            continue;
+        pids[k++] = w->pid;
+        last = w->age;
+        excess--;
+    }
+    cg_arbiter_reload_begin(&a->reload, last, cg_monotonic_ms(), a->cfg->graceful_timeout);
+    for (size_t i = 0; i < k; i++)
+        cg_arbiter_kill_worker(a, pids[i], SIGTERM);
+    free(pids);
+}
+
+void cg_arbiter_reload_poll(cg_arbiter_t *a)
+{
+    int oldest = a->nworkers > 0 ? a->workers[0]->age : -1;
+    if (!cg_arbiter_reload_finish(&a->reload, oldest, cg_monotonic_ms()))
+        return;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "READY=1\nSTATUS=Gunicorn arbiter: %ld workers", a->num_workers);
+    cg_arbiter_notify(a, msg);
 }
 
 void cg_arbiter_murder_workers(cg_arbiter_t *a)

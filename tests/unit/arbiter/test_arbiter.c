@@ -33,6 +33,7 @@ enum fake_mode {
     FAKE_LOAD_FAIL,  /* return 4 at once */
     FAKE_HANG,       /* never notify, ignore SIGABRT */
     FAKE_STUBBORN,   /* notify, ignore TERM, exit 0 on QUIT */
+    FAKE_HANG_ON_TERM, /* notify until TERM, then hang (no notify, ignore ABRT) until QUIT */
 };
 
 static enum fake_mode fake_mode;
@@ -42,11 +43,13 @@ static pid_t master = -1;
 
 /* ---- the fake worker ---------------------------------------------------- */
 
-static volatile sig_atomic_t fake_stop, fake_usr1;
+static volatile sig_atomic_t fake_stop, fake_quit, fake_usr1;
 
 static void fake_on_stop(int s)
 {
     fake_stop = 1;
+    if (s != SIGTERM)
+        fake_quit = 1;
 }
 
 static void fake_on_usr1(int s)
@@ -70,6 +73,7 @@ static int fake_worker_main(cg_worker_t *w)
             pause();
     case FAKE_SERVE:
     case FAKE_STUBBORN:
+    case FAKE_HANG_ON_TERM:
         break;
     }
     sa.sa_handler = fake_on_stop;
@@ -95,6 +99,13 @@ static int fake_worker_main(cg_worker_t *w)
         }
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
+    }
+    if (fake_mode == FAKE_HANG_ON_TERM) {
+        /* a worker stuck in its last request: only QUIT or SIGKILL ends it */
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGABRT, &sa, NULL);
+        while (!fake_quit)
+            pause();
     }
     return 0;
 }
@@ -539,6 +550,115 @@ static void test_hup_replaces_workers(void **state)
     assert_int_equal(wait_master(4000), 0);
 }
 
+/* The hand-over state on its own, with a made-up clock. */
+static void test_reload_state(void **state)
+{
+    cg_arbiter_reload_t r = {0};
+    assert_false(cg_arbiter_reload_retired(&r, 1)); /* nothing retired before a HUP */
+    assert_false(cg_arbiter_reload_finish(&r, 1, 0));
+
+    cg_arbiter_reload_begin(&r, 2, 1000, 30); /* workers 1, 2 retired at t=1 s */
+    assert_true(r.active);
+    assert_true(cg_arbiter_reload_retired(&r, 1));
+    assert_true(cg_arbiter_reload_retired(&r, 2));
+    assert_false(cg_arbiter_reload_retired(&r, 3));
+    assert_false(cg_arbiter_reload_finish(&r, 2, 2000)); /* worker 2 still there */
+    assert_true(cg_arbiter_reload_finish(&r, 3, 2000));  /* only new ones left */
+    assert_false(r.active);
+    assert_false(cg_arbiter_reload_finish(&r, 3, 2000)); /* once */
+    assert_true(cg_arbiter_reload_retired(&r, 2));       /* stays retired */
+
+    /* the deadline ends the wait whoever is left; no worker at all too */
+    cg_arbiter_reload_begin(&r, 4, 5000, 2);
+    assert_false(cg_arbiter_reload_finish(&r, 1, 6999));
+    assert_true(cg_arbiter_reload_finish(&r, 1, 7000));
+    cg_arbiter_reload_begin(&r, 6, 8000, 10);
+    assert_true(cg_arbiter_reload_finish(&r, -1, 8000));
+
+    /* a second HUP during the first: the retired ages only grow, the wait
+     * restarts; a negative graceful_timeout counts as 0 */
+    cg_arbiter_reload_begin(&r, 8, 10000, 10);
+    cg_arbiter_reload_begin(&r, 7, 15000, 10);
+    assert_int_equal(r.retired_age, 8);
+    assert_int_equal(r.deadline_ms, 25000);
+    cg_arbiter_reload_begin(&r, 9, 30000, -1);
+    assert_true(cg_arbiter_reload_finish(&r, 9, 30000));
+}
+
+/* The old generation ignores TERM, so the HUP's hand-over lasts the whole
+ * graceful_timeout (30 s): QUIT during it still stops the master at once. */
+static void test_quit_during_hup_is_prompt(void **state)
+{
+    opts_t o = {.workers = 2, .timeout = 30, .graceful_timeout = 30};
+    start_master(FAKE_STUBBORN, &o);
+    assert_true(wait_children(2, 3000));
+    kill(master, SIGHUP);
+    assert_true(wait_log("[INFO] Hang up: Master\n", 2000));
+    assert_true(wait_children(4, 3000)); /* both generations */
+    uint64_t t0 = now_ms();
+    kill(master, SIGQUIT);
+    assert_int_equal(wait_master(5000), 0);
+    assert_true(now_ms() - t0 < 3000);
+    assert_true(log_has("[INFO] Handling signal: quit\n"));
+}
+
+/* During a hand-over: TTIN adds a worker, a second HUP retires the second
+ * generation too (TERM once: a worker that ignores it is not counted again),
+ * and a new-generation worker that dies is replaced. */
+static void test_signals_during_hup(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 30};
+    start_master(FAKE_STUBBORN, &o);
+    assert_true(wait_children(1, 3000));
+    kill(master, SIGHUP);
+    assert_true(wait_children(2, 3000));
+    kill(master, SIGTTIN);
+    assert_true(wait_children(3, 3000)); /* 1 retired + 2 new */
+    pid_t before[8], p[8];
+    assert_int_equal(children(before, 8), 3);
+    kill(master, SIGHUP);
+    assert_true(wait_children(4, 3000)); /* 3 retired (config says 1) + 1 new */
+    /* the only counted worker is the newest: kill it, it is replaced */
+    size_t n = children(p, 8);
+    assert_int_equal(n, 4);
+    pid_t newest = 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != before[0] && p[i] != before[1] && p[i] != before[2])
+            newest = p[i];
+    assert_true(newest > 0);
+    kill(newest, SIGKILL);
+    char want[128];
+    snprintf(want, sizeof(want), "Worker (pid:%d) was sent SIGKILL!", (int)newest);
+    assert_true(wait_log(want, 3000));
+    assert_true(wait_children(4, 3000));
+    uint64_t t0 = now_ms();
+    kill(master, SIGINT);
+    assert_int_equal(wait_master(5000), 0);
+    assert_true(now_ms() - t0 < 3000);
+}
+
+/* An old worker that hangs on its way out is still timed out (SIGABRT,
+ * then SIGKILL on the next pass) while the hand-over waits for it. */
+static void test_timeout_during_hup(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 1, .graceful_timeout = 60};
+    start_master(FAKE_HANG_ON_TERM, &o);
+    assert_true(wait_children(1, 3000));
+    pid_t old[4];
+    children(old, 4);
+    uint64_t t0 = now_ms();
+    kill(master, SIGHUP);
+    char want[128];
+    snprintf(want, sizeof(want), "[CRITICAL] WORKER TIMEOUT (pid:%d)\n", (int)old[0]);
+    assert_true(wait_log(want, 5000));
+    snprintf(want, sizeof(want), "[ERROR] Worker (pid:%d) was sent SIGKILL!", (int)old[0]);
+    assert_true(wait_log(want, 5000));
+    assert_true(now_ms() - t0 < 8000);
+    assert_true(wait_children(1, 2000)); /* the new worker serves on */
+    kill(master, SIGQUIT);
+    assert_int_equal(wait_master(5000), 0);
+}
+
 static void test_unsupported_signals_warn(void **state)
 {
     opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 2};
@@ -750,6 +870,10 @@ int main(void)
         T(test_int_is_quick),
         T(test_usr1_forwarded),
         T(test_hup_replaces_workers),
+        T(test_reload_state),
+        T(test_quit_during_hup_is_prompt),
+        T(test_signals_during_hup),
+        T(test_timeout_during_hup),
         T(test_unsupported_signals_warn),
         T(test_hooks_order),
         T(test_hup_reloads_config_and_rebinds),
