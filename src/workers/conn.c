@@ -9,6 +9,7 @@
  * half-way costs at most one timeout, never a thread or a worker for good.
  */
 #include "conn.h"
+#include "spool.h"
 #include "worker.h"
 
 #include <fcntl.h>
@@ -107,6 +108,18 @@ void cg_conn_attach_tcp(cg_conn_t *c, int fd, bool nonblocking)
     c->nonblocking = nonblocking;
     c->sndtimeo_set = false;
     c->deadline_ms = 0;
+}
+
+ssize_t cg_conn_body_read(cg_conn_t *c, char *dst, size_t cap)
+{
+    if (c->body_spool != NULL && cg_spool_pending(c->body_spool) > 0)
+        return cg_spool_read(c->body_spool, dst, cap);
+    return cg_http_body_read(&c->body, dst, cap);
+}
+
+bool cg_conn_body_done(const cg_conn_t *c)
+{
+    return c->body.done && (c->body_spool == NULL || cg_spool_pending(c->body_spool) == 0);
 }
 
 /* ---- waiting, bounded ---- */

@@ -62,6 +62,9 @@ struct cg_conn {
     cg_http_parser_t parser;
     cg_http_request_t req;
     cg_http_body_t body;
+    /* Body bytes the event loop read ahead of the app (gthread), handed out
+     * before what is still on the socket. NULL: none. */
+    struct cg_spool *body_spool;
 
     int64_t sent;        /* response body bytes written */
     bool headers_sent;
@@ -94,6 +97,12 @@ struct cg_conn {
 
 /* Start serving a freshly accepted plain socket: ops, fd, no deadlines. */
 void cg_conn_attach_tcp(cg_conn_t *c, int fd, bool nonblocking);
+
+/* The request body for the app: what was read ahead into body_spool, then
+ * the rest from the socket. As cg_http_body_read(). */
+ssize_t cg_conn_body_read(cg_conn_t *c, char *dst, size_t cap);
+/* Every byte of the body has been handed out (a short body counts). */
+bool cg_conn_body_done(const cg_conn_t *c);
 
 /* recv for cg_http_body_t: > 0 bytes, 0 EOF, -ETIMEDOUT, -errno. */
 ssize_t cg_conn_recv(void *conn, char *dst, size_t cap);

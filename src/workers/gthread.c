@@ -12,6 +12,7 @@
 #include "gthread.h"
 
 #include "../python/python.h"
+#include "spool.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -39,14 +40,37 @@
  * loop. Larger bodies are streamed to wsgi.input as they come.
  */
 #define CG_PREBUF_MAX 65536
+/*
+ * Larger bodies are read on the loop too, into a spool (memory up to
+ * CG_SPOOL_MEM, then an unlinked temporary file), up to CG_SPOOL_BODY_MAX
+ * before the app runs; only what lies beyond that streams to wsgi.input
+ * while the app waits. And what the app writes while the client is not
+ * reading goes to a spool as well (up to CG_SPOOL_OUT_MAX on disk; file
+ * ranges from wsgi.file_wrapper by reference), which the loop sends on. So
+ * a client stalling half-way through an upload, or reading slowly, costs a
+ * connection slot and never the thread running the app: with --threads 1
+ * the other clients go on being served.
+ */
+#define CG_SPOOL_MEM (256u * 1024)
+#define CG_SPOOL_BODY_MAX (16u << 20)
+#define CG_SPOOL_OUT_MAX (64u << 20)
 /* A connection's buffer to begin with, and what it shrinks back to once
  * it has grown beyond CG_CONN_BUF_SHRINK. */
 #define CG_CONN_BUF_INITIAL 16384
 #define CG_CONN_BUF_SHRINK 65536
 
-/* HEAD: reading a request head; BODY: reading a small body before dispatch
- * (CG_PREBUF_MAX); BUSY: in a pool thread; LINGER: closing. */
-typedef enum { CG_GT_HEAD, CG_GT_BODY, CG_GT_BUSY, CG_GT_LINGER } cg_gt_state_t;
+/* HEAD: reading a request head; BODY: reading a small body into the buffer
+ * before dispatch (CG_PREBUF_MAX); SPOOL: reading a larger one into the
+ * spool; BUSY: in a pool thread; FLUSH: sending what the response left in
+ * the spool; LINGER: closing. */
+typedef enum {
+    CG_GT_HEAD,
+    CG_GT_BODY,
+    CG_GT_SPOOL,
+    CG_GT_BUSY,
+    CG_GT_FLUSH,
+    CG_GT_LINGER
+} cg_gt_state_t;
 
 typedef struct cg_gt cg_gt_t;
 
@@ -66,8 +90,11 @@ typedef struct cg_gt_conn {
     bool keep;         /* result of serving: reuse the connection */
     bool request_done; /* result: request fully read, nothing beyond it */
     size_t lingered;
+    bool body_begun;   /* SPOOL started the body reader of the current request */
     size_t body_end;   /* BODY: buffer length at which the body is all in */
     uint64_t deadline; /* loop time (ms) when the timer closes it; 0 none */
+    cg_spool_t in;     /* request body read ahead of the app */
+    cg_spool_t out;    /* response bytes the client has not taken yet */
 } cg_gt_conn_t;
 
 typedef struct cg_gt_thread {
@@ -149,6 +176,8 @@ static void cg__conn_handle_closed(uv_handle_t *h)
         }
     }
     gc->c.ops->close(&gc->c);
+    cg_spool_clear(&gc->in);
+    cg_spool_clear(&gc->out);
     free(gc->c.buf.data);
     free(gc->c.req.headers);
     free(gc);
@@ -230,8 +259,10 @@ static void cg__on_timer(uv_timer_t *t)
     }
     if (gc->state == CG_GT_HEAD && gc->head_started)
         cg_log_debug(gc->gt->w->log, "Closing connection: request head not complete in time");
-    else if (gc->state == CG_GT_BODY)
+    else if (gc->state == CG_GT_BODY || gc->state == CG_GT_SPOOL)
         cg_log_debug(gc->gt->w->log, "Closing connection: request body not complete in time");
+    else if (gc->state == CG_GT_FLUSH)
+        cg_log_debug(gc->gt->w->log, "Closing connection: response not taken in time");
     cg__conn_close(gc);
 }
 
@@ -262,23 +293,31 @@ static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms)
 static void cg__serve(cg_wsgi_t *ws, cg_gt_conn_t *gc)
 {
     cg_conn_t *c = &gc->c;
+    cg_spool_attach(&gc->out, c);
     int rc = cg_wsgi_handle(ws, c);
     bool keep = rc == 0 && c->keep_alive;
-    if (keep && !c->body.done) {
+    if (keep && c->body.done && !cg_conn_body_done(c)) {
+        /* the rest was read ahead of the app: nothing on the socket to
+         * skip, the spooled bytes just go */
+        cg_spool_clear(&gc->in);
+    }
+    if (keep && !cg_conn_body_done(c)) {
         /* Gunicorn's finish_body(): what the app left unread, bounded. */
         char sink[8192];
         size_t drained = 0;
         c->deadline_ms = cg_monotonic_ms() + CG_DRAIN_MS;
-        while (!c->body.done && drained <= CG_DRAIN_MAX) {
-            ssize_t n = cg_http_body_read(&c->body, sink, sizeof(sink));
+        while (!cg_conn_body_done(c) && drained <= CG_DRAIN_MAX) {
+            ssize_t n = cg_conn_body_read(c, sink, sizeof(sink));
             if (n <= 0)
                 break;
             drained += (size_t)n;
         }
         c->deadline_ms = 0;
     }
-    gc->request_done = c->body.done && !c->body.truncated && c->buf.off == c->buf.len;
-    gc->keep = keep && c->body.done && !c->body.truncated;
+    cg_spool_detach(&gc->out, c);
+    bool done = cg_conn_body_done(c) && !c->body.truncated;
+    gc->request_done = done && c->buf.off == c->buf.len;
+    gc->keep = keep && done;
 }
 
 /*
@@ -290,6 +329,24 @@ static bool cg__after(cg_gt_conn_t *gc)
 {
     cg_gt_t *g = gc->gt;
     cg_conn_t *c = &gc->c;
+    if (cg_spool_pending(&gc->out) > 0) {
+        /* the client has not taken the whole response yet: the loop sends
+         * the rest as it reads, then comes back here */
+        int r = uv_poll_start(&gc->poll, UV_WRITABLE, cg__on_poll);
+        if (r < 0) {
+            cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(r));
+            cg__conn_close(gc);
+            return false;
+        }
+        gc->polling = true;
+        gc->state = CG_GT_FLUSH;
+        cg__timer_set(gc, (uint64_t)c->io_timeout_ms);
+        return false;
+    }
+    if (gc->out.seg != NULL || gc->out.tmp_fd >= 0)
+        cg_spool_clear(&gc->out);
+    if (gc->in.seg != NULL || gc->in.tmp_fd >= 0)
+        cg_spool_clear(&gc->in);
     gc->nreq++;
     c->has_proxy = false; /* gthread: PROXY data belongs to the first request only */
     gc->state = CG_GT_HEAD;
@@ -386,7 +443,9 @@ static bool cg__dispatch(cg_gt_conn_t *gc)
     cg_conn_t *c = &gc->c;
 
     cg__timer_set(gc, 0);
-    cg_conn_begin_body(c, &g->pol);
+    if (!gc->body_begun)
+        cg_conn_begin_body(c, &g->pol);
+    gc->body_begun = false;
 
     w->nr++;
     if (w->nr >= w->max_requests && w->alive) {
@@ -455,6 +514,122 @@ static bool cg__prebuffer(cg_gt_conn_t *gc)
     return true;
 }
 
+/* recv for the body reader while the loop reads ahead: never waits. */
+static ssize_t cg__recv_nowait(void *conn, char *dst, size_t cap)
+{
+    cg_conn_t *c = conn;
+    for (;;) {
+        ssize_t n = c->ops->recv(c, dst, cap);
+        if (n != -EINTR)
+            return n;
+    }
+}
+
+/* A complete head whose body is not all in the buffer: read it ahead of the
+ * app into the spool. Returns 1 when the request now waits in SPOOL, 0 when
+ * there is nothing to read ahead, -1 when the connection was closed. */
+static int cg__spool_begin(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    cg_conn_t *c = &gc->c;
+    cg_http_request_t *req = &c->req;
+    if (req->body_kind == CG_HTTP_BODY_NONE ||
+        (req->body_kind == CG_HTTP_BODY_LENGTH &&
+         (req->content_length == 0 || c->buf.len - req->head_len >= req->content_length)))
+        return 0;
+    cg_conn_begin_body(c, &g->pol);
+    gc->body_begun = true;
+    if (req->expect_continue) {
+        /* the client waits for our word before it sends the body */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        req->expect_continue = false;
+        if (cg_conn_write_nowait(c, cont, sizeof(cont) - 1) != (ssize_t)(sizeof(cont) - 1)) {
+            cg__conn_close(gc);
+            return -1;
+        }
+    }
+    c->body.recv = cg__recv_nowait;
+    gc->state = CG_GT_SPOOL;
+    cg__timer_set(gc, (uint64_t)c->io_timeout_ms);
+    return 1;
+}
+
+/* SPOOL: take what the socket has. Once the body is in (or the spool holds
+ * CG_SPOOL_BODY_MAX), the request goes to the app. */
+static void cg__spool_step(cg_gt_conn_t *gc)
+{
+    cg_conn_t *c = &gc->c;
+    cg_log_t *log = gc->gt->w->log;
+    char tmp[16384];
+    bool progress = false;
+    for (;;) {
+        uint64_t have = cg_spool_pending(&gc->in);
+        if (c->body.done || have >= CG_SPOOL_BODY_MAX)
+            break;
+        size_t want = CG_SPOOL_BODY_MAX - have < sizeof(tmp) ? (size_t)(CG_SPOOL_BODY_MAX - have)
+                                                             : sizeof(tmp);
+        ssize_t n = cg_http_body_read(&c->body, tmp, want);
+        if (n > 0) {
+            int r = cg_spool_add(&gc->in, tmp, (size_t)n);
+            if (r < 0) {
+                cg_log_error(log, "Cannot keep a request body: %s", strerror(-r));
+                cg__conn_close(gc);
+                return;
+            }
+            progress = true;
+            continue;
+        }
+        if (n == 0)
+            break; /* all in (a Content-Length body cut short: the app gets that) */
+        if (n == CG_EAGAIN) {
+            if (progress) /* the body's deadline counts from the last byte */
+                cg__timer_set(gc, (uint64_t)c->io_timeout_ms);
+            return;
+        }
+        if (n == -EPROTO && c->body.error.code != CG_HTTP_E_NO_MORE_DATA) {
+            /* a framing error Gunicorn reports when the app reads: the same
+             * answer, before the app */
+            cg_conn_refuse(c, log, &c->body.error);
+            cg__conn_linger(gc, false);
+            return;
+        }
+        cg_conn_log_read_end(c, log, n == -EPROTO ? 0 : n);
+        cg__conn_close(gc);
+        return;
+    }
+    c->body.recv = cg_conn_recv; /* the rest, if any, streams to the app */
+    gc->state = CG_GT_HEAD;
+    if (cg__dispatch(gc))
+        cg__process(gc);
+}
+
+/* FLUSH: send what the response left in the spool, then carry on. */
+static void cg__flush(cg_gt_conn_t *gc)
+{
+    cg_conn_t *c = &gc->c;
+    bool progress = false;
+    for (;;) {
+        ssize_t n = cg_spool_send(&gc->out, c);
+        if (n > 0) {
+            progress = true;
+            continue;
+        }
+        if (n == 0)
+            break;
+        if (n == CG_EAGAIN || n == -EINTR) {
+            if (progress) /* the send deadline counts from the last progress */
+                cg__timer_set(gc, (uint64_t)c->io_timeout_ms);
+            return;
+        }
+        cg_log_debug(gc->gt->w->log, "Ignoring socket error: %s", strerror((int)-n));
+        cg__conn_close(gc);
+        return;
+    }
+    gc->polling = false; /* back to watching for the next request */
+    if (cg__after(gc))
+        cg__process(gc);
+}
+
 /* Parse what the buffer holds; dispatch every complete request (pipelining:
  * in order, one at a time). */
 static void cg__process(cg_gt_conn_t *gc)
@@ -490,6 +665,13 @@ static void cg__process(cg_gt_conn_t *gc)
         }
         if (cg__prebuffer(gc))
             continue;
+        int sp = cg__spool_begin(gc);
+        if (sp < 0)
+            return;
+        if (sp > 0) {
+            cg__spool_step(gc);
+            return;
+        }
         if (!cg__dispatch(gc))
             return;
     }
@@ -508,6 +690,14 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
         gc->lingered += n > 0 ? (size_t)n : 0;
         if (n <= 0 || gc->lingered >= CG_CONN_LINGER_MAX)
             cg__conn_close(gc);
+        return;
+    }
+    if (gc->state == CG_GT_FLUSH) {
+        cg__flush(gc);
+        return;
+    }
+    if (gc->state == CG_GT_SPOOL) {
+        cg__spool_step(gc);
         return;
     }
     if (gc->state == CG_GT_BUSY) {
@@ -564,6 +754,9 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
      * a thread serves it frees that thread after this long without
      * progress (Gunicorn has no setting for it; its timeout fits). */
     c->io_timeout_ms = (int)g->head_ms;
+    cg_spool_init(&gc->in, CG_SPOOL_MEM, CG_SPOOL_BODY_MAX, g->w->cfg->worker_tmp_dir);
+    cg_spool_init(&gc->out, CG_SPOOL_MEM, CG_SPOOL_OUT_MAX, g->w->cfg->worker_tmp_dir);
+    c->body_spool = &gc->in;
     c->listener = l;
     c->peer = *peer;
     c->peerlen = peerlen;

@@ -1,9 +1,10 @@
 /*
  * input.c - wsgi.input: the request body as a C file-like object.
  *
- * Bytes come straight from cg_http_body_read() (Content-Length or chunked),
- * with the GIL released around socket reads. Nothing is buffered beyond one
- * read-ahead block for readline(), so an upload of any size costs a few KiB.
+ * Bytes come from cg_conn_body_read() (Content-Length or chunked): what the
+ * gthread loop read ahead of the app, then the socket, with the GIL released
+ * around the reads. Nothing more is buffered here than one read-ahead block
+ * for readline().
  */
 #include "wsgi.h"
 
@@ -29,7 +30,7 @@ static Py_ssize_t cg__pull(cg_wsgi_input_t *in, char *dst, size_t cap)
         return -1;
     ssize_t n;
     Py_BEGIN_ALLOW_THREADS
-    n = cg_http_body_read(&r->conn->body, dst, cap);
+    n = cg_conn_body_read(r->conn, dst, cap);
     Py_END_ALLOW_THREADS
     cg_wsgi_io_release(r);
     if (n > 0)

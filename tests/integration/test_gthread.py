@@ -301,9 +301,18 @@ def test_unread_body_drained_or_closed(cg, threads):
     c.send(b"POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\n\r\n" + b"x" * 10000)
     assert c.response()[2].split()[0] == b"/small"
     assert c.get("/next")[2].split()[0] == b"/next"
-    # an unread body over 64 KiB is not drained: the connection is closed
-    c.send(b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + b"y" * 200000)
+    # a larger body is read ahead of the app (the spool): unread, it is
+    # simply dropped, and the connection is reused
+    c.send(b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n" + b"y" * 1000000)
     assert c.response()[2].split()[0] == b"/big"
+    assert c.get("/next2")[2].split()[0] == b"/next2"
+    # beyond what is read ahead (16 MiB), the rest streams: unread, it is
+    # not drained past 64 KiB and the connection is closed
+    c.send(b"POST /huge HTTP/1.1\r\nHost: t\r\nContent-Length: 40000000\r\n\r\n")
+    chunk = b"z" * (1 << 20)
+    for _ in range(17):
+        c.send(chunk)
+    assert c.response()[2].split()[0] == b"/huge"
     assert c.closed_within(10)
     c.close()
 
