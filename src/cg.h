@@ -39,6 +39,19 @@ typedef struct cg_str {
 
 #define CG_STR_LIT(s) ((cg_str_t){(s), sizeof(s) - 1})
 
+/* Python's str.isspace() for an ASCII character (text that may hold UTF-8:
+ * its high bytes are parts of other characters). */
+static inline bool cg_py_isspace_ascii(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+/* Python's str.isspace() for the character a latin-1 byte stands for. */
+static inline bool cg_py_isspace_latin1(unsigned char c)
+{
+    return cg_py_isspace_ascii(c) || c == 0x85 || c == 0xa0;
+}
+
 static inline bool cg_str_eq(cg_str_t a, const char *lit, size_t litlen)
 {
     if (a.len != litlen)

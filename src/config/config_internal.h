@@ -83,7 +83,6 @@ int cg__py_int(const char *s, int base, long *out);
 int cg__py_auto_int(const char *s, long *out);
 char *cg__py_repr(const char *s);
 char *cg__py_strip(const char *s);
-bool cg__py_isspace(int c);
 int cg__shlex_split(const char *s, cg_strv_t *out, const char **msg);
 int cg__errf(char *err, size_t errlen, const char *fmt, ...) CG_PRINTF(3, 4);
 char *cg__getcwd(void);

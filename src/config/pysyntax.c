@@ -25,18 +25,12 @@ int cg__errf(char *err, size_t errlen, const char *fmt, ...)
     return -EINVAL;
 }
 
-/* ASCII part of what str.strip() and int() treat as whitespace. */
-bool cg__py_isspace(int c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
-
 char *cg__py_strip(const char *s)
 {
     const char *e = s + strlen(s);
-    while (*s != '\0' && cg__py_isspace((unsigned char)*s))
+    while (*s != '\0' && cg_py_isspace_ascii((unsigned char)*s))
         s++;
-    while (e > s && cg__py_isspace((unsigned char)e[-1]))
+    while (e > s && cg_py_isspace_ascii((unsigned char)e[-1]))
         e--;
     return cg_xstrndup(s, (size_t)(e - s));
 }
@@ -68,9 +62,9 @@ int cg__py_int(const char *s, int base, long *out)
     unsigned long long acc = 0, limit;
     size_t ndigits = 0;
 
-    while (p < e && cg__py_isspace((unsigned char)*p))
+    while (p < e && cg_py_isspace_ascii((unsigned char)*p))
         p++;
-    while (e > p && cg__py_isspace((unsigned char)e[-1]))
+    while (e > p && cg_py_isspace_ascii((unsigned char)e[-1]))
         e--;
     if (p < e && (*p == '+' || *p == '-'))
         neg = *p++ == '-';

@@ -27,32 +27,6 @@ void cg_http_chunked_init(cg_http_chunked_t *d)
     memset(d, 0, sizeof(*d));
 }
 
-static size_t find_crlf(const char *p, size_t n)
-{
-    for (size_t i = 0; i + 1 < n; i++) {
-        const char *q = memchr(p + i, '\r', n - i - 1);
-        if (!q)
-            return n;
-        i = (size_t)(q - p);
-        if (p[i + 1] == '\n')
-            return i;
-    }
-    return n;
-}
-
-static size_t find_crlfcrlf(const char *p, size_t n)
-{
-    for (size_t i = 0; i + 3 < n; i++) {
-        const char *q = memchr(p + i, '\r', n - i - 3);
-        if (!q)
-            return n;
-        i = (size_t)(q - p);
-        if (p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n')
-            return i;
-    }
-    return n;
-}
-
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -195,7 +169,7 @@ int cg_http_chunked_decode(const cg_http_settings_t *s, cg_http_chunked_t *d, ch
             size_t from = d->line_len ? d->line_len - 1 : 0;
             if (from > avail)
                 from = avail;
-            size_t idx = from + find_crlf(buf + in + from, avail - from);
+            size_t idx = from + cg_http_find_crlf(buf + in + from, avail - from);
             if (idx >= avail) {
                 d->line_len = avail;
                 if (avail > CG__CHUNK_LINE_MAX)
@@ -254,7 +228,7 @@ int cg_http_chunked_decode(const cg_http_settings_t *s, cg_http_chunked_t *d, ch
             size_t from = d->trailer_len >= 3 ? d->trailer_len - 3 : 0;
             if (from > avail)
                 from = avail;
-            size_t idx = from + find_crlfcrlf(buf + in + from, avail - from);
+            size_t idx = from + cg_http_find_crlfcrlf(buf + in + from, avail - from);
             size_t fs = s->limit_request_field_size;
             size_t max_buffer = s->limit_request_fields * (fs + 2) + 4;
             /* same split-independent rule as for the head (parser.c) */

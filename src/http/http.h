@@ -13,6 +13,7 @@
 
 #include "../cg.h"
 
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -264,6 +265,38 @@ int cg_http_parse_trailers(const cg_http_settings_t *s, char *buf, size_t len,
  */
 int cg_http_chunked_decode(const cg_http_settings_t *s, cg_http_chunked_t *d, char *buf,
                            size_t *len, size_t *out, cg_http_error_t *err);
+
+/* ---------------------------------------------------------------- scanning */
+
+/* Offset of the first CRLF in p[0..n), or n when there is none. */
+static inline size_t cg_http_find_crlf(const char *p, size_t n)
+{
+    const char *q = p, *end = p + n;
+    while (q < end) {
+        q = memchr(q, '\r', (size_t)(end - q));
+        if (!q || q + 1 >= end)
+            return n;
+        if (q[1] == '\n')
+            return (size_t)(q - p);
+        q++;
+    }
+    return n;
+}
+
+/* Offset of the first CRLF CRLF in p[0..n), or n when there is none. */
+static inline size_t cg_http_find_crlfcrlf(const char *p, size_t n)
+{
+    const char *q = p, *end = p + n;
+    while (q + 4 <= end) {
+        q = memchr(q, '\r', (size_t)(end - q));
+        if (!q || q + 4 > end)
+            return n;
+        if (q[1] == '\n' && q[2] == '\r' && q[3] == '\n')
+            return (size_t)(q - p);
+        q++;
+    }
+    return n;
+}
 
 /* Reads up to cap bytes from the transport: > 0 bytes, 0 EOF, < 0 -errno. */
 typedef ssize_t (*cg_http_recv_fn)(void *ctx, char *dst, size_t cap);

@@ -85,36 +85,6 @@ static bool view_caseeq(const char *p, size_t n, const char *lit)
     return true;
 }
 
-/* Offset of the first CRLF in p[0..n), or n if none. */
-static size_t find_crlf(const char *p, size_t n)
-{
-    const char *q = p, *end = p + n;
-    while (q < end) {
-        q = memchr(q, '\r', (size_t)(end - q));
-        if (!q || q + 1 >= end)
-            return n;
-        if (q[1] == '\n')
-            return (size_t)(q - p);
-        q++;
-    }
-    return n;
-}
-
-/* Offset of the first CRLF CRLF in p[0..n), or n if none. */
-static size_t find_crlfcrlf(const char *p, size_t n)
-{
-    const char *q = p, *end = p + n;
-    while (q + 4 <= end) {
-        q = memchr(q, '\r', (size_t)(end - q));
-        if (!q || q + 4 > end)
-            return n;
-        if (q[1] == '\n' && q[2] == '\r' && q[3] == '\n')
-            return (size_t)(q - p);
-        q++;
-    }
-    return n;
-}
-
 static bool is_sp_htab(char c)
 {
     return c == ' ' || c == '\t';
@@ -348,7 +318,7 @@ static int parse_fields(fields_t *f, char *blk, size_t blen, cg_http_error_t *er
             return fail_lit(err, CG_HTTP_E_LIMIT_REQUEST_HEADERS, "limit request headers fields");
 
         char *ls = blk + pos;
-        size_t ll = find_crlf(ls, blen - pos);
+        size_t ll = cg_http_find_crlf(ls, blen - pos);
         pos += ll + 2;
         size_t hlen = ll + 2;
 
@@ -377,7 +347,7 @@ static int parse_fields(fields_t *f, char *blk, size_t blen, cg_http_error_t *er
             if (!s->permit_obsolete_folding)
                 return fail(err, CG_HTTP_E_OBSOLETE_FOLDING, name, nlen);
             char *cs = blk + pos;
-            size_t cl = find_crlf(cs, blen - pos);
+            size_t cl = cg_http_find_crlf(cs, blen - pos);
             pos += cl + 2;
             hlen += cl + 2;
             if (hlen > s->limit_request_field_size)
@@ -625,7 +595,7 @@ static ssize_t parse_head(const cg_http_settings_t *s, cg_http_parser_t *p, char
         size_t from = p->scanned ? p->scanned - 1 : 0;
         if (from > len)
             from = len;
-        size_t idx = from + find_crlf(buf + from, len - from);
+        size_t idx = from + cg_http_find_crlf(buf + from, len - from);
         size_t limit = s->limit_request_line;
         if (idx >= len) {
             p->scanned = len;
@@ -656,7 +626,7 @@ static ssize_t parse_head(const cg_http_settings_t *s, cg_http_parser_t *p, char
         head_end = hb + 2;
     } else {
         size_t from = p->scanned >= hb + 3 ? p->scanned - 3 : hb;
-        size_t idx = from + find_crlfcrlf(buf + from, len - from);
+        size_t idx = from + cg_http_find_crlfcrlf(buf + from, len - from);
         size_t fs = s->limit_request_field_size;
         size_t max_buffer = s->limit_request_fields * (fs + 2) + 4;
         /*

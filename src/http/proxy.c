@@ -24,19 +24,13 @@ static ssize_t perr(cg_http_error_t *err, cg_http_errcode_t code, const char *li
     return -EPROTO;
 }
 
-static bool is_py_space(unsigned char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f) || c == 0x85 ||
-           c == 0xa0;
-}
-
 /* Python int(s) for a base-10 literal; false where int() raises ValueError. */
 static bool py_int(const char *p, size_t n, long *v)
 {
     const char *e = p + n;
-    while (p < e && is_py_space((unsigned char)*p))
+    while (p < e && cg_py_isspace_latin1((unsigned char)*p))
         p++;
-    while (e > p && is_py_space((unsigned char)e[-1]))
+    while (e > p && cg_py_isspace_latin1((unsigned char)e[-1]))
         e--;
     bool neg = false;
     if (p < e && (*p == '+' || *p == '-'))

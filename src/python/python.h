@@ -36,6 +36,17 @@ int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen);
  * Takes the GIL itself; errors are cleared; no-op without an interpreter. */
 void cg_py_flush_stdio(void);
 
+/* ---- signals.c ---- */
+
+/* QUIT/INT/ABRT in a worker: Python handlers that raise SystemExit (0, or
+ * 1 for ABRT, whose handler first logs the interrupted stack to `log`),
+ * then `c_handler` back in front of them at the OS level, without
+ * SA_RESTART. GIL held. 0, or -1 with an exception set. */
+int cg_py_worker_signals(void (*c_handler)(int), cg_log_t *log);
+/* From a C signal handler (async-signal-safe): have the main thread run the
+ * Python handler for signo at its next bytecode. */
+void cg_py_interrupt_main(int signo);
+
 /* Put cfg->chdir (else the working directory) and the cfg->pythonpath entries
  * at the front of sys.path when missing. Returns 0 or -1 with err set. */
 int cg_py_setup_path(const cg_config_t *cfg, char *err, size_t errlen);

@@ -55,6 +55,7 @@ struct cg_conn {
     char peer_port[8]; /* REMOTE_PORT ("" for unix sockets) */
     bool trusted;      /* peer in forwarded_allow_ips (or a unix socket) */
     bool has_proxy;    /* a PROXY protocol header came first on this connection */
+    bool proxy_checked; /* the PROXY header (or its absence) is settled */
     cg_http_proxy_t proxy;
 
     cg_http_buf_t buf; /* owned; grows up to the largest head the limits allow */
@@ -154,6 +155,25 @@ typedef struct cg_conn_policy {
  * list that does not parse. Release with cg_conn_policy_free either way. */
 int cg_conn_policy_init(cg_conn_policy_t *p, const cg_config_t *cfg, cg_log_t *log);
 void cg_conn_policy_free(cg_conn_policy_t *p);
+
+/* Buffers for a connection of either worker under this policy (head
+ * buffer of buf_initial bytes, header table); free with cg_conn_release. */
+void cg_conn_init(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial);
+void cg_conn_release(cg_conn_t *c);
+
+/* A connection was accepted on `l` from c->peer (peerlen set): plain TCP
+ * transport on fd, peer text, trust, a fresh parser and PROXY state. */
+void cg_conn_accepted(cg_conn_t *c, const cg_conn_policy_t *p, int fd, const cg_listener_t *l,
+                      bool nonblocking);
+
+/*
+ * One step of reading a request head from what c's buffer holds, the same
+ * for every worker: the PROXY header first when the policy expects one
+ * (once per connection), then the head. Returns 1 when a head is complete
+ * (c->req), 0 when more bytes are needed, -1 when the request was refused
+ * (log line and error page out): the connection must close.
+ */
+int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log);
 
 /* A request Gunicorn refuses: its log line, its status and page written to c. */
 void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err);

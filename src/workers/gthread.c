@@ -11,7 +11,6 @@
  */
 #include "gthread.h"
 
-#include "../python/python.h"
 #include "spool.h"
 
 #include <pthread.h>
@@ -86,7 +85,6 @@ typedef struct cg_gt_conn {
     bool polling;
     bool head_started; /* bytes of the current head have arrived */
     bool keepalived;   /* idle after a keep-alive response (counted in gt->nkeep) */
-    bool proxy_done;
     bool keep;         /* result of serving: reuse the connection */
     bool request_done; /* result: request fully read, nothing beyond it */
     size_t lingered;
@@ -178,8 +176,7 @@ static void cg__conn_handle_closed(uv_handle_t *h)
     gc->c.ops->close(&gc->c);
     cg_spool_clear(&gc->in);
     cg_spool_clear(&gc->out);
-    free(gc->c.buf.data);
-    free(gc->c.req.headers);
+    cg_conn_release(&gc->c);
     free(gc);
 }
 
@@ -447,11 +444,7 @@ static bool cg__dispatch(cg_gt_conn_t *gc)
         cg_conn_begin_body(c, &g->pol);
     gc->body_begun = false;
 
-    w->nr++;
-    if (w->nr >= w->max_requests && w->alive) {
-        cg_log_info(w->log, "Autorestarting worker after current request.");
-        w->alive = 0;
-    }
+    cg_worker_count_request(w);
     /* Gunicorn's gthread: close when stopping, keep-alive off, or too many
      * connections already parked in keep-alive. */
     c->must_close = !w->alive || g->keepalive_ms == 0 || g->nkeep >= g->max_keep;
@@ -473,21 +466,6 @@ static bool cg__dispatch(cg_gt_conn_t *gc)
     gc->state = CG_GT_BUSY;
     cg__pool_push(g, gc);
     return false;
-}
-
-/* PROXY protocol header before the first request. Returns 1 when consumed
- * (or none expected), 0 when more bytes are needed, -1 when refused. */
-static int cg__proxy(cg_gt_conn_t *gc)
-{
-    cg_gt_t *g = gc->gt;
-    cg_conn_t *c = &gc->c;
-    if (gc->proxy_done || g->pol.proxy_mode == CG_HTTP_PROXY_OFF)
-        return 1;
-    int r = cg_conn_take_proxy(c, &g->pol);
-    if (r <= 0)
-        return r;
-    gc->proxy_done = true;
-    return 1;
 }
 
 /* A complete head was parsed: should its body be read before dispatch?
@@ -587,9 +565,18 @@ static void cg__spool_step(cg_gt_conn_t *gc)
             return;
         }
         if (n == -EPROTO && c->body.error.code != CG_HTTP_E_NO_MORE_DATA) {
-            /* a framing error Gunicorn reports when the app reads: the same
-             * answer, before the app */
-            cg_conn_refuse(c, log, &c->body.error);
+            /* A framing error Gunicorn meets while the app reads: the same
+             * outcome, before the app. Errors with a status (a trailer
+             * refused like a header) are answered with it; the others are
+             * its "Socket error" and the connection just closes. */
+            if (cg_http_error_status(c->body.error.code) != 0) {
+                cg_conn_refuse(c, log, &c->body.error);
+            } else {
+                char text[512];
+                cg_http_error_text(&c->body.error, text, sizeof(text));
+                cg_log_error(log, "Socket error processing request.\n%s: %s",
+                             cg_http_error_name(c->body.error.code), text);
+            }
             cg__conn_linger(gc, false);
             return;
         }
@@ -644,22 +631,10 @@ static void cg__process(cg_gt_conn_t *gc)
                 return;
             continue;
         }
-        int pr = cg__proxy(gc);
-        if (pr == 0)
+        int h = cg_conn_head_step(c, &gc->gt->pol, gc->gt->w->log);
+        if (h == 0)
             return;
-        if (pr < 0) {
-            cg_conn_refuse(c, gc->gt->w->log, &c->req.error);
-            cg__conn_linger(gc, false);
-            return;
-        }
-        if (c->buf.len == 0)
-            return;
-        ssize_t r = cg_http_parse_request(&gc->gt->pol.hs, &c->parser, c->buf.data, c->buf.len,
-                                          c->trusted, &c->req);
-        if (r == CG_EAGAIN)
-            return;
-        if (r < 0) {
-            cg_conn_refuse(c, gc->gt->w->log, &c->req.error);
+        if (h < 0) {
             cg__conn_linger(gc, false);
             return;
         }
@@ -748,7 +723,10 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     cg_gt_conn_t *gc = cg_xcalloc(1, sizeof(*gc));
     cg_conn_t *c = &gc->c;
     gc->gt = g;
-    cg_conn_attach_tcp(c, fd, true);
+    c->peer = *peer;
+    c->peerlen = peerlen;
+    cg_conn_init(c, &g->pol, CG_CONN_BUF_INITIAL);
+    cg_conn_accepted(c, &g->pol, fd, l, true);
     c->quit = &g->w->quick;
     /* A client that stops sending its body or reading the response while
      * a thread serves it frees that thread after this long without
@@ -757,25 +735,12 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     cg_spool_init(&gc->in, CG_SPOOL_MEM, CG_SPOOL_BODY_MAX, g->w->cfg->worker_tmp_dir);
     cg_spool_init(&gc->out, CG_SPOOL_MEM, CG_SPOOL_OUT_MAX, g->w->cfg->worker_tmp_dir);
     c->body_spool = &gc->in;
-    c->listener = l;
-    c->peer = *peer;
-    c->peerlen = peerlen;
-    cg_net_peer_text((struct sockaddr *)&c->peer, c->peer_ip, sizeof(c->peer_ip), c->peer_port,
-                     sizeof(c->peer_port));
-    c->trusted = cg_net_allowed(g->pol.allow, (struct sockaddr *)&c->peer);
-    c->buf_max = g->pol.buf_max;
-    c->buf.cap = CG_CONN_BUF_INITIAL;
-    c->buf.data = cg_xmalloc(c->buf.cap);
-    c->req.headers_cap = g->pol.hs.limit_request_fields + 1;
-    c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
-    cg_http_parser_reset(&c->parser);
     gc->state = CG_GT_HEAD;
     int r = uv_poll_init_socket(&g->loop, &gc->poll, fd);
     if (r < 0) {
         cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(r));
         c->ops->close(c);
-        free(c->buf.data);
-        free(c->req.headers);
+        cg_conn_release(c);
         free(gc);
         return;
     }
@@ -949,13 +914,7 @@ static void *cg__pool_main(void *arg)
 {
     cg_gt_thread_t *t = arg;
     cg_gt_t *g = t->gt;
-    PyGILState_STATE gs = PyGILState_Ensure();
-    int rc = cg_wsgi_init(&t->ws, g->w, Py_NewRef(g->ws->app));
-    if (rc == 0)
-        rc = cg_wsgi_set_threaded(&t->ws);
-    if (rc < 0)
-        cg_py_log_exception(g->w->log, CG_LOG_ERROR, "Exception in worker process");
-    t->ws.tstate = PyEval_SaveThread();
+    int rc = cg_wsgi_thread_init(&t->ws, g->ws);
 
     pthread_mutex_lock(&g->mu);
     if (rc < 0)
@@ -992,9 +951,7 @@ static void *cg__pool_main(void *arg)
     }
     pthread_mutex_unlock(&g->mu);
 
-    PyEval_RestoreThread(t->ws.tstate);
-    cg_wsgi_free(&t->ws);
-    PyGILState_Release(gs);
+    cg_wsgi_thread_free(&t->ws);
     return NULL;
 }
 
@@ -1033,13 +990,13 @@ static int cg__pool_start(cg_gt_t *g)
  * theirs as an asynchronous exception, raised at their next bytecode. */
 static void cg__pool_interrupt(cg_gt_t *g)
 {
-    PyEval_RestoreThread(g->ws->tstate);
-    for (int i = 0; i < g->nthreads; i++) {
-        cg_wsgi_t *tws = &g->threads[i].ws;
-        if (g->threads[i].started && tws->in_app)
-            PyThreadState_SetAsyncExc(tws->thread_id, PyExc_SystemExit);
-    }
-    g->ws->tstate = PyEval_SaveThread();
+    cg_wsgi_t **v = cg_xcalloc((size_t)g->nthreads, sizeof(*v));
+    size_t n = 0;
+    for (int i = 0; i < g->nthreads; i++)
+        if (g->threads[i].started)
+            v[n++] = &g->threads[i].ws;
+    cg_wsgi_interrupt(g->ws, v, n);
+    free(v);
 }
 
 /* Stop the pool. Threads still inside a request (QUIT, or the graceful
@@ -1108,12 +1065,7 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
 
-    PyEval_RestoreThread(ws->tstate);
-    int trc = cg_wsgi_set_threaded(ws);
-    if (trc < 0)
-        cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
-    ws->tstate = PyEval_SaveThread();
-    if (trc < 0 || cg_conn_policy_init(&g->pol, w->cfg, w->log) < 0) {
+    if (cg_wsgi_make_threaded(ws) < 0 || cg_conn_policy_init(&g->pol, w->cfg, w->log) < 0) {
         cg_conn_policy_free(&g->pol);
         free(g);
         return -EINVAL;

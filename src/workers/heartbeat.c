@@ -13,11 +13,16 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t cg_monotonic_ms(void)
+uint64_t cg_monotonic_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t cg_monotonic_ms(void)
+{
+    return cg_monotonic_us() / 1000u;
 }
 
 /*

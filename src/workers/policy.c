@@ -115,6 +115,63 @@ void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err)
         cg_log_debug(log, "Failed to send error message.");
 }
 
+void cg_conn_init(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial)
+{
+    c->fd = -1;
+    c->buf_max = p->buf_max;
+    c->buf.cap = buf_initial;
+    c->buf.data = cg_xmalloc(c->buf.cap);
+    c->req.headers_cap = p->hs.limit_request_fields + 1;
+    c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
+}
+
+void cg_conn_release(cg_conn_t *c)
+{
+    free(c->buf.data);
+    free(c->req.headers);
+    c->buf.data = NULL;
+    c->req.headers = NULL;
+}
+
+void cg_conn_accepted(cg_conn_t *c, const cg_conn_policy_t *p, int fd, const cg_listener_t *l,
+                      bool nonblocking)
+{
+    cg_conn_attach_tcp(c, fd, nonblocking);
+    c->listener = l;
+    c->buf.off = c->buf.len = c->buf.keep = 0;
+    cg_net_peer_text((struct sockaddr *)&c->peer, c->peer_ip, sizeof(c->peer_ip), c->peer_port,
+                     sizeof(c->peer_port));
+    c->trusted = cg_net_allowed(p->allow, (struct sockaddr *)&c->peer);
+    cg_http_parser_reset(&c->parser);
+    c->has_proxy = false;
+    c->proxy_checked = p->proxy_mode == CG_HTTP_PROXY_OFF;
+}
+
+int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log)
+{
+    if (!c->proxy_checked) {
+        int r = cg_conn_take_proxy(c, p);
+        if (r == 0)
+            return 0;
+        if (r < 0) {
+            cg_conn_refuse(c, log, &c->req.error);
+            return -1;
+        }
+        c->proxy_checked = true;
+    }
+    if (c->buf.len == 0)
+        return 0;
+    ssize_t r = cg_http_parse_request(&p->hs, &c->parser, c->buf.data, c->buf.len, c->trusted,
+                                      &c->req);
+    if (r == CG_EAGAIN)
+        return 0;
+    if (r < 0) {
+        cg_conn_refuse(c, log, &c->req.error);
+        return -1;
+    }
+    return 1;
+}
+
 void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n)
 {
     if (n == 0 && c->buf.len == 0)

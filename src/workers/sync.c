@@ -30,44 +30,21 @@ static int cg__setup(cg_sync_t *s, cg_worker_t *w, cg_wsgi_t *ws)
         return rc;
 
     cg_conn_t *c = &s->conn;
-    c->fd = -1;
+    /* a typical head plus CG_CONN_BODY_ROOM without growing */
+    cg_conn_init(c, &s->pol, 32768);
     c->quit = &w->quick;
     /* The master kills a worker silent for `timeout` (Gunicorn's sync
      * worker has no other bound on a client); a peer that stops sending or
      * reading for half of that is dropped first, so one stalled client
      * costs a request, not the worker. */
     c->io_timeout_ms = w->cfg->timeout > 0 ? (int)(w->cfg->timeout * 1000 / 2) : 0;
-    c->buf_max = s->pol.buf_max;
-    c->buf.cap = 32768; /* a typical head plus CG_CONN_BODY_ROOM without growing */
-    c->buf.data = cg_xmalloc(c->buf.cap);
-    c->req.headers_cap = s->pol.hs.limit_request_fields + 1;
-    c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
     return 0;
 }
 
 static void cg__teardown(cg_sync_t *s)
 {
     cg_conn_policy_free(&s->pol);
-    free(s->conn.buf.data);
-    free(s->conn.req.headers);
-}
-
-/*
- * PROXY protocol header at the start of the connection (Gunicorn reads it on
- * the first request only). Returns 1 to go on with the request (header
- * consumed, or none present), 0 when the peer closed, -1 on a refused header
- * (c->req.error filled).
- */
-static int cg__read_proxy(cg_sync_t *s, cg_conn_t *c)
-{
-    for (;;) {
-        ssize_t n = cg_conn_fill(c);
-        if (n <= 0)
-            return 0;
-        int r = cg_conn_take_proxy(c, &s->pol);
-        if (r != 0)
-            return r;
-    }
+    cg_conn_release(&s->conn);
 }
 
 /* Serve one accepted connection: one request, then a graceful close. */
@@ -75,51 +52,23 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
 {
     cg_worker_t *w = s->w;
     cg_conn_t *c = &s->conn;
-    cg_http_request_t *req = &c->req;
     bool done = false;
-    cg_conn_attach_tcp(c, fd, false);
+    cg_conn_accepted(c, &s->pol, fd, l, false);
     cg_heartbeat_notify(&w->hb); /* the I/O timeout counts from here */
-    c->listener = l;
-    c->buf.off = c->buf.len = c->buf.keep = 0;
-    cg_net_peer_text((struct sockaddr *)&c->peer, c->peer_ip, sizeof(c->peer_ip), c->peer_port,
-                     sizeof(c->peer_port));
-    c->trusted = cg_net_allowed(s->pol.allow, (struct sockaddr *)&c->peer);
-    cg_http_parser_reset(&c->parser);
-    c->has_proxy = false;
-
-    if (s->pol.proxy_mode != CG_HTTP_PROXY_OFF) {
-        int pr = cg__read_proxy(s, c);
-        if (pr <= 0) {
-            if (pr < 0)
-                cg_conn_refuse(c, s->w->log, &req->error);
-            goto close;
-        }
-    }
-
     for (;;) {
-        if (c->buf.len > 0) {
-            ssize_t r = cg_http_parse_request(&s->pol.hs, &c->parser, c->buf.data, c->buf.len,
-                                              c->trusted, req);
-            if (r > 0)
-                break;
-            if (r != CG_EAGAIN) {
-                cg_conn_refuse(c, s->w->log, &req->error);
-                goto close;
-            }
-        }
+        int h = cg_conn_head_step(c, &s->pol, w->log);
+        if (h > 0)
+            break;
+        if (h < 0)
+            goto close;
         ssize_t n = cg_conn_fill(c);
         if (n <= 0) {
             cg_conn_log_read_end(c, w->log, n);
             goto close;
         }
     }
-
     cg_conn_begin_body(c, &s->pol);
-    w->nr++;
-    if (w->nr >= w->max_requests) {
-        cg_log_info(w->log, "Autorestarting worker after current request.");
-        w->alive = 0;
-    }
+    cg_worker_count_request(w);
     done = cg_wsgi_handle(s->ws, c) == 0 && c->body.done && !c->body.truncated &&
            c->buf.off == c->buf.len;
 

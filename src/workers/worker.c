@@ -52,89 +52,13 @@ static void cg__on_signal(int signo)
          * the app through Python's own pending-signal machinery, which is
          * async-signal-safe. Idle, the loop sees `alive` and leaves. */
         if (cg__self->in_app)
-            PyErr_SetInterruptEx(signo);
+            cg_py_interrupt_main(signo);
         break;
     case SIGUSR1:
         cg__self->reopen_logs = 1;
         break;
     }
     cg__wake();
-}
-
-/*
- * Beyond Gunicorn: a SIGABRT that lands in the app is almost always the
- * master's WORKER TIMEOUT, and the one question then is "where was it
- * stuck?". Log the Python stack of the interrupted frame before leaving.
- */
-static void cg__log_abort_stack(PyObject *frame)
-{
-    PyObject *tb = PyImport_ImportModule("traceback"); /* new */
-    PyObject *lines = tb ? PyObject_CallMethod(tb, "format_stack", "O", frame) : NULL;
-    PyObject *sep = lines ? PyUnicode_FromString("") : NULL;
-    PyObject *text = sep ? PyUnicode_Join(sep, lines) : NULL;
-    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
-    if (utf8 != NULL)
-        cg_log_error(cg__self->log,
-                     "Worker (pid:%d) aborted (SIGABRT) while the application was running:\n"
-                     "Traceback (most recent call last):\n%s",
-                     (int)cg__self->pid, utf8);
-    else
-        PyErr_Clear();
-    Py_XDECREF(text);
-    Py_XDECREF(sep);
-    Py_XDECREF(lines);
-    Py_XDECREF(tb);
-}
-
-/* The Python-level handler behind PyErr_SetInterruptEx(signum, frame):
- * SystemExit(code), with the app's stack logged first on SIGABRT. */
-static PyObject *cg__py_exit(PyObject *code, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs >= 2 && PyLong_Check(args[0]) && PyLong_AsLong(args[0]) == SIGABRT &&
-        args[1] != Py_None)
-        cg__log_abort_stack(args[1]);
-    PyErr_SetObject(PyExc_SystemExit, code);
-    return NULL;
-}
-
-static PyMethodDef cg__py_exit_def = {"_cgunicorn_exit", (PyCFunction)(void (*)(void))cg__py_exit,
-                                      METH_FASTCALL, "Leave the worker (signal handler)."};
-
-/*
- * Give QUIT/INT/ABRT a Python handler (so PyErr_SetInterruptEx reaches the
- * app), then put our C handler back in front of it at the OS level.
- * GIL held. Returns 0 or -1 with an exception set.
- */
-static int cg__python_signals(void)
-{
-    static const struct {
-        int signo;
-        int code;
-    } exits[] = {{SIGINT, 0}, {SIGQUIT, 0}, {SIGABRT, 1}};
-    PyObject *mod = PyImport_ImportModule("signal"); /* new */
-    if (mod == NULL)
-        return -1;
-    int rc = 0;
-    for (size_t i = 0; i < CG_ARRAY_SIZE(exits) && rc == 0; i++) {
-        PyObject *code = PyLong_FromLong(exits[i].code);                  /* new */
-        PyObject *fn = code ? PyCFunction_New(&cg__py_exit_def, code) : NULL; /* new */
-        PyObject *r = fn ? PyObject_CallMethod(mod, "signal", "iO", exits[i].signo, fn) : NULL;
-        rc = r == NULL ? -1 : 0;
-        Py_XDECREF(r);
-        Py_XDECREF(fn);
-        Py_XDECREF(code);
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sigemptyset(&sa.sa_mask);
-        sa.sa_handler = cg__on_signal;
-        sa.sa_flags = 0; /* see cg__install_signals */
-        if (rc == 0 && sigaction(exits[i].signo, &sa, NULL) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            rc = -1;
-        }
-    }
-    Py_DECREF(mod);
-    return rc;
 }
 
 static int cg__install_signals(cg_worker_t *w)
@@ -293,7 +217,7 @@ int cg_worker_main(cg_worker_t *w)
         goto out;
     }
     py_up = true;
-    if (cg__python_signals() < 0) {
+    if (cg_py_worker_signals(cg__on_signal, w->log) < 0) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;

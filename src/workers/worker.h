@@ -37,7 +37,9 @@ void cg_heartbeat_notify(cg_heartbeat_t *hb);         /* async-signal-safe */
 uint64_t cg_heartbeat_age_ms(const cg_heartbeat_t *hb); /* ms since last notify */
 void cg_heartbeat_destroy(cg_heartbeat_t *hb);
 
+/* CLOCK_MONOTONIC in ms / us (async-signal-safe). */
 uint64_t cg_monotonic_ms(void);
+uint64_t cg_monotonic_us(void);
 
 typedef struct cg_worker {
     /* set by the arbiter */
@@ -70,6 +72,17 @@ typedef struct cg_worker {
                           * interpreter and the WSGI state stay as they are */
     void *py;         /* the Python side's per-worker state (src/wsgi) */
 } cg_worker_t;
+
+/* A request is about to be served: count it, and past max_requests (with
+ * its jitter) tell the loop to stop after it, as Gunicorn's handle_request. */
+static inline void cg_worker_count_request(cg_worker_t *w)
+{
+    w->nr++;
+    if (w->nr >= w->max_requests && w->alive) {
+        cg_log_info(w->log, "Autorestarting worker after current request.");
+        w->alive = 0;
+    }
+}
 
 /* Runs in the child after fork; never returns to the arbiter's loop.
  * Returns the process exit status. */

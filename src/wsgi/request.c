@@ -16,13 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int64_t cg__now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 const char *cg_wsgi_http_date(cg_wsgi_t *ws)
 {
     time_t now = time(NULL);
@@ -352,7 +345,7 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *env, cg_st
         .query = query,
         .status = status,
         .sent = r->sent,
-        .request_time_us = cg__now_us() - start_us,
+        .request_time_us = (int64_t)cg_monotonic_us() - start_us,
         .log_time = time(NULL),
         .pid = getpid(),
         .req_headers = req->headers,
@@ -643,7 +636,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
         cg_wsgi_orphans_release(&ws->orphans);
     PyObject *env = NULL, *result = NULL, *hook_req = NULL;
     /* only the access log reads it: no clock read per request without one */
-    int64_t start_us = cg_log_access_enabled(ws->log) ? cg__now_us() : 0;
+    int64_t start_us = cg_log_access_enabled(ws->log) ? (int64_t)cg_monotonic_us() : 0;
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
         cg__recycle_in_base(ws, &ws->input, cg_wsgi_input_new, ws->keys[CG_WK_WSGI_INPUT]) < 0 ||

@@ -147,6 +147,7 @@ struct cg_wsgi {
     cg_log_t *log;
     const cg_config_t *cfg;
     PyThreadState *tstate; /* saved while the GIL is released */
+    int gil_state;         /* PyGILState_STATE of a pool thread's context */
     PyObject *app;
     PyObject *keys[CG_WK__COUNT];
     PyObject *base_environ;
@@ -189,6 +190,21 @@ void cg_wsgi_free(cg_wsgi_t *ws);
  * conn->must_close decides). GIL held. Returns 0 or -1 with an exception set.
  */
 int cg_wsgi_set_threaded(cg_wsgi_t *ws);
+
+/* ---- threads.c: for worker loops, called without the GIL ---- */
+
+/* On a new thread: a context like `proto`'s (same app), in its own Python
+ * thread state, marked multithreaded. 0, or -1 (logged); either way
+ * cg_wsgi_thread_free() on that thread releases it. */
+int cg_wsgi_thread_init(cg_wsgi_t *ws, const cg_wsgi_t *proto);
+void cg_wsgi_thread_free(cg_wsgi_t *ws);
+/* The calling thread's own context (the loop's) goes multithreaded: 0 or -1
+ * (logged). */
+int cg_wsgi_make_threaded(cg_wsgi_t *ws);
+/* SystemExit, raised asynchronously, in every target whose thread is inside
+ * the app right now (QUIT/INT reach the loop thread only). `by` is the
+ * caller's own context. */
+void cg_wsgi_interrupt(cg_wsgi_t *by, cg_wsgi_t *const *targets, size_t n);
 
 /*
  * Serve one parsed request (conn->req) on conn: environ, app, response, access
