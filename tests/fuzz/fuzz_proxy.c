@@ -145,14 +145,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *pre = whole + n - have;
         memcpy(pre, src, have);
         parse(mode, pre, have, allowed, &part);
-        if (part.rc != CG_EAGAIN) {
-            if (!same(&part, &all))
+        if (part.rc != CG_EAGAIN || have == n) {
+            if (!same(&part, &all)) {
+                fprintf(stderr,
+                        "fuzz_proxy: split verdict differs: %zu of %zu bytes give %zd \"%s\","
+                        " all of them %zd \"%s\"\n",
+                        have, n, part.rc, part.text, all.rc, all.text);
                 abort();
-            break;
-        }
-        if (have == n) {
-            if (all.rc != CG_EAGAIN)
-                abort();
+            }
             break;
         }
     }
