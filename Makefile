@@ -1,7 +1,8 @@
 # Thin front end to meson/ninja. The two documented entry points are
 #   make run    install what is missing, build, serve examples/hello.py on :8000
 #   make test   install what is missing, build, run unit + integration tests,
-#               then again with an ASan+UBSan build
+#               then again with an ASan+UBSan build, then each libFuzzer
+#               target for 30 s (TEST_FUZZ_SECONDS)
 # Everything else (deps, build, fuzz, bench, clean) is a building block.
 
 # Debian's interpreter: the one whose python3-embed we link and whose
@@ -14,6 +15,8 @@ FUZZ_BUILD  ?= build-fuzz
 HOST        ?= 127.0.0.1
 PORT        ?= 8000
 FUZZ_SECONDS ?= 60
+# what `make test` (CI) gives each fuzz target
+TEST_FUZZ_SECONDS ?= 30
 # Warnings are errors everywhere, so a warning never surprises anyone in CI.
 WERROR      ?= true
 NINJA_JOBS  ?= 2
@@ -55,11 +58,13 @@ build: deps
 run: build
 	./$(BUILD)/cgunicorn --chdir $(CURDIR)/examples -b $(HOST):$(PORT) hello:app
 
-# Unit tests, integration tests, then the same under ASan+UBSan. The last
-# thing printed is pytest's summary line of the sanitizer run.
+# Unit tests, integration tests, then the same under ASan+UBSan, then every
+# fuzz target from the repository's seeds (a crash fails the run). The last
+# thing printed is the fuzz run's final stats.
 test: build
 	$(MAKE) --no-print-directory docs-check unit integration
 	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 # docs/settings.md is generated from the settings table; a stale copy fails.
 docs: build

@@ -18,8 +18,9 @@ pkgs=(
 )
 if [ "${1:-}" = fuzz ]; then
   # clang's -fsanitize=fuzzer runtime is only a Recommends of clang-14, so a
-  # --no-install-recommends install lacks it.
-  pkgs+=(libclang-rt-14-dev)
+  # --no-install-recommends install lacks it; llvm puts llvm-symbolizer on
+  # PATH, without which a crash's stack has no function names or lines.
+  pkgs+=(libclang-rt-14-dev llvm)
 fi
 if [ "${1:-}" = bench ]; then
   pkgs+=(uwsgi-core uwsgi-plugin-python3 nginx-light)

@@ -70,8 +70,10 @@ void cg_strv_clear(cg_strv_t *sv)
 }
 
 /* ASCII lowercase of every byte value, built at compile time: one load per
- * byte instead of two range tests (header names are compared per request). */
-#define CG__L(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+ * byte instead of two range tests (header names are compared per request).
+ * Lowercasing sets bit 5 ('A' | 0x20 == 'a'); unlike + 32 that stays below 256
+ * in the unused branch too, which clang's -Wconstant-conversion checks. */
+#define CG__L(c) ((c) >= 'A' && (c) <= 'Z' ? (c) | 0x20 : (c))
 #define CG__L4(c) CG__L(c), CG__L((c) + 1), CG__L((c) + 2), CG__L((c) + 3)
 #define CG__L16(c) CG__L4(c), CG__L4((c) + 4), CG__L4((c) + 8), CG__L4((c) + 12)
 #define CG__L64(c) CG__L16(c), CG__L16((c) + 16), CG__L16((c) + 32), CG__L16((c) + 48)

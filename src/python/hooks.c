@@ -305,14 +305,14 @@ int cg_py_hook_pre_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req
 }
 
 void cg_py_hook_post_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req,
-                             PyObject *environ, PyObject *resp)
+                             PyObject *env, PyObject *resp)
 {
     cg_py_hooks_t *h = cg__hooks_of_cfg(cfg);
     if (cfg->post_request == NULL || h == NULL)
         return;
     PyObject *wo = cg__self_worker(h, w);
     PyObject *r = wo ? PyObject_CallFunctionObjArgs((PyObject *)cfg->post_request, wo, req,
-                                                    environ, resp ? resp : Py_None, NULL)
+                                                    env, resp ? resp : Py_None, NULL)
                      : NULL;
     if (r == NULL)
         cg_py_log_exception(h->log, CG_LOG_ERROR, "Exception in post_request hook");

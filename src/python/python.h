@@ -190,7 +190,7 @@ void cg_py_hooks_free(cg_py_hooks_t *h, cg_config_t *cfg);
  */
 int cg_py_hook_pre_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req);
 void cg_py_hook_post_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req,
-                             PyObject *environ, PyObject *resp);
+                             PyObject *env, PyObject *resp);
 /* True when either per-request hook is set. */
 static inline bool cg_py_request_hooks(const cg_config_t *cfg)
 {
