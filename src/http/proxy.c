@@ -76,7 +76,10 @@ static ssize_t parse_v1(const char *buf, size_t len, cg_http_proxy_t *out, cg_ht
         }
     }
     if (!cr) {
-        if (len > CG__PP1_MAX)
+        /* Too long already, unless the line is exactly CG__PP1_MAX bytes
+         * and its CR came without the LF yet: the verdict must not depend
+         * on where the reads split the input. */
+        if (len > CG__PP1_MAX && !(len == CG__PP1_MAX + 1 && buf[CG__PP1_MAX] == '\r'))
             return perr(err, CG_HTTP_E_INVALID_PROXY_LINE, NULL, buf, CG__PP1_MAX, 0);
         return CG_EAGAIN;
     }

@@ -130,6 +130,9 @@ PROXY = {
     "v1_lf_only": (AUTO, b"PROXY TCP4 1.2.3.4 5.6.7.8 80 443\n" + REQ),
     "v1_no_crlf": (AUTO | 8, b"PROXY TCP4 1.2.3.4 5.6.7.8 80 443"),
     "v1_too_long": (AUTO | WHOLE_READ, b"PROXY TCP4 1.2.3.4 5.6.7.8 80 " + b"4" * 560 + b"\r\n"),
+    # exactly the longest line, read one byte at a time (its verdict once
+    # depended on a read ending between CR and LF)
+    "v1_longest_split": (AUTO, b"PROXY TCP4 1.2.3.4 5.6.7.8 80 " + b"0" * 503 + b"443\r\n" + REQ),
     "v1_forbidden": (AUTO | FORBID, b"PROXY TCP4 1.2.3.4 5.6.7.8 80 443\r\n"),
     "v1_in_v2_mode": (V2, b"PROXY TCP4 1.2.3.4 5.6.7.8 80 443\r\n" + REQ),
     # v2, valid

@@ -72,6 +72,34 @@ static void test_v1(void **state)
     assert_int_equal(px.proxy_port, 65535);
 }
 
+/* A line of exactly the longest length accepted: the same verdict whether
+ * its CRLF arrives whole or split after the CR (found by fuzz_proxy). */
+static void test_v1_longest_line_split(void **state)
+{
+    (void)state;
+    char line[600];
+    const char *head = "PROXY TCP4 1.2.3.4 5.6.7.8 80 ";
+    size_t n = strlen(head);
+    memcpy(line, head, n);
+    while (n < 536 - 3)
+        line[n++] = '0';
+    memcpy(line + n, "443\r\n", 5);
+    n += 5; /* 536 bytes of line, then CRLF */
+    assert_int_equal(n, 538);
+    cg_http_proxy_t px;
+    cg_http_error_t err;
+    check_prefixes(CG_HTTP_PROXY_AUTO, line, n);
+    assert_int_equal(cg_http_parse_proxy(CG_HTTP_PROXY_AUTO, line, n, true, &px, &err), 538);
+    assert_int_equal(px.proxy_port, 443);
+    /* one byte longer: refused, and already before the CRLF comes */
+    char longer[600];
+    memcpy(longer, line, 536);
+    longer[536] = '0';
+    assert_int_equal(cg_http_parse_proxy(CG_HTTP_PROXY_AUTO, longer, 537, true, &px, &err),
+                     -EPROTO);
+    assert_int_equal(err.code, CG_HTTP_E_INVALID_PROXY_LINE);
+}
+
 static void test_v1_invalid(void **state)
 {
     (void)state;
@@ -232,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v1),
         cmocka_unit_test(test_v1_invalid),
+        cmocka_unit_test(test_v1_longest_line_split),
         cmocka_unit_test(test_v2),
         cmocka_unit_test(test_v2_invalid),
         cmocka_unit_test(test_detection),
