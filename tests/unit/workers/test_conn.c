@@ -1,6 +1,6 @@
 /* test_conn.c - a connection's I/O over a fake transport: partial writes,
  * waits bounded by the per-wait timeout and the deadline, quick stops,
- * lingering close, and the refusal page that never waits. */
+ * lingering close. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -247,37 +247,6 @@ static void test_close_graceful_done_skips_linger(void **state)
     assert_int_equal(f.closes, 1);
 }
 
-static void test_refuse_never_waits(void **state)
-{
-    /* a client pipelining garbage without reading: its window is shut, and
-     * the refusal page is given up rather than waited for */
-    fake_t f = {.out_blocked = 1, .wait_result = 0};
-    cg_conn_t c;
-    setup_conn(&c, &f);
-    strcpy(c.peer_ip, "127.0.0.1");
-    c.io_timeout_ms = 30000;
-    cg_log_t lg;
-    cg_log_t *log = &lg;
-    char err[256];
-    memset(&lg, 0, sizeof(lg));
-    assert_int_equal(cg_log_open(log, "/dev/null", "critical", NULL, NULL, err, sizeof(err)), 0);
-    cg_http_error_t e = {.code = CG_HTTP_E_INVALID_REQUEST_LINE,
-                         .arg = CG_STR_LIT("garbage")};
-    cg_conn_refuse(&c, log, &e);
-    assert_int_equal(f.wait_calls, 0);
-    assert_int_equal(f.out_len, 0);
-
-    /* with room, the page goes out whole in one write */
-    fake_t g = {.wait_result = 0};
-    setup_conn(&c, &g);
-    strcpy(c.peer_ip, "127.0.0.1");
-    cg_conn_refuse(&c, log, &e);
-    assert_int_equal(g.wait_calls, 0);
-    assert_true(g.out_len > 0);
-    assert_memory_equal(g.out, "HTTP/1.1 400 Bad Request\r\n", 26);
-    cg_log_close(log);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,7 +259,6 @@ int main(void)
         cmocka_unit_test(test_fill_grows_to_max),
         cmocka_unit_test(test_close_graceful_lingers_until_eof),
         cmocka_unit_test(test_close_graceful_done_skips_linger),
-        cmocka_unit_test(test_refuse_never_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
