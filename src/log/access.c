@@ -59,7 +59,7 @@ typedef struct op {
 struct cg_access_fmt {
     op_t *ops;
     size_t n;
-    bool needs_environ;
+    unsigned needs; /* CG_ACCESS_NEEDS_* */
     char *store; /* owns every op text */
     char *src;   /* the format as given, for the error report */
 };
@@ -235,8 +235,10 @@ int cg_access_fmt_compile(const char *fmt, cg_access_fmt_t **out, char *err, siz
             o->text.ptr = f->store + (size_t)(uintptr_t)o->text.ptr;
         else
             o->text = (cg_str_t){NULL, 0};
-        if (o->atom == AT_ENV)
-            f->needs_environ = true;
+        f->needs |= o->atom == AT_ENV     ? CG_ACCESS_NEEDS_ENVIRON
+                    : o->atom == AT_RESPH ? CG_ACCESS_NEEDS_RESP_HEADERS
+                    : o->atom == AT_U     ? CG_ACCESS_NEEDS_PATH_INFO
+                                          : 0u;
     }
     *out = f;
     return 0;
@@ -259,7 +261,23 @@ void cg_access_fmt_free(cg_access_fmt_t *f)
 
 bool cg_log_access_needs_environ(const cg_log_t *log)
 {
-    return log->access_fmt && log->access_fmt->needs_environ;
+    return cg_access_fmt_needs(log->access_fmt) & CG_ACCESS_NEEDS_ENVIRON;
+}
+
+unsigned cg_access_fmt_needs(const cg_access_fmt_t *f)
+{
+    return f != NULL ? f->needs : 0;
+}
+
+bool cg_access_env_lookup(void *ctx, cg_str_t name, cg_str_t *value)
+{
+    const cg_access_env_t *e = ctx;
+    for (size_t i = 0; i < e->n; i++)
+        if (cg_str_eq(e->name[i], name.ptr, name.len)) {
+            *value = e->value[i];
+            return value->ptr != NULL;
+        }
+    return false;
 }
 
 /* A string value: '"' -> '\"'; latin-1 bytes >= 0x80 become UTF-8 pairs. */
