@@ -475,6 +475,7 @@ static void put_str_atom(cg_pyfmt_out_t *o, const op_t *op, const cg_access_info
 {
     char tmp[48];
     int64_t s, us;
+    int n;
 
     switch (op->atom) {
     case AT_h:
@@ -536,8 +537,8 @@ static void put_str_atom(cg_pyfmt_out_t *o, const op_t *op, const cg_access_info
         break;
     case AT_L:
         td_split(in->request_time_us, &s, &us);
-        cg_pyfmt_put(o, tmp,
-                     (size_t)snprintf(tmp, sizeof(tmp), "%lld.%06lld", (long long)s, (long long)us));
+        n = snprintf(tmp, sizeof(tmp), "%lld.%06lld", (long long)s, (long long)us);
+        cg_pyfmt_put(o, tmp, (size_t)n);
         break;
     case AT_p:
         cg_pyfmt_put(o, tmp, (size_t)snprintf(tmp, sizeof(tmp), "<%ld>", (long)in->pid));
@@ -617,8 +618,11 @@ static const char *render(const cg_access_fmt_t *f, const cg_access_info_t *in, 
                 cg_pyfmt_put(o, "None", 4);
             if (op->spec.conv != 's' && k == V_STR)
                 cg_pyfmt_repr(o, start, op->spec.conv == 'a');
-            cg_pyfmt_truncate(o, start, op->spec.prec);
-            cg_pyfmt_pad(o, start, op->spec.width, op->spec.flags & CG_PYFMT_LEFT);
+            /* most ops have neither: no call then (once per atom per line) */
+            if (op->spec.prec >= 0)
+                cg_pyfmt_truncate(o, start, op->spec.prec);
+            if (op->spec.width >= 0)
+                cg_pyfmt_pad(o, start, op->spec.width, op->spec.flags & CG_PYFMT_LEFT);
             break;
         case 'c':
             if (k == V_INT) {
@@ -633,7 +637,8 @@ static const char *render(const cg_access_fmt_t *f, const cg_access_info_t *in, 
             } else {
                 return "TypeError: %c requires int or char";
             }
-            cg_pyfmt_pad(o, start, op->spec.width, op->spec.flags & CG_PYFMT_LEFT);
+            if (op->spec.width >= 0)
+                cg_pyfmt_pad(o, start, op->spec.width, op->spec.flags & CG_PYFMT_LEFT);
             break;
         case 'e':
         case 'E':

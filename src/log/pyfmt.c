@@ -1,6 +1,6 @@
 /*
- * pyfmt.c - Python's %-formatting, repr(), str.split(), lenient base64 and
- * strict UTF-8 checking, byte for byte (see pyfmt.h for why).
+ * pyfmt.c - Python's %-formatting, repr(), lenient base64 and strict UTF-8
+ * checking, byte for byte (see pyfmt.h for why).
  *
  * References are CPython's Objects/unicodeobject.c (PyUnicode_Format,
  * unicode_repr), Python/formatter_unicode.c and Modules/binascii.c.
@@ -308,24 +308,6 @@ void cg_pyfmt_repr(cg_pyfmt_out_t *o, size_t start, bool ascii_only)
 }
 
 /* ------------------------------------------------------------ str and codecs */
-
-/* str.split()'s whitespace for ASCII characters (Py_UNICODE_ISSPACE). */
-static bool py_space(unsigned char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
-
-cg_str_t cg_pyfmt_first_word(cg_str_t s)
-{
-    size_t i = 0, n = s.len;
-    const char *p = s.ptr;
-    while (i < n && py_space((unsigned char)p[i]))
-        i++;
-    size_t j = i;
-    while (j < n && !py_space((unsigned char)p[j]))
-        j++;
-    return (cg_str_t){p ? p + i : NULL, j - i};
-}
 
 bool cg_pyfmt_utf8_check(const unsigned char *s, size_t n, char *err, size_t errlen)
 {
