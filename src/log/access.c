@@ -30,8 +30,12 @@
  * header values) or of a response header value comes out as two UTF-8 bytes.
  * The status string, the decoded user name and values returned by
  * environ_lookup are taken to be UTF-8 already and are written as they are.
+ *
+ * This file knows Gunicorn: its atoms, SafeAtoms' quoting, _get_user(). How
+ * Python itself converts, pads, truncates, repr()s and decodes is in pyfmt.c.
  */
 #include "log.h"
+#include "pyfmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,25 +50,16 @@ enum {
     AT_REQH, AT_RESPH, AT_ENV,
 };
 
-#define F_LEFT 0x01u
-#define F_SIGN 0x02u
-#define F_BLANK 0x04u
-#define F_ALT 0x08u
-#define F_ZERO 0x10u
-
 typedef struct op {
     uint8_t atom;
-    uint8_t flags;
-    char conv;
-    int width; /* -1: none */
-    int prec;  /* -1: none */
+    cg_pyfmt_spec_t spec; /* how Python converts the value (not for AT_LIT/AT_ERR) */
     cg_str_t text; /* literal, {..} name (lower-case), or error message */
 } op_t;
 
 struct cg_access_fmt {
     op_t *ops;
     size_t n;
-    bool needs_environ;
+    unsigned needs; /* CG_ACCESS_NEEDS_* */
     char *store; /* owns every op text */
     char *src;   /* the format as given, for the error report */
 };
@@ -81,16 +76,6 @@ static const struct {
     {'p', AT_p},
 };
 
-/* Python reports positions in code points, not bytes. */
-static size_t cp_index(const char *s, size_t byte_off)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < byte_off; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
 typedef struct compiler {
     op_t *ops;
     size_t n, cap;
@@ -105,7 +90,7 @@ static op_t *push_op(compiler_t *c, uint8_t atom)
         c->ops = cg_xrealloc(c->ops, c->cap * sizeof(*c->ops));
     }
     op_t *o = &c->ops[c->n++];
-    *o = (op_t){.atom = atom, .conv = 's', .width = -1, .prec = -1};
+    *o = (op_t){.atom = atom, .spec = {.conv = 's', .width = -1, .prec = -1}};
     return o;
 }
 
@@ -201,9 +186,6 @@ int cg_access_fmt_compile(const char *fmt, cg_access_fmt_t **out, char *err, siz
         }
         const char *key = NULL;
         size_t klen = 0;
-        uint8_t flags = 0;
-        int width = -1, prec = -1;
-        bool star = false;
 
         if (*q == '(') {
             /* Python matches nested parentheses inside the key. */
@@ -222,84 +204,22 @@ int cg_access_fmt_compile(const char *fmt, cg_access_fmt_t **out, char *err, siz
             }
             klen = (size_t)(q - 1 - key);
         }
-        for (;; q++) {
-            if (*q == '-')
-                flags |= F_LEFT;
-            else if (*q == '+')
-                flags |= F_SIGN;
-            else if (*q == ' ')
-                flags |= F_BLANK;
-            else if (*q == '#')
-                flags |= F_ALT;
-            else if (*q == '0')
-                flags |= F_ZERO;
-            else
-                break;
-        }
-        if (*q == '*')
-            star = true;
-        else if (*q >= '0' && *q <= '9') {
-            width = 0;
-            while (*q >= '0' && *q <= '9') {
-                width = width < 100000 ? width * 10 + (*q - '0') : width;
-                q++;
-            }
-        }
-        if (*q == '.') {
-            q++;
-            prec = 0;
-            if (*q == '*') {
-                star = true;
-            } else {
-                while (*q >= '0' && *q <= '9') {
-                    prec = prec < 100000 ? prec * 10 + (*q - '0') : prec;
-                    q++;
-                }
-            }
-        }
-        if (star) {
-            /* Python takes '*' from the arguments: with a mapping that is the
-             * whole dict, refused on the spot */
-            push_err(&c, "TypeError: * wants int");
-            break;
-        }
-        if (*q == 'h' || *q == 'l' || *q == 'L')
-            q++;
-        if (!*q) {
-            push_err(&c, "ValueError: incomplete format");
-            break;
-        }
-        char conv = *q++;
-        if (!strchr("sradiuoxXeEfFgGc", conv)) {
-            unsigned char uc = (unsigned char)conv;
-            unsigned cp = uc;
-            if (uc >= 0x80) {
-                /* report the code point, as Python does */
-                const unsigned char *u = (const unsigned char *)q - 1;
-                int more = uc >= 0xF0 ? 3 : uc >= 0xE0 ? 2 : uc >= 0xC0 ? 1 : 0;
-                cp = more == 3 ? uc & 7u : more == 2 ? uc & 15u : more == 1 ? uc & 31u : uc;
-                for (int i = 1; i <= more && u[i]; i++)
-                    cp = (cp << 6) | (u[i] & 63u);
-            }
-            snprintf(msg, sizeof(msg),
-                     "ValueError: unsupported format character '%c' (0x%x) at index %zu",
-                     (cp >= 32 && cp <= 126) ? (char)cp : '?', cp,
-                     cp_index(fmt, (size_t)(q - 1 - fmt)));
-            push_err(&c, msg);
+        cg_pyfmt_spec_t spec;
+        const char *perr = cg_pyfmt_parse_spec(fmt, &q, &spec, msg, sizeof(msg));
+        if (perr != NULL) {
+            push_err(&c, perr);
             break;
         }
         if (!key) {
             snprintf(err, errlen,
-                     "access_log_format: '%%%c' without a (name) key is not supported", conv);
+                     "access_log_format: '%%%c' without a (name) key is not supported",
+                     spec.conv);
             goto fail;
         }
         op_t *o = push_op(&c, AT_MISSING);
         classify_key(&c, o, key, klen);
         o = &c.ops[c.n - 1];
-        o->conv = conv;
-        o->flags = flags;
-        o->width = width;
-        o->prec = prec;
+        o->spec = spec;
         p = q;
     }
 
@@ -315,8 +235,10 @@ int cg_access_fmt_compile(const char *fmt, cg_access_fmt_t **out, char *err, siz
             o->text.ptr = f->store + (size_t)(uintptr_t)o->text.ptr;
         else
             o->text = (cg_str_t){NULL, 0};
-        if (o->atom == AT_ENV)
-            f->needs_environ = true;
+        f->needs |= o->atom == AT_ENV     ? CG_ACCESS_NEEDS_ENVIRON
+                    : o->atom == AT_RESPH ? CG_ACCESS_NEEDS_RESP_HEADERS
+                    : o->atom == AT_U     ? CG_ACCESS_NEEDS_PATH_INFO
+                                          : 0u;
     }
     *out = f;
     return 0;
@@ -339,208 +261,44 @@ void cg_access_fmt_free(cg_access_fmt_t *f)
 
 bool cg_log_access_needs_environ(const cg_log_t *log)
 {
-    return log->access_fmt && log->access_fmt->needs_environ;
+    return cg_access_fmt_needs(log->access_fmt) & CG_ACCESS_NEEDS_ENVIRON;
 }
 
-/* ------------------------------------------------------------ output */
-
-typedef struct out {
-    char *buf;
-    size_t cap; /* usable bytes (the NUL goes after them) */
-    size_t len;
-    bool overflow;
-} out_t;
-
-static void put(out_t *o, const char *p, size_t n)
+unsigned cg_access_fmt_needs(const cg_access_fmt_t *f)
 {
-    if (cg_unlikely(n > o->cap - o->len)) {
-        n = o->cap - o->len;
-        o->overflow = true;
-    }
-    memcpy(o->buf + o->len, p, n);
-    o->len += n;
+    return f != NULL ? f->needs : 0;
 }
 
-static void putc_(out_t *o, char ch)
+bool cg_access_env_lookup(void *ctx, cg_str_t name, cg_str_t *value)
 {
-    if (cg_likely(o->len < o->cap))
-        o->buf[o->len++] = ch;
-    else
-        o->overflow = true;
+    const cg_access_env_t *e = ctx;
+    for (size_t i = 0; i < e->n; i++)
+        if (cg_str_eq(e->name[i], name.ptr, name.len)) {
+            *value = e->value[i];
+            return value->ptr != NULL;
+        }
+    return false;
 }
 
 /* A string value: '"' -> '\"'; latin-1 bytes >= 0x80 become UTF-8 pairs. */
-static void put_text(out_t *o, const char *p, size_t n, bool latin1)
+static void put_text(cg_pyfmt_out_t *o, const char *p, size_t n, bool latin1)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (cg_likely(ch != '"' && (ch < 0x80 || !latin1)))
             continue;
-        put(o, p + run, i - run);
+        cg_pyfmt_put(o, p + run, i - run);
         run = i + 1;
         if (ch == '"') {
-            putc_(o, '\\');
-            putc_(o, '"');
+            cg_pyfmt_putc(o, '\\');
+            cg_pyfmt_putc(o, '"');
         } else {
-            putc_(o, (char)(0xC0 | (ch >> 6)));
-            putc_(o, (char)(0x80 | (ch & 0x3F)));
+            cg_pyfmt_putc(o, (char)(0xC0 | (ch >> 6)));
+            cg_pyfmt_putc(o, (char)(0x80 | (ch & 0x3F)));
         }
     }
-    put(o, p + run, n - run);
-}
-
-static void put_u64(out_t *o, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(o, tmp + i, sizeof(tmp) - i);
-}
-
-static size_t count_cp(const char *p, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (((unsigned char)p[i] & 0xC0) != 0x80)
-            k++;
-    return k;
-}
-
-/* Apply width (spaces) to the text written since `start`. */
-static void pad(out_t *o, size_t start, int width, bool left)
-{
-    if (width < 0)
-        return;
-    size_t have = count_cp(o->buf + start, o->len - start);
-    if (have >= (size_t)width)
-        return;
-    size_t n = (size_t)width - have;
-    if (n > o->cap - o->len) {
-        n = o->cap - o->len;
-        o->overflow = true;
-    }
-    if (!left)
-        memmove(o->buf + start + n, o->buf + start, o->len - start);
-    memset(o->buf + (left ? o->len : start), ' ', n);
-    o->len += n;
-}
-
-/* Python precision on %s: keep at most `prec` characters. */
-static void truncate_cp(out_t *o, size_t start, int prec)
-{
-    if (prec < 0)
-        return;
-    size_t k = 0;
-    for (size_t i = start; i < o->len; i++) {
-        if (((unsigned char)o->buf[i] & 0xC0) != 0x80) {
-            if (k == (size_t)prec) {
-                o->len = i;
-                return;
-            }
-            k++;
-        }
-    }
-}
-
-/* Decode one UTF-8 sequence (input already written by us, so well formed,
- * except where a caller-supplied value was not; those bytes pass as themselves). */
-static uint32_t next_cp(const unsigned char *s, size_t n, size_t *i)
-{
-    unsigned char c = s[*i];
-    size_t more = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
-    if (!more || *i + more >= n) {
-        (*i)++;
-        return c;
-    }
-    uint32_t cp = more == 3 ? c & 7u : more == 2 ? c & 15u : c & 31u;
-    for (size_t k = 1; k <= more; k++)
-        cp = (cp << 6) | (s[*i + k] & 63u);
-    *i += more + 1;
-    return cp;
-}
-
-static void put_cp(out_t *o, uint32_t cp)
-{
-    char b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 63));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 63));
-        b[2] = (char)(0x80 | (cp & 63));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 63));
-        b[2] = (char)(0x80 | ((cp >> 6) & 63));
-        b[3] = (char)(0x80 | (cp & 63));
-        n = 4;
-    }
-    put(o, b, n);
-}
-
-/*
- * Python repr()/ascii() of the string written since `start`. Printable
- * non-ASCII characters stay as they are in repr(); we treat U+0080..U+00A0 and
- * U+00AD as non-printable (as Python does) and every character above U+00FF as
- * printable (Python consults the Unicode database; close enough for logs).
- */
-static void repr_region(out_t *o, size_t start, bool ascii_only)
-{
-    size_t n = o->len - start;
-    char stackbuf[512];
-    char *tmp = n <= sizeof(stackbuf) ? stackbuf : cg_xmalloc(n);
-    memcpy(tmp, o->buf + start, n);
-    o->len = start;
-
-    bool has_sq = memchr(tmp, '\'', n) != NULL, has_dq = memchr(tmp, '"', n) != NULL;
-    char quote = (has_sq && !has_dq) ? '"' : '\'';
-    static const char hex[] = "0123456789abcdef";
-    putc_(o, quote);
-    for (size_t i = 0; i < n;) {
-        uint32_t cp = next_cp((const unsigned char *)tmp, n, &i);
-        char e[10];
-        if (cp == (uint32_t)quote || cp == '\\') {
-            e[0] = '\\';
-            e[1] = (char)cp;
-            put(o, e, 2);
-        } else if (cp == '\t' || cp == '\n' || cp == '\r') {
-            e[0] = '\\';
-            e[1] = cp == '\t' ? 't' : cp == '\n' ? 'n' : 'r';
-            put(o, e, 2);
-        } else if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0xA0) || cp == 0xAD ||
-                   (ascii_only && cp >= 0x80)) {
-            if (cp <= 0xFF) {
-                e[0] = '\\', e[1] = 'x', e[2] = hex[cp >> 4], e[3] = hex[cp & 15];
-                put(o, e, 4);
-            } else if (cp <= 0xFFFF) {
-                e[0] = '\\', e[1] = 'u';
-                for (int k = 0; k < 4; k++)
-                    e[2 + k] = hex[(cp >> (12 - 4 * k)) & 15];
-                put(o, e, 6);
-            } else {
-                e[0] = '\\', e[1] = 'U';
-                for (int k = 0; k < 8; k++)
-                    e[2 + k] = hex[(cp >> (28 - 4 * k)) & 15];
-                put(o, e, 10);
-            }
-        } else {
-            put_cp(o, cp);
-        }
-    }
-    putc_(o, quote);
-    if (tmp != stackbuf)
-        free(tmp);
+    cg_pyfmt_put(o, p + run, n - run);
 }
 
 /* ------------------------------------------------------------ atoms */
@@ -583,7 +341,7 @@ static bool env_name_eq(cg_str_t name, const char *target)
 
 /* environ HTTP_<target>: all such headers joined with ',' (Gunicorn's
  * wsgi.create), or "-" when there is none. */
-static void put_env_header(out_t *o, const cg_access_info_t *in, const char *target)
+static void put_env_header(cg_pyfmt_out_t *o, const cg_access_info_t *in, const char *target)
 {
     bool any = false;
     for (size_t i = 0; i < in->n_req_headers; i++) {
@@ -591,162 +349,28 @@ static void put_env_header(out_t *o, const cg_access_info_t *in, const char *tar
         if ((h->flags & CG_HTTP_HF_DROPPED) || !env_name_eq(h->name, target))
             continue;
         if (any)
-            putc_(o, ',');
+            cg_pyfmt_putc(o, ',');
         any = true;
         put_text(o, h->value.ptr, h->value.len, true);
     }
     if (!any)
-        putc_(o, '-');
+        cg_pyfmt_putc(o, '-');
 }
 
 /* ---- the "u" atom: Gunicorn's Logger._get_user() */
-
-static int8_t b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return (int8_t)(c - 'A');
-    if (c >= 'a' && c <= 'z')
-        return (int8_t)(c - 'a' + 26);
-    if (c >= '0' && c <= '9')
-        return (int8_t)(c - '0' + 52);
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-typedef struct b64 {
-    unsigned char *buf;
-    size_t len, cap;
-    unsigned char stackbuf[1024];
-    int quad_pos, pads;
-    unsigned leftchar;
-    bool done;
-} b64_t;
-
-static void b64_out(b64_t *b, unsigned char c)
-{
-    if (b->len == b->cap) {
-        size_t ncap = b->cap * 2;
-        unsigned char *n = cg_xmalloc(ncap);
-        memcpy(n, b->buf, b->len);
-        if (b->buf != b->stackbuf)
-            free(b->buf);
-        b->buf = n;
-        b->cap = ncap;
-    }
-    b->buf[b->len++] = c;
-}
-
-/* binascii.a2b_base64 in its lenient (default) mode: characters outside the
- * alphabet are skipped; '=' ends the input once a quad has >= 2 characters. */
-static void b64_feed(b64_t *b, const char *p, size_t n)
-{
-    for (size_t i = 0; i < n && !b->done; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == '=') {
-            if (b->quad_pos >= 2 && b->quad_pos + ++b->pads >= 4)
-                b->done = true;
-            continue;
-        }
-        int v = b64_value(ch);
-        if (v < 0)
-            continue;
-        b->pads = 0;
-        switch (b->quad_pos) {
-        case 0:
-            b->leftchar = (unsigned)v;
-            b->quad_pos = 1;
-            break;
-        case 1:
-            b64_out(b, (unsigned char)((b->leftchar << 2) | ((unsigned)v >> 4)));
-            b->leftchar = (unsigned)v & 0x0F;
-            b->quad_pos = 2;
-            break;
-        case 2:
-            b64_out(b, (unsigned char)((b->leftchar << 4) | ((unsigned)v >> 2)));
-            b->leftchar = (unsigned)v & 0x03;
-            b->quad_pos = 3;
-            break;
-        default:
-            b64_out(b, (unsigned char)((b->leftchar << 6) | (unsigned)v));
-            b->quad_pos = 0;
-            break;
-        }
-    }
-}
-
-/* Python's strict UTF-8 decoder; on error describe it as UnicodeDecodeError. */
-static bool utf8_check(const unsigned char *s, size_t n, char *err, size_t errlen)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int more;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            more = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            more = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            more = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            snprintf(err, errlen,
-                     "'utf-8' codec can't decode byte 0x%02x in position %zu: invalid start byte",
-                     c, i);
-            return false;
-        }
-        size_t k = 1;
-        for (; k <= (size_t)more && i + k < n; k++) {
-            unsigned char cc = s[i + k];
-            if (cc < (k == 1 ? lo : 0x80) || cc > (k == 1 ? hi : 0xBF))
-                break;
-        }
-        if (k <= (size_t)more) {
-            const char *why = i + k >= n ? "unexpected end of data" : "invalid continuation byte";
-            if (k == 1)
-                snprintf(err, errlen,
-                         "'utf-8' codec can't decode byte 0x%02x in position %zu: %s", c, i, why);
-            else
-                snprintf(err, errlen,
-                         "'utf-8' codec can't decode bytes in position %zu-%zu: %s", i,
-                         i + k - 1, why);
-            return false;
-        }
-        i += (size_t)more + 1;
-    }
-    return true;
-}
 
 /*
  * Decode the Basic-auth user the way Gunicorn does: environ HTTP_AUTHORIZATION
  * (all Authorization headers joined by ','), lower-cased prefix "basic", split
  * at the first ' ', lenient base64, part before the first ':', strict UTF-8.
- * Returns 1 with the user in *b (caller frees via b64_release), 0 when there is
+ * Returns 1 with the user in *b (caller frees via cg_pyfmt_b64_release), 0 when there is
  * no user, -1 when decoding failed (message in err, as Python's str(exc)).
  */
-static int get_user(const cg_access_info_t *in, b64_t *b, size_t *ulen, char *err, size_t errlen)
+static int get_user(const cg_access_info_t *in, cg_pyfmt_b64_t *b, size_t *ulen, char *err,
+                    size_t errlen)
 {
     bool first = true, split = false;
-    b->buf = b->stackbuf;
-    b->cap = sizeof(b->stackbuf);
-    b->len = 0;
-    b->quad_pos = b->pads = 0;
-    b->leftchar = 0;
-    b->done = false;
+    cg_pyfmt_b64_init(b);
 
     for (size_t i = 0; i < in->n_req_headers; i++) {
         const cg_http_header_t *h = &in->req_headers[i];
@@ -767,43 +391,27 @@ static int get_user(const cg_access_info_t *in, b64_t *b, size_t *ulen, char *er
             n -= (size_t)(sp + 1 - p);
             p = sp + 1;
         }
-        b64_feed(b, p, n);
+        cg_pyfmt_b64_feed(b, p, n);
     }
     if (!split)
         return 0;
-    if (!b->done && b->quad_pos == 1) {
-        snprintf(err, errlen,
-                 "Invalid base64-encoded string: number of data characters (%zu) cannot be 1 "
-                 "more than a multiple of 4",
-                 b->len / 3 * 4 + 1);
+    if (!cg_pyfmt_b64_finish(b, err, errlen))
         return -1;
-    }
-    if (!b->done && b->quad_pos != 0) {
-        snprintf(err, errlen, "Incorrect padding");
-        return -1;
-    }
     const unsigned char *colon = memchr(b->buf, ':', b->len);
     *ulen = colon ? (size_t)(colon - b->buf) : b->len;
-    if (!utf8_check(b->buf, *ulen, err, errlen))
+    if (!cg_pyfmt_utf8_check(b->buf, *ulen, err, errlen))
         return -1;
     return 1;
-}
-
-static void b64_release(b64_t *b)
-{
-    if (b->buf && b->buf != b->stackbuf)
-        free(b->buf);
-    b->buf = NULL;
 }
 
 /* Exposed to log.c: the debug message Gunicorn logs for a bad Basic header. */
 bool cg__access_user_error(const cg_access_info_t *in, char *err, size_t errlen);
 bool cg__access_user_error(const cg_access_info_t *in, char *err, size_t errlen)
 {
-    b64_t b;
+    cg_pyfmt_b64_t b;
     size_t ulen;
     int r = get_user(in, &b, &ulen, err, errlen);
-    b64_release(&b);
+    cg_pyfmt_b64_release(&b);
     return r < 0;
 }
 
@@ -856,59 +464,51 @@ static int64_t int_value(const op_t *o, const cg_access_info_t *in)
     }
 }
 
-static void put_str(out_t *o, cg_str_t s, bool latin1)
+static void put_str(cg_pyfmt_out_t *o, cg_str_t s, bool latin1)
 {
     if (s.ptr)
         put_text(o, s.ptr, s.len, latin1);
 }
 
 /* The string form of a string-valued atom, escaped. */
-static void put_str_atom(out_t *o, const op_t *op, const cg_access_info_t *in)
+static void put_str_atom(cg_pyfmt_out_t *o, const op_t *op, const cg_access_info_t *in)
 {
     char tmp[48];
     int64_t s, us;
+    int n;
 
     switch (op->atom) {
     case AT_h:
         if (in->remote_addr.ptr)
             put_text(o, in->remote_addr.ptr, in->remote_addr.len, true);
         else
-            putc_(o, '-');
+            cg_pyfmt_putc(o, '-');
         break;
     case AT_u: {
-        b64_t b;
+        cg_pyfmt_b64_t b;
         size_t ulen = 0;
         char err[8];
         if (get_user(in, &b, &ulen, err, sizeof(err)) == 1)
             put_text(o, (const char *)b.buf, ulen, false);
         else
-            putc_(o, '-');
-        b64_release(&b);
+            cg_pyfmt_putc(o, '-');
+        cg_pyfmt_b64_release(&b);
         break;
     }
     case AT_t:
-        put(o, tmp, clf_time(in->log_time, tmp));
+        cg_pyfmt_put(o, tmp, clf_time(in->log_time, tmp));
         break;
     case AT_r:
         put_str(o, in->method, true);
-        putc_(o, ' ');
+        cg_pyfmt_putc(o, ' ');
         put_str(o, in->raw_uri, true);
-        putc_(o, ' ');
+        cg_pyfmt_putc(o, ' ');
         put_str(o, in->protocol, true);
         break;
     case AT_s: {
-        /* status.split(None, 1)[0] */
-        size_t i = 0, n = in->status.len;
-        const char *p = in->status.ptr;
-#define CG__PYSPACE(c) ((c) == ' ' || ((c) >= '\t' && (c) <= '\r') || ((c) >= 0x1c && (c) <= 0x1f))
-        while (i < n && CG__PYSPACE((unsigned char)p[i]))
-            i++;
-        size_t j = i;
-        while (j < n && !CG__PYSPACE((unsigned char)p[j]))
-            j++;
-#undef CG__PYSPACE
-        if (p)
-            put_text(o, p + i, j - i, false);
+        cg_str_t code = cg_pyfmt_first_word(in->status); /* status.split(None, 1)[0] */
+        if (code.ptr)
+            put_text(o, code.ptr, code.len, false);
         break;
     }
     case AT_m:
@@ -925,9 +525,9 @@ static void put_str_atom(out_t *o, const op_t *op, const cg_access_info_t *in)
         break;
     case AT_b:
         if (in->sent >= 0)
-            put_u64(o, (uint64_t)in->sent);
+            cg_pyfmt_u64(o, (uint64_t)in->sent);
         else
-            putc_(o, '-');
+            cg_pyfmt_putc(o, '-');
         break;
     case AT_f:
         put_env_header(o, in, "REFERER");
@@ -937,10 +537,11 @@ static void put_str_atom(out_t *o, const op_t *op, const cg_access_info_t *in)
         break;
     case AT_L:
         td_split(in->request_time_us, &s, &us);
-        put(o, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%lld.%06lld", (long long)s, (long long)us));
+        n = snprintf(tmp, sizeof(tmp), "%lld.%06lld", (long long)s, (long long)us);
+        cg_pyfmt_put(o, tmp, (size_t)n);
         break;
     case AT_p:
-        put(o, tmp, (size_t)snprintf(tmp, sizeof(tmp), "<%ld>", (long)in->pid));
+        cg_pyfmt_put(o, tmp, (size_t)snprintf(tmp, sizeof(tmp), "<%ld>", (long)in->pid));
         break;
     case AT_REQH: {
         const cg_http_header_t *hit = NULL;
@@ -951,7 +552,7 @@ static void put_str_atom(out_t *o, const op_t *op, const cg_access_info_t *in)
         if (hit)
             put_text(o, hit->value.ptr, hit->value.len, true);
         else
-            putc_(o, '-');
+            cg_pyfmt_putc(o, '-');
         break;
     }
     case AT_RESPH: {
@@ -962,7 +563,7 @@ static void put_str_atom(out_t *o, const op_t *op, const cg_access_info_t *in)
         if (hit)
             put_text(o, hit->ptr, hit->len, true);
         else
-            putc_(o, '-');
+            cg_pyfmt_putc(o, '-');
         break;
     }
     case AT_ENV: {
@@ -970,87 +571,15 @@ static void put_str_atom(out_t *o, const op_t *op, const cg_access_info_t *in)
         if (in->environ_lookup && in->environ_lookup(in->environ_ctx, op->text, &v))
             put_text(o, v.ptr, v.len, false);
         else
-            putc_(o, '-');
+            cg_pyfmt_putc(o, '-');
         break;
     }
     case AT_l:
     case AT_MISSING:
     default:
-        putc_(o, '-');
+        cg_pyfmt_putc(o, '-');
         break;
     }
-}
-
-/* Python's %d %i %u %x %X %o of an int. */
-static void put_int_conv(out_t *o, const op_t *op, int64_t v)
-{
-    char digits[72], *d = digits + sizeof(digits);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    unsigned base = op->conv == 'o' ? 8 : (op->conv == 'x' || op->conv == 'X') ? 16 : 10;
-    const char *dig = op->conv == 'X' ? "0123456789ABCDEF" : "0123456789abcdef";
-    do {
-        *--d = dig[u % base];
-        u /= base;
-    } while (u);
-    size_t nd = (size_t)(digits + sizeof(digits) - d);
-    size_t zeros = op->prec > 0 && (size_t)op->prec > nd ? (size_t)op->prec - nd : 0;
-    char pre[4];
-    size_t np = 0;
-    if (v < 0)
-        pre[np++] = '-';
-    else if (op->flags & F_SIGN)
-        pre[np++] = '+';
-    else if (op->flags & F_BLANK)
-        pre[np++] = ' ';
-    if ((op->flags & F_ALT) && base != 10) {
-        pre[np++] = '0';
-        pre[np++] = op->conv == 'o' ? 'o' : op->conv;
-    }
-    size_t total = np + zeros + nd;
-    size_t fill = op->width > 0 && (size_t)op->width > total ? (size_t)op->width - total : 0;
-    if (fill && !(op->flags & F_LEFT) && !(op->flags & F_ZERO))
-        for (size_t i = 0; i < fill; i++)
-            putc_(o, ' ');
-    put(o, pre, np);
-    if (fill && !(op->flags & F_LEFT) && (op->flags & F_ZERO))
-        for (size_t i = 0; i < fill; i++)
-            putc_(o, '0');
-    for (size_t i = 0; i < zeros; i++)
-        putc_(o, '0');
-    put(o, d, nd);
-    if (fill && (op->flags & F_LEFT))
-        for (size_t i = 0; i < fill; i++)
-            putc_(o, ' ');
-}
-
-static void put_float_conv(out_t *o, const op_t *op, int64_t v)
-{
-    char spec[32], res[400];
-    size_t n = 0;
-    spec[n++] = '%';
-    if (op->flags & F_LEFT)
-        spec[n++] = '-';
-    if (op->flags & F_SIGN)
-        spec[n++] = '+';
-    if (op->flags & F_BLANK)
-        spec[n++] = ' ';
-    if (op->flags & F_ALT)
-        spec[n++] = '#';
-    if (op->flags & F_ZERO)
-        spec[n++] = '0';
-    spec[n++] = '*';
-    spec[n++] = '.';
-    spec[n++] = '*';
-    spec[n++] = op->conv;
-    spec[n] = '\0';
-    int w = op->width < 0 ? 0 : op->width > 300 ? 300 : op->width;
-    int p = op->prec < 0 ? 6 : op->prec > 300 ? 300 : op->prec;
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    int r = snprintf(res, sizeof(res), spec, w, p, (double)v);
-#pragma GCC diagnostic pop
-    if (r > 0)
-        put(o, res, (size_t)r < sizeof(res) ? (size_t)r : sizeof(res) - 1);
 }
 
 static const char *type_name(vkind_t k)
@@ -1062,13 +591,13 @@ static const char *type_name(vkind_t k)
  * Render into o. Returns NULL on success, or the Python exception text
  * ("TypeError: ...") when Python would have raised; then `ebuf` may hold it.
  */
-static const char *render(const cg_access_fmt_t *f, const cg_access_info_t *in, out_t *o,
+static const char *render(const cg_access_fmt_t *f, const cg_access_info_t *in, cg_pyfmt_out_t *o,
                           char *ebuf, size_t elen)
 {
     for (size_t i = 0; i < f->n; i++) {
         const op_t *op = &f->ops[i];
         if (op->atom == AT_LIT) {
-            put(o, op->text.ptr, op->text.len);
+            cg_pyfmt_put(o, op->text.ptr, op->text.len);
             continue;
         }
         if (op->atom == AT_ERR)
@@ -1076,35 +605,40 @@ static const char *render(const cg_access_fmt_t *f, const cg_access_info_t *in, 
 
         vkind_t k = value_kind(op, in);
         size_t start = o->len;
-        switch (op->conv) {
+        switch (op->spec.conv) {
         case 's':
         case 'r':
         case 'a':
             if (k == V_STR)
                 put_str_atom(o, op, in);
             else if (k == V_INT)
-                put_int_conv(o, &(op_t){.conv = 'd', .width = -1, .prec = -1}, int_value(op, in));
+                cg_pyfmt_int(o, &(cg_pyfmt_spec_t){.conv = 'd', .width = -1, .prec = -1},
+                             int_value(op, in));
             else
-                put(o, "None", 4);
-            if (op->conv != 's' && k == V_STR)
-                repr_region(o, start, op->conv == 'a');
-            truncate_cp(o, start, op->prec);
-            pad(o, start, op->width, op->flags & F_LEFT);
+                cg_pyfmt_put(o, "None", 4);
+            if (op->spec.conv != 's' && k == V_STR)
+                cg_pyfmt_repr(o, start, op->spec.conv == 'a');
+            /* most ops have neither: no call then (once per atom per line) */
+            if (op->spec.prec >= 0)
+                cg_pyfmt_truncate(o, start, op->spec.prec);
+            if (op->spec.width >= 0)
+                cg_pyfmt_pad(o, start, op->spec.width, op->spec.flags & CG_PYFMT_LEFT);
             break;
         case 'c':
             if (k == V_INT) {
                 int64_t v = int_value(op, in);
                 if (v < 0 || v > 0x10FFFF)
                     return "OverflowError: %c arg not in range(0x110000)";
-                put_cp(o, (uint32_t)v);
+                cg_pyfmt_put_cp(o, (uint32_t)v);
             } else if (k == V_STR) {
                 put_str_atom(o, op, in);
-                if (count_cp(o->buf + start, o->len - start) != 1 && !o->overflow)
+                if (cg_pyfmt_count_cp(o->buf + start, o->len - start) != 1 && !o->overflow)
                     return "TypeError: %c requires int or char";
             } else {
                 return "TypeError: %c requires int or char";
             }
-            pad(o, start, op->width, op->flags & F_LEFT);
+            if (op->spec.width >= 0)
+                cg_pyfmt_pad(o, start, op->spec.width, op->spec.flags & CG_PYFMT_LEFT);
             break;
         case 'e':
         case 'E':
@@ -1116,17 +650,17 @@ static const char *render(const cg_access_fmt_t *f, const cg_access_info_t *in, 
                 snprintf(ebuf, elen, "TypeError: must be real number, not %s", type_name(k));
                 return ebuf;
             }
-            put_float_conv(o, op, int_value(op, in));
+            cg_pyfmt_float(o, &op->spec, int_value(op, in));
             break;
         default: /* d i u o x X */
             if (k != V_INT) {
-                bool integer = op->conv == 'o' || op->conv == 'x' || op->conv == 'X';
+                bool integer = op->spec.conv == 'o' || op->spec.conv == 'x' || op->spec.conv == 'X';
                 snprintf(ebuf, elen, "TypeError: %%%c format: %s is required, not %s",
-                         integer ? op->conv : 'd', integer ? "an integer" : "a real number",
+                         integer ? op->spec.conv : 'd', integer ? "an integer" : "a real number",
                          type_name(k));
                 return ebuf;
             }
-            put_int_conv(o, op, int_value(op, in));
+            cg_pyfmt_int(o, &op->spec, int_value(op, in));
             break;
         }
     }
@@ -1139,7 +673,7 @@ size_t cg_access_fmt_render(const cg_access_fmt_t *f, const cg_access_info_t *in
     if (!cap)
         return 0;
     char ebuf[160];
-    out_t o = {.buf = buf, .cap = cap - 1};
+    cg_pyfmt_out_t o = {.buf = buf, .cap = cap - 1};
     if (render(f, info, &o, ebuf, sizeof(ebuf)))
         o.len = 0;
     buf[o.len] = '\0';
@@ -1161,7 +695,7 @@ size_t cg__access_render_line(const cg_access_fmt_t *f, const cg_access_info_t *
     char *b = buf;
     *pyerr = NULL;
     for (;;) {
-        out_t o = {.buf = b, .cap = cap - 1};
+        cg_pyfmt_out_t o = {.buf = b, .cap = cap - 1};
         const char *e = render(f, in, &o, ebuf, elen);
         if (e && !o.overflow) {
             *pyerr = e;
@@ -1187,9 +721,9 @@ size_t cg__access_render_line(const cg_access_fmt_t *f, const cg_access_info_t *
 size_t cg__access_fmt_repr(const cg_access_fmt_t *f, char *buf, size_t cap);
 size_t cg__access_fmt_repr(const cg_access_fmt_t *f, char *buf, size_t cap)
 {
-    out_t o = {.buf = buf, .cap = cap - 1};
-    put(&o, f->src, strlen(f->src));
-    repr_region(&o, 0, false);
+    cg_pyfmt_out_t o = {.buf = buf, .cap = cap - 1};
+    cg_pyfmt_put(&o, f->src, strlen(f->src));
+    cg_pyfmt_repr(&o, 0, false);
     buf[o.len] = '\0';
     return o.len;
 }
@@ -1211,7 +745,7 @@ size_t cg_access_fmt_environ_names(const cg_access_fmt_t *f, cg_str_t *names, si
 
 char *cg_access_user(const cg_access_info_t *info, size_t *len)
 {
-    b64_t b;
+    cg_pyfmt_b64_t b;
     char err[8];
     char *user = NULL;
     if (get_user(info, &b, len, err, sizeof(err)) == 1) {
@@ -1219,6 +753,6 @@ char *cg_access_user(const cg_access_info_t *info, size_t *len)
         memcpy(user, b.buf, *len);
         user[*len] = '\0';
     }
-    b64_release(&b);
+    cg_pyfmt_b64_release(&b);
     return user;
 }

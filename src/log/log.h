@@ -138,7 +138,36 @@ static inline bool cg_log_access_enabled(const cg_log_t *log)
  * environ_lookup, which in the WSGI worker needs the GIL). */
 bool cg_log_access_needs_environ(const cg_log_t *log);
 
-/* Render and write one access-log line. */
+/*
+ * What a compiled format reads that a WSGI worker keeps in Python objects, so
+ * that it gathers (under the GIL) only that before rendering without it.
+ * Returns CG_ACCESS_NEEDS_* bits; 0 for NULL. The status and the request
+ * itself are always read.
+ */
+#define CG_ACCESS_NEEDS_ENVIRON 0x1u      /* {name}e atoms */
+#define CG_ACCESS_NEEDS_RESP_HEADERS 0x2u /* {name}o atoms */
+#define CG_ACCESS_NEEDS_PATH_INFO 0x4u    /* the U atom */
+unsigned cg_access_fmt_needs(const cg_access_fmt_t *f);
+
+/*
+ * {name}e values looked up ahead of rendering, for a line rendered where the
+ * environ cannot be read (without the GIL): set info->environ_lookup to
+ * cg_access_env_lookup and info->environ_ctx to one of these. Names are the
+ * lower-case ones cg_access_fmt_environ_names() gives, each at most once;
+ * a name not in the table renders "-", as an absent value does.
+ */
+#define CG_ACCESS_ENV_MAX 8
+typedef struct cg_access_env {
+    size_t n;
+    cg_str_t name[CG_ACCESS_ENV_MAX];
+    cg_str_t value[CG_ACCESS_ENV_MAX]; /* .ptr NULL: not in the environ */
+} cg_access_env_t;
+
+bool cg_access_env_lookup(void *ctx, cg_str_t name, cg_str_t *value);
+
+/* Render and write one access-log line (or hand it to the sink). Needs no
+ * interpreter unless info->environ_lookup does; the Python sink takes the
+ * GIL itself. */
 void cg_log_access(cg_log_t *log, const cg_access_info_t *info);
 
 /* Compile / render, exposed for unit tests. Render returns the line length

@@ -1,4 +1,5 @@
-/* errors.c - wsgi.errors: text written by the app goes to the error log as is. */
+/* errors.c - wsgi.errors: text written by the app goes to the error log as is,
+ * with write(2) and the GIL released around it. */
 #include "wsgi.h"
 
 #include <string.h>
@@ -26,7 +27,12 @@ static int cg__errors_put(cg_wsgi_errors_t *e, PyObject *s)
         return -1;
     }
     int fd = e->log->error_fd;
-    while (fd >= 0 && n > 0) {
+    if (fd < 0 || n == 0)
+        return 0;
+    /* p stays valid without the GIL: the caller holds s, and neither a str's
+     * UTF-8 form nor a bytes object's buffer ever changes */
+    Py_BEGIN_ALLOW_THREADS
+    while (n > 0) {
         ssize_t w = write(fd, p, (size_t)n);
         if (w < 0) {
             if (errno == EINTR)
@@ -36,6 +42,7 @@ static int cg__errors_put(cg_wsgi_errors_t *e, PyObject *s)
         p += w;
         n -= w;
     }
+    Py_END_ALLOW_THREADS
     return 0;
 }
 

@@ -300,47 +300,99 @@ static bool cg__environ_lookup(void *vctx, cg_str_t name, cg_str_t *value)
     return false;
 }
 
-static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *env, cg_str_t status,
-                           int64_t start_us)
+/*
+ * An access record gathered under the GIL and written once it is released
+ * (cg__access_flush): views into the connection's buffer, plus copies of
+ * the text that lived in Python objects (status, PATH_INFO, response headers,
+ * {name}e values), in `store` or, past it, one heap block.
+ */
+typedef struct {
+    bool pending;
+    cg_access_info_t info;
+    char proto[16];
+    cg_str_t resp[2 * 32];
+    cg_access_env_t env;
+    char *heap;
+    char store[512];
+} cg__access_rec_t;
+
+/* Copy the views that point into Python objects into the record. */
+static void cg__access_own(cg__access_rec_t *a, bool path_from_python)
+{
+    cg_str_t *v[2 + CG_ARRAY_SIZE(a->resp) + CG_ACCESS_ENV_MAX];
+    size_t nv = 0, total = 0;
+    v[nv++] = &a->info.status;
+    if (path_from_python)
+        v[nv++] = &a->info.path_info;
+    for (size_t i = 0; i < 2 * a->info.n_resp_headers; i++)
+        v[nv++] = &a->resp[i];
+    for (size_t i = 0; i < a->env.n; i++)
+        if (a->env.value[i].ptr != NULL)
+            v[nv++] = &a->env.value[i];
+    for (size_t i = 0; i < nv; i++)
+        total += v[i]->len;
+    char *d = total <= sizeof(a->store) ? a->store : (a->heap = cg_xmalloc(total));
+    for (size_t i = 0; i < nv; i++) {
+        memcpy(d, v[i]->ptr, v[i]->len);
+        v[i]->ptr = d;
+        d += v[i]->len;
+    }
+}
+
+/*
+ * Gather the access record of the request. With Python's logging configured
+ * the record goes to it now (it needs the GIL, and reads the environ
+ * through cg__environ_lookup); else `a` keeps it for cg__access_flush.
+ */
+static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a, PyObject *env,
+                           cg_str_t status, int64_t start_us)
 {
     cg_log_t *log = ws->log;
     if (!cg_log_access_enabled(log))
         return;
+    /* a sink builds every atom; the C renderer only what its format names */
+    unsigned need = log->to_sink ? ~0u : cg_access_fmt_needs(log->access_fmt);
     cg_conn_t *c = r->conn;
     cg_http_request_t *req = r->http;
-    cg_str_t resp[2 * 32];
     size_t npairs = 0;
-    for (size_t i = 0; i < r->nheaders && npairs < CG_ARRAY_SIZE(resp) / 2; i++) {
+    for (size_t i = 0; (need & CG_ACCESS_NEEDS_RESP_HEADERS) && i < r->nheaders &&
+                       npairs < CG_ARRAY_SIZE(a->resp) / 2;
+         i++) {
         Py_ssize_t n1, n2;
-        const char *a = PyUnicode_AsUTF8AndSize(r->headers[i].name, &n1);
-        const char *b = PyUnicode_AsUTF8AndSize(r->headers[i].value, &n2);
-        if (a == NULL || b == NULL) {
+        const char *k = PyUnicode_AsUTF8AndSize(r->headers[i].name, &n1);
+        const char *v = PyUnicode_AsUTF8AndSize(r->headers[i].value, &n2);
+        if (k == NULL || v == NULL) {
             PyErr_Clear();
             continue;
         }
-        resp[2 * npairs] = (cg_str_t){a, (size_t)n1};
-        resp[2 * npairs + 1] = (cg_str_t){b, (size_t)n2};
+        a->resp[2 * npairs] = (cg_str_t){k, (size_t)n1};
+        a->resp[2 * npairs + 1] = (cg_str_t){v, (size_t)n2};
         npairs++;
     }
-    char proto[16];
-    int plen = snprintf(proto, sizeof(proto), "HTTP/%u.%u", req->version_major, req->version_minor);
+    int plen = snprintf(a->proto, sizeof(a->proto), "HTTP/%u.%u", req->version_major,
+                        req->version_minor);
     cg__env_ctx_t ctx = {.environ = env, .nkeep = 0};
     cg_str_t path_info = req->path, query = req->query.ptr ? req->query : CG_STR_LIT("");
-    PyObject *pi = env ? PyDict_GetItemWithError(env, ws->keys[CG_WK_PATH_INFO]) : NULL;
+    PyObject *pi = env != NULL && (need & CG_ACCESS_NEEDS_PATH_INFO)
+                       ? PyDict_GetItemWithError(env, ws->keys[CG_WK_PATH_INFO])
+                       : NULL;
+    bool path_from_python = false;
     if (pi != NULL && PyUnicode_Check(pi)) {
         Py_ssize_t n;
         const char *u = PyUnicode_AsUTF8AndSize(pi, &n);
-        if (u != NULL)
+        if (u != NULL) {
             path_info = (cg_str_t){u, (size_t)n};
+            path_from_python = true;
+        }
     }
     PyErr_Clear();
-    cg_access_info_t info = {
+    a->info = (cg_access_info_t){
         .remote_addr = c->has_proxy && c->proxy.client_port >= 0
                            ? (cg_str_t){c->proxy.client_addr, strlen(c->proxy.client_addr)}
                            : (cg_str_t){c->peer_ip, strlen(c->peer_ip)},
         .method = req->method,
         .raw_uri = req->uri,
-        .protocol = {proto, (size_t)plen},
+        .protocol = {a->proto, (size_t)plen},
         .path_info = path_info,
         .query = query,
         .status = status,
@@ -350,14 +402,62 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *env, cg_st
         .pid = getpid(),
         .req_headers = req->headers,
         .n_req_headers = req->nheaders,
-        .resp_headers = resp,
+        .resp_headers = a->resp,
         .n_resp_headers = npairs,
         .environ_lookup = cg__environ_lookup,
         .environ_ctx = &ctx,
     };
-    cg_log_access(log, &info);
+    if (log->to_sink) {
+        cg_log_access(log, &a->info);
+    } else {
+        /* look the {name}e atoms up now, each name once */
+        cg_str_t names[CG_ACCESS_ENV_MAX];
+        size_t nn = (need & CG_ACCESS_NEEDS_ENVIRON)
+                        ? cg_access_fmt_environ_names(log->access_fmt, names, CG_ARRAY_SIZE(names))
+                        : 0;
+        a->env.n = 0;
+        for (size_t i = 0; i < nn && i < CG_ARRAY_SIZE(names); i++) {
+            bool seen = false;
+            for (size_t k = 0; k < a->env.n; k++)
+                seen = seen || cg_str_eq(a->env.name[k], names[i].ptr, names[i].len);
+            if (seen)
+                continue;
+            cg_str_t v;
+            if (!cg__environ_lookup(&ctx, names[i], &v))
+                v = (cg_str_t){NULL, 0};
+            a->env.name[a->env.n] = names[i];
+            a->env.value[a->env.n++] = v;
+        }
+        a->info.environ_lookup = cg_access_env_lookup;
+        a->info.environ_ctx = &a->env;
+        a->heap = NULL;
+        cg__access_own(a, path_from_python);
+        a->pending = true;
+    }
     for (int i = 0; i < ctx.nkeep; i++)
         Py_DECREF(ctx.keep[i]);
+}
+
+/* Render and write a gathered record; called without the GIL. */
+static void cg__access_flush(cg_wsgi_t *ws, cg__access_rec_t *a)
+{
+    if (!a->pending)
+        return;
+    a->pending = false;
+    cg_log_access(ws->log, &a->info);
+    free(a->heap);
+    a->heap = NULL;
+}
+
+/* The same with the GIL held: released around it, for a record that must be
+ * out before the app's close() or post_request run (Gunicorn's order). */
+static void cg__access_flush_nogil(cg_wsgi_t *ws, cg__access_rec_t *a)
+{
+    if (!a->pending)
+        return;
+    Py_BEGIN_ALLOW_THREADS
+    cg__access_flush(ws, a);
+    Py_END_ALLOW_THREADS
 }
 
 /* ---- response bodies ---- */
@@ -635,6 +735,8 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     if (ws->orphans.n > 0)
         cg_wsgi_orphans_release(&ws->orphans);
     PyObject *env = NULL, *result = NULL, *hook_req = NULL;
+    cg__access_rec_t acc; /* the access record, written once the GIL is released */
+    acc.pending = false;
     /* only the access log reads it: no clock read per request without one */
     int64_t start_us = cg_log_access_enabled(ws->log) ? (int64_t)cg_monotonic_us() : 0;
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
@@ -662,7 +764,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
         hook_req = cg__hook_request(&r);
         if (hook_req == NULL || cg_py_hook_pre_request(ws->cfg, ws->worker, hook_req) < 0) {
             rc = cg__app_failed(ws, &r);
-            cg__access_log(ws, &r, NULL, CG_STR_LIT("500 Internal Server Error"), start_us);
+            cg__access_log(ws, &r, &acc, NULL, CG_STR_LIT("500 Internal Server Error"), start_us);
             goto done;
         }
     }
@@ -674,10 +776,10 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
         if (perr.code != CG_HTTP_E_NONE) {
             PyErr_Clear();
             cg__http_error(ws, &r, &perr);
-            cg__access_log(ws, &r, NULL, CG_STR_LIT("500 Bad Request"), start_us);
+            cg__access_log(ws, &r, &acc, NULL, CG_STR_LIT("500 Bad Request"), start_us);
         } else {
             rc = cg__app_failed(ws, &r);
-            cg__access_log(ws, &r, NULL, CG_STR_LIT("500 Internal Server Error"), start_us);
+            cg__access_log(ws, &r, &acc, NULL, CG_STR_LIT("500 Internal Server Error"), start_us);
         }
         goto done;
     }
@@ -701,7 +803,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
         bool before = !r.headers_sent;
         rc = cg__app_failed(ws, &r);
         if (rc == 0 && before)
-            cg__access_log(ws, &r, env, CG_STR_LIT("500 Internal Server Error"), start_us);
+            cg__access_log(ws, &r, &acc, env, CG_STR_LIT("500 Internal Server Error"), start_us);
         else {
             cg_str_t st = {"-", 1};
             if (r.status != NULL) {
@@ -710,18 +812,19 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
                 if (u != NULL)
                     st = (cg_str_t){u, (size_t)n};
             }
-            cg__access_log(ws, &r, env, st, start_us);
+            cg__access_log(ws, &r, &acc, env, st, start_us);
             rc = -1;
         }
     } else {
         Py_ssize_t n;
         const char *u = PyUnicode_AsUTF8AndSize(r.status, &n);
-        cg__access_log(ws, &r, env, (cg_str_t){u ? u : "-", u ? (size_t)n : 1}, start_us);
+        cg__access_log(ws, &r, &acc, env, (cg_str_t){u ? u : "-", u ? (size_t)n : 1}, start_us);
     }
 
     /* PEP 3333: close() is called whatever happened. */
     if (result != NULL && !PyList_CheckExact(result) && !PyTuple_CheckExact(result) &&
         PyObject_HasAttr(result, ws->keys[CG_WK_A_CLOSE])) {
+        cg__access_flush_nogil(ws, &acc); /* Gunicorn logs before close() */
         cg__app_enter(ws);
         PyObject *cr = PyObject_CallMethodNoArgs(result, ws->keys[CG_WK_A_CLOSE]);
         cg__app_leave(ws);
@@ -746,6 +849,7 @@ done:
         c->app_sock = NULL;
     }
     if (hook_req != NULL) {
+        cg__access_flush_nogil(ws, &acc);
         /* post_request: in Gunicorn's `finally`, once the response is done;
          * environ is {} and resp None when they were never made. */
         PyErr_Clear();
@@ -769,6 +873,7 @@ done:
     if (PyErr_Occurred())
         PyErr_Clear();
     ws->tstate = PyEval_SaveThread();
+    cg__access_flush(ws, &acc);
     if (r.corked > 0) {
         int wr = cg_conn_write_all(c, ws->out, r.corked);
         if (wr < 0) {

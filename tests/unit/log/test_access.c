@@ -305,6 +305,63 @@ static void test_environ(void **state)
     cg_access_fmt_free(log.access_fmt);
 }
 
+static void test_needs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fmt;
+        unsigned needs;
+    } cases[] = {
+        {"%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"", 0},
+        {"%({x-forwarded-for}i)s %(q)s", 0},
+        {"%(U)s", CG_ACCESS_NEEDS_PATH_INFO},
+        {"%({Content-Type}o)s", CG_ACCESS_NEEDS_RESP_HEADERS},
+        {"%({remote_port}e)s %(U)s %({a}o)s",
+         CG_ACCESS_NEEDS_ENVIRON | CG_ACCESS_NEEDS_PATH_INFO | CG_ACCESS_NEEDS_RESP_HEADERS},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cg_access_fmt_t *f = NULL;
+        char err[64];
+        assert_int_equal(cg_access_fmt_compile(cases[i].fmt, &f, err, sizeof(err)), 0);
+        assert_int_equal(cg_access_fmt_needs(f), cases[i].needs);
+        cg_access_fmt_free(f);
+    }
+    assert_int_equal(cg_access_fmt_needs(NULL), 0);
+}
+
+/* Values gathered ahead (as the WSGI worker does under the GIL) render as the
+ * live lookup did. */
+static void test_environ_gathered(void **state)
+{
+    (void)state;
+    cg_access_fmt_t *f = NULL;
+    char err[64];
+    const char *fmt = "%({remote_port}e)s %({REMOTE_PORT}E)s %({wsgi.url_scheme}e)s %({nope}e)s "
+                      "%({other}e)s";
+    assert_int_equal(cg_access_fmt_compile(fmt, &f, err, sizeof(err)), 0);
+    cg_str_t names[8];
+    assert_int_equal(cg_access_fmt_environ_names(f, names, 8), 5);
+    cg_access_env_t env = {.n = 0};
+    for (size_t i = 0; i < 4; i++) { /* "other" left out of the table */
+        bool dup = false;
+        for (size_t k = 0; k < env.n; k++)
+            dup |= cg_str_eq(env.name[k], names[i].ptr, names[i].len);
+        if (dup)
+            continue;
+        env.name[env.n] = names[i];
+        if (!env_cb(NULL, names[i], &env.value[env.n]))
+            env.value[env.n] = (cg_str_t){NULL, 0};
+        env.n++;
+    }
+    assert_int_equal(env.n, 3);
+    cg_access_info_t in = base_info();
+    in.environ_lookup = cg_access_env_lookup;
+    in.environ_ctx = &env;
+    assert_true(cg_access_fmt_render(f, &in, line, sizeof(line)) > 0);
+    assert_string_equal(line, "51234 51234 ht\\\"tp - -");
+    cg_access_fmt_free(f);
+}
+
 static void test_local_time(void **state)
 {
     (void)state;
@@ -347,6 +404,8 @@ int main(void)
         cmocka_unit_test(test_python_errors),
         cmocka_unit_test(test_positional_not_supported),
         cmocka_unit_test(test_environ),
+        cmocka_unit_test(test_needs),
+        cmocka_unit_test(test_environ_gathered),
         cmocka_unit_test(test_local_time),
         cmocka_unit_test(test_truncation_and_unicode_status),
     };
