@@ -129,25 +129,23 @@ bool cg_conn_body_done(const cg_conn_t *c)
  * -errno. */
 static int cg__wait(cg_conn_t *c, int want)
 {
-    uint64_t start = cg_monotonic_ms();
+    bool bounded = c->io_timeout_ms > 0 || c->deadline_ms != 0;
+    uint64_t start = bounded ? cg_monotonic_ms() : 0, now = start;
     for (;;) {
-        int64_t left = -1;
-        uint64_t now = cg_monotonic_ms();
+        int64_t left = INT32_MAX;
         if (c->io_timeout_ms > 0)
             left = (int64_t)c->io_timeout_ms - (int64_t)(now - start);
-        if (c->deadline_ms != 0) {
-            int64_t d = (int64_t)c->deadline_ms - (int64_t)now;
-            if (left < 0 || d < left)
-                left = d;
-        }
-        bool bounded = c->io_timeout_ms > 0 || c->deadline_ms != 0;
+        if (c->deadline_ms != 0 && (int64_t)c->deadline_ms - (int64_t)now < left)
+            left = (int64_t)c->deadline_ms - (int64_t)now;
         if (bounded && left <= 0)
             return -ETIMEDOUT;
-        int r = c->ops->wait(c, want, (int)(left > INT32_MAX ? INT32_MAX : left));
+        int r = c->ops->wait(c, want, bounded ? (int)left : -1);
         if (r != -EINTR)
             return r;
         if (c->quit != NULL && *c->quit)
             return -EINTR;
+        if (bounded)
+            now = cg_monotonic_ms();
     }
 }
 

@@ -54,7 +54,6 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
     cg_conn_t *c = &s->conn;
     bool done = false;
     cg_conn_accepted(c, &s->pol, fd, l, false);
-    cg_heartbeat_notify(&w->hb); /* the I/O timeout counts from here */
     for (;;) {
         int h = cg_conn_head_step(c, &s->pol, w->log);
         if (h > 0)

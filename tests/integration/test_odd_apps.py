@@ -250,3 +250,14 @@ def test_wsgi_input_after_request_refused(cg):
     first, _, rest = data.partition(b"ok")
     st, _, body = cgtest.parse_response(rest)
     assert body == b"ValueError", data
+
+
+def test_access_log_non_ascii_response_header(cg, tmp_path):
+    """{name}o shows a latin-1 response header value as the text it is (as
+    Gunicorn logs str values), not encoded twice."""
+    access = tmp_path / "access.log"
+    srv = cg("oddapp:app", args=["--access-logfile", str(access),
+                                 "--access-logformat", "%(U)s %({x-name}o)s"])
+    cgtest.parse_response(get(srv, "/latin1_header"))
+    srv.wait_log(r"/latin1_header caf\u00e9$",
+                 source=lambda: access.read_bytes().decode("utf-8") if access.exists() else "")

@@ -42,6 +42,9 @@ def app(environ, start_response):
         os.close(environ["gunicorn.socket"].detach())
         start_response("200 OK", [("Content-Length", "8")])
         return [b"detached"]
+    if path == "/latin1_header":
+        start_response("200 OK", [("Content-Length", "0"), ("X-Name", "caf\u00e9")])
+        return [b""]
     if path == "/short":
         start_response("200 OK", [("Content-Length", "10")])
         return [b"12345"]
