@@ -261,3 +261,21 @@ def test_access_log_non_ascii_response_header(cg, tmp_path):
     cgtest.parse_response(get(srv, "/latin1_header"))
     srv.wait_log(r"/latin1_header caf\u00e9$",
                  source=lambda: access.read_bytes().decode("utf-8") if access.exists() else "")
+
+
+def test_graceful_timeout_with_busy_pool_threads(cg, tmp_path):
+    """A worker leaving gracefully (here: --max-requests) while a pool thread
+    is deep in the app past --graceful-timeout: it exits cleanly (status 0,
+    no crash finalizing the interpreter under the running thread), says so,
+    and the master replaces it."""
+    srv = cg("oddapp:app", args=["-k", "gthread", "--threads", "2", "--graceful-timeout", "1",
+                                 "--max-requests", "1"],
+             env={"ODD_MARK_DIR": str(tmp_path)})
+    s = srv.connect(timeout=30)
+    s.sendall(b"GET /spin HTTP/1.1\r\nHost: t\r\n\r\n")
+    srv.wait_log(r"Worker exiting with 1 request\(s\) still in the application", timeout=20)
+    srv.wait_log(r"Booting worker with pid", count=2, timeout=20)
+    st, _, body = cgtest.parse_response(get(srv, "/"))
+    assert st.endswith("200 OK")
+    assert not DEATH.search(srv.log()), srv.log()
+    s.close()
