@@ -183,6 +183,8 @@ void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n)
         cg_log_debug(log, "Ignoring connection reset");
     else if (n == -ENOTCONN)
         cg_log_debug(log, "Ignoring socket not connected");
+    else if (n == -ETIMEDOUT) /* the sync worker's bound on a silent client */
+        cg_log_debug(log, "Closing connection: request head not complete in time");
     else
         cg_log_error(log, "Socket error processing request. %s", strerror((int)-n));
 }

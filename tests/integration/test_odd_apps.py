@@ -177,8 +177,24 @@ def test_slow_reader_dropped_at_deadline(srv):
     assert_healthy(srv, pids)
 
 
+def test_sync_silent_client_dropped(srv, request):
+    """The sync worker drops a client that sends half a head and goes quiet
+    after half of --timeout, before the master would kill the worker."""
+    if request.node.callspec.id != "sync":
+        pytest.skip("gthread parks a silent connection on the loop (test_gthread.py)")
+    pids = srv.worker_pids()
+    s = srv.connect(timeout=30)
+    s.sendall(b"GET / HTTP/1.1\r\nHost")
+    t0 = time.monotonic()
+    assert read_until_close(s, timeout=TIMEOUT * 3) == b""
+    assert TIMEOUT / 2 - 0.5 < time.monotonic() - t0 < TIMEOUT
+    s.close()
+    srv.wait_log(r"Closing connection: request head not complete in time")
+    assert_healthy(srv, pids)
+
+
 def test_other_client_served_while_one_stalls(srv, request):
-    if "sync" in request.node.name:
+    if request.node.callspec.id == "sync":
         pytest.skip("the sync worker serves one client at a time by design")
     s = srv.connect(timeout=30)
     s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n"
