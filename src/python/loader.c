@@ -305,3 +305,40 @@ int cg_py_preload(const cg_config_t *cfg, cg_log_t *log)
     }
     return 1;
 }
+
+/*
+ * Gunicorn's load_wsgi() under --reload: a SyntaxError in the app does not
+ * kill the worker; it is logged, its file watched, and every request gets a
+ * 500 with the traceback until the file is fixed. Takes the pending
+ * exception; returns 0 with *app set, or -1 (exception set).
+ */
+int cg_py_load_syntax_error(cg_log_t *log, cg_py_reloader_t *reloader, PyObject **app)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    PyObject *str = v ? PyObject_Str(v) : NULL;                      /* new */
+    PyObject *fname = v ? PyObject_GetAttrString(v, "filename") : NULL; /* new */
+    PyErr_Clear();
+    if (fname != NULL && PyUnicode_Check(fname) && reloader != NULL) {
+        const char *f = PyUnicode_AsUTF8(fname);
+        if (f != NULL)
+            cg_py_reloader_add_file(reloader, f);
+        PyErr_Clear();
+    }
+    const char *head = str ? PyUnicode_AsUTF8(str) : NULL;
+    char *prefix = cg_xstrdup(head ? head : "SyntaxError");
+    PyErr_Clear();
+    Py_XDECREF(str);
+    Py_XDECREF(fname);
+    PyErr_Restore(t, v, tb);
+    char *text = cg_py_format_exception(); /* clears it */
+    size_t len = strlen(text);
+    while (len > 0 && text[len - 1] == '\n')
+        len--;
+    cg_log_error(log, "%s\n%.*s", prefix, (int)len, text);
+    *app = cg_py_fail_app(text);
+    free(prefix);
+    free(text);
+    return *app != NULL ? 0 : -1;
+}

@@ -133,6 +133,12 @@ void cg_py_reloader_free(cg_py_reloader_t *r);
  * the body. New reference, or NULL with an exception set. */
 PyObject *cg_py_fail_app(const char *msg);
 
+/* Gunicorn's load_wsgi() under --reload: a SyntaxError in the app does not
+ * end the worker; it is logged, its file watched (reloader may be NULL), and
+ * *app set to an app answering every request with Gunicorn's 500 traceback
+ * page. Takes the pending SyntaxError; returns 0, or -1 (exception set). */
+int cg_py_load_syntax_error(cg_log_t *log, cg_py_reloader_t *reloader, PyObject **app);
+
 /*
  * --check-config: start the interpreter, import the app, report. Returns the
  * process exit status (0 ok, 1 failure with Gunicorn's message on stderr).

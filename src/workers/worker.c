@@ -97,43 +97,6 @@ static int cg__install_signals(cg_worker_t *w)
     return 0;
 }
 
-/*
- * Gunicorn's load_wsgi() under --reload: a SyntaxError in the app does not
- * kill the worker; it is logged, its file watched, and every request gets a
- * 500 with the traceback until the file is fixed. Takes the pending
- * exception; returns 0 with *app set, or -1 (exception set).
- */
-static int cg__load_syntax_error(cg_worker_t *w, cg_py_reloader_t *reloader, PyObject **app)
-{
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    PyObject *str = v ? PyObject_Str(v) : NULL;                      /* new */
-    PyObject *fname = v ? PyObject_GetAttrString(v, "filename") : NULL; /* new */
-    PyErr_Clear();
-    if (fname != NULL && PyUnicode_Check(fname) && reloader != NULL) {
-        const char *f = PyUnicode_AsUTF8(fname);
-        if (f != NULL)
-            cg_py_reloader_add_file(reloader, f);
-        PyErr_Clear();
-    }
-    const char *head = str ? PyUnicode_AsUTF8(str) : NULL;
-    char *prefix = cg_xstrdup(head ? head : "SyntaxError");
-    PyErr_Clear();
-    Py_XDECREF(str);
-    Py_XDECREF(fname);
-    PyErr_Restore(t, v, tb);
-    char *text = cg_py_format_exception(); /* clears it */
-    size_t len = strlen(text);
-    while (len > 0 && text[len - 1] == '\n')
-        len--;
-    cg_log_error(w->log, "%s\n%.*s", prefix, (int)len, text);
-    *app = cg_py_fail_app(text);
-    free(prefix);
-    free(text);
-    return *app != NULL ? 0 : -1;
-}
-
 /* Import the app (or take the one --preload imported in the master); on
  * failure log as Gunicorn and return the exit status. */
 static int cg__load(cg_worker_t *w, cg_py_reloader_t *reloader, PyObject **app)
@@ -145,7 +108,7 @@ static int cg__load(cg_worker_t *w, cg_py_reloader_t *reloader, PyObject **app)
     }
     int rc = cg_py_load_app(w->cfg->app_uri, app, &msg);
     if (rc == -1 && w->cfg->reload && PyErr_ExceptionMatches(PyExc_SyntaxError))
-        rc = cg__load_syntax_error(w, reloader, app);
+        rc = cg_py_load_syntax_error(w->log, reloader, app);
     if (rc == 0)
         return 0;
     if (rc == CG_PY_APP_IMPORT_ERROR) {
@@ -289,8 +252,7 @@ out:
         if (Py_FinalizeEx() < 0 && status == 0)
             status = 120;
     } else if (py_up) {
-        PyRun_SimpleString("import sys\nfor s in (sys.stdout, sys.stderr):\n"
-                           "    try: s.flush()\n    except Exception: pass\n");
+        cg_py_flush_stdio();
     }
     return status;
 }
