@@ -282,10 +282,13 @@ static void cg__wb_close(cg_conn_t *c)
 static int cg__wb_flush(cg_spool_t *s, cg_conn_t *c)
 {
     while (s->pending > 0) {
-        ssize_t n;
+        /* c as the transport underneath knows it, as CG__INNER does */
         void *saved = c->transport;
+        const cg_conn_ops_t *saved_ops = c->ops;
         c->transport = s->inner_transport;
-        n = cg__send(s, c, s->inner);
+        c->ops = s->inner;
+        ssize_t n = cg__send(s, c, s->inner);
+        c->ops = saved_ops;
         c->transport = saved;
         if (n == CG_EAGAIN)
             return CG_EAGAIN;
