@@ -67,9 +67,6 @@ struct cg_conn {
      * before what is still on the socket. NULL: none. */
     struct cg_spool *body_spool;
 
-    int64_t sent;        /* response body bytes written */
-    bool headers_sent;
-
     /* Waiting for the peer while a request is served (body reads, response
      * writes): each wait ends after io_timeout_ms without progress (0: no
      * limit), and none goes past deadline_ms (CLOCK_MONOTONIC ms; 0: none).

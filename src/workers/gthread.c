@@ -163,13 +163,16 @@ static void cg__conn_handle_closed(uv_handle_t *h)
         /* Its gunicorn.socket holds a duplicate of the descriptor, so the
          * close below alone would not end the connection: FIN now. */
         (void)gc->c.ops->shutdown(&gc->c);
-        /* Inline, the loop thread owns the one WSGI context; with a pool the
-         * next thread to take a request picks these up. */
+        /* Releasing it needs the GIL. Inline, the loop thread owns the one
+         * WSGI context and does it now; with a pool, an idle thread does
+         * (or the next one to take a request). */
         if (g->nthreads <= 1) {
             cg_wsgi_orphans_add(&g->ws->orphans, &gc->c);
+            cg_wsgi_release_orphans(g->ws);
         } else {
             pthread_mutex_lock(&g->mu);
             cg_wsgi_orphans_add(&g->orphans, &gc->c);
+            pthread_cond_signal(&g->cv);
             pthread_mutex_unlock(&g->mu);
         }
     }
@@ -922,10 +925,19 @@ static void *cg__pool_main(void *arg)
     g->nready++;
     pthread_cond_broadcast(&g->cv);
     while (rc == 0) {
-        while (g->todo_head == NULL && !g->pool_quit)
+        while (g->todo_head == NULL && !g->pool_quit && g->orphans.n == 0)
             pthread_cond_wait(&g->cv, &g->mu);
         if (g->pool_quit)
             break;
+        if (g->todo_head == NULL) {
+            /* only gunicorn.socket objects of closed connections: let go of
+             * them now, an idle worker must not sit on their descriptors */
+            cg_wsgi_orphans_move(&t->ws.orphans, &g->orphans);
+            pthread_mutex_unlock(&g->mu);
+            cg_wsgi_release_orphans(&t->ws);
+            pthread_mutex_lock(&g->mu);
+            continue;
+        }
         cg_gt_conn_t *gc = g->todo_head;
         g->todo_head = gc->next;
         if (g->todo_head == NULL)

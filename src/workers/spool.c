@@ -206,11 +206,6 @@ ssize_t cg_spool_read(cg_spool_t *s, char *dst, size_t cap)
     return (ssize_t)n;
 }
 
-ssize_t cg_spool_recv(void *ctx, char *dst, size_t cap)
-{
-    return cg_spool_read(ctx, dst, cap);
-}
-
 /* Call an op of the transport under the spool with c's own state back. */
 #define CG__INNER(s, c, call)                                                                      \
     ({                                                                                             \

@@ -57,8 +57,6 @@ int cg_spool_add_file(cg_spool_t *s, int fd, off_t off, uint64_t len);
 
 /* Take up to cap pending bytes into dst: bytes, 0 when none, or -errno. */
 ssize_t cg_spool_read(cg_spool_t *s, char *dst, size_t cap);
-/* cg_http_recv_fn over a spool (ctx = the spool): a request body read back. */
-ssize_t cg_spool_recv(void *ctx, char *dst, size_t cap);
 
 /* One transfer of pending bytes to c's transport, never waiting: bytes
  * sent (> 0), 0 when nothing is pending, CG_EAGAIN, or -errno. */

@@ -39,6 +39,15 @@ int cg_wsgi_make_threaded(cg_wsgi_t *ws)
     return rc;
 }
 
+void cg_wsgi_release_orphans(cg_wsgi_t *ws)
+{
+    if (ws->orphans.n == 0)
+        return;
+    PyEval_RestoreThread(ws->tstate);
+    cg_wsgi_orphans_release(&ws->orphans);
+    ws->tstate = PyEval_SaveThread();
+}
+
 void cg_wsgi_interrupt(cg_wsgi_t *by, cg_wsgi_t *const *targets, size_t n)
 {
     PyEval_RestoreThread(by->tstate);

@@ -201,6 +201,9 @@ void cg_wsgi_thread_free(cg_wsgi_t *ws);
 /* The calling thread's own context (the loop's) goes multithreaded: 0 or -1
  * (logged). */
 int cg_wsgi_make_threaded(cg_wsgi_t *ws);
+/* Let go of the gunicorn.socket objects of connections closed meanwhile
+ * (ws->orphans), taking the GIL for it. */
+void cg_wsgi_release_orphans(cg_wsgi_t *ws);
 /* SystemExit, raised asynchronously, in every target whose thread is inside
  * the app right now (QUIT/INT reach the loop thread only). `by` is the
  * caller's own context. */
