@@ -318,7 +318,11 @@ static void cg__arbiter_start_ctx(cg_arbiter_t *a)
 {
     char buf[4096];
     ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-    if (n > 0) {
+    if (a->cfg->exec_path != NULL) {
+        /* not resolved: a venv's bin/python is a symlink whose target
+         * would start outside the venv */
+        a->exe = cg_xstrdup(a->cfg->exec_path);
+    } else if (n > 0) {
         buf[n] = '\0';
         a->exe = cg_xstrdup(buf);
     } else if (a->cfg->argv && a->cfg->argv[0]) {

@@ -49,6 +49,10 @@ typedef struct cg_hooks {
     int (*config_loader)(struct cg_config *cfg, const char *location, void *ctx, char *err,
                          size_t errlen);
     void *config_loader_ctx;
+    /* not a Gunicorn hook: HUP for an application object of the Python API
+     * (cfg->app_object): its reload(), then a copy of its cfg into *fresh.
+     * 0, or -1 with a message in err (the old settings are kept). */
+    int (*config_reload)(void *ctx, struct cg_config *fresh, char *err, size_t errlen);
 } cg_hooks_t;
 
 /* Call hook `name` of table `h` (may be NULL) with the remaining arguments. */

@@ -200,16 +200,23 @@ static void cg__reload_config(cg_arbiter_t *a)
     cg_config_t *cfg = a->cfg;
     cg_config_t fresh;
     char err[512];
-    if (cfg->argv == NULL)
+    const cg_hooks_t *h = cfg->hooks;
+    bool api = h != NULL && h->config_reload != NULL && cfg->app_object != NULL;
+    if (cfg->argv == NULL && !api)
         return;
     memset(&fresh, 0, sizeof(fresh));
-    const cg_hooks_t *h = cfg->hooks;
-    int st = cg_config_load(&fresh, cfg->argc, cfg->argv, h ? h->config_loader : NULL,
+    int st;
+    if (api) {
+        /* Gunicorn's arbiter.reload(): app.reload(), then app.cfg */
+        st = h->config_reload(h->ctx, &fresh, err, sizeof(err)) < 0 ? 1 : 0;
+    } else {
+        st = cg_config_load(&fresh, cfg->argc, cfg->argv, h ? h->config_loader : NULL,
                             h ? h->config_loader_ctx : NULL);
+        if (st != 0)
+            snprintf(err, sizeof(err), "cg_config_load() returned %d", st);
+    }
     if (st == 0 && cg_config_check_supported(&fresh, err, sizeof(err)) < 0)
         st = 1;
-    else if (st != 0)
-        snprintf(err, sizeof(err), "cg_config_load() returned %d", st);
     if (st != 0) {
         cg_log_error(a->log, "Reloading the configuration failed, keeping the previous one: %s",
                      err);
@@ -218,6 +225,8 @@ static void cg__reload_config(cg_arbiter_t *a)
     }
     fresh.argc = cfg->argc;
     fresh.argv = cfg->argv;
+    fresh.exec_path = cfg->exec_path;
+    fresh.exec_argv = cfg->exec_argv;
     fresh.hooks = cfg->hooks;
 
     cg_log_t nl;
@@ -416,7 +425,7 @@ static void cg__reexec_child(cg_arbiter_t *a, pid_t old_master)
     sa.sa_handler = SIG_DFL;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGPIPE, &sa, NULL);
-    execv(a->exe, a->cfg->argv);
+    execv(a->exe, a->cfg->exec_argv ? a->cfg->exec_argv : a->cfg->argv);
     int e = errno;
     cg_log_error(a->log, "Cannot exec %s for the USR2 upgrade: %s", a->exe, strerror(e));
     _exit(1);

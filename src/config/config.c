@@ -329,4 +329,45 @@ void cg_config_free(cg_config_t *cfg)
         cg__release_value(cfg, &cg_config_settings[i]);
     free(cfg->app_uri);
     cfg->app_uri = NULL;
+    if (cfg->app_object != NULL && cfg->callable_release != NULL)
+        cfg->callable_release(cfg->app_object);
+    cfg->app_object = NULL;
+}
+
+static void cg__strv_dup(cg_strv_t *dst, const cg_strv_t *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    for (size_t i = 0; i < src->n; i++)
+        cg_strv_push(dst, src->v[i]);
+}
+
+void cg_config_copy(cg_config_t *dst, const cg_config_t *src)
+{
+    *dst = *src; /* scalars, sources, flags, borrowed pointers */
+    for (size_t i = 0; i < CG_SETTING__COUNT; i++) {
+        const cg_setting_desc_t *d = &cg_config_settings[i];
+        const void *from = (const char *)src + d->offset;
+        void *to = cg__field(dst, d);
+        switch (d->type) {
+        case CG_T_STR:
+            *(char **)to = *(char *const *)from ? cg_xstrdup(*(char *const *)from) : NULL;
+            break;
+        case CG_T_LIST:
+        case CG_T_CSV:
+        case CG_T_DICT:
+            cg__strv_dup(to, from);
+            break;
+        case CG_T_CALLABLE:
+            if (*(void *const *)from != NULL)
+                src->callable_retain(*(void *const *)from);
+            dst->callable_name[i] =
+                src->callable_name[i] ? cg_xstrdup(src->callable_name[i]) : NULL;
+            break;
+        default:
+            break;
+        }
+    }
+    dst->app_uri = src->app_uri ? cg_xstrdup(src->app_uri) : NULL;
+    if (src->app_object != NULL)
+        src->callable_retain(src->app_object);
 }

@@ -116,6 +116,18 @@ typedef struct cg_config {
     /* Called by cg_config_free() and on replacement for every non-NULL
      * CG_T_CALLABLE value (src/python sets it to drop its reference). */
     void (*callable_release)(void *obj);
+    /* Takes one more reference to such a value, for cg_config_copy(). */
+    void (*callable_retain)(void *obj);
+    /* Gunicorn's programmatic API (cgunicorn.app.base): the application
+     * object whose wsgi() gives the WSGI callable in place of importing
+     * app_uri. Owned like a CG_T_CALLABLE value; NULL otherwise. */
+    void *app_object;
+    /* What a USR2 upgrade executes: exec_path with exec_argv (both
+     * borrowed, like argv). NULL: this binary (/proc/self/exe) with argv.
+     * The pip-installed front end runs inside a Python process and sets
+     * them to sys.executable and sys.orig_argv. */
+    const char *exec_path;
+    char **exec_argv;
 } cg_config_t;
 
 struct cg_config_input;
@@ -183,6 +195,12 @@ int cg_config_init(cg_config_t *cfg, char *err, size_t errlen);
 
 /* Release everything cg_config_init()/cg_config_load() allocated. */
 void cg_config_free(cg_config_t *cfg);
+
+/* dst becomes an independent copy of src (dst's old content is ignored):
+ * strings and lists duplicated, callables and app_object retained through
+ * src->callable_retain (which must be set when src holds any). Release with
+ * cg_config_free(). */
+void cg_config_copy(cg_config_t *dst, const cg_config_t *src);
 
 /* The descriptor of a setting by its exact Gunicorn name, or NULL. */
 const cg_setting_desc_t *cg_config_find(const char *name);

@@ -22,6 +22,13 @@ void cg_py_callable_release(void *obj)
     PyGILState_Release(g);
 }
 
+void cg_py_callable_retain(void *obj)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    Py_INCREF((PyObject *)obj);
+    PyGILState_Release(g);
+}
+
 /* str(obj) into err (for Gunicorn's "%s" of a value or an exception). */
 static void cg__str_into(PyObject *obj, char *err, size_t errlen)
 {
@@ -57,7 +64,7 @@ static const char *cg__utf8(PyObject *s)
 
 /* A hook: arity-checked (Gunicorn's validate_callable / post_request). */
 static int cg__set_hook(cg_config_t *cfg, PyObject *mod, const cg_setting_desc_t *d,
-                        PyObject *v, char *err, size_t errlen)
+                        PyObject *v, cg_config_source_t src, char *err, size_t errlen)
 {
     int want = cg_config_callable_arity(d);
     PyObject *fn = want == 0 ? PyObject_CallMethod(mod, "validate_post_request", "O", v)
@@ -71,7 +78,7 @@ static int cg__set_hook(cg_config_t *cfg, PyObject *mod, const cg_setting_desc_t
     PyErr_Clear();
     char *qual = cg_xstrdup(q ? q : Py_TYPE(fn)->tp_name);
     Py_XDECREF(qn);
-    int rc = cg_config_set_callable(cfg, d->name, fn, qual, CG_SRC_FILE, err, errlen);
+    int rc = cg_config_set_callable(cfg, d->name, fn, qual, src, err, errlen);
     free(qual);
     if (rc < 0)
         Py_DECREF(fn);
@@ -98,8 +105,8 @@ static Py_ssize_t cg__str_items(PyObject *seq, const char ***out, char *err, siz
     return n;
 }
 
-static int cg__set_dict(cg_config_t *cfg, const cg_setting_desc_t *d, PyObject *v, char *err,
-                        size_t errlen)
+static int cg__set_dict(cg_config_t *cfg, const cg_setting_desc_t *d, PyObject *v,
+                        cg_config_source_t src, char *err, size_t errlen)
 {
     Py_ssize_t n = PyDict_Size(v), pos = 0, i = 0;
     PyObject *k, *val;
@@ -114,22 +121,21 @@ static int cg__set_dict(cg_config_t *cfg, const cg_setting_desc_t *d, PyObject *
         }
         i += 2;
     }
-    int rc = cg_config_set_dict(cfg, d->name, kv, (size_t)n, CG_SRC_FILE, err, errlen);
+    int rc = cg_config_set_dict(cfg, d->name, kv, (size_t)n, src, err, errlen);
     free(kv);
     return rc;
 }
 
-/* Apply one module-level value to setting d, as Gunicorn's cfg.set(k, v). */
-static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_desc_t *d,
-                           PyObject *v, char *err, size_t errlen)
+int cg_py_config_apply(cg_config_t *cfg, PyObject *mod, const cg_setting_desc_t *d, PyObject *v,
+                       cg_config_source_t src, char *err, size_t errlen)
 {
     const char *name = d->name;
     if (d->type == CG_T_CALLABLE)
-        return cg__set_hook(cfg, mod, d, v, err, errlen);
+        return cg__set_hook(cfg, mod, d, v, src, err, errlen);
     if (v == Py_None)
-        return cg_config_set_string(cfg, name, NULL, CG_SRC_FILE, err, errlen);
+        return cg_config_set_string(cfg, name, NULL, src, err, errlen);
     if (PyBool_Check(v))
-        return cg_config_set_bool(cfg, name, v == Py_True, CG_SRC_FILE, err, errlen);
+        return cg_config_set_bool(cfg, name, v == Py_True, src, err, errlen);
     if (PyLong_Check(v)) {
         int overflow;
         long n = PyLong_AsLongAndOverflow(v, &overflow);
@@ -138,7 +144,7 @@ static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_des
             snprintf(err, errlen, "%s is out of range", name);
             return -EINVAL;
         }
-        return cg_config_set_int(cfg, name, n, CG_SRC_FILE, err, errlen);
+        return cg_config_set_int(cfg, name, n, src, err, errlen);
     }
     if (PyUnicode_Check(v)) {
         const char *s = cg__utf8(v);
@@ -146,7 +152,7 @@ static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_des
             snprintf(err, errlen, "Not a valid string for %s", name);
             return -EINVAL;
         }
-        return cg_config_set_string(cfg, name, s, CG_SRC_FILE, err, errlen);
+        return cg_config_set_string(cfg, name, s, src, err, errlen);
     }
     if (d->type == CG_T_STR && PyCallable_Check(v) &&
         (strcmp(name, "worker_class") == 0 || strcmp(name, "logger_class") == 0)) {
@@ -162,7 +168,7 @@ static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_des
         Py_ssize_t n = seq ? cg__str_items(seq, &items, err, errlen) : -1;
         int rc = -EINVAL;
         if (n >= 0) {
-            rc = cg_config_set_list(cfg, name, items, (size_t)n, CG_SRC_FILE, err, errlen);
+            rc = cg_config_set_list(cfg, name, items, (size_t)n, src, err, errlen);
             free(items);
         }
         Py_XDECREF(seq);
@@ -171,13 +177,13 @@ static int cg__apply_value(cg_config_t *cfg, PyObject *mod, const cg_setting_des
     if (PyDict_Check(v) && d->id == CG_SETTING_logconfig_dict)
         return cg_py_logging_set_dict(cfg, v, err, errlen); /* nested, kept as the object */
     if (PyDict_Check(v) && d->type == CG_T_DICT)
-        return cg__set_dict(cfg, d, v, err, errlen);
+        return cg__set_dict(cfg, d, v, src, err, errlen);
     /* Any other kind (float, bytes, a list or dict where the setting takes
      * none, ...): the validator words its refusal around str(v) and the type
      * name, as Gunicorn's validators do with the object itself. */
     char s[512];
     cg__str_into(v, s, sizeof(s));
-    return cg_config_set_other(cfg, name, Py_TYPE(v)->tp_name, s, CG_SRC_FILE, err, errlen);
+    return cg_config_set_other(cfg, name, Py_TYPE(v)->tp_name, s, src, err, errlen);
 }
 
 static int cg__load(cg_config_t *cfg, const char *location, char *err, size_t errlen)
@@ -188,6 +194,7 @@ static int cg__load(cg_config_t *cfg, const char *location, char *err, size_t er
     if (cg_py_init(cfg, err, errlen) < 0)
         return -EINVAL;
     cfg->callable_release = cg_py_callable_release;
+    cfg->callable_retain = cg_py_callable_retain;
     if ((mod = cg_py_helper_module()) == NULL) {
         cg__exc_into(err, errlen);
         return -EINVAL;
@@ -220,7 +227,7 @@ static int cg__load(cg_config_t *cfg, const char *location, char *err, size_t er
         if (d == NULL)
             continue; /* not a setting: the file's own business */
         err[0] = '\0';
-        if (cg__apply_value(cfg, mod, d, v, err, errlen) < 0) {
+        if (cg_py_config_apply(cfg, mod, d, v, CG_SRC_FILE, err, errlen) < 0) {
             char s[512];
             cg__str_into(v, s, sizeof(s));
             fprintf(stderr, "Invalid value for %s: %s\n\n", name, s);

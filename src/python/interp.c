@@ -4,6 +4,7 @@
 #include "cg_build.h"
 
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,38 @@ static int cg__sys_path_prepend(const char *path)
  * it, or the last child that ran PyOS_AfterFork_Child(). Process-wide like
  * the interpreter itself; a forked child sees a stale value and fixes it. */
 static pid_t cg__py_owner;
+/* Set once by cg_py_adopt(): the interpreter is the host process's. */
+static bool cg__py_hosted;
+
+void cg_py_adopt(void)
+{
+    cg__py_owner = getpid();
+    cg__py_hosted = true;
+}
+
+bool cg_py_hosted(void)
+{
+    return cg__py_hosted;
+}
+
+int cg_py_finalize(void)
+{
+    if (!cg__py_hosted)
+        return Py_FinalizeEx();
+    /* The host's frames (the console script, an API caller's run()) are
+     * on this stack: tearing the interpreter down under them is not safe,
+     * and the process _exit()s next anyway. What Python code can see of a
+     * normal exit is kept: atexit handlers run, output is flushed. */
+    PyObject *atexit = PyImport_ImportModule("atexit"); /* new */
+    PyObject *r = atexit ? PyObject_CallMethod(atexit, "_run_exitfuncs", NULL) : NULL; /* new */
+    int rc = r != NULL ? 0 : -1;
+    if (r == NULL)
+        PyErr_Print();
+    Py_XDECREF(r);
+    Py_XDECREF(atexit);
+    cg_py_flush_stdio();
+    return rc;
+}
 
 void cg_py_after_fork_child(void)
 {
@@ -151,6 +184,51 @@ out:
     return rc;
 }
 
+/* Append path to sys.path when it is a directory not there yet. Returns 0
+ * or -1 with an exception set. */
+static int cg__sys_path_append(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+        return 0;
+    PyObject *sys_path = PySys_GetObject("path"); /* borrowed */
+    PyObject *item = PyUnicode_DecodeFSDefault(path); /* new */
+    if (sys_path == NULL || item == NULL) {
+        Py_XDECREF(item);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    int found = PySequence_Contains(sys_path, item);
+    int rc = found < 0 ? -1 : 0;
+    if (found == 0)
+        rc = PyList_Append(sys_path, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* The standalone executable's interpreter gets what `pip install cgunicorn`
+ * gives one: the cgunicorn package (its C half, cgunicorn._core, is this
+ * binary) and, behind everything installed, the gunicorn shims, so code
+ * written for Gunicorn imports where Gunicorn is not installed. Appended:
+ * an installed cgunicorn or gunicorn comes first. */
+static int cg__standalone_pylib(void)
+{
+    char exe[PATH_MAX], dir[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    const char *pylib = strcmp(exe, CG_BUILD_ROOT) == 0 ? CG_PYLIB_SOURCE : CG_PYLIB_INSTALLED;
+    snprintf(dir, sizeof(dir), "%s/cgunicorn/_compat", pylib);
+    if (cg__sys_path_append(pylib) < 0 || cg__sys_path_append(dir) < 0)
+        return -1;
+    PyObject *core = cg_py_core_module_new(); /* new */
+    PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+    int rc = core != NULL ? PyDict_SetItemString(modules, "cgunicorn._core", core) : -1;
+    Py_XDECREF(core);
+    return rc;
+}
+
 int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen)
 {
     PyConfig config;
@@ -202,6 +280,12 @@ int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen)
         goto fail;
     PyConfig_Clear(&config);
     cg__py_owner = getpid();
+    if (cg__standalone_pylib() < 0) {
+        char *tb = cg_py_format_exception();
+        snprintf(err, errlen, "cannot set up the cgunicorn package:\n%s", tb ? tb : "");
+        free(tb);
+        return -1;
+    }
     return cg_py_setup_path(cfg, err, errlen);
 
 fail:

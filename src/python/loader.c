@@ -58,6 +58,15 @@ static PyObject *cg__import_module(const char *module, const char *obj)
     return NULL;
 }
 
+int cg_py_load_cfg_app(const cg_config_t *cfg, PyObject **app_out, char **msg_out)
+{
+    if (cfg->app_object == NULL)
+        return cg_py_load_app(cfg->app_uri, app_out, msg_out);
+    /* BaseApplication.wsgi(): load() once, then the same callable */
+    *app_out = PyObject_CallMethod((PyObject *)cfg->app_object, "wsgi", NULL); /* new */
+    return *app_out != NULL ? 0 : -1;
+}
+
 int cg_py_load_app(const char *uri, PyObject **app_out, char **msg_out)
 {
     int rc = -1;
@@ -243,7 +252,7 @@ int cg_py_check_app(const cg_config_t *cfg)
     }
     PyObject *app = NULL;
     char *msg = NULL;
-    int rc = cg_py_load_app(cfg->app_uri, &app, &msg);
+    int rc = cg_py_load_cfg_app(cfg, &app, &msg);
     if (rc == 0) {
         Py_DECREF(app);
         return 0;
@@ -284,7 +293,7 @@ int cg_py_preload(const cg_config_t *cfg, cg_log_t *log)
     }
     PyObject *app = NULL;
     char *msg = NULL;
-    int rc = cg_py_load_app(cfg->app_uri, &app, &msg);
+    int rc = cg_py_load_cfg_app(cfg, &app, &msg);
     if (rc == 0) {
         cg__preloaded = app;
         return 0;

@@ -29,6 +29,42 @@
  */
 int cg_py_init(const cg_config_t *cfg, char *err, size_t errlen);
 
+/*
+ * The pip-installed front end runs inside a Python process that owns the
+ * interpreter ("hosted"): cg_py_adopt() tells this code so, once, with the
+ * GIL held. cg_py_init() then only prepares that interpreter, and
+ * cg_py_finalize() does not tear it down under the host's frames.
+ */
+void cg_py_adopt(void);
+bool cg_py_hosted(void);
+
+/* A process that ran Python leaving: Py_FinalizeEx() (atexit handlers,
+ * flushed output) for an interpreter we started; for a hosted one, its
+ * atexit handlers and flushed output only, since the host's Python frames
+ * are still on this stack and the process is about to _exit. GIL held.
+ * Returns 0, or -1 when finalizing failed (exit status 120). */
+int cg_py_finalize(void);
+
+/* ---- front.c: what the standalone executable and the extension module run ---- */
+
+/* The command line as the `cgunicorn` program: settings from argv (and
+ * the environment, a config file), --print-config / --check-config, or the
+ * arbiter until it stops. exec_path/exec_argv: what USR2 executes (see
+ * cg_config_t; NULL for this binary with argv). cfg is filled here and left
+ * to the caller to free (cg_config_free) once Python is done with it.
+ * Returns the exit status. */
+int cg_py_front_main(int argc, char **argv, const char *exec_path, char **exec_argv,
+                     cg_config_t *cfg);
+
+/* The arbiter over loaded settings (start-up refusals first, as
+ * --check-config has them). Returns the exit status. */
+int cg_py_front_serve(cg_config_t *cfg);
+
+/* The refusals start-up makes before the arbiter runs, printed as it does:
+ * settings cgunicorn lacks, raw_env without '=', bind addresses. Returns
+ * the exit status (0: none). */
+int cg_py_front_startup_checks(const cg_config_t *cfg);
+
 /* Flush Python's sys.stdout and sys.stderr, as an exiting Python process
  * would: text a configuration file or an app print()ed sits in their buffers
  * while stdout is a pipe, and a C exit (or _exit after fork) would drop it.
@@ -98,6 +134,10 @@ void cg_py_print_startup_error(void);
 #define CG_PY_APP_IMPORT_ERROR (-2)
 int cg_py_load_app(const char *uri, PyObject **app_out, char **msg_out);
 
+/* The app cfg names: cfg->app_object's wsgi() (the programmatic API), else
+ * cg_py_load_app(cfg->app_uri). Returns as cg_py_load_app(). */
+int cg_py_load_cfg_app(const cg_config_t *cfg, PyObject **app_out, char **msg_out);
+
 /*
  * --preload (Gunicorn's app.wsgi() in the master): start the interpreter if
  * needed and import cfg->app_uri, once per process lifetime; later calls (HUP)
@@ -160,8 +200,26 @@ int cg_py_check_app(const cg_config_t *cfg);
 int cg_py_config_loader(cg_config_t *cfg, const char *location, void *ctx, char *err,
                         size_t errlen);
 
-/* cfg->callable_release for callables stored by cg_py_config_loader(). */
+/* cfg->callable_release / callable_retain for the Python objects a
+ * configuration holds (hooks, the API's application object). */
 void cg_py_callable_release(void *obj);
+void cg_py_callable_retain(void *obj);
+
+/* Gunicorn's cfg.set(name, v) for a Python value v of setting d, with
+ * source src: hooks arity-checked, lists, dicts, None, bools, ints and
+ * strings to the typed setters; any other kind to the validator's
+ * refusal. mod is the helper module. Returns as the setters (err set). */
+int cg_py_config_apply(cg_config_t *cfg, PyObject *mod, const cg_setting_desc_t *d, PyObject *v,
+                       cg_config_source_t src, char *err, size_t errlen);
+
+/* hooks.c's config_reload for cfg->app_object (module.c): the
+ * application's reload(), then a copy of its cfg into *fresh. */
+int cg_py_api_config_reload(void *ctx, cg_config_t *fresh, char *err, size_t errlen);
+
+/* The cgunicorn._core module (module.c): new reference, or NULL with an
+ * exception set. The standalone executable registers it in sys.modules;
+ * the extension module's PyInit__core returns it. */
+PyObject *cg_py_core_module_new(void);
 
 /* The state behind the cg_hooks_t table; lives as long as the arbiter. */
 typedef struct cg_py_hooks {

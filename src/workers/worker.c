@@ -106,7 +106,7 @@ static int cg__load(cg_worker_t *w, cg_py_reloader_t *reloader, PyObject **app)
         *app = Py_NewRef(cg_py_preloaded_app());
         return 0;
     }
-    int rc = cg_py_load_app(w->cfg->app_uri, app, &msg);
+    int rc = cg_py_load_cfg_app(w->cfg, app, &msg);
     if (rc == -1 && w->cfg->reload && PyErr_ExceptionMatches(PyExc_SyntaxError))
         rc = cg_py_load_syntax_error(w->log, reloader, app);
     if (rc == 0)
@@ -249,7 +249,7 @@ out:
     if (py_up && !w->quick && w->threads_left == 0) {
         /* Flush what the app printed and run its atexit handlers, as a
          * Python process leaving with sys.exit() would. */
-        if (Py_FinalizeEx() < 0 && status == 0)
+        if (cg_py_finalize() < 0 && status == 0)
             status = 120;
     } else if (py_up) {
         cg_py_flush_stdio();
