@@ -3,8 +3,10 @@
  *   main(argv, executable, orig_argv)  the `cgunicorn` command inside a
  *                    running Python (console script, python -m cgunicorn)
  *   Config           the settings table as a Python type (Gunicorn's Config
- *                    is a subclass of it in cgunicorn/config.py): set() runs
- *                    the same validators as the command line
+ *                    is a subclass of it in cgunicorn/config.py): set(name,
+ *                    value[, source]) runs the same validators as the
+ *                    command line; get, is_set, print_config,
+ *                    load_command_line(argv)
  *   run(app, cfg, argv, executable, orig_argv)  the arbiter for an
  *                    application object of the programmatic API
  *   settings()       the table's rows, for Config.settings
@@ -130,16 +132,24 @@ static PyObject *cg__config_set(PyObject *op, PyObject *args)
     cg__config_obj_t *self = (cg__config_obj_t *)op;
     PyObject *name, *value;
     char err[1024] = "";
-    if (!PyArg_ParseTuple(args, "UO:set", &name, &value))
+    int src = CG_SRC_CLI;
+    if (!PyArg_ParseTuple(args, "UO|i:set", &name, &value, &src))
         return NULL;
     const cg_setting_desc_t *d = cg__desc(name);
     if (d == NULL)
         return NULL;
+    if (src < CG_SRC_DEFAULT || src > CG_SRC_CLI) {
+        PyErr_Format(PyExc_ValueError, "source must be %d to %d", CG_SRC_DEFAULT, CG_SRC_CLI);
+        return NULL;
+    }
     PyObject *mod = cg_py_helper_module(); /* new */
     if (mod == NULL)
         return NULL;
-    /* The API's set() outranks every source: what the caller sets last wins */
-    int rc = cg_py_config_apply(&self->cfg, mod, d, value, CG_SRC_CLI, err, sizeof(err));
+    /* By default the API's set() outranks every source: what the caller
+     * sets last wins. A lower source (an Application's init() values,
+     * SOURCE_APP) yields to the config file and the command line. */
+    int rc = cg_py_config_apply(&self->cfg, mod, d, value, (cg_config_source_t)src, err,
+                                sizeof(err));
     Py_DECREF(mod);
     if (rc < 0) {
         if (!PyErr_Occurred())
@@ -172,6 +182,27 @@ static PyObject *cg__config_is_set(PyObject *op, PyObject *name)
     if (d == NULL)
         return NULL;
     return PyBool_FromLong(self->cfg.source[d->id] != CG_SRC_DEFAULT);
+}
+
+/* print_config() -> str: what --print-config prints (Gunicorn's str(cfg)) */
+static PyObject *cg__config_print(PyObject *op, PyObject *unused)
+{
+    cg__config_obj_t *self = (cg__config_obj_t *)op;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    cg_config_print(&self->cfg, f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    while (len > 0 && buf[len - 1] == '\n')
+        len--;
+    PyObject *s = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)len, "replace"); /* new */
+    free(buf);
+    return s;
 }
 
 /* load_command_line(argv): Gunicorn's Application.load_config(): defaults,
@@ -209,6 +240,8 @@ static PyMethodDef cg__config_methods[] = {
     {"set", cg__config_set, METH_VARARGS, "set(name, value): validate and store a setting"},
     {"get", cg__config_get, METH_O, "get(name): a setting's value"},
     {"is_set", cg__config_is_set, METH_O, "is_set(name): set by anything but its default"},
+    {"print_config", cg__config_print, METH_NOARGS,
+     "print_config(): every setting as --print-config shows it"},
     {"load_command_line", cg__config_load_command_line, METH_O,
      "load_command_line(argv): every source of settings as the cgunicorn command reads them; "
      "returns APP_MODULE"},
@@ -446,7 +479,12 @@ PyObject *cg_py_core_module_new(void)
         Py_DECREF(t);
         goto fail;
     }
-    if (PyModule_AddStringConstant(m, "__version__", CG_VERSION) < 0 ||
+    if (PyModule_AddIntConstant(m, "SOURCE_DEFAULT", CG_SRC_DEFAULT) < 0 ||
+        PyModule_AddIntConstant(m, "SOURCE_APP", CG_SRC_APP) < 0 ||
+        PyModule_AddIntConstant(m, "SOURCE_FILE", CG_SRC_FILE) < 0 ||
+        PyModule_AddIntConstant(m, "SOURCE_ENV", CG_SRC_ENV) < 0 ||
+        PyModule_AddIntConstant(m, "SOURCE_CLI", CG_SRC_CLI) < 0 ||
+        PyModule_AddStringConstant(m, "__version__", CG_VERSION) < 0 ||
         PyModule_AddStringConstant(m, "SERVER_SOFTWARE", CG_SERVER_SOFTWARE) < 0)
         goto fail;
     return m;
