@@ -394,7 +394,9 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         a.pid = getpid();
         cg__arbiter_seed(&a);
     }
-    if (cfg->argv != NULL && cfg->argc > 0)
+    if (cfg->hosted)
+        cg_proctitle_adopt();
+    else if (cfg->argv != NULL && cfg->argc > 0)
         cg_proctitle_init(cfg->argc, cfg->argv);
     cg__arbiter_start_ctx(&a);
     setenv("SERVER_SOFTWARE", CG_SERVER_SOFTWARE, 1);

@@ -227,6 +227,7 @@ static void cg__reload_config(cg_arbiter_t *a)
     fresh.argv = cfg->argv;
     fresh.exec_path = cfg->exec_path;
     fresh.exec_argv = cfg->exec_argv;
+    fresh.hosted = cfg->hosted;
     fresh.hooks = cfg->hooks;
 
     cg_log_t nl;

@@ -128,6 +128,9 @@ typedef struct cg_config {
      * them to sys.executable and sys.orig_argv. */
     const char *exec_path;
     char **exec_argv;
+    /* Run by the pip front end, inside a Python process: argv above is a
+     * copy, the process's own argument block belongs to nobody. */
+    bool hosted;
 } cg_config_t;
 
 struct cg_config_input;

@@ -20,6 +20,12 @@
  */
 int cg_proctitle_init(int argc, char **argv);
 
+/* The same for a process whose argument strings were all copied already
+ * (an embedding Python interpreter copies them at start-up, and the pip
+ * front end runs inside one): the block is found from the kernel's record
+ * alone, nothing points into it but environ, which is moved. */
+int cg_proctitle_adopt(void);
+
 /* Show title as the process's command line (ps, /proc/PID/cmdline); it is
  * cut to the size of the original block. No-op before a successful init. */
 void cg_proctitle_set(const char *title);

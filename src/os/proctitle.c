@@ -56,19 +56,10 @@ static int cg__pt_bounds(uintptr_t v[4])
     return 0;
 }
 
-int cg_proctitle_init(int argc, char **argv)
+/* Take the block the kernel recorded (b); environ is moved to the heap. */
+static int cg__pt_take(const uintptr_t b[4])
 {
-    if (cg__pt_start != NULL)
-        return 0;
-    if (argc <= 0 || argv == NULL || argv[0] == NULL)
-        return -EINVAL;
-    uintptr_t b[4];
-    int r = cg__pt_bounds(b);
-    if (r < 0)
-        return r;
-    if ((uintptr_t)argv[0] != b[0] || b[1] <= b[0])
-        return -EINVAL; /* not the process's real argument block */
-    char *start = argv[0];
+    char *start = (char *)b[0];
     char *arg_end = (char *)b[1];
     /* the kernel lets a title run on into the environment block only when
      * it directly follows the arguments */
@@ -84,13 +75,43 @@ int cg_proctitle_init(int argc, char **argv)
         env[i] = cg_xstrdup(environ[i]);
     environ = env;
     cg__pt_env = env;
-    for (int i = 0; i < argc; i++)
-        argv[i] = cg_xstrdup(argv[i]);
 
     cg__pt_start = start;
     cg__pt_end = end;
     cg__pt_arg_end = arg_end;
     return 0;
+}
+
+int cg_proctitle_init(int argc, char **argv)
+{
+    if (cg__pt_start != NULL)
+        return 0;
+    if (argc <= 0 || argv == NULL || argv[0] == NULL)
+        return -EINVAL;
+    uintptr_t b[4];
+    int r = cg__pt_bounds(b);
+    if (r < 0)
+        return r;
+    if ((uintptr_t)argv[0] != b[0] || b[1] <= b[0])
+        return -EINVAL; /* not the process's real argument block */
+    if ((r = cg__pt_take(b)) < 0)
+        return r;
+    for (int i = 0; i < argc; i++)
+        argv[i] = cg_xstrdup(argv[i]);
+    return 0;
+}
+
+int cg_proctitle_adopt(void)
+{
+    if (cg__pt_start != NULL)
+        return 0;
+    uintptr_t b[4];
+    int r = cg__pt_bounds(b);
+    if (r < 0)
+        return r;
+    if (b[1] <= b[0])
+        return -EINVAL;
+    return cg__pt_take(b);
 }
 
 void cg_proctitle_set(const char *title)

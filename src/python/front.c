@@ -150,6 +150,7 @@ int cg_py_front_main(int argc, char **argv, const char *exec_path, char **exec_a
     cfg->argv = argv;
     cfg->exec_path = exec_path;
     cfg->exec_argv = exec_argv;
+    cfg->hosted = cg_py_hosted();
 
     if (cfg->print_config)
         cg_config_print(cfg, stdout);

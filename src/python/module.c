@@ -416,6 +416,7 @@ static PyObject *cg__core_run(PyObject *mod, PyObject *args)
     cfg.argv = argv;
     cfg.exec_path = cg__exec_path(&ex);
     cfg.exec_argv = ex.argv;
+    cfg.hosted = true;
     int status = cg_py_front_serve(&cfg);
     cg_py_flush_stdio();
     cg_config_free(&cfg);
