@@ -327,60 +327,64 @@ static int cg__need_hosted(void)
     return -1;
 }
 
-/* What USR2 executes: sys.executable with sys.orig_argv (both owned). */
-typedef struct cg__exec {
-    PyObject *path; /* bytes, new */
+/* A server call's command line (argv) and what USR2 executes
+ * (sys.executable with sys.orig_argv); all owned. */
+typedef struct cg__cmdline {
     char **argv;
-} cg__exec_t;
+    int argc;
+    PyObject *exec_path; /* bytes (new), or NULL */
+    char **exec_argv;
+} cg__cmdline_t;
 
-static int cg__exec_parse(PyObject *executable, PyObject *orig_argv, cg__exec_t *ex)
+static void cg__cmdline_clear(cg__cmdline_t *c)
 {
-    memset(ex, 0, sizeof(*ex));
-    if (executable != Py_None && !PyUnicode_FSConverter(executable, &ex->path))
-        return -1;
-    if (orig_argv != Py_None && (ex->argv = cg__argv_from(orig_argv, NULL)) == NULL) {
-        Py_CLEAR(ex->path);
+    cg__argv_free(c->argv);
+    cg__argv_free(c->exec_argv);
+    Py_CLEAR(c->exec_path);
+    memset(c, 0, sizeof(*c));
+}
+
+static int cg__cmdline_parse(PyObject *seq, PyObject *executable, PyObject *orig_argv,
+                             cg__cmdline_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    if ((c->argv = cg__argv_from(seq, &c->argc)) == NULL ||
+        (executable != Py_None && !PyUnicode_FSConverter(executable, &c->exec_path)) ||
+        (orig_argv != Py_None && (c->exec_argv = cg__argv_from(orig_argv, NULL)) == NULL)) {
+        cg__cmdline_clear(c);
         return -1;
     }
     return 0;
 }
 
-static void cg__exec_clear(cg__exec_t *ex)
+static const char *cg__cmdline_exec_path(const cg__cmdline_t *c)
 {
-    Py_CLEAR(ex->path);
-    cg__argv_free(ex->argv);
-    ex->argv = NULL;
+    return c->exec_path != NULL && PyBytes_GET_SIZE(c->exec_path) > 0
+               ? PyBytes_AS_STRING(c->exec_path)
+               : NULL;
 }
 
-static const char *cg__exec_path(const cg__exec_t *ex)
+/* The end of a server call: output flushed, cfg and c released. */
+static PyObject *cg__server_done(int status, cg_config_t *cfg, cg__cmdline_t *c)
 {
-    return ex->path != NULL && PyBytes_GET_SIZE(ex->path) > 0 ? PyBytes_AS_STRING(ex->path) : NULL;
+    cg_py_flush_stdio();
+    cg_config_free(cfg);
+    fflush(NULL);
+    cg__cmdline_clear(c);
+    return PyLong_FromLong(status);
 }
 
 /* main(argv, executable, orig_argv) -> exit status */
 static PyObject *cg__core_main(PyObject *mod, PyObject *args)
 {
     PyObject *seq, *executable, *orig_argv;
-    cg__exec_t ex;
+    cg__cmdline_t c;
     cg_config_t cfg;
-    int argc = 0;
     if (!PyArg_ParseTuple(args, "OOO:main", &seq, &executable, &orig_argv) ||
-        cg__need_hosted() < 0)
+        cg__need_hosted() < 0 || cg__cmdline_parse(seq, executable, orig_argv, &c) < 0)
         return NULL;
-    char **argv = cg__argv_from(seq, &argc);
-    if (argv == NULL)
-        return NULL;
-    if (cg__exec_parse(executable, orig_argv, &ex) < 0) {
-        cg__argv_free(argv);
-        return NULL;
-    }
-    int status = cg_py_front_main(argc, argv, cg__exec_path(&ex), ex.argv, &cfg);
-    cg_py_flush_stdio();
-    cg_config_free(&cfg);
-    fflush(NULL);
-    cg__exec_clear(&ex);
-    cg__argv_free(argv);
-    return PyLong_FromLong(status);
+    int status = cg_py_front_main(c.argc, c.argv, cg__cmdline_exec_path(&c), c.exec_argv, &cfg);
+    return cg__server_done(status, &cfg, &c);
 }
 
 /* run(app, cfg, argv, executable, orig_argv) -> exit status. app: the
@@ -389,8 +393,7 @@ static PyObject *cg__core_main(PyObject *mod, PyObject *args)
 static PyObject *cg__core_run(PyObject *mod, PyObject *args)
 {
     PyObject *app, *cobj, *seq, *executable, *orig_argv;
-    cg__exec_t ex;
-    int argc = 0;
+    cg__cmdline_t c;
     if (!PyArg_ParseTuple(args, "OOOOO:run", &app, &cobj, &seq, &executable, &orig_argv) ||
         cg__need_hosted() < 0)
         return NULL;
@@ -401,29 +404,19 @@ static PyObject *cg__core_run(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "No application module specified.");
         return NULL;
     }
-    char **argv = cg__argv_from(seq, &argc);
-    if (argv == NULL)
+    if (cg__cmdline_parse(seq, executable, orig_argv, &c) < 0)
         return NULL;
-    if (cg__exec_parse(executable, orig_argv, &ex) < 0) {
-        cg__argv_free(argv);
-        return NULL;
-    }
     cg_config_t cfg;
     cg_config_copy(&cfg, &co->cfg);
     if (app != Py_None)
         cfg.app_object = Py_NewRef(app);
-    cfg.argc = argc;
-    cfg.argv = argv;
-    cfg.exec_path = cg__exec_path(&ex);
-    cfg.exec_argv = ex.argv;
+    /* what HUP re-reads and USR2 executes (borrowed from c) */
+    cfg.argc = c.argc;
+    cfg.argv = c.argv;
+    cfg.exec_path = cg__cmdline_exec_path(&c);
+    cfg.exec_argv = c.exec_argv;
     cfg.hosted = true;
-    int status = cg_py_front_serve(&cfg);
-    cg_py_flush_stdio();
-    cg_config_free(&cfg);
-    fflush(NULL);
-    cg__exec_clear(&ex);
-    cg__argv_free(argv);
-    return PyLong_FromLong(status);
+    return cg__server_done(cg_py_front_serve(&cfg), &cfg, &c);
 }
 
 static const char *const cg__type_names[] = {
