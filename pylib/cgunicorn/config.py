@@ -236,7 +236,13 @@ class Config(_core.Config):
         self._set_source = SOURCE_CLI
 
     def __str__(self):
-        return self.print_config()
+        return _core.Config.print_config(self)
+
+    @property
+    def print_config(self):
+        """The print_config setting, as in Gunicorn (the C table's method of
+        that name, the text of --print-config, is str(cfg) here)."""
+        return self.get("print_config")
 
     def __getattr__(self, name):
         # only called for names that are no attribute: the settings
@@ -380,10 +386,10 @@ class Config(_core.Config):
     @property
     def paste_global_conf(self):
         """--paste-global "KEY=VALUE" values as a dict ("\\=" is a literal
-        "="), or None when none were given."""
+        "=")."""
         from cgunicorn.util import bytes_to_str
         raw = self.get("raw_paste_global_conf")
-        if not raw and not self.is_set("raw_paste_global_conf"):
+        if raw is None:
             return None
         conf = {}
         for item in raw or ():
