@@ -213,16 +213,44 @@ def test_hup_calls_reload_and_applies_new_settings(script, plain_py, tmp_path):
     old = srv.worker_pids()
     assert len(old) == 1
 
+    # a reload() that fails (do_load_config() prints the error and calls
+    # sys.exit(1)) is logged; the server goes on with what it had
+    opts.write_text("{not json")
+    srv.send_signal(signal.SIGHUP)
+    srv.wait_log(r"\[ERROR\] Reloading the configuration failed, keeping the previous one: "
+                 r"app\.reload\(\) failed", timeout=20)
+    assert "\nError: Expecting property name enclosed in double quotes" in srv.log()
+    kept = srv.wait_workers(lambda p: len(p) == 1 and not p & old, timeout=30,
+                            what="one new worker after the failed HUP")
+
     opts.write_text(json.dumps({"bind": "127.0.0.1:%d" % port, "workers": 3}))
     srv.send_signal(signal.SIGHUP)
     recs = wait_records(rec, lambda r: any(x.get("event") == "load_config" and x["workers"] == 3
                                            for x in r), what="load_config after HUP")
     reloads = [r for r in recs if r.get("event") == "reload"]
-    assert len(reloads) == 1 and reloads[0]["pid"] == srv.pid
-    new = srv.wait_workers(lambda p: len(p) == 3 and not p & old, timeout=30,
+    assert len(reloads) == 2 and {r["pid"] for r in reloads} == {srv.pid}
+    new = srv.wait_workers(lambda p: len(p) == 3 and not p & (old | kept), timeout=30,
                            what="three new workers after HUP")
-    srv.wait_log(r"Handling signal: hup")
+    srv.wait_log(r"Handling signal: hup", count=2)
     assert served_pids(srv, 1) <= new
+    loads = [r for r in read_records(rec) if r.get("event") == "load"]
+    assert {r["pid"] for r in loads} <= old | kept | new
+
+
+@pytest.mark.timeout(60)
+def test_preload_loads_in_the_master(script, plain_py, tmp_path):
+    """--preload (preload_app set by the application): the master calls
+    wsgi() -> load() once, and every worker serves that callable."""
+    rec = str(tmp_path / "rec.jsonl")
+    opts = tmp_path / "options.json"
+    port = cgtest.free_port()
+    opts.write_text(json.dumps({"bind": "127.0.0.1:%d" % port, "workers": 2,
+                                "preload_app": True}))
+    srv = script([plain_py, os.path.join(API_DIR, "reloading_app.py")], port=port,
+                 env={"CG_API_RECORD": rec, "CG_API_OPTIONS": str(opts)}, workers=2)
+    assert served_pids(srv, 1) <= srv.worker_pids()
+    loads = [r for r in read_records(rec) if r.get("event") == "load"]
+    assert loads == [{"event": "load", "pid": srv.pid}]
 
 
 # -- Config as Python code sees it ---------------------------------------------

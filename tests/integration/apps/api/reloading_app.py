@@ -1,7 +1,7 @@
 """A BaseApplication whose settings come from a JSON file (CG_API_OPTIONS)
 read by load_config(): HUP makes the server call reload(), which reads the
-file again, and the new settings take effect. Every load_config() and
-reload() is recorded in CG_API_RECORD."""
+file again, and the new settings take effect. Every load_config(), reload()
+and load() is recorded in CG_API_RECORD."""
 import json
 import os
 
@@ -33,6 +33,7 @@ class FileConfigured(BaseApplication):
         super().reload()
 
     def load(self):
+        record(event="load", pid=os.getpid())
         return app
 
 
