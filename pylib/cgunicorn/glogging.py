@@ -331,7 +331,8 @@ class Logger:
         if len(parts) != 2:
             return None
         try:
-            return base64.b64decode(parts[1].strip().encode("utf-8")).split(b":", 1)[0].decode("utf-8")
+            decoded = base64.b64decode(parts[1].strip().encode("utf-8"))
+            return decoded.split(b":", 1)[0].decode("utf-8")
         except (TypeError, binascii.Error, UnicodeDecodeError) as exc:
             self.debug("Couldn't get username: %s", exc)
             return None

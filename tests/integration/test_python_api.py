@@ -346,7 +346,8 @@ def test_glogging_logger(plain_py, tmp_path):
     assert re.fullmatch(stamp + r"\[ERROR\] by name", lines[1]), lines
     assert acc.read_text() == '10.1.2.3 "GET /p?q=1 HTTP/1.1" 200 5 "cg-api" t 1.000005\n'
     assert out["subclass_mro"] == ["Custom", "Logger", "object"]
-    assert out["custom"] == "logger_class given as a Python object is not supported yet by cgunicorn"
+    assert out["custom"] == ("logger_class given as a Python object is not supported yet "
+                             "by cgunicorn")
     assert out["default_is_logger"] is True
     assert out["defaults_keys"] == ["disable_existing_loggers", "formatters", "handlers",
                                     "loggers", "root", "version"]
