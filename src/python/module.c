@@ -10,6 +10,7 @@
  *   run(app, cfg, argv, executable, orig_argv)  the arbiter for an
  *                    application object of the programmatic API
  *   settings()       the table's rows, for Config.settings
+ *   load_app(uri)    APP_MODULE imported as the command line imports it
  * The extension module (src/python/ext.c) returns this module from its
  * PyInit; the standalone executable puts it in sys.modules itself, so a
  * configuration file importing cgunicorn (or the gunicorn shims) works there
@@ -419,6 +420,29 @@ static PyObject *cg__core_run(PyObject *mod, PyObject *args)
     return cg__server_done(cg_py_front_serve(&cfg), &cfg, &c);
 }
 
+/* load_app(uri) -> (app, None), or (None, message) when Gunicorn's
+ * util.import_app would raise AppImportError (cgunicorn.util raises it from
+ * the message). Any other failure -- the module's ImportError, an exception
+ * raised by the module or by the factory -- propagates as it is. */
+static PyObject *cg__core_load_app(PyObject *mod, PyObject *uri)
+{
+    PyObject *b = NULL; /* new */
+    if (!PyUnicode_FSConverter(uri, &b))
+        return NULL;
+    PyObject *app = NULL; /* new */
+    char *msg = NULL;
+    int rc = cg_py_load_app(PyBytes_AS_STRING(b), &app, &msg);
+    Py_DECREF(b);
+    if (rc == 0)
+        return Py_BuildValue("(NO)", app, Py_None); /* steals app */
+    if (rc == CG_PY_APP_IMPORT_ERROR) {
+        PyObject *r = Py_BuildValue("(Os)", Py_None, msg); /* new */
+        free(msg);
+        return r;
+    }
+    return NULL;
+}
+
 static const char *const cg__type_names[] = {
     [CG_T_INT] = "int",   [CG_T_OCTAL] = "octal", [CG_T_BOOL] = "bool",
     [CG_T_STR] = "str",   [CG_T_LIST] = "list",   [CG_T_CSV] = "csv",
@@ -450,6 +474,9 @@ static PyMethodDef cg__core_methods[] = {
      "run(app, cfg, argv, executable, orig_argv): serve an application object (or cfg's "
      "APP_MODULE when app is None) until the arbiter stops; returns the exit status"},
     {"settings", cg__core_settings, METH_NOARGS, "settings(): the settings table's rows"},
+    {"load_app", cg__core_load_app, METH_O,
+     "load_app(uri): import APP_MODULE as the command line does; (app, None), or (None, "
+     "message) for what Gunicorn raises as AppImportError"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,1 @@
+"""gunicorn.app: see gunicorn.app.base and gunicorn.app.wsgiapp."""

@@ -1,0 +1,4 @@
+"""gunicorn.workers.gthread: the name of the gthread worker (C in cgunicorn)."""
+from cgunicorn.workers import ThreadWorker
+
+__all__ = ["ThreadWorker"]
