@@ -101,13 +101,19 @@ def _python_object_name(name, value):
     """worker_class and logger_class given as the classes that name what the
     server runs (cgunicorn.workers.SyncWorker, cgunicorn.glogging.Logger, or
     the gunicorn shims of them) become the strings the C table takes."""
-    if name == "worker_class" and isinstance(value, type):
+    if not isinstance(value, type):
+        return value
+    # a real Gunicorn's classes name what we run by their dotted path
+    dotted = "%s.%s" % (value.__module__, value.__qualname__)
+    if name == "worker_class":
         from cgunicorn import workers
         if issubclass(value, workers.Worker) and value.kind is not None:
             return value.kind
-    elif name == "logger_class" and isinstance(value, type):
+        if dotted in ("gunicorn.workers.sync.SyncWorker", "gunicorn.workers.gthread.ThreadWorker"):
+            return dotted
+    elif name == "logger_class":
         from cgunicorn import glogging
-        if value is glogging.Logger:
+        if value is glogging.Logger or dotted == "gunicorn.glogging.Logger":
             return "gunicorn.glogging.Logger"
     return value
 
@@ -236,13 +242,7 @@ class Config(_core.Config):
         self._set_source = SOURCE_CLI
 
     def __str__(self):
-        return _core.Config.print_config(self)
-
-    @property
-    def print_config(self):
-        """The print_config setting, as in Gunicorn (the C table's method of
-        that name, the text of --print-config, is str(cfg) here)."""
-        return self.get("print_config")
+        return self.dump()
 
     def __getattr__(self, name):
         # only called for names that are no attribute: the settings

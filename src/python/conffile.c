@@ -85,6 +85,18 @@ static int cg__set_hook(cg_config_t *cfg, PyObject *mod, const cg_setting_desc_t
     return rc;
 }
 
+/* cgunicorn.config's name for a worker_class/logger_class class (new
+ * reference: a str, or the object itself when it names nothing we run), or
+ * NULL; never leaves an exception set. */
+static PyObject *cg__class_as_name(const char *setting, PyObject *v)
+{
+    PyObject *mod = PyImport_ImportModule("cgunicorn.config"); /* new */
+    PyObject *r = mod ? PyObject_CallMethod(mod, "_python_object_name", "sO", setting, v) : NULL;
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    return r;
+}
+
 /* Collect str items of a list/tuple; a non-str item is Gunicorn's
  * validate_string error. Returns the count or -1 (err set). */
 static Py_ssize_t cg__str_items(PyObject *seq, const char ***out, char *err, size_t errlen)
@@ -156,11 +168,20 @@ int cg_py_config_apply(cg_config_t *cfg, PyObject *mod, const cg_setting_desc_t 
     }
     if (d->type == CG_T_STR && PyCallable_Check(v) &&
         (strcmp(name, "worker_class") == 0 || strcmp(name, "logger_class") == 0)) {
-        /* Gunicorn takes a class (or a function returning one) here; only
-         * the built-in names can be honoured by C code. */
-        snprintf(err, errlen, "%s given as a Python object is not supported yet by cgunicorn",
-                 name);
-        return -ENOTSUP;
+        /* Gunicorn takes a class (or a function returning one) here. The
+         * classes naming what the server runs (gunicorn.glogging.Logger,
+         * the sync/gthread workers, shims or ours) become their names, as
+         * Config.set() of the API does; other objects C cannot honour. */
+        PyObject *named = cg__class_as_name(name, v); /* new */
+        const char *s = named != NULL && PyUnicode_Check(named) ? cg__utf8(named) : NULL;
+        int rc = -ENOTSUP;
+        if (s != NULL)
+            rc = cg_config_set_string(cfg, name, s, src, err, errlen);
+        else
+            snprintf(err, errlen, "%s given as a Python object is not supported yet by cgunicorn",
+                     name);
+        Py_XDECREF(named);
+        return rc;
     }
     if ((PyList_Check(v) || PyTuple_Check(v)) && d->type == CG_T_LIST) {
         PyObject *seq = PySequence_Fast(v, "not a sequence"); /* new */

@@ -64,7 +64,29 @@ int cg_py_load_cfg_app(const cg_config_t *cfg, PyObject **app_out, char **msg_ou
         return cg_py_load_app(cfg->app_uri, app_out, msg_out);
     /* BaseApplication.wsgi(): load() once, then the same callable */
     *app_out = PyObject_CallMethod((PyObject *)cfg->app_object, "wsgi", NULL); /* new */
-    return *app_out != NULL ? 0 : -1;
+    if (*app_out != NULL)
+        return 0;
+    /* load() raising AppImportError (Gunicorn's or our shim's: matched by
+     * name) is reported as the command line reports one, message only */
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (t != NULL && PyType_Check(t) && strcmp(((PyTypeObject *)t)->tp_name, "AppImportError") == 0) {
+        PyObject *s = v != NULL ? PyObject_Str(v) : NULL; /* new */
+        const char *u = s != NULL ? PyUnicode_AsUTF8(s) : NULL;
+        if (u != NULL) {
+            *msg_out = cg_xstrdup(u);
+            Py_DECREF(s);
+            Py_XDECREF(t);
+            Py_XDECREF(v);
+            Py_XDECREF(tb);
+            return CG_PY_APP_IMPORT_ERROR;
+        }
+        Py_XDECREF(s);
+        PyErr_Clear();
+    }
+    PyErr_Restore(t, v, tb);
+    return -1;
 }
 
 int cg_py_load_app(const char *uri, PyObject **app_out, char **msg_out)

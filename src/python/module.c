@@ -5,7 +5,7 @@
  *   Config           the settings table as a Python type (Gunicorn's Config
  *                    is a subclass of it in cgunicorn/config.py): set(name,
  *                    value[, source]) runs the same validators as the
- *                    command line; get, is_set, print_config,
+ *                    command line; get, is_set, dump,
  *                    load_command_line(argv)
  *   run(app, cfg, argv, executable, orig_argv)  the arbiter for an
  *                    application object of the programmatic API
@@ -185,7 +185,8 @@ static PyObject *cg__config_is_set(PyObject *op, PyObject *name)
     return PyBool_FromLong(self->cfg.source[d->id] != CG_SRC_DEFAULT);
 }
 
-/* print_config() -> str: what --print-config prints (Gunicorn's str(cfg)) */
+/* dump() -> str: what --print-config prints (Gunicorn's str(cfg)); not
+ * named print_config, which is a setting */
 static PyObject *cg__config_print(PyObject *op, PyObject *unused)
 {
     cg__config_obj_t *self = (cg__config_obj_t *)op;
@@ -241,8 +242,7 @@ static PyMethodDef cg__config_methods[] = {
     {"set", cg__config_set, METH_VARARGS, "set(name, value): validate and store a setting"},
     {"get", cg__config_get, METH_O, "get(name): a setting's value"},
     {"is_set", cg__config_is_set, METH_O, "is_set(name): set by anything but its default"},
-    {"print_config", cg__config_print, METH_NOARGS,
-     "print_config(): every setting as --print-config shows it"},
+    {"dump", cg__config_print, METH_NOARGS, "dump(): every setting as --print-config shows it"},
     {"load_command_line", cg__config_load_command_line, METH_O,
      "load_command_line(argv): every source of settings as the cgunicorn command reads them; "
      "returns APP_MODULE"},
@@ -305,9 +305,10 @@ int cg_py_api_config_reload(void *ctx, cg_config_t *fresh, char *err, size_t err
         fresh->app_object = Py_NewRef(app);
         rc = 0;
     } else {
-        char *tb = cg_py_format_exception();
-        snprintf(err, errlen, "app.reload() failed:\n%s", tb ? tb : "");
-        free(tb);
+        /* the whole traceback goes to the log; err (one line of it) is
+         * what the arbiter's refusal carries */
+        cg_py_log_exception(h->log, CG_LOG_ERROR, "Exception in the application's reload()");
+        snprintf(err, errlen, "the application's reload() failed");
     }
     Py_XDECREF(c);
     Py_XDECREF(r);

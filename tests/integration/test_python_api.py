@@ -218,7 +218,10 @@ def test_hup_calls_reload_and_applies_new_settings(script, plain_py, tmp_path):
     opts.write_text("{not json")
     srv.send_signal(signal.SIGHUP)
     srv.wait_log(r"\[ERROR\] Reloading the configuration failed, keeping the previous one: "
-                 r"app\.reload\(\) failed", timeout=20)
+                 r"the application's reload\(\) failed", timeout=20)
+    # the whole traceback is in the log, however long
+    assert re.search(r"\[ERROR\] Exception in the application's reload\(\)\n"
+                     r"Traceback[^\[]*json\.decoder\.JSONDecodeError", srv.log())
     assert "\nError: Expecting property name enclosed in double quotes" in srv.log()
     kept = srv.wait_workers(lambda p: len(p) == 1 and not p & old, timeout=30,
                             what="one new worker after the failed HUP")
@@ -523,3 +526,17 @@ def test_system_gunicorn_left_alone(system_py, api_venv, tmp_path):
                cwd=cgtest.APPS_DIR, env=dict(os.environ, CG_API_RECORD=rec))
     assert res.returncode == 0, res.stderr
     assert [r["gunicorn_file"] for r in read_records(rec)] == [system]
+
+
+@pytest.mark.timeout(90)
+def test_load_raising_app_import_error(script, plain_py):
+    """load() raising AppImportError is reported as the command line reports
+    one: the message without a traceback, and the server stops with 4."""
+    port = cgtest.free_port()
+    app = os.path.join(API_DIR, "import_error_app.py")
+    srv = script([plain_py, app, "127.0.0.1:%d" % port], port=port, wait=False)
+    rc = srv.wait_exit(60)
+    log = srv.log()
+    assert rc == 4, log
+    assert "no application in this test (on purpose)" in log
+    assert "Exception in worker process" not in log and "Traceback" not in log

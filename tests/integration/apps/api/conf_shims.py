@@ -10,6 +10,9 @@ from gunicorn.config import Config
 
 workers = 2
 proc_name = "conf-shims"
+# Gunicorn's default logger named by its class, as configs written for
+# Gunicorn do (the shim's, or a real Gunicorn's where one is installed)
+logger_class = glogging.Logger
 
 
 def _record(**fields):
