@@ -4,6 +4,7 @@ import sys
 
 def main():
     """Run the cgunicorn command with this process's command line."""
+    import cgunicorn
     from cgunicorn import _core
 
     argv = list(sys.argv)
@@ -11,7 +12,7 @@ def main():
     # (for --help and the process title) is what Gunicorn shows there.
     if argv and argv[0].endswith("__main__.py"):
         argv[0] = "cgunicorn"
-    sys.exit(_core.main(argv, sys.executable, getattr(sys, "orig_argv", None)))
+    sys.exit(_core.main(argv, *cgunicorn._reexec_command()))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import os
 import sys
 import traceback
 
+import cgunicorn
 from cgunicorn import _core, util
 from cgunicorn.config import SOURCE_APP, Config
 
@@ -83,8 +84,8 @@ class BaseApplication:
     def run(self):
         """Serve until the arbiter stops, then exit with its status."""
         try:
-            status = _core.run(self._server_app(), self.cfg, list(sys.argv), sys.executable,
-                               getattr(sys, "orig_argv", None))
+            status = _core.run(self._server_app(), self.cfg, list(sys.argv),
+                               *cgunicorn._reexec_command())
         except RuntimeError as e:
             print("\nError: %s\n" % e, file=sys.stderr)
             sys.stderr.flush()

@@ -4,6 +4,7 @@ cgunicorn command itself."""
 import os
 import sys
 
+import cgunicorn
 from cgunicorn import _core, util
 from cgunicorn.app.base import Application
 from cgunicorn.errors import ConfigError
@@ -79,7 +80,7 @@ def run(prog=None):
     argv = list(sys.argv) or [""]
     if prog:
         argv[0] = prog
-    sys.exit(_core.main(argv, sys.executable, getattr(sys, "orig_argv", None)))
+    sys.exit(_core.main(argv, *cgunicorn._reexec_command()))
 
 
 if __name__ == "__main__":
