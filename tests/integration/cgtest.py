@@ -53,6 +53,73 @@ def cg_bin():
     return path
 
 
+def front_end(path=None):
+    """Which front end the cgunicorn under test is: "console" for the
+    pip-installed console script (a Python script: its master is a Python
+    process, workers fork from it, USR2 re-executes sys.executable), else
+    "standalone" (the executable that embeds Python in its workers)."""
+    path = path or cg_bin()
+    try:
+        with open(path, "rb") as f:
+            return "console" if f.read(2) == b"#!" else "standalone"
+    except OSError:
+        return "standalone"
+
+
+def console_python(path=None):
+    """The interpreter of the console script (its #! line), None for the
+    standalone executable."""
+    path = path or cg_bin()
+    if front_end(path) != "console":
+        return None
+    with open(path, "rb") as f:
+        line = f.readline().decode().strip()
+    return line[2:].split()[0]
+
+
+def setting_names():
+    """The names of the settings table in its (Gunicorn's definition) order,
+    from the front end under test: the standalone's --dump-settings-json, or
+    the installed package's cgunicorn._core.settings()."""
+    py = console_python()
+    if py is None:
+        out = subprocess.run([cg_bin(), "--dump-settings-json"], check=True,
+                             capture_output=True, text=True).stdout
+        return [s["name"] for s in json.loads(out)]
+    out = subprocess.run([py, "-c", "import json; from cgunicorn import _core; "
+                          "print(json.dumps([r[0] for r in _core.settings()]))"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def new_master(old_pid, log, workers=1, timeout=15.0):
+    """After a USR2 to old_pid: the psutil.Process of the new master, found
+    as the child of old_pid that logged "Starting gunicorn" in log() (a
+    callable returning the error log's text), once it has `workers` live
+    children. By the log, not the process title, so that the title stays
+    something tests assert on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log()
+        try:
+            kids = psutil.Process(old_pid).children()
+        except psutil.Error:
+            kids = []
+        for k in kids:
+            if "[%d] [INFO] Starting gunicorn" % k.pid not in text:
+                continue
+            try:
+                live = [c for c in k.children() if c.status() != psutil.STATUS_ZOMBIE]
+            except psutil.Error:
+                continue
+            if len(live) >= workers:
+                return k
+        if time.monotonic() > deadline:
+            raise AssertionError("no new master with %d workers under %d within %.0fs\n"
+                                 "--- log ---\n%s" % (workers, old_pid, timeout, text))
+        time.sleep(0.05)
+
+
 def free_port():
     """A TCP port nobody listens on right now (the usual small race applies)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
