@@ -120,6 +120,33 @@ def new_master(old_pid, log, workers=1, timeout=15.0):
         time.sleep(0.05)
 
 
+def make_wheel(outdir, name, version, files):
+    """Write a pure-Python wheel of distribution `name` holding files
+    ({path in site-packages: text}) into outdir and return its path: a
+    package pip installs with --no-index and no build backend."""
+    import base64
+    import hashlib
+    import zipfile
+    dist = "%s-%s" % (name.replace("-", "_"), version)
+    info = dist + ".dist-info"
+    files = dict(files)
+    files[info + "/METADATA"] = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version)
+    files[info + "/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: cgtest\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n")
+    record = []
+    for path, text in files.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+    record.append("%s/RECORD,," % info)
+    files[info + "/RECORD"] = "\n".join(record) + "\n"
+    whl = os.path.join(str(outdir), "%s-py3-none-any.whl" % dist)
+    with zipfile.ZipFile(whl, "w", zipfile.ZIP_DEFLATED) as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return whl
+
+
 def free_port():
     """A TCP port nobody listens on right now (the usual small race applies)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -156,8 +183,10 @@ class Server:
     """
 
     def __init__(self, app, args=(), bind=None, cwd=APPS_DIR, env=None,
-                 tmpdir=None, workers=None, cli_bind=True):
+                 tmpdir=None, workers=None, cli_bind=True, binary=None):
         self.app = app
+        # binary: another cgunicorn than cg_bin() (tests of both front ends)
+        self.binary = binary
         # cli_bind=False: the addresses come from elsewhere (a config file);
         # bind only says where to wait for the server.
         self.cli_bind = cli_bind
@@ -175,9 +204,7 @@ class Server:
                     self.port = int(m.group(1))
         self.bind = list(bind)
         self.expected_workers = workers if workers is not None else _count_workers_flag(self.args)
-        self.env = dict(os.environ)
-        if env:
-            self.env.update(env)
+        self.env = merged_env(env)
         self.proc = None
         self.returncode = None
         self.log_path = os.path.join(self.tmpdir, "error.log")
@@ -187,7 +214,7 @@ class Server:
     # -- life cycle ---------------------------------------------------------
 
     def command(self):
-        cmd = [cg_bin()]
+        cmd = [self.binary or cg_bin()]
         for b in (self.bind if self.cli_bind else ()):
             cmd += ["-b", b]
         cmd += self.args
@@ -501,14 +528,24 @@ def parse_response(data, head_request=False):
     return status, headers, rest
 
 
-def run_cg(args, cwd=APPS_DIR, timeout=30.0, env=None):
+def merged_env(env):
+    """os.environ updated with env, where a value of None removes the
+    variable."""
+    e = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return e
+
+
+def run_cg(args, cwd=APPS_DIR, timeout=30.0, env=None, binary=None):
     """Run cgunicorn to completion (for runs that must exit on their own).
     Returns CompletedProcess with text stdout/stderr; kills it on timeout
     and raises."""
-    e = dict(os.environ)
-    if env:
-        e.update(env)
-    proc = subprocess.Popen([cg_bin()] + list(args), cwd=cwd, env=e,
+    e = merged_env(env)
+    proc = subprocess.Popen([binary or cg_bin()] + list(args), cwd=cwd, env=e,
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -99,8 +99,8 @@ def _bounded(request):
         signal.signal(signal.SIGALRM, old)
 
 
-def _check_binary():
-    path = cgtest.cg_bin()
+def _check_binary(path=None):
+    path = path or cgtest.cg_bin()
     if not os.access(path, os.X_OK):
         pytest.fail("cgunicorn binary not found or not executable: %s "
                     "(build it first, or set CGUNICORN_BIN)" % path, pytrace=False)
@@ -115,11 +115,11 @@ class _Servers:
         self.servers = []
 
     def __call__(self, app, args=(), bind=None, cwd=cgtest.APPS_DIR, env=None,
-                 start=True, workers=None, cli_bind=True):
-        _check_binary()
+                 start=True, workers=None, cli_bind=True, binary=None):
+        _check_binary(binary)
         srv = cgtest.Server(app, args=args, bind=bind, cwd=cwd, env=env,
                             tmpdir=str(self.tmp_factory()), workers=workers,
-                            cli_bind=cli_bind)
+                            cli_bind=cli_bind, binary=binary)
         self.servers.append(srv)
         if start:
             srv.start()
@@ -146,8 +146,8 @@ class _Servers:
 
 @pytest.fixture
 def cg(tmp_path_factory):
-    """cg(app, args=(), bind=None, cwd=APPS_DIR, env=None, start=True)
-    starts cgunicorn serving app and returns a cgtest.Server; everything is
+    """cg(app, args=(), bind=None, cwd=APPS_DIR, env=None, start=True,
+    binary=None) starts cgunicorn (cg_bin(), or binary) serving app and returns a cgtest.Server; everything is
     stopped after the test."""
     servers = _Servers(lambda: tmp_path_factory.mktemp("cg"))
     yield servers
