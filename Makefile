@@ -58,7 +58,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv integration integration-console asan asan-build asan-unit asan-integration fuzz bench bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-slowloris clean
 
 all: build
 
@@ -110,6 +110,12 @@ integration:
 integration-console:
 	@[ -x $(VENV)/bin/cgunicorn ] || { echo "no $(VENV)/bin/cgunicorn: run 'make venv' first"; exit 1; }
 	env $(VENV_ENV) CGUNICORN_BIN=$(abspath $(VENV))/bin/cgunicorn $(PYTEST) -m "$(CONSOLE_GROUPS)"
+
+# pip install and pip wheel of this tree under each interpreter (pyenv's
+# 3.10, 3.12, 3.13 and Debian's), each venv then serving an app from a
+# package installed only there, plus a smoke run of the integration suite.
+test-pythons:
+	$(PIP_ENV) $(PYTHON) tools/test_pythons.py
 
 asan: asan-build asan-unit asan-integration
 
