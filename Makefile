@@ -58,7 +58,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-frontends bench-slowloris clean
 
 all: build
 
@@ -142,6 +142,12 @@ fuzz:
 bench: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/run.sh
+
+# The console script against the standalone executable: CPU per request and
+# memory (bench/frontends.sh).
+bench-frontends: build venv
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn CGUNICORN_CONSOLE=$(abspath $(VENV))/bin/cgunicorn \
+		bash bench/frontends.sh
 
 # gthread: the 16-deep pipelined load check, then throughput with 2,000 idle +
 # 200 slowloris connections held open (fails under 80% of the unloaded figure;
