@@ -116,7 +116,7 @@ class _Servers:
 
     def __call__(self, app, args=(), bind=None, cwd=cgtest.APPS_DIR, env=None,
                  start=True, workers=None, cli_bind=True, binary=None):
-        _check_binary(binary)
+        _check_binary(binary and os.path.join(cwd, binary))
         srv = cgtest.Server(app, args=args, bind=bind, cwd=cwd, env=env,
                             tmpdir=str(self.tmp_factory()), workers=workers,
                             cli_bind=cli_bind, binary=binary)

@@ -343,3 +343,31 @@ def test_usr2_reexecutes_the_front_end(cg, tmp_path, front, request):
         except psutil.Error:
             pass
     srv.wait_log(r"\[%d\] \[INFO\] Shutting down: Master$" % new.pid, timeout=5.0)
+
+
+@pytest.mark.timeout(90)
+def test_usr2_with_a_relative_command_and_chdir(cg, tmp_path, front):
+    """The command run by a relative path (`venv/bin/cgunicorn`,
+    `build/cgunicorn`) with --chdir elsewhere: the USR2 upgrade still
+    executes it, although the master's directory changed in between."""
+    name, binary = front
+    top = os.path.dirname(os.path.dirname(os.path.dirname(binary)))
+    relative = os.path.join(".", os.path.relpath(binary, top))
+    env = dict(UNACTIVATED) if name == "console" else None
+    srv = cg("wsgiapp:app", args=["-w", "1", "--chdir", cgtest.APPS_DIR], cwd=top, env=env,
+             binary=relative)
+    old = srv.pid
+    srv.send_signal(signal.SIGUSR2)
+    new = cgtest.new_master(old, srv.log, workers=1)
+    try:
+        srv.send_signal(signal.SIGTERM)
+        assert srv.wait_exit(15) == 0
+        srv.wait_log(r"\[%d\] \[INFO\] Master has been promoted\.$" % new.pid, timeout=5.0)
+        pid = int(requests.get(srv.url("/pid"), timeout=10).text)
+        assert pid in [c.pid for c in new.children()]
+    finally:
+        try:
+            new.terminate()
+            new.wait(15)
+        except psutil.Error:
+            pass
