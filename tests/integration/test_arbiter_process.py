@@ -306,7 +306,19 @@ def test_systemd_usr2_passes_sockets_as_listen_fds(tmp_path):
         assert pid in [c.pid for c in new.children()]
     finally:
         if proc.poll() is None:
+            if new is None:
+                # a failed test must not leave a new master (a child) running
+                try:
+                    kids = psutil.Process(proc.pid).children(recursive=True)
+                except psutil.Error:
+                    kids = []
+                for k in kids:
+                    try:
+                        k.kill()
+                    except psutil.Error:
+                        pass
             proc.kill()
+            proc.wait(15)
         if new is not None:
             try:
                 new.terminate()
