@@ -1,8 +1,10 @@
 # Thin front end to meson/ninja. The two documented entry points are
 #   make run    install what is missing, build, serve examples/hello.py on :8000
 #   make test   install what is missing, build, run unit + integration tests,
-#               then again with an ASan+UBSan build, then each libFuzzer
-#               target for 30 s (TEST_FUZZ_SECONDS)
+#               the core/settings/arbiter groups again against the
+#               pip-installed console script ($(BUILD)/venv), then unit +
+#               integration again with an ASan+UBSan build, then each
+#               libFuzzer target for 30 s (TEST_FUZZ_SECONDS)
 # Everything else (deps, build, fuzz, bench, clean) is a building block.
 
 # Debian's interpreter: the one whose python3-embed we link and whose
@@ -34,6 +36,18 @@ SAN_ENV = ASAN_OPTIONS=halt_on_error=1:detect_leaks=0 \
 
 PYTEST = $(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
 
+# The console-script front end: a venv of $(PYTHON) (seeing Debian's
+# packages, which the test apps import: flask, django) with this tree
+# pip-installed into it. pip builds the wheel with meson-python, which build
+# isolation fetches from PyPI.
+VENV        ?= $(BUILD)/venv
+# The test groups (tests/integration/conftest.py) run again against it.
+CONSOLE_GROUPS ?= core or settings or arbiter
+# The integration suites get the venv (tests of the installed package and of
+# both front ends use it) when it has been built.
+VENV_ENV = $$([ -x $(VENV)/bin/cgunicorn ] && echo CGUNICORN_VENV=$(abspath $(VENV)))
+PIP_ENV  = PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
 # meson setup refuses an already configured directory, and `meson configure`
 # needs one: pick whichever applies. $(1) = directory, $(2) = options.
 define meson_setup
@@ -44,7 +58,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit integration asan asan-build asan-unit asan-integration fuzz bench bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-frontends bench-slowloris clean
 
 all: build
 
@@ -58,11 +72,14 @@ build: deps
 run: build
 	./$(BUILD)/cgunicorn --chdir $(CURDIR)/examples -b $(HOST):$(PORT) hello:app
 
-# Unit tests, integration tests, then the same under ASan+UBSan, then every
-# fuzz target from the repository's seeds (a crash fails the run). The last
-# thing printed is the fuzz run's final stats.
+# Unit tests, the pip-installed package, integration tests (the standalone
+# executable: every group; the console script: CONSOLE_GROUPS), then unit and
+# integration under ASan+UBSan, then every fuzz target from the repository's
+# seeds (a crash fails the run). The last thing printed is the fuzz run's
+# final stats.
 test: build
-	$(MAKE) --no-print-directory docs-check unit integration
+	$(MAKE) --no-print-directory docs-check unit venv
+	$(MAKE) --no-print-directory integration integration-console
 	$(MAKE) --no-print-directory asan
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
@@ -79,8 +96,26 @@ docs-check:
 unit:
 	meson test -C $(BUILD) --print-errorlogs --num-processes $(NINJA_JOBS)
 
+# (Re)installs this tree into the venv: run once per `make test`.
+venv:
+	@[ -x $(VENV)/bin/python ] || { echo "$(PYTHON) -m venv --system-site-packages $(VENV)"; \
+		$(PYTHON) -m venv --system-site-packages $(VENV); }
+	$(PIP_ENV) $(VENV)/bin/pip install -q --no-deps --force-reinstall .
+	$(VENV)/bin/cgunicorn --version
+
 integration:
-	CGUNICORN_BIN=$(CURDIR)/$(BUILD)/cgunicorn $(PYTEST)
+	env $(VENV_ENV) CGUNICORN_BIN=$(CURDIR)/$(BUILD)/cgunicorn $(PYTEST)
+
+# The console-script front end, whose master is a Python process.
+integration-console:
+	@[ -x $(VENV)/bin/cgunicorn ] || { echo "no $(VENV)/bin/cgunicorn: run 'make venv' first"; exit 1; }
+	env $(VENV_ENV) CGUNICORN_BIN=$(abspath $(VENV))/bin/cgunicorn $(PYTEST) -m "$(CONSOLE_GROUPS)"
+
+# pip install and pip wheel of this tree under each interpreter (pyenv's
+# 3.10, 3.12, 3.13 and Debian's), each venv then serving an app from a
+# package installed only there, plus a smoke run of the integration suite.
+test-pythons:
+	$(PIP_ENV) $(PYTHON) tools/test_pythons.py
 
 asan: asan-build asan-unit asan-integration
 
@@ -92,7 +127,7 @@ asan-unit:
 	$(SAN_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes $(NINJA_JOBS)
 
 asan-integration:
-	$(SAN_ENV) CGUNICORN_BIN=$(CURDIR)/$(ASAN_BUILD)/cgunicorn $(PYTEST)
+	env $(SAN_ENV) $(VENV_ENV) CGUNICORN_BIN=$(CURDIR)/$(ASAN_BUILD)/cgunicorn $(PYTEST)
 
 fuzz:
 	@tools/deps.sh fuzz
@@ -107,6 +142,12 @@ fuzz:
 bench: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/run.sh
+
+# The console script against the standalone executable: CPU per request and
+# memory (bench/frontends.sh).
+bench-frontends: build venv
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn CGUNICORN_CONSOLE=$(abspath $(VENV))/bin/cgunicorn \
+		bash bench/frontends.sh
 
 # gthread: the 16-deep pipelined load check, then throughput with 2,000 idle +
 # 200 slowloris connections held open (fails under 80% of the unloaded figure;

@@ -7,9 +7,12 @@ Usage:
   benchlib.py cpu PID                      CPU ticks (utime+stime) of PID and its descendants,
                                            plus PID's cutime+cstime (reaped workers)
   benchlib.py rss PID                      sum of VmRSS (KiB) of PID and its descendants
+  benchlib.py mem PID                      "pid rss_kib pss_kib" of PID and each descendant
+                                           (VmRSS; Pss from /proc/PID/smaps_rollup)
   benchlib.py pids PID                     PID and its descendants
   benchlib.py wrk FILE                     "requests rps errors" parsed from wrk output
   benchlib.py table TSV                    markdown table from run.sh's results
+  benchlib.py ftable TSV MEM_TSV           frontends.sh's tables (CPU per request, memory)
 """
 import http.client
 import os
@@ -80,6 +83,27 @@ def rss_kib(root):
     return total
 
 
+def mem(root):
+    """[(pid, rss KiB, pss KiB)] of root and its descendants."""
+    out = []
+    for pid in descendants(root):
+        rss = pss = None
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1])
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss = int(line.split()[1])
+        except OSError:
+            continue
+        if rss is not None and pss is not None:
+            out.append((pid, rss, pss))
+    return out
+
+
 def wait_ready(port, pid, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -93,7 +117,8 @@ def wait_ready(port, pid, timeout):
             r = c.getresponse()
             body = r.read()
             c.close()
-            if r.status == 200 and body == b"Hello, World!":
+            # bench/hello.py answers without a newline, examples/hello.py with one
+            if r.status == 200 and body.rstrip(b"\n") == b"Hello, World!":
                 return 0
             print("unexpected answer: %d %r" % (r.status, body[:80]), file=sys.stderr)
             return 1
@@ -154,6 +179,63 @@ def table(tsv):
           % (1000000 // CLK_TCK))
 
 
+def ftable(tsv, mem_tsv):
+    """frontends.sh: per scenario, each front end's CPU per request over all
+    its rounds, the console script's ratio to the standalone (overall and per
+    round), then memory."""
+    runs = {}
+    for line in open(tsv):
+        f = line.rstrip("\n").split("\t")
+        if len(f) != 7:
+            continue
+        front, scen, rnd, reqs, rps, ticks, errors = f
+        runs.setdefault((scen, front), []).append(
+            (int(rnd), int(reqs), float(rps), int(ticks), int(errors)))
+
+    def us(rows):
+        reqs = sum(r[1] for r in rows)
+        return sum(r[3] for r in rows) * 1e6 / CLK_TCK / reqs if reqs else float("nan")
+
+    print("| traffic | front end | requests | req/s (mean) | server CPU us/req | "
+          "console / standalone | per round | errors |")
+    print("|---|---|---:|---:|---:|---:|---|---:|")
+    for scen in ("keepalive", "close"):
+        std = runs.get((scen, "standalone"), [])
+        con = runs.get((scen, "console"), [])
+        for front, rows in (("standalone", std), ("console script", con)):
+            if not rows:
+                continue
+            ratio = per_round = ""
+            if front == "console script" and std:
+                ratio = "%.3f" % (us(con) / us(std))
+                by_round = {r[0]: r for r in std}
+                per_round = " ".join("%.2f" % (us([r]) / us([by_round[r[0]]]))
+                                     for r in con if r[0] in by_round)
+            print("| %s | %s | %d | %.0f | %.2f | %s | %s | %d |" % (
+                "keep-alive" if scen == "keepalive" else "`Connection: close`", front,
+                sum(r[1] for r in rows), sum(r[2] for r in rows) / len(rows), us(rows),
+                ratio, per_round, sum(r[4] for r in rows)))
+    print()
+    print("| front end | master RSS | worker RSS | RSS master+worker | master PSS | worker PSS "
+          "| PSS master+worker |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for line in open(mem_tsv):
+        f = line.rstrip("\n").split("\t")
+        if len(f) != 5:
+            continue
+        front, mrss, mpss, wrss, wpss = f[0], int(f[1]), int(f[2]), int(f[3]), int(f[4])
+        mib = lambda k: "%.1f MiB" % (k / 1024.0)  # noqa: E731
+        print("| %s | %s | %s | %s | %s | %s | %s |" % (
+            front, mib(mrss), mib(wrss), mib(mrss + wrss), mib(mpss), mib(wpss),
+            mib(mpss + wpss)))
+    print()
+    print("CPU us/req = (utime+stime of master and worker, plus reaped children) over all "
+          "rounds / requests; clock tick = %d us. The ratio is the console script's CPU per "
+          "request over the standalone's (goal: <= 1.05); `per round` compares runs made "
+          "back to back. RSS: VmRSS; PSS: Pss of /proc/PID/smaps_rollup (shared pages "
+          "split between the processes mapping them), after warm-up." % (1000000 // CLK_TCK))
+
+
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "port":
@@ -168,8 +250,13 @@ def main(argv):
         print(" ".join(str(p) for p in descendants(int(argv[2]))))
     elif cmd == "wrk":
         print("%d %.2f %d" % parse_wrk(argv[2]))
+    elif cmd == "mem":
+        for pid, rss, pss in mem(int(argv[2])):
+            print("%d %d %d" % (pid, rss, pss))
     elif cmd == "table":
         table(argv[2])
+    elif cmd == "ftable":
+        ftable(argv[2], argv[3])
     else:
         print(__doc__, file=sys.stderr)
         return 2

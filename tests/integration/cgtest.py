@@ -53,6 +53,100 @@ def cg_bin():
     return path
 
 
+def front_end(path=None):
+    """Which front end the cgunicorn under test is: "console" for the
+    pip-installed console script (a Python script: its master is a Python
+    process, workers fork from it, USR2 re-executes sys.executable), else
+    "standalone" (the executable that embeds Python in its workers)."""
+    path = path or cg_bin()
+    try:
+        with open(path, "rb") as f:
+            return "console" if f.read(2) == b"#!" else "standalone"
+    except OSError:
+        return "standalone"
+
+
+def console_python(path=None):
+    """The interpreter of the console script (its #! line), None for the
+    standalone executable."""
+    path = path or cg_bin()
+    if front_end(path) != "console":
+        return None
+    with open(path, "rb") as f:
+        line = f.readline().decode().strip()
+    return line[2:].split()[0]
+
+
+def setting_names():
+    """The names of the settings table in its (Gunicorn's definition) order,
+    from the front end under test: the standalone's --dump-settings-json, or
+    the installed package's cgunicorn._core.settings()."""
+    py = console_python()
+    if py is None:
+        out = subprocess.run([cg_bin(), "--dump-settings-json"], check=True,
+                             capture_output=True, text=True).stdout
+        return [s["name"] for s in json.loads(out)]
+    out = subprocess.run([py, "-c", "import json; from cgunicorn import _core; "
+                          "print(json.dumps([r[0] for r in _core.settings()]))"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def new_master(old_pid, log, workers=1, timeout=15.0):
+    """After a USR2 to old_pid: the psutil.Process of the new master, found
+    as the child of old_pid that logged "Starting gunicorn" in log() (a
+    callable returning the error log's text), once it has `workers` live
+    children. By the log, not the process title, so that the title stays
+    something tests assert on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log()
+        try:
+            kids = psutil.Process(old_pid).children()
+        except psutil.Error:
+            kids = []
+        for k in kids:
+            if "[%d] [INFO] Starting gunicorn" % k.pid not in text:
+                continue
+            try:
+                live = [c for c in k.children() if c.status() != psutil.STATUS_ZOMBIE]
+            except psutil.Error:
+                continue
+            if len(live) >= workers:
+                return k
+        if time.monotonic() > deadline:
+            raise AssertionError("no new master with %d workers under %d within %.0fs\n"
+                                 "--- log ---\n%s" % (workers, old_pid, timeout, text))
+        time.sleep(0.05)
+
+
+def make_wheel(outdir, name, version, files):
+    """Write a pure-Python wheel of distribution `name` holding files
+    ({path in site-packages: text}) into outdir and return its path: a
+    package pip installs with --no-index and no build backend."""
+    import base64
+    import hashlib
+    import zipfile
+    dist = "%s-%s" % (name.replace("-", "_"), version)
+    info = dist + ".dist-info"
+    files = dict(files)
+    files[info + "/METADATA"] = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version)
+    files[info + "/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: cgtest\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n")
+    record = []
+    for path, text in files.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+    record.append("%s/RECORD,," % info)
+    files[info + "/RECORD"] = "\n".join(record) + "\n"
+    whl = os.path.join(str(outdir), "%s-py3-none-any.whl" % dist)
+    with zipfile.ZipFile(whl, "w", zipfile.ZIP_DEFLATED) as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return whl
+
+
 def free_port():
     """A TCP port nobody listens on right now (the usual small race applies)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -89,8 +183,10 @@ class Server:
     """
 
     def __init__(self, app, args=(), bind=None, cwd=APPS_DIR, env=None,
-                 tmpdir=None, workers=None, cli_bind=True):
+                 tmpdir=None, workers=None, cli_bind=True, binary=None):
         self.app = app
+        # binary: another cgunicorn than cg_bin() (tests of both front ends)
+        self.binary = binary
         # cli_bind=False: the addresses come from elsewhere (a config file);
         # bind only says where to wait for the server.
         self.cli_bind = cli_bind
@@ -108,9 +204,7 @@ class Server:
                     self.port = int(m.group(1))
         self.bind = list(bind)
         self.expected_workers = workers if workers is not None else _count_workers_flag(self.args)
-        self.env = dict(os.environ)
-        if env:
-            self.env.update(env)
+        self.env = merged_env(env)
         self.proc = None
         self.returncode = None
         self.log_path = os.path.join(self.tmpdir, "error.log")
@@ -120,7 +214,7 @@ class Server:
     # -- life cycle ---------------------------------------------------------
 
     def command(self):
-        cmd = [cg_bin()]
+        cmd = [self.binary or cg_bin()]
         for b in (self.bind if self.cli_bind else ()):
             cmd += ["-b", b]
         cmd += self.args
@@ -434,14 +528,24 @@ def parse_response(data, head_request=False):
     return status, headers, rest
 
 
-def run_cg(args, cwd=APPS_DIR, timeout=30.0, env=None):
+def merged_env(env):
+    """os.environ updated with env, where a value of None removes the
+    variable."""
+    e = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return e
+
+
+def run_cg(args, cwd=APPS_DIR, timeout=30.0, env=None, binary=None):
     """Run cgunicorn to completion (for runs that must exit on their own).
     Returns CompletedProcess with text stdout/stderr; kills it on timeout
     and raises."""
-    e = dict(os.environ)
-    if env:
-        e.update(env)
-    proc = subprocess.Popen([cg_bin()] + list(args), cwd=cwd, env=e,
+    e = merged_env(env)
+    proc = subprocess.Popen([binary or cg_bin()] + list(args), cwd=cwd, env=e,
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -9,13 +9,75 @@ import cgtest
 
 DEFAULT_TEST_TIMEOUT = 120
 
+# Every test file belongs to one group, a marker (`pytest -m "core or
+# settings"`). `make test` runs the whole suite against the standalone
+# executable (normal and ASan), then the core, settings and arbiter groups
+# again against the pip-installed console script (CGUNICORN_BIN=
+# $(BUILD)/venv/bin/cgunicorn), whose master is a Python process.
+GROUPS = {
+    "core": "request handling: HTTP parsing, conformance, WSGI, apps and frameworks",
+    "settings": "settings from every source, configuration files, logging setup",
+    "arbiter": "the master: signals, hooks, process life, preload, threads in the master",
+    "workers": "worker internals: gthread loop and spools, stalled clients, uploads, --reload",
+    "frontends": "both front ends side by side (standalone and CGUNICORN_VENV's console script)",
+    "python_api": "the programmatic API of the installed package (CGUNICORN_VENV)",
+}
+GROUP_OF_FILE = {
+    "test_basic.py": "core",
+    "test_wsgi.py": "core",
+    "test_conformance.py": "core",
+    "test_rfc9112.py": "core",
+    "test_hostile.py": "core",
+    "test_odd_apps.py": "core",
+    "test_frameworks.py": "core",
+    "test_settings_errors.py": "settings",
+    "test_settings_matrix.py": "settings",
+    "test_config_files.py": "settings",
+    "test_config_parity.py": "settings",
+    "test_logconfig.py": "settings",
+    "test_realworld_configs.py": "settings",
+    "test_arbiter_hup.py": "arbiter",
+    "test_arbiter_load.py": "arbiter",
+    "test_arbiter_process.py": "arbiter",
+    "test_signals.py": "arbiter",
+    "test_hooks.py": "arbiter",
+    "test_master_threads.py": "arbiter",
+    "test_preload.py": "arbiter",
+    "test_gthread.py": "workers",
+    "test_gthread_suites.py": "workers",
+    "test_stalled_clients.py": "workers",
+    "test_upload_memory.py": "workers",
+    "test_reload.py": "workers",
+    "test_frontends.py": "frontends",
+    "test_python_api.py": "python_api",
+}
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout(seconds): fail the test after this many seconds")
+    for name, what in GROUPS.items():
+        config.addinivalue_line("markers", "%s: %s" % (name, what))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Mark each test with its file's group; a file nobody placed in a group
+    is an error (it would silently drop out of `-m` runs)."""
+    unplaced = set()
+    for item in items:
+        name = os.path.basename(str(item.fspath))
+        group = GROUP_OF_FILE.get(name)
+        if group is None:
+            unplaced.add(name)
+        else:
+            item.add_marker(getattr(pytest.mark, group))
+    if unplaced:
+        raise pytest.UsageError("test files without a group (add them to GROUP_OF_FILE "
+                                "in tests/integration/conftest.py): %s"
+                                % ", ".join(sorted(unplaced)))
 
 
 def pytest_report_header(config):
-    return "cgunicorn binary: %s" % cgtest.cg_bin()
+    return "cgunicorn: %s (%s front end)" % (cgtest.cg_bin(), cgtest.front_end())
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +99,8 @@ def _bounded(request):
         signal.signal(signal.SIGALRM, old)
 
 
-def _check_binary():
-    path = cgtest.cg_bin()
+def _check_binary(path=None):
+    path = path or cgtest.cg_bin()
     if not os.access(path, os.X_OK):
         pytest.fail("cgunicorn binary not found or not executable: %s "
                     "(build it first, or set CGUNICORN_BIN)" % path, pytrace=False)
@@ -53,11 +115,11 @@ class _Servers:
         self.servers = []
 
     def __call__(self, app, args=(), bind=None, cwd=cgtest.APPS_DIR, env=None,
-                 start=True, workers=None, cli_bind=True):
-        _check_binary()
+                 start=True, workers=None, cli_bind=True, binary=None):
+        _check_binary(binary and os.path.join(cwd, binary))
         srv = cgtest.Server(app, args=args, bind=bind, cwd=cwd, env=env,
                             tmpdir=str(self.tmp_factory()), workers=workers,
-                            cli_bind=cli_bind)
+                            cli_bind=cli_bind, binary=binary)
         self.servers.append(srv)
         if start:
             srv.start()
@@ -84,8 +146,8 @@ class _Servers:
 
 @pytest.fixture
 def cg(tmp_path_factory):
-    """cg(app, args=(), bind=None, cwd=APPS_DIR, env=None, start=True)
-    starts cgunicorn serving app and returns a cgtest.Server; everything is
+    """cg(app, args=(), bind=None, cwd=APPS_DIR, env=None, start=True,
+    binary=None) starts cgunicorn (cg_bin(), or binary) serving app and returns a cgtest.Server; everything is
     stopped after the test."""
     servers = _Servers(lambda: tmp_path_factory.mktemp("cg"))
     yield servers

@@ -24,6 +24,7 @@ import psutil
 import pytest
 import requests
 
+import cgtest
 from cgtest import Load
 
 LOAD_SECONDS = float(os.environ.get("CG_LOAD_SECONDS", "20"))
@@ -79,21 +80,9 @@ def test_usr2_upgrade_then_term_old_master_loses_nothing(cg, tmp_path):
     def upgrade():
         srv.send_signal(signal.SIGUSR2)
         # the new master is a child of the old one, titled master [...] .2
-        deadline = time.monotonic() + 20
-        new = None
-        while time.monotonic() < deadline:
-            for k in psutil.Process(old).children():
-                try:
-                    if "master" in " ".join(k.cmdline()):
-                        new = k
-                except psutil.Error:
-                    pass
-            if new is not None and len(new.children()) >= 4:
-                break
-            time.sleep(0.1)
-        assert new is not None and len(new.children()) >= 4, srv.log()
+        new = cgtest.new_master(old, srv.log, workers=4, timeout=20)
         state["new"] = new.pid
-        assert " ".join(new.cmdline()) == "cgunicorn: master [wsgiapp:app.2]"
+        state["title.2"] = " ".join(new.cmdline())
         assert open(pidfile + ".2").read() == "%d\n" % new.pid
         assert open(pidfile).read() == "%d\n" % old
         time.sleep(1.0)
@@ -104,20 +93,17 @@ def test_usr2_upgrade_then_term_old_master_loses_nothing(cg, tmp_path):
         load = _run_load(srv, "USR2 + TERM old master", upgrade)
         assert load.failed == 0, load.failures
         new = state["new"]
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if "Master has been promoted." in srv.log():
-                break
-            time.sleep(0.1)
-        assert "Master has been promoted." in srv.log()
+        srv.wait_log(r"Master has been promoted\.$", timeout=5)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not os.path.exists(pidfile):
             time.sleep(0.1)
         assert open(pidfile).read() == "%d\n" % new
         assert not os.path.exists(pidfile + ".2")
-        assert " ".join(psutil.Process(new).cmdline()) == "cgunicorn: master [wsgiapp:app]"
         r = int(requests.get(srv.url("/pid"), timeout=10).text)
         assert r in [c.pid for c in psutil.Process(new).children()]
+        # the titles last, so that a wrong one does not hide the rest
+        assert state["title.2"] == "cgunicorn: master [wsgiapp:app.2]"
+        assert " ".join(psutil.Process(new).cmdline()) == "cgunicorn: master [wsgiapp:app]"
     finally:
         new = state.get("new")
         if new:
@@ -192,16 +178,7 @@ def test_usr2_rollback_new_master_terminated(cg, tmp_path):
     srv = cg("wsgiapp:app", args=["-w", "1", "--pid", pidfile])
 
     def new_master():
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            for k in psutil.Process(srv.pid).children():
-                try:
-                    if "master" in " ".join(k.cmdline()) and k.children():
-                        return k
-                except psutil.Error:
-                    pass
-            time.sleep(0.1)
-        raise AssertionError(srv.log())
+        return cgtest.new_master(srv.pid, srv.log, workers=1)
 
     srv.send_signal(signal.SIGUSR2)
     new = new_master()

@@ -291,15 +291,7 @@ def test_systemd_usr2_passes_sockets_as_listen_fds(tmp_path):
                     raise
                 time.sleep(0.05)
         proc.send_signal(signal.SIGUSR2)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            kids = [k for k in psutil.Process(proc.pid).children()
-                    if "master" in " ".join(k.cmdline())]
-            if kids and kids[0].children():
-                new = kids[0]
-                break
-            time.sleep(0.1)
-        assert new is not None, open(log_path).read()
+        new = cgtest.new_master(proc.pid, lambda: cgtest.read_text(log_path), workers=1)
         log = open(log_path).read()
         # the new master got the socket as LISTEN_FDS=1 at fd 3 and shows it
         assert "Listening at: http://127.0.0.1:%d (%d)" % (port, new.pid) in log
@@ -314,7 +306,19 @@ def test_systemd_usr2_passes_sockets_as_listen_fds(tmp_path):
         assert pid in [c.pid for c in new.children()]
     finally:
         if proc.poll() is None:
+            if new is None:
+                # a failed test must not leave a new master (a child) running
+                try:
+                    kids = psutil.Process(proc.pid).children(recursive=True)
+                except psutil.Error:
+                    kids = []
+                for k in kids:
+                    try:
+                        k.kill()
+                    except psutil.Error:
+                        pass
             proc.kill()
+            proc.wait(15)
         if new is not None:
             try:
                 new.terminate()

@@ -5,11 +5,9 @@ Python's buffered print() output survives every exit, the debug
 limit_request_field_size = 0."""
 
 import ast
-import json
 import os
 import re
 import socket
-import subprocess
 
 import pytest
 
@@ -98,12 +96,6 @@ def test_print_survives_app_import_failure_on_check(run_cg, tmp_path):
 
 # ---- 3. "Current configuration:" at --log-level debug ---------------------------
 
-def _setting_names():
-    out = subprocess.run([cgtest.cg_bin(), "--dump-settings-json"], check=True,
-                         capture_output=True, text=True).stdout
-    return [s["name"] for s in json.loads(out)]
-
-
 def _current_configuration(log):
     lines = log.splitlines()
     start = next(i for i, l in enumerate(lines) if l.endswith("[DEBUG] Current configuration:"))
@@ -127,7 +119,7 @@ def test_current_configuration_dump(cg, tmp_path):
     assert "Starting gunicorn" not in "\n".join(lines[:start])
     assert "[%d]" % srv.proc.pid in lines[start]
     names = [l[2:].split(": ", 1)[0] for l in body]
-    assert names == _setting_names()  # every setting, in Gunicorn's definition order
+    assert names == cgtest.setting_names()  # every setting, in Gunicorn's definition order
     values = dict(l[2:].split(": ", 1) for l in body)
     assert values["bind"] == "['127.0.0.1:%d']" % srv.port
     assert values["timeout"] == "45"

@@ -11,7 +11,6 @@ import signal
 import textwrap
 import time
 
-import psutil
 import pytest
 import requests
 
@@ -274,16 +273,7 @@ def test_usr2_reexec_with_a_master_thread(cg, tmp_path):
     master = srv.pid
     assert_ticking(tick_file, master, 1.0)
     srv.send_signal(signal.SIGUSR2)
-    new = None
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        kids = [k for k in psutil.Process(master).children()
-                if "master" in " ".join(k.cmdline())]
-        if kids and len(kids[0].children()) == 2:
-            new = kids[0]
-            break
-        time.sleep(0.1)
-    assert new is not None, srv.log()
+    new = cgtest.new_master(master, srv.log, workers=2)
     try:
         recs = wait_records(hook_log, lambda r: hooks_named(r, "pre_exec", new.pid),
                             what="pre_exec in the forked child")

@@ -12,6 +12,8 @@ import psutil
 import pytest
 import requests
 
+import cgtest
+
 
 def _importers(path):
     try:
@@ -106,6 +108,10 @@ def test_preload_runtime_error_is_an_error_line(run_cg, tmp_path):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.skipif(cgtest.front_end() == "console",
+                    reason="the console script's master is a Python process: there is no "
+                    "interpreter to leave unstarted (that it does not import the app "
+                    "without --preload is test_without_preload_each_worker_imports)")
 def test_master_starts_python_only_with_preload(cg, tmp_path):
     """Without --preload (and without a config file) the master stays free
     of the interpreter: several MiB smaller than a preloading one."""
