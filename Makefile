@@ -46,7 +46,7 @@ CONSOLE_GROUPS ?= core or settings or arbiter
 # The integration suites get the venv (tests of the installed package and of
 # both front ends use it) when it has been built.
 VENV_ENV = $$([ -x $(VENV)/bin/cgunicorn ] && echo CGUNICORN_VENV=$(abspath $(VENV)))
-PIP_ENV  = PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+PIP_ENV  = PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_CONSTRAINT=$(CURDIR)/tests/requirements.txt
 
 # meson setup refuses an already configured directory, and `meson configure`
 # needs one: pick whichever applies. $(1) = directory, $(2) = options.
