@@ -25,7 +25,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     /* any class we do not run is refused rather than silently served by
      * another one */
     CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
-    CG__OFF(cfg->spew, "spew");
     CG__OFF(cfg->capture_output, "capture_output");
     CG__OFF(cfg->logger_class == NULL ||
                 (strcmp(cfg->logger_class, "gunicorn.glogging.Logger") != 0 &&

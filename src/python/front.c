@@ -120,6 +120,8 @@ int cg_py_front_serve(cg_config_t *cfg)
         py.hooks_up = true;
         py.logging_up = true;
         status = cg_py_logging_init(&py.logging, cfg, &log);
+        if (status == 0 && cfg->spew && cg_py_spew(&log) < 0)
+            status = 1;
     }
     if (status == 0) {
         /* From here the master takes the GIL only to run Python (hooks,

@@ -72,6 +72,12 @@ int cg_py_front_startup_checks(const cg_config_t *cfg);
  * Takes the GIL itself; errors are cleared; no-op without an interpreter. */
 void cg_py_flush_stdio(void);
 
+/* ---- spew.c ---- */
+
+/* The spew setting: cgunicorn.debug.spew() on the calling thread. 0, or -1
+ * with the exception logged to log. */
+int cg_py_spew(cg_log_t *log);
+
 /* ---- signals.c ---- */
 
 /* QUIT/INT/ABRT in a worker: Python handlers that raise SystemExit (0, or

@@ -185,6 +185,10 @@ int cg_worker_main(cg_worker_t *w)
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
     }
+    if (w->cfg->spew && cg_py_spew(w->log) < 0) {
+        status = CG_WORKER_EXIT_BOOT_ERROR;
+        goto out;
+    }
     if (w->cfg->reload) {
         cg_log_warning(w->log, "Reloader is on. Use in development only!");
         if (cg_py_reloader_new(w->cfg, w, &reloader) < 0) {

@@ -34,6 +34,7 @@ GROUP_OF_FILE = {
     "test_settings_matrix.py": "settings",
     "test_config_files.py": "settings",
     "test_config_parity.py": "settings",
+    "test_spew.py": "settings",
     "test_logconfig.py": "settings",
     "test_realworld_configs.py": "settings",
     "test_arbiter_hup.py": "arbiter",
