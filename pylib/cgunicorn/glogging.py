@@ -13,7 +13,9 @@ import base64
 import binascii
 import logging
 import logging.config
+import logging.handlers
 import os
+import socket
 import sys
 import threading
 import time
@@ -26,6 +28,36 @@ SYSLOG_FACILITIES = {
     "uucp": 8, "local0": 16, "local1": 17, "local2": 18, "local3": 19,
     "local4": 20, "local5": 21, "local6": 22, "local7": 23,
 }
+
+def parse_syslog_address(addr):
+    """(socket type, address) for a syslog_addr: unix://PATH[#dgram]
+    gives (None or SOCK_DGRAM, PATH) -- None lets SysLogHandler try a
+    datagram socket, then a stream one; udp:// and tcp://HOST:PORT give
+    (SOCK_DGRAM or SOCK_STREAM, (host, port)), port 514 by default."""
+    if addr.startswith("unix://"):
+        path, _, kind = addr[len("unix://"):].partition("#")
+        return (socket.SOCK_DGRAM if kind == "dgram" else None), path
+    for scheme, socktype in (("udp://", socket.SOCK_DGRAM), ("tcp://", socket.SOCK_STREAM)):
+        if addr.startswith(scheme):
+            rest = addr[len(scheme):]
+            break
+    else:
+        raise RuntimeError("invalid syslog address")
+    if "[" in rest and "]" in rest:
+        host = rest.split("]")[0][1:].lower()
+    elif ":" in rest:
+        host = rest.split(":")[0].lower()
+    else:
+        host = rest.lower() or "localhost"
+    tail = rest.split("]")[-1]
+    port = 514
+    if ":" in tail:
+        text = tail.split(":", 1)[1]
+        if not text.isdigit():
+            raise RuntimeError("%r is not a valid port number." % text)
+        port = int(text)
+    return socktype, (host, port)
+
 
 _GENERIC_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 _DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
@@ -137,8 +169,6 @@ class Logger:
             for handler in list(log.handlers):
                 if getattr(handler, "_gunicorn", False):
                     log.removeHandler(handler)
-        if cfg.syslog:
-            raise RuntimeError("syslog is not supported yet by cgunicorn")
         if cfg.capture_output and cfg.errorlog != "-":
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
@@ -150,6 +180,10 @@ class Logger:
         if cfg.accesslog is not None:
             self._set_handler(self.access_log, cfg.accesslog,
                               logging.Formatter(self.access_fmt), stream=sys.stdout)
+        if cfg.syslog:
+            self._set_syslog_handler(self.error_log, cfg, self.syslog_fmt, "error")
+            if not cfg.disable_redirect_access_to_syslog:
+                self._set_syslog_handler(self.access_log, cfg, self.syslog_fmt, "access")
         if cfg.logconfig_dict:
             self._dict_config(dict(cfg.logconfig_dict))
         elif cfg.logconfig_json:
@@ -319,6 +353,22 @@ class Logger:
             except OSError:
                 pass
         handler.setFormatter(fmt)
+        handler._gunicorn = True
+        log.addHandler(handler)
+
+    def _set_syslog_handler(self, log, cfg, fmt, name):
+        """Add a SysLogHandler for cfg's syslog settings to log, its records
+        tagged "gunicorn.<prefix>.<name>: " (the server itself sends the
+        same records from C: src/log/syslog.c)."""
+        prefix = cfg.syslog_prefix or cfg.proc_name.replace(":", ".")
+        formatter = logging.Formatter("gunicorn.%s.%s: %s" % (prefix, name, fmt))
+        facility = SYSLOG_FACILITIES.get(cfg.syslog_facility.lower())
+        if facility is None:
+            raise RuntimeError("unknown facility name")
+        socktype, address = parse_syslog_address(cfg.syslog_addr)
+        handler = logging.handlers.SysLogHandler(address=address, facility=facility,
+                                                 socktype=socktype)
+        handler.setFormatter(formatter)
         handler._gunicorn = True
         log.addHandler(handler)
 

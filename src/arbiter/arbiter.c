@@ -394,6 +394,12 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         a.pid = getpid();
         cg__arbiter_seed(&a);
     }
+    /* capture_output: after daemonizing (which points fds 1 and 2 at
+     * /dev/null), as Gunicorn's logger is made after it */
+    int cr = cg_log_capture_output(log);
+    if (cr < 0)
+        cg_log_error(log, "capture_output: cannot redirect stdout/stderr to %s: %s",
+                     log->error_path, strerror(-cr));
     if (cfg->hosted)
         cg_proctitle_adopt();
     else if (cfg->argv != NULL && cfg->argc > 0)

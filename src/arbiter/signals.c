@@ -231,8 +231,7 @@ static void cg__reload_config(cg_arbiter_t *a)
     fresh.hooks = cfg->hooks;
 
     cg_log_t nl;
-    if (cg_log_open(&nl, fresh.errorlog, fresh.loglevel, fresh.accesslog, fresh.access_log_format,
-                    err, sizeof(err)) < 0) {
+    if (cg_log_open_config(&nl, &fresh, err, sizeof(err)) < 0) {
         fprintf(stderr, "Error: reloading the logger configuration failed, keeping the previous "
                         "one\n");
         fflush(stderr);

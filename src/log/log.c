@@ -8,6 +8,7 @@
  * PIPE_BUF whole).
  */
 #include "log.h"
+#include "syslog.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -146,7 +147,8 @@ int cg_log_reopen(cg_log_t *log)
     int r1 = reopen_one(log->error_fd, log->error_path);
     int r2 = reopen_one(log->access_fd, log->access_path);
     int r3 = log->to_sink && log->sink->reopen != NULL ? log->sink->reopen(log->sink->ctx) : 0;
-    return r1 < 0 ? r1 : r2 < 0 ? r2 : r3;
+    int r4 = cg_log_capture_output(log);
+    return r1 < 0 ? r1 : r2 < 0 ? r2 : r3 < 0 ? r3 : r4;
 }
 
 void cg_log_close(cg_log_t *log)
@@ -158,6 +160,9 @@ void cg_log_close(cg_log_t *log)
     free(log->error_path);
     free(log->access_path);
     cg_access_fmt_free(log->access_fmt);
+    cg_syslog_free(log->syslog);
+    log->syslog = NULL;
+    log->syslog_access = false;
     log->error_path = log->access_path = NULL;
     log->access_fmt = NULL;
     log->error_fd = log->access_fd = -1;
@@ -196,6 +201,10 @@ static void emit_record(cg_log_t *log, cg_log_level_t level, char *buf, size_t p
                         bool nl_always)
 {
     if (log->to_sink && log->sink->error(log->sink->ctx, level, buf + pre, len))
+        return;
+    if (log->syslog != NULL)
+        cg_syslog_send(log->syslog, false, level, buf + pre, len);
+    if (log->error_fd < 0)
         return;
     /* the prefix was reserved, not written: the time is taken now */
     char head[128];
@@ -287,7 +296,7 @@ void cg_log_access(cg_log_t *log, const cg_access_info_t *info)
     }
     if (log->to_sink && log->sink->access(log->sink->ctx, info))
         return;
-    if (log->access_fd < 0 || !log->access_fmt)
+    if (!log->access_fmt || (log->access_fd < 0 && !log->syslog_access))
         return;
     char stackbuf[4096], ebuf[160];
     char *line;
@@ -298,7 +307,13 @@ void cg_log_access(cg_log_t *log, const cg_access_info_t *info)
         report_logging_error(log->access_fmt, pyerr);
         return;
     }
-    write_all(log->access_fd, line, n);
+    if (log->access_fd >= 0)
+        write_all(log->access_fd, line, n);
+    if (log->syslog_access) {
+        /* the record is the line itself; the file's newline is not part of it */
+        size_t m = n > 0 && line[n - 1] == '\n' ? n - 1 : n;
+        cg_syslog_send(log->syslog, true, CG_LOG_INFO, line, m);
+    }
     if (line != stackbuf)
         free(line);
 }

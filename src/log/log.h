@@ -26,6 +26,7 @@ typedef enum cg_log_level {
 typedef struct cg_access_fmt cg_access_fmt_t; /* compiled access_log_format */
 typedef struct cg_access_info cg_access_info_t;
 typedef struct cg_log cg_log_t;
+typedef struct cg_syslog cg_syslog_t; /* syslog.h */
 struct cg_config;
 
 /*
@@ -63,6 +64,9 @@ struct cg_log {
     cg_access_fmt_t *access_fmt;
     const cg_log_sink_t *sink; /* attached sink (not owned); NULL: none */
     bool to_sink;              /* records go to sink rather than to the fds */
+    cg_syslog_t *syslog;       /* records also go to syslog; NULL: off (owned) */
+    bool syslog_access;        /* ... access lines too */
+    bool capture;              /* capture_output: fds 1 and 2 follow the error log file */
 };
 
 /*
@@ -75,6 +79,23 @@ struct cg_log {
 int cg_log_open(cg_log_t *log, const char *errorlog, const char *loglevel, const char *accesslog,
                 const char *access_log_format, char *err, size_t errlen);
 
+/*
+ * cg_log_open() with cfg's logging settings, plus what Gunicorn's Logger
+ * sets up besides the two logs: syslog (syslog.h) and capture_output (kept
+ * in log->capture; cg_log_capture_output() applies it). Returns 0, or
+ * -errno with a message in err (nothing left open then).
+ */
+int cg_log_open_config(cg_log_t *log, const struct cg_config *cfg, char *err, size_t errlen);
+
+/*
+ * capture_output: with log->capture and an error log file (not "-"), point
+ * fds 1 and 2 at that file, so whatever the process and its C extensions
+ * print lands there (children inherit it). Gunicorn does this when it sets
+ * up its logger and again on every reopen; cg_log_reopen() calls it.
+ * Returns 0 (also when there is nothing to do) or -errno.
+ */
+int cg_log_capture_output(cg_log_t *log);
+
 /* Reopen files after rotation (USR1), the sink's too while records go there.
  * Returns 0 or -errno (old fds kept then). */
 int cg_log_reopen(cg_log_t *log);
@@ -85,7 +106,7 @@ void cg_log_close(cg_log_t *log);
 static inline bool cg_log_enabled(const cg_log_t *log, cg_log_level_t level)
 {
     /* relaxed: a sink may move the threshold from another thread */
-    return (log->error_fd >= 0 || log->to_sink) &&
+    return (log->error_fd >= 0 || log->to_sink || log->syslog != NULL) &&
            level >= __atomic_load_n(&log->level, __ATOMIC_RELAXED);
 }
 
@@ -131,7 +152,7 @@ struct cg_access_info {
  * configuration decides (Gunicorn's access_log_enabled). */
 static inline bool cg_log_access_enabled(const cg_log_t *log)
 {
-    return log->access_fd >= 0 || log->to_sink;
+    return log->access_fd >= 0 || log->to_sink || log->syslog_access;
 }
 
 /* True when the compiled format has {name}e atoms (the caller then must provide

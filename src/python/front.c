@@ -91,8 +91,7 @@ int cg_py_front_serve(cg_config_t *cfg)
         setenv(kv, eq + 1, 1);
         *eq = '=';
     }
-    if (cg_log_open(&log, cfg->errorlog, cfg->loglevel, cfg->accesslog, cfg->access_log_format,
-                    err, sizeof(err)) < 0) {
+    if (cg_log_open_config(&log, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "Error: %s\n", err);
         return 1;
     }

@@ -36,6 +36,8 @@ GROUP_OF_FILE = {
     "test_config_parity.py": "settings",
     "test_spew.py": "settings",
     "test_logconfig.py": "settings",
+    "test_syslog.py": "settings",
+    "test_capture_output.py": "settings",
     "test_realworld_configs.py": "settings",
     "test_arbiter_hup.py": "arbiter",
     "test_arbiter_load.py": "arbiter",

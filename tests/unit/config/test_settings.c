@@ -484,7 +484,6 @@ static void test_check_supported(void **state)
         {"http_protocols", "h2,h1", "http_protocols"},
         {"protocol", "uwsgi", "protocol"},
         {"statsd_host", "localhost:8125", "statsd_host"},
-        {"syslog", "true", "syslog"},
         {"control_socket", "/tmp/ctl", "control_socket"},
         {"dirty_workers", "2", "dirty_workers"},
         {"worker_class", "eventlet", "worker_class"},
@@ -518,6 +517,18 @@ static void test_check_supported(void **state)
     /* so do the Python logging configurations */
     assert_int_equal(cg_config_set_string(&cfg, "logconfig", "/tmp/log.ini", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "logconfig_json", "/tmp/log.json", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    /* capture_output is done from C */
+    assert_int_equal(cg_config_set_string(&cfg, "capture_output", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    /* syslog too, but not yet alongside a Python logging configuration */
+    assert_int_equal(cg_config_set_string(&cfg, "syslog", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), -ENOTSUP);
+    assert_string_equal(err, "Error: syslog with logconfig, logconfig_dict or logconfig_json is "
+                             "not supported yet by cgunicorn");
+    cg_config_free(&cfg);
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "syslog", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     cg_config_free(&cfg);
 
