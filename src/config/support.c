@@ -26,10 +26,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
      * another one */
     CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
     CG__OFF(cfg->capture_output, "capture_output");
-    CG__OFF(cfg->logger_class == NULL ||
-                (strcmp(cfg->logger_class, "gunicorn.glogging.Logger") != 0 &&
-                 strcmp(cfg->logger_class, "simple") != 0),
-            "logger_class");
     CG__OFF(cfg->syslog, "syslog");
     CG__OFF(cfg->statsd_host != NULL, "statsd_host");
     CG__OFF(cfg->paste != NULL, "paste");
