@@ -1,7 +1,8 @@
 /*
  * support.c - which configured features cgunicorn cannot honour yet. Refusing
  * to start is better than silently serving without TLS, as the wrong user, or
- * without the metrics the operator asked for.
+ * without the metrics the operator asked for. (logger_class is not here:
+ * any class is run, src/python/loggerclass.c.)
  */
 #include "config_internal.h"
 
