@@ -277,3 +277,81 @@ def test_dotted_class_under_both_front_ends(cg, mods, front):
     srv, out = start(cg, mods, "JsonAccess", binary=front)
     assert requests.get(srv.url("/fe"), timeout=10).status_code == 201
     assert _wait(out, "access", 1)[0]["path"] == "/fe"
+
+
+# python-json-logger, the formatter JSON log shippers use, in a
+# logconfig_dict: through Python's logging set up by the server, and through
+# a logger class whose setup() does the dictConfig (Gunicorn's Logger.setup)
+PJL_CONF = '''
+logconfig_dict = {
+    # merged over CONFIG_DEFAULTS one level deep: the root's console
+    # handler is replaced along with the handlers
+    "root": {"level": "WARNING", "handlers": ["jerr"]},
+    "formatters": {"json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                            "fmt": "%%(levelname)s %%(name)s %%(message)s"}},
+    "handlers": {
+        "jerr": {"class": "logging.FileHandler", "filename": %(err)r, "formatter": "json"},
+        "jacc": {"class": "logging.FileHandler", "filename": %(acc)r, "formatter": "json"},
+    },
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["jerr"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["jacc"], "propagate": False},
+    },
+}
+'''
+
+
+def _pjl_version():
+    path = os.path.join(os.path.dirname(__file__), "..", "requirements.txt")
+    with open(path) as f:
+        for line in f:
+            if line.startswith("python-json-logger=="):
+                return line.split("==", 1)[1].strip()
+    raise AssertionError("python-json-logger is not pinned in tests/requirements.txt")
+
+
+@pytest.fixture(scope="module")
+def pjl_site(tmp_path_factory):
+    """python-json-logger installed (pinned) into a folder of its own, put
+    on the server's --pythonpath; skipped where PyPI cannot be reached."""
+    import subprocess
+    import sys
+    site = tmp_path_factory.mktemp("pjl")
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--disable-pip-version-check", "--target", str(site),
+                          "python-json-logger==" + _pjl_version()],
+                         capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        pytest.skip("python-json-logger could not be installed: %s" % res.stderr[-500:])
+    return site
+
+
+@pytest.mark.parametrize("cls", [None, "MarkedMethods"], ids=["logconfig_dict", "with_class"])
+def test_python_json_logger_in_logconfig_dict(cg, mods, pjl_site, cls):
+    err, acc = mods / "err.jsonl", mods / "acc.jsonl"
+    conf = mods / "pjl_conf.py"
+    conf.write_text(PJL_CONF % {"err": str(err), "acc": str(acc)})
+    args = ["-c", str(conf), "--pythonpath", "%s,%s" % (mods, pjl_site), "--access-logfile", "-"]
+    if cls is not None:
+        args += ["--logger-class", "lc_loggers." + cls]
+    srv = cg("lc_app:app", args=args, cwd=str(mods), env={"LC_OUT": str(mods / "r.jsonl")},
+             workers=0)
+    booted = [json.loads(line) for line in _wait_lines(err, "Booting worker")]
+    assert booted[0]["levelname"] == "INFO" and booted[0]["name"] == "gunicorn.error"
+    mark = "CLS-INFO " if cls else ""
+    assert booted[0]["message"].startswith(mark + "Booting worker with pid: ")
+    assert requests.get(srv.url("/pj"), timeout=10).status_code == 201
+    line = json.loads(_wait_lines(acc, "/pj")[0])
+    assert line["name"] == "gunicorn.access" and '"GET /pj HTTP/1.1" 201 5' in line["message"]
+
+
+def _wait_lines(path, needle, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        found = [line for line in text.splitlines() if needle in line]
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError("no line with %r in %s:\n%s" % (needle, path, text))
+        time.sleep(0.05)
