@@ -349,7 +349,7 @@ typedef struct {
     cg_wsgi_req_t *r;
     PyObject *env; /* borrowed; NULL when the environ was never built */
 } cg__access_py_t;
-static int cg__access_py_objects(void *ctx, void **req, void **resp, void **environ);
+static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_out);
 
 /*
  * Gather the access record of the request. With Python's logging configured
@@ -728,7 +728,7 @@ static PyObject *cg__hook_response(cg_wsgi_req_t *r)
     return obj;
 }
 
-static int cg__access_py_objects(void *ctx, void **req, void **resp, void **environ)
+static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_out)
 {
     cg__access_py_t *py = ctx;
     PyObject *q = cg__hook_request(py->r);                 /* new */
@@ -739,7 +739,7 @@ static int cg__access_py_objects(void *ctx, void **req, void **resp, void **envi
     }
     *req = q;
     *resp = s;
-    *environ = py->env != NULL ? Py_NewRef(py->env) : NULL;
+    *env_out = py->env != NULL ? Py_NewRef(py->env) : NULL;
     return 0;
 }
 
