@@ -101,6 +101,8 @@ def _python_object_name(name, value):
     """worker_class and logger_class given as the classes that name what the
     server runs (cgunicorn.workers.SyncWorker, cgunicorn.glogging.Logger, or
     the gunicorn shims of them) become the strings the C table takes."""
+    if name == "logger_class" and callable(value) and not isinstance(value, type):
+        value = value()  # Gunicorn's validate_class: a function giving the class
     if not isinstance(value, type):
         return value
     # a real Gunicorn's classes name what we run by their dotted path
@@ -115,7 +117,52 @@ def _python_object_name(name, value):
         from cgunicorn import glogging
         if value is glogging.Logger or dotted == "gunicorn.glogging.Logger":
             return "gunicorn.glogging.Logger"
+        # any other class: the C table keeps its dotted name, and the class
+        # itself is kept under that name, since one defined in a
+        # configuration file cannot be imported again
+        _LOGGER_CLASSES[dotted] = value
+        return dotted
     return value
+
+
+# logger_class objects given to set() or in a configuration file, by the
+# dotted name the settings table shows for them
+_LOGGER_CLASSES = {}
+
+
+def _load_logger_class(uri):
+    """The class logger_class names: "simple" or Gunicorn's default, a class
+    object given earlier (by its name), or a dotted path imported as
+    Gunicorn's util.load_class does, with its RuntimeError when that fails.
+    A class with an install() has it called, as Gunicorn does."""
+    if uri in ("simple", "gunicorn.glogging.Logger"):
+        import importlib
+        try:
+            cls = importlib.import_module("gunicorn.glogging").Logger
+        except ImportError:
+            from cgunicorn import glogging
+            cls = glogging.Logger
+    elif uri in _LOGGER_CLASSES:
+        cls = _LOGGER_CLASSES[uri]
+    else:
+        cls = _import_class(uri)
+    if hasattr(cls, "install"):
+        cls.install()
+    return cls
+
+
+def _import_class(uri):
+    import importlib
+    import traceback
+    module, _, attr = uri.rpartition(".")
+    try:
+        if not module:
+            raise ImportError("No module named %r" % uri)
+        cls = getattr(importlib.import_module(module), attr)
+    except Exception:
+        raise RuntimeError("class uri %r invalid or not found: \n\n[%s]"
+                           % (uri, traceback.format_exc())) from None
+    return cls
 
 
 class Setting:
@@ -314,13 +361,22 @@ class Config(_core.Config):
 
     @property
     def logger_class(self):
-        """The error and access log's class: Gunicorn's default Logger is
-        the only one the server runs yet."""
-        uri = self.get("logger_class")
-        if uri in ("simple", "gunicorn.glogging.Logger"):
-            from cgunicorn import glogging
-            return glogging.Logger
-        raise NotImplementedError("logger_class %r is not supported yet by cgunicorn" % uri)
+        """The error and access log's class, loaded as Gunicorn's
+        cfg.logger_class does (RuntimeError when it cannot be imported)."""
+        return _load_logger_class(self.get("logger_class"))
+
+    def get(self, name):
+        value = super().get(name)
+        if name == "logconfig_dict" and value:
+            # the table keeps repr()s of the values; the dict a configuration
+            # gave (objects included) is what a Logger's setup() needs
+            kept = sys.modules.get("_cgunicorn_logging")
+            if kept is not None:
+                try:
+                    return kept._find_dict(tuple(value.items()))
+                except RuntimeError:
+                    pass
+        return value
 
     @property
     def address(self):

@@ -2,12 +2,12 @@
 ``CONFIG_DEFAULTS`` that logconfig_dict and logconfig_json are merged over,
 the syslog facility table, ``SafeAtoms`` and the ``Logger`` class.
 
-The server writes its error and access logs from C (and through Python's
-logging only when a logconfig* setting asks for it). ``Logger`` here is a
-working Python logger with Gunicorn's interface -- for configuration files
-and code that import it, read its attributes or subclass it -- but the
-server does not run a ``logger_class`` other than the default yet: setting
-one is refused with a "not supported yet" error.
+With the default ``logger_class`` the server writes its error and access
+logs from C (and through Python's logging only when a logconfig* setting
+asks for it). ``Logger`` here is a working Python logger with Gunicorn's
+interface: a ``logger_class`` that subclasses it (overriding ``access``,
+``atoms``, the error methods ...) is instantiated and called by the server
+as Gunicorn calls it (docs/logger-class.md).
 """
 import base64
 import binascii

@@ -1,7 +1,8 @@
 /*
  * support.c - which configured features cgunicorn cannot honour yet. Refusing
  * to start is better than silently serving without TLS, as the wrong user, or
- * without the metrics the operator asked for.
+ * without the metrics the operator asked for. (logger_class is not here:
+ * any class is run, src/python/loggerclass.c.)
  */
 #include "config_internal.h"
 
@@ -25,10 +26,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     /* any class we do not run is refused rather than silently served by
      * another one */
     CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
-    CG__OFF(cfg->logger_class == NULL ||
-                (strcmp(cfg->logger_class, "gunicorn.glogging.Logger") != 0 &&
-                 strcmp(cfg->logger_class, "simple") != 0),
-            "logger_class");
     /* with logconfig* the records go through Python's logging, whose
      * syslog handlers Gunicorn's dictConfig/fileConfig may keep or drop:
      * not reproduced yet */

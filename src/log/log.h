@@ -146,6 +146,13 @@ struct cg_access_info {
      * Return false when absent. May be NULL (then {..}e renders "-"). */
     bool (*environ_lookup)(void *ctx, cg_str_t name, cg_str_t *value);
     void *environ_ctx;
+    /* For a Python logger_class's access(resp, req, environ, request_time)
+     * (src/python/loggerclass.c): make new references to the request's req
+     * and resp objects and its environ (each PyObject *; *env_out may be
+     * left NULL when none was built). GIL held. 0, or -1 with an exception
+     * set. Set by the WSGI worker only while records go to a sink. */
+    int (*py_objects)(void *ctx, void **req, void **resp, void **env_out);
+    void *py_ctx;
 };
 
 /* Whether access records are wanted: accesslog is set, or a logging

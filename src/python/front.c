@@ -20,6 +20,8 @@ typedef struct cg__front_py {
     bool hooks_up;
     cg_py_logging_t logging; /* logconfig*: the log's records through Python logging */
     bool logging_up;
+    cg_py_loggerclass_t loggerclass; /* a custom logger_class takes them instead */
+    bool loggerclass_up;
     cg_log_t *log; /* where hook exceptions go */
     PyThreadState *ts; /* the master's thread state while it idles without the GIL */
 } cg__front_py_t;
@@ -95,9 +97,10 @@ int cg_py_front_serve(cg_config_t *cfg)
         fprintf(stderr, "Error: %s\n", err);
         return 1;
     }
-    /* logconfig* needs Python logging set up in the master, so that the
-     * workers forked from it inherit it */
-    if (cg_py_logging_wanted(cfg) && !Py_IsInitialized() &&
+    /* logconfig* needs Python logging set up in the master, and a custom
+     * logger_class its instance there, so that the workers forked from it
+     * inherit them */
+    if ((cg_py_logging_wanted(cfg) || cg_py_loggerclass_wanted(cfg)) && !Py_IsInitialized() &&
         cg_py_init(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "Error: %s\n", err);
         cg_log_close(&log);
@@ -117,8 +120,15 @@ int cg_py_front_serve(cg_config_t *cfg)
             return 1;
         }
         py.hooks_up = true;
-        py.logging_up = true;
-        status = cg_py_logging_init(&py.logging, cfg, &log);
+        if (cg_py_loggerclass_wanted(cfg)) {
+            /* the class's setup() does what logconfig* asks (Gunicorn's
+             * Logger.setup) */
+            py.loggerclass_up = true;
+            status = cg_py_loggerclass_init(&py.loggerclass, cfg, &log);
+        } else {
+            py.logging_up = true;
+            status = cg_py_logging_init(&py.logging, cfg, &log);
+        }
         if (status == 0 && cfg->spew && cg_py_spew(&log) < 0)
             status = 1;
     }
@@ -132,6 +142,8 @@ int cg_py_front_serve(cg_config_t *cfg)
     cg_py_flush_stdio(); /* also when finalizing later fails half-way */
     if (py.logging_up)
         cg_py_logging_free(&py.logging);
+    if (py.loggerclass_up)
+        cg_py_loggerclass_free(&py.loggerclass);
     if (py.hooks_up)
         cg_py_hooks_free(&py.hooks, cfg);
     cg_log_close(&log);

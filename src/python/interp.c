@@ -359,7 +359,8 @@ void cg_py_print_startup_error(void)
 
 void cg_py_log_exception(cg_log_t *log, cg_log_level_t level, const char *prefix)
 {
-    if (cg_py_logging_exception(log, level, prefix))
+    if (cg_py_logging_exception(log, level, prefix) ||
+        cg_py_loggerclass_exception(log, level, prefix))
         return;
     char *tb = cg_py_format_exception();
     if (tb == NULL)

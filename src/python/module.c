@@ -291,6 +291,26 @@ static cg__config_obj_t *cg__as_config(PyObject *obj)
     return NULL;
 }
 
+PyObject *cg_py_config_object(const cg_config_t *cfg)
+{
+    PyObject *mod = PyImport_ImportModule("cgunicorn.config"); /* new */
+    PyObject *obj = mod != NULL ? PyObject_CallMethod(mod, "Config", NULL) : NULL; /* new */
+    Py_XDECREF(mod);
+    if (obj == NULL)
+        return NULL;
+    cg__config_obj_t *co = cg__as_config(obj); /* borrowed from obj */
+    if (co == NULL) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    /* the arguments HUP re-reads stay the caller's (borrowed in the copy,
+     * as in every cg_config_t copy) */
+    cg_config_free(&co->cfg);
+    cg_config_copy(&co->cfg, cfg);
+    cg__config_owners(&co->cfg);
+    return obj;
+}
+
 int cg_py_api_config_reload(void *ctx, cg_config_t *fresh, char *err, size_t errlen)
 {
     cg_py_hooks_t *h = ctx;

@@ -328,4 +328,54 @@ bool cg_py_logging_exception(cg_log_t *log, cg_log_level_t level, const char *pr
  * dictConfig. GIL held. Returns as cg_config_set_dict(). */
 int cg_py_logging_set_dict(cg_config_t *cfg, PyObject *dict, char *err, size_t errlen);
 
+/* ------------------------------------------------------------------------
+ * A custom logger_class (loggerclass.c): Gunicorn's default Logger keeps
+ * the C log; any other class is instantiated in the master, as Gunicorn's
+ * arbiter does, and takes every record.
+ */
+typedef struct cg_py_loggerclass {
+    cg_log_sink_t sink;  /* what the log calls; ctx points here */
+    cg_log_t *log;       /* the master's log (HUP swaps its contents in place) */
+    PyObject *mod;       /* cgunicorn._loggerclass (new reference) */
+    PyObject *instance;  /* logger_class(cfg) (new reference) */
+    PyObject *cfg_obj;   /* the Config its last setup() was given (new reference) */
+    PyObject *error_fn;  /* mod.error, mod.exception, mod.access (new references) */
+    PyObject *exc_fn;
+    PyObject *access_fn;
+} cg_py_loggerclass_t;
+
+/* True when cfg names a logger class other than Gunicorn's default
+ * ("gunicorn.glogging.Logger" or "simple"). */
+bool cg_py_loggerclass_wanted(const cg_config_t *cfg);
+
+/*
+ * In the master once the interpreter runs (GIL held): logger_class(cfg)
+ * with a cgunicorn.config.Config holding cfg's settings, its
+ * close_on_exec(), and lc's sink attached to log with every record going
+ * to the instance (here and in the workers forked later). lc and log must
+ * outlive the arbiter. Returns 0, or 1 (the exit status) having printed
+ * what Gunicorn prints ("\nError: class uri ... invalid or not found" for
+ * a class that cannot be imported, the traceback of an exception raised by
+ * the class).
+ */
+int cg_py_loggerclass_init(cg_py_loggerclass_t *lc, const cg_config_t *cfg, cg_log_t *log);
+
+/* Detach the sink and drop the references. GIL held (or no interpreter). */
+void cg_py_loggerclass_free(cg_py_loggerclass_t *lc);
+
+/* In a worker, once its interpreter runs (GIL held): the instance's
+ * close_on_exec(), as Gunicorn's Worker.init_process() calls it. No-op
+ * without a logger class. */
+void cg_py_loggerclass_worker_init(cg_log_t *log);
+
+/* Used by cg_py_log_exception(): when log's records go to a logger class,
+ * hand the pending exception to it (as the exception being handled, so
+ * logger.exception() and traceback.format_exc() see it), clear it and
+ * return true; otherwise return false untouched. */
+bool cg_py_loggerclass_exception(cg_log_t *log, cg_log_level_t level, const char *prefix);
+
+/* A cgunicorn.config.Config holding a copy of cfg (module.c): new
+ * reference, or NULL with an exception set. */
+PyObject *cg_py_config_object(const cg_config_t *cfg);
+
 #endif

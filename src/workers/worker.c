@@ -180,6 +180,7 @@ int cg_worker_main(cg_worker_t *w)
         goto out;
     }
     py_up = true;
+    cg_py_loggerclass_worker_init(w->log); /* Gunicorn's init_process: log.close_on_exec() */
     if (cg_py_worker_signals(cg__on_signal, w->log) < 0) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;

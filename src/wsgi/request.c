@@ -344,6 +344,13 @@ static void cg__access_own(cg__access_rec_t *a, bool path_from_python)
     }
 }
 
+/* What a Python logger_class's access() is given (cg_access_info_t.py_ctx). */
+typedef struct {
+    cg_wsgi_req_t *r;
+    PyObject *env; /* borrowed; NULL when the environ was never built */
+} cg__access_py_t;
+static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_out);
+
 /*
  * Gather the access record of the request. With Python's logging configured
  * the record goes to it now (it needs the GIL, and reads the environ
@@ -408,6 +415,11 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a,
         .environ_ctx = &ctx,
     };
     if (log->to_sink) {
+        /* only a sink may want the request's Python objects: the C writer's
+         * path stays as it is */
+        cg__access_py_t py = {.r = r, .env = env};
+        a->info.py_objects = cg__access_py_objects;
+        a->info.py_ctx = &py;
         cg_log_access(log, &a->info);
     } else {
         /* look the {name}e atoms up now, each name once */
@@ -714,6 +726,21 @@ static PyObject *cg__hook_response(cg_wsgi_req_t *r)
     Py_XDECREF(kw);
     Py_DECREF(headers);
     return obj;
+}
+
+static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_out)
+{
+    cg__access_py_t *py = ctx;
+    PyObject *q = cg__hook_request(py->r);                 /* new */
+    PyObject *s = q != NULL ? cg__hook_response(py->r) : NULL; /* new */
+    if (s == NULL) {
+        Py_XDECREF(q);
+        return -1;
+    }
+    *req = q;
+    *resp = s;
+    *env_out = py->env != NULL ? Py_NewRef(py->env) : NULL;
+    return 0;
 }
 
 int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)

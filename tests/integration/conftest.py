@@ -38,6 +38,7 @@ GROUP_OF_FILE = {
     "test_logconfig.py": "settings",
     "test_syslog.py": "settings",
     "test_capture_output.py": "settings",
+    "test_logger_class.py": "settings",
     "test_realworld_configs.py": "settings",
     "test_arbiter_hup.py": "arbiter",
     "test_arbiter_load.py": "arbiter",

@@ -337,7 +337,8 @@ def test_config_as_gunicorns(plain_py, module):
 @pytest.mark.timeout(60)
 def test_glogging_logger(plain_py, tmp_path):
     """gunicorn.glogging.Logger writes Gunicorn's error-log and access-log
-    lines; it can be subclassed, but the server runs only the default."""
+    lines; it can be subclassed, and cfg.logger_class gives back a subclass
+    set as an object (the server runs it: test_logger_class.py)."""
     err, acc = tmp_path / "error.log", tmp_path / "access.log"
     res = _run([plain_py, os.path.join(API_DIR, "logger_check.py"), str(err), str(acc)])
     assert res.returncode == 0, res.stderr
@@ -349,8 +350,8 @@ def test_glogging_logger(plain_py, tmp_path):
     assert re.fullmatch(stamp + r"\[ERROR\] by name", lines[1]), lines
     assert acc.read_text() == '10.1.2.3 "GET /p?q=1 HTTP/1.1" 200 5 "cg-api" t 1.000005\n'
     assert out["subclass_mro"] == ["Custom", "Logger", "object"]
-    assert out["custom"] == ("logger_class given as a Python object is not supported yet "
-                             "by cgunicorn")
+    assert out["custom"] == "accepted"
+    assert out["custom_loaded"] is True
     assert out["default_is_logger"] is True
     assert out["defaults_keys"] == ["disable_existing_loggers", "formatters", "handlers",
                                     "loggers", "root", "version"]

@@ -41,6 +41,7 @@ def main():
     try:
         cfg.set("logger_class", Custom)
         out["custom"] = "accepted"
+        out["custom_loaded"] = cfg.logger_class is Custom
     except NotImplementedError as e:
         out["custom"] = str(e)
     cfg.set("logger_class", glogging.Logger)
