@@ -282,7 +282,7 @@ void cg_config_print_help(const char *prog, FILE *out);
 /*
  * Reject values that ask for a feature cgunicorn does not have yet (TLS,
  * HTTP/2, the uwsgi protocol, statsd, syslog alongside logconfig*, paste,
- * another logger_class, dirty arbiters, the control socket, worker classes
+ * dirty arbiters, the control socket, worker classes
  * other than sync and gthread). Returns 0 or -ENOTSUP with the complete line to print in err,
  * "Error: <setting> is not supported yet by cgunicorn" (unlike the setters'
  * messages, it carries the prefix); the caller prints it and exits 1.
