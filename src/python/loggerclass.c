@@ -53,6 +53,21 @@ static bool cg__lc_gate(cg_py_loggerclass_t *lc, cg_log_t *log)
     return true;
 }
 
+/* fn(instance, level, text) for a record's text (bytes that are not UTF-8,
+ * a raw request line say, show as \xNN); a failure is reported, not
+ * raised. GIL held. */
+static void cg__lc_call(cg_py_loggerclass_t *lc, PyObject *fn, cg_log_level_t level,
+                        const char *msg, size_t len)
+{
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)len, "backslashreplace"); /* new */
+    PyObject *r = text != NULL ? PyObject_CallFunction(fn, "OiO", lc->instance, (int)level, text)
+                               : NULL; /* new */
+    if (r == NULL)
+        cg__lc_report("");
+    Py_XDECREF(r);
+    Py_XDECREF(text);
+}
+
 static bool cg__lc_error(void *ctx, cg_log_level_t level, const char *msg, size_t len)
 {
     cg_py_loggerclass_t *lc = ctx;
@@ -61,15 +76,7 @@ static bool cg__lc_error(void *ctx, cg_log_level_t level, const char *msg, size_
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *et, *ev, *etb;
     PyErr_Fetch(&et, &ev, &etb); /* a caller may log while an exception is pending */
-    /* bytes that are not UTF-8 (a raw request line ...) show as \xNN */
-    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)len, "backslashreplace"); /* new */
-    PyObject *r = text != NULL ? PyObject_CallFunction(lc->error_fn, "OiO", lc->instance,
-                                                       (int)level, text)
-                               : NULL; /* new */
-    if (r == NULL)
-        cg__lc_report("");
-    Py_XDECREF(r);
-    Py_XDECREF(text);
+    cg__lc_call(lc, lc->error_fn, level, msg, len);
     PyErr_Restore(et, ev, etb);
     PyGILState_Release(g);
     return true;
@@ -281,15 +288,7 @@ bool cg_py_loggerclass_exception(cg_log_t *log, cg_log_level_t level, const char
     PyObject *ot, *ov, *otb;
     PyErr_GetExcInfo(&ot, &ov, &otb); /* new references */
     PyErr_SetExcInfo(t, v, tb);       /* steals */
-    PyObject *text = PyUnicode_DecodeUTF8(prefix, (Py_ssize_t)strlen(prefix),
-                                          "backslashreplace"); /* new */
-    PyObject *r = text != NULL ? PyObject_CallFunction(lc->exc_fn, "OiO", lc->instance,
-                                                       (int)level, text)
-                               : NULL; /* new */
-    if (r == NULL)
-        cg__lc_report("");
-    Py_XDECREF(r);
-    Py_XDECREF(text);
+    cg__lc_call(lc, lc->exc_fn, level, prefix, strlen(prefix));
     PyErr_SetExcInfo(ot, ov, otb); /* steals */
     return true;
 }
