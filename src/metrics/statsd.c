@@ -102,7 +102,9 @@ size_t cg_statsd_format_ms(int64_t us, char *out, size_t cap)
         us = 0; /* a clock step backwards is not a negative duration */
     /* timedelta.seconds * 1000 + float(timedelta.microseconds) / 10 ** 3,
      * rounded twice as Python does it */
-    double ms = (double)((us / 1000000) * 1000) + (double)(us % 1000000) / 1e3;
+    /* timedelta.seconds leaves the days out: a request of more than a day
+     * is reported modulo one, as Gunicorn does */
+    double ms = (double)((us / 1000000) % 86400 * 1000) + (double)(us % 1000000) / 1e3;
     /* repr(): the shortest decimal that reads back as the same double. The
      * exact value has at most three decimals and, below 2^53 ms, the double
      * lies far closer to it than to any other 3-decimal number, so "%.3f"

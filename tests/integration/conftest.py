@@ -36,6 +36,7 @@ GROUP_OF_FILE = {
     "test_config_parity.py": "settings",
     "test_logconfig.py": "settings",
     "test_realworld_configs.py": "settings",
+    "test_statsd.py": "settings",
     "test_arbiter_hup.py": "arbiter",
     "test_arbiter_load.py": "arbiter",
     "test_arbiter_process.py": "arbiter",
