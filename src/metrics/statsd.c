@@ -96,30 +96,54 @@ size_t cg_statsd_prefix(const char *prefix, char *out, size_t cap)
     return w;
 }
 
+/* Decimal digits of v at out (no NUL); returns how many. The per-request
+ * path formats its numbers by hand: snprintf() is most of its cost. */
+static size_t utoa(uint64_t v, char *out)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 size_t cg_statsd_format_ms(int64_t us, char *out, size_t cap)
 {
     if (us < 0)
         us = 0; /* a clock step backwards is not a negative duration */
     /* timedelta.seconds * 1000 + float(timedelta.microseconds) / 10 ** 3,
-     * rounded twice as Python does it */
-    /* timedelta.seconds leaves the days out: a request of more than a day
-     * is reported modulo one, as Gunicorn does */
+     * rounded twice as Python does it; timedelta.seconds leaves the days
+     * out, so a request of more than a day is reported modulo one */
+    uint64_t whole = (uint64_t)(us / 1000000) % 86400 * 1000 + (uint64_t)(us % 1000000) / 1000;
+    unsigned frac = (unsigned)(us % 1000);
     double ms = (double)((us / 1000000) % 86400 * 1000) + (double)(us % 1000000) / 1e3;
-    /* repr(): the shortest decimal that reads back as the same double. The
-     * exact value has at most three decimals and, below 2^53 ms, the double
-     * lies far closer to it than to any other 3-decimal number, so "%.3f"
-     * almost always reads back; more digits are tried otherwise. */
-    int n = 0;
-    for (int prec = 3; prec <= 17; prec++) {
-        n = snprintf(out, cap, "%.*f", prec, ms);
-        if (n < 0 || (size_t)n >= cap) {
-            out[0] = '\0';
-            return 0;
+    /* repr() is the shortest decimal that reads back as the same double.
+     * The exact value has at most three decimals, and the double is almost
+     * always the one nearest to it, so that decimal, trailing zeros dropped
+     * (one kept, "3.0"), is tried first; else more digits until one reads
+     * back. */
+    int n;
+    if (cap < 40)
+        return out[0] = '\0', 0;
+    n = (int)utoa(whole, out);
+    out[n++] = '.';
+    out[n++] = (char)('0' + frac / 100);
+    out[n++] = (char)('0' + frac / 10 % 10);
+    out[n++] = (char)('0' + frac % 10);
+    out[n] = '\0';
+    if (strtod(out, NULL) != ms) {
+        for (int prec = 4; prec <= 17; prec++) {
+            n = snprintf(out, cap, "%.*f", prec, ms);
+            if (n < 0 || (size_t)n >= cap)
+                return out[0] = '\0', 0;
+            if (strtod(out, NULL) == ms)
+                break;
         }
-        if (strtod(out, NULL) == ms)
-            break;
     }
-    /* drop trailing zeros, keeping one decimal as repr() does ("3.0") */
     while (n > 2 && out[n - 1] == '0' && out[n - 2] != '.')
         n--;
     out[n] = '\0';
@@ -302,10 +326,12 @@ void cg_statsd_request(const cg_statsd_t *s, long code, int64_t request_us)
 {
     if (s == NULL || s->fd < 0 || !s->ascii || code < 0)
         return;
-    char ms[40], name[48];
+    static const char status[] = "gunicorn.request.status.";
+    char ms[40], name[sizeof(status) + 24];
     size_t mlen = cg_statsd_format_ms(request_us, ms, sizeof(ms));
-    int nlen = snprintf(name, sizeof(name), "gunicorn.request.status.%ld", code);
-    if (mlen == 0 || nlen < 0 || (size_t)nlen >= sizeof(name))
+    memcpy(name, status, sizeof(status) - 1);
+    size_t nlen = sizeof(status) - 1 + utoa((uint64_t)code, name + sizeof(status) - 1);
+    if (mlen == 0)
         return;
     /* Gunicorn's order: duration, requests, status */
     cg__dgram_t d[3];
@@ -313,7 +339,7 @@ void cg_statsd_request(const cg_statsd_t *s, long code, int64_t request_us)
     static const char dur[] = "gunicorn.request.duration", req[] = "gunicorn.requests";
     if (!dgram_init(s, &d[0], &m[0], CG_STATSD_TIMER, dur, sizeof(dur) - 1, ms, mlen) ||
         !dgram_init(s, &d[1], &m[1], CG_STATSD_COUNTER, req, sizeof(req) - 1, "1", 1) ||
-        !dgram_init(s, &d[2], &m[2], CG_STATSD_COUNTER, name, (size_t)nlen, "1", 1))
+        !dgram_init(s, &d[2], &m[2], CG_STATSD_COUNTER, name, nlen, "1", 1))
         return;
     send_all(s, m, 3);
 }

@@ -90,7 +90,7 @@ long cg_statsd_backlog(const cg_listener_t *l, size_t n);
 size_t cg_statsd_prefix(const char *prefix, char *out, size_t cap);
 /* repr() of Gunicorn's duration_in_ms for a request of `us` microseconds:
  * seconds * 1000 + microseconds / 1e3 as a Python float ("12.345", "3.0").
- * Returns the length written (NUL-terminated, cap >= 32). */
+ * Returns the length written (NUL-terminated; 0 when cap < 40). */
 size_t cg_statsd_format_ms(int64_t us, char *out, size_t cap);
 /* The integer Gunicorn reads from a status line (int(status.split()[0])),
  * or -1 when there is none. */
