@@ -245,6 +245,7 @@ static void cg__reload_config(cg_arbiter_t *a)
             cg_log_close(&nl);
         } else {
             nl.sink = sink;
+            nl.statsd = a->log->statsd; /* Gunicorn keeps its Statsd logger too */
             cg_log_close(a->log);
             *a->log = nl;
         }

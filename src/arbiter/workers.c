@@ -7,6 +7,8 @@
  */
 #include "arbiter.h"
 
+#include "../metrics/statsd.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,8 +171,18 @@ void cg_arbiter_manage_workers(cg_arbiter_t *a)
         char msg[96];
         a->last_logged_count = active;
         cg_log_debug(a->log, "%ld workers", active);
+        cg_statsd_send_long(a->log->statsd, CG_STATSD_GAUGE, "gunicorn.workers", active);
         snprintf(msg, sizeof(msg), "STATUS=Gunicorn arbiter: %ld workers", active);
         cg_arbiter_notify(a, msg);
+    }
+    if (a->cfg->enable_backlog_metric) {
+        /* Gunicorn's enable_backlog_metric: the debug line and the histogram
+         * on every pass, whether statsd is on or not for the line */
+        long backlog = cg_statsd_backlog(a->listeners, a->nlisteners);
+        if (backlog >= 0) {
+            cg_log_debug(a->log, "socket backlog: %ld", backlog);
+            cg_statsd_send_long(a->log->statsd, CG_STATSD_HISTOGRAM, "gunicorn.backlog", backlog);
+        }
     }
 }
 

@@ -276,12 +276,21 @@ char *cg_config_format_current(const cg_config_t *cfg);
  * default, default_doc, help) for tools/gen_settings_doc.py. */
 void cg_config_dump_json(FILE *out);
 
+/*
+ * Where statsd_host (a validated value) sends, as Gunicorn's
+ * validate_statsd_address reads it: *path for "unix:PATH"/"unix://PATH",
+ * else *host (lower-cased) and *port (8125 when not given). "unix:NNN" is
+ * Gunicorn's ('unix', NNN) host tuple. Both strings owned (NULL when
+ * unused). Returns 0, or -EINVAL for a value that names neither (fd://N).
+ */
+int cg_config_statsd_address(const char *val, char **host, long *port, char **path);
+
 /* Print argparse-style --help for prog (the program's basename) to out. */
 void cg_config_print_help(const char *prog, FILE *out);
 
 /*
  * Reject values that ask for a feature cgunicorn does not have yet (TLS,
- * HTTP/2, the uwsgi protocol, statsd, syslog alongside logconfig*, paste,
+ * HTTP/2, the uwsgi protocol, syslog alongside logconfig*, paste,
  * dirty arbiters, the control socket, worker classes
  * other than sync and gthread). Returns 0 or -ENOTSUP with the complete line to print in err,
  * "Error: <setting> is not supported yet by cgunicorn" (unlike the setters'

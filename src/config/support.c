@@ -32,7 +32,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     CG__OFF(cfg->syslog && (cfg->logconfig != NULL || cfg->logconfig_json != NULL ||
                             cfg->logconfig_dict.n > 0),
             "syslog with logconfig, logconfig_dict or logconfig_json");
-    CG__OFF(cfg->statsd_host != NULL, "statsd_host");
     CG__OFF(cfg->paste != NULL, "paste");
     CG__OFF(cfg->protocol == NULL || strcmp(cfg->protocol, "http") != 0, "protocol");
     CG__OFF(cfg->keyfile != NULL, "keyfile");

@@ -647,6 +647,23 @@ CG_VALIDATOR(statsd_address)
     return 0;
 }
 
+int cg_config_statsd_address(const char *val, char **host, long *port, char **path)
+{
+    bool fd;
+    *host = *path = NULL;
+    if (cg__statsd_unix_port(val, port)) {
+        *host = cg_xstrdup("unix");
+        return 0;
+    }
+    if (cg__statsd_parse(val, host, port, path, &fd) < 0)
+        return -EINVAL;
+    if (fd) {
+        *host = NULL;
+        return -EINVAL;
+    }
+    return 0;
+}
+
 CG_VALIDATOR(reload_engine)
 {
     char *r;

@@ -10,6 +10,8 @@
 #include "log.h"
 #include "syslog.h"
 
+#include "../metrics/statsd.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,7 +224,24 @@ static void emit_record(cg_log_t *log, cg_log_level_t level, char *buf, size_t p
  * [LEVEL] " is at most 80 bytes even for "Level 2147483647"). */
 #define CG__PREFIX_ROOM 96
 
+static void log_vmsg(cg_log_t *log, cg_log_level_t level, const char *fmt, va_list ap);
+
 void cg_log_vmsg(cg_log_t *log, cg_log_level_t level, const char *fmt, va_list ap)
+{
+    cg_statsd_count(log->statsd, cg_statsd_level_counter(level));
+    log_vmsg(log, level, fmt, ap);
+}
+
+void cg_log_exception(cg_log_t *log, const char *fmt, ...)
+{
+    va_list ap;
+    cg_statsd_count(log->statsd, "gunicorn.log.exception");
+    va_start(ap, fmt);
+    log_vmsg(log, CG_LOG_ERROR, fmt, ap);
+    va_end(ap);
+}
+
+static void log_vmsg(cg_log_t *log, cg_log_level_t level, const char *fmt, va_list ap)
 {
     /* fmt NULL: nothing to say (the test also spares UBSan builds a NULL
      * path into vsnprintf, which -Wformat-truncation reports) */
@@ -255,6 +274,13 @@ void cg_log_msg(cg_log_t *log, cg_log_level_t level, const char *fmt, ...)
 
 void cg_log_text(cg_log_t *log, cg_log_level_t level, const char *msg, size_t len)
 {
+    cg_log_text_counted(log, level, cg_statsd_level_counter(level), msg, len);
+}
+
+void cg_log_text_counted(cg_log_t *log, cg_log_level_t level, const char *counter,
+                         const char *msg, size_t len)
+{
+    cg_statsd_count(log->statsd, counter);
     if (!cg_log_enabled(log, level))
         return;
     char stackbuf[2048], *buf = stackbuf;

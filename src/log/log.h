@@ -28,6 +28,7 @@ typedef struct cg_access_info cg_access_info_t;
 typedef struct cg_log cg_log_t;
 typedef struct cg_syslog cg_syslog_t; /* syslog.h */
 struct cg_config;
+struct cg_statsd;
 
 /*
  * Another logging system the records can be handed to instead of the fds:
@@ -67,6 +68,10 @@ struct cg_log {
     cg_syslog_t *syslog;       /* records also go to syslog; NULL: off (owned) */
     bool syslog_access;        /* ... access lines too */
     bool capture;              /* capture_output: fds 1 and 2 follow the error log file */
+    /* statsd_host's client (src/metrics/statsd.h; not owned, kept across
+     * HUP as Gunicorn keeps its logger): warnings, errors, exceptions and
+     * critical records are counted there whatever the level. NULL: none. */
+    const struct cg_statsd *statsd;
 };
 
 /*
@@ -118,6 +123,16 @@ void cg_log_vmsg(cg_log_t *log, cg_log_level_t level, const char *fmt, va_list a
  * one record: prefix once, text as is, one trailing newline ensured.
  */
 void cg_log_text(cg_log_t *log, cg_log_level_t level, const char *msg, size_t len);
+
+/*
+ * What Gunicorn's log.exception() does: an ERROR record that statsd counts
+ * as gunicorn.log.exception, not gunicorn.log.error.
+ */
+void cg_log_exception(cg_log_t *log, const char *fmt, ...) CG_PRINTF(2, 3);
+/* cg_log_text() counted as the statsd counter `counter` names instead of
+ * by level (NULL: not counted; the caller counted it its own way). */
+void cg_log_text_counted(cg_log_t *log, cg_log_level_t level, const char *counter,
+                         const char *msg, size_t len);
 
 #define cg_log_debug(log, ...) cg_log_msg((log), CG_LOG_DEBUG, __VA_ARGS__)
 #define cg_log_info(log, ...) cg_log_msg((log), CG_LOG_INFO, __VA_ARGS__)

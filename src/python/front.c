@@ -8,6 +8,7 @@
 #include "python.h"
 
 #include "../arbiter/arbiter.h"
+#include "../metrics/statsd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,7 +133,15 @@ int cg_py_front_serve(cg_config_t *cfg)
         if (status == 0 && cfg->spew && cg_py_spew(&log) < 0)
             status = 1;
     }
+    cg_statsd_t *statsd = NULL;
     if (status == 0) {
+        /* Gunicorn's Statsd logger makes its socket here, in the master,
+         * and the workers inherit it. When it cannot, Gunicorn says nothing
+         * and sends nothing; we say why once. */
+        if (cg_statsd_open(&statsd, cfg->statsd_host, cfg->statsd_prefix, cfg->dogstatsd_tags,
+                           err, sizeof(err)) < 0)
+            cg_log_warning(&log, "%s: no metrics will be sent", err);
+        log.statsd = statsd;
         /* From here the master takes the GIL only to run Python (hooks,
          * logging, HUP, fork), so Python threads run while it idles. */
         cg_py_gil_release(&py.ts);
@@ -147,6 +156,7 @@ int cg_py_front_serve(cg_config_t *cfg)
     if (py.hooks_up)
         cg_py_hooks_free(&py.hooks, cfg);
     cg_log_close(&log);
+    cg_statsd_close(statsd);
     return status;
 }
 

@@ -2,6 +2,7 @@
 #include "python.h"
 
 #include "cg_build.h"
+#include "../metrics/statsd.h"
 
 #include <limits.h>
 #include <sys/stat.h>
@@ -359,6 +360,13 @@ void cg_py_print_startup_error(void)
 
 void cg_py_log_exception(cg_log_t *log, cg_log_level_t level, const char *prefix)
 {
+    /* Gunicorn logs these with log.exception(), which its Statsd logger
+     * counts as gunicorn.log.exception; the one exception is the main
+     * loop's, a log.error(..., exc_info=True) */
+    const char *counter = level == CG_LOG_ERROR && strcmp(prefix, "Unhandled exception in main loop")
+                              ? "gunicorn.log.exception"
+                              : cg_statsd_level_counter(level);
+    cg_statsd_count(log->statsd, counter);
     if (cg_py_logging_exception(log, level, prefix) ||
         cg_py_loggerclass_exception(log, level, prefix))
         return;
@@ -374,7 +382,7 @@ void cg_py_log_exception(cg_log_t *log, cg_log_level_t level, const char *prefix
     size_t len = plen + 1 + tlen;
     while (len > 0 && msg[len - 1] == '\n')
         len--;
-    cg_log_text(log, level, msg, len);
+    cg_log_text_counted(log, level, NULL, msg, len);
     free(msg);
     free(tb);
 }

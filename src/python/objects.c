@@ -13,6 +13,7 @@
 #include "python.h"
 
 #include "../arbiter/arbiter.h"
+#include "../metrics/statsd.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -39,11 +40,99 @@ static PyObject *cg__py_log(PyObject *mod, PyObject *args)
     if (!PyArg_ParseTuple(args, "is#", &level, &text, &len))
         return NULL;
     cg_py_hooks_t *h = cg__hooks_of(mod);
+    /* uncounted: Log counts by method, as Gunicorn's Statsd logger (_count) */
     if (h != NULL && h->log != NULL)
-        cg_log_text(h->log, (cg_log_level_t)level, text, (size_t)len);
+        cg_log_text_counted(h->log, (cg_log_level_t)level, NULL, text, (size_t)len);
     else
         fprintf(stderr, "%.*s\n", (int)len, text);
     Py_RETURN_NONE;
+}
+
+/* _count(name): increment one of the gunicorn.log.* statsd counters. */
+static PyObject *cg__py_count(PyObject *mod, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (name == NULL)
+        return NULL;
+    cg_py_hooks_t *h = cg__hooks_of(mod);
+    if (h != NULL && h->log != NULL)
+        cg_statsd_count(h->log->statsd, name);
+    Py_RETURN_NONE;
+}
+
+/* str.format's "{}" of one of extra's values, as ASCII bytes for statsd;
+ * NULL with an exception set on failure. New reference. */
+static PyObject *cg__metric_text(PyObject *v)
+{
+    PyObject *spec = PyUnicode_FromStringAndSize("", 0); /* new */
+    PyObject *t = spec ? PyObject_Format(v, spec) : NULL; /* new */
+    Py_XDECREF(spec);
+    return t;
+}
+
+/*
+ * _metric(extra) -> bool. Gunicorn's Statsd logger reads
+ * extra={"metric": name, "value": v, "mtype": "gauge"|"counter"|
+ * "histogram"|"timer"} on its debug(), info() and log() calls and sends that
+ * metric. Returns False when statsd is off; else sends what extra names (if
+ * it names one) and returns True: the caller then writes the record only if
+ * it has a message, as Gunicorn's logger does. Raises what extra.get()
+ * raises, for the caller's "Failed to log to statsd".
+ */
+static PyObject *cg__py_metric(PyObject *mod, PyObject *extra)
+{
+    cg_py_hooks_t *h = cg__hooks_of(mod);
+    const cg_statsd_t *s = h != NULL && h->log != NULL ? h->log->statsd : NULL;
+    if (s == NULL)
+        Py_RETURN_FALSE;
+    if (extra == Py_None)
+        Py_RETURN_TRUE;
+    static const struct {
+        const char *name;
+        cg_statsd_type_t type;
+    } types[] = {{"gauge", CG_STATSD_GAUGE},
+                 {"counter", CG_STATSD_COUNTER},
+                 {"histogram", CG_STATSD_HISTOGRAM},
+                 {"timer", CG_STATSD_TIMER}};
+    PyObject *metric = PyObject_CallMethod(extra, "get", "sO", "metric", Py_None); /* new */
+    PyObject *value = metric ? PyObject_CallMethod(extra, "get", "sO", "value", Py_None) : NULL;
+    PyObject *typ = value ? PyObject_CallMethod(extra, "get", "sO", "mtype", Py_None) : NULL;
+    PyObject *name_s = NULL, *value_s = NULL, *ret = NULL;
+    if (typ == NULL)
+        goto out;
+    int has_metric = PyObject_IsTrue(metric), has_typ = PyObject_IsTrue(typ);
+    if (has_metric < 0 || has_typ < 0)
+        goto out;
+    if (has_metric && value != Py_None && has_typ) {
+        for (size_t i = 0; i < CG_ARRAY_SIZE(types); i++) {
+            PyObject *want = PyUnicode_FromString(types[i].name); /* new */
+            int eq = want ? PyObject_RichCompareBool(typ, want, Py_EQ) : -1;
+            Py_XDECREF(want);
+            if (eq < 0)
+                goto out;
+            if (!eq)
+                continue;
+            name_s = cg__metric_text(metric);
+            value_s = name_s ? cg__metric_text(value) : NULL;
+            if (value_s == NULL)
+                goto out;
+            Py_ssize_t nl, vl;
+            const char *n = PyUnicode_AsUTF8AndSize(name_s, &nl);
+            const char *v = n ? PyUnicode_AsUTF8AndSize(value_s, &vl) : NULL;
+            if (v == NULL)
+                goto out;
+            cg_statsd_send(s, types[i].type, n, (size_t)nl, v, (size_t)vl);
+            break;
+        }
+    }
+    ret = Py_NewRef(Py_True);
+out:
+    Py_XDECREF(metric);
+    Py_XDECREF(value);
+    Py_XDECREF(typ);
+    Py_XDECREF(name_s);
+    Py_XDECREF(value_s);
+    return ret;
 }
 
 /* _log_enabled(level) -> bool: spares formatting of filtered records. */
@@ -202,6 +291,8 @@ static PyObject *cg__py_workers(PyObject *mod, PyObject *unused)
 static PyMethodDef cg__helper_methods[] = {
     {"_log", cg__py_log, METH_VARARGS, NULL},
     {"_log_enabled", cg__py_log_enabled, METH_O, NULL},
+    {"_count", cg__py_count, METH_O, NULL},
+    {"_metric", cg__py_metric, METH_O, NULL},
     {"_setting", cg__py_setting, METH_O, NULL},
     {"_arbiter", cg__py_arbiter, METH_NOARGS, NULL},
     {"_set_num_workers", cg__py_set_num_workers, METH_O, NULL},
@@ -304,24 +395,37 @@ static const char cg__helper_src[] =
     "        if exc and sys.exc_info()[0] is not None:\n"
     "            text += '\\n' + traceback.format_exc().rstrip('\\n')\n"
     "        _log(level, text)\n"
+    "    def _plain(self, level, msg, args, kw):\n"
+    "        # Gunicorn's Statsd.log(): extra's metric, then the record if any\n"
+    "        try:\n"
+    "            if _metric(kw.get('extra')) and not msg:\n"
+    "                return\n"
+    "        except Exception:\n"
+    "            self._emit(30, 'Failed to log to statsd', (), True)\n"
+    "            return\n"
+    "        self._emit(level, msg, args, kw.get('exc_info'))\n"
     "    def debug(self, msg, *args, **kw):\n"
-    "        self._emit(10, msg, args, kw.get('exc_info'))\n"
+    "        self._plain(10, msg, args, kw)\n"
     "    def info(self, msg, *args, **kw):\n"
-    "        self._emit(20, msg, args, kw.get('exc_info'))\n"
+    "        self._plain(20, msg, args, kw)\n"
     "    def warning(self, msg, *args, **kw):\n"
+    "        _count('gunicorn.log.warning')\n"
     "        self._emit(30, msg, args, kw.get('exc_info'))\n"
     "    warn = warning\n"
     "    def error(self, msg, *args, **kw):\n"
+    "        _count('gunicorn.log.error')\n"
     "        self._emit(40, msg, args, kw.get('exc_info'))\n"
     "    def exception(self, msg, *args, **kw):\n"
+    "        _count('gunicorn.log.exception')\n"
     "        self._emit(40, msg, args, kw.get('exc_info', True))\n"
     "    def critical(self, msg, *args, **kw):\n"
+    "        _count('gunicorn.log.critical')\n"
     "        self._emit(50, msg, args, kw.get('exc_info'))\n"
     "    def log(self, level, msg, *args, **kw):\n"
     "        if isinstance(level, str):\n"
     "            level = {'debug': 10, 'info': 20, 'warning': 30, 'error': 40,\n"
     "                     'critical': 50}.get(level.lower(), 20)\n"
-    "        self._emit(level, msg, args, kw.get('exc_info'))\n"
+    "        self._plain(level, msg, args, kw)\n"
     "    def reopen_files(self):\n"
     "        pass\n"
     "\n"

@@ -577,8 +577,8 @@ static void cg__spool_step(cg_gt_conn_t *gc)
             } else {
                 char text[512];
                 cg_http_error_text(&c->body.error, text, sizeof(text));
-                cg_log_error(log, "Socket error processing request.\n%s: %s",
-                             cg_http_error_name(c->body.error.code), text);
+                cg_log_exception(log, "Socket error processing request.\n%s: %s",
+                                 cg_http_error_name(c->body.error.code), text);
             }
             cg__conn_linger(gc, false);
             return;
@@ -991,7 +991,8 @@ static int cg__pool_start(cg_gt_t *g)
     int failed = g->nfailed;
     pthread_mutex_unlock(&g->mu);
     if (err != 0) {
-        cg_log_error(g->w->log, "Exception in worker process\ncannot start thread: %s", strerror(err));
+        cg_log_exception(g->w->log, "Exception in worker process\ncannot start thread: %s",
+                         strerror(err));
         return -err;
     }
     return failed > 0 ? -EINVAL : 0;
@@ -1133,8 +1134,8 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     if (ue == 0 && g->nthreads > 1)
         ue = uv_check_start(&g->check, cg__on_check);
     if (ue < 0) {
-        cg_log_error(w->log, "Exception in worker process\ncannot start the event loop: %s",
-                     uv_strerror(ue));
+        cg_log_exception(w->log, "Exception in worker process\ncannot start the event loop: %s",
+                         uv_strerror(ue));
         cg__inline_watch_stop(g);
         w->threads_left = g->nthreads > 1 ? cg__pool_stop(g) : 0;
         return -EIO;

@@ -101,7 +101,7 @@ void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err)
     cg_http_error_text(err, text, sizeof(text));
     bool internal = cg_http_error_status(err->code) == 500;
     if (internal) /* outside Gunicorn's 4xx list: its generic 500 branch */
-        cg_log_error(log, "Error handling request (no URI read)\n%s", text);
+        cg_log_exception(log, "Error handling request (no URI read)\n%s", text);
     else
         cg_log_warning(log, "Invalid request from ip=%s: %s", c->peer_ip, text);
     char page[2048];
@@ -186,7 +186,7 @@ void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n)
     else if (n == -ETIMEDOUT) /* the sync worker's bound on a silent client */
         cg_log_debug(log, "Closing connection: request head not complete in time");
     else
-        cg_log_error(log, "Socket error processing request. %s", strerror((int)-n));
+        cg_log_exception(log, "Socket error processing request. %s", strerror((int)-n));
 }
 
 int cg_conn_take_proxy(cg_conn_t *c, const cg_conn_policy_t *p)

@@ -160,22 +160,23 @@ int cg_worker_main(cg_worker_t *w)
         w->cfg->source[CG_SETTING_group] != CG_SRC_DEFAULT) {
         int r = cg_os_set_owner(w->cfg->user, w->cfg->group, w->cfg->initgroups);
         if (r < 0) {
-            cg_log_error(w->log, "Exception in worker process\ncannot switch to uid %ld gid %ld: %s",
-                         w->cfg->user, w->cfg->group, strerror(-r));
+            cg_log_exception(w->log,
+                             "Exception in worker process\ncannot switch to uid %ld gid %ld: %s",
+                             w->cfg->user, w->cfg->group, strerror(-r));
             status = CG_WORKER_EXIT_BOOT_ERROR;
             goto out;
         }
     }
     if (cg__install_signals(w) < 0) {
-        cg_log_error(w->log, "Exception in worker process\ncannot install signal handlers: %s",
-                     strerror(errno));
+        cg_log_exception(w->log, "Exception in worker process\ncannot install signal handlers: %s",
+                         strerror(errno));
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
     }
     cg_heartbeat_notify(&w->hb);
 
     if (cg_py_init(w->cfg, err, sizeof(err)) < 0) {
-        cg_log_error(w->log, "Exception in worker process\n%s", err);
+        cg_log_exception(w->log, "Exception in worker process\n%s", err);
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
     }
@@ -203,7 +204,7 @@ int cg_worker_main(cg_worker_t *w)
     if (status != 0)
         goto out;
     if (reloader != NULL && cg_py_reloader_start(reloader) < 0) {
-        cg_log_error(w->log, "Exception in worker process\ncannot start the reloader thread");
+        cg_log_exception(w->log, "Exception in worker process\ncannot start the reloader thread");
         Py_DECREF(app);
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 
+#include "../metrics/statsd.h"
 #include "../python/python.h"
 
 #include <stdio.h>
@@ -313,6 +314,11 @@ static bool cg__environ_lookup(void *vctx, cg_str_t name, cg_str_t *value)
  */
 typedef struct {
     bool pending;
+    /* statsd's three request metrics, sent with the record (Gunicorn's
+     * Statsd.access), whether or not there is an access log */
+    bool stats_pending;
+    long stats_code; /* the status line's integer, -1: none (nothing sent) */
+    int64_t stats_us;
     cg_access_info_t info;
     char proto[16];
     cg_str_t resp[2 * 32];
@@ -360,6 +366,11 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a,
                            cg_str_t status, int64_t start_us)
 {
     cg_log_t *log = ws->log;
+    if (log->statsd != NULL) {
+        a->stats_pending = true;
+        a->stats_code = cg_statsd_status_code(status);
+        a->stats_us = (int64_t)cg_monotonic_us() - start_us;
+    }
     if (!cg_log_access_enabled(log))
         return;
     /* a sink builds every atom; the C renderer only what its format names */
@@ -453,19 +464,24 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a,
 /* Render and write a gathered record; called without the GIL. */
 static void cg__access_flush(cg_wsgi_t *ws, cg__access_rec_t *a)
 {
-    if (!a->pending)
-        return;
-    a->pending = false;
-    cg_log_access(ws->log, &a->info);
-    free(a->heap);
-    a->heap = NULL;
+    if (a->pending) {
+        a->pending = false;
+        cg_log_access(ws->log, &a->info);
+        free(a->heap);
+        a->heap = NULL;
+    }
+    if (a->stats_pending) {
+        a->stats_pending = false;
+        if (a->stats_code >= 0)
+            cg_statsd_request(ws->log->statsd, a->stats_code, a->stats_us);
+    }
 }
 
 /* The same with the GIL held: released around it, for a record that must be
  * out before the app's close() or post_request run (Gunicorn's order). */
 static void cg__access_flush_nogil(cg_wsgi_t *ws, cg__access_rec_t *a)
 {
-    if (!a->pending)
+    if (!a->pending && !a->stats_pending)
         return;
     Py_BEGIN_ALLOW_THREADS
     cg__access_flush(ws, a);
@@ -764,8 +780,12 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     PyObject *env = NULL, *result = NULL, *hook_req = NULL;
     cg__access_rec_t acc; /* the access record, written once the GIL is released */
     acc.pending = false;
-    /* only the access log reads it: no clock read per request without one */
-    int64_t start_us = cg_log_access_enabled(ws->log) ? (int64_t)cg_monotonic_us() : 0;
+    acc.stats_pending = false;
+    /* only the access log and statsd read it: no clock read per request
+     * without them */
+    int64_t start_us = cg_log_access_enabled(ws->log) || ws->log->statsd != NULL
+                           ? (int64_t)cg_monotonic_us()
+                           : 0;
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
         cg__recycle_in_base(ws, &ws->input, cg_wsgi_input_new, ws->keys[CG_WK_WSGI_INPUT]) < 0 ||

@@ -40,6 +40,7 @@ GROUP_OF_FILE = {
     "test_capture_output.py": "settings",
     "test_logger_class.py": "settings",
     "test_realworld_configs.py": "settings",
+    "test_statsd.py": "settings",
     "test_arbiter_hup.py": "arbiter",
     "test_arbiter_load.py": "arbiter",
     "test_arbiter_process.py": "arbiter",
