@@ -30,16 +30,6 @@ bool cg_py_loggerclass_wanted(const cg_config_t *cfg)
     return c != NULL && strcmp(c, "gunicorn.glogging.Logger") != 0 && strcmp(c, "simple") != 0;
 }
 
-/* The logging machinery itself failed: no log is left to put that in, so
- * stderr, as Python's logging reports its own errors. */
-static void cg__lc_report(const char *what)
-{
-    char *tb = cg_py_format_exception();
-    fprintf(stderr, "--- Logging error ---\n%s%s", what, tb ? tb : "\n");
-    fflush(stderr);
-    free(tb);
-}
-
 /* The threshold of the C log: records below it are not worth a call. GIL
  * held. Returns false with an exception set. */
 static bool cg__lc_gate(cg_py_loggerclass_t *lc, cg_log_t *log)
@@ -63,7 +53,7 @@ static void cg__lc_call(cg_py_loggerclass_t *lc, PyObject *fn, cg_log_level_t le
     PyObject *r = text != NULL ? PyObject_CallFunction(fn, "OiO", lc->instance, (int)level, text)
                                : NULL; /* new */
     if (r == NULL)
-        cg__lc_report("");
+        cg_py_report_logging_error("");
     Py_XDECREF(r);
     Py_XDECREF(text);
 }
@@ -123,7 +113,7 @@ static bool cg__lc_access(void *ctx, const cg_access_info_t *info)
         Py_XDECREF((PyObject *)env);
     }
     if (r == NULL)
-        cg__lc_report("");
+        cg_py_report_logging_error("");
     Py_XDECREF(r);
     PyErr_Restore(et, ev, etb);
     PyGILState_Release(g);
@@ -138,7 +128,7 @@ static int cg__lc_reopen(void *ctx)
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *r = PyObject_CallMethod(lc->instance, "reopen_files", NULL); /* new */
     if (r == NULL)
-        cg__lc_report("Reopening the log files failed:\n");
+        cg_py_report_logging_error("Reopening the log files failed:\n");
     Py_XDECREF(r);
     PyGILState_Release(g);
     return 0;
@@ -171,7 +161,7 @@ static int cg__lc_reload(void *ctx, cg_log_t *log, const struct cg_config *cfg)
         log->sink = &lc->sink;
         log->to_sink = true;
         if (!cg__lc_gate(lc, log))
-            cg__lc_report("");
+            cg_py_report_logging_error("");
     } else {
         rc = -1;
         cg__lc_print_exc("\nError: reloading the logger configuration failed, keeping the "
@@ -181,7 +171,7 @@ static int cg__lc_reload(void *ctx, cg_log_t *log, const struct cg_config *cfg)
             cg__lc_print_exc("Error: restoring the previous logger configuration failed\n");
         } else {
             if (!cg__lc_gate(lc, lc->log))
-                cg__lc_report("");
+                cg_py_report_logging_error("");
             cg_log_error(lc->log, "reloading the logger configuration failed, keeping the "
                                   "previous one");
         }
@@ -198,7 +188,7 @@ static void cg__lc_close_on_exec(cg_py_loggerclass_t *lc)
 {
     PyObject *r = PyObject_CallMethod(lc->instance, "close_on_exec", NULL); /* new */
     if (r == NULL)
-        cg__lc_report("close_on_exec() failed:\n");
+        cg_py_report_logging_error("close_on_exec() failed:\n");
     Py_XDECREF(r);
 }
 

@@ -306,7 +306,7 @@ int cg_py_logging_set_dict(cg_config_t *cfg, PyObject *dict, char *err, size_t e
 
 /* Report an exception raised by the logging machinery itself: there is no
  * log left to put it in, so stderr, as Python's handleError does. */
-static void cg__report_to_stderr(const char *what)
+void cg_py_report_logging_error(const char *what)
 {
     char *tb = cg_py_format_exception();
     fprintf(stderr, "--- Logging error ---\n%s%s", what, tb ? tb : "\n");
@@ -326,7 +326,7 @@ static bool cg__sink_error(void *ctx, cg_log_level_t level, const char *msg, siz
     PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)len, "backslashreplace"); /* new */
     PyObject *r = text ? PyObject_CallMethod(lg->error_log, "log", "iO", (int)level, text) : NULL;
     if (r == NULL)
-        cg__report_to_stderr("");
+        cg_py_report_logging_error("");
     Py_XDECREF(r);
     Py_XDECREF(text);
     PyErr_Restore(et, ev, etb);
@@ -463,7 +463,7 @@ static bool cg__sink_access(void *ctx, const cg_access_info_t *info)
         Py_XDECREF(args);
     }
     if (want != 0 && r == NULL)
-        cg__report_to_stderr("");
+        cg_py_report_logging_error("");
     Py_XDECREF(r);
     PyErr_Restore(et, ev, etb);
     PyGILState_Release(g);
@@ -478,7 +478,7 @@ static int cg__sink_reopen(void *ctx)
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *r = PyObject_CallMethod(lg->mod, "reopen_files", NULL); /* new */
     if (r == NULL)
-        cg__report_to_stderr("Reopening the log files failed:\n");
+        cg_py_report_logging_error("Reopening the log files failed:\n");
     Py_XDECREF(r);
     PyGILState_Release(g);
     return 0;
@@ -657,7 +657,7 @@ bool cg_py_logging_exception(cg_log_t *log, cg_log_level_t level, const char *pr
     PyObject *fn = PyObject_GetAttrString(lg->error_log, "log");             /* new */
     PyObject *r = fn && args && kw ? PyObject_Call(fn, args, kw) : NULL;    /* new */
     if (r == NULL)
-        cg__report_to_stderr("");
+        cg_py_report_logging_error("");
     Py_XDECREF(r);
     Py_XDECREF(fn);
     Py_XDECREF(args);

@@ -294,6 +294,12 @@ typedef struct cg_py_logging {
     cg_access_fmt_t *fmt;     /* the same compiled, for its {name}e atoms; may be NULL */
 } cg_py_logging_t;
 
+/* The logging machinery itself failed (a handler, a logger class's method
+ * raised): no log is left to put that in, so the pending exception goes to
+ * stderr after `what`, as Python's logging reports its own errors; it is
+ * cleared. GIL held. */
+void cg_py_report_logging_error(const char *what);
+
 /* True when cfg sets logconfig_dict (non-empty), logconfig_json or logconfig. */
 bool cg_py_logging_wanted(const cg_config_t *cfg);
 
