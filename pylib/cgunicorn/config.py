@@ -34,7 +34,13 @@ _KIND = {row[0]: row[5] for row in _ROWS}
 # What each rejected value raises. The C validators give Gunicorn's message
 # with either TypeError or ValueError; Gunicorn's own validators raise these
 # kinds for these messages.
+# the C table refuses with ValueError; these messages are Gunicorn's
+# TypeErrors (a value of the wrong kind)
 _TYPE_ERRORS = (
+    "Not a ",
+    "Value is not ",
+    "Invalid value for boolean",
+    "Value must be a callable",
     "int() can't convert",
     "Invalid type for casting",
     "Value must be one of (",

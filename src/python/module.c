@@ -116,18 +116,6 @@ static const cg_setting_desc_t *cg__desc(PyObject *name)
     return d;
 }
 
-/* Gunicorn's validators raise TypeError for a value of the wrong kind and
- * ValueError for a wrong value of the right kind; their messages say which. */
-static PyObject *cg__refusal_type(const char *msg)
-{
-    static const char *const type_errors[] = {"Not a ", "Value is not ", "Invalid value for boolean",
-                                              "Value must be a callable"};
-    for (size_t i = 0; i < CG_ARRAY_SIZE(type_errors); i++)
-        if (strncmp(msg, type_errors[i], strlen(type_errors[i])) == 0)
-            return PyExc_TypeError;
-    return PyExc_ValueError;
-}
-
 static PyObject *cg__config_set(PyObject *op, PyObject *args)
 {
     cg__config_obj_t *self = (cg__config_obj_t *)op;
@@ -154,7 +142,9 @@ static PyObject *cg__config_set(PyObject *op, PyObject *args)
     Py_DECREF(mod);
     if (rc < 0) {
         if (!PyErr_Occurred())
-            PyErr_SetString(rc == -ENOTSUP ? PyExc_NotImplementedError : cg__refusal_type(err),
+            /* which refusals Gunicorn raises as TypeError or ConfigError
+             * is cgunicorn.config's table (_refusal) */
+            PyErr_SetString(rc == -ENOTSUP ? PyExc_NotImplementedError : PyExc_ValueError,
                             err[0] ? err : "invalid value");
         return NULL;
     }
