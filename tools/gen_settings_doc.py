@@ -49,6 +49,7 @@ def default_text(setting):
 
 
 def render(settings):
+    ngunicorn = sum(1 for s in settings if not s.get("extension"))
     sections = []
     by_section = {}
     for s in settings:
@@ -73,7 +74,8 @@ def render(settings):
         " in the master as Gunicorn runs it: every module-level name that is a setting is"
         " applied, other names are ignored, and hook functions defined there run in the"
         " master and the workers. Without a configuration file (or a `logconfig*` setting)"
-        " the master runs no Python." % len(settings),
+        " the master runs no Python. The settings of the last section, cgunicorn, are its own"
+        " (Gunicorn has none of them); they are off by default." % ngunicorn,
         "",
     ]
     for sec in sections:

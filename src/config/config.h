@@ -87,7 +87,10 @@ typedef enum cg_config_source {
 enum {
 #define CG_SETTING(name, section, type, flags, action, meta, def, validator, help)               \
     CG_SETTING_##name,
+#define CG_SETTING_EXTENSIONS                                                                   \
+    CG_SETTING__GUNICORN_COUNT, CG_SETTING__EXTENSIONS_FROM = CG_SETTING__GUNICORN_COUNT - 1,
 #include "settings.def"
+#undef CG_SETTING_EXTENSIONS
 #undef CG_SETTING
     CG_SETTING__COUNT
 };

@@ -359,6 +359,8 @@ void cg_config_dump_json(FILE *out)
         cg__json_str(d->name, out);
         fputs(", \"section\": ", out);
         cg__json_str(d->section, out);
+        if (i >= CG_SETTING__GUNICORN_COUNT)
+            fputs(", \"extension\": true", out); /* cgunicorn's own, not Gunicorn's */
         fputs(", \"cli\": ", out);
         if (d->flags == NULL) {
             fputs("null", out);
