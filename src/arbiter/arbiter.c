@@ -223,11 +223,13 @@ static void cg__arbiter_handle_signals(cg_arbiter_t *a)
  * built, so a bad address fails before "Starting gunicorn" is logged. */
 int cg_arbiter_check_binds(const cg_config_t *cfg)
 {
-    for (size_t i = 0; i < cfg->bind.n; i++) {
+    for (size_t i = 0; i <= cfg->bind.n; i++) {
+        /* metrics_bind last, with the same syntax */
+        const char *spec = i < cfg->bind.n ? cfg->bind.v[i] : cfg->metrics_bind;
         cg_net_addr_t addr;
         char err[512];
-        if (cg_net_parse_address(cfg->bind.v[i], &addr, err, sizeof(err)) < 0) {
-            fprintf(stderr, "\nError: %s\n\n", err);
+        if (spec != NULL && cg_net_parse_address(spec, &addr, err, sizeof(err)) < 0) {
+            fprintf(stderr, "\nError: %s%s\n\n", i < cfg->bind.n ? "" : "metrics_bind: ", err);
             fflush(stderr);
             return -EINVAL;
         }
@@ -286,6 +288,8 @@ static int cg__arbiter_start(cg_arbiter_t *a)
     cg_log_info(a->log, "Listening at: %s (%d)", display, (int)a->pid);
     cg_log_info(a->log, "Using worker: %s", cg_config_worker_class_str(cfg));
     free(display);
+    if ((r = cg_arbiter_metrics_start(a)) < 0)
+        return r;
     cg_arbiter_notify(a, "READY=1\nSTATUS=Gunicorn arbiter booted");
     CG_HOOK(cfg->hooks, when_ready, a);
     return 0;
@@ -293,6 +297,7 @@ static int cg__arbiter_start(cg_arbiter_t *a)
 
 static void cg__arbiter_cleanup(cg_arbiter_t *a)
 {
+    cg_arbiter_metrics_stop(a);
     cg_net_close_all(a->listeners, a->nlisteners, cg_arbiter_may_unlink(a));
     a->listeners = NULL;
     a->nlisteners = 0;
@@ -435,7 +440,9 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     while (!a.stopping) {
         cg__arbiter_maybe_promote(&a);
         cg_arbiter_tick(&a);
-        cg_arbiter_signals_wait(&a, cg__arbiter_wait_ms(&a));
+        struct pollfd mp[CG_METRICS_MAX_FDS];
+        size_t nmp = cg_arbiter_metrics_pollfds(&a, mp, CG_ARRAY_SIZE(mp));
+        cg_arbiter_signals_wait(&a, cg__arbiter_wait_ms(&a), mp, nmp);
         cg__arbiter_handle_signals(&a);
         if (a.stopping)
             break;
@@ -446,6 +453,10 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         cg_arbiter_reload_poll(&a);
         cg_arbiter_murder_workers(&a);
         cg_arbiter_manage_workers(&a);
+        /* after the reaping above, so a scrape sees who is gone; a HUP may
+         * have replaced the endpoint since the poll */
+        if (a.metrics != NULL && nmp > 0 && cg_metrics_server_fd(a.metrics) == mp[0].fd)
+            cg_arbiter_metrics_serve(&a, mp, nmp);
     }
 
     if (a.crashed) {

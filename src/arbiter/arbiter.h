@@ -11,6 +11,8 @@
 #include "../cg.h"
 #include "../config/config.h"
 #include "../log/log.h"
+#include "../metrics/board.h"
+#include "../metrics/server.h"
 #include "../net/net.h"
 #include "../workers/worker.h"
 #include "hooks.h"
@@ -124,6 +126,11 @@ typedef struct cg_arbiter {
     bool crashed; /* leave with 255 and no halt() lines (an "unhandled exception") */
 
     cg_arbiter_reload_t reload; /* the last HUP's hand-over */
+
+    /* metrics_bind: the scoreboard the workers write and its endpoint
+     * (both NULL when off) */
+    cg_board_t *board;
+    cg_metrics_server_t *metrics;
 } cg_arbiter_t;
 
 /* signals.c */
@@ -132,14 +139,17 @@ void cg_arbiter_signals_restore(cg_arbiter_t *a); /* default dispositions, close
 void cg_arbiter_signals_child(cg_arbiter_t *a);   /* in a fresh child: defaults, unblock */
 /* Read queued signal numbers (up to cap) without blocking; returns the count. */
 size_t cg_arbiter_signals_drain(cg_arbiter_t *a, int *sigs, size_t cap);
-/* Wait up to timeout_ms for the pipe to become readable. */
-void cg_arbiter_signals_wait(cg_arbiter_t *a, int timeout_ms);
+/* Wait up to timeout_ms for the pipe to become readable, or for one of the
+ * n `extra` descriptors (whose revents are filled). */
+void cg_arbiter_signals_wait(cg_arbiter_t *a, int timeout_ms, struct pollfd *extra, size_t n);
 /* Run the action of one queued signal (logs "Handling signal: ..."). */
 void cg_arbiter_signals_dispatch(cg_arbiter_t *a, int signo);
 /* Python's signal.Signals(n).name ("SIGKILL"), or NULL when it has none. */
 const char *cg_arbiter_signal_name(int signo);
 
 /* workers.c */
+/* Workers that count towards num_workers: all but those a HUP retired. */
+long cg_arbiter_active(const cg_arbiter_t *a);
 void cg_arbiter_spawn_worker(cg_arbiter_t *a);
 void cg_arbiter_spawn_workers(cg_arbiter_t *a);
 void cg_arbiter_manage_workers(cg_arbiter_t *a);
@@ -181,6 +191,25 @@ bool cg_arbiter_may_unlink(const cg_arbiter_t *a);
 /* Open the configured listeners (binds) under the configured umask and
  * chown unix sockets to user/group; 0 or -errno (already logged). */
 int cg_arbiter_bind(cg_arbiter_t *a);
+
+/* metrics.c: the metrics_bind endpoint */
+/* Open it when metrics_bind is set (a USR2 parent's, when it handed one
+ * over) and make the scoreboard. 0, or -errno (logged). */
+int cg_arbiter_metrics_start(cg_arbiter_t *a);
+/* After a HUP: follow a changed metrics_bind (old: the value before). */
+void cg_arbiter_metrics_reload(cg_arbiter_t *a, const char *old);
+/* The main loop's part: what to poll, and serving what came in. */
+size_t cg_arbiter_metrics_pollfds(const cg_arbiter_t *a, struct pollfd *p, size_t cap);
+void cg_arbiter_metrics_serve(cg_arbiter_t *a, const struct pollfd *p, size_t n);
+/* Close the endpoint and free the scoreboard (master exit). */
+void cg_arbiter_metrics_stop(cg_arbiter_t *a);
+/* The USR2 child, before exec: let the endpoint survive it. */
+void cg_arbiter_metrics_hand_over(cg_arbiter_t *a);
+/* The worker about to be forked: its slot (w->board_slot, -1 when none).
+ * Then, in the child, cg_arbiter_metrics_child; in the parent, bind or
+ * release. */
+void cg_arbiter_metrics_claim(cg_arbiter_t *a, cg_worker_t *w);
+void cg_arbiter_metrics_child(cg_arbiter_t *a, cg_worker_t *w);
 
 /* pidfile.c (Gunicorn's pidfile.py rules) */
 /* Returns 0, or -EEXIST / -ENOENT / -errno with Gunicorn's message in err. */

@@ -142,11 +142,18 @@ size_t cg_arbiter_signals_drain(cg_arbiter_t *a, int *sigs, size_t cap)
     return n;
 }
 
-void cg_arbiter_signals_wait(cg_arbiter_t *a, int timeout_ms)
+void cg_arbiter_signals_wait(cg_arbiter_t *a, int timeout_ms, struct pollfd *extra, size_t n)
 {
-    struct pollfd p = {.fd = a->sig_pipe[0], .events = POLLIN};
+    struct pollfd p[1 + CG_METRICS_MAX_FDS];
+    if (n > CG_METRICS_MAX_FDS)
+        n = CG_METRICS_MAX_FDS;
+    p[0] = (struct pollfd){.fd = a->sig_pipe[0], .events = POLLIN};
+    for (size_t i = 0; i < n; i++)
+        p[1 + i] = extra[i];
     /* EINTR just means a signal came in: its byte is in the pipe. */
-    poll(&p, 1, timeout_ms);
+    int r = poll(p, (nfds_t)(1 + n), timeout_ms);
+    for (size_t i = 0; i < n; i++)
+        extra[i].revents = r > 0 ? p[1 + i].revents : 0;
 }
 
 void cg_arbiter_signals_dispatch(cg_arbiter_t *a, int signo)
@@ -266,6 +273,7 @@ static void cg__reload_config(cg_arbiter_t *a)
     cg_config_t old = *cfg;
     *cfg = fresh;
     old.argv = NULL;
+    cg_arbiter_metrics_reload(a, old.metrics_bind);
     cg_config_free(&old);
 
     if (rebind && !a->systemd) {
@@ -418,6 +426,7 @@ static void cg__reexec_child(cg_arbiter_t *a, pid_t old_master)
         setenv("GUNICORN_FD", fds, 1);
         free(fds);
     }
+    cg_arbiter_metrics_hand_over(a);
     if (a->cwd && chdir(a->cwd) < 0) {
         /* keep going from wherever we are, as the exec may still work */
     }

@@ -29,8 +29,11 @@ static uint64_t cg__rand(cg_arbiter_t *a)
     return x * 0x2545f4914f6cdd1dull;
 }
 
-static void cg__worker_free(cg_worker_t *w)
+/* Forget a worker that is gone; ru: its resource usage when reaped. */
+static void cg__worker_free(cg_arbiter_t *a, cg_worker_t *w, const struct rusage *ru)
 {
+    if (a->board != NULL)
+        cg_board_release(a->board, w->board_slot, ru);
     cg_heartbeat_destroy(&w->hb);
     free(w);
 }
@@ -81,6 +84,7 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
         free(w);
         return;
     }
+    cg_arbiter_metrics_claim(a, w);
 
     if (a->nworkers == a->capworkers) {
         a->capworkers = a->capworkers ? a->capworkers * 2 : 8;
@@ -103,6 +107,7 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
         /* do not keep the siblings' heartbeat pages */
         for (size_t i = 0; i < a->nworkers; i++)
             cg_heartbeat_destroy(&a->workers[i]->hb);
+        cg_arbiter_metrics_child(a, w);
         cg_arbiter_signals_child(a);
         cg_arbiter_set_title(a, "worker");
         _exit(a->worker_main(w));
@@ -112,15 +117,16 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         cg_log_error(a->log, "fork() failed: %s", strerror(fork_errno));
-        cg__worker_free(w);
+        cg__worker_free(a, w, NULL);
         return;
     }
     w->pid = pid;
+    if (a->board != NULL)
+        cg_board_bind(a->board, w->board_slot, pid);
     a->workers[a->nworkers++] = w;
 }
 
-/* Workers that count towards num_workers: all but those a HUP retired. */
-static long cg__active(const cg_arbiter_t *a)
+long cg_arbiter_active(const cg_arbiter_t *a)
 {
     long n = 0;
     for (size_t i = 0; i < a->nworkers; i++)
@@ -131,7 +137,7 @@ static long cg__active(const cg_arbiter_t *a)
 
 void cg_arbiter_spawn_workers(cg_arbiter_t *a)
 {
-    long n = a->num_workers - cg__active(a);
+    long n = a->num_workers - cg_arbiter_active(a);
     for (long i = 0; i < n; i++) {
         if (i > 0) {
             /* spread the boots a little, as Gunicorn does */
@@ -146,14 +152,14 @@ void cg_arbiter_spawn_workers(cg_arbiter_t *a)
 
 void cg_arbiter_manage_workers(cg_arbiter_t *a)
 {
-    if (cg__active(a) < a->num_workers)
+    if (cg_arbiter_active(a) < a->num_workers)
         cg_arbiter_spawn_workers(a);
 
     /* As Gunicorn, the count includes workers already told to stop by TTOU
      * but not yet reaped, so they may be sent SIGTERM again on the next pass.
      * Workers a HUP retired are left out: they were told once, and the new
      * generation has taken their place. */
-    long active = cg__active(a);
+    long active = cg_arbiter_active(a);
     size_t idx = 0;
     while (active > a->num_workers && idx < a->nworkers) {
         if (cg_arbiter_reload_retired(&a->reload, a->workers[idx]->age)) {
@@ -193,7 +199,7 @@ void cg_arbiter_retire_old(cg_arbiter_t *a)
      * (reload.retired_age) says who is retired. When every spawn of the new
      * generation worked, this is every worker from before the HUP; when a
      * fork failed, the newest old workers keep serving in its place. */
-    long excess = cg__active(a) - a->num_workers;
+    long excess = cg_arbiter_active(a) - a->num_workers;
     int last = a->reload.retired_age;
     size_t n = a->nworkers;
     pid_t *pids = cg_xmalloc((n ? n : 1) * sizeof(*pids));
@@ -241,6 +247,8 @@ void cg_arbiter_murder_workers(cg_arbiter_t *a)
         if (!w->aborted) {
             cg_log_critical(a->log, "WORKER TIMEOUT (pid:%d)", (int)w->pid);
             w->aborted = true;
+            if (a->board != NULL)
+                cg_board_timed_out(a->board, w->board_slot);
             cg_arbiter_kill_worker(a, w->pid, SIGABRT);
         } else {
             cg_arbiter_kill_worker(a, w->pid, SIGKILL);
@@ -253,7 +261,9 @@ void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error)
 {
     for (;;) {
         int status;
-        pid_t pid = waitpid(-1, &status, WNOHANG);
+        struct rusage ru;
+        /* wait4: the CPU time the worker used, kept in its metrics slot */
+        pid_t pid = wait4(-1, &status, WNOHANG, &ru);
         if (pid < 0 && errno == EINTR)
             continue;
         if (pid <= 0) /* 0: none exited yet; ECHILD: no children */
@@ -293,17 +303,17 @@ void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error)
         if (exitcode > 0)
             cg_log_error(a->log, "Worker (pid:%d) exited with code %d.", (int)pid, exitcode);
         if (halt_on_boot_error && exitcode == CG_WORKER_EXIT_BOOT_ERROR) {
-            cg__worker_free(w);
+            cg__worker_free(a, w, &ru);
             cg_arbiter_halt_request(a, CG_WORKER_EXIT_BOOT_ERROR, "Worker failed to boot.");
             return;
         }
         if (halt_on_boot_error && exitcode == CG_WORKER_EXIT_APP_LOAD_ERROR) {
-            cg__worker_free(w);
+            cg__worker_free(a, w, &ru);
             cg_arbiter_halt_request(a, CG_WORKER_EXIT_APP_LOAD_ERROR, "App failed to load.");
             return;
         }
         CG_HOOK(a->cfg->hooks, child_exit, a, w);
-        cg__worker_free(w);
+        cg__worker_free(a, w, &ru);
     }
 }
 
@@ -315,7 +325,7 @@ void cg_arbiter_kill_worker(cg_arbiter_t *a, pid_t pid, int sig)
         /* already gone (and reaped by someone else): forget it */
         ssize_t k = cg__find(a, pid);
         if (k >= 0)
-            cg__worker_free(cg__remove(a, (size_t)k));
+            cg__worker_free(a, cg__remove(a, (size_t)k), NULL);
         return;
     }
     cg_log_error(a->log, "kill(%d, %s) failed: %s", (int)pid, cg_arbiter_signal_name(sig),

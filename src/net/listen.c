@@ -368,3 +368,17 @@ void cg_net_close_all(cg_listener_t *l, size_t n, bool unlink_unix)
     }
     free(l);
 }
+
+int cg_net_backlog(const cg_listener_t *l, uint32_t *queued, uint32_t *limit)
+{
+    if (l->family != AF_INET && l->family != AF_INET6)
+        return -EOPNOTSUPP;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(l->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return -errno;
+    *queued = ti.tcpi_unacked;
+    *limit = ti.tcpi_sacked;
+    return 0;
+}

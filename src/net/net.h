@@ -71,6 +71,14 @@ typedef struct cg_net_listen_opts {
 int cg_net_listen_all_opts(const char *const *binds, size_t n, const cg_net_listen_opts_t *opts,
                            cg_log_t *log, cg_listener_t **out, size_t *nout);
 
+/*
+ * The accept queue of a TCP listener: connections the kernel completed that
+ * no worker has accepted yet (TCP_INFO's tcpi_unacked on a listening socket)
+ * and the queue's limit (tcpi_sacked, the backlog the kernel applies).
+ * Returns 0, -EOPNOTSUPP for a unix socket (no such figure), or -errno.
+ */
+int cg_net_backlog(const cg_listener_t *l, uint32_t *queued, uint32_t *limit);
+
 /* Adopt already-open listening fds (GUNICORN_FD, LISTEN_FDS, fd://). */
 int cg_net_adopt_fd(int fd, int backlog, cg_listener_t *out, char *err, size_t errlen);
 

@@ -66,4 +66,12 @@ uint64_t cg_os_watchdog_usec(void);
  */
 int cg_os_set_owner(long uid, long gid, bool want_initgroups);
 
+/*
+ * What a live process costs now: resident memory in bytes and user+system
+ * CPU time in microseconds (Linux: /proc/PID/statm and /proc/PID/stat).
+ * Returns 0, -ESRCH when it is gone, -ENOSYS where there is no such
+ * interface, or another -errno.
+ */
+int cg_os_proc_usage(pid_t pid, uint64_t *rss_bytes, uint64_t *cpu_us);
+
 #endif

@@ -10,6 +10,7 @@
 #include "../config/config.h"
 #include "../http/http.h"
 #include "../log/log.h"
+#include "../metrics/board.h"
 #include "../net/net.h"
 
 #include <signal.h>
@@ -146,6 +147,7 @@ typedef struct cg_conn_policy {
     char **ss_names;
     char **ss_values;
     size_t buf_max; /* the largest request head the limits let through, plus room */
+    cg_board_shm_t *board; /* the worker's scoreboard slot (metrics_bind), or NULL */
 } cg_conn_policy_t;
 
 /* Fill `p` from the settings. Returns 0 or -EINVAL (logged) for an allow
@@ -173,7 +175,8 @@ void cg_conn_accepted(cg_conn_t *c, const cg_conn_policy_t *p, int fd, const cg_
 int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log);
 
 /* A request Gunicorn refuses: its log line, its status and page written to c. */
-void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err);
+void cg_conn_refuse(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log,
+                    const cg_http_error_t *err);
 
 /* Log, as Gunicorn's workers do, why reading a request head ended early:
  * n is what cg_conn_fill returned (0 for EOF, or -errno). */

@@ -196,6 +196,7 @@ static void cg__conn_close(cg_gt_conn_t *gc)
     uv_close((uv_handle_t *)&gc->poll, cg__conn_handle_closed);
     uv_close((uv_handle_t *)&gc->timer, cg__conn_handle_closed);
     g->nconns--;
+    cg_board_conns_open(g->pol.board, g->nconns);
     if (g->closing_all)
         return;
     if (g->stopping) {
@@ -573,7 +574,7 @@ static void cg__spool_step(cg_gt_conn_t *gc)
              * refused like a header) are answered with it; the others are
              * its "Socket error" and the connection just closes. */
             if (cg_http_error_status(c->body.error.code) != 0) {
-                cg_conn_refuse(c, log, &c->body.error);
+                cg_conn_refuse(c, &gc->gt->pol, log, &c->body.error);
             } else {
                 char text[512];
                 cg_http_error_text(&c->body.error, text, sizeof(text));
@@ -751,6 +752,7 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     gc->poll.data = gc->timer.data = gc;
     gc->open_handles = 2;
     g->nconns++;
+    cg_board_conns_open(g->pol.board, g->nconns);
     if (r < 0) {
         /* the poll handle is open: close it the usual way; the timer
          * never was, so only one close callback comes */
@@ -758,6 +760,7 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
         gc->open_handles = 1;
         uv_close((uv_handle_t *)&gc->poll, cg__conn_handle_closed);
         g->nconns--;
+        cg_board_conns_open(g->pol.board, g->nconns);
         return;
     }
     if (cg__poll_start(gc) < 0) {
@@ -918,6 +921,7 @@ static void *cg__pool_main(void *arg)
     cg_gt_thread_t *t = arg;
     cg_gt_t *g = t->gt;
     int rc = cg_wsgi_thread_init(&t->ws, g->ws);
+    t->ws.board = cg_board_thread(g->w->board, (uint32_t)(t - g->threads));
 
     pthread_mutex_lock(&g->mu);
     if (rc < 0)
@@ -1083,6 +1087,8 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         free(g);
         return -EINVAL;
     }
+    g->pol.board = w->board;
+    ws->board = cg_board_thread(w->board, 0); /* the app inline on the loop thread */
     if (g->nthreads > 1 && (rc = cg__pool_start(g)) < 0) {
         cg__pool_stop(g);
         cg_conn_policy_free(&g->pol);

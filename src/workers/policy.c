@@ -95,11 +95,14 @@ void cg_conn_policy_free(cg_conn_policy_t *p)
     memset(p, 0, sizeof(*p));
 }
 
-void cg_conn_refuse(cg_conn_t *c, cg_log_t *log, const cg_http_error_t *err)
+void cg_conn_refuse(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log,
+                    const cg_http_error_t *err)
 {
     char text[1024];
     cg_http_error_text(err, text, sizeof(text));
-    bool internal = cg_http_error_status(err->code) == 500;
+    int status = cg_http_error_status(err->code);
+    bool internal = status == 500;
+    cg_board_refused(p->board, status);
     if (internal) /* outside Gunicorn's 4xx list: its generic 500 branch */
         cg_log_exception(log, "Error handling request (no URI read)\n%s", text);
     else
@@ -137,6 +140,7 @@ void cg_conn_accepted(cg_conn_t *c, const cg_conn_policy_t *p, int fd, const cg_
                       bool nonblocking)
 {
     cg_conn_attach_tcp(c, fd, nonblocking);
+    cg_board_conn_accepted(p->board);
     c->listener = l;
     c->buf.off = c->buf.len = c->buf.keep = 0;
     cg_net_peer_text((struct sockaddr *)&c->peer, c->peer_ip, sizeof(c->peer_ip), c->peer_port,
@@ -154,7 +158,7 @@ int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log)
         if (r == 0)
             return 0;
         if (r < 0) {
-            cg_conn_refuse(c, log, &c->req.error);
+            cg_conn_refuse(c, p, log, &c->req.error);
             return -1;
         }
         c->proxy_checked = true;
@@ -166,7 +170,7 @@ int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log)
     if (r == CG_EAGAIN)
         return 0;
     if (r < 0) {
-        cg_conn_refuse(c, log, &c->req.error);
+        cg_conn_refuse(c, p, log, &c->req.error);
         return -1;
     }
     return 1;

@@ -28,6 +28,8 @@ static int cg__setup(cg_sync_t *s, cg_worker_t *w, cg_wsgi_t *ws)
     int rc = cg_conn_policy_init(&s->pol, w->cfg, w->log);
     if (rc < 0)
         return rc;
+    s->pol.board = w->board;
+    ws->board = cg_board_thread(w->board, 0);
 
     cg_conn_t *c = &s->conn;
     /* a typical head plus CG_CONN_BODY_ROOM without growing */
@@ -54,6 +56,7 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
     cg_conn_t *c = &s->conn;
     bool done = false;
     cg_conn_accepted(c, &s->pol, fd, l, false);
+    cg_board_conns_open(s->pol.board, 1);
     for (;;) {
         int h = cg_conn_head_step(c, &s->pol, w->log);
         if (h > 0)
@@ -73,6 +76,7 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
 
 close:
     cg_conn_close_graceful(c, done);
+    cg_board_conns_open(s->pol.board, 0);
 }
 
 int cg_worker_sync_run(cg_worker_t *w, cg_wsgi_t *ws)

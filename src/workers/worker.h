@@ -12,6 +12,7 @@
 #include "../cg.h"
 #include "../config/config.h"
 #include "../log/log.h"
+#include "../metrics/board.h"
 #include "../net/net.h"
 
 #include <pthread.h>
@@ -55,6 +56,8 @@ typedef struct cg_worker {
     uint64_t max_requests; /* UINT64_MAX when max_requests is 0 */
     bool aborted;          /* master side: SIGABRT already sent for a timeout */
     struct cg_arbiter *arbiter; /* the master's state as of fork (for hooks); may be NULL */
+    int board_slot;         /* scoreboard slot (metrics_bind), -1: none */
+    cg_board_shm_t *board;  /* worker side: that slot, mapped; NULL: none */
 
     /* worker side */
     volatile sig_atomic_t alive; /* cleared by TERM/QUIT/INT/ABRT */

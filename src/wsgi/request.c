@@ -366,10 +366,13 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a,
                            cg_str_t status, int64_t start_us)
 {
     cg_log_t *log = ws->log;
-    if (log->statsd != NULL) {
-        a->stats_pending = true;
-        a->stats_code = cg_statsd_status_code(status);
-        a->stats_us = (int64_t)cg_monotonic_us() - start_us;
+    if (log->statsd != NULL || ws->board != NULL) {
+        long code = cg_statsd_status_code(status);
+        int64_t took = (int64_t)cg_monotonic_us() - start_us;
+        cg_board_request(ws->board, code, took > 0 ? (uint64_t)took : 0);
+        a->stats_pending = log->statsd != NULL;
+        a->stats_code = code;
+        a->stats_us = took;
     }
     if (!cg_log_access_enabled(log))
         return;
@@ -781,11 +784,13 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     cg__access_rec_t acc; /* the access record, written once the GIL is released */
     acc.pending = false;
     acc.stats_pending = false;
-    /* only the access log and statsd read it: no clock read per request
-     * without them */
-    int64_t start_us = cg_log_access_enabled(ws->log) || ws->log->statsd != NULL
+    /* only the access log and the metrics read it: no clock read per
+     * request without them */
+    int64_t start_us = cg_log_access_enabled(ws->log) || ws->log->statsd != NULL ||
+                               ws->board != NULL
                            ? (int64_t)cg_monotonic_us()
                            : 0;
+    cg_board_busy_begin(ws->board, (uint64_t)start_us);
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
         cg__recycle_in_base(ws, &ws->input, cg_wsgi_input_new, ws->keys[CG_WK_WSGI_INPUT]) < 0 ||
@@ -931,5 +936,7 @@ done:
     }
     if (rc == 0 && (r.io_error != 0 || r.body_error))
         rc = -1;
+    if (ws->board != NULL)
+        cg_board_busy_end(ws->board, cg_monotonic_us());
     return rc;
 }

@@ -12,6 +12,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -145,6 +146,30 @@ def make_wheel(outdir, name, version, files):
         for path, text in files.items():
             z.writestr(path, text)
     return whl
+
+
+def pinned_version(name):
+    """The version tests/requirements.txt pins for the PyPI package name."""
+    path = os.path.join(os.path.dirname(__file__), "..", "requirements.txt")
+    with open(path) as f:
+        for line in f:
+            if line.split("==", 1)[0].strip().lower() == name.lower():
+                return line.split("==", 1)[1].strip()
+    raise AssertionError("%s is not pinned in tests/requirements.txt" % name)
+
+
+def pinned_site(folder, name):
+    """Install the pinned PyPI package name (without its dependencies) into
+    folder and return it, for a server's --pythonpath or the test's own
+    sys.path; skips the test where PyPI cannot be reached."""
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--disable-pip-version-check", "--target", str(folder),
+                          "%s==%s" % (name, pinned_version(name))],
+                         capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        import pytest
+        pytest.skip("%s could not be installed: %s" % (name, res.stderr[-500:]))
+    return folder
 
 
 def free_port():

@@ -301,29 +301,11 @@ logconfig_dict = {
 '''
 
 
-def _pjl_version():
-    path = os.path.join(os.path.dirname(__file__), "..", "requirements.txt")
-    with open(path) as f:
-        for line in f:
-            if line.startswith("python-json-logger=="):
-                return line.split("==", 1)[1].strip()
-    raise AssertionError("python-json-logger is not pinned in tests/requirements.txt")
-
-
 @pytest.fixture(scope="module")
 def pjl_site(tmp_path_factory):
     """python-json-logger installed (pinned) into a folder of its own, put
-    on the server's --pythonpath; skipped where PyPI cannot be reached."""
-    import subprocess
-    import sys
-    site = tmp_path_factory.mktemp("pjl")
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                          "--disable-pip-version-check", "--target", str(site),
-                          "python-json-logger==" + _pjl_version()],
-                         capture_output=True, text=True, timeout=120)
-    if res.returncode != 0:
-        pytest.skip("python-json-logger could not be installed: %s" % res.stderr[-500:])
-    return site
+    on the server's --pythonpath."""
+    return cgtest.pinned_site(tmp_path_factory.mktemp("pjl"), "python-json-logger")
 
 
 @pytest.mark.parametrize("cls", [None, "MarkedMethods"], ids=["logconfig_dict", "with_class"])
