@@ -58,7 +58,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-frontends bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-frontends bench-observability bench-slowloris clean
 
 all: build
 
@@ -148,6 +148,12 @@ bench: build
 bench-frontends: build venv
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn CGUNICORN_CONSOLE=$(abspath $(VENV))/bin/cgunicorn \
 		bash bench/frontends.sh
+
+# What metrics cost per request: off, --metrics-bind, --statsd-host, both
+# (bench/observability.sh).
+bench-observability: build
+	@tools/deps.sh bench
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/observability.sh
 
 # gthread: the 16-deep pipelined load check, then throughput with 2,000 idle +
 # 200 slowloris connections held open (fails under 80% of the unloaded figure;

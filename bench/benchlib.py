@@ -13,6 +13,8 @@ Usage:
   benchlib.py wrk FILE                     "requests rps errors" parsed from wrk output
   benchlib.py table TSV                    markdown table from run.sh's results
   benchlib.py ftable TSV MEM_TSV           frontends.sh's tables (CPU per request, memory)
+  benchlib.py otable TSV                   observability.sh's table (cost over "off")
+  benchlib.py sink PORT                    a UDP receiver that reads and drops datagrams
 """
 import http.client
 import os
@@ -236,6 +238,52 @@ def ftable(tsv, mem_tsv):
           "split between the processes mapping them), after warm-up." % (1000000 // CLK_TCK))
 
 
+def otable(tsv):
+    """observability.sh: each variant's CPU per request over all rounds, and
+    its cost over the variant "off" (overall, and per round: runs made back
+    to back)."""
+    runs = {}
+    order = []
+    for line in open(tsv):
+        f = line.rstrip("\n").split("\t")
+        if len(f) != 6:
+            continue
+        var, rnd, reqs, rps, ticks, errors = f
+        if var not in runs:
+            order.append(var)
+        runs.setdefault(var, []).append((int(rnd), int(reqs), float(rps), int(ticks), int(errors)))
+
+    def us(rows):
+        reqs = sum(r[1] for r in rows)
+        return sum(r[3] for r in rows) * 1e6 / CLK_TCK / reqs if reqs else float("nan")
+
+    off = runs.get("off", [])
+    by_round = {r[0]: r for r in off}
+    print("| variant | requests | req/s (mean) | server CPU us/req | over off | per round | errors |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for var in order:
+        rows = runs[var]
+        over = per_round = ""
+        if var != "off" and off:
+            over = "%+.2f" % (us(rows) - us(off))
+            per_round = " ".join("%+.2f" % (us([r]) - us([by_round[r[0]]]))
+                                 for r in rows if r[0] in by_round)
+        print("| %s | %d | %.0f | %.2f | %s | %s | %d |" % (
+            var, sum(r[1] for r in rows), sum(r[2] for r in rows) / len(rows), us(rows),
+            over, per_round, sum(r[4] for r in rows)))
+    print()
+    print("CPU us/req = (utime+stime of master and worker) over all rounds / requests; clock "
+          "tick = %d us. `over off`: the variant's CPU per request minus that of the same "
+          "server with metrics off." % (1000000 // CLK_TCK))
+
+
+def sink(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    while True:
+        s.recv(65536)
+
+
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "port":
@@ -257,6 +305,10 @@ def main(argv):
         table(argv[2])
     elif cmd == "ftable":
         ftable(argv[2], argv[3])
+    elif cmd == "otable":
+        otable(argv[2])
+    elif cmd == "sink":
+        sink(int(argv[2]))
     else:
         print(__doc__, file=sys.stderr)
         return 2
