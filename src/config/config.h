@@ -92,6 +92,13 @@ enum {
     CG_SETTING__COUNT
 };
 
+/* The first of cgunicorn's own settings (not Gunicorn's), which settings.def
+ * lists after all of Gunicorn's: rows below it are Gunicorn's, in its order. */
+#define CG_SETTING__OWN CG_SETTING_statsd_flush_interval
+/* statsd_flush_interval's upper bound (ms): a metric held longer would land
+ * in a later flush window of any agent (10 s is StatsD's default window). */
+#define CG_STATSD_FLUSH_MAX_MS 10000
+
 typedef struct cg_config {
 #define CG_SETTING(name, section, type, flags, action, meta, def, validator, help)               \
     CG_CTYPE(type) name;

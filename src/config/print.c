@@ -391,6 +391,8 @@ void cg_config_dump_json(FILE *out)
         cg__json_str(doc, out);
         if (d->type == CG_T_INT || d->type == CG_T_OCTAL)
             fprintf(out, ", \"max\": %ld", d->max);
+        if (i >= CG_SETTING__OWN)
+            fputs(", \"cgunicorn_only\": true", out);
         fputs(", \"help\": ", out);
         cg__json_str(d->help, out);
         fputs(i + 1 < CG_SETTING__COUNT ? "},\n" : "}\n", out);

@@ -319,6 +319,7 @@ typedef struct {
     bool stats_pending;
     long stats_code; /* the status line's integer, -1: none (nothing sent) */
     int64_t stats_us;
+    uint64_t stats_end_us; /* when it ended: the batch's clock */
     cg_access_info_t info;
     char proto[16];
     cg_str_t resp[2 * 32];
@@ -369,7 +370,8 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a,
     if (log->statsd != NULL) {
         a->stats_pending = true;
         a->stats_code = cg_statsd_status_code(status);
-        a->stats_us = (int64_t)cg_monotonic_us() - start_us;
+        a->stats_end_us = cg_monotonic_us();
+        a->stats_us = (int64_t)a->stats_end_us - start_us;
     }
     if (!cg_log_access_enabled(log))
         return;
@@ -472,7 +474,11 @@ static void cg__access_flush(cg_wsgi_t *ws, cg__access_rec_t *a)
     }
     if (a->stats_pending) {
         a->stats_pending = false;
-        if (a->stats_code >= 0)
+        /* stats_code < 0: Gunicorn's int() raised, nothing is sent */
+        if (a->stats_code >= 0 && ws->worker->statsd_batch != NULL)
+            cg_statsd_batch_request(ws->worker->statsd_batch, a->stats_code, a->stats_us,
+                                    a->stats_end_us);
+        else if (a->stats_code >= 0)
             cg_statsd_request(ws->log->statsd, a->stats_code, a->stats_us);
     }
 }

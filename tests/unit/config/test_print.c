@@ -73,7 +73,9 @@ static void test_print_config(void **state)
     assert_non_null(strstr(s, "\nwsgi_app                           = None\n"));
     for (line = s; (line = strchr(line, '\n')) != NULL; line++)
         lines++;
-    assert_int_equal(lines, 119);
+    /* Gunicorn's 119, and cgunicorn's own (printed too) */
+    assert_non_null(strstr(s, "\nstatsd_flush_interval              = 100\n"));
+    assert_int_equal(lines, 120);
     free(s);
 
     assert_int_equal(cg_config_set_bool(&cfg, "sendfile", false, CG_SRC_CLI, err, sizeof(err)), 0);
@@ -98,7 +100,9 @@ static void test_dump_json_and_doc(void **state)
     /* The dump is valid JSON with one object per setting. */
     snprintf(cmd, sizeof(cmd),
              "/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
-             "assert len(d)==119, len(d); "
+             "assert len(d)==120, len(d); "
+             "assert [x[\"name\"] for x in d if x.get(\"cgunicorn_only\")]=="
+             "[\"statsd_flush_interval\"]; "
              "w=[x for x in d if x[\"name\"]==\"workers\"][0]; "
              "assert w[\"cli\"]==[\"-w\",\"--workers\"] and w[\"type\"]==\"int\" and "
              "w[\"default\"]==\"1\" and w[\"action\"]==\"int\", w' %s",
