@@ -525,11 +525,9 @@ static void test_check_supported(void **state)
     /* capture_output is done from C */
     assert_int_equal(cg_config_set_string(&cfg, "capture_output", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
-    /* syslog too, but not yet alongside a Python logging configuration */
+    /* syslog too, alongside a Python logging configuration as well */
     assert_int_equal(cg_config_set_string(&cfg, "syslog", "true", CG_SRC_CLI, err, sizeof(err)), 0);
-    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), -ENOTSUP);
-    assert_string_equal(err, "Error: syslog with logconfig, logconfig_dict or logconfig_json is "
-                             "not supported yet by cgunicorn");
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     cg_config_free(&cfg);
     assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "syslog", "true", CG_SRC_CLI, err, sizeof(err)), 0);
