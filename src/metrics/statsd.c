@@ -136,7 +136,10 @@ size_t cg_statsd_format_ms(int64_t us, char *out, size_t cap)
     out[n++] = (char)('0' + frac / 10 % 10);
     out[n++] = (char)('0' + frac % 10);
     out[n] = '\0';
-    if (strtod(out, NULL) != ms) {
+    /* whole * 1000 + frac < 2^53, so both it and 1000 are exact doubles and
+     * IEEE division rounds their quotient correctly: the very double
+     * strtod(out) would give, without parsing text on every request */
+    if ((double)(whole * 1000 + frac) / 1000.0 != ms) {
         for (int prec = 4; prec <= 17; prec++) {
             n = snprintf(out, cap, "%.*f", prec, ms);
             if (n < 0 || (size_t)n >= cap)
