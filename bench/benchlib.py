@@ -13,8 +13,10 @@ Usage:
   benchlib.py wrk FILE                     "requests rps errors" parsed from wrk output
   benchlib.py table TSV                    markdown table from run.sh's results
   benchlib.py ftable TSV MEM_TSV           frontends.sh's tables (CPU per request, memory)
-  benchlib.py otable TSV                   observability.sh's table (cost over "off")
-  benchlib.py sink PORT                    a UDP receiver that reads and drops datagrams
+  benchlib.py cpu2 PID                     like cpu, as "user system" ticks
+  benchlib.py sink PORT                    a StatsD agent stand-in: read UDP datagrams on
+                                           127.0.0.1:PORT until killed
+  benchlib.py otable TSV                   observability.sh's table (CPU per request per variant)
 """
 import http.client
 import os
@@ -58,18 +60,77 @@ def descendants(root):
     return out
 
 
-def cpu_ticks(root):
-    total = 0
+def cpu_split(root):
+    """(user, system) ticks of root and its descendants, plus root's reaped
+    children."""
+    user = system = 0
     for pid in descendants(root):
         try:
             f = stat_fields(pid)
         except OSError:
             continue
         # fields 14..17 (utime stime cutime cstime) are rest[11..14]
-        total += int(f[11]) + int(f[12])
+        user += int(f[11])
+        system += int(f[12])
         if pid == root:
-            total += int(f[13]) + int(f[14])
-    return total
+            user += int(f[13])
+            system += int(f[14])
+    return user, system
+
+
+def cpu_ticks(root):
+    return sum(cpu_split(root))
+
+
+def sink(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind(("127.0.0.1", port))
+        while True:
+            s.recv(65536)
+
+
+def otable(tsv):
+    """observability.sh: per variant, server CPU per request (user, system,
+    total) over all rounds, and the difference to off, overall and per
+    round."""
+    runs = {}
+    order = []
+    for line in open(tsv):
+        f = line.rstrip("\n").split("\t")
+        if len(f) != 7:
+            continue
+        var, rnd, reqs, rps, user, system, errors = f
+        if var not in runs:
+            order.append(var)
+        runs.setdefault(var, []).append(
+            (int(rnd), int(reqs), float(rps), int(user), int(system), int(errors)))
+
+    def us(rows, idx):
+        reqs = sum(r[1] for r in rows)
+        if not reqs:
+            return float("nan")
+        return sum(sum(r[i] for i in idx) for r in rows) * 1e6 / CLK_TCK / reqs
+
+    base = runs.get("off", [])
+    print("| metrics | requests | req/s (mean) | user us/req | system us/req | total us/req "
+          "| vs off | vs off per round | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    for var in order:
+        rows = runs[var]
+        diff = per_round = ""
+        if var != "off" and base:
+            diff = "%+.2f" % (us(rows, (3, 4)) - us(base, (3, 4)))
+            by_round = {r[0]: r for r in base}
+            per_round = " ".join("%+.2f" % (us([r], (3, 4)) - us([by_round[r[0]]], (3, 4)))
+                                 for r in rows if r[0] in by_round)
+        print("| %s | %d | %.0f | %.2f | %.2f | %.2f | %s | %s | %d |" % (
+            var, sum(r[1] for r in rows), sum(r[2] for r in rows) / len(rows),
+            us(rows, (3,)), us(rows, (4,)), us(rows, (3, 4)), diff, per_round,
+            sum(r[5] for r in rows)))
+    print()
+    print("us/req = utime/stime of master and worker (plus reaped children) over all rounds "
+          "/ requests; clock tick = %d us." % (1000000 // CLK_TCK))
 
 
 def rss_kib(root):
@@ -238,52 +299,6 @@ def ftable(tsv, mem_tsv):
           "split between the processes mapping them), after warm-up." % (1000000 // CLK_TCK))
 
 
-def otable(tsv):
-    """observability.sh: each variant's CPU per request over all rounds, and
-    its cost over the variant "off" (overall, and per round: runs made back
-    to back)."""
-    runs = {}
-    order = []
-    for line in open(tsv):
-        f = line.rstrip("\n").split("\t")
-        if len(f) != 6:
-            continue
-        var, rnd, reqs, rps, ticks, errors = f
-        if var not in runs:
-            order.append(var)
-        runs.setdefault(var, []).append((int(rnd), int(reqs), float(rps), int(ticks), int(errors)))
-
-    def us(rows):
-        reqs = sum(r[1] for r in rows)
-        return sum(r[3] for r in rows) * 1e6 / CLK_TCK / reqs if reqs else float("nan")
-
-    off = runs.get("off", [])
-    by_round = {r[0]: r for r in off}
-    print("| variant | requests | req/s (mean) | server CPU us/req | over off | per round | errors |")
-    print("|---|---:|---:|---:|---:|---|---:|")
-    for var in order:
-        rows = runs[var]
-        over = per_round = ""
-        if var != "off" and off:
-            over = "%+.2f" % (us(rows) - us(off))
-            per_round = " ".join("%+.2f" % (us([r]) - us([by_round[r[0]]]))
-                                 for r in rows if r[0] in by_round)
-        print("| %s | %d | %.0f | %.2f | %s | %s | %d |" % (
-            var, sum(r[1] for r in rows), sum(r[2] for r in rows) / len(rows), us(rows),
-            over, per_round, sum(r[4] for r in rows)))
-    print()
-    print("CPU us/req = (utime+stime of master and worker) over all rounds / requests; clock "
-          "tick = %d us. `over off`: the variant's CPU per request minus that of the same "
-          "server with metrics off." % (1000000 // CLK_TCK))
-
-
-def sink(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", port))
-    while True:
-        s.recv(65536)
-
-
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "port":
@@ -292,6 +307,12 @@ def main(argv):
         return wait_ready(int(argv[2]), int(argv[3]), float(argv[4]))
     elif cmd == "cpu":
         print(cpu_ticks(int(argv[2])))
+    elif cmd == "cpu2":
+        print("%d %d" % cpu_split(int(argv[2])))
+    elif cmd == "sink":
+        sink(int(argv[2]))
+    elif cmd == "otable":
+        otable(argv[2])
     elif cmd == "rss":
         print(rss_kib(int(argv[2])))
     elif cmd == "pids":
@@ -305,10 +326,6 @@ def main(argv):
         table(argv[2])
     elif cmd == "ftable":
         ftable(argv[2], argv[3])
-    elif cmd == "otable":
-        otable(argv[2])
-    elif cmd == "sink":
-        sink(int(argv[2]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ def default_text(setting):
 
 
 def render(settings):
-    ngunicorn = sum(1 for s in settings if not s.get("extension"))
+    own = [s for s in settings if s.get("cgunicorn_only")]
     sections = []
     by_section = {}
     for s in settings:
@@ -65,7 +65,7 @@ def render(settings):
         " do not edit by hand. -->",
         "",
         "cgunicorn accepts all %d Gunicorn settings under the same names and with the same"
-        " command-line spellings. Values come from, in increasing priority: the defaults below,"
+        " command-line spellings, and has %d of its own, marked *cgunicorn only*. Values come from, in increasing priority: the defaults below,"
         " the configuration file, the `GUNICORN_CMD_ARGS` environment variable, and the"
         " command line. A setting whose feature cgunicorn does not have yet is accepted and"
         " validated, but starting the server with a non-default value for it is refused with"
@@ -74,8 +74,8 @@ def render(settings):
         " in the master as Gunicorn runs it: every module-level name that is a setting is"
         " applied, other names are ignored, and hook functions defined there run in the"
         " master and the workers. Without a configuration file (or a `logconfig*` setting)"
-        " the master runs no Python. The settings of the last section, cgunicorn, are its own"
-        " (Gunicorn has none of them); they are off by default." % ngunicorn,
+        " the master runs no Python."
+        % (len(settings) - len(own), len(own)),
         "",
     ]
     for sec in sections:
@@ -88,6 +88,9 @@ def render(settings):
         for s in by_section[sec]:
             lines.append("### `%s`" % s["name"])
             lines.append("")
+            if s.get("cgunicorn_only"):
+                lines.append("*cgunicorn only*: Gunicorn has no such setting.")
+                lines.append("")
             inv = invocation(s)
             lines.append("- Command line: %s" % (inv if inv else "none (configuration file only)"))
             lines.append("- Type: %s" % TYPE_WORDS.get(s["type"], s["type"]))

@@ -87,6 +87,8 @@ typedef enum cg_config_source {
 enum {
 #define CG_SETTING(name, section, type, flags, action, meta, def, validator, help)               \
     CG_SETTING_##name,
+/* CG_SETTING__GUNICORN_COUNT: ids below it are Gunicorn's rows, in its
+ * order; cgunicorn's own settings follow it (see settings.def). */
 #define CG_SETTING_EXTENSIONS                                                                   \
     CG_SETTING__GUNICORN_COUNT, CG_SETTING__EXTENSIONS_FROM = CG_SETTING__GUNICORN_COUNT - 1,
 #include "settings.def"
@@ -94,6 +96,10 @@ enum {
 #undef CG_SETTING
     CG_SETTING__COUNT
 };
+
+/* statsd_flush_interval's upper bound (ms): a metric held longer would land
+ * in a later flush window of any agent (10 s is StatsD's default window). */
+#define CG_STATSD_FLUSH_MAX_MS 10000
 
 typedef struct cg_config {
 #define CG_SETTING(name, section, type, flags, action, meta, def, validator, help)               \

@@ -359,8 +359,6 @@ void cg_config_dump_json(FILE *out)
         cg__json_str(d->name, out);
         fputs(", \"section\": ", out);
         cg__json_str(d->section, out);
-        if (i >= CG_SETTING__GUNICORN_COUNT)
-            fputs(", \"extension\": true", out); /* cgunicorn's own, not Gunicorn's */
         fputs(", \"cli\": ", out);
         if (d->flags == NULL) {
             fputs("null", out);
@@ -393,6 +391,8 @@ void cg_config_dump_json(FILE *out)
         cg__json_str(doc, out);
         if (d->type == CG_T_INT || d->type == CG_T_OCTAL)
             fprintf(out, ", \"max\": %ld", d->max);
+        if (i >= CG_SETTING__GUNICORN_COUNT)
+            fputs(", \"cgunicorn_only\": true", out);
         fputs(", \"help\": ", out);
         cg__json_str(d->help, out);
         fputs(i + 1 < CG_SETTING__COUNT ? "},\n" : "}\n", out);

@@ -26,12 +26,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     /* any class we do not run is refused rather than silently served by
      * another one */
     CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
-    /* with logconfig* the records go through Python's logging, whose
-     * syslog handlers Gunicorn's dictConfig/fileConfig may keep or drop:
-     * not reproduced yet */
-    CG__OFF(cfg->syslog && (cfg->logconfig != NULL || cfg->logconfig_json != NULL ||
-                            cfg->logconfig_dict.n > 0),
-            "syslog with logconfig, logconfig_dict or logconfig_json");
     CG__OFF(cfg->paste != NULL, "paste");
     CG__OFF(cfg->protocol == NULL || strcmp(cfg->protocol, "http") != 0, "protocol");
     CG__OFF(cfg->keyfile != NULL, "keyfile");

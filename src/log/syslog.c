@@ -452,6 +452,16 @@ static void send_record(cg_syslog_t *s, const char *rec, size_t n)
                  s->salen);
 }
 
+/* Send a formatted record (n bytes at buf), under the lock: records come
+ * from the loop and from pool threads at once. */
+static void send_locked(cg_syslog_t *s, const char *buf, size_t n)
+{
+    if (pthread_mutex_lock(&s->lock) == 0) {
+        send_record(s, buf, n);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
 void cg_syslog_send(cg_syslog_t *s, bool access, cg_log_level_t level, const char *msg,
                     size_t len)
 {
@@ -465,10 +475,30 @@ void cg_syslog_send(cg_syslog_t *s, bool access, cg_log_level_t level, const cha
         buf = cg_xmalloc(n);
         cg_syslog_format(buf, n, s->facility, level, tag, (long)getpid(), msg, len);
     }
-    if (pthread_mutex_lock(&s->lock) == 0) {
-        send_record(s, buf, n);
-        pthread_mutex_unlock(&s->lock);
-    }
+    send_locked(s, buf, n);
+    if (buf != stackbuf)
+        free(buf);
+}
+
+const char *cg_syslog_tag(const cg_syslog_t *s, bool access)
+{
+    return s->tag[access ? 1 : 0];
+}
+
+void cg_syslog_send_text(cg_syslog_t *s, int severity, const char *text, size_t len)
+{
+    char head[16];
+    int h = snprintf(head, sizeof(head), "<%d>", (s->facility << 3) | (severity & 7));
+    if (h < 0 || (size_t)h >= sizeof(head))
+        return;
+    char stackbuf[4096], *buf = stackbuf;
+    size_t n = (size_t)h + len + 1;
+    if (n > sizeof(stackbuf))
+        buf = cg_xmalloc(n);
+    memcpy(buf, head, (size_t)h);
+    memcpy(buf + h, text, len);
+    buf[n - 1] = '\0'; /* part of the record: SysLogHandler.append_nul */
+    send_locked(s, buf, n);
     if (buf != stackbuf)
         free(buf);
 }

@@ -85,4 +85,15 @@ bool cg_syslog_wants_access(const cg_syslog_t *s);
 void cg_syslog_send(cg_syslog_t *s, bool access, cg_log_level_t level, const char *msg,
                     size_t len);
 
+/* The program-name part of the error (access false) or access records,
+ * "gunicorn.<prefix>.error: "; NULL for access lines when
+ * disable_redirect_access_to_syslog is on. */
+const char *cg_syslog_tag(const cg_syslog_t *s, bool access);
+
+/* Send a record a Python formatter already made (tag, pid and message:
+ * what SysLogHandler.format() gives) as "<PRI>" text NUL, with `severity`
+ * (RFC 3164, 0-7) and the configured facility; as cg_syslog_send(). For the
+ * handlers Python's logging holds when a logconfig* setting is on. */
+void cg_syslog_send_text(cg_syslog_t *s, int severity, const char *text, size_t len);
+
 #endif

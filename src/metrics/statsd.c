@@ -11,6 +11,7 @@
 #include "../config/config.h"
 
 #include <netdb.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -135,7 +136,10 @@ size_t cg_statsd_format_ms(int64_t us, char *out, size_t cap)
     out[n++] = (char)('0' + frac / 10 % 10);
     out[n++] = (char)('0' + frac % 10);
     out[n] = '\0';
-    if (strtod(out, NULL) != ms) {
+    /* whole * 1000 + frac < 2^53, so both it and 1000 are exact doubles and
+     * IEEE division rounds their quotient correctly: the very double
+     * strtod(out) would give, without parsing text on every request */
+    if ((double)(whole * 1000 + frac) / 1000.0 != ms) {
         for (int prec = 4; prec <= 17; prec++) {
             n = snprintf(out, cap, "%.*f", prec, ms);
             if (n < 0 || (size_t)n >= cap)
@@ -344,6 +348,210 @@ void cg_statsd_request(const cg_statsd_t *s, long code, int64_t request_us)
     send_all(s, m, 3);
 }
 
+/* ---- batching ---- */
+
+struct cg_statsd_batch {
+    const cg_statsd_t *s;
+    /* app threads add, the loop thread flushes: held only to copy lines in
+     * or the packet out, never across a system call */
+    pthread_mutex_t lock;
+    uint64_t interval_us;
+    uint64_t first_us; /* when the oldest buffered line was added */
+    size_t cap;        /* the packet size */
+    size_t len;
+    char buf[];
+};
+
+/* One datagram of `len` bytes (lines already joined). */
+static void send_raw(const cg_statsd_t *s, const char *p, size_t len)
+{
+    struct iovec iov = {(void *)p, len}; /* sendmsg() only reads it */
+    struct mmsghdr m;
+    memset(&m, 0, sizeof(m));
+    m.msg_hdr.msg_iov = &iov;
+    m.msg_hdr.msg_iovlen = 1;
+    if (s->unconnected) {
+        m.msg_hdr.msg_name = (void *)&s->addr;
+        m.msg_hdr.msg_namelen = s->addrlen;
+    }
+    send_all(s, &m, 1);
+}
+
+cg_statsd_batch_t *cg_statsd_batch_new_sized(const cg_statsd_t *s, long interval_ms,
+                                             size_t packet)
+{
+    if (s == NULL || s->fd < 0 || !s->ascii || interval_ms <= 0 || packet == 0)
+        return NULL;
+    cg_statsd_batch_t *b = cg_xmalloc(sizeof(*b) + packet);
+    b->s = s;
+    b->interval_us = (uint64_t)interval_ms * 1000;
+    b->first_us = 0;
+    b->cap = packet;
+    b->len = 0;
+    int e = pthread_mutex_init(&b->lock, NULL);
+    if (e != 0) {
+        /* only ENOMEM/EAGAIN, which cg_xmalloc's rule treats as fatal too */
+        fprintf(stderr, "statsd: pthread_mutex_init: %s\n", strerror(e));
+        abort();
+    }
+    return b;
+}
+
+cg_statsd_batch_t *cg_statsd_batch_new(const cg_statsd_t *s, long interval_ms)
+{
+    if (s == NULL)
+        return NULL;
+    return cg_statsd_batch_new_sized(s, interval_ms,
+                                     s->unconnected ? CG_STATSD_UNIX_PACKET : CG_STATSD_UDP_PACKET);
+}
+
+/* Move the buffer into out (b->cap bytes); its length. Lock held. */
+static size_t take_locked(cg_statsd_batch_t *b, char *out)
+{
+    size_t n = b->len;
+    memcpy(out, b->buf, n);
+    b->len = 0;
+    return n;
+}
+
+void cg_statsd_batch_flush(cg_statsd_batch_t *b)
+{
+    if (b == NULL)
+        return;
+    char out[CG_STATSD_UNIX_PACKET > CG_STATSD_UDP_PACKET ? CG_STATSD_UNIX_PACKET
+                                                           : CG_STATSD_UDP_PACKET];
+    char *o = b->cap <= sizeof(out) ? out : cg_xmalloc(b->cap);
+    pthread_mutex_lock(&b->lock);
+    size_t n = take_locked(b, o);
+    pthread_mutex_unlock(&b->lock);
+    if (n > 0)
+        send_raw(b->s, o, n);
+    if (o != out)
+        free(o);
+}
+
+static long due_locked(const cg_statsd_batch_t *b, uint64_t now_us)
+{
+    if (b->len == 0)
+        return -1;
+    uint64_t at = b->first_us + b->interval_us;
+    /* rounded up: a loop woken a little early must not spin on a 0 */
+    return now_us >= at ? 0 : (long)((at - now_us + 999) / 1000);
+}
+
+long cg_statsd_batch_due_ms(cg_statsd_batch_t *b, uint64_t now_us)
+{
+    if (b == NULL)
+        return -1;
+    pthread_mutex_lock(&b->lock);
+    long d = due_locked(b, now_us);
+    pthread_mutex_unlock(&b->lock);
+    return d;
+}
+
+long cg_statsd_batch_flush_due(cg_statsd_batch_t *b, uint64_t now_us)
+{
+    long d = cg_statsd_batch_due_ms(b, now_us);
+    if (d != 0)
+        return d;
+    cg_statsd_batch_flush(b);
+    /* lines another thread added meanwhile start a new interval */
+    return cg_statsd_batch_due_ms(b, now_us);
+}
+
+/* Send each line of text as a datagram of its own. */
+static void send_lines(const cg_statsd_t *s, const char *text, size_t len)
+{
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        if (e > p)
+            send_raw(s, p, (size_t)(e - p));
+        p = e + 1;
+    }
+}
+
+void cg_statsd_batch_add(cg_statsd_batch_t *b, const char *text, size_t len, uint64_t now_us)
+{
+    if (b == NULL || len == 0)
+        return;
+    if (len > b->cap) {
+        /* more than one packet's worth at once (a huge prefix or tags):
+         * what is buffered goes first, then line by line, each line alone,
+         * so no datagram holds more than a packet unless one line does */
+        cg_statsd_batch_flush(b);
+        send_lines(b->s, text, len);
+        return;
+    }
+    char out[CG_STATSD_UNIX_PACKET > CG_STATSD_UDP_PACKET ? CG_STATSD_UNIX_PACKET
+                                                           : CG_STATSD_UDP_PACKET];
+    char *o = b->cap <= sizeof(out) ? out : cg_xmalloc(b->cap);
+    size_t n = 0;
+    pthread_mutex_lock(&b->lock);
+    /* what would not fit, or is due, leaves first: the new lines start the
+     * next packet and its interval */
+    if (b->len > 0 && (b->len + 1 + len > b->cap || due_locked(b, now_us) == 0))
+        n = take_locked(b, o);
+    if (b->len == 0)
+        b->first_us = now_us;
+    else
+        b->buf[b->len++] = '\n';
+    memcpy(b->buf + b->len, text, len);
+    b->len += len;
+    pthread_mutex_unlock(&b->lock);
+    if (n > 0)
+        send_raw(b->s, o, n);
+    if (o != out)
+        free(o);
+}
+
+void cg_statsd_batch_free(cg_statsd_batch_t *b)
+{
+    if (b == NULL)
+        return;
+    cg_statsd_batch_flush(b);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+void cg_statsd_batch_request(cg_statsd_batch_t *b, long code, int64_t request_us,
+                             uint64_t now_us)
+{
+    if (b == NULL || code < 0)
+        return;
+    const cg_statsd_t *s = b->s;
+    static const char status[] = "gunicorn.request.status.";
+    static const char dur[] = "gunicorn.request.duration", req[] = "gunicorn.requests";
+    char ms[40], name[sizeof(status) + 24];
+    size_t mlen = cg_statsd_format_ms(request_us, ms, sizeof(ms));
+    memcpy(name, status, sizeof(status) - 1);
+    size_t nlen = sizeof(status) - 1 + utoa((uint64_t)code, name + sizeof(status) - 1);
+    if (mlen == 0)
+        return;
+    /* Gunicorn's order: duration, requests, status; a line that cannot be
+     * formatted is left out, as cg_statsd_request() drops the request's */
+    size_t need = 3 * (s->plen + s->tlen + CG__BODY_MAX + 1);
+    char text[4096], *big = NULL;
+    char *t = need <= sizeof(text) ? text : (big = cg_xmalloc(need));
+    size_t n = 0, l;
+    if ((l = cg_statsd_format(s, t, need, CG_STATSD_TIMER, dur, sizeof(dur) - 1, ms, mlen)) == 0)
+        goto out;
+    n += l;
+    t[n++] = '\n';
+    l = cg_statsd_format(s, t + n, need - n, CG_STATSD_COUNTER, req, sizeof(req) - 1, "1", 1);
+    if (l == 0)
+        goto out;
+    n += l;
+    t[n++] = '\n';
+    if ((l = cg_statsd_format(s, t + n, need - n, CG_STATSD_COUNTER, name, nlen, "1", 1)) == 0)
+        goto out;
+    n += l;
+    cg_statsd_batch_add(b, t, n, now_us);
+out:
+    free(big);
+}
+
 long cg_statsd_backlog(const cg_listener_t *l, size_t n)
 {
     long sum = 0;
@@ -386,6 +594,13 @@ static cg_statsd_t *client_new(const char *prefix, const char *tags)
 cg_statsd_t *cg_statsd_new_unbound(const char *prefix, const char *tags)
 {
     return client_new(prefix, tags);
+}
+
+cg_statsd_t *cg_statsd_new_fd(int fd, const char *prefix, const char *tags)
+{
+    cg_statsd_t *s = client_new(prefix, tags);
+    s->fd = fd;
+    return s;
 }
 
 static int open_unix(cg_statsd_t *s, const char *path, char *err, size_t errlen)

@@ -15,6 +15,12 @@
  * one non-blocking sendmmsg(2) per call, whose failures (nobody listening,
  * a full receive buffer) are dropped, as StatsD datagrams are meant to be.
  * Nothing here needs Python or the GIL.
+ *
+ * A worker batches its request metrics (cg_statsd_batch_t): the lines of
+ * many requests leave newline-separated in one datagram, which every StatsD
+ * server splits again (Etsy statsd >= 0.4, Telegraf, the Datadog agent,
+ * statsd_exporter). The kernel's cost is per datagram, not per byte, so this
+ * is most of what metrics cost a request. See docs/statsd.md.
  */
 #ifndef CG_STATSD_H
 #define CG_STATSD_H
@@ -81,6 +87,57 @@ void cg_statsd_count(const cg_statsd_t *s, const char *name);
  */
 long cg_statsd_backlog(const cg_listener_t *l, size_t n);
 
+/* ---- batching, in a worker ---- */
+
+/* The largest datagram a batch sends: 1432 bytes over UDP (what fits an
+ * Ethernet MTU of 1500 after IPv6/UDP headers and options, so nothing is
+ * fragmented; the DogStatsD clients' default too), 8192 over a unix socket
+ * (no MTU there; the Datadog agent reads unix datagrams into 8 KiB buffers
+ * by default, statsd_exporter and Telegraf into 64 KiB). */
+#define CG_STATSD_UDP_PACKET 1432
+#define CG_STATSD_UNIX_PACKET 8192
+
+typedef struct cg_statsd_batch cg_statsd_batch_t;
+
+/*
+ * A worker's buffer of metric lines for client s, sent as one datagram of at
+ * most the packet size above when the next line would not fit, when the
+ * oldest line is interval_ms old (checked as lines are added, and by the
+ * worker's loop through cg_statsd_batch_due_ms()), and by
+ * cg_statsd_batch_flush(). Thread-safe: a mutex held while lines are
+ * copied in or out; the datagram is sent after it is released. Returns NULL
+ * (send each metric at once, Gunicorn's way) when s is NULL or cannot send,
+ * or interval_ms is 0. Allocation failure aborts (cg_xmalloc).
+ */
+cg_statsd_batch_t *cg_statsd_batch_new(const cg_statsd_t *s, long interval_ms);
+/* The same with another packet size, for tests. */
+cg_statsd_batch_t *cg_statsd_batch_new_sized(const cg_statsd_t *s, long interval_ms,
+                                             size_t packet);
+/* Send what is buffered, then free. NULL is fine. Not while other threads
+ * may still add (the worker keeps it when pool threads outlive its loop). */
+void cg_statsd_batch_free(cg_statsd_batch_t *b);
+/* Send what is buffered now (nothing when empty). */
+void cg_statsd_batch_flush(cg_statsd_batch_t *b);
+/*
+ * How many ms from now_us (CLOCK_MONOTONIC, cg_monotonic_us) the buffer is
+ * due: -1 when it is empty, 0 when it is due now. A loop that may block
+ * waits at most that long, then calls cg_statsd_batch_flush_due().
+ */
+long cg_statsd_batch_due_ms(cg_statsd_batch_t *b, uint64_t now_us);
+/* Send the buffer if it is due at now_us; returns cg_statsd_batch_due_ms()
+ * after that (-1 when nothing is left). */
+long cg_statsd_batch_flush_due(cg_statsd_batch_t *b, uint64_t now_us);
+/*
+ * Add text (one or more metric lines separated by '\n', no trailing one) at
+ * now_us. A line that does not fit an empty packet leaves in a datagram of
+ * its own (what Gunicorn would send), after what was buffered.
+ */
+void cg_statsd_batch_add(cg_statsd_batch_t *b, const char *text, size_t len, uint64_t now_us);
+/* cg_statsd_request()'s three metrics into the batch (now_us: when the
+ * request ended). */
+void cg_statsd_batch_request(cg_statsd_batch_t *b, long code, int64_t request_us,
+                             uint64_t now_us);
+
 /* ---- formatting, exposed for unit tests ---- */
 
 /* Gunicorn's prefix rule, re.sub(r"^(.+[^.]+)\.*$", r"\g<1>.", prefix): a
@@ -101,5 +158,8 @@ size_t cg_statsd_format(const cg_statsd_t *s, char *buf, size_t cap, cg_statsd_t
                         const char *name, size_t nlen, const char *value, size_t vlen);
 /* A client that only formats (no socket), for tests. */
 cg_statsd_t *cg_statsd_new_unbound(const char *prefix, const char *tags);
+/* A client sending on fd (a connected datagram socket; the client owns it),
+ * for tests. */
+cg_statsd_t *cg_statsd_new_fd(int fd, const char *prefix, const char *tags);
 
 #endif

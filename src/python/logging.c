@@ -13,6 +13,14 @@
  * Gunicorn, so the user's handlers, formatters, filters and levels apply.
  * Workers are forked from the master and inherit the configured logging.
  *
+ * Syslog. Gunicorn adds its SysLogHandlers to gunicorn.error (and, unless
+ * disable_redirect_access_to_syslog, gunicorn.access) after its own
+ * handlers and before the logconfig runs, so the logconfig keeps them on a
+ * logger it does not name and drops them from one it configures. Ours go
+ * in at the same point; they format as Gunicorn's do and hand the text to
+ * the C syslog client (src/log/syslog.h: non-blocking, a stream connection
+ * per process) instead of a blocking socket of their own.
+ *
  * Levels. The C log drops records below log->level before formatting
  * anything; with the sink that threshold mirrors the effective level of
  * gunicorn.error. The logging manager's cache reset (which every level
@@ -25,6 +33,8 @@
  * takes it with PyGILState_Ensure(), which nests where it is already held.
  */
 #include "python.h"
+
+#include "../log/syslog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +52,8 @@ typedef struct cg__logging_state {
  * Gunicorn 26's glogging.py; the code is ours.
  */
 static const char cg__logging_src[] =
-    "import ast, datetime, json, logging, logging.config, os, sys, time, traceback\n"
+    "import ast, datetime, json, logging, logging.config, logging.handlers, os, sys, time\n"
+    "import traceback\n"
     "\n"
     "# the dict Gunicorn's glogging merges a logconfig_dict over: the\n"
     "# cgunicorn package's (both front ends have it), one copy of it\n"
@@ -91,10 +102,27 @@ static const char cg__logging_src[] =
     "    h._gunicorn = True\n"
     "    return h\n"
     "\n"
+    "class SyslogHandler(logging.Handler):\n"
+    "    # Gunicorn's SysLogHandler with its formatter; sent from C (_syslog)\n"
+    "    def __init__(self, tag):\n"
+    "        logging.Handler.__init__(self)\n"
+    "        # the tag is sent as written (a % in syslog_prefix too)\n"
+    "        self.setFormatter(logging.Formatter(tag.replace('%', '%%') +\n"
+    "                                            '[%(process)d] %(message)s'))\n"
+    "        self._gunicorn = True\n"
+    "    def emit(self, record):\n"
+    "        try:\n"
+    "            H = logging.handlers.SysLogHandler\n"
+    "            sev = H.priority_names[H.priority_map.get(record.levelname, 'warning')]\n"
+    "            _syslog(sev, self.format(record))\n"
+    "        except Exception:\n"
+    "            self.handleError(record)\n"
+    "\n"
     "def gate():\n"
     "    return max(error_log.getEffectiveLevel(), logging.root.manager.disable + 1)\n"
     "\n"
-    "def setup(loglevel, errorlog, accesslog, user, group, dict_pairs, json_path, ini_path):\n"
+    "def setup(loglevel, errorlog, accesslog, user, group, dict_pairs, json_path, ini_path,\n"
+    "          syslog_error_tag, syslog_access_tag):\n"
     "    global _configured\n"
     "    if not _configured:\n"
     "        error_log.propagate = False\n"
@@ -114,6 +142,10 @@ static const char cg__logging_src[] =
     "    if accesslog is not None:\n"
     "        access_log.addHandler(_own_handler(accesslog, sys.stdout,\n"
     "                                           logging.Formatter('%(message)s'), user, group))\n"
+    "    if syslog_error_tag is not None:\n"
+    "        error_log.addHandler(SyslogHandler(syslog_error_tag))\n"
+    "    if syslog_access_tag is not None:\n"
+    "        access_log.addHandler(SyslogHandler(syslog_access_tag))\n"
     "    if dict_pairs:\n"
     "        config = CONFIG_DEFAULTS.copy()\n"
     "        config.update(_find_dict(dict_pairs))\n"
@@ -223,8 +255,26 @@ static PyObject *cg__py_set_gate(PyObject *mod, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* _syslog(severity, text): one record SyslogHandler formatted, to the C
+ * syslog client of the current log (nothing when syslog is off). */
+static PyObject *cg__py_syslog(PyObject *mod, PyObject *args)
+{
+    int severity;
+    const char *text;
+    Py_ssize_t len;
+    if (!PyArg_ParseTuple(args, "is#", &severity, &text, &len))
+        return NULL;
+    cg__logging_state_t *st = PyModule_GetState(mod);
+    cg_syslog_t *s = st != NULL && st->lg != NULL && st->lg->log != NULL ? st->lg->log->syslog
+                                                                         : NULL;
+    if (s != NULL)
+        cg_syslog_send_text(s, severity, text, (size_t)len);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef cg__logging_methods[] = {
     {"_set_gate", cg__py_set_gate, METH_O, NULL},
+    {"_syslog", cg__py_syslog, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -533,10 +583,15 @@ static int cg__setup(cg_py_logging_t *lg, cg_log_t *log, const cg_config_t *cfg)
         if (!lg->error_log || !lg->access_log || !lg->access_fn || !r)
             return -1;
     }
+    /* `log` is the one being set up (HUP: the new one, whose syslog has
+     * the new tags) */
+    const cg_syslog_t *sl = log->syslog;
     PyObject *args = Py_BuildValue(
-        "(sNNllNNN)", cfg->loglevel ? cfg->loglevel : "info", cg__str_or_none(cfg->errorlog),
+        "(sNNllNNNNN)", cfg->loglevel ? cfg->loglevel : "info", cg__str_or_none(cfg->errorlog),
         cg__str_or_none(cfg->accesslog), cfg->user, cfg->group, cg__dict_pairs(cfg),
-        cg__str_or_none(cfg->logconfig_json), cg__str_or_none(cfg->logconfig));
+        cg__str_or_none(cfg->logconfig_json), cg__str_or_none(cfg->logconfig),
+        cg__str_or_none(sl ? cg_syslog_tag(sl, false) : NULL),
+        cg__str_or_none(sl ? cg_syslog_tag(sl, true) : NULL));
     PyObject *fn = args ? PyObject_GetAttrString(lg->mod, "setup") : NULL; /* new */
     PyObject *gate = fn ? PyObject_Call(fn, args, NULL) : NULL;           /* new */
     Py_XDECREF(fn);

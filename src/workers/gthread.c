@@ -13,6 +13,8 @@
 
 #include "spool.h"
 
+#include "../metrics/statsd.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -111,6 +113,7 @@ struct cg_gt {
     bool accepting;
     uv_poll_t wake;
     uv_timer_t tick;
+    uv_timer_t stats; /* sends batched statsd metrics when due */
     uv_async_t async;
 
     cg_conn_policy_t pol;
@@ -321,6 +324,32 @@ static void cg__serve(cg_wsgi_t *ws, cg_gt_conn_t *gc)
     gc->keep = keep && done;
 }
 
+static void cg__stats_arm(cg_gt_t *g);
+
+static void cg__on_stats(uv_timer_t *t)
+{
+    cg__stats_arm(t->data);
+}
+
+/* Requests add their metrics to the worker's batch from any thread; the
+ * loop sends them once due, so a lone request's metrics do not wait for
+ * the next one. Called on the loop thread after each request (and by the
+ * timer itself): sends what is due, then sets the timer for the rest. */
+static void cg__stats_arm(cg_gt_t *g)
+{
+    cg_statsd_batch_t *b = g->w->statsd_batch;
+    if (b == NULL || g->closing_all || uv_is_active((uv_handle_t *)&g->stats))
+        return;
+    long due = cg_statsd_batch_flush_due(b, cg_monotonic_us());
+    if (due < 0)
+        return;
+    int r = uv_timer_start(&g->stats, cg__on_stats, (uint64_t)due, 0);
+    if (r < 0) {
+        /* cannot happen on an initialised timer; the exit flush remains */
+        cg_log_error(g->w->log, "Cannot start the statsd timer: %s", uv_strerror(r));
+    }
+}
+
 /*
  * Back on the loop after a request: close, linger, or get ready for the next
  * request. Returns true when pipelined bytes are already buffered and
@@ -330,6 +359,7 @@ static bool cg__after(cg_gt_conn_t *gc)
 {
     cg_gt_t *g = gc->gt;
     cg_conn_t *c = &gc->c;
+    cg__stats_arm(g);
     if (cg_spool_pending(&gc->out) > 0) {
         /* the client has not taken the whole response yet: the loop sends
          * the rest as it reads, then comes back here */
@@ -1120,6 +1150,9 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         beat = beat == 0 ? 500 : 1000;
     if (ue == 0)
         ue = uv_timer_start(&g->tick, cg__on_tick, beat, beat);
+    if (ue == 0)
+        ue = uv_timer_init(&g->loop, &g->stats);
+    g->stats.data = g;
     g->beat_ms = beat;
     if (g->nthreads <= 1) {
         sigset_t all, old;

@@ -5,6 +5,8 @@
  */
 #include "sync.h"
 
+#include "../metrics/statsd.h"
+
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,7 +125,16 @@ int cg_worker_sync_run(cg_worker_t *w, cg_wsgi_t *ws)
             cg_log_info(w->log, "Parent changed, shutting down: <Worker %d>", (int)w->pid);
             break;
         }
-        int pr = poll(pfds, nl + 1, wait_ms);
+        /* Idle: metrics held for batching must not wait for the next
+         * client, so the wait ends when they are due (a busy worker sends
+         * them as it adds more: cg_statsd_batch_add checks their age). */
+        int timeout = wait_ms;
+        long due = cg_statsd_batch_flush_due(w->statsd_batch, cg_monotonic_us());
+        if (due >= 0 && due < timeout)
+            timeout = (int)due;
+        int pr = poll(pfds, nl + 1, timeout);
+        if (pr < 0 && errno != EINTR)
+            cg_log_error(w->log, "poll() failed: %s", strerror(errno));
         if (pr > 0 && (pfds[nl].revents & POLLIN)) {
             char sink[64];
             while (read(w->wake_pipe[0], sink, sizeof(sink)) > 0)

@@ -6,6 +6,7 @@
 #include "worker.h"
 
 #include "../arbiter/hooks.h"
+#include "../metrics/statsd.h"
 #include "../os/os.h"
 #include "../python/python.h"
 #include "../wsgi/wsgi.h"
@@ -136,6 +137,8 @@ int cg_worker_main(cg_worker_t *w)
     w->main_tid = pthread_self();
     w->alive = 1;
     w->wake_pipe[0] = w->wake_pipe[1] = -1;
+    /* after fork: each worker batches its own metrics */
+    w->statsd_batch = cg_statsd_batch_new(w->log->statsd, w->cfg->statsd_flush_interval);
     cg_log_info(w->log, "Booting worker with pid: %d", (int)w->pid);
     const cg_hooks_t *hooks = w->cfg->hooks;
     if (w->cfg->reuse_port) {
@@ -259,6 +262,15 @@ out:
             status = 120;
     } else if (py_up) {
         cg_py_flush_stdio();
+    }
+    /* Last, after the worker_exit hook: the metrics of the last requests
+     * (max_requests, TERM, QUIT) still go out. Pool threads still in the
+     * app may add to it until the process is gone: then it is only sent. */
+    if (w->threads_left == 0) {
+        cg_statsd_batch_free(w->statsd_batch);
+        w->statsd_batch = NULL;
+    } else {
+        cg_statsd_batch_flush(w->statsd_batch);
     }
     return status;
 }

@@ -74,6 +74,10 @@ typedef struct cg_worker {
     size_t threads_left; /* pool threads still inside the app at exit: the
                           * interpreter and the WSGI state stay as they are */
     void *py;         /* the Python side's per-worker state (src/wsgi) */
+    /* the request metrics waiting to be sent (src/metrics/statsd.h); NULL
+     * without statsd or with statsd_flush_interval 0. The loop sends them
+     * when due (cg_statsd_batch_due_ms), cg_worker_main() on the way out. */
+    struct cg_statsd_batch *statsd_batch;
 } cg_worker_t;
 
 /* A request is about to be served: count it, and past max_requests (with

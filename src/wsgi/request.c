@@ -319,6 +319,7 @@ typedef struct {
     bool stats_pending;
     long stats_code; /* the status line's integer, -1: none (nothing sent) */
     int64_t stats_us;
+    uint64_t stats_end_us; /* when it ended: the batch's clock */
     cg_access_info_t info;
     char proto[16];
     cg_str_t resp[2 * 32];
@@ -368,10 +369,12 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a,
     cg_log_t *log = ws->log;
     if (log->statsd != NULL || ws->board != NULL) {
         long code = cg_statsd_status_code(status);
-        int64_t took = (int64_t)cg_monotonic_us() - start_us;
+        uint64_t end_us = cg_monotonic_us();
+        int64_t took = (int64_t)end_us - start_us;
         cg_board_request(ws->board, code, took > 0 ? (uint64_t)took : 0);
         a->stats_pending = log->statsd != NULL;
         a->stats_code = code;
+        a->stats_end_us = end_us;
         a->stats_us = took;
     }
     if (!cg_log_access_enabled(log))
@@ -475,7 +478,11 @@ static void cg__access_flush(cg_wsgi_t *ws, cg__access_rec_t *a)
     }
     if (a->stats_pending) {
         a->stats_pending = false;
-        if (a->stats_code >= 0)
+        /* stats_code < 0: Gunicorn's int() raised, nothing is sent */
+        if (a->stats_code >= 0 && ws->worker->statsd_batch != NULL)
+            cg_statsd_batch_request(ws->worker->statsd_batch, a->stats_code, a->stats_us,
+                                    a->stats_end_us);
+        else if (a->stats_code >= 0)
             cg_statsd_request(ws->log->statsd, a->stats_code, a->stats_us);
     }
 }

@@ -88,6 +88,9 @@ def test_counters_add_up_to_what_was_sent(cg, parser, worker):
     # the harness's own readiness probes are connections too
     conns0 = m.total("cgunicorn_worker_connections_accepted")
     _mix(srv)
+    # a request is counted once its response is out, so possibly just after
+    # the client has it
+    m.wait(lambda: m.total("cgunicorn_requests") == 7, "seven requests")
     fams = m.families()
     assert fams["cgunicorn_requests"].type == "counter"
     assert fams["cgunicorn_request_duration_seconds"].type == "histogram"
@@ -147,8 +150,7 @@ def test_a_dead_worker_loses_nothing(cg, parser):
     srv, m = start(cg, parser, ["-w", "1"])
     for _ in range(5):
         assert requests.get(srv.url("/"), timeout=10).status_code == 200
-    before = m.total("cgunicorn_requests", status="2xx")
-    assert before == 5
+    before = m.wait(lambda: m.total("cgunicorn_requests", status="2xx") == 5 and 5, "five")
     cpu_before = m.total("cgunicorn_worker_cpu_seconds")
     (old,) = srv.worker_pids()
     os.kill(old, signal.SIGKILL)
@@ -160,7 +162,8 @@ def test_a_dead_worker_loses_nothing(cg, parser):
     assert m.total("cgunicorn_worker_restarts") == 1
     assert m.total("cgunicorn_worker_cpu_seconds") >= cpu_before
     assert requests.get(srv.url("/"), timeout=10).status_code == 200
-    assert m.total("cgunicorn_requests", status="2xx") == before + 1
+    # counted once the response is out, so possibly just after the client has it
+    m.wait(lambda: m.total("cgunicorn_requests", status="2xx") == before + 1, "one more")
     assert set(m.samples("cgunicorn_requests")) == set(
         m.samples("cgunicorn_requests", worker="1"))  # the same slot
 

@@ -1,5 +1,7 @@
 """statsd_host: Gunicorn's Statsd metrics, received by real listeners on
-loopback (UDP and a unix datagram socket)."""
+loopback (UDP and a unix datagram socket). Workers batch their request
+metrics, newline-separated, into few datagrams (statsd_flush_interval); the
+receivers split datagrams on newlines as every StatsD server does."""
 
 import collections
 import os
@@ -21,7 +23,8 @@ class Receiver:
     """A StatsD agent stand-in: a bound datagram socket read by a thread as
     fast as datagrams come (a unix datagram socket queues only
     net.unix.max_dgram_qlen of them, 10 by default; what the server cannot
-    queue it drops rather than wait)."""
+    queue it drops rather than wait). `packets` keeps each datagram with
+    when it arrived, `lines` the metrics, each datagram split on newlines."""
 
     def __init__(self, family=socket.AF_INET, path=None):
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -32,6 +35,7 @@ class Receiver:
             self.sock.bind(("127.0.0.1", 0))
             self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.lines = []
+        self.packets = []  # (time.monotonic(), datagram text)
         self.cond = threading.Condition()
         self.stop_r, self.stop_w = os.pipe()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -44,12 +48,13 @@ class Receiver:
                 return
             data = self.sock.recv(65536).decode("ascii")
             with self.cond:
-                self.lines.append(data)
+                self.packets.append((time.monotonic(), data))
+                self.lines.extend(data.split("\n"))
                 self.cond.notify_all()
 
     def wait_for(self, want, timeout=10.0):
         """Wait until each regex of want (pattern -> count) matched at least
-        that many datagrams; returns the Counter of full-match counts."""
+        that many lines; returns the Counter of full-match counts."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
@@ -233,3 +238,109 @@ def test_backlog_metric(cg, udp):
                                    "--log-level", "debug"])
     udp.wait_for({r"gunicorn\.backlog:\d+\|h": 2})
     srv.wait_log(r"\[DEBUG\] socket backlog: \d+")
+
+
+# ---- batching (statsd_flush_interval) ------------------------------------------
+
+def _request_lines(n):
+    return {
+        DURATION: n,
+        r"gunicorn\.requests:1\|c\|@1\.0": n,
+        r"gunicorn\.request\.status\.200:1\|c\|@1\.0": n,
+    }
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["udp", "unix"])
+def test_many_requests_batched_within_packet_size(cg, tmp_path, kind):
+    rcv = (Receiver() if kind == "udp"
+           else Receiver(socket.AF_UNIX, str(tmp_path / "statsd.sock")))
+    limit = 1432 if kind == "udp" else 8192
+    try:
+        # a long interval: only the packet size splits them, however slowly
+        # a loaded machine serves
+        srv = cg("wsgiapp:app", args=["-k", "gthread", "--threads", "4", "--statsd-host",
+                                       rcv.address, "--statsd-flush-interval", "10000",
+                                       "--max-requests", "0"])
+        n = 200
+        with requests.Session() as s:
+            for _ in range(n):
+                assert s.get(srv.url("/"), timeout=10).status_code == 200
+        srv.stop()  # the worker's exit sends the rest
+        want = _request_lines(n)
+        rcv.wait_for(want)
+        assert rcv.counts(want) == want
+        with rcv.cond:
+            packets = [p for _, p in rcv.packets if "request" in p]
+        assert all(len(p.encode()) <= limit for p in packets), [len(p) for p in packets]
+        assert len(packets) < 3 * n / 10, len(packets)
+        # each request's three lines stay together and in Gunicorn's order
+        for p in packets:
+            lines = p.split("\n")
+            assert len(lines) % 3 == 0
+            for i in range(0, len(lines), 3):
+                assert re.fullmatch(DURATION, lines[i])
+                assert lines[i + 1].startswith("gunicorn.requests:")
+                assert lines[i + 2].startswith("gunicorn.request.status.")
+    finally:
+        rcv.close()
+
+
+@pytest.mark.timeout(60)
+def test_line_longer_than_a_packet_goes_alone(cg, udp):
+    prefix = "p" * 1500  # each metric alone exceeds 1432 bytes
+    srv = cg("wsgiapp:app", args=["-k", "gthread", "--statsd-host", udp.address,
+                                   "--statsd-prefix", prefix])
+    with requests.Session() as s:
+        for _ in range(3):
+            assert s.get(srv.url("/"), timeout=10).status_code == 200
+    want = {prefix + r"\." + k: v for k, v in _request_lines(3).items()}
+    udp.wait_for(want)
+    with udp.cond:
+        assert all("\n" not in p for _, p in udp.packets)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_lone_request_sent_within_interval(cg, udp, worker):
+    # the sync worker's idle wait would be timeout / 2 = 60 s, the gthread
+    # loop's tick 1 s: only the flush deadline sends these in time
+    srv = cg("wsgiapp:app", args=["-k", worker, "--statsd-host", udp.address,
+                                   "--statsd-flush-interval", "300", "--timeout", "120"])
+    assert requests.get(srv.url("/"), timeout=10).status_code == 200
+    done = time.monotonic()
+    udp.wait_for(_request_lines(1), timeout=5.0)
+    with udp.cond:
+        arrived = [t for t, p in udp.packets if "request.duration" in p][0]
+    # 300 ms plus what a loaded 2-core machine may add
+    assert arrived - done < 3.0, arrived - done
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["max_requests", "TERM", "QUIT"])
+def test_buffered_metrics_sent_at_worker_exit(cg, udp, how):
+    import signal
+    args = ["-k", "gthread", "--statsd-host", udp.address, "--statsd-flush-interval", "10000"]
+    if how == "max_requests":
+        args += ["--max-requests", "1"]
+    srv = cg("wsgiapp:app", args=args)
+    assert requests.get(srv.url("/"), timeout=10).status_code == 200
+    if how != "max_requests":
+        srv.stop(getattr(signal, "SIG" + how))
+    # well before the 10 s interval: the exiting worker sent them
+    udp.wait_for(_request_lines(1), timeout=8.0)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_interval_zero_sends_one_metric_per_datagram(cg, udp, worker):
+    srv = cg("wsgiapp:app", args=["-k", worker, "--statsd-host", udp.address,
+                                   "--statsd-flush-interval", "0"])
+    _mix(srv)
+    want = _request_lines(3)
+    want[r"gunicorn\.request\.status\.404:1\|c\|@1\.0"] = 1
+    want[DURATION] = want[r"gunicorn\.requests:1\|c\|@1\.0"] = 4
+    udp.wait_for(want)
+    with udp.cond:
+        assert all("\n" not in p for _, p in udp.packets), udp.packets
+        assert len(udp.packets) == len(udp.lines)

@@ -258,3 +258,127 @@ def test_bad_settings_exit_1(args, message):
                                                    APP])
     assert res.returncode == 1
     assert message in res.stderr
+
+
+# ---- syslog with logconfig, logconfig_dict, logconfig_json ----------------------
+#
+# Gunicorn's Logger.setup adds its syslog handlers to gunicorn.error and (unless
+# disable_redirect_access_to_syslog) gunicorn.access, then runs the logging
+# configuration: a logger the configuration names gets the handlers it lists
+# instead, one it does not name keeps Gunicorn's handlers, syslog included.
+
+def _logconfig(tmp_path, kind, named, logfile):
+    """Arguments configuring `named` (gunicorn.error or gunicorn.access) to
+    write "<logger name> <message>" lines to logfile, through a
+    logconfig_dict, a logconfig_json or a logconfig (ini) file."""
+    if kind == "ini":
+        path = tmp_path / "log.ini"
+        path.write_text(
+            "[loggers]\nkeys=root,named\n\n[handlers]\nkeys=file\n\n"
+            "[formatters]\nkeys=plain\n\n"
+            "[logger_root]\nlevel=WARNING\nhandlers=\n\n"
+            "[logger_named]\nlevel=INFO\nhandlers=file\npropagate=0\nqualname=%s\n\n"
+            "[handler_file]\nclass=FileHandler\nformatter=plain\nargs=(%r,)\n\n"
+            "[formatter_plain]\nformat=%%(name)s %%(message)s\n" % (named, str(logfile)))
+        return ["--log-config", str(path)]
+    config = {
+        "version": 1,
+        "root": {"level": "WARNING", "handlers": []},
+        "loggers": {named: {"level": "INFO", "handlers": ["file"], "propagate": False}},
+        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "plain",
+                              "filename": str(logfile)}},
+        "formatters": {"plain": {"format": "%(name)s %(message)s"}},
+    }
+    if kind == "json":
+        import json
+        path = tmp_path / "log.json"
+        path.write_text(json.dumps(config))
+        return ["--log-config-json", str(path)]
+    conf = tmp_path / "conf.py"
+    conf.write_text("logconfig_dict = %r\n" % (config,))
+    return ["-c", str(conf)]
+
+
+def _wait_file(srv, path, pattern):
+    """The file's text once pattern is in it."""
+    srv.wait_log(pattern, timeout=10.0,
+                 source=lambda: path.read_text() if path.exists() else "")
+    return path.read_text()
+
+
+def _drained(rx):
+    """The records, once everything sent before now has been read: UDP on
+    loopback keeps order, so a marker sent now arrives after them all."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"<0>marker\x00", ("127.0.0.1", int(rx.addr.rsplit(":", 1)[1])))
+    rx.wait(r"^<0>marker\x00$")
+    return [t for t in rx.texts() if t != "<0>marker\x00"]
+
+
+@pytest.mark.parametrize("kind", ["dict", "json", "ini"])
+@pytest.mark.parametrize("named", ["gunicorn.access", "gunicorn.error"])
+def test_syslog_with_logconfig_keeps_unnamed_loggers(tmp_path, kind, named):
+    rx = Receiver("udp")
+    logfile = tmp_path / "app.log"
+    try:
+        # workers=0: the error log may not show "Booting worker" to wait for
+        srv = cgtest.Server(APP, _logconfig(tmp_path, kind, named, logfile) + [
+            "--log-syslog", "--log-syslog-to", rx.addr, "--log-syslog-prefix", "web"],
+            workers=0).start()
+        try:
+            r = requests.get(srv.url("/pid?q=1"), headers={"User-Agent": "syslog-test"},
+                             timeout=10)
+            assert r.status_code == 200
+            wpid = int(r.text)
+            if named == "gunicorn.access":
+                # access lines: the configured file only
+                text = _wait_file(srv, logfile, r'^gunicorn\.access 127\.0\.0\.1 - - \[[^]]+\] '
+                                           r'"GET /pid\?q=1 HTTP/1\.1" 200 ')
+                assert "gunicorn.error" not in text
+                # error records: Gunicorn's syslog handler kept
+                rx.wait(r"^<14>gunicorn\.web\.error: \[(\d+)\] Booting worker with pid: \1\x00$")
+            else:
+                text = _wait_file(srv, logfile, r"^gunicorn\.error Booting worker with pid: \d+$")
+                assert "gunicorn.access" not in text
+                (line,) = rx.wait(ACCESS_RE)
+                assert int(re.match(ACCESS_RE, line).group(1)) == wpid
+        finally:
+            srv.stop()
+        records = _drained(rx)
+        other = ".access:" if named == "gunicorn.access" else ".error:"
+        assert not [t for t in records if other in t], records
+        if named == "gunicorn.access":
+            assert any(re.match(r"<14>gunicorn\.web\.error: \[%d\] Shutting down: Master\x00$"
+                                % srv.proc.pid, t) for t in records), records
+    finally:
+        rx.close()
+
+
+@pytest.mark.parametrize("case", ["defaults", "no-redirect"])
+def test_syslog_dropped_where_logconfig_names_the_loggers(tmp_path, case):
+    rx = Receiver("udp")
+    logfile = tmp_path / "app.log"
+    try:
+        if case == "defaults":
+            # no "loggers": CONFIG_DEFAULTS' configure both gunicorn loggers
+            conf = tmp_path / "conf.py"
+            conf.write_text("logconfig_dict = {'root': {'level': 'INFO', 'handlers': []}}\n")
+            args = ["-c", str(conf)]
+        else:
+            # gunicorn.error configured; gunicorn.access has no syslog handler
+            args = _logconfig(tmp_path, "dict", "gunicorn.error", logfile) + [
+                "--disable-redirect-access-to-syslog"]
+        srv = cgtest.Server(APP, args + ["--log-syslog", "--log-syslog-to", rx.addr],
+                            workers=0).start()
+        try:
+            assert requests.get(srv.url("/pid"), timeout=10).status_code == 200
+            if case == "defaults":
+                srv.wait_log(r"Booting worker with pid")
+                srv.wait_log(r'"GET /pid HTTP/1\.1" 200', source=srv.stdout)
+            else:
+                _wait_file(srv, logfile, r"^gunicorn\.error Booting worker with pid: \d+$")
+        finally:
+            srv.stop()
+        assert _drained(rx) == []
+    finally:
+        rx.close()

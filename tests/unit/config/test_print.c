@@ -73,7 +73,10 @@ static void test_print_config(void **state)
     assert_non_null(strstr(s, "\nwsgi_app                           = None\n"));
     for (line = s; (line = strchr(line, '\n')) != NULL; line++)
         lines++;
-    assert_int_equal(lines, CG_SETTING__COUNT); /* Gunicorn's 119 and ours */
+    /* Gunicorn's 119, and cgunicorn's own (printed too) */
+    assert_non_null(strstr(s, "\nstatsd_flush_interval              = 100\n"));
+    assert_non_null(strstr(s, "\nmetrics_bind                       = None\n"));
+    assert_int_equal(lines, CG_SETTING__COUNT);
     free(s);
 
     assert_int_equal(cg_config_set_bool(&cfg, "sendfile", false, CG_SRC_CLI, err, sizeof(err)), 0);
@@ -99,8 +102,9 @@ static void test_dump_json_and_doc(void **state)
     snprintf(cmd, sizeof(cmd),
              "/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
              "assert len(d)==%d, len(d); "
-             "assert sum(not x.get(\"extension\") for x in d)==119; "
-             "assert [x[\"name\"] for x in d if x.get(\"extension\")][0]==\"metrics_bind\"; "
+             "assert sum(not x.get(\"cgunicorn_only\") for x in d)==119; "
+             "assert [x[\"name\"] for x in d if x.get(\"cgunicorn_only\")]=="
+             "[\"statsd_flush_interval\",\"metrics_bind\"]; "
              "w=[x for x in d if x[\"name\"]==\"workers\"][0]; "
              "assert w[\"cli\"]==[\"-w\",\"--workers\"] and w[\"type\"]==\"int\" and "
              "w[\"default\"]==\"1\" and w[\"action\"]==\"int\", w' %s",

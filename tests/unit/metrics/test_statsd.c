@@ -1,7 +1,8 @@
 /*
  * test_statsd.c - the StatsD client: Gunicorn's metric text (prefix rule,
  * types, tags, the duration as Python prints it, the status code) and real
- * datagrams over UDP and unix sockets, with and without a receiver.
+ * datagrams over UDP and unix sockets, with and without a receiver; the
+ * worker's batch (where packets split, their size limit, the interval).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -248,6 +249,179 @@ static void test_backlog_unix_counts_minus_one(void **state)
     assert_int_equal(cg_statsd_backlog(l + 1, 1), 0);
 }
 
+/* ---- the batch, over a socketpair ---- */
+
+/* The next datagram on fd into buf (NUL-terminated); its length, -1 when
+ * none is queued. */
+static ssize_t next_packet(int fd, char *buf, size_t cap)
+{
+    ssize_t n = recv(fd, buf, cap - 1, MSG_DONTWAIT);
+    if (n >= 0)
+        buf[n] = '\0';
+    return n;
+}
+
+typedef struct {
+    cg_statsd_t *s;
+    int peer;
+} pair_t;
+
+static pair_t pair_open(const char *prefix, const char *tags)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+    return (pair_t){cg_statsd_new_fd(sv[0], prefix, tags), sv[1]};
+}
+
+static void pair_close(pair_t *p)
+{
+    cg_statsd_close(p->s);
+    assert_int_equal(close(p->peer), 0);
+}
+
+static void test_batch_split_points(void **state)
+{
+    (void)state;
+    pair_t p = pair_open("", "");
+    char buf[256];
+    /* packets of 20 bytes: "aaaa" lines of 4, joined by newlines */
+    cg_statsd_batch_t *b = cg_statsd_batch_new_sized(p.s, 1000, 20);
+    assert_non_null(b);
+    assert_int_equal(cg_statsd_batch_due_ms(b, 0), -1);
+    cg_statsd_batch_add(b, "aaaa", 4, 1000);
+    cg_statsd_batch_add(b, "bbbb", 4, 1000);
+    cg_statsd_batch_add(b, "cccc", 4, 1000);
+    cg_statsd_batch_add(b, "dddd", 4, 1000); /* 19 bytes: still fits */
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), -1);
+    cg_statsd_batch_add(b, "e", 1, 1000); /* 21: the four leave first */
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 19);
+    assert_string_equal(buf, "aaaa\nbbbb\ncccc\ndddd");
+    /* exactly the packet size fits */
+    cg_statsd_batch_add(b, "0123456789abcdef12", 18, 1000); /* 1 + 1 + 18 = 20 */
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), -1);
+    cg_statsd_batch_flush(b);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 20);
+    assert_string_equal(buf, "e\n0123456789abcdef12");
+    cg_statsd_batch_flush(b); /* empty: nothing */
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), -1);
+    /* several lines at once stay together */
+    cg_statsd_batch_add(b, "xx", 2, 1000);
+    cg_statsd_batch_add(b, "1111\n2222\n3333", 14, 1000); /* 2 + 1 + 14 = 17 */
+    cg_statsd_batch_add(b, "4444\n5555", 9, 1000);         /* 27: moves on */
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 17);
+    assert_string_equal(buf, "xx\n1111\n2222\n3333");
+    cg_statsd_batch_free(b); /* sends the rest */
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 9);
+    assert_string_equal(buf, "4444\n5555");
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), -1);
+    pair_close(&p);
+}
+
+static void test_batch_longer_than_a_packet(void **state)
+{
+    (void)state;
+    pair_t p = pair_open("", "");
+    char buf[256];
+    cg_statsd_batch_t *b = cg_statsd_batch_new_sized(p.s, 1000, 10);
+    cg_statsd_batch_add(b, "abc", 3, 0);
+    /* 11 bytes in one line: what was buffered goes, then the line alone */
+    cg_statsd_batch_add(b, "0123456789X", 11, 0);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 3);
+    assert_string_equal(buf, "abc");
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 11);
+    assert_string_equal(buf, "0123456789X");
+    /* more than a packet of short lines at once: one datagram per line,
+     * none larger than the packet */
+    cg_statsd_batch_add(b, "aaaa\nbbbb\ncccc", 14, 0);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 4);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 4);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 4);
+    assert_string_equal(buf, "cccc");
+    assert_int_equal(cg_statsd_batch_due_ms(b, 0), -1);
+    cg_statsd_batch_free(b);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), -1);
+    pair_close(&p);
+}
+
+static void test_batch_interval(void **state)
+{
+    (void)state;
+    pair_t p = pair_open("", "");
+    char buf[256];
+    cg_statsd_batch_t *b = cg_statsd_batch_new_sized(p.s, 100, 1000);
+    cg_statsd_batch_add(b, "one", 3, 5000000);
+    assert_int_equal(cg_statsd_batch_due_ms(b, 5000000), 100);
+    assert_int_equal(cg_statsd_batch_due_ms(b, 5050000), 50);
+    assert_int_equal(cg_statsd_batch_due_ms(b, 5099001), 1); /* rounded up, never 0 early */
+    /* not yet due: flush_due keeps it */
+    assert_int_equal(cg_statsd_batch_flush_due(b, 5099999), 1);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), -1);
+    assert_int_equal(cg_statsd_batch_flush_due(b, 5100000), -1);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 3);
+    /* a line added once the buffer is due sends the old ones first and
+     * starts a new interval */
+    cg_statsd_batch_add(b, "two", 3, 6000000);
+    cg_statsd_batch_add(b, "three", 5, 6100000);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 3);
+    assert_string_equal(buf, "two");
+    assert_int_equal(cg_statsd_batch_due_ms(b, 6100000), 100);
+    cg_statsd_batch_free(b);
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), 5);
+    pair_close(&p);
+}
+
+static void test_batch_request_lines(void **state)
+{
+    (void)state;
+    pair_t p = pair_open("web", "env:t");
+    char buf[2048];
+    /* off, or no client: no batch (each metric is sent at once) */
+    assert_null(cg_statsd_batch_new(p.s, 0));
+    assert_null(cg_statsd_batch_new(NULL, 100));
+    cg_statsd_t *unbound = cg_statsd_new_unbound("", "");
+    assert_null(cg_statsd_batch_new(unbound, 100));
+    cg_statsd_close(unbound);
+    cg_statsd_batch_request(NULL, 200, 1, 0);
+
+    cg_statsd_batch_t *b = cg_statsd_batch_new(p.s, 100);
+    cg_statsd_batch_request(b, 200, 12345, 0);
+    cg_statsd_batch_request(b, -1, 12345, 0); /* no status code: nothing */
+    cg_statsd_batch_request(b, 404, 1000, 0);
+    cg_statsd_batch_flush(b);
+    assert_true(next_packet(p.peer, buf, sizeof(buf)) > 0);
+    assert_string_equal(buf, "web.gunicorn.request.duration:12.345|ms|#env:t\n"
+                             "web.gunicorn.requests:1|c|@1.0|#env:t\n"
+                             "web.gunicorn.request.status.200:1|c|@1.0|#env:t\n"
+                             "web.gunicorn.request.duration:1.0|ms|#env:t\n"
+                             "web.gunicorn.requests:1|c|@1.0|#env:t\n"
+                             "web.gunicorn.request.status.404:1|c|@1.0|#env:t");
+    /* many requests: every datagram within the UDP packet size, whole
+     * requests only */
+    cg_statsd_batch_free(b);
+    b = cg_statsd_batch_new_sized(p.s, 100, CG_STATSD_UDP_PACKET);
+    for (int i = 0; i < 100; i++)
+        cg_statsd_batch_request(b, 200, 1000 + i, 0);
+    cg_statsd_batch_free(b);
+    int packets = 0, lines = 0;
+    ssize_t n, prev = 0;
+    while ((n = next_packet(p.peer, buf, sizeof(buf))) > 0) {
+        assert_true(n <= CG_STATSD_UDP_PACKET);
+        /* a packet left only when the next request's lines (under 150
+         * bytes here) did not fit */
+        assert_true(prev == 0 || prev + 150 > CG_STATSD_UDP_PACKET);
+        prev = n;
+        int l = 1;
+        for (ssize_t i = 0; i < n; i++)
+            l += buf[i] == '\n';
+        assert_int_equal(l % 3, 0);
+        lines += l;
+        packets++;
+    }
+    assert_int_equal(lines, 300);
+    assert_true(packets >= 10 && packets <= 12);
+    pair_close(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +433,10 @@ int main(void)
         cmocka_unit_test(test_unix_send),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_backlog_unix_counts_minus_one),
+        cmocka_unit_test(test_batch_split_points),
+        cmocka_unit_test(test_batch_longer_than_a_packet),
+        cmocka_unit_test(test_batch_interval),
+        cmocka_unit_test(test_batch_request_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
