@@ -97,12 +97,14 @@ int cg_board_claim(cg_board_t *b, uint32_t nthreads)
          * over (nobody writes them: the slot is free) */
         size_t size = cg__size(nthreads);
         cg_board_shm_t *m = cg__map(size);
-        if (m == NULL)
-            return -errno;
-        uint64_t *last = realloc(s->last_busy_us, nthreads * sizeof(*last));
+        uint64_t *last = m != NULL ? realloc(s->last_busy_us, nthreads * sizeof(*last)) : NULL;
         if (last == NULL) {
-            munmap(m, size);
-            return -ENOMEM;
+            int e = m == NULL ? errno : ENOMEM;
+            if (m != NULL)
+                munmap(m, size);
+            if (s->shm == NULL) /* a slot just added: every slot has a mapping */
+                b->nslots--;
+            return -e;
         }
         memset(last + (s->shm ? s->shm->nthreads : 0), 0,
                (nthreads - (s->shm ? s->shm->nthreads : 0)) * sizeof(*last));
@@ -159,10 +161,14 @@ cg_board_shm_t *cg_board_child(cg_board_t *b, int keep)
 {
     cg_board_shm_t *mine = NULL;
     for (size_t i = 0; i < b->nslots; i++) {
-        if ((int)i == keep)
+        if ((int)i == keep) {
             mine = b->slots[i].shm;
-        else if (b->slots[i].shm != NULL)
+        } else if (b->slots[i].shm != NULL) {
             munmap(b->slots[i].shm, b->slots[i].size);
+        }
+        /* no longer the board's to free: neither the gone mappings nor the
+         * one the worker writes until it exits */
+        b->slots[i].shm = NULL;
     }
     return mine;
 }

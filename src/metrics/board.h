@@ -82,8 +82,9 @@ typedef struct cg_board {
 
 /* ---- master side ---- */
 
-/* A board with no slots yet. Free with cg_board_free (also in a worker, for
- * the mappings that are not its own: see cg_board_child). */
+/* A board with no slots yet. Free with cg_board_free (in a worker after
+ * cg_board_child, that frees only the board's memory: the mappings are
+ * gone or the worker's). */
 cg_board_t *cg_board_new(void);
 void cg_board_free(cg_board_t *b);
 

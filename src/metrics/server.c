@@ -16,6 +16,8 @@
 
 /* a scrape's whole exchange, from accept to the last byte written */
 #define CG__METRICS_DEADLINE_MS 10000
+/* after the answer: how long the peer may take to close its side */
+#define CG__METRICS_LINGER_MS 2000
 #define CG__METRICS_HEAD_MAX 4096
 
 typedef struct cg__mconn {
@@ -25,6 +27,10 @@ typedef struct cg__mconn {
     char in[CG__METRICS_HEAD_MAX];
     char *out; /* the response, once the head is in */
     size_t outlen, outoff;
+    /* Answered and shut for writing: what the peer still sends is read and
+     * dropped until it closes, so unread request bytes never turn the close
+     * into a reset that could destroy the answer in flight (RFC 9112 §9.6). */
+    bool draining;
 } cg__mconn_t;
 
 struct cg_metrics_server {
@@ -97,7 +103,7 @@ size_t cg_metrics_server_pollfds(const cg_metrics_server_t *s, struct pollfd *p,
     for (size_t i = 0; i < CG_METRICS_MAX_CONNS && n < cap; i++) {
         const cg__mconn_t *c = &s->conns[i];
         if (c->fd >= 0)
-            p[n++] = (struct pollfd){.fd = c->fd, .events = c->out ? POLLOUT : POLLIN};
+            p[n++] = (struct pollfd){.fd = c->fd, .events = c->out && !c->draining ? POLLOUT : POLLIN};
     }
     return n;
 }
@@ -109,6 +115,7 @@ static void cg__drop(cg__mconn_t *c)
     c->fd = -1;
     c->out = NULL;
     c->inlen = c->outlen = c->outoff = 0;
+    c->draining = false;
 }
 
 static void cg__respond(cg__mconn_t *c, const char *status, const char *extra, const char *type,
@@ -218,7 +225,7 @@ static bool cg__read(cg__mconn_t *c, cg_metrics_render_cb render, void *ctx)
     }
 }
 
-static void cg__write(cg__mconn_t *c)
+static void cg__write(cg__mconn_t *c, uint64_t now_ms)
 {
     while (c->outoff < c->outlen) {
         ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
@@ -226,11 +233,36 @@ static void cg__write(cg__mconn_t *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        if (n <= 0)
-            break;
+        if (n <= 0) {
+            cg__drop(c); /* the peer went away */
+            return;
+        }
         c->outoff += (size_t)n;
     }
-    cg__drop(c); /* all written, or the peer went away */
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        cg__drop(c);
+        return;
+    }
+    c->draining = true;
+    if (c->deadline_ms > now_ms + CG__METRICS_LINGER_MS)
+        c->deadline_ms = now_ms + CG__METRICS_LINGER_MS;
+}
+
+/* Read and drop until the peer closes (or fails). */
+static void cg__drain(cg__mconn_t *c)
+{
+    char sink[4096];
+    for (;;) {
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            cg__drop(c);
+            return;
+        }
+    }
 }
 
 void cg_metrics_server_serve(cg_metrics_server_t *s, const struct pollfd *p, size_t n,
@@ -245,10 +277,14 @@ void cg_metrics_server_serve(cg_metrics_server_t *s, const struct pollfd *p, siz
                 c = &s->conns[i];
         if (c == NULL)
             continue;
+        if (c->draining) {
+            cg__drain(c);
+            continue;
+        }
         if (c->out == NULL && !cg__read(c, render, ctx))
             continue;
         if (c->out != NULL)
-            cg__write(c); /* try at once: the answer usually fits the socket */
+            cg__write(c, now_ms); /* try at once: the answer usually fits the socket */
     }
     if (n > 0 && (p[0].revents & POLLIN))
         cg__accept(s, now_ms);

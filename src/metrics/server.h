@@ -6,7 +6,8 @@
  * them with its signal pipe, a request must arrive whole within a few
  * seconds, at most CG_METRICS_MAX_CONNS scrapes are served at once (more are
  * closed at accept), and each connection carries one request and is closed
- * after the answer. Plain C, no Python.
+ * after the answer (shut for writing, then read until the peer closes, for
+ * at most 2 s). Plain C, no Python.
  */
 #ifndef CG_METRICS_SERVER_H
 #define CG_METRICS_SERVER_H

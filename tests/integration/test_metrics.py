@@ -85,7 +85,10 @@ def _mix(srv):
 def test_counters_add_up_to_what_was_sent(cg, parser, worker):
     args = ["-k", worker, "-w", "2"] + (["--threads", "3"] if worker == "gthread" else [])
     srv, m = start(cg, parser, args)
-    # the harness's own readiness probes are connections too
+    # the harness's own readiness probes are connections too: count from
+    # when every one of them has been accepted and closed
+    m.wait(lambda: m.total("cgunicorn_listener_backlog") == 0 and
+           m.total("cgunicorn_worker_connections_open") == 0, "the probes gone")
     conns0 = m.total("cgunicorn_worker_connections_accepted")
     _mix(srv)
     # a request is counted once its response is out, so possibly just after
