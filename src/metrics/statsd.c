@@ -13,7 +13,6 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -556,17 +555,12 @@ long cg_statsd_backlog(const cg_listener_t *l, size_t n)
 {
     long sum = 0;
     for (size_t i = 0; i < n; i++) {
-        if (l[i].family != AF_INET && l[i].family != AF_INET6) {
-            sum -= 1; /* Gunicorn's BaseSocket.get_backlog() */
-            continue;
-        }
-        struct tcp_info ti;
-        socklen_t len = sizeof(ti);
-        memset(&ti, 0, sizeof(ti));
-        /* on a listening socket the kernel reports the accept queue's length
-         * as tcpi_unacked; a failure counts 0, as in Gunicorn */
-        if (getsockopt(l[i].fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-            sum += (long)ti.tcpi_unacked;
+        uint32_t queued, limit;
+        int r = cg_net_backlog(&l[i], &queued, &limit);
+        if (r == -EOPNOTSUPP)
+            sum -= 1; /* Gunicorn's BaseSocket.get_backlog() for a unix socket */
+        else if (r == 0)
+            sum += (long)queued; /* a failure counts 0, as in Gunicorn */
     }
     return sum;
 }
