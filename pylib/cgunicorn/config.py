@@ -449,18 +449,23 @@ class Config(_core.Config):
     def paste_global_conf(self):
         """--paste-global "KEY=VALUE" values as a dict ("\\=" is a literal
         "=")."""
-        from cgunicorn.util import bytes_to_str
-        raw = self.get("raw_paste_global_conf")
-        if raw is None:
-            return None
-        conf = {}
-        for item in raw or ():
-            text = bytes_to_str(item)
-            parts = re.split(r"(?<!\\)=", text, maxsplit=1)
-            if len(parts) != 2:
-                raise RuntimeError("environment setting %r invalid" % text)
-            conf[parts[0].replace("\\=", "=")] = parts[1].replace("\\=", "=")
-        return conf
+        return parse_paste_global_conf(self.get("raw_paste_global_conf"))
+
+
+def parse_paste_global_conf(raw):
+    """raw_paste_global_conf's "KEY=VALUE" items as a dict ("\\=" is a
+    literal "="); None stays None."""
+    from cgunicorn.util import bytes_to_str
+    if raw is None:
+        return None
+    conf = {}
+    for item in raw:
+        text = bytes_to_str(item)
+        parts = re.split(r"(?<!\\)=", text, maxsplit=1)
+        if len(parts) != 2:
+            raise RuntimeError("environment setting %r invalid" % text)
+        conf[parts[0].replace("\\=", "=")] = parts[1].replace("\\=", "=")
+    return conf
 
 
 def get_default_config_file():

@@ -58,8 +58,34 @@ static PyObject *cg__import_module(const char *module, const char *obj)
     return NULL;
 }
 
+/* --paste: PasteDeploy's loadapp() of the file, through
+ * cgunicorn.app.pasterapp (Gunicorn's WSGIApplication.load_pasteapp). */
+static PyObject *cg__load_paste(const cg_config_t *cfg)
+{
+    PyObject *raw = PyList_New(0); /* new */
+    for (size_t i = 0; raw != NULL && i < cfg->raw_paste_global_conf.n; i++) {
+        PyObject *s = PyUnicode_FromString(cfg->raw_paste_global_conf.v[i]); /* new */
+        if (s == NULL || PyList_Append(raw, s) < 0)
+            Py_CLEAR(raw);
+        Py_XDECREF(s);
+    }
+    if (raw == NULL)
+        return NULL;
+    PyObject *mod = PyImport_ImportModule("cgunicorn.app.pasterapp"); /* new */
+    PyObject *app = mod != NULL ? PyObject_CallMethod(mod, "_load", "sO", cfg->app_uri, raw)
+                                : NULL; /* new */
+    Py_XDECREF(mod);
+    Py_DECREF(raw);
+    return app;
+}
+
 int cg_py_load_cfg_app(const cg_config_t *cfg, PyObject **app_out, char **msg_out)
 {
+    if (cfg->app_object == NULL && cfg->paste != NULL) {
+        *msg_out = NULL;
+        *app_out = cg__load_paste(cfg);
+        return *app_out != NULL ? 0 : -1;
+    }
     if (cfg->app_object == NULL)
         return cg_py_load_app(cfg->app_uri, app_out, msg_out);
     /* BaseApplication.wsgi(): load() once, then the same callable */
@@ -262,12 +288,6 @@ done:
 int cg_py_check_app(const cg_config_t *cfg)
 {
     char err[1024];
-    if (cfg->paste != NULL) {
-        /* Gunicorn would load a PasteDeploy app here; we cannot yet. */
-        fprintf(stderr, "Error while loading the application:\n\n"
-                        "Error: paste is not supported yet by cgunicorn\n");
-        return 1;
-    }
     if (cg_py_init(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "Error: %s\n", err);
         return 1;

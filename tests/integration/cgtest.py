@@ -158,17 +158,18 @@ def pinned_version(name):
     raise AssertionError("%s is not pinned in tests/requirements.txt" % name)
 
 
-def pinned_site(folder, name):
-    """Install the pinned PyPI package name (without its dependencies) into
-    folder and return it, for a server's --pythonpath or the test's own
-    sys.path; skips the test where PyPI cannot be reached."""
+def pinned_site(folder, *names):
+    """Install the pinned PyPI packages names (without their dependencies:
+    name them all) into folder and return it, for a server's --pythonpath
+    or the test's own sys.path; skips the test where PyPI cannot be
+    reached."""
     res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                          "--disable-pip-version-check", "--target", str(folder),
-                          "%s==%s" % (name, pinned_version(name))],
-                         capture_output=True, text=True, timeout=120)
+                          "--disable-pip-version-check", "--target", str(folder)] +
+                         ["%s==%s" % (n, pinned_version(n)) for n in names],
+                         capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
         import pytest
-        pytest.skip("%s could not be installed: %s" % (name, res.stderr[-500:]))
+        pytest.skip("%s could not be installed: %s" % (", ".join(names), res.stderr[-500:]))
     return folder
 
 

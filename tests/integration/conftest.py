@@ -42,6 +42,7 @@ GROUP_OF_FILE = {
     "test_realworld_configs.py": "settings",
     "test_statsd.py": "settings",
     "test_metrics.py": "settings",
+    "test_paste.py": "settings",
     "test_arbiter_hup.py": "arbiter",
     "test_arbiter_load.py": "arbiter",
     "test_arbiter_process.py": "arbiter",

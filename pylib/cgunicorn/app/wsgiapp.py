@@ -29,6 +29,9 @@ class WSGIApplication(Application):
                 raise ConfigError("%r not found" % path)
             self.cfg.set("default_proc_name", path)
             self.app_uri = uri
+            from cgunicorn.app.pasterapp import has_logging_config
+            if has_logging_config(path):
+                self.cfg.set("logconfig", path)
             return
         if args:
             self.cfg.set("default_proc_name", args[0])
@@ -47,7 +50,9 @@ class WSGIApplication(Application):
         return util.import_app(self.app_uri)
 
     def load_pasteapp(self):
-        raise NotImplementedError("paste is not supported yet by cgunicorn")
+        """The application of the --paste file, PasteDeploy's loadapp()."""
+        from cgunicorn.app.pasterapp import get_wsgi_app
+        return get_wsgi_app(self.app_uri, defaults=self.cfg.paste_global_conf)
 
     def load(self):
         if self.cfg.paste is not None:
