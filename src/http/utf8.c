@@ -55,11 +55,13 @@ static const uint8_t cg__utf8_next[9][12] = {
 
 int cg_ws_utf8_feed(uint32_t *state, const void *data, size_t n)
 {
-    const unsigned char *p = data, *end = p + n;
     uint32_t s = *state;
-
     if (s == CG_WS_UTF8_REJECT)
         return -EILSEQ;
+    /* an empty view may have no pointer at all, which must not be offset */
+    if (n == 0)
+        return 0;
+    const unsigned char *p = data, *end = p + n;
     while (p < end) {
         /* Most text is ASCII: between characters, skip 8 bytes at a time
          * while none has its high bit set. */

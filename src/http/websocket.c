@@ -607,16 +607,13 @@ int cg_ws_assembler_feed(cg_ws_assembler_t *a, const cg_ws_event_t *ev)
         a->in_message = true;
     }
     size_t old = a->msg.len;
+    int zrc = 0;
     if (ev->compressed) {
         if (!a->pmd)
             return -EINVAL;
-        int rc = cg_ws_inflate_feed(a->pmd, ev->data, ev->len, ev->fin, &a->msg, a->max_message);
-        if (rc == -EMSGSIZE)
-            return msg_fail(a, CG_WS_CLOSE_TOO_BIG, "message too big after decompression");
-        if (rc == -EPROTO)
-            return msg_fail(a, CG_WS_CLOSE_INVALID_DATA, "invalid compressed data");
-        if (rc < 0)
-            return rc;
+        zrc = cg_ws_inflate_feed(a->pmd, ev->data, ev->len, ev->fin, &a->msg, a->max_message);
+        if (zrc < 0 && zrc != -EMSGSIZE && zrc != -EPROTO)
+            return zrc;
     } else {
         if (ev->len > a->max_message - a->msg.len)
             return msg_fail(a, CG_WS_CLOSE_TOO_BIG, "message too big");
@@ -627,10 +624,17 @@ int cg_ws_assembler_feed(cg_ws_assembler_t *a, const cg_ws_event_t *ev)
         }
     }
     /* RFC 6455 8.1: text is UTF-8; judged as it comes, so a bad byte early in
-     * a long message ends it at once. */
-    if (a->opcode == CG_WS_OP_TEXT && a->msg.len > old &&
-        cg_ws_utf8_feed(&a->utf8, a->msg.data + old, a->msg.len - old) < 0)
+     * a long message ends it at once. The text inflated before a limit or a
+     * deflate error is judged first, so the verdict does not depend on how
+     * the frames were cut into reads. */
+    size_t upto = a->msg.len < a->max_message ? a->msg.len : a->max_message;
+    if (a->opcode == CG_WS_OP_TEXT && upto > old &&
+        cg_ws_utf8_feed(&a->utf8, a->msg.data + old, upto - old) < 0)
         return msg_fail(a, CG_WS_CLOSE_INVALID_DATA, "text message is not UTF-8");
+    if (zrc == -EMSGSIZE)
+        return msg_fail(a, CG_WS_CLOSE_TOO_BIG, "message too big after decompression");
+    if (zrc == -EPROTO)
+        return msg_fail(a, CG_WS_CLOSE_INVALID_DATA, "invalid compressed data");
     if (!ev->fin)
         return 0;
     if (a->opcode == CG_WS_OP_TEXT && a->utf8 != CG_WS_UTF8_ACCEPT)

@@ -270,8 +270,9 @@ size_t cg_ws_frame_header(uint8_t out[10], uint8_t opcode, bool fin, bool rsv1, 
 /*
  * A whole message as frames into buf[0..cap): one frame, or frames of at most
  * `fragment` payload bytes each when fragment > 0. Returns the length, -ENOBUFS
- * if cap is too small, -EINVAL for a control opcode with more than 125 bytes
- * or fragmented (RFC 6455 5.5) or an unknown opcode.
+ * if cap is too small, -EINVAL for CG_WS_OP_CONT or an unknown opcode, or a
+ * control frame with more than 125 bytes, fragmented or with RSV1 (RFC 6455
+ * 5.5, RFC 7692 6.1).
  */
 ssize_t cg_ws_frame_write(uint8_t opcode, bool rsv1, const void *payload, size_t len,
                           size_t fragment, char *buf, size_t cap);
@@ -393,7 +394,11 @@ void cg_ws_assembler_init(cg_ws_assembler_t *a, size_t max_message, cg_ws_pmd_t 
  * Returns 1 when the message is complete: a->opcode, a->msg.data, a->msg.len
  * (valid until the next feed; the next feed starts a new message), 0 when more
  * pieces are needed, -EPROTO with a->close_code 1007 (text not UTF-8, data
- * that does not inflate) or 1009 (over max_message), -ENOMEM from zlib.
+ * that does not inflate) or 1009 (over max_message) and a->error, -ENOMEM or
+ * -EIO from zlib, -EINVAL for an event out of order (not DATA, a first piece
+ * inside a message or a later one outside) or compressed without a pmd.
+ * When text is both invalid and too long, the first fault in the text wins,
+ * so the verdict does not depend on how the frames were cut into reads.
  */
 int cg_ws_assembler_feed(cg_ws_assembler_t *a, const cg_ws_event_t *ev);
 

@@ -311,6 +311,18 @@ static int zerr(int rc)
     return rc == Z_MEM_ERROR ? -ENOMEM : -EIO;
 }
 
+/* Point zlib's output at the free end of `out`; returns the room given
+ * (zlib counts in uInt, so at most UINT_MAX of it). */
+static size_t z_output(z_stream *zs, cg_ws_buf_t *out)
+{
+    size_t room = out->cap - out->len;
+    if (room > UINT_MAX)
+        room = UINT_MAX;
+    zs->next_out = (unsigned char *)out->data + out->len;
+    zs->avail_out = (uInt)room;
+    return room;
+}
+
 int cg_ws_deflate_message(cg_ws_pmd_t *z, const void *in, size_t n, cg_ws_buf_t *out)
 {
     int wbits = z->params.server_max_window_bits ? z->params.server_max_window_bits : 15;
@@ -338,11 +350,7 @@ int cg_ws_deflate_message(cg_ws_pmd_t *z, const void *in, size_t n, cg_ws_buf_t 
         src += piece;
         for (;;) {
             cg_ws_buf_reserve(out, piece / 2 + 64, SIZE_MAX);
-            size_t room = out->cap - out->len;
-            if (room > UINT_MAX)
-                room = UINT_MAX;
-            z->def.next_out = (unsigned char *)out->data + out->len;
-            z->def.avail_out = (uInt)room;
+            size_t room = z_output(&z->def, out);
             int rc = deflate(&z->def, flush);
             out->len += room - z->def.avail_out;
             /* Z_BUF_ERROR: nothing left to do (e.g. a flush right after a
@@ -390,11 +398,7 @@ static int inflate_some(cg_ws_pmd_t *z, const unsigned char *in, size_t n, cg_ws
                     want = limit - out->len;
                 cg_ws_buf_reserve(out, want, limit);
             }
-            size_t room = out->cap - out->len;
-            if (room > UINT_MAX)
-                room = UINT_MAX;
-            z->inf.next_out = (unsigned char *)out->data + out->len;
-            z->inf.avail_out = (uInt)room;
+            size_t room = z_output(&z->inf, out);
             int rc = inflate(&z->inf, Z_SYNC_FLUSH);
             out->len += room - z->inf.avail_out;
             if (out->len > max)

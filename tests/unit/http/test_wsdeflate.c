@@ -541,6 +541,39 @@ static void test_assembler_compressed(void **state)
     cg_ws_pmd_free(z);
 }
 
+/* Compressed text that is both invalid UTF-8 and over the limit fails the
+ * same way however its frames were cut into reads (the fuzzer's first find):
+ * the text inflated before the limit is judged first. */
+static void test_verdict_independent_of_reads(void **state)
+{
+    (void)state;
+    char text[100];
+    memset(text, 'a', sizeof(text));
+    text[10] = (char)0xff;
+    cg_ws_pmd_t *tx = pmd_new((cg_ws_pmd_params_t){0});
+    cg_ws_buf_t wire = {0};
+    assert_int_equal(cg_ws_deflate_message(tx, text, sizeof(text), &wire), 0);
+    for (size_t step = 1; step <= wire.len; step++) {
+        cg_ws_pmd_t *rx = pmd_new((cg_ws_pmd_params_t){0});
+        cg_ws_assembler_t a;
+        cg_ws_assembler_init(&a, 64, rx);
+        int rc = 0;
+        for (size_t off = 0; off < wire.len && rc == 0; off += step) {
+            size_t k = wire.len - off < step ? wire.len - off : step;
+            cg_ws_event_t ev = {.kind = CG_WS_EV_DATA, .opcode = CG_WS_OP_TEXT,
+                                .first = off == 0, .fin = off + k == wire.len,
+                                .compressed = true, .data = wire.data + off, .len = k};
+            rc = cg_ws_assembler_feed(&a, &ev);
+        }
+        assert_int_equal(rc, -EPROTO);
+        assert_int_equal(a.close_code, 1007);
+        cg_ws_assembler_free(&a);
+        cg_ws_pmd_free(rx);
+    }
+    cg_ws_buf_free(&wire);
+    cg_ws_pmd_free(tx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -554,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_bomb),
         cmocka_unit_test(test_invalid_data),
         cmocka_unit_test(test_assembler_compressed),
+        cmocka_unit_test(test_verdict_independent_of_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
