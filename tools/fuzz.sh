@@ -9,9 +9,9 @@
 # the repository alone, and BUILD_DIR/corpus-run/<target>/ (new inputs found
 # while fuzzing) starts empty each run unless FUZZ_KEEP_CORPUS=1, so a run
 # depends on nothing but the checkout. The HTTP targets get
-# tests/fuzz/http.dict. Crashes, leaks, inputs taking over FUZZ_TIMEOUT
-# seconds and out-of-memory go to BUILD_DIR/artifacts/ and fail the run, as
-# does a build without any target.
+# tests/fuzz/http.dict, fuzz_websocket tests/fuzz/websocket.dict. Crashes,
+# leaks, inputs taking over FUZZ_TIMEOUT seconds and out-of-memory go to
+# BUILD_DIR/artifacts/ and fail the run, as does a build without any target.
 set -euo pipefail
 
 build=${1:?usage: tools/fuzz.sh BUILD_DIR}
@@ -41,6 +41,7 @@ for t in "${targets[@]}"; do
   dict=()
   case $name in
     fuzz_parser | fuzz_chunked | fuzz_proxy) dict=(-dict="$root/tests/fuzz/http.dict") ;;
+    fuzz_websocket) dict=(-dict="$root/tests/fuzz/websocket.dict") ;;
   esac
   work="$build/corpus-run/$name"
   if [ "${FUZZ_KEEP_CORPUS:-0}" != 1 ]; then

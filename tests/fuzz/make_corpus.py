@@ -10,12 +10,15 @@ the same start everywhere (CI included). Given JSON, a request corpus such as
 OUTDIR/parser/   fuzz_parser: two settings bytes, then a connection's bytes
 OUTDIR/chunked/  fuzz_chunked: one split byte, then a chunked body
 OUTDIR/proxy/    fuzz_proxy: one mode byte, then a connection's first bytes
+OUTDIR/websocket/ fuzz_websocket: a mode/read-size byte, a limit byte, then a
+                 client's frames (or a Sec-WebSocket-Extensions value)
 """
 import base64
 import json
 import os
 import struct
 import sys
+import zlib
 
 # fuzz_parser's first byte: 8 obs-fold, 16 strip spaces, 32 unconventional
 # method, 128 trusted peer; second byte: low 6 bits read size - 1, top 2 bits
@@ -160,6 +163,60 @@ PROXY = {
 }
 
 
+WS_MASK = bytes([0x37, 0xFA, 0x21, 0x3D])  # RFC 6455 5.7's masking key
+
+
+def ws(b0, payload, form=None):
+    """A masked client frame with first byte b0 (FIN, RSV1, opcode)."""
+    n = len(payload)
+    form = form or (0 if n < 126 else 126 if n < 65536 else 127)
+    if form == 0:
+        head = bytes([b0, 0x80 | n])
+    elif form == 126:
+        head = bytes([b0, 0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([b0, 0x80 | 127]) + struct.pack("!Q", n)
+    return head + WS_MASK + bytes(c ^ WS_MASK[i % 4] for i, c in enumerate(payload))
+
+
+# (first byte, limit byte, bytes): first byte bits 0-1 mode (0 frames, 1
+# deflate, 2 deflate without client context takeover, 3 an extensions
+# header), bits 2-5 read size - 1 for the second pass; limit = byte * 64.
+WS_PLAIN, WS_DEFLATE, WS_NCT, WS_EXT = 0, 1, 2, 3
+def deflated(data, wbits=10):
+    """What a client sends for data: raw deflate, sync flush, tail removed."""
+    c = zlib.compressobj(wbits=-wbits)
+    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+HELLO_Z = b"\xf2\x48\xcd\xc9\xc9\x07\x00"
+WEBSOCKET = {
+    "hello": (WS_PLAIN | 4, 4, ws(0x81, b"Hello")),
+    "fragmented_ping": (WS_PLAIN | 8, 4, ws(0x01, b"Hel") + ws(0x89, b"ping") + ws(0x80, b"lo")),
+    "binary_256": (WS_PLAIN | 60, 16, ws(0x82, bytes(range(256)))),
+    "binary_len64": (WS_PLAIN, 16, ws(0x82, b"abc", form=127)),
+    "close": (WS_PLAIN, 1, ws(0x88, b"\x03\xe8bye")),
+    "close_empty": (WS_PLAIN, 1, ws(0x88, b"")),
+    "close_bad_code": (WS_PLAIN, 1, ws(0x88, b"\x03\xed")),
+    "pong": (WS_PLAIN, 1, ws(0x8A, b"Hello")),
+    "utf8_split": (WS_PLAIN | 4, 1, ws(0x01, b"\xe2\x82") + ws(0x80, b"\xac")),
+    "utf8_bad": (WS_PLAIN, 1, ws(0x81, b"\xed\xa0\x80")),
+    "unmasked": (WS_PLAIN, 1, b"\x81\x05Hello"),
+    "too_big": (WS_PLAIN, 1, ws(0x82, b"x" * 65)),
+    "deflate_hello": (WS_DEFLATE | 4, 1, ws(0xC1, HELLO_Z)),
+    "deflate_takeover": (WS_DEFLATE, 1, ws(0xC1, HELLO_Z) + ws(0xC1, b"\xf2\x00\x11\x00\x00")),
+    "deflate_fragmented": (WS_DEFLATE | 8, 1, ws(0x41, HELLO_Z[:3]) + ws(0x80, HELLO_Z[3:])),
+    "deflate_stored": (WS_NCT, 1, ws(0xC1, b"\x00\x05\x00\xfa\xffHello\x00")),
+    "deflate_bfinal": (WS_NCT, 1, ws(0xC1, b"\xf3\x48\xcd\xc9\xc9\x07\x00") + ws(0xC1, HELLO_Z)),
+    "deflate_bomb": (WS_DEFLATE, 1, ws(0xC2, deflated(bytes(100000)))),
+    "ext_browser": (WS_EXT, 0, b"permessage-deflate; client_max_window_bits"),
+    "ext_full": (WS_EXT, 0, b"x-webkit-deflate-frame, permessage-deflate; server_no_context_takeover;"
+                            b" client_no_context_takeover; server_max_window_bits=10;"
+                            b' client_max_window_bits="9"'),
+    "ext_bad": (WS_EXT, 1, b"permessage-deflate; server_max_window_bits=16, permessage-deflate; a=\"b"),
+}
+
+
 def write(out, sub, name, data):
     with open(os.path.join(out, sub, name), "wb") as fp:
         fp.write(data)
@@ -181,7 +238,7 @@ def add_request(out, name, raw, f0, proxy=False):
 
 def main():
     out = sys.argv[1]
-    for sub in ("parser", "chunked", "proxy"):
+    for sub in ("parser", "chunked", "proxy", "websocket"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for name, raw in REQUESTS.items():
         add_request(out, name, raw, TRUSTED | (8 if name == "obs_fold" else 0))
@@ -189,6 +246,8 @@ def main():
         write(out, "proxy", name, bytes([mode]) + raw)
         if mode & 3 == AUTO and not mode & FORBID:
             add_request(out, "proxy_" + name, raw, TRUSTED, proxy=True)
+    for name, (mode, limit, raw) in WEBSOCKET.items():
+        write(out, "websocket", name, bytes([mode, limit]) + raw)
     for name, body in CHUNKED.items():
         write(out, "chunked", name, bytes([0]) + body)
         write(out, "chunked", name + "_split", bytes([7]) + body)
