@@ -14,7 +14,7 @@ pkgs=(
   make meson ninja-build pkg-config gcc clang
   python3 python3-dev python3-venv libcmocka-dev libuv1-dev libssl-dev zlib1g-dev
   python3-pytest python3-requests python3-psutil python3-flask python3-django python3-trustme
-  wrk gunicorn
+  wrk gunicorn nginx-light
 )
 if [ "${1:-}" = fuzz ]; then
   # clang's -fsanitize=fuzzer runtime is only a Recommends of clang-14, so a

@@ -26,7 +26,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     /* any class we do not run is refused rather than silently served by
      * another one */
     CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
-    CG__OFF(cfg->protocol == NULL || strcmp(cfg->protocol, "http") != 0, "protocol");
     CG__OFF(cfg->keyfile != NULL, "keyfile");
     CG__OFF(cfg->certfile != NULL, "certfile");
     CG__OFF(cfg->http_protocols.n != 1 || strcmp(cfg->http_protocols.v[0], "h1") != 0,

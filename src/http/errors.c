@@ -307,6 +307,19 @@ static void put_exc_text(sink_t *o, const cg_http_error_t *e)
         put_str(o, "Invalid chunk extension: ");
         put_text(o, a.ptr, a.len);
         break;
+    case CG_HTTP_E_INVALID_UWSGI_HEADER:
+        put_str(o, "Invalid uWSGI header: ");
+        put_str(o, e->lit ? e->lit : "");
+        break;
+    case CG_HTTP_E_UNSUPPORTED_UWSGI_MODIFIER:
+        put_str(o, "Unsupported uWSGI modifier1: ");
+        put_num(o, e->n1);
+        break;
+    case CG_HTTP_E_FORBIDDEN_UWSGI_REQUEST:
+        put_str(o, "uWSGI request from ");
+        put_repr(o, a.ptr, a.len, false);
+        put_str(o, " not allowed");
+        break;
     default:
         break;
     }

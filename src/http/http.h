@@ -53,7 +53,13 @@ static inline bool cg_http_is_tchar(unsigned char c)
     X(CONFIGURATION_PROBLEM, "ConfigurationProblem", 500, "Bad Request")                        \
     X(INVALID_CHUNK_SIZE, "InvalidChunkSize", 0, "")                                            \
     X(CHUNK_MISSING_TERMINATOR, "ChunkMissingTerminator", 0, "")                                \
-    X(INVALID_CHUNK_EXTENSION, "InvalidChunkExtension", 0, "")
+    X(INVALID_CHUNK_EXTENSION, "InvalidChunkExtension", 0, "")                                  \
+    /* --protocol uwsgi. Gunicorn's worker answers these with its generic      \
+     * 500 (they are not in handle_error's list); we answer the status each    \
+     * of its exceptions carries (docs/compatibility.md) */                    \
+    X(INVALID_UWSGI_HEADER, "InvalidUWSGIHeader", 400, "Bad Request")                           \
+    X(UNSUPPORTED_UWSGI_MODIFIER, "UnsupportedModifier", 501, "Not Implemented")                \
+    X(FORBIDDEN_UWSGI_REQUEST, "ForbiddenUWSGIRequest", 403, "Forbidden")
 
 typedef enum cg_http_errcode {
     CG_HTTP_E_NONE = 0,
@@ -213,6 +219,30 @@ static inline void cg_http_parser_reset(cg_http_parser_t *p)
  */
 ssize_t cg_http_parse_request(const cg_http_settings_t *s, cg_http_parser_t *p, char *buf,
                               size_t len, bool peer_trusted, cg_http_request_t *req);
+
+/* ---------------------------------------------------------------- uwsgi */
+
+/* A caller-owned growable buffer for what a uwsgi request needs written out
+ * (its request line); free(buf) when the connection goes. */
+typedef struct cg_uwsgi_scratch {
+    char *buf;
+    size_t cap;
+} cg_uwsgi_scratch_t;
+
+/*
+ * Parse one uwsgi packet header and vars block (--protocol uwsgi) in
+ * buf[0..len) into `req`, as the HTTP parser fills it (views into buf,
+ * header names rewritten in place; the request line in `scratch`). The body
+ * follows the vars: CONTENT_LENGTH bytes.
+ * Returns > 0 (the packet's length, = req->head_len), CG_EAGAIN, or -EPROTO
+ * with req->error (InvalidUWSGIHeader 400, UnsupportedModifier 501).
+ */
+ssize_t cg_uwsgi_parse(char *buf, size_t len, cg_uwsgi_scratch_t *scratch, cg_http_request_t *req);
+
+/* uwsgi_allow_ips: the peer's address text is one of `allow` (exactly, as
+ * Gunicorn compares) or `allow` has "*"; a unix socket (peer_ip "") is
+ * always allowed. */
+bool cg_uwsgi_allowed(const char *peer_ip, const char *const *allow, size_t nallow);
 
 /* ---------------------------------------------------------------- body */
 

@@ -62,6 +62,7 @@ struct cg_conn {
     cg_http_buf_t buf; /* owned; grows up to the largest head the limits allow */
     size_t buf_max;
     cg_http_parser_t parser;
+    cg_uwsgi_scratch_t uwsgi_scratch; /* --protocol uwsgi: the request line */
     cg_http_request_t req;
     cg_http_body_t body;
     /* Body bytes the event loop read ahead of the app (gthread), handed out
@@ -148,6 +149,9 @@ typedef struct cg_conn_policy {
     char **ss_values;
     size_t buf_max; /* the largest request head the limits let through, plus room */
     cg_board_shm_t *board; /* the worker's scoreboard slot (metrics_bind), or NULL */
+    bool uwsgi;            /* --protocol uwsgi */
+    const char *const *uwsgi_allow; /* uwsgi_allow_ips (the config's) */
+    size_t nuwsgi_allow;
 } cg_conn_policy_t;
 
 /* Fill `p` from the settings. Returns 0 or -EINVAL (logged) for an allow

@@ -62,6 +62,10 @@ int cg_conn_policy_init(cg_conn_policy_t *p, const cg_config_t *cfg, cg_log_t *l
         cg_log_error(log, "Invalid forwarded_allow_ips: %s", err);
         return -EINVAL;
     }
+    /* as Gunicorn: "uwsgi" selects the uwsgi parser, anything else HTTP */
+    p->uwsgi = cfg->protocol != NULL && strcmp(cfg->protocol, "uwsgi") == 0;
+    p->uwsgi_allow = (const char *const *)cfg->uwsgi_allow_ips.v;
+    p->nuwsgi_allow = cfg->uwsgi_allow_ips.n;
     const char *pp = cfg->proxy_protocol ? cfg->proxy_protocol : "off";
     p->proxy_mode = strcmp(pp, "v1") == 0     ? CG_HTTP_PROXY_V1
                     : strcmp(pp, "v2") == 0   ? CG_HTTP_PROXY_V2
@@ -132,8 +136,10 @@ void cg_conn_release(cg_conn_t *c)
 {
     free(c->buf.data);
     free(c->req.headers);
+    free(c->uwsgi_scratch.buf);
     c->buf.data = NULL;
     c->req.headers = NULL;
+    c->uwsgi_scratch = (cg_uwsgi_scratch_t){NULL, 0};
 }
 
 void cg_conn_accepted(cg_conn_t *c, const cg_conn_policy_t *p, int fd, const cg_listener_t *l,
@@ -148,7 +154,8 @@ void cg_conn_accepted(cg_conn_t *c, const cg_conn_policy_t *p, int fd, const cg_
     c->trusted = cg_net_allowed(p->allow, (struct sockaddr *)&c->peer);
     cg_http_parser_reset(&c->parser);
     c->has_proxy = false;
-    c->proxy_checked = p->proxy_mode == CG_HTTP_PROXY_OFF;
+    /* Gunicorn's uwsgi requests take no PROXY header */
+    c->proxy_checked = p->proxy_mode == CG_HTTP_PROXY_OFF || p->uwsgi;
 }
 
 int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log)
@@ -165,8 +172,17 @@ int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log)
     }
     if (c->buf.len == 0)
         return 0;
-    ssize_t r = cg_http_parse_request(&p->hs, &c->parser, c->buf.data, c->buf.len, c->trusted,
-                                      &c->req);
+    ssize_t r;
+    if (!p->uwsgi) {
+        r = cg_http_parse_request(&p->hs, &c->parser, c->buf.data, c->buf.len, c->trusted,
+                                  &c->req);
+    } else if (!cg_uwsgi_allowed(c->peer_ip, p->uwsgi_allow, p->nuwsgi_allow)) {
+        c->req.error = (cg_http_error_t){.code = CG_HTTP_E_FORBIDDEN_UWSGI_REQUEST,
+                                         .arg = {c->peer_ip, strlen(c->peer_ip)}};
+        r = -EPROTO;
+    } else {
+        r = cg_uwsgi_parse(c->buf.data, c->buf.len, &c->uwsgi_scratch, &c->req);
+    }
     if (r == CG_EAGAIN)
         return 0;
     if (r < 0) {

@@ -85,6 +85,7 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
     ws->cfg = w->cfg;
     ws->app = app;
     ws->sendfile = w->cfg->sendfile;
+    ws->uwsgi = w->cfg->protocol != NULL && strcmp(w->cfg->protocol, "uwsgi") == 0;
     ws->force_close = true;
     ws->on_main = pthread_equal(pthread_self(), w->main_tid) != 0;
     ws->thread_id = PyThread_get_thread_ident();

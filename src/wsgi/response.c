@@ -321,7 +321,10 @@ static PyObject *cg__start_response(cg_wsgi_req_t *r, PyObject *status, PyObject
         r->response_length = -1;
     }
     bool v11 = r->http->version_major > 1 || (r->http->version_major == 1 && r->http->version_minor >= 1);
-    r->chunked = r->response_length < 0 && v11 && !r->omits_body;
+    /* A uwsgi response body is opaque bytes to the front end (nginx frames
+     * it for its client): chunk markers would land in the body, so a body
+     * of unknown length ends with the connection (as Gunicorn 27). */
+    r->chunked = r->response_length < 0 && v11 && !r->omits_body && !r->ws->uwsgi;
 
     PyObject *w = r->ws->write;
     Py_INCREF(w);

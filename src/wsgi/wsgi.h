@@ -156,6 +156,7 @@ struct cg_wsgi {
     bool sendfile;
     bool multithread;
     bool force_close; /* sync worker: Connection: close on every response */
+    bool uwsgi;       /* --protocol uwsgi: no chunked framing (see response.c) */
     cg_board_thread_t *board; /* this thread's scoreboard counters, or NULL */
     /* Reusable per-request objects: recycled when nothing else holds them. */
     PyObject *start_response;

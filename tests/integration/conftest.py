@@ -43,6 +43,7 @@ GROUP_OF_FILE = {
     "test_statsd.py": "settings",
     "test_metrics.py": "settings",
     "test_paste.py": "settings",
+    "test_uwsgi.py": "core",
     "test_arbiter_hup.py": "arbiter",
     "test_arbiter_load.py": "arbiter",
     "test_arbiter_process.py": "arbiter",

@@ -483,7 +483,6 @@ static void test_check_supported(void **state)
         {"worker_class", "gevent", "worker_class"},
         {"certfile", "/tmp/c.pem", "certfile"},
         {"http_protocols", "h2,h1", "http_protocols"},
-        {"protocol", "uwsgi", "protocol"},
         {"control_socket", "/tmp/ctl", "control_socket"},
         {"dirty_workers", "2", "dirty_workers"},
         {"worker_class", "eventlet", "worker_class"},
@@ -513,6 +512,9 @@ static void test_check_supported(void **state)
     assert_int_equal(cg_config_set_string(&cfg, "preload_app", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "reload", "true", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "reload_engine", "poll", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    /* the uwsgi protocol */
+    assert_int_equal(cg_config_set_string(&cfg, "protocol", "uwsgi", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     /* and statsd */
     assert_int_equal(cg_config_set_string(&cfg, "statsd_host", "localhost:8125", CG_SRC_CLI, err, sizeof(err)), 0);
