@@ -12,6 +12,7 @@ OUTDIR/chunked/  fuzz_chunked: one split byte, then a chunked body
 OUTDIR/proxy/    fuzz_proxy: one mode byte, then a connection's first bytes
 OUTDIR/websocket/ fuzz_websocket: a mode/read-size byte, a limit byte, then a
                  client's frames (or a Sec-WebSocket-Extensions value)
+OUTDIR/uwsgi/    fuzz_uwsgi: a read-size/table byte, then uwsgi packets
 """
 import base64
 import json
@@ -236,9 +237,29 @@ def add_request(out, name, raw, f0, proxy=False):
         write(out, "chunked", "req_" + name, bytes([5]) + raw[end:])
 
 
+def uwsgi_packet(variables, body=b"", modifier1=0):
+    data = b"".join(struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
+                    for k, v in variables)
+    return struct.pack("<BHB", modifier1, len(data), 0) + data + body
+
+
+UWSGI = {
+    "get": uwsgi_packet([(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/a/b"),
+                         (b"QUERY_STRING", b"x=1"), (b"HTTP_HOST", b"example.com"),
+                         (b"HTTP_X_FORWARDED_FOR", b"1.2.3.4"), (b"HTTPS", b"on")]),
+    "post": uwsgi_packet([(b"REQUEST_METHOD", b"POST"), (b"CONTENT_TYPE", b"text/plain"),
+                          (b"CONTENT_LENGTH", b" +1_0 "), (b"HTTP_CONNECTION", b"close")],
+                         b"0123456789"),
+    "dup": uwsgi_packet([(b"HTTP_A", b"1"), (b"HTTP_A", b"2"), (b"wsgi.url_scheme", b"https")]),
+    "empty": uwsgi_packet([]),
+    "modifier": uwsgi_packet([(b"PATH_INFO", b"/")], modifier1=5),
+    "truncated": struct.pack("<BHB", 0, 9, 0) + b"\x05\x00HTTP_\x09",
+}
+
+
 def main():
     out = sys.argv[1]
-    for sub in ("parser", "chunked", "proxy", "websocket"):
+    for sub in ("parser", "chunked", "proxy", "websocket", "uwsgi"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for name, raw in REQUESTS.items():
         add_request(out, name, raw, TRUSTED | (8 if name == "obs_fold" else 0))
@@ -248,6 +269,9 @@ def main():
             add_request(out, "proxy_" + name, raw, TRUSTED, proxy=True)
     for name, (mode, limit, raw) in WEBSOCKET.items():
         write(out, "websocket", name, bytes([mode, limit]) + raw)
+    for name, raw in UWSGI.items():
+        write(out, "uwsgi", name, bytes([255]) + raw)
+        write(out, "uwsgi", name + "_split", bytes([2]) + raw)
     for name, body in CHUNKED.items():
         write(out, "chunked", name, bytes([0]) + body)
         write(out, "chunked", name + "_split", bytes([7]) + body)
