@@ -112,8 +112,7 @@ typedef struct cg_asgi {
     PyObject *stop;         /* future the serving phase waits on; NULL none */
     uint64_t keepalive_ms, head_ms;
     int grace_s; /* asgi_disconnect_grace_period */
-    char date[30];
-    time_t date_time;
+    cg_http_date_cache_t date;
 } cg_asgi_t;
 
 /* ---- context.c ---- */
@@ -136,9 +135,13 @@ void cg_asgi_free(cg_asgi_t *a);
  */
 int cg_asgi_is_app(PyObject *app, bool thorough);
 
-/* The Date header value for now ("Sun, 06 Nov 1994 08:49:37 GMT"), cached
- * per second. */
-const char *cg_asgi_date(cg_asgi_t *a);
+/* An awaitable finished at once (None): what send() usually answers.
+ * New reference or NULL. */
+PyObject *cg_asgi_done_awaitable(cg_asgi_t *a);
+
+/* A heap type made from `spec` once (kept in *slot for the process).
+ * Borrowed reference, or NULL with an exception set. */
+PyTypeObject *cg_asgi_type(PyTypeObject **slot, PyType_Spec *spec);
 
 /* A new future on a's loop, or NULL with an exception set. */
 PyObject *cg_asgi_future(cg_asgi_t *a);

@@ -110,16 +110,6 @@ int cg_asgi_is_app(PyObject *app, bool thorough)
     return rc;
 }
 
-const char *cg_asgi_date(cg_asgi_t *a)
-{
-    time_t now = time(NULL);
-    if (now != a->date_time) {
-        cg_http_date(now, a->date);
-        a->date_time = now;
-    }
-    return a->date;
-}
-
 PyObject *cg_asgi_future(cg_asgi_t *a)
 {
     return PyObject_CallMethodNoArgs(a->loop, a->s[CG_AS_A_CREATE_FUTURE]);
@@ -285,12 +275,27 @@ static PyType_Spec cg__await_spec = {
     .slots = cg__await_slots,
 };
 
+static int cg__done_poll(PyObject *owner, PyObject **out)
+{
+    *out = Py_NewRef(Py_None);
+    return 1;
+}
+
+PyObject *cg_asgi_done_awaitable(cg_asgi_t *a)
+{
+    if (a->done == NULL)
+        a->done = cg_asgi_awaitable_new(a, cg__done_poll, NULL);
+    return Py_XNewRef(a->done);
+}
+
+PyTypeObject *cg_asgi_type(PyTypeObject **slot, PyType_Spec *spec)
+{
+    if (*slot == NULL)
+        *slot = (PyTypeObject *)PyType_FromSpec(spec); /* new, kept */
+    return *slot;
+}
+
 int cg_asgi_types_ready(void)
 {
-    if (cg__await_type == NULL) {
-        cg__await_type = (PyTypeObject *)PyType_FromSpec(&cg__await_spec); /* new, kept */
-        if (cg__await_type == NULL)
-            return -1;
-    }
-    return 0;
+    return cg_asgi_type(&cg__await_type, &cg__await_spec) != NULL ? 0 : -1;
 }

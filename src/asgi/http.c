@@ -45,11 +45,8 @@ static PyType_Spec cg__cycle_spec = {
 
 cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p)
 {
-    if (cg__cycle_type == NULL) {
-        cg__cycle_type = (PyTypeObject *)PyType_FromSpec(&cg__cycle_spec); /* new, kept */
-        if (cg__cycle_type == NULL)
-            return NULL;
-    }
+    if (cg_asgi_type(&cg__cycle_type, &cg__cycle_spec) == NULL)
+        return NULL;
     cg_asgi_cycle_t *cy = PyObject_New(cg_asgi_cycle_t, cg__cycle_type); /* new */
     if (cy == NULL)
         return NULL;
@@ -525,7 +522,7 @@ static int cg__start(cg_asgi_cycle_t *cy, PyObject *msg)
         cg__add(&b, "Server: gunicorn\r\n", 18);
     if (!has_date) {
         cg__add(&b, "Date: ", 6);
-        cg__add(&b, cg_asgi_date(a), 29);
+        cg__add(&b, cg_http_date_now(&a->date), 29);
         cg__add(&b, "\r\n", 2);
     }
     if (cy->keep_alive)
@@ -616,19 +613,6 @@ static int cg__drain_poll(PyObject *owner, PyObject **out)
     return 0;
 }
 
-static int cg__done_poll(PyObject *owner, PyObject **out)
-{
-    *out = Py_NewRef(Py_None);
-    return 1;
-}
-
-static PyObject *cg__done_awaitable(cg_asgi_t *a)
-{
-    if (a->done == NULL)
-        a->done = cg_asgi_awaitable_new(a, cg__done_poll, NULL);
-    return Py_XNewRef(a->done);
-}
-
 static PyObject *cg__unexpected(PyObject *type, const char *when)
 {
     PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message %R sent, %s.", type, when);
@@ -669,12 +653,12 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
     cg_asgi_proto_t *p = cy->p;
     if (p == NULL || p->closed) {
         /* the client is gone: the app may finish what it does, quietly */
-        res = cg__done_awaitable(a);
+        res = cg_asgi_done_awaitable(a);
         goto out;
     }
     if (is_start) {
         if (cg__start(cy, msg) == 0)
-            res = cg__done_awaitable(a);
+            res = cg_asgi_done_awaitable(a);
         goto out;
     }
     PyObject *body = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_BODY]) : NULL;
@@ -704,7 +688,7 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
     if (rc == 0)
         res = !final && p->write_paused && !p->closed
                   ? cg_asgi_awaitable_new(a, cg__drain_poll, (PyObject *)p)
-                  : cg__done_awaitable(a);
+                  : cg_asgi_done_awaitable(a);
     Py_DECREF(p);
 out:
     Py_DECREF(type);

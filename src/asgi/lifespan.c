@@ -95,12 +95,6 @@ static PyObject *cg__receive(PyObject *self, PyObject *unused)
     return cg_asgi_awaitable_new(((cg__ls_t *)self)->a, cg__receive_poll, self);
 }
 
-static int cg__done_poll(PyObject *owner, PyObject **out)
-{
-    *out = Py_NewRef(Py_None);
-    return 1;
-}
-
 static PyObject *cg__send(PyObject *self, PyObject *msg)
 {
     cg__ls_t *ls = (cg__ls_t *)self;
@@ -129,7 +123,7 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
     bool startup = which == CG_AS_LS_STARTUP_COMPLETE || which == CG_AS_LS_STARTUP_FAILED;
     bool ok = which == CG_AS_LS_STARTUP_COMPLETE || which == CG_AS_LS_SHUTDOWN_COMPLETE;
     cg__settle(ls, startup ? ls->startup : ls->shutdown, ok ? 1 : 0);
-    return cg_asgi_awaitable_new(a, cg__done_poll, NULL);
+    return cg_asgi_done_awaitable(a);
 }
 
 static PyObject *cg__task_done(PyObject *self, PyObject *task)
@@ -193,8 +187,7 @@ int cg_asgi_lifespan_startup(cg_asgi_t *a)
         goto error;
     if (strcmp(mode, "off") == 0)
         return 0;
-    if (cg__ls_type == NULL &&
-        (cg__ls_type = (PyTypeObject *)PyType_FromSpec(&cg__ls_spec)) == NULL) /* new, kept */
+    if (cg_asgi_type(&cg__ls_type, &cg__ls_spec) == NULL)
         goto error;
     cg__ls_t *ls = PyObject_New(cg__ls_t, cg__ls_type); /* new */
     if (ls == NULL)

@@ -683,11 +683,8 @@ static PyMethodDef cg__factory_def = {"protocol_factory", cg__make_protocol, MET
 
 PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l)
 {
-    if (cg__proto_type == NULL) {
-        cg__proto_type = (PyTypeObject *)PyType_FromSpec(&cg__proto_spec); /* new, kept */
-        if (cg__proto_type == NULL)
-            return NULL;
-    }
+    if (cg_asgi_type(&cg__proto_type, &cg__proto_spec) == NULL)
+        return NULL;
     cg__factory_t *f = cg_xmalloc(sizeof(*f));
     f->a = a;
     f->l = l;

@@ -391,4 +391,12 @@ size_t cg_http_unquote(const char *in, size_t len, char *out);
 /* "Sun, 06 Nov 1994 08:49:37 GMT" for `t`; buf needs 30 bytes. */
 void cg_http_date(time_t t, char buf[30]);
 
+/* The Date header value for now, formatted once per second into `c`
+ * (zero it first). Returns c's buffer. */
+typedef struct cg_http_date_cache {
+    char buf[30];
+    time_t t;
+} cg_http_date_cache_t;
+const char *cg_http_date_now(cg_http_date_cache_t *c);
+
 #endif

@@ -19,12 +19,7 @@
 
 const char *cg_wsgi_http_date(cg_wsgi_t *ws)
 {
-    time_t now = time(NULL);
-    if (now != ws->date_time) {
-        cg_http_date(now, ws->date);
-        ws->date_time = now;
-    }
-    return ws->date;
+    return cg_http_date_now(&ws->date);
 }
 
 void cg_wsgi_orphans_add(cg_wsgi_orphans_t *q, cg_conn_t *conn)

@@ -5,8 +5,11 @@ max_requests, back-pressure, hostile input, the conformance corpus."""
 
 import base64
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -343,3 +346,57 @@ def test_corpus_invalid(asgi_pool, case):
         assert status == "HTTP/1.1 %d %s" % (code, reason), (status, body[:300])
         assert re.search(r"\n    " + re.escape(mesg), body.decode("latin-1"))
     assert self_pid(srv) == srv.initial_pid
+
+
+# ---- real frameworks: FastAPI (and Starlette under it) ----
+
+def _test_site(tmp_path_factory):
+    """The pinned framework packages: `make test-site`'s folder
+    (CG_TEST_SITE), else installed here once; a skip without PyPI."""
+    site = os.environ.get("CG_TEST_SITE")
+    if site and os.path.isfile(os.path.join(site, ".installed")):
+        return site
+    site = str(tmp_path_factory.mktemp("asgi-site"))
+    pins = [line.strip() for line in open(os.path.join(cgtest.REPO_ROOT, "tests", "requirements.txt"))
+            if re.match(r"(fastapi|starlette|anyio|idna|pydantic|pydantic-core|annotated-types|"
+                        r"typing-inspection|typing-extensions|python-multipart|uvloop)==", line)]
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--only-binary=:all:", "--disable-pip-version-check", "--target", site]
+                         + pins, capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        pytest.skip("the ASGI framework packages could not be installed (PyPI unreachable?): %s"
+                    % res.stderr[-300:])
+    return site
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return _test_site(tmp_path_factory)
+
+
+@pytest.mark.parametrize("worker,loop", [("asgi", "asyncio"), ("asgi", "auto"),
+                                         ("uvicorn.workers.UvicornWorker", "auto")])
+def test_fastapi(cg, site, worker, loop):
+    srv = cg("asgi_fastapi:app", args=["-k", worker, "--asgi-loop", loop],
+             env={"PYTHONPATH": site})
+    status, _, body = get(srv, "/items/42", b"X-Token: abc\r\n")
+    assert status == "HTTP/1.1 200 OK", body
+    got = json.loads(body)
+    assert got["item_id"] == 42 and got["who"] == "ABC" and got["db"] == "connected"
+    assert got["loop"].startswith("uvloop" if loop == "auto" else "asyncio")
+    status, _, body = get(srv, "/items/x")
+    assert status == "HTTP/1.1 422 Unprocessable Content" or status.startswith("HTTP/1.1 422 ")
+    status, _, body = get(srv, "/notify?text=hello", method=b"POST")
+    assert json.loads(body) == {"queued": "hello"}
+    srv.wait_log(r"background task: hello")
+    status, headers, body = get(srv, "/stream?n=4")
+    assert body == b"part-0\npart-1\npart-2\npart-3\n"
+    assert cgtest.header(headers, "Transfer-Encoding") == "chunked"
+    payload = b"\x89PNG\r\n\x1a\n" + os.urandom(300000)
+    form = (b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + payload + b"\r\n--BOUNDARY--\r\n")
+    status, _, body = get(srv, "/upload", b"Content-Type: multipart/form-data; boundary=BOUNDARY\r\n",
+                          method=b"POST", body=form)
+    assert json.loads(body) == {"name": "a.png", "size": len(payload), "head": "\x89PNG\r\n\x1a\n"}
+    srv.stop()
+    assert "fastapi lifespan shutdown" in srv.log()
