@@ -48,6 +48,15 @@ CONSOLE_GROUPS ?= core or settings or arbiter
 VENV_ENV = $$([ -x $(VENV)/bin/cgunicorn ] && echo CGUNICORN_VENV=$(abspath $(VENV)))
 PIP_ENV  = PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_CONSTRAINT=$(CURDIR)/tests/requirements.txt
 
+# Packages some integration tests import that Debian's interpreter does not
+# have (the ASGI frameworks, uvloop, PasteDeploy and Pyramid,
+# prometheus-client...), pip-installed once into a folder the tests find
+# through CG_TEST_SITE: every package of tests/requirements.txt from its
+# "# test-site" line on, pinned there. Reinstalled when that file changes.
+TEST_SITE  ?= $(BUILD)/test-site
+TEST_SITE_PKGS = $(shell sed -n '/^\# test-site/,$$p' tests/requirements.txt | grep -v '^\#')
+TEST_SITE_ENV = CG_TEST_SITE=$(abspath $(TEST_SITE))
+
 # meson setup refuses an already configured directory, and `meson configure`
 # needs one: pick whichever applies. $(1) = directory, $(2) = options.
 define meson_setup
@@ -58,7 +67,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-frontends bench-observability bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-frontends bench-observability bench-slowloris clean
 
 all: build
 
@@ -78,7 +87,7 @@ run: build
 # seeds (a crash fails the run). The last thing printed is the fuzz run's
 # final stats.
 test: build
-	$(MAKE) --no-print-directory docs-check unit venv
+	$(MAKE) --no-print-directory docs-check unit venv test-site
 	$(MAKE) --no-print-directory integration integration-console
 	$(MAKE) --no-print-directory asan
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
@@ -103,13 +112,23 @@ venv:
 	$(PIP_ENV) $(VENV)/bin/pip install -q --no-deps --force-reinstall .
 	$(VENV)/bin/cgunicorn --version
 
+# Once per build directory; a failed install (no PyPI) is not an error.
+test-site:
+	@want=$$(sha256sum tests/requirements.txt | cut -d' ' -f1); \
+	[ "$$(cat $(TEST_SITE)/.installed 2>/dev/null)" = "$$want" ] || { \
+		rm -rf $(TEST_SITE); \
+		echo "pip install --target $(TEST_SITE) $(TEST_SITE_PKGS)"; \
+		$(PIP_ENV) $(PYTHON) -m pip install -q --no-deps --only-binary=:all: --target $(TEST_SITE) \
+			$(TEST_SITE_PKGS) && echo "$$want" >$(TEST_SITE)/.installed || \
+			echo "test-site: could not install the test packages: their tests will skip"; }
+
 integration:
-	env $(VENV_ENV) CGUNICORN_BIN=$(CURDIR)/$(BUILD)/cgunicorn $(PYTEST)
+	env $(VENV_ENV) $(TEST_SITE_ENV) CGUNICORN_BIN=$(CURDIR)/$(BUILD)/cgunicorn $(PYTEST)
 
 # The console-script front end, whose master is a Python process.
 integration-console:
 	@[ -x $(VENV)/bin/cgunicorn ] || { echo "no $(VENV)/bin/cgunicorn: run 'make venv' first"; exit 1; }
-	env $(VENV_ENV) CGUNICORN_BIN=$(abspath $(VENV))/bin/cgunicorn $(PYTEST) -m "$(CONSOLE_GROUPS)"
+	env $(VENV_ENV) $(TEST_SITE_ENV) CGUNICORN_BIN=$(abspath $(VENV))/bin/cgunicorn $(PYTEST) -m "$(CONSOLE_GROUPS)"
 
 # pip install and pip wheel of this tree under each interpreter (pyenv's
 # 3.10, 3.12, 3.13 and Debian's), each venv then serving an app from a
@@ -127,7 +146,7 @@ asan-unit:
 	$(SAN_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes $(NINJA_JOBS)
 
 asan-integration:
-	env $(SAN_ENV) $(VENV_ENV) CGUNICORN_BIN=$(CURDIR)/$(ASAN_BUILD)/cgunicorn $(PYTEST)
+	env $(SAN_ENV) $(VENV_ENV) $(TEST_SITE_ENV) CGUNICORN_BIN=$(CURDIR)/$(ASAN_BUILD)/cgunicorn $(PYTEST)
 
 fuzz:
 	@tools/deps.sh fuzz

@@ -117,7 +117,8 @@ def _python_object_name(name, value):
         from cgunicorn import workers
         if issubclass(value, workers.Worker) and value.kind is not None:
             return value.kind
-        if dotted in ("gunicorn.workers.sync.SyncWorker", "gunicorn.workers.gthread.ThreadWorker"):
+        if dotted in ("gunicorn.workers.sync.SyncWorker", "gunicorn.workers.gthread.ThreadWorker",
+                      "gunicorn.workers.gasgi.ASGIWorker"):
             return dotted
     elif name == "logger_class":
         from cgunicorn import glogging

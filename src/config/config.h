@@ -308,10 +308,18 @@ void cg_config_print_help(const char *prog, FILE *out);
 int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen);
 
 /* ---- worker_kinds.c: the worker classes we run, by every Gunicorn name ---- */
-typedef enum { CG_WORKER_UNKNOWN, CG_WORKER_SYNC, CG_WORKER_GTHREAD } cg_worker_kind_t;
+typedef enum {
+    CG_WORKER_UNKNOWN,
+    CG_WORKER_SYNC,
+    CG_WORKER_GTHREAD,
+    CG_WORKER_ASGI,
+} cg_worker_kind_t;
 
 /* The kind a worker_class name stands for (CG_WORKER_UNKNOWN if none). */
 cg_worker_kind_t cg_config_worker_kind_of(const char *name);
+/* True when `name` is another project's worker class (Uvicorn's) that
+ * cgunicorn runs with its own worker of the same kind. */
+bool cg_config_worker_stand_in(const char *name);
 /* The loop a worker runs: worker_class, with Gunicorn's rule that "sync"
  * (or a *SyncWorker) with threads > 1 is the threaded worker. */
 cg_worker_kind_t cg_config_worker_kind(const cg_config_t *cfg);

@@ -10,13 +10,25 @@
 static const struct {
     const char *name;
     cg_worker_kind_t kind;
+    bool stand_in; /* another project's worker, run by ours (see cg_config_worker_stand_in) */
 } cg__kinds[] = {
-    {"sync", CG_WORKER_SYNC},
-    {"gunicorn.workers.sync.SyncWorker", CG_WORKER_SYNC},
-    {"egg:gunicorn#sync", CG_WORKER_SYNC},
-    {"gthread", CG_WORKER_GTHREAD},
-    {"gunicorn.workers.gthread.ThreadWorker", CG_WORKER_GTHREAD},
-    {"egg:gunicorn#gthread", CG_WORKER_GTHREAD},
+    {"sync", CG_WORKER_SYNC, false},
+    {"gunicorn.workers.sync.SyncWorker", CG_WORKER_SYNC, false},
+    {"egg:gunicorn#sync", CG_WORKER_SYNC, false},
+    {"gthread", CG_WORKER_GTHREAD, false},
+    {"gunicorn.workers.gthread.ThreadWorker", CG_WORKER_GTHREAD, false},
+    {"egg:gunicorn#gthread", CG_WORKER_GTHREAD, false},
+    {"asgi", CG_WORKER_ASGI, false},
+    {"gunicorn.workers.gasgi.ASGIWorker", CG_WORKER_ASGI, false},
+    {"egg:gunicorn#asgi", CG_WORKER_ASGI, false},
+    /* Uvicorn's workers for Gunicorn (the ones in uvicorn itself, and the
+     * uvicorn-worker package that replaces them): ASGI apps on an asyncio
+     * loop, which is what our ASGI worker is. Their own settings (a
+     * CONFIG_KWARGS subclass) are not read. */
+    {"uvicorn.workers.UvicornWorker", CG_WORKER_ASGI, true},
+    {"uvicorn.workers.UvicornH11Worker", CG_WORKER_ASGI, true},
+    {"uvicorn_worker.UvicornWorker", CG_WORKER_ASGI, true},
+    {"uvicorn_worker.UvicornH11Worker", CG_WORKER_ASGI, true},
 };
 
 cg_worker_kind_t cg_config_worker_kind_of(const char *name)
@@ -25,6 +37,14 @@ cg_worker_kind_t cg_config_worker_kind_of(const char *name)
         if (strcmp(name, cg__kinds[i].name) == 0)
             return cg__kinds[i].kind;
     return CG_WORKER_UNKNOWN;
+}
+
+bool cg_config_worker_stand_in(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < CG_ARRAY_SIZE(cg__kinds); i++)
+        if (strcmp(name, cg__kinds[i].name) == 0)
+            return cg__kinds[i].stand_in;
+    return false;
 }
 
 /* Gunicorn's Config.worker_class: "sync" or a name ending in SyncWorker

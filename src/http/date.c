@@ -20,3 +20,13 @@ void cg_http_date(time_t t, char buf[30])
              months[tm.tm_mon % 12], (tm.tm_year + 1900) % 10000, tm.tm_hour, tm.tm_min,
              tm.tm_sec);
 }
+
+const char *cg_http_date_now(cg_http_date_cache_t *c)
+{
+    time_t now = time(NULL);
+    if (now != c->t || c->buf[0] == '\0') {
+        cg_http_date(now, c->buf);
+        c->t = now;
+    }
+    return c->buf;
+}

@@ -407,9 +407,26 @@ typedef struct cg_http_proxy {
 ssize_t cg_http_parse_proxy(cg_http_proxy_mode_t mode, const char *buf, size_t len,
                             bool peer_allowed, cg_http_proxy_t *out, cg_http_error_t *err);
 
+/* ---------------------------------------------------------------- URIs */
+
+/*
+ * urllib.parse.unquote_to_bytes(): "%XX" with two hex digits becomes that
+ * byte, anything else stays as is. Writes at most `len` bytes to out (which
+ * may be `in` itself) and returns how many.
+ */
+size_t cg_http_unquote(const char *in, size_t len, char *out);
+
 /* ---------------------------------------------------------------- response */
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT" for `t`; buf needs 30 bytes. */
 void cg_http_date(time_t t, char buf[30]);
+
+/* The Date header value for now, formatted once per second into `c`
+ * (zero it first). Returns c's buffer. */
+typedef struct cg_http_date_cache {
+    char buf[30];
+    time_t t;
+} cg_http_date_cache_t;
+const char *cg_http_date_now(cg_http_date_cache_t *c);
 
 #endif

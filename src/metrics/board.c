@@ -40,6 +40,28 @@ void cg_board_busy_end(cg_board_thread_t *t, uint64_t now_us)
     __atomic_store_n(&t->busy_since, 0, __ATOMIC_RELAXED);
 }
 
+void cg_board_enter(cg_board_thread_t *t, uint64_t now_us)
+{
+    if (t == NULL)
+        return;
+    uint64_t n = __atomic_load_n(&t->inflight, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->inflight, n + 1, __ATOMIC_RELAXED);
+    if (n == 0)
+        cg_board_busy_begin(t, now_us);
+}
+
+void cg_board_leave(cg_board_thread_t *t, uint64_t now_us)
+{
+    if (t == NULL)
+        return;
+    uint64_t n = __atomic_load_n(&t->inflight, __ATOMIC_RELAXED);
+    if (n == 0)
+        return;
+    __atomic_store_n(&t->inflight, n - 1, __ATOMIC_RELAXED);
+    if (n == 1)
+        cg_board_busy_end(t, now_us);
+}
+
 void cg_board_request(cg_board_thread_t *t, long status, uint64_t duration_us)
 {
     if (t == NULL)
@@ -147,8 +169,10 @@ void cg_board_release(cg_board_t *b, int slot, const struct rusage *ru)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
     s->shm->conns_open = 0;
-    for (uint32_t i = 0; i < s->shm->nthreads; i++)
+    for (uint32_t i = 0; i < s->shm->nthreads; i++) {
         cg_board_busy_end(&s->shm->threads[i], now);
+        s->shm->threads[i].inflight = 0;
+    }
 }
 
 void cg_board_timed_out(cg_board_t *b, int slot)

@@ -47,6 +47,8 @@ typedef struct cg_board_thread {
     uint64_t requests[CG_BOARD_NCLASSES];
     uint64_t buckets[CG_BOARD_NBUCKETS + 1]; /* per bucket (not cumulative); last: +Inf */
     uint64_t duration_us;  /* sum of the histogram's observations */
+    uint64_t inflight;     /* requests in progress on an event loop (asgi); the
+                            * thread workers serve one at a time: busy_since says */
 } __attribute__((aligned(64))) cg_board_thread_t;
 
 /* The shared part of a slot. */
@@ -131,6 +133,10 @@ static inline void cg_board_busy_begin(cg_board_thread_t *t, uint64_t now_us)
 
 /* The request is over (its response written or abandoned). */
 void cg_board_busy_end(cg_board_thread_t *t, uint64_t now_us);
+/* An event loop serving many requests at once: one more / one fewer in
+ * progress; the loop counts as busy while any is. */
+void cg_board_enter(cg_board_thread_t *t, uint64_t now_us);
+void cg_board_leave(cg_board_thread_t *t, uint64_t now_us);
 /* Count an answered request: its status code (negative: none that parses)
  * and how long it took, as the access log's request_time. */
 void cg_board_request(cg_board_thread_t *t, long status, uint64_t duration_us);

@@ -114,8 +114,10 @@ static void cg__workers(FILE *f, const cg_prom_view_t *v)
         if (s->shm == NULL)
             continue;
         unsigned n = 0;
-        for (uint32_t i = 0; s->pid > 0 && i < s->shm->nthreads; i++)
-            n += CG__LOAD(s->shm->threads[i].busy_since) != 0;
+        for (uint32_t i = 0; s->pid > 0 && i < s->shm->nthreads; i++) {
+            uint64_t loop = CG__LOAD(s->shm->threads[i].inflight);
+            n += loop ? (unsigned)loop : CG__LOAD(s->shm->threads[i].busy_since) != 0;
+        }
         fprintf(f, "cgunicorn_requests_in_flight{worker=\"%zu\"} %u\n", w + 1, n);
     }
 

@@ -198,6 +198,28 @@ int cg_conn_take_proxy(cg_conn_t *c, const cg_conn_policy_t *p);
  * its views), make room for the body after it, and start the body reader. */
 void cg_conn_begin_body(cg_conn_t *c, const cg_conn_policy_t *p);
 
+/* After a kept-alive request: move the bytes after it (a pipelined next
+ * request) to the buffer's start, unpin the old head, shrink a buffer a
+ * large body or head grew past `shrink_above` back to `initial` bytes when
+ * what is left fits, and reset the parser. */
+void cg_conn_next_request(cg_conn_t *c, size_t initial, size_t shrink_above);
+
+/* The client as the app is told (REMOTE_ADDR, ASGI's scope["client"]): the
+ * address a trusted PROXY protocol header gave, else the peer's. *port is
+ * -1 when there is none (unix sockets, PROXY LOCAL/UNSPEC keep the peer's
+ * address text, which is "" on a unix socket). */
+cg_str_t cg_conn_client_addr(const cg_conn_t *c, int *port);
+
+/*
+ * The request-side atoms of an access record, the same for every worker
+ * kind: client address, method, URI, protocol (written into proto, 16
+ * bytes), path and query (undecoded: callers that have PATH_INFO decoded
+ * replace it), request headers, status text, bytes sent, time taken since
+ * start_us (cg_monotonic_us()), pid, time. Views into c's buffer.
+ */
+void cg_conn_access_info(cg_access_info_t *info, const cg_conn_t *c, char proto[16],
+                         cg_str_t status, int64_t sent, int64_t start_us);
+
 /* Point every view of a parsed head at the buffer's new address after it
  * moved from `old` to `new` (len bytes in use). */
 void cg_conn_rebase(cg_http_request_t *req, const char *old, char *new, size_t len);

@@ -385,19 +385,8 @@ static bool cg__after(cg_gt_conn_t *gc)
         cg__conn_linger(gc, gc->request_done);
         return false;
     }
-    cg_http_buf_t *b = &c->buf;
-    size_t rest = b->len - b->off;
-    memmove(b->data, b->data + b->off, rest);
-    b->len = rest;
-    b->off = b->keep = 0;
-    if (b->cap > CG_CONN_BUF_SHRINK && rest <= CG_CONN_BUF_INITIAL) {
-        /* a body or a large head grew it: idle connections stay small (the
-         * usual head + CG_CONN_BODY_ROOM stays, or it would be regrown by
-         * every request) */
-        b->data = cg_xrealloc(b->data, CG_CONN_BUF_INITIAL);
-        b->cap = CG_CONN_BUF_INITIAL;
-    }
-    cg_http_parser_reset(&c->parser);
+    cg_conn_next_request(c, CG_CONN_BUF_INITIAL, CG_CONN_BUF_SHRINK);
+    size_t rest = c->buf.len;
     if (cg__poll_start(gc) < 0) {
         cg__conn_close(gc);
         return false;

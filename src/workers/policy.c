@@ -6,8 +6,11 @@
 #include "conn.h"
 #include "worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static char *cg__upper(const char *s)
 {
@@ -264,4 +267,54 @@ void cg_conn_rebase(cg_http_request_t *req, const char *old, char *new, size_t l
         cg__rebase_str(&req->headers[i].name, old, new, len);
         cg__rebase_str(&req->headers[i].value, old, new, len);
     }
+}
+
+void cg_conn_next_request(cg_conn_t *c, size_t initial, size_t shrink_above)
+{
+    cg_http_buf_t *b = &c->buf;
+    size_t rest = b->len - b->off;
+    memmove(b->data, b->data + b->off, rest);
+    b->len = rest;
+    b->off = b->keep = 0;
+    if (b->cap > shrink_above && rest <= initial) {
+        /* a body or a large head grew it: idle connections stay small (the
+         * usual head + CG_CONN_BODY_ROOM stays, or it would be regrown by
+         * every request) */
+        b->data = cg_xrealloc(b->data, initial);
+        b->cap = initial;
+    }
+    cg_http_parser_reset(&c->parser);
+}
+
+cg_str_t cg_conn_client_addr(const cg_conn_t *c, int *port)
+{
+    if (c->has_proxy && c->proxy.client_port >= 0) {
+        *port = c->proxy.client_port;
+        return (cg_str_t){c->proxy.client_addr, strlen(c->proxy.client_addr)};
+    }
+    *port = c->peer_port[0] != '\0' ? atoi(c->peer_port) : -1;
+    return (cg_str_t){c->peer_ip, strlen(c->peer_ip)};
+}
+
+void cg_conn_access_info(cg_access_info_t *info, const cg_conn_t *c, char proto[16],
+                         cg_str_t status, int64_t sent, int64_t start_us)
+{
+    const cg_http_request_t *req = &c->req;
+    int port;
+    int plen = snprintf(proto, 16, "HTTP/%u.%u", req->version_major, req->version_minor);
+    *info = (cg_access_info_t){
+        .remote_addr = cg_conn_client_addr(c, &port),
+        .method = req->method,
+        .raw_uri = req->uri,
+        .protocol = {proto, (size_t)plen},
+        .path_info = req->path,
+        .query = req->query.ptr ? req->query : CG_STR_LIT(""),
+        .status = status,
+        .sent = sent,
+        .request_time_us = (int64_t)cg_monotonic_us() - start_us,
+        .log_time = time(NULL),
+        .pid = getpid(),
+        .req_headers = req->headers,
+        .n_req_headers = req->nheaders,
+    };
 }

@@ -9,7 +9,9 @@
 #include "../metrics/statsd.h"
 #include "../os/os.h"
 #include "../python/python.h"
+#include "../asgi/asgi.h"
 #include "../wsgi/wsgi.h"
+#include "asgi.h"
 #include "gthread.h"
 #include "sync.h"
 
@@ -212,6 +214,37 @@ int cg_worker_main(cg_worker_t *w)
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
     }
+    cg_worker_kind_t kind = cg_config_worker_kind(w->cfg);
+    int is_asgi = cg_asgi_is_app(app, kind == CG_WORKER_ASGI);
+    if (is_asgi < 0 || is_asgi != (kind == CG_WORKER_ASGI)) {
+        /* the wrong interface would fail every request: say so at boot,
+         * as an app that cannot be loaded (exit code 4) */
+        if (is_asgi < 0)
+            cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
+        else if (is_asgi)
+            cg_log_error(w->log, "%s is an ASGI application (a coroutine function): run it "
+                                 "with -k asgi",
+                         w->cfg->app_uri ? w->cfg->app_uri : "The application");
+        else
+            cg_log_error(w->log, "%s is not an ASGI application (neither a coroutine function "
+                                 "nor an object with an async __call__): the asgi worker "
+                                 "needs one; a WSGI application runs with -k sync or gthread",
+                         w->cfg->app_uri ? w->cfg->app_uri : "The application");
+        Py_DECREF(app);
+        status = CG_WORKER_EXIT_APP_LOAD_ERROR;
+        goto out;
+    }
+    if (kind == CG_WORKER_ASGI) {
+        CG_HOOK(hooks, post_worker_init, w);
+        w->booted = true;
+        int arc = cg_worker_asgi_run(w, app);
+        if (w->quick)
+            CG_HOOK(hooks, worker_int, w);
+        else if (w->got_abort)
+            CG_HOOK(hooks, worker_abort, w);
+        status = arc < 0 ? CG_WORKER_EXIT_CRASH : arc;
+        goto out;
+    }
     if (cg_wsgi_init(&ws, w, app) < 0) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;
@@ -222,8 +255,7 @@ int cg_worker_main(cg_worker_t *w)
     w->booted = true;
 
     ws.tstate = PyEval_SaveThread(); /* the loop runs without the GIL */
-    int rc = cg_config_worker_kind(w->cfg) == CG_WORKER_GTHREAD ? cg_worker_gthread_run(w, &ws)
-                                                                : cg_worker_sync_run(w, &ws);
+    int rc = kind == CG_WORKER_GTHREAD ? cg_worker_gthread_run(w, &ws) : cg_worker_sync_run(w, &ws);
     PyEval_RestoreThread(ws.tstate);
     /* Gunicorn runs these from its Python signal handlers; ours run once the
      * loop has let go (the app already got its SystemExit) */

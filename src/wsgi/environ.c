@@ -25,35 +25,14 @@ static PyObject *cg__latin1(cg_str_t s)
     return PyUnicode_DecodeLatin1(s.ptr ? s.ptr : "", (Py_ssize_t)s.len, NULL);
 }
 
-static int cg__hex(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* urllib.parse.unquote_to_bytes(path).decode('latin-1'): "%XX" with two hex
- * digits becomes that byte, anything else stays as is. */
+/* urllib.parse.unquote_to_bytes(path).decode('latin-1') */
 static PyObject *cg__path_info(cg_str_t path)
 {
     char stack[1024];
     if (path.len == 0)
         return PyUnicode_FromStringAndSize("", 0);
     char *buf = path.len <= sizeof(stack) ? stack : cg_xmalloc(path.len);
-    size_t o = 0;
-    for (size_t i = 0; i < path.len; i++) {
-        int hi, lo;
-        if (path.ptr[i] == '%' && i + 2 < path.len && (hi = cg__hex(path.ptr[i + 1])) >= 0 &&
-            (lo = cg__hex(path.ptr[i + 2])) >= 0) {
-            buf[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            buf[o++] = path.ptr[i];
-        }
-    }
+    size_t o = cg_http_unquote(path.ptr, path.len, buf);
     PyObject *s = PyUnicode_DecodeLatin1(buf, (Py_ssize_t)o, NULL);
     if (buf != stack)
         free(buf);

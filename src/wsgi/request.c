@@ -19,12 +19,7 @@
 
 const char *cg_wsgi_http_date(cg_wsgi_t *ws)
 {
-    time_t now = time(NULL);
-    if (now != ws->date_time) {
-        cg_http_date(now, ws->date);
-        ws->date_time = now;
-    }
-    return ws->date;
+    return cg_http_date_now(&ws->date);
 }
 
 void cg_wsgi_orphans_add(cg_wsgi_orphans_t *q, cg_conn_t *conn)
@@ -394,10 +389,8 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a,
         a->resp[2 * npairs + 1] = r->headers[i].v;
         npairs++;
     }
-    int plen = snprintf(a->proto, sizeof(a->proto), "HTTP/%u.%u", req->version_major,
-                        req->version_minor);
     cg__env_ctx_t ctx = {.environ = env, .nkeep = 0};
-    cg_str_t path_info = req->path, query = req->query.ptr ? req->query : CG_STR_LIT("");
+    cg_str_t path_info = req->path;
     PyObject *pi = env != NULL && (need & CG_ACCESS_NEEDS_PATH_INFO)
                        ? PyDict_GetItemWithError(env, ws->keys[CG_WK_PATH_INFO])
                        : NULL;
@@ -411,27 +404,12 @@ static void cg__access_log(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg__access_rec_t *a,
         }
     }
     PyErr_Clear();
-    a->info = (cg_access_info_t){
-        .remote_addr = c->has_proxy && c->proxy.client_port >= 0
-                           ? (cg_str_t){c->proxy.client_addr, strlen(c->proxy.client_addr)}
-                           : (cg_str_t){c->peer_ip, strlen(c->peer_ip)},
-        .method = req->method,
-        .raw_uri = req->uri,
-        .protocol = {a->proto, (size_t)plen},
-        .path_info = path_info,
-        .query = query,
-        .status = status,
-        .sent = r->sent,
-        .request_time_us = (int64_t)cg_monotonic_us() - start_us,
-        .log_time = time(NULL),
-        .pid = getpid(),
-        .req_headers = req->headers,
-        .n_req_headers = req->nheaders,
-        .resp_headers = a->resp,
-        .n_resp_headers = npairs,
-        .environ_lookup = cg__environ_lookup,
-        .environ_ctx = &ctx,
-    };
+    cg_conn_access_info(&a->info, c, a->proto, status, r->sent, start_us);
+    a->info.path_info = path_info;
+    a->info.resp_headers = a->resp;
+    a->info.n_resp_headers = npairs;
+    a->info.environ_lookup = cg__environ_lookup;
+    a->info.environ_ctx = &ctx;
     if (log->to_sink) {
         /* only a sink may want the request's Python objects: the C writer's
          * path stays as it is */

@@ -174,8 +174,7 @@ struct cg_wsgi {
     cg_wsgi_orphans_t orphans; /* released by the next request on this context */
     char problem[1024]; /* ConfigurationProblem text of the current request */
     char out[8192];     /* a corked response (cg_wsgi_req_t.cork) */
-    char date[30];
-    time_t date_time;
+    cg_http_date_cache_t date;
 };
 
 /*

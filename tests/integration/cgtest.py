@@ -159,12 +159,17 @@ def pinned_version(name):
 
 
 def pinned_site(folder, *names):
-    """Install the pinned PyPI packages names (without their dependencies:
-    name them all) into folder and return it, for a server's --pythonpath
-    or the test's own sys.path; skips the test where PyPI cannot be
-    reached."""
+    """A folder holding the pinned PyPI packages names (tests/requirements.txt
+    from its "# test-site" line), for a server's --pythonpath or the test's
+    own sys.path: `make test-site`'s (CG_TEST_SITE), which has them all, or
+    else folder, where they are installed now (without their dependencies:
+    name them all). Skips the test where PyPI cannot be reached."""
+    site = os.environ.get("CG_TEST_SITE")
+    if site and os.path.isfile(os.path.join(site, ".installed")):
+        return site
     res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                          "--disable-pip-version-check", "--target", str(folder)] +
+                          "--only-binary=:all:", "--disable-pip-version-check",
+                          "--target", str(folder)] +
                          ["%s==%s" % (n, pinned_version(n)) for n in names],
                          capture_output=True, text=True, timeout=300)
     if res.returncode != 0:

@@ -270,3 +270,31 @@ def test_endpoint_survives_usr2(cg, parser):
     assert m.total("cgunicorn_requests") == 0
     new.terminate()
     new.wait(30)
+
+
+@pytest.mark.timeout(60)
+def test_asgi_worker_counts_concurrent_requests(cg, parser):
+    """-k asgi: one event loop serves many requests at once; in-flight counts
+    each, and busy time runs while any is in progress."""
+    srv, m = start(cg, parser, ["-k", "asgi"], app="asgi_basic:app")
+    done = []
+
+    def slow():
+        done.append(requests.get(srv.url("/slow?s=1.5"), timeout=30).status_code)
+
+    threads = [threading.Thread(target=slow) for _ in range(3)]
+    for t in threads:
+        t.start()
+    m.wait(lambda: m.total("cgunicorn_requests_in_flight") == 3, "three requests in flight")
+    for t in threads:
+        t.join(30)
+    assert done == [200, 200, 200]
+    assert requests.get(srv.url("/raise"), timeout=10).status_code == 500
+    m.wait(lambda: m.total("cgunicorn_requests") == 4, "four requests")
+    assert m.total("cgunicorn_requests", status="2xx") == 3
+    assert m.total("cgunicorn_requests", status="5xx") == 1
+    m.wait(lambda: m.total("cgunicorn_requests_in_flight") == 0, "none in flight")
+    # the loop was busy for the overlapping 1.5 s, not three times that
+    busy = m.total("cgunicorn_worker_busy_seconds")
+    assert 1.5 <= busy < 4.0, busy
+    assert m.total("cgunicorn_worker_connections_accepted") >= 4

@@ -99,18 +99,24 @@ def udp():
     r.close()
 
 
-def _mix(srv):
+# per worker kind: an app, and a path it answers 200
+APP = {"sync": ("wsgiapp:app", "/"), "gthread": ("wsgiapp:app", "/"),
+       "asgi": ("asgi_basic:app", "/scope")}
+
+
+def _mix(srv, ok="/"):
     for _ in range(3):
-        assert requests.get(srv.url("/"), timeout=10).status_code == 200
+        assert requests.get(srv.url(ok), timeout=10).status_code == 200
     assert requests.get(srv.url("/nope"), timeout=10).status_code == 404
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("worker", ["sync", "gthread"])
+@pytest.mark.parametrize("worker", ["sync", "gthread", "asgi"])
 def test_udp_request_mix_prefix_and_tags(cg, udp, worker):
-    srv = cg("wsgiapp:app", args=["-k", worker, "--statsd-host", udp.address,
+    app, ok = APP[worker]
+    srv = cg(app, args=["-k", worker, "--statsd-host", udp.address,
                                    "--statsd-prefix", "web", "--dogstatsd-tags", "env:test,a:b"])
-    _mix(srv)
+    _mix(srv, ok)
     t = r"\|#env:test,a:b"
     want = {
         r"web\.gunicorn\.workers:1\|g" + t: 1,
@@ -301,13 +307,14 @@ def test_line_longer_than_a_packet_goes_alone(cg, udp):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("worker", ["sync", "gthread"])
+@pytest.mark.parametrize("worker", ["sync", "gthread", "asgi"])
 def test_lone_request_sent_within_interval(cg, udp, worker):
     # the sync worker's idle wait would be timeout / 2 = 60 s, the gthread
-    # loop's tick 1 s: only the flush deadline sends these in time
-    srv = cg("wsgiapp:app", args=["-k", worker, "--statsd-host", udp.address,
-                                   "--statsd-flush-interval", "300", "--timeout", "120"])
-    assert requests.get(srv.url("/"), timeout=10).status_code == 200
+    # and asgi loops' ticks 1 s: only the flush deadline sends these in time
+    app, ok = APP[worker]
+    srv = cg(app, args=["-k", worker, "--statsd-host", udp.address,
+                        "--statsd-flush-interval", "300", "--timeout", "120"])
+    assert requests.get(srv.url(ok), timeout=10).status_code == 200
     done = time.monotonic()
     udp.wait_for(_request_lines(1), timeout=5.0)
     with udp.cond:

@@ -1,0 +1,293 @@
+/*
+ * asgi.h - ASGI 3.0 (the http and lifespan scopes) on a real asyncio event
+ * loop, in C: an asyncio.Protocol written as a C type, which feeds the C
+ * HTTP/1.1 parser and hands each request to the app as a task with C
+ * receive/send callables.
+ *
+ * Threading: everything here runs on the worker's main thread with the GIL
+ * held (an ASGI worker is an asyncio process: the loop runs Python). No
+ * function here releases it.
+ *
+ * Reference cycles (protocol <-> its current request, protocol <-> its
+ * transport and timer callback, request <-> its task) are broken by hand
+ * when a request or a connection ends; the types are not tracked by the GC.
+ */
+#ifndef CG_ASGI_H
+#define CG_ASGI_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "../cg.h"
+#include "../log/log.h"
+#include "../workers/conn.h"
+#include "../workers/worker.h"
+
+/* Strings made once per worker (interned): message and scope keys, values,
+ * and the method names called on asyncio objects. */
+#define CG_ASGI_STRS(X)                                                                          \
+    X(TYPE, "type")                                                                              \
+    X(BODY, "body")                                                                              \
+    X(MORE_BODY, "more_body")                                                                    \
+    X(STATUS, "status")                                                                          \
+    X(HEADERS, "headers")                                                                        \
+    X(MESSAGE, "message")                                                                        \
+    X(HTTP_REQUEST, "http.request")                                                              \
+    X(HTTP_DISCONNECT, "http.disconnect")                                                        \
+    X(RESPONSE_START, "http.response.start")                                                     \
+    X(RESPONSE_BODY, "http.response.body")                                                       \
+    X(ASGI, "asgi")                                                                              \
+    X(HTTP_VERSION, "http_version")                                                              \
+    X(METHOD, "method")                                                                          \
+    X(SCHEME, "scheme")                                                                          \
+    X(PATH, "path")                                                                              \
+    X(RAW_PATH, "raw_path")                                                                      \
+    X(QUERY_STRING, "query_string")                                                              \
+    X(ROOT_PATH, "root_path")                                                                    \
+    X(CLIENT, "client")                                                                          \
+    X(SERVER, "server")                                                                          \
+    X(STATE, "state")                                                                            \
+    X(V_HTTP, "http")                                                                            \
+    X(V_HTTPS, "https")                                                                          \
+    X(V_11, "1.1")                                                                               \
+    X(V_10, "1.0")                                                                               \
+    X(V_GET, "GET")                                                                              \
+    X(V_POST, "POST")                                                                            \
+    X(V_HEAD, "HEAD")                                                                            \
+    X(LIFESPAN, "lifespan")                                                                      \
+    X(LS_STARTUP, "lifespan.startup")                                                            \
+    X(LS_SHUTDOWN, "lifespan.shutdown")                                                          \
+    X(LS_STARTUP_COMPLETE, "lifespan.startup.complete")                                          \
+    X(LS_STARTUP_FAILED, "lifespan.startup.failed")                                              \
+    X(LS_SHUTDOWN_COMPLETE, "lifespan.shutdown.complete")                                        \
+    X(LS_SHUTDOWN_FAILED, "lifespan.shutdown.failed")                                            \
+    X(A_BLOCKING, "_asyncio_future_blocking")                                                    \
+    X(A_CREATE_FUTURE, "create_future")                                                          \
+    X(A_SET_RESULT, "set_result")                                                                \
+    X(A_DONE, "done")                                                                            \
+    X(A_WRITE, "write")                                                                          \
+    X(A_CLOSE, "close")                                                                          \
+    X(A_PAUSE_READING, "pause_reading")                                                          \
+    X(A_RESUME_READING, "resume_reading")                                                        \
+    X(A_CALL_LATER, "call_later")                                                                \
+    X(A_CREATE_TASK, "create_task")                                                              \
+    X(A_ADD_DONE_CALLBACK, "add_done_callback")                                                  \
+    X(A_EXCEPTION, "exception")                                                                  \
+    X(A_CANCELLED, "cancelled")                                                                  \
+    X(A_CANCEL, "cancel")                                                                        \
+    X(A_GET_EXTRA_INFO, "get_extra_info")                                                        \
+    X(A_SOCKET, "socket")                                                                        \
+    X(A_FILENO, "fileno")                                                                        \
+    X(A_RUN_UNTIL_COMPLETE, "run_until_complete")
+
+enum {
+#define CG__AS_ENUM(id, s) CG_AS_##id,
+    CG_ASGI_STRS(CG__AS_ENUM)
+#undef CG__AS_ENUM
+        CG_AS__COUNT
+};
+
+typedef struct cg_asgi_proto cg_asgi_proto_t;
+typedef struct cg_asgi_cycle cg_asgi_cycle_t;
+
+/* The per-worker ASGI state. */
+typedef struct cg_asgi {
+    cg_worker_t *w;
+    cg_log_t *log;
+    const cg_config_t *cfg;
+    cg_conn_policy_t pol;
+    bool pol_up;
+    cg_board_thread_t *board; /* the loop's scoreboard counters (metrics_bind), or NULL */
+    PyObject *app;  /* owned */
+    PyObject *loop; /* owned: the event loop everything runs on */
+    PyObject *s[CG_AS__COUNT];
+    PyObject *asgi_version; /* {"version": "3.0", "spec_version": "2.4"} */
+    PyObject *root_path;    /* str */
+    PyObject *state;        /* the lifespan's state dict, copied into each scope; NULL: none */
+    PyObject *lifespan;     /* the lifespan's state object (lifespan.c); NULL: none */
+    PyObject *done;         /* an awaitable that is finished at once (send's usual answer) */
+    cg_asgi_proto_t *conns; /* open connections (borrowed; each removes itself) */
+    size_t nconns;
+    bool stopping;          /* TERM: no new requests on kept-alive connections */
+    PyObject *drained;      /* future the stop waits on until nconns is 0; NULL none */
+    PyObject *stop;         /* future the serving phase waits on; NULL none */
+    uint64_t keepalive_ms, head_ms;
+    int grace_s; /* asgi_disconnect_grace_period */
+    cg_http_date_cache_t date;
+} cg_asgi_t;
+
+/* ---- context.c ---- */
+
+/*
+ * Fill `a` for worker w: intern strings, read the settings, make the
+ * connection policy. `app` and `loop` are new references `a` takes over
+ * (also on failure). Returns 0, or -1 with a Python exception set (or
+ * logged, for a policy that does not parse); cg_asgi_free either way.
+ */
+int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop);
+void cg_asgi_free(cg_asgi_t *a);
+
+/*
+ * Whether `app` is an ASGI 3 application: a coroutine function, or an
+ * object whose __call__ is one (Uvicorn's test). Without `thorough` only
+ * `async def` code is recognised (no import: the WSGI workers' check);
+ * with it inspect.iscoroutinefunction decides what that does not catch.
+ * 1 yes, 0 no, -1 with an exception set.
+ */
+int cg_asgi_is_app(PyObject *app, bool thorough);
+
+/* An awaitable finished at once (None): what send() usually answers.
+ * New reference or NULL. */
+PyObject *cg_asgi_done_awaitable(cg_asgi_t *a);
+
+/* A heap type made from `spec` once (kept in *slot for the process).
+ * Borrowed reference, or NULL with an exception set. */
+PyTypeObject *cg_asgi_type(PyTypeObject **slot, PyType_Spec *spec);
+
+/* A new future on a's loop, or NULL with an exception set. */
+PyObject *cg_asgi_future(cg_asgi_t *a);
+/* fut.set_result(value) unless fut is done already; errors are cleared
+ * (a future cancelled meanwhile is not an error here). */
+void cg_asgi_resolve(cg_asgi_t *a, PyObject *fut, PyObject *value);
+
+/* Log the exception `exc` (borrowed) with its traceback at `level`, after
+ * `prefix`, as the worker logs Python exceptions. */
+void cg_asgi_log_exc(cg_asgi_t *a, cg_log_level_t level, const char *prefix, PyObject *exc);
+
+/*
+ * An awaitable whose result is ready when poll(owner) says so: poll
+ * returns 1 with *out a new reference to the result, 0 with *out a new
+ * reference to a future to wait on first (it is polled again once that
+ * future is done), or -1 with an exception set. The awaitable holds a
+ * reference to owner. New reference or NULL.
+ */
+typedef int (*cg_asgi_poll_fn)(PyObject *owner, PyObject **out);
+PyObject *cg_asgi_awaitable_new(cg_asgi_t *a, cg_asgi_poll_fn poll, PyObject *owner);
+int cg_asgi_types_ready(void);
+
+/* The pending exception as an object, cleared (new reference; NULL when
+ * none is set). */
+PyObject *cg_asgi_take_exc(void);
+
+/* A C function as a Python callable with `self` (borrowed; the callable
+ * holds a reference). New reference or NULL. */
+PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self);
+
+/* ---- protocol.c ---- */
+
+/*
+ * The protocol factory for loop.create_server() on listener l: a callable
+ * making a new protocol object per connection. New reference or NULL.
+ */
+PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l);
+
+/* TERM: close the connections that wait between requests; the ones busy
+ * with one close once it is answered. */
+void cg_asgi_close_idle(cg_asgi_t *a);
+
+/* ---- lifespan.c ---- */
+
+/*
+ * The lifespan startup (asgi_lifespan "auto" or "on"; nothing for "off"),
+ * running the loop until the app says how it went. Returns 0 when serving
+ * may begin (a->state is the shared state when the app supports lifespan),
+ * -1 when it must not (logged).
+ */
+int cg_asgi_lifespan_startup(cg_asgi_t *a);
+/* lifespan.shutdown, waiting at most graceful_timeout for the app. */
+void cg_asgi_lifespan_shutdown(cg_asgi_t *a);
+
+/* ---- internal: protocol.c and http.c ---- */
+
+enum { CG_ASGI_HEAD, CG_ASGI_BUSY, CG_ASGI_DRAIN };
+
+struct cg_asgi_proto {
+    PyObject_HEAD
+    cg_asgi_t *a;
+    const cg_listener_t *l;
+    cg_asgi_proto_t *prev, *next; /* in a->conns while connected */
+    bool listed;
+    PyObject *transport; /* owned; NULL before connection_made and after connection_lost */
+    PyObject *on_timer;  /* our timer callback (holds us): cleared on connection_lost */
+    PyObject *timer;     /* the TimerHandle armed, or NULL */
+    uint64_t timer_at;   /* when it fires (ms, monotonic) */
+    uint64_t deadline;   /* when the connection times out (ms, monotonic); 0: never */
+    cg_conn_t c;
+    bool c_up;
+    /* Bytes received and not yet taken by the parser or the body reader:
+     * `view` is data_received()'s argument while it runs, `in` what is left
+     * after it returns. */
+    char *in;
+    size_t in_off, in_len, in_cap;
+    const char *view;
+    size_t view_off, view_len;
+    bool eof;    /* the client ended its side */
+    bool closed; /* connection_lost ran, or we closed the transport */
+    bool read_paused, write_paused;
+    PyObject *drain; /* future send() waits on while writing is paused */
+    int state;       /* CG_ASGI_HEAD/BUSY/DRAIN */
+    size_t drained;  /* body bytes discarded after the response (DRAIN) */
+    cg_asgi_cycle_t *cy; /* the request being served (owned), NULL between requests */
+    PyObject *client, *server; /* scope tuples, made once per connection */
+    char *out;                 /* bytes the connection layer wrote (error pages) */
+    size_t out_len, out_cap;
+    uint64_t nreq;
+};
+
+struct cg_asgi_cycle {
+    PyObject_HEAD
+    cg_asgi_t *a;
+    cg_asgi_proto_t *p; /* owned while this is p->cy; NULL once answered or the client left */
+    PyObject *rx_waiter; /* future receive() waits on */
+    PyObject *task;      /* the app's task (owned) until it is done */
+    bool started, complete, body_done, disconnected, logged, continue_sent;
+    bool chunked, omits_body, keep_alive;
+    int status;
+    int64_t length; /* Content-Length the app gave, -1 none */
+    int64_t sent;
+    int64_t start_us;
+    char *head; /* the response head, kept until logged ({name}o atoms view it) */
+    size_t head_len;
+    bool head_sent;
+    cg_str_t resp[2 * 32]; /* response header views into head, for the access log */
+    size_t nresp;
+};
+
+/* The bytes a connection holds that nothing has taken yet. */
+static inline size_t cg_asgi_pending(const cg_asgi_proto_t *p)
+{
+    return (p->in_len - p->in_off) + (p->view_len - p->view_off);
+}
+
+/* http.c: start serving the request just parsed on p (p->cy is set). */
+int cg_asgi_cycle_start(cg_asgi_cycle_t *cy);
+cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p);
+/* Wake a receive() waiting for body bytes or the client's leaving. */
+void cg_asgi_cycle_wake(cg_asgi_cycle_t *cy);
+/* The client is gone (or the connection closed) while cy was current. */
+void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy);
+
+/* protocol.c, for http.c */
+/* Write bytes (transport.write); 0, or -1 with an exception set. */
+int cg_asgi_proto_write(cg_asgi_proto_t *p, const char *data, size_t len);
+int cg_asgi_proto_write_obj(cg_asgi_proto_t *p, PyObject *bytes);
+/* Close the transport (what was written still goes out first). */
+void cg_asgi_proto_close(cg_asgi_proto_t *p);
+/* The response of p->cy is complete: log it, then serve the next request,
+ * drain the rest of the body, or close. */
+void cg_asgi_proto_response_done(cg_asgi_proto_t *p);
+/* Reading was paused while the app did not take the body: resume when
+ * what is buffered is under the bound again. */
+void cg_asgi_proto_maybe_resume(cg_asgi_proto_t *p);
+/* Write the access record and statsd metrics of p->cy with `status`. */
+void cg_asgi_access(cg_asgi_cycle_t *cy, cg_asgi_proto_t *p);
+
+/* Buffered request bytes over which reading pauses until the app takes
+ * them (the transport's own high-water mark for writes is the same). */
+#define CG_ASGI_READ_HIGH 65536
+/* The largest body message receive() hands out at once. */
+#define CG_ASGI_BODY_CHUNK 65536
+/* Body bytes the app left unread that are skipped to keep the connection. */
+#define CG_ASGI_DRAIN_MAX 65536
+
+#endif

@@ -1,0 +1,303 @@
+/*
+ * context.c - the ASGI worker's per-process state, and the small pieces the
+ * protocol and the lifespan share: a C awaitable, futures on the loop, and
+ * logging an exception object.
+ */
+#include "asgi.h"
+
+#include "../python/python.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
+{
+    memset(a, 0, sizeof(*a));
+    a->w = w;
+    a->log = w->log;
+    a->cfg = w->cfg;
+    a->app = app;
+    a->loop = loop;
+    a->keepalive_ms = (uint64_t)w->cfg->keepalive * 1000;
+    /* as the gthread loop: a head has --timeout from its first byte */
+    a->head_ms = w->cfg->timeout > 0 ? (uint64_t)w->cfg->timeout * 1000 : 30000;
+    a->grace_s = (int)w->cfg->asgi_disconnect_grace_period;
+    if (cg_asgi_types_ready() < 0)
+        return -1;
+#define CG__AS_INIT(id, str)                                                                       \
+    if ((a->s[CG_AS_##id] = PyUnicode_InternFromString(str)) == NULL)                            \
+        return -1;
+    CG_ASGI_STRS(CG__AS_INIT)
+#undef CG__AS_INIT
+    a->asgi_version = Py_BuildValue("{s:s,s:s}", "version", "3.0", "spec_version", "2.4");
+    a->root_path = PyUnicode_DecodeLatin1(w->cfg->root_path ? w->cfg->root_path : "",
+                                          w->cfg->root_path ? (Py_ssize_t)strlen(w->cfg->root_path)
+                                                            : 0,
+                                          NULL);
+    if (a->asgi_version == NULL || a->root_path == NULL)
+        return -1;
+    if (cg_conn_policy_init(&a->pol, w->cfg, w->log) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "invalid forwarded_allow_ips or proxy_allow_ips");
+        return -1;
+    }
+    a->pol_up = true;
+    a->pol.board = w->board;
+    a->board = cg_board_thread(w->board, 0);
+    return 0;
+}
+
+void cg_asgi_free(cg_asgi_t *a)
+{
+    if (a->pol_up)
+        cg_conn_policy_free(&a->pol);
+    a->pol_up = false;
+    Py_CLEAR(a->app);
+    Py_CLEAR(a->loop);
+    Py_CLEAR(a->asgi_version);
+    Py_CLEAR(a->root_path);
+    Py_CLEAR(a->state);
+    Py_CLEAR(a->lifespan);
+    Py_CLEAR(a->done);
+    Py_CLEAR(a->drained);
+    Py_CLEAR(a->stop);
+    for (int i = 0; i < CG_AS__COUNT; i++)
+        Py_CLEAR(a->s[i]);
+}
+
+/* A Python function whose code is `async def`. */
+static bool cg__async_def(PyObject *f)
+{
+    if (PyMethod_Check(f))
+        f = PyMethod_GET_FUNCTION(f);
+    return PyFunction_Check(f) &&
+           (((PyCodeObject *)PyFunction_GET_CODE(f))->co_flags & CO_COROUTINE) != 0;
+}
+
+int cg_asgi_is_app(PyObject *app, bool thorough)
+{
+    if (cg__async_def(app))
+        return 1;
+    if (!PyFunction_Check(app) && !PyMethod_Check(app)) {
+        /* an instance with an async __call__ (Starlette, FastAPI, most
+         * middlewares) */
+        PyObject *call = PyObject_GetAttrString(app, "__call__"); /* new */
+        if (call == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        bool yes = cg__async_def(call);
+        Py_DECREF(call);
+        if (yes)
+            return 1;
+    }
+    if (!thorough)
+        return 0;
+    /* what only inspect knows: functools.partial, markcoroutinefunction */
+    PyObject *inspect = PyImport_ImportModule("inspect"); /* new */
+    if (inspect == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethod(inspect, "iscoroutinefunction", "O", app); /* new */
+    int rc = r != NULL ? PyObject_IsTrue(r) : -1;
+    Py_XDECREF(r);
+    if (rc == 0) {
+        PyObject *call = PyObject_GetAttrString(app, "__call__"); /* new */
+        PyErr_Clear();
+        r = call ? PyObject_CallMethod(inspect, "iscoroutinefunction", "O", call) : NULL;
+        rc = r != NULL ? PyObject_IsTrue(r) : (call != NULL ? -1 : 0);
+        Py_XDECREF(r);
+        Py_XDECREF(call);
+    }
+    Py_DECREF(inspect);
+    return rc;
+}
+
+PyObject *cg_asgi_future(cg_asgi_t *a)
+{
+    return PyObject_CallMethodNoArgs(a->loop, a->s[CG_AS_A_CREATE_FUTURE]);
+}
+
+void cg_asgi_resolve(cg_asgi_t *a, PyObject *fut, PyObject *value)
+{
+    if (fut == NULL)
+        return;
+    PyObject *done = PyObject_CallMethodNoArgs(fut, a->s[CG_AS_A_DONE]); /* new */
+    if (done != NULL && !PyObject_IsTrue(done)) {
+        PyObject *r = PyObject_CallMethodOneArg(fut, a->s[CG_AS_A_SET_RESULT], value); /* new */
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(done);
+    PyErr_Clear();
+}
+
+void cg_asgi_log_exc(cg_asgi_t *a, cg_log_level_t level, const char *prefix, PyObject *exc)
+{
+    /* cg_py_log_exception reads the error indicator: put exc there */
+    PyObject *tb = PyException_GetTraceback(exc); /* new or NULL */
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc), tb);
+    cg_py_log_exception(a->log, level, prefix);
+    PyErr_Clear();
+}
+
+PyObject *cg_asgi_take_exc(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self)
+{
+    return PyCFunction_New(def, self);
+}
+
+/* ---- the awaitable ---- */
+
+/*
+ * `await x` on one of these calls __await__ (ourselves), then send(None)
+ * (am_send, or __next__ on interpreters that take that way) until it
+ * returns: each time poll() either has the result (returned: the await is
+ * over, without a StopIteration made on the am_send path) or names a
+ * future, which is yielded to the task with _asyncio_future_blocking set,
+ * exactly what awaiting the future itself would do. The task resumes us
+ * when the future is done, and we poll again. A cancellation is thrown
+ * into the app's frame at its await (we have no throw()), and the future
+ * it cancelled is simply never polled again.
+ */
+typedef struct {
+    PyObject_HEAD
+    cg_asgi_t *a;
+    cg_asgi_poll_fn poll;
+    PyObject *owner;
+} cg__await_t;
+
+static PyTypeObject *cg__await_type;
+
+PyObject *cg_asgi_awaitable_new(cg_asgi_t *a, cg_asgi_poll_fn poll, PyObject *owner)
+{
+    cg__await_t *o = PyObject_New(cg__await_t, cg__await_type); /* new */
+    if (o == NULL)
+        return NULL;
+    o->a = a;
+    o->poll = poll;
+    o->owner = Py_XNewRef(owner);
+    return (PyObject *)o;
+}
+
+static void cg__await_dealloc(PyObject *self)
+{
+    cg__await_t *o = (cg__await_t *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_XDECREF(o->owner);
+    PyObject_Free(self);
+    Py_DECREF(tp); /* instances of heap types hold their type */
+}
+
+static PyObject *cg__await_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PySendResult cg__await_send(PyObject *self, PyObject *arg, PyObject **result)
+{
+    cg__await_t *o = (cg__await_t *)self;
+    PyObject *out = NULL;
+    int r = o->poll(o->owner, &out);
+    if (r < 0) {
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    if (r == 1) {
+        *result = out;
+        return PYGEN_RETURN;
+    }
+    if (PyObject_SetAttr(out, o->a->s[CG_AS_A_BLOCKING], Py_True) < 0) {
+        Py_DECREF(out);
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    *result = out;
+    return PYGEN_NEXT;
+}
+
+static PyObject *cg__await_next(PyObject *self)
+{
+    PyObject *out = NULL;
+    PySendResult r = cg__await_send(self, Py_None, &out);
+    if (r == PYGEN_NEXT || r == PYGEN_ERROR)
+        return out;
+    /* finished: StopIteration(value); a tuple must be wrapped so that it
+     * is not taken for the exception's arguments */
+    if (out != Py_None) {
+        PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, out); /* new */
+        if (exc != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, exc);
+            Py_DECREF(exc);
+        }
+    }
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *cg__await_send_meth(PyObject *self, PyObject *arg)
+{
+    return cg__await_next(self);
+}
+
+static PyMethodDef cg__await_methods[] = {
+    {"send", cg__await_send_meth, METH_O, "Resume the await (the value is ignored)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot cg__await_slots[] = {
+    {Py_tp_dealloc, (void *)cg__await_dealloc},
+    {Py_am_await, (void *)cg__await_await},
+    {Py_am_send, (void *)cg__await_send},
+    {Py_tp_iter, (void *)cg__await_await},
+    {Py_tp_iternext, (void *)cg__await_next},
+    {Py_tp_methods, cg__await_methods},
+    {0, NULL},
+};
+
+static PyType_Spec cg__await_spec = {
+    .name = "cgunicorn.asgi.Awaitable",
+    .basicsize = sizeof(cg__await_t),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = cg__await_slots,
+};
+
+static int cg__done_poll(PyObject *owner, PyObject **out)
+{
+    *out = Py_NewRef(Py_None);
+    return 1;
+}
+
+PyObject *cg_asgi_done_awaitable(cg_asgi_t *a)
+{
+    if (a->done == NULL)
+        a->done = cg_asgi_awaitable_new(a, cg__done_poll, NULL);
+    return Py_XNewRef(a->done);
+}
+
+PyTypeObject *cg_asgi_type(PyTypeObject **slot, PyType_Spec *spec)
+{
+    if (*slot == NULL)
+        *slot = (PyTypeObject *)PyType_FromSpec(spec); /* new, kept */
+    return *slot;
+}
+
+int cg_asgi_types_ready(void)
+{
+    return cg_asgi_type(&cg__await_type, &cg__await_spec) != NULL ? 0 : -1;
+}

@@ -1,0 +1,902 @@
+/*
+ * http.c - one request of the ASGI worker (a "cycle"): its scope, the
+ * receive/send callables the app gets, the response head and framing, what
+ * happens when the app fails, and the access record.
+ *
+ * The response rules are the WSGI writer's (src/wsgi/response.c): status
+ * line in the request's HTTP version, Server: gunicorn and Date unless the
+ * app gives its own, Connection decided the same way, chunked framing on
+ * HTTP/1.1 when there is no Content-Length, no body on HEAD/1xx/204/304.
+ */
+#include "asgi.h"
+
+#include "../metrics/statsd.h"
+#include "../python/python.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static PyTypeObject *cg__cycle_type;
+
+static void cg__cycle_dealloc(PyObject *self)
+{
+    cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_XDECREF((PyObject *)cy->p);
+    Py_XDECREF(cy->rx_waiter);
+    Py_XDECREF(cy->task);
+    free(cy->head);
+    if (cy->a != NULL) /* the request is over, answered or not */
+        cg_board_leave(cy->a->board, cg_monotonic_us());
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot cg__cycle_slots[] = {
+    {Py_tp_dealloc, (void *)cg__cycle_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec cg__cycle_spec = {
+    .name = "cgunicorn.asgi.RequestCycle",
+    .basicsize = sizeof(cg_asgi_cycle_t),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = cg__cycle_slots,
+};
+
+cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p)
+{
+    if (cg_asgi_type(&cg__cycle_type, &cg__cycle_spec) == NULL)
+        return NULL;
+    cg_asgi_cycle_t *cy = PyObject_New(cg_asgi_cycle_t, cg__cycle_type); /* new */
+    if (cy == NULL)
+        return NULL;
+    memset((char *)cy + sizeof(PyObject), 0, sizeof(*cy) - sizeof(PyObject));
+    cy->a = p->a;
+    cy->p = (cg_asgi_proto_t *)Py_NewRef((PyObject *)p);
+    cy->length = -1;
+    cy->start_us = cg_log_access_enabled(p->a->log) || p->a->log->statsd != NULL ||
+                           p->a->board != NULL
+                       ? (int64_t)cg_monotonic_us()
+                       : 0;
+    cg_board_enter(p->a->board, (uint64_t)cy->start_us);
+    return cy;
+}
+
+void cg_asgi_cycle_wake(cg_asgi_cycle_t *cy)
+{
+    if (cy->rx_waiter == NULL)
+        return;
+    PyObject *w = cy->rx_waiter;
+    cy->rx_waiter = NULL;
+    cg_asgi_resolve(cy->a, w, Py_None);
+    Py_DECREF(w);
+}
+
+/* ---- scope ---- */
+
+static PyObject *cg__bytes(cg_str_t s)
+{
+    return PyBytes_FromStringAndSize(s.ptr ? s.ptr : "", (Py_ssize_t)s.len);
+}
+
+/* [(lower-case name, value), ...] as bytes, the fields the parser dropped
+ * left out. */
+static PyObject *cg__headers(const cg_http_request_t *req)
+{
+    PyObject *list = PyList_New(0); /* new */
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const cg_http_header_t *h = &req->headers[i];
+        if (h->flags & CG_HTTP_HF_DROPPED)
+            continue;
+        char stack[128];
+        char *lower = h->name.len <= sizeof(stack) ? stack : cg_xmalloc(h->name.len);
+        for (size_t k = 0; k < h->name.len; k++) {
+            char ch = h->name.ptr[k];
+            lower[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+        }
+        PyObject *n = PyBytes_FromStringAndSize(lower, (Py_ssize_t)h->name.len); /* new */
+        if (lower != stack)
+            free(lower);
+        PyObject *v = n ? cg__bytes(h->value) : NULL;         /* new */
+        PyObject *t = v ? PyTuple_Pack(2, n, v) : NULL;        /* new */
+        int rc = t ? PyList_Append(list, t) : -1;
+        Py_XDECREF(n);
+        Py_XDECREF(v);
+        Py_XDECREF(t);
+        if (rc < 0) {
+            Py_DECREF(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+/* The path as ASGI wants it: percent-decoded, then UTF-8 (undecodable bytes
+ * replaced, as urllib.parse.unquote does for Uvicorn). */
+static PyObject *cg__path(cg_str_t path)
+{
+    char stack[1024];
+    char *buf = path.len <= sizeof(stack) ? stack : cg_xmalloc(path.len);
+    size_t n = cg_http_unquote(path.ptr ? path.ptr : "", path.len, buf);
+    PyObject *s = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)n, "replace"); /* new */
+    if (buf != stack)
+        free(buf);
+    return s;
+}
+
+static int cg__put(PyObject *d, PyObject *key, PyObject *value /* stolen */)
+{
+    if (value == NULL)
+        return -1;
+    int rc = PyDict_SetItem(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static PyObject *cg__scope(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_t *a = cy->a;
+    cg_asgi_proto_t *p = cy->p;
+    const cg_http_request_t *req = &p->c.req;
+    PyObject **S = a->s;
+    if (p->client == NULL || p->nreq <= 1) {
+        /* the client the PROXY header names, or the peer; once per
+         * connection (PROXY data comes with its first request) */
+        int port;
+        cg_str_t ip = cg_conn_client_addr(&p->c, &port);
+        PyObject *client = port >= 0 ? Py_BuildValue("(s#i)", ip.ptr, (Py_ssize_t)ip.len, port)
+                                     : Py_NewRef(Py_None); /* new */
+        if (client == NULL)
+            return NULL;
+        Py_XSETREF(p->client, client);
+    }
+    PyObject *scope = PyDict_New(); /* new */
+    if (scope == NULL)
+        return NULL;
+    PyObject *method;
+    if (cg_str_eq(req->method, "GET", 3))
+        method = Py_NewRef(S[CG_AS_V_GET]);
+    else if (cg_str_eq(req->method, "POST", 4))
+        method = Py_NewRef(S[CG_AS_V_POST]);
+    else if (cg_str_eq(req->method, "HEAD", 4))
+        method = Py_NewRef(S[CG_AS_V_HEAD]);
+    else
+        method = PyUnicode_DecodeLatin1(req->method.ptr, (Py_ssize_t)req->method.len, NULL);
+    PyObject *version = req->version_major == 1 && req->version_minor == 1
+                            ? Py_NewRef(S[CG_AS_V_11])
+                        : req->version_major == 1 && req->version_minor == 0
+                            ? Py_NewRef(S[CG_AS_V_10])
+                            : PyUnicode_FromFormat("%u.%u", req->version_major,
+                                                   req->version_minor);
+    if (PyDict_SetItem(scope, S[CG_AS_TYPE], S[CG_AS_V_HTTP]) < 0 ||
+        PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0 ||
+        cg__put(scope, S[CG_AS_HTTP_VERSION], version) < 0 ||
+        cg__put(scope, S[CG_AS_METHOD], method) < 0 ||
+        PyDict_SetItem(scope, S[CG_AS_SCHEME],
+                       S[req->scheme_https == 1 ? CG_AS_V_HTTPS : CG_AS_V_HTTP]) < 0 ||
+        cg__put(scope, S[CG_AS_PATH], cg__path(req->path)) < 0 ||
+        cg__put(scope, S[CG_AS_RAW_PATH], cg__bytes(req->path)) < 0 ||
+        cg__put(scope, S[CG_AS_QUERY_STRING], cg__bytes(req->query)) < 0 ||
+        PyDict_SetItem(scope, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
+        cg__put(scope, S[CG_AS_HEADERS], cg__headers(req)) < 0 ||
+        PyDict_SetItem(scope, S[CG_AS_CLIENT], p->client) < 0 ||
+        PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0 ||
+        /* a shallow copy per request, as Uvicorn: what the app sets on a
+         * request's state does not leak into the next one */
+        (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0)) {
+        Py_DECREF(scope);
+        return NULL;
+    }
+    return scope;
+}
+
+/* ---- receive ---- */
+
+static PyObject *cg__message(cg_asgi_t *a, PyObject *body, bool more)
+{
+    PyObject *m = PyDict_New(); /* new */
+    if (m == NULL || PyDict_SetItem(m, a->s[CG_AS_TYPE], a->s[CG_AS_HTTP_REQUEST]) < 0 ||
+        PyDict_SetItem(m, a->s[CG_AS_BODY], body) < 0 ||
+        PyDict_SetItem(m, a->s[CG_AS_MORE_BODY], more ? Py_True : Py_False) < 0) {
+        Py_XDECREF(m);
+        return NULL;
+    }
+    return m;
+}
+
+static PyObject *cg__disconnect(cg_asgi_t *a)
+{
+    return Py_BuildValue("{O:O}", a->s[CG_AS_TYPE], a->s[CG_AS_HTTP_DISCONNECT]);
+}
+
+/* Wait for the next thing to happen on the connection. */
+static int cg__rx_wait(cg_asgi_cycle_t *cy, PyObject **out)
+{
+    if (cy->rx_waiter == NULL && (cy->rx_waiter = cg_asgi_future(cy->a)) == NULL)
+        return -1;
+    *out = Py_NewRef(cy->rx_waiter);
+    return 0;
+}
+
+static int cg__receive_poll(PyObject *owner, PyObject **out)
+{
+    cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)owner;
+    cg_asgi_t *a = cy->a;
+    cg_asgi_proto_t *p = cy->p;
+    if (p == NULL || cy->disconnected || p->closed || cy->complete) {
+        /* the client left, or the response is complete (Uvicorn's rule) */
+        return (*out = cg__disconnect(a)) ? 1 : -1;
+    }
+    if (cy->body_done) /* only the client's leaving is left to report */
+        return cg__rx_wait(cy, out) < 0 ? -1 : 0;
+    cg_conn_t *c = &p->c;
+    if (c->req.expect_continue && !cy->continue_sent && !cy->started) {
+        /* the client waits for this before it sends the body */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        cy->continue_sent = true;
+        if (cg_asgi_proto_write(p, cont, sizeof(cont) - 1) < 0)
+            return -1;
+    }
+    size_t cap = CG_ASGI_BODY_CHUNK;
+    if (c->body.kind == CG_HTTP_BODY_LENGTH && c->body.remaining < cap)
+        cap = (size_t)c->body.remaining;
+    PyObject *body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap); /* new */
+    if (body == NULL)
+        return -1;
+    size_t got = 0;
+    ssize_t r = 0;
+    while (got < cap && !cg_conn_body_done(c)) {
+        r = cg_conn_body_read(c, PyBytes_AS_STRING(body) + got, cap - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    cg_asgi_proto_maybe_resume(p);
+    if (r == -EPROTO || c->body.truncated) {
+        /* a broken chunked body, or the client left before its end */
+        Py_DECREF(body);
+        const cg_http_error_t *e = &c->body.error;
+        if (r == -EPROTO && cg_http_error_status(e->code) != 0 && !cy->started) {
+            /* a refused trailer: its status, as for a refused head */
+            cg_conn_refuse(c, &a->pol, a->log, e);
+        } else if (r == -EPROTO && e->code == CG_HTTP_E_NO_MORE_DATA) {
+            cg_log_debug(a->log, "Ignored premature client disconnection. ");
+        } else if (r == -EPROTO) {
+            /* the WSGI workers' line for a broken chunked body */
+            char text[256];
+            cg_http_error_text(e, text, sizeof(text));
+            cg_log_error(a->log, "Socket error processing request.\n%s: %s",
+                         cg_http_error_name(e->code), text);
+        }
+        if (p->out_len > 0) {
+            /* the refusal page the connection layer wrote */
+            if (cg_asgi_proto_write(p, p->out, p->out_len) < 0)
+                PyErr_Clear();
+            p->out_len = 0;
+        }
+        cy->disconnected = true;
+        cg_asgi_proto_close(p);
+        return (*out = cg__disconnect(a)) ? 1 : -1;
+    }
+    if (got == 0 && !cg_conn_body_done(c)) {
+        Py_DECREF(body);
+        return cg__rx_wait(cy, out) < 0 ? -1 : 0;
+    }
+    if (got < cap && _PyBytes_Resize(&body, (Py_ssize_t)got) < 0)
+        return -1;
+    bool more = !cg_conn_body_done(c);
+    cy->body_done = !more;
+    *out = cg__message(a, body, more);
+    Py_DECREF(body);
+    return *out ? 1 : -1;
+}
+
+static PyObject *cg__receive(PyObject *self, PyObject *unused)
+{
+    cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
+    return cg_asgi_awaitable_new(cy->a, cg__receive_poll, self);
+}
+
+static PyMethodDef cg__receive_def = {"receive", cg__receive, METH_NOARGS,
+                                      "ASGI receive(): the next http.request or http.disconnect."};
+
+/* ---- the response ---- */
+
+/* RFC 9110 section 15 reason phrases; "" for a code it does not name. */
+static const char *cg__reason(int code)
+{
+    switch (code) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+    }
+}
+
+/* A growing head buffer. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} cg__buf_t;
+
+static void cg__add(cg__buf_t *b, const void *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2;
+        b->p = cg_xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static int cg__bytes_view(PyObject *o, cg_str_t *out, const char *what)
+{
+    if (!PyBytes_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "ASGI header %s must be bytes, not %.100s", what,
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *out = (cg_str_t){PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o)};
+    return 0;
+}
+
+/* Connection: as Gunicorn's Response.should_close() (the WSGI writer's). */
+static bool cg__keep_alive(cg_asgi_cycle_t *cy, bool app_close, bool is_head)
+{
+    const cg_conn_t *c = &cy->p->c;
+    if (c->must_close || !c->req.keep_alive || !cy->a->w->alive || app_close)
+        return false;
+    if (cy->length >= 0 || cy->chunked || is_head)
+        return true;
+    return cy->status < 200 || cy->status == 204 || cy->status == 304;
+}
+
+/* http.response.start: build the head, sent with the first body bytes. */
+static int cg__start(cg_asgi_cycle_t *cy, PyObject *msg)
+{
+    cg_asgi_t *a = cy->a;
+    const cg_http_request_t *req = &cy->p->c.req;
+    PyObject *st = PyObject_GetItem(msg, a->s[CG_AS_STATUS]); /* new */
+    if (st == NULL)
+        return -1;
+    long status = PyLong_AsLong(st);
+    Py_DECREF(st);
+    if (status == -1 && PyErr_Occurred())
+        return -1;
+    if (status < 100 || status > 999) {
+        PyErr_Format(PyExc_ValueError, "Invalid HTTP status code %ld in response.", status);
+        return -1;
+    }
+    cy->status = (int)status;
+    bool is_head = cg_str_eq(req->method, "HEAD", 4);
+    cy->omits_body = is_head || status == 204 || status == 304 || status < 200;
+    bool forbids_length = status == 204 || status < 200; /* RFC 9110 section 8.6 */
+
+    PyObject *headers = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_HEADERS]) : NULL;
+    if (headers == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            return -1;
+        PyErr_Clear();
+    }
+    PyObject *seq = headers ? PySequence_Fast(headers, "ASGI headers must be a sequence") : NULL;
+    Py_XDECREF(headers);
+    if (headers != NULL && seq == NULL)
+        return -1;
+
+    cg__buf_t b = {cg_xmalloc(512), 0, 512};
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/%u.%u %d ", req->version_major % 10,
+                     req->version_minor % 10, cy->status);
+    cg__add(&b, line, (size_t)n);
+    const char *reason = cg__reason(cy->status);
+    cg__add(&b, reason, strlen(reason));
+    cg__add(&b, "\r\n", 2);
+    bool has_server = false, has_date = false, app_close = false;
+    size_t offs[2 * 32][2];
+    size_t nresp = 0;
+    Py_ssize_t nh = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *pair = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i),
+                                         "ASGI headers must be (name, value) pairs"); /* new */
+        cg_str_t name, value;
+        if (pair == NULL)
+            goto fail;
+        if (PySequence_Fast_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_ValueError, "ASGI headers must be (name, value) pairs");
+            Py_DECREF(pair);
+            goto fail;
+        }
+        if (cg__bytes_view(PySequence_Fast_GET_ITEM(pair, 0), &name, "names") < 0 ||
+            cg__bytes_view(PySequence_Fast_GET_ITEM(pair, 1), &value, "values") < 0) {
+            Py_DECREF(pair);
+            goto fail;
+        }
+        bool ok = name.len > 0;
+        for (size_t k = 0; ok && k < name.len; k++)
+            ok = cg_http_is_tchar((unsigned char)name.ptr[k]);
+        /* no CR, LF or other CTL in a value (header injection) */
+        for (size_t k = 0; ok && k < value.len; k++) {
+            unsigned char ch = (unsigned char)value.ptr[k];
+            ok = ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+        }
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError, "Invalid HTTP header: %R",
+                         PySequence_Fast_GET_ITEM(pair, 0));
+            Py_DECREF(pair);
+            goto fail;
+        }
+        bool keep = true;
+        if (cg_str_caseeq(name, "content-length")) {
+            int64_t len = 0;
+            bool digits = value.len > 0 && value.len <= 18;
+            for (size_t k = 0; digits && k < value.len; k++) {
+                digits = value.ptr[k] >= '0' && value.ptr[k] <= '9';
+                len = len * 10 + (value.ptr[k] - '0');
+            }
+            if (!digits) {
+                PyErr_Format(PyExc_ValueError, "Invalid Content-Length: %R",
+                             PySequence_Fast_GET_ITEM(pair, 1));
+                Py_DECREF(pair);
+                goto fail;
+            }
+            keep = !forbids_length;
+            if (keep)
+                cy->length = len;
+        } else if (cg_str_caseeq(name, "transfer-encoding")) {
+            keep = false; /* the framing is ours */
+        } else if (cg_str_caseeq(name, "connection")) {
+            keep = false; /* so is the connection's fate; "close" is honoured */
+            for (size_t k = 0; k + 5 <= value.len; k++)
+                if (cg_str_caseeq((cg_str_t){value.ptr + k, 5}, "close"))
+                    app_close = true;
+        } else if (cg_str_caseeq(name, "server")) {
+            has_server = true;
+        } else if (cg_str_caseeq(name, "date")) {
+            has_date = true;
+        }
+        if (keep) {
+            if (nresp < CG_ARRAY_SIZE(offs) / 2) {
+                offs[2 * nresp][0] = b.len;
+                offs[2 * nresp][1] = name.len;
+                offs[2 * nresp + 1][0] = b.len + name.len + 2;
+                offs[2 * nresp + 1][1] = value.len;
+                nresp++;
+            }
+            cg__add(&b, name.ptr, name.len);
+            cg__add(&b, ": ", 2);
+            cg__add(&b, value.ptr, value.len);
+            cg__add(&b, "\r\n", 2);
+        }
+        Py_DECREF(pair);
+    }
+    Py_XDECREF(seq);
+    seq = NULL;
+    bool v11 = req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1);
+    cy->chunked = cy->length < 0 && v11 && !cy->omits_body;
+    cy->keep_alive = cg__keep_alive(cy, app_close, is_head);
+    if (!has_server)
+        cg__add(&b, "Server: gunicorn\r\n", 18);
+    if (!has_date) {
+        cg__add(&b, "Date: ", 6);
+        cg__add(&b, cg_http_date_now(&a->date), 29);
+        cg__add(&b, "\r\n", 2);
+    }
+    if (cy->keep_alive)
+        cg__add(&b, "Connection: keep-alive\r\n", 24);
+    else
+        cg__add(&b, "Connection: close\r\n", 19);
+    if (cy->chunked)
+        cg__add(&b, "Transfer-Encoding: chunked\r\n", 28);
+    cg__add(&b, "\r\n", 2);
+    cy->head = b.p;
+    cy->head_len = b.len;
+    for (size_t i = 0; i < 2 * nresp; i++)
+        cy->resp[i] = (cg_str_t){cy->head + offs[i][0], offs[i][1]};
+    cy->nresp = nresp;
+    cy->started = true;
+    return 0;
+
+fail:
+    Py_XDECREF(seq);
+    free(b.p);
+    return -1;
+}
+
+/* http.response.body: frame `data` and write it with the head if that is
+ * still waiting, in one transport.write(). */
+static int cg__body(cg_asgi_cycle_t *cy, const char *data, size_t len, bool final,
+                    PyObject *obj)
+{
+    cg_asgi_proto_t *p = cy->p;
+    if (cy->omits_body) {
+        if (len > 0 && !cy->logged) /* warn once per response */
+            cg_log_debug(cy->a->log, "ASGI app sent body bytes on a no-body response; dropped");
+        len = 0;
+    } else if (cy->length >= 0 && cy->sent + (int64_t)len > cy->length) {
+        PyErr_SetString(PyExc_RuntimeError, "Response content longer than Content-Length");
+        return -1;
+    } else if (final && cy->length >= 0 && cy->sent + (int64_t)len < cy->length) {
+        PyErr_SetString(PyExc_RuntimeError, "Response content shorter than Content-Length");
+        return -1;
+    }
+    char size[24];
+    size_t size_len = 0;
+    if (cy->chunked && len > 0)
+        size_len = (size_t)snprintf(size, sizeof(size), "%zX\r\n", len);
+    size_t head = cy->head_sent ? 0 : cy->head_len;
+    size_t tail = (cy->chunked && len > 0 ? 2 : 0) + (cy->chunked && final ? 5 : 0);
+    size_t total = head + size_len + len + tail;
+    cy->sent += (int64_t)len;
+    cy->head_sent = true;
+    if (total == 0)
+        return 0;
+    if (head == 0 && size_len == 0 && tail == 0 && obj != NULL && PyBytes_CheckExact(obj))
+        return cg_asgi_proto_write_obj(p, obj); /* the app's bytes as they are */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total); /* new */
+    if (out == NULL)
+        return -1;
+    char *o = PyBytes_AS_STRING(out);
+    memcpy(o, cy->head, head);
+    o += head;
+    memcpy(o, size, size_len);
+    o += size_len;
+    if (len > 0)
+        memcpy(o, data, len);
+    o += len;
+    if (cy->chunked && len > 0) {
+        memcpy(o, "\r\n", 2);
+        o += 2;
+    }
+    if (cy->chunked && final)
+        memcpy(o, "0\r\n\r\n", 5);
+    int rc = cg_asgi_proto_write_obj(p, out);
+    Py_DECREF(out);
+    return rc;
+}
+
+/* send()'s awaitable while the transport's buffer is over its high-water
+ * mark: done once resume_writing() (or the connection's end) came. */
+static int cg__drain_poll(PyObject *owner, PyObject **out)
+{
+    cg_asgi_proto_t *p = (cg_asgi_proto_t *)owner;
+    if (!p->write_paused || p->closed) {
+        *out = Py_NewRef(Py_None);
+        return 1;
+    }
+    if (p->drain == NULL && (p->drain = cg_asgi_future(p->a)) == NULL)
+        return -1;
+    *out = Py_NewRef(p->drain);
+    return 0;
+}
+
+static PyObject *cg__unexpected(PyObject *type, const char *when)
+{
+    PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message %R sent, %s.", type, when);
+    return NULL;
+}
+
+static PyObject *cg__send(PyObject *self, PyObject *msg)
+{
+    cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
+    cg_asgi_t *a = cy->a;
+    PyObject *type = PyObject_GetItem(msg, a->s[CG_AS_TYPE]); /* new */
+    if (type == NULL)
+        return NULL;
+    PyObject *res = NULL;
+    bool is_start = PyUnicode_Check(type) && PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_START]) == 0;
+    bool is_body = !is_start && PyUnicode_Check(type) &&
+                   PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_BODY]) == 0;
+    if (PyErr_Occurred())
+        goto out;
+    if (!is_start && !is_body) {
+        /* http.response.trailers, pathsend, zerocopysend: not advertised,
+         * not yet */
+        cg__unexpected(type, "which this server does not support yet");
+        goto out;
+    }
+    if (cy->complete) {
+        cg__unexpected(type, "after response already completed");
+        goto out;
+    }
+    if (is_start && cy->started) {
+        cg__unexpected(type, "after response already started");
+        goto out;
+    }
+    if (is_body && !cy->started) {
+        cg__unexpected(type, "without prior 'http.response.start'");
+        goto out;
+    }
+    cg_asgi_proto_t *p = cy->p;
+    if (p == NULL || p->closed) {
+        /* the client is gone: the app may finish what it does, quietly */
+        res = cg_asgi_done_awaitable(a);
+        goto out;
+    }
+    if (is_start) {
+        if (cg__start(cy, msg) == 0)
+            res = cg_asgi_done_awaitable(a);
+        goto out;
+    }
+    PyObject *body = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_BODY]) : NULL;
+    if (body == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
+        PyErr_Clear();
+    else if (body == NULL)
+        goto out;
+    PyObject *more = PyObject_GetItem(msg, a->s[CG_AS_MORE_BODY]); /* new */
+    if (more == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
+        PyErr_Clear();
+    int final = more != NULL ? !PyObject_IsTrue(more) : 1;
+    Py_XDECREF(more);
+    Py_buffer view = {0};
+    if (final < 0 || (body != NULL && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0)) {
+        Py_XDECREF(body);
+        goto out;
+    }
+    Py_INCREF(p); /* the response's end may let the cycle's reference go */
+    int rc = cg__body(cy, body ? view.buf : "", body ? (size_t)view.len : 0, final != 0, body);
+    if (body != NULL)
+        PyBuffer_Release(&view);
+    Py_XDECREF(body);
+    if (rc == 0 && final) {
+        cy->complete = true;
+        cg_asgi_proto_response_done(p);
+    }
+    if (rc == 0)
+        res = !final && p->write_paused && !p->closed
+                  ? cg_asgi_awaitable_new(a, cg__drain_poll, (PyObject *)p)
+                  : cg_asgi_done_awaitable(a);
+    Py_DECREF(p);
+out:
+    Py_DECREF(type);
+    return res;
+}
+
+static PyMethodDef cg__send_def = {"send", cg__send, METH_O,
+                                   "ASGI send(message): http.response.start / http.response.body."};
+
+/* ---- the app's task ---- */
+
+/* The app failed (exc) or returned without a complete response: as
+ * Gunicorn, a 500 page when nothing was sent yet, else the connection
+ * closes. */
+static void cg__failed(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
+{
+    cg_asgi_t *a = cy->a;
+    cg_asgi_proto_t *p = cy->p;
+    if (exc != NULL)
+        cg_asgi_log_exc(a, CG_LOG_ERROR, "Error in ASGI application", exc);
+    else if (what != NULL)
+        cg_log_error(a->log, "%s", what);
+    if (p == NULL || cy->complete)
+        return;
+    Py_INCREF(p);
+    if (!cy->started && !p->closed) {
+        char page[512];
+        size_t n = cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page));
+        if (n > 0 && cg_asgi_proto_write(p, page, n) < 0)
+            PyErr_Clear();
+        cy->status = 500;
+        free(cy->head);
+        cy->head = NULL;
+        cy->nresp = 0;
+    }
+    cy->keep_alive = false;
+    cy->complete = true;
+    cg_asgi_proto_response_done(p); /* logs, and closes */
+    Py_DECREF(p);
+}
+
+static PyObject *cg__task_done(PyObject *self, PyObject *task)
+{
+    cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
+    cg_asgi_t *a = cy->a;
+    Py_CLEAR(cy->task); /* the task held us through send/receive: the cycle ends */
+    PyObject *cancelled = PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_CANCELLED]); /* new */
+    int was_cancelled = cancelled ? PyObject_IsTrue(cancelled) : -1;
+    Py_XDECREF(cancelled);
+    PyObject *exc = was_cancelled == 0 ? PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_EXCEPTION])
+                                       : NULL; /* new */
+    if (was_cancelled < 0 || (was_cancelled == 0 && exc == NULL)) {
+        cg_py_log_exception(a->log, CG_LOG_ERROR, "Error in ASGI application");
+        Py_RETURN_NONE;
+    }
+    if (exc == Py_None)
+        Py_CLEAR(exc);
+    if (was_cancelled)
+        cg_log_debug(a->log, "Request cancelled (client disconnected)");
+    if (exc != NULL && (cy->complete || cy->p == NULL))
+        /* after the response, or with the client gone: nothing to answer,
+         * but an app's error is still worth a traceback */
+        cg_asgi_log_exc(a, CG_LOG_ERROR, "Error in ASGI application", exc);
+    else if (exc != NULL)
+        cg__failed(cy, exc, NULL);
+    else if (!was_cancelled && !cy->started && cy->p != NULL)
+        cg__failed(cy, NULL, "ASGI callable returned without starting response.");
+    else if (!was_cancelled && !cy->complete && cy->p != NULL)
+        cg__failed(cy, NULL, "ASGI callable returned without completing response.");
+    else if (was_cancelled && !cy->complete && cy->p != NULL)
+        cg__failed(cy, NULL, NULL);
+    Py_XDECREF(exc);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cg__task_done_def = {"_request_done", cg__task_done, METH_O,
+                                        "The app's task for one request ended."};
+
+int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_t *a = cy->a;
+    PyObject *self = (PyObject *)cy;
+    PyObject *scope = cg__scope(cy);                                          /* new */
+    PyObject *recv = scope ? cg_asgi_bind(&cg__receive_def, self) : NULL;     /* new */
+    PyObject *send = recv ? cg_asgi_bind(&cg__send_def, self) : NULL;         /* new */
+    PyObject *coro = send ? PyObject_CallFunctionObjArgs(a->app, scope, recv, send, NULL)
+                          : NULL; /* new */
+    PyObject *task = coro ? PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], coro)
+                          : NULL; /* new */
+    PyObject *cb = task ? cg_asgi_bind(&cg__task_done_def, self) : NULL; /* new */
+    PyObject *r = cb ? PyObject_CallMethodOneArg(task, a->s[CG_AS_A_ADD_DONE_CALLBACK], cb)
+                     : NULL; /* new */
+    Py_XDECREF(scope);
+    Py_XDECREF(recv);
+    Py_XDECREF(send);
+    Py_XDECREF(coro);
+    Py_XDECREF(cb);
+    if (r == NULL) {
+        /* the app's call itself raised (or is no coroutine function) */
+        PyObject *exc = cg_asgi_take_exc();
+        cg__failed(cy, exc, exc ? NULL : "ASGI application could not be started");
+        Py_XDECREF(exc);
+        if (task != NULL) {
+            PyObject *c = PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_CANCEL]); /* new */
+            Py_XDECREF(c);
+            PyErr_Clear();
+        }
+        Py_XDECREF(task);
+        return -1;
+    }
+    Py_DECREF(r);
+    cy->task = task;
+    return 0;
+}
+
+void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_t *a = cy->a;
+    cg_asgi_proto_t *p = cy->p;
+    cy->disconnected = true;
+    cy->p = NULL;
+    cg_asgi_cycle_wake(cy); /* receive() answers http.disconnect */
+    Py_XDECREF((PyObject *)p);
+    if (cy->task != NULL && !cy->complete) {
+        /* asgi_disconnect_grace_period: the app heard http.disconnect (or
+         * will, at its next receive); past the grace, its task is cancelled */
+        PyObject *cancel = PyObject_GetAttr(cy->task, a->s[CG_AS_A_CANCEL]); /* new */
+        PyObject *delay = cancel ? PyLong_FromLong(a->grace_s) : NULL;        /* new */
+        PyObject *h = delay ? PyObject_CallMethodObjArgs(a->loop, a->s[CG_AS_A_CALL_LATER], delay,
+                                                         cancel, NULL)
+                            : NULL; /* new */
+        if (h == NULL)
+            PyErr_Clear();
+        Py_XDECREF(h);
+        Py_XDECREF(delay);
+        Py_XDECREF(cancel);
+    }
+}
+
+/* ---- access log ---- */
+
+/* {name}e atoms against the environ Gunicorn's ASGI worker builds for its
+ * access log: a few request variables and HTTP_* for the headers. */
+static bool cg__env_lookup(void *ctx, cg_str_t name, cg_str_t *value)
+{
+    const cg_conn_t *c = ctx;
+    const cg_http_request_t *req = &c->req;
+    if (cg_str_caseeq(name, "request_method")) {
+        *value = req->method;
+        return true;
+    }
+    if (cg_str_caseeq(name, "raw_uri")) {
+        *value = req->uri;
+        return true;
+    }
+    if (cg_str_caseeq(name, "query_string")) {
+        *value = req->query.ptr ? req->query : CG_STR_LIT("");
+        return true;
+    }
+    if (cg_str_caseeq(name, "remote_addr")) {
+        int port;
+        *value = cg_conn_client_addr(c, &port);
+        return true;
+    }
+    if (name.len <= 5 || !cg_str_caseeq((cg_str_t){name.ptr, 5}, "http_"))
+        return false;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const cg_http_header_t *h = &req->headers[i];
+        if ((h->flags & CG_HTTP_HF_DROPPED) || h->name.len != name.len - 5)
+            continue;
+        bool eq = true;
+        for (size_t k = 0; eq && k < h->name.len; k++) {
+            char hc = h->name.ptr[k] == '-' ? '_' : h->name.ptr[k];
+            char nc = name.ptr[5 + k];
+            nc = nc >= 'a' && nc <= 'z' ? (char)(nc - 32) : nc;
+            eq = hc == nc;
+        }
+        if (eq) {
+            *value = h->value;
+            return true;
+        }
+    }
+    return false;
+}
+
+void cg_asgi_access(cg_asgi_cycle_t *cy, cg_asgi_proto_t *p)
+{
+    cg_log_t *log = cy->a->log;
+    if (cy->logged)
+        return;
+    cy->logged = true;
+    int64_t us = cy->start_us ? (int64_t)cg_monotonic_us() - cy->start_us : 0;
+    cg_board_request(cy->a->board, cy->status, us > 0 ? (uint64_t)us : 0);
+    if (cy->a->w->statsd_batch != NULL)
+        cg_statsd_batch_request(cy->a->w->statsd_batch, cy->status, us, cg_monotonic_us());
+    if (!cg_log_access_enabled(log))
+        return;
+    char st[16], proto[16];
+    int n = snprintf(st, sizeof(st), "%d", cy->status);
+    cg_access_info_t info;
+    cg_conn_access_info(&info, &p->c, proto, (cg_str_t){st, (size_t)n}, cy->sent, cy->start_us);
+    info.resp_headers = cy->resp;
+    info.n_resp_headers = cy->nresp;
+    info.environ_lookup = cg__env_lookup;
+    info.environ_ctx = &p->c;
+    cg_log_access(log, &info);
+}

@@ -1,0 +1,54 @@
+"""A FastAPI app for the ASGI worker's framework tests: a route with a
+dependency, a background task, a StreamingResponse, a file upload, and the
+lifespan's state."""
+import asyncio
+import contextlib
+import os
+import sys
+
+from fastapi import BackgroundTasks, Depends, FastAPI, File, Header, Request, UploadFile
+from fastapi.responses import StreamingResponse
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    yield {"db": "connected", "pid": os.getpid()}
+    print("fastapi lifespan shutdown", file=sys.stderr, flush=True)
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+def token(x_token: str = Header("anonymous")):
+    return x_token.upper()
+
+
+@app.get("/items/{item_id}")
+async def item(item_id: int, request: Request, who: str = Depends(token)):
+    return {"item_id": item_id, "who": who, "db": request.state.db,
+            "loop": type(asyncio.get_running_loop()).__module__}
+
+
+def note(text):
+    print("background task: %s" % text, file=sys.stderr, flush=True)
+
+
+@app.post("/notify")
+async def notify(text: str, tasks: BackgroundTasks):
+    tasks.add_task(note, text)
+    return {"queued": text}
+
+
+@app.get("/stream")
+async def stream(n: int = 3):
+    async def gen():
+        for i in range(n):
+            yield b"part-%d\n" % i
+            await asyncio.sleep(0)
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+@app.post("/upload")
+async def upload(file: UploadFile = File(...)):
+    data = await file.read()
+    return {"name": file.filename, "size": len(data), "head": data[:8].decode("latin-1")}

@@ -1,0 +1,387 @@
+"""The ASGI worker (-k asgi, docs/asgi.md) with hand-written ASGI 3 apps
+(apps/asgi_basic.py, apps/asgi_echo.py): scope, request and response
+streaming, keep-alive and pipelining, errors, lifespan, graceful stop,
+max_requests, back-pressure, hostile input, the conformance corpus."""
+
+import base64
+import json
+import os
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+import cgtest
+from cgtest import dechunk, parse_response, split_head
+import test_conformance as conf
+
+ASGI = ["-k", "asgi", "--asgi-loop", "asyncio"]
+
+
+def get(srv, path, extra=b"", method=b"GET", body=b""):
+    req = method + b" " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + extra
+    if body:
+        req += b"Content-Length: %d\r\n" % len(body)
+    return parse_response(srv.raw(req + b"\r\n" + body), head_request=method == b"HEAD")
+
+
+@pytest.fixture(scope="module")
+def basic(cg_module):
+    return cg_module("asgi_basic:app", args=ASGI + ["--root-path", "/mnt"])
+
+
+def test_scope(basic):
+    status, headers, body = get(basic, "/sc%6Fpe?a=1&b=%20", b"X-Thing: One\r\nx-thing: two\r\n")
+    assert status == "HTTP/1.1 200 OK"
+    s = json.loads(body)
+    assert s["type"] == "http"
+    assert s["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert s["http_version"] == "1.1"
+    assert s["method"] == "GET"
+    assert s["scheme"] == "http"
+    assert s["path"] == "/scope"
+    assert s["raw_path"] == "/sc%6Fpe"
+    assert s["query_string"] == "a=1&b=%20"
+    assert s["root_path"] == "/mnt"
+    assert ["x-thing", "One"] in s["headers"] and ["x-thing", "two"] in s["headers"]
+    assert ["host", "t"] in s["headers"]
+    assert s["client"][0] == "127.0.0.1" and isinstance(s["client"][1], int)
+    assert s["server"] == ["127.0.0.1", basic.port]
+    assert s["state_keys"] == ["pid", "started"]
+    assert cgtest.header(headers, "Server") == "gunicorn"
+    assert cgtest.header(headers, "Date")
+
+
+def test_scope_utf8_path_and_trusted_scheme(basic):
+    # forwarded_allow_ips has 127.0.0.1 by default: its X-Forwarded-Proto counts
+    status, _, body = get(basic, "/scope/%C3%A9t%C3%A9")
+    assert status.endswith("404 Not Found")
+    assert body.decode("utf-8") == "not found: /scope/\u00e9t\u00e9"
+    status, _, body = get(basic, "/scope", b"X-Forwarded-Proto: https\r\n")
+    assert json.loads(body)["scheme"] == "https"
+
+
+def test_request_body_streams(basic):
+    # Content-Length body in pieces: several http.request messages
+    data = bytes(range(256)) * 800  # 200 KiB
+    req = (b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+           % len(data)) + data
+    status, headers, body = parse_response(basic.raw(req, pieces=[len(req) - len(data) + 1000,
+                                                                   len(req) - 5000], delay=0.05))
+    assert status == "HTTP/1.1 200 OK"
+    assert body == data
+    assert int(cgtest.header(headers, "x-chunks")) >= 2
+    # chunked request body
+    req = (b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n")
+    status, _, body = parse_response(basic.raw(req, pieces=[60, 80], delay=0.05))
+    assert body == b"hello world"
+
+
+def test_response_streams_chunked_and_length(basic):
+    data = basic.raw(b"GET /stream?n=4&size=3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    status, headers, raw_body = split_head(data)
+    assert cgtest.header(headers, "Transfer-Encoding") == "chunked"
+    assert raw_body == b"3\r\naaa\r\n3\r\nbbb\r\n3\r\nccc\r\n3\r\nddd\r\n0\r\n\r\n"
+    status, headers, body = get(basic, "/length")
+    assert body == b"0123456789" and cgtest.header(headers, "Content-Length") == "10"
+    assert cgtest.header(headers, "Transfer-Encoding") is None
+    # HTTP/1.0: no chunked framing, the end of the body is the close
+    data = basic.raw(b"GET /stream?n=2&size=2 HTTP/1.0\r\n\r\n")
+    status, headers, body = split_head(data)
+    assert status == "HTTP/1.0 200 OK" and body == b"aabb"
+    assert cgtest.header(headers, "Connection") == "close"
+
+
+def test_head_has_no_body(basic):
+    status, headers, body = get(basic, "/head", method=b"HEAD")
+    assert status == "HTTP/1.1 200 OK" and body == b""
+
+
+def test_keepalive_and_pipelining(basic):
+    reqs = b"".join(b"GET /state?i=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(3))
+    reqs += b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz"
+    reqs += b"GET /length HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    data = basic.raw(reqs)
+    bodies = []
+    rest = data
+    for _ in range(5):
+        status, headers, body = split_head(rest)
+        assert status == "HTTP/1.1 200 OK", status
+        if cgtest.header(headers, "Transfer-Encoding") == "chunked":
+            end = body.index(b"\r\n0\r\n\r\n") + 7
+            bodies.append(dechunk(body[:end])[0])
+        else:
+            n = int(cgtest.header(headers, "Content-Length"))
+            end = n
+            bodies.append(body[:n])
+        rest = body[end:]
+    assert rest == b""
+    assert [json.loads(b)["mine"] for b in bodies[:3]] == [1, 1, 1]  # state: a copy per request
+    assert bodies[3] == b"xyz" and bodies[4] == b"0123456789"
+
+
+def test_app_errors(basic):
+    before = len(basic.log())
+    status, headers, body = get(basic, "/raise")
+    assert status == "HTTP/1.1 500 Internal Server Error"
+    assert cgtest.header(headers, "Connection") == "close"
+    basic.wait_log(r"\[ERROR\] Error in ASGI application\nTraceback[\s\S]*ValueError: boom before start",
+                   source=lambda: basic.log()[before:])
+    # after the response started: the connection just closes (no final chunk)
+    data = basic.raw(b"GET /raise-late HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, headers, body = split_head(data)
+    assert status == "HTTP/1.1 200 OK" and body == b"7\r\npartial\r\n"
+    basic.wait_log(r"ValueError: boom after start", source=lambda: basic.log()[before:])
+    status, _, _ = get(basic, "/nostart")
+    assert status == "HTTP/1.1 500 Internal Server Error"
+    basic.wait_log(r"ASGI callable returned without starting response\.",
+                   source=lambda: basic.log()[before:])
+
+
+def test_disconnect_after_response(basic):
+    before = len(basic.log())
+    with basic.connect() as s:
+        s.sendall(b"GET /disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200 OK")
+    basic.wait_log(r"after response: http.disconnect", source=lambda: basic.log()[before:])
+
+
+def test_expect_continue(basic):
+    with basic.connect() as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+                  b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        s.settimeout(10)
+        assert s.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"data")
+        status, _, body = parse_response(cgtest.read_until_close(s))
+    assert status == "HTTP/1.1 200 OK" and body == b"data"
+
+
+def test_hostile_input_and_websocket(basic):
+    pid = json.loads(get(basic, "/state")[2])["pid"]
+    data = basic.raw(b"GARBAGE\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    data = basic.raw(b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 9000 + b"\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 4")
+    data = basic.raw(b"GET /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    data = basic.raw(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"not supported yet" in data
+    assert json.loads(get(basic, "/state")[2])["pid"] == pid
+
+
+def test_backpressure_slow_reader(basic):
+    """A 32 MiB answer (more than the kernel buffers on both sides hold) to
+    a client that does not read yet: the transport pauses send(), the loop
+    goes on serving others, and every byte arrives once the client reads."""
+    size = 32 << 20
+    before = len(basic.log())
+    s = basic.connect(timeout=30)
+    s.sendall(b"GET /big?size=%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % size)
+    # meanwhile another client is served
+    assert get(basic, "/length")[2] == b"0123456789"
+    assert "big sent" not in basic.log()[before:]  # still waiting in send()
+    data = cgtest.read_until_close(s, timeout=30)
+    s.close()
+    status, headers, body = split_head(data)
+    assert len(body) == size
+    basic.wait_log(r"big sent", source=lambda: basic.log()[before:])
+
+
+def test_lifespan_unsupported_auto(cg):
+    srv = cg("asgi_echo:app", args=ASGI)
+    srv.wait_log(r"ASGI 'lifespan' protocol appears unsupported\.")
+    assert json.loads(parse_response(srv.raw(b"GET /a HTTP/1.0\r\n\r\n"))[2])["path"] == "/a"
+
+
+@pytest.mark.parametrize("fail,mode", [("fail", "auto"), ("raise", "on")])
+def test_lifespan_startup_failure_stops(cg, fail, mode):
+    srv = cg("asgi_basic:app", args=ASGI + ["--asgi-lifespan", mode], start=False,
+             env={"CG_ASGI_FAIL": fail})
+    assert srv.wait_exit(20) == 3
+    assert "Application startup failed. Exiting." in srv.log()
+    if fail == "fail":
+        assert "no database" in srv.log()
+    else:
+        assert "RuntimeError: startup exploded" in srv.log()
+
+
+def test_lifespan_raise_auto_serves(cg):
+    srv = cg("asgi_basic:app", args=ASGI, env={"CG_ASGI_FAIL": "raise"})
+    srv.wait_log(r"appears unsupported")
+    assert json.loads(get(srv, "/state")[2])["started"] is None
+
+
+def test_graceful_term_finishes_inflight(cg):
+    srv = cg("asgi_basic:app", args=ASGI + ["--graceful-timeout", "20"])
+    result = {}
+    s = srv.connect(timeout=30)
+    s.sendall(b"GET /slow?s=1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+
+    def read():
+        result["data"] = cgtest.read_until_close(s, timeout=30)
+    t = threading.Thread(target=read)
+    t.start()
+    # the request is with the app once its task runs: wait for the worker to
+    # have it (a second request on another connection is answered first)
+    assert get(srv, "/length")[2] == b"0123456789"
+    srv.send_signal(signal.SIGTERM)
+    t.join(30)
+    s.close()
+    status, headers, body = split_head(result["data"])
+    assert status == "HTTP/1.1 200 OK" and dechunk(body)[0] == b"slow done"
+    assert cgtest.header(headers, "Connection") == "close"
+    assert srv.wait_exit(20) == 0
+    assert "lifespan shutdown ran" in srv.log()
+
+
+def test_quit_leaves_at_once(cg):
+    srv = cg("asgi_basic:app", args=ASGI + ["--graceful-timeout", "30"])
+    s = srv.connect(timeout=30)
+    s.sendall(b"GET /slow?s=60 HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert get(srv, "/length")[2] == b"0123456789"
+    t0 = time.monotonic()
+    srv.send_signal(signal.SIGQUIT)
+    assert srv.wait_exit(20) == 0
+    assert time.monotonic() - t0 < 15
+    s.close()
+
+
+def test_max_requests_restarts(cg):
+    srv = cg("asgi_basic:app", args=ASGI + ["--max-requests", "2"])
+    pid = json.loads(get(srv, "/state")[2])["pid"]
+    status, headers, _ = get(srv, "/state")
+    srv.wait_log(r"Autorestarting worker after current request\.")
+    srv.wait_log(r"Booting worker with pid: (?!%d)\d+" % pid)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            newpid = json.loads(get(srv, "/state")[2])["pid"]
+            if newpid != pid:
+                break
+        except (OSError, ValueError, AssertionError):
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_wrong_interface_refused(cg):
+    srv = cg("asgi_wsgi_app:application", args=ASGI, start=False)
+    assert srv.wait_exit(20) == 4
+    assert "is not an ASGI application" in srv.log()
+    srv = cg("asgi_wsgi_app:asgi", args=["-k", "sync"], start=False)
+    assert srv.wait_exit(20) == 4
+    assert "is an ASGI application" in srv.log()
+
+
+def test_uvicorn_worker_name(cg):
+    srv = cg("asgi_basic:app", args=["-k", "uvicorn.workers.UvicornWorker",
+                                     "--asgi-loop", "asyncio", "--access-logfile", "-"])
+    srv.wait_log(r"\[INFO\] cgunicorn runs uvicorn.workers.UvicornWorker with its own ASGI worker")
+    assert get(srv, "/length")[2] == b"0123456789"
+    srv.wait_log(r'"GET /length HTTP/1.1" 200 10 ', source=srv.stdout)
+
+
+# ---- the conformance corpus (tests/integration/test_conformance.py) ----
+
+class AsgiPool(conf.Pool):
+    def _start(self, settings):
+        args = ["-w", "1"] + ASGI + conf.settings_args(settings)
+        srv = self.factory("asgi_echo:app", args=args, start=False)
+        srv.wait_ready()
+        srv.initial_pid = self_pid(srv)
+        return srv
+
+
+def self_pid(srv):
+    return json.loads(parse_response(srv.raw(b"GET /_pid HTTP/1.0\r\n\r\n"))[2])["pid"]
+
+
+@pytest.fixture(scope="module")
+def asgi_pool(cg_module):
+    return AsgiPool(cg_module)
+
+
+# 099 announces more body than it sends: the WSGI app gets the short body,
+# an ASGI app gets http.disconnect (the client left mid-body).
+SHORT_BODY = {"099"}
+
+
+@pytest.mark.parametrize("case", conf.VALID, ids=conf.ids(conf.VALID))
+def test_corpus_valid(asgi_pool, case):
+    if case["name"] in SHORT_BODY:
+        pytest.skip("an ASGI app gets http.disconnect for a body cut short")
+    srv = asgi_pool.get(case)
+    exp = case["expect"][0]
+    status, _, body = parse_response(srv.raw(base64.b64decode(case["raw_b64"]), half_close=True))
+    assert status.split()[1] == "200", (status, body[:300])
+    got = json.loads(body)
+    assert got["method"] == exp["method"]
+    assert got["query_string"] == exp["uri"]["query"]
+    assert got["http_version"] == "%d.%d" % tuple(exp["version"])
+    assert got["headers"] == [[n.lower(), v] for n, v in exp["headers"]]
+    assert base64.b64decode(got["body_b64"]) == base64.b64decode(exp["body_b64"])
+
+
+@pytest.mark.parametrize("case", conf.INVALID, ids=conf.ids(conf.INVALID))
+def test_corpus_invalid(asgi_pool, case):
+    srv = asgi_pool.get(case)
+    err = case["error"]
+    before = len(srv.log())
+    data = srv.raw(base64.b64decode(case["raw_b64"]), half_close=True)
+    if err in conf.NO_RESPONSE:
+        assert data == b"", (err, data[:300])
+        if err in conf.SOCKET_ERROR_LOGGED:
+            srv.wait_log(r"\[ERROR\] Socket error processing request\.",
+                         source=lambda: srv.log()[before:])
+    else:
+        code, reason, mesg = conf.ERRORS[err]
+        status, headers, body = split_head(data)
+        assert status == "HTTP/1.1 %d %s" % (code, reason), (status, body[:300])
+        assert re.search(r"\n    " + re.escape(mesg), body.decode("latin-1"))
+    assert self_pid(srv) == srv.initial_pid
+
+
+# ---- real frameworks: FastAPI (and Starlette under it) ----
+
+ASGI_PACKAGES = ("fastapi", "starlette", "anyio", "idna", "pydantic", "pydantic-core",
+                 "annotated-types", "typing-inspection", "typing-extensions", "python-multipart",
+                 "uvloop")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The pinned framework packages (a skip without PyPI)."""
+    return str(cgtest.pinned_site(tmp_path_factory.mktemp("asgi-site"), *ASGI_PACKAGES))
+
+
+@pytest.mark.parametrize("worker,loop", [("asgi", "asyncio"), ("asgi", "auto"),
+                                         ("uvicorn.workers.UvicornWorker", "auto")])
+def test_fastapi(cg, site, worker, loop):
+    srv = cg("asgi_fastapi:app", args=["-k", worker, "--asgi-loop", loop],
+             env={"PYTHONPATH": site})
+    status, _, body = get(srv, "/items/42", b"X-Token: abc\r\n")
+    assert status == "HTTP/1.1 200 OK", body
+    got = json.loads(body)
+    assert got["item_id"] == 42 and got["who"] == "ABC" and got["db"] == "connected"
+    assert got["loop"].startswith("uvloop" if loop == "auto" else "asyncio")
+    status, _, body = get(srv, "/items/x")
+    assert status == "HTTP/1.1 422 Unprocessable Content" or status.startswith("HTTP/1.1 422 ")
+    status, _, body = get(srv, "/notify?text=hello", method=b"POST")
+    assert json.loads(body) == {"queued": "hello"}
+    srv.wait_log(r"background task: hello")
+    status, headers, body = get(srv, "/stream?n=4")
+    assert body == b"part-0\npart-1\npart-2\npart-3\n"
+    assert cgtest.header(headers, "Transfer-Encoding") == "chunked"
+    payload = b"\x89PNG\r\n\x1a\n" + os.urandom(300000)
+    form = (b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + payload + b"\r\n--BOUNDARY--\r\n")
+    status, _, body = get(srv, "/upload", b"Content-Type: multipart/form-data; boundary=BOUNDARY\r\n",
+                          method=b"POST", body=form)
+    assert json.loads(body) == {"name": "a.png", "size": len(payload), "head": "\x89PNG\r\n\x1a\n"}
+    srv.stop()
+    assert "fastapi lifespan shutdown" in srv.log()
