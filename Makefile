@@ -52,9 +52,10 @@ PIP_ENV  = PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_CONSTRAINT=$(CURDI
 # have (the ASGI frameworks, uvloop, PasteDeploy and Pyramid,
 # prometheus-client...), pip-installed once into a folder the tests find
 # through CG_TEST_SITE: every package of tests/requirements.txt from its
-# "# test-site" line on, pinned there. Reinstalled when that file changes.
+# "# test-site" line to its "# bench" line, pinned there. Reinstalled when
+# that file changes.
 TEST_SITE  ?= $(BUILD)/test-site
-TEST_SITE_PKGS = $(shell sed -n '/^\# test-site/,$$p' tests/requirements.txt | grep -v '^\#')
+TEST_SITE_PKGS = $(shell sed -n '/^\# test-site/,/^\# bench/p' tests/requirements.txt | grep -v '^\#')
 TEST_SITE_ENV = CG_TEST_SITE=$(abspath $(TEST_SITE))
 
 # meson setup refuses an already configured directory, and `meson configure`
@@ -67,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-frontends bench-observability bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
 
 all: build
 
@@ -167,6 +168,20 @@ bench: build
 bench-frontends: build venv
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn CGUNICORN_CONSOLE=$(abspath $(VENV))/bin/cgunicorn \
 		bash bench/frontends.sh
+
+# The ASGI peers (Uvicorn, Granian, Gunicorn 27) and uvloop, pinned in
+# tests/requirements.txt, in a venv of their own.
+BENCH_VENV ?= $(BUILD)/bench-venv
+BENCH_PKGS = $(shell sed -n '/^\# bench/,$$p' tests/requirements.txt | grep -v '^\#' | cut -d= -f1) uvloop
+bench-venv:
+	@[ -x $(BENCH_VENV)/bin/python ] || $(PYTHON) -m venv $(BENCH_VENV)
+	$(PIP_ENV) $(BENCH_VENV)/bin/pip install -q $(BENCH_PKGS)
+
+# -k asgi beside Uvicorn, Granian, Gunicorn 27's asgi worker and nginx, one run.
+bench-asgi: build bench-venv
+	@tools/deps.sh bench
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn BENCH_VENV=$(abspath $(BENCH_VENV)) \
+		SERVERS="cgunicorn-asgi uvicorn granian-asgi gunicorn-asgi nginx" bash bench/run.sh
 
 # What metrics cost per request: off, --metrics-bind, --statsd-host, both
 # (bench/observability.sh).

@@ -227,14 +227,20 @@ def table(tsv):
     def ratio(a, b):
         return "%.2fx" % (a / b) if b and a == a and b == b else "n/a"
 
+    # yardsticks in the same run: nginx's `return 200`, and Uvicorn for ASGI
+    other = {(r[0], r[1]): r for r in rows if r[0] in ("nginx", "uvicorn")}
+    extra = [n for n in ("nginx", "uvicorn") if any(k[0] == n for k in other)]
     print("| server | scenario | req/s | req/s vs gunicorn | CPU us/req | CPU vs gunicorn "
-          "| RSS MiB (master+worker) | requests | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| RSS MiB (master+worker) | requests | errors |" +
+          "".join(" CPU vs %s |" % n for n in extra))
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra))
     for server, scen, rps, us, rss, errors, reqs, conns in rows:
         b = base_of(server, scen)
-        print("| %s | %s | %.0f | %s | %.1f | %s | %.1f | %d | %d |" % (
+        cells = "".join(" %s |" % (ratio(us, other[(n, scen)][3]) if (n, scen) in other else "n/a")
+                        for n in extra)
+        print("| %s | %s | %.0f | %s | %.1f | %s | %.1f | %d | %d |%s" % (
             server, scen + " (c=%s)" % conns, rps, ratio(rps, b[2]) if b else "n/a", us,
-            ratio(us, b[3]) if b else "n/a", rss / 1024.0, reqs, errors))
+            ratio(us, b[3]) if b else "n/a", rss / 1024.0, reqs, errors, cells))
     print()
     print("CPU us/req = (utime+stime of master and workers, plus reaped children) / requests; "
           "clock tick = %d us. Ratios (against Gunicorn with the same worker class and threads): "

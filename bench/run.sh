@@ -4,6 +4,9 @@
 # Debian's gunicorn with 1 and 4 threads (servers NAME-gthreadN); one worker each, one run.
 # Last, when installed, nginx answering `return 200` by itself: no WSGI, no Python, the
 # yardstick of what a server costs per request on this machine and kernel.
+# ASGI servers (SERVERS=..., as `make bench-asgi` sets them) serve bench/hello_asgi.py:
+# cgunicorn-asgi (-k asgi, uvloop), uvicorn (uvloop + httptools), granian-asgi (Granian's ASGI
+# interface) and gunicorn-asgi (Gunicorn 27's -k asgi), the peers from BENCH_VENV.
 #
 # For each server: bind 127.0.0.1 on a free port, server pinned to CPU $SERVER_CPU, wrk pinned
 # to CPU $CLIENT_CPU. Two scenarios: "close" (every request sends Connection: close) and
@@ -13,6 +16,7 @@
 # /proc/<pid>/stat, reaped children included) and RSS of master+workers after warm-up.
 #
 # Environment: CGUNICORN (default /work/main/build/cgunicorn), GUNICORN (/usr/bin/gunicorn),
+# BENCH_VENV (a venv with the pinned peers and uvloop: `make bench-venv`),
 # UWSGI (uwsgi on PATH), NGINX (nginx on PATH, else /usr/sbin/nginx), SERVERS (all of the
 # above), DURATION (8 s per run),
 # WARMUP (2 s), CONNS (50), SERVER_CPU (0), CLIENT_CPU (1), KEEP=1 keeps the work directory.
@@ -32,6 +36,9 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PY=/usr/bin/python3
 LIB=("$PY" "$HERE/benchlib.py")
+BENCH_VENV=${BENCH_VENV:-$HERE/../build/bench-venv}
+# the bench venv's packages (uvloop) for the standalone, which embeds Debian's Python
+BENCH_SITE=$(ls -d "$BENCH_VENV"/lib/python3*/site-packages 2>/dev/null | head -n 1)
 
 WORK=$(mktemp -d /tmp/cg-bench.XXXXXX)
 RESULTS=$WORK/results.tsv
@@ -89,6 +96,27 @@ start_server() {
         fi
         cmd+=(--http-socket "127.0.0.1:$port" --wsgi-file "$HERE/hello.py" --callable app
             --master --processes 1 --threads 1 --disable-logging --die-on-term)
+        ;;
+    cgunicorn-asgi)
+        [ -x "$CGUNICORN" ] || { say "skip $name: $CGUNICORN is not an executable"; return 1; }
+        [ -n "$BENCH_SITE" ] || { say "skip $name: no $BENCH_VENV (make bench-venv) for uvloop"; return 1; }
+        cmd=(env PYTHONPATH="$BENCH_SITE" "$CGUNICORN" -w 1 -k asgi --asgi-loop uvloop
+            -b "127.0.0.1:$port" --chdir "$HERE" hello_asgi:app)
+        ;;
+    uvicorn)
+        [ -x "$BENCH_VENV/bin/uvicorn" ] || { say "skip uvicorn: no $BENCH_VENV"; return 1; }
+        cmd=("$BENCH_VENV/bin/uvicorn" --workers 1 --loop uvloop --http httptools --no-access-log
+            --host 127.0.0.1 --port "$port" --app-dir "$HERE" hello_asgi:app)
+        ;;
+    granian-asgi)
+        [ -x "$BENCH_VENV/bin/granian" ] || { say "skip granian: no $BENCH_VENV"; return 1; }
+        cmd=("$BENCH_VENV/bin/granian" --interface asgi --workers 1 --host 127.0.0.1 --port "$port"
+            --working-dir "$HERE" hello_asgi:app)
+        ;;
+    gunicorn-asgi)
+        [ -x "$BENCH_VENV/bin/gunicorn" ] || { say "skip gunicorn-asgi: no $BENCH_VENV"; return 1; }
+        cmd=("$BENCH_VENV/bin/gunicorn" -w 1 -k asgi -b "127.0.0.1:$port" --chdir "$HERE"
+            hello_asgi:app)
         ;;
     nginx)
         # Not a WSGI server: nginx answering `return 200` itself, the floor an
@@ -171,7 +199,7 @@ if [ ! -s "$RESULTS" ]; then
     exit 1
 fi
 echo
-echo "Hello-world WSGI, 1 worker, server on CPU $SERVER_CPU, wrk -t1 -c$CONNS on CPU $CLIENT_CPU," \
+echo "Hello-world app (bench/hello.py, or hello_asgi.py for ASGI servers), 1 worker, server on CPU $SERVER_CPU, wrk -t1 -c$CONNS on CPU $CLIENT_CPU," \
     "${DURATION}s per run after ${WARMUP}s warm-up ($(date -u +%Y-%m-%dT%H:%MZ), $(uname -r))"
 echo
 "${LIB[@]}" table "$RESULTS"
