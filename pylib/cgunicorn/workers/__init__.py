@@ -1,43 +1,49 @@
-"""Names for the worker classes cgunicorn runs.
+"""The worker classes cgunicorn runs.
 
-The workers are C: a sync worker and a gthread worker, picked with
-``worker_class`` ("sync", "gthread", or Gunicorn's class paths for them).
-The classes here only name them, for code that imports or compares
+The sync and gthread workers are C, picked with ``worker_class`` ("sync",
+"gthread", or Gunicorn's class paths for them). ``SyncWorker`` and
+``ThreadWorker`` here only name them, for code that imports or compares
 ``gunicorn.workers.sync.SyncWorker`` and the like, and for
 ``Config.worker_class``; they cannot be instantiated to serve.
-"""
 
-# worker_class values the server accepts, and the class each one names
+Any other ``worker_class`` is a Python class run in a worker the C arbiter
+forks (``cgunicorn.workers.base.Worker`` is the base to write one on; see
+docs/worker-classes.md).
+"""
+from cgunicorn.workers.base import Worker
+
+# worker_class values the C server runs, and the class each one names
 SUPPORTED_WORKERS = {
     "sync": "gunicorn.workers.sync.SyncWorker",
     "gthread": "gunicorn.workers.gthread.ThreadWorker",
 }
 
 
-class Worker:
+class CWorker(Worker):
     """A worker kind of the C server (a name only; see the module's doc)."""
 
     #: the worker_class value that selects this kind
     kind = None
 
     def __init__(self, *args, **kwargs):
-        raise TypeError("cgunicorn's workers are C; %s cannot be created from Python"
+        raise TypeError("cgunicorn's %s is C; it cannot be created from Python"
                         % type(self).__name__)
 
 
-class SyncWorker(Worker):
+class SyncWorker(CWorker):
     """Gunicorn's default worker: one request at a time per process."""
     kind = "sync"
 
 
-class ThreadWorker(Worker):
+class ThreadWorker(CWorker):
     """Gunicorn's gthread worker: a loop and a pool of --threads threads."""
     kind = "gthread"
 
 
 def by_kind(kind):
     """The class a worker_class value names ("sync", "gthread", their class
-    paths or egg:gunicorn#NAME), or None for a kind cgunicorn does not run."""
+    paths or egg:gunicorn#NAME), or None for a kind the C server does not
+    run."""
     for cls in (SyncWorker, ThreadWorker):
         if kind in (cls.kind, SUPPORTED_WORKERS[cls.kind], "egg:gunicorn#" + cls.kind):
             return cls
