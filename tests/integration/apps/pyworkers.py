@@ -20,6 +20,8 @@ from gunicorn.workers.base import Worker as GWorker
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/slow":
+        sys.stderr.write("SLOW-START %s\n" % os.getpid())
+        sys.stderr.flush()
         time.sleep(float(environ["QUERY_STRING"].partition("=")[2] or "1"))
         body = b"slow done"
     else:
