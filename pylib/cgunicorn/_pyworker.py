@@ -122,7 +122,14 @@ class WorkerLogger(glogging.Logger):
 
     def __init__(self, cfg, python_logging=False):
         self._python_logging = python_logging
+        # Logger.__init__ turns propagation off; a logging configuration
+        # the master applied keeps what it said
+        kept = [(log, log.propagate) for log in (logging.getLogger("gunicorn.error"),
+                                                 logging.getLogger("gunicorn.access"))]
         super().__init__(cfg)
+        if python_logging:
+            for log, propagate in kept:
+                log.propagate = propagate
 
     def setup(self, cfg):
         self.cfg = cfg

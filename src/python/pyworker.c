@@ -165,19 +165,6 @@ static PyObject *cg__pw_log(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* _worker_log_enabled(level) -> bool, so filtered records cost nothing. */
-static PyObject *cg__pw_log_enabled(PyObject *mod, PyObject *arg)
-{
-    (void)mod;
-    long level = PyLong_AsLong(arg);
-    if (level == -1 && PyErr_Occurred())
-        return NULL;
-    cg_worker_t *w = cg__pw_need();
-    if (w == NULL)
-        return NULL;
-    return PyBool_FromLong(cg_log_enabled(w->log, (cg_log_level_t)level));
-}
-
 /* _worker_access(line): one access-log line (without its newline). */
 static PyObject *cg__pw_access(PyObject *mod, PyObject *args)
 {
@@ -259,7 +246,6 @@ PyMethodDef cg_py_worker_methods[] = {
     {"_worker_notify", cg__pw_notify, METH_NOARGS, NULL},
     {"_worker_heartbeat_age", cg__pw_heartbeat_age, METH_NOARGS, NULL},
     {"_worker_log", cg__pw_log, METH_VARARGS, NULL},
-    {"_worker_log_enabled", cg__pw_log_enabled, METH_O, NULL},
     {"_worker_access", cg__pw_access, METH_VARARGS, NULL},
     {"_worker_reopen_logs", cg__pw_reopen, METH_NOARGS, NULL},
     {"_worker_load_app", cg__pw_load_app, METH_NOARGS, NULL},

@@ -28,6 +28,23 @@ def named(recs, name):
     return [r for r in recs if r["hook"] == name]
 
 
+def term_with_request_in_flight(srv):
+    """TERM the master while the app sleeps in /slow: the response still
+    arrives whole, and the master leaves with status 0."""
+    result = {}
+
+    def slow():
+        result["r"] = requests.get(srv.url("/slow?s=1.5"), timeout=20)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    srv.wait_log(r"SLOW-START", timeout=10)
+    srv.send_signal(signal.SIGTERM)
+    t.join(20)
+    assert result["r"].text == "slow done"
+    assert srv.wait_exit(30) == 0
+
+
 # ---- (a) a custom class: serving, what it is given, TERM, QUIT, timeout ----------
 
 @pytest.mark.timeout(90)
@@ -50,18 +67,7 @@ def test_custom_class_serves_and_stops_gracefully(cg, cls):
     assert info["log_class"] == "WorkerLogger"
 
     # TERM: the request in flight is finished, the loop ends, status 0
-    result = {}
-
-    def slow():
-        result["r"] = requests.get(srv.url("/slow?s=1.5"), timeout=20)
-
-    t = threading.Thread(target=slow)
-    t.start()
-    srv.wait_log(r"SLOW-START", timeout=10)
-    srv.send_signal(signal.SIGTERM)
-    t.join(20)
-    assert result["r"].text == "slow done"
-    assert srv.wait_exit(20) == 0
+    term_with_request_in_flight(srv)
     assert len(srv.wait_log(r"LOOP-END %s" % cls.split(".")[1], count=2)) == 2
 
 
@@ -116,6 +122,36 @@ def test_max_requests_as_the_arbiter_drew_it(cg):
     assert requests.get(srv.url("/info"), timeout=10).json()["pid"] != info["pid"]
 
 
+LOGCONFIG = """
+logconfig_dict = {
+    "formatters": {"mark": {"format": "PYLOG %%(name)s %%(levelname)s %%(message)s"}},
+    "handlers": {"file": {"class": "logging.FileHandler", "filename": %(path)r,
+                          "formatter": "mark"}},
+    "root": {"level": "INFO", "handlers": ["file"]},
+    "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["file"], "propagate": False},
+                "gunicorn.access": {"level": "INFO", "handlers": ["file"], "propagate": False}},
+}
+"""
+
+
+@pytest.mark.timeout(60)
+def test_logconfig_dict_takes_the_workers_records(cg, tmp_path):
+    # the loggers the master configured serve the class's log, with the C
+    # log's own records
+    out = tmp_path / "py.log"
+    conf = tmp_path / "c.py"
+    conf.write_text(LOGCONFIG % {"path": str(out)})
+    srv = cg("pyworkers:app", args=["-k", "pyworkers.CgBaseWorker", "-c", str(conf),
+                                    "--access-logfile", "-"], workers=0)
+    records = lambda: cgtest.read_text(str(out))  # noqa: E731
+    srv.wait_log(r"^PYLOG gunicorn\.error INFO Booting worker with pid: ", source=records,
+                 timeout=20)
+    assert requests.get(srv.url("/"), timeout=10).status_code == 200
+    srv.wait_log(r"^PYLOG gunicorn\.access INFO ACCESS GET /$", source=records)
+    assert srv.stop() == 0
+    assert "PYLOG gunicorn.error INFO LOOP-END CgBaseWorker" in records()
+
+
 # ---- (b) a class object in a configuration file, (c) an entry point ----------------
 
 CONF_CLASS = '''
@@ -139,6 +175,11 @@ def test_class_object_in_config_file(cg, tmp_path):
     conf.write_text(CONF_CLASS % {"apps": cgtest.APPS_DIR})
     srv = cg("pyworkers:app", args=["-c", str(conf), "-w", "2"])
     assert requests.get(srv.url("/info"), timeout=10).json()["class"] == "ConfWorker"
+    # the master's TTIN/TTOU act on these workers as on any
+    srv.send_signal(signal.SIGTTIN)
+    srv.wait_workers(lambda p: len(p) == 3, 30, "three workers after TTIN")
+    srv.send_signal(signal.SIGTTOU)
+    srv.wait_workers(lambda p: len(p) == 2, 30, "two workers after TTOU")
     assert srv.stop() == 0
 
 
@@ -156,9 +197,13 @@ def test_egg_entry_point(cg, tmp_path):
 
 # ---- errors: Gunicorn's messages and exit statuses --------------------------------
 
+def run_class(run_cg, cls, app="echo:app"):
+    """The server with worker class cls run to its end (it should stop)."""
+    return run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "-k", cls, app], timeout=40)
+
+
 def test_unknown_class_is_gunicorns_error(run_cg):
-    res = run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "-k", "nosuch_mod_xyz.Worker",
-                  "echo:app"])
+    res = run_class(run_cg, "nosuch_mod_xyz.Worker")
     assert res.returncode == 1
     assert res.stderr.startswith(
         "\nError: class uri 'nosuch_mod_xyz.Worker' invalid or not found: \n\n[Traceback")
@@ -167,8 +212,7 @@ def test_unknown_class_is_gunicorns_error(run_cg):
 
 
 def test_unknown_entry_point_is_gunicorns_error(run_cg):
-    res = run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "-k", "egg:nosuch-dist#w",
-                  "echo:app"])
+    res = run_class(run_cg, "egg:nosuch-dist#w")
     assert res.returncode == 1
     assert "Error: class uri 'egg:nosuch-dist#w' invalid or not found" in res.stderr
 
@@ -177,15 +221,14 @@ def test_unknown_entry_point_is_gunicorns_error(run_cg):
                                   "gunicorn.workers.ggevent.GeventWorker",
                                   "egg:gunicorn#gevent"])
 def test_gunicorns_other_workers_stay_refused(run_cg, name):
-    res = run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "-k", name, "echo:app"])
+    res = run_class(run_cg, name)
     assert res.returncode == 1
     assert "Error: worker_class is not supported yet by cgunicorn" in res.stderr
 
 
 @pytest.mark.timeout(60)
 def test_exception_before_boot_is_exit_3(run_cg):
-    res = run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "-k", "pyworkers.FailingWorker",
-                  "pyworkers:app"], timeout=40)
+    res = run_class(run_cg, "pyworkers.FailingWorker", "pyworkers:app")
     assert res.returncode == 3, res.stderr
     assert "Exception in worker process" in res.stderr
     assert "ValueError: FAILING-WORKER boom" in res.stderr
@@ -194,8 +237,7 @@ def test_exception_before_boot_is_exit_3(run_cg):
 
 @pytest.mark.timeout(60)
 def test_app_import_error_is_exit_4(run_cg):
-    res = run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "-k", "pyworkers.CgBaseWorker",
-                  "pyworkers:nosuch"], timeout=40)
+    res = run_class(run_cg, "pyworkers.CgBaseWorker", "pyworkers:nosuch")
     assert res.returncode == 4, res.stderr
     assert "Failed to find attribute 'nosuch' in 'pyworkers'." in res.stderr
 
@@ -237,15 +279,4 @@ def test_aiohttp_worker_serves_survives_hup_and_term(cg, aiohttp_site):
     assert r.status_code == 200 and r.text != "aio %d" % first
 
     # TERM: a request in flight completes (aiohttp's graceful shutdown)
-    result = {}
-
-    def slow():
-        result["r"] = requests.get(srv.url("/slow?s=1"), timeout=20)
-
-    t = threading.Thread(target=slow)
-    t.start()
-    srv.wait_log(r'SLOW-START', timeout=10)
-    srv.send_signal(signal.SIGTERM)
-    t.join(20)
-    assert result["r"].text == "slow done"
-    assert srv.wait_exit(30) == 0
+    term_with_request_in_flight(srv)
