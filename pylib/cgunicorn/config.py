@@ -115,11 +115,15 @@ def _python_object_name(name, value):
     dotted = "%s.%s" % (value.__module__, value.__qualname__)
     if name == "worker_class":
         from cgunicorn import workers
-        if issubclass(value, workers.Worker) and value.kind is not None:
+        if issubclass(value, workers.CWorker) and value.kind is not None:
             return value.kind
         if dotted in ("gunicorn.workers.sync.SyncWorker", "gunicorn.workers.gthread.ThreadWorker",
                       "gunicorn.workers.gasgi.ASGIWorker"):
             return dotted
+        # any other class runs as a Python worker class: kept by its name,
+        # as a class defined in a configuration file cannot be imported again
+        _WORKER_CLASSES[dotted] = value
+        return dotted
     elif name == "logger_class":
         from cgunicorn import glogging
         if value is glogging.Logger or dotted == "gunicorn.glogging.Logger":
@@ -132,9 +136,19 @@ def _python_object_name(name, value):
     return value
 
 
-# logger_class objects given to set() or in a configuration file, by the
-# dotted name the settings table shows for them
+# logger_class and worker_class objects given to set() or in a
+# configuration file, by the dotted name the settings table shows for them
 _LOGGER_CLASSES = {}
+_WORKER_CLASSES = {}
+
+
+def _load_worker_class(uri):
+    """The class a worker_class value names: a class object given earlier
+    (by its name), else Gunicorn's util.load_class."""
+    if uri in _WORKER_CLASSES:
+        return _WORKER_CLASSES[uri]
+    from cgunicorn.util import load_class
+    return load_class(uri)
 
 
 def _load_logger_class(uri):
@@ -349,21 +363,30 @@ class Config(_core.Config):
         uri = self.get("worker_class")
         if not isinstance(uri, str):
             return uri.__name__
+        if uri in _WORKER_CLASSES:
+            return _WORKER_CLASSES[uri].__name__
         if (uri == "sync" or uri.endswith("SyncWorker")) and self.get("threads") > 1:
             return "gthread"
         return uri
 
     @property
     def worker_class(self):
-        """The class naming the worker the server will run (see
-        cgunicorn.workers: the workers themselves are C)."""
+        """The worker's class: for the C workers the class naming them
+        (cgunicorn.workers), else the Python class, loaded as Gunicorn's
+        cfg.worker_class does (its setup() called). NotImplementedError
+        for Gunicorn's workers cgunicorn does not run (gevent, ...)."""
         from cgunicorn import workers
         uri = self.get("worker_class")
         if (uri == "sync" or uri.endswith("SyncWorker")) and self.get("threads") > 1:
             uri = "gthread"
         cls = workers.by_kind(uri)
-        if cls is None:
+        if cls is not None:
+            return cls
+        if not _core._worker_kind_is_python(uri):
             raise NotImplementedError("worker_class %r is not supported yet by cgunicorn" % uri)
+        cls = _load_worker_class(uri)
+        if hasattr(cls, "setup"):
+            cls.setup()
         return cls
 
     @property
@@ -467,6 +490,13 @@ def parse_paste_global_conf(raw):
             raise RuntimeError("environment setting %r invalid" % text)
         conf[parts[0].replace("\\=", "=")] = parts[1].replace("\\=", "=")
     return conf
+
+
+class AccessLogFormat:
+    """Gunicorn's access_log_format setting class, for code that reads its
+    ``default`` (aiohttp's worker compares the configured format with it)."""
+    name = "access_log_format"
+    default = next(row[4] for row in _ROWS if row[0] == "access_log_format")
 
 
 def get_default_config_file():

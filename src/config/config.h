@@ -309,13 +309,17 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen);
 
 /* ---- worker_kinds.c: the worker classes we run, by every Gunicorn name ---- */
 typedef enum {
-    CG_WORKER_UNKNOWN,
+    CG_WORKER_UNKNOWN, /* one of Gunicorn's own workers cgunicorn does not run: refused */
     CG_WORKER_SYNC,
     CG_WORKER_GTHREAD,
     CG_WORKER_ASGI,
+    CG_WORKER_PYTHON, /* any other name: a Python class (src/python/pyworker.c) */
 } cg_worker_kind_t;
 
-/* The kind a worker_class name stands for (CG_WORKER_UNKNOWN if none). */
+/* The kind a worker_class name stands for: the C loops by every name
+ * Gunicorn gives them, CG_WORKER_UNKNOWN for Gunicorn's other workers
+ * (gevent, tornado, eventlet, ...), CG_WORKER_PYTHON for any other name,
+ * which the master then imports as Gunicorn's util.load_class would. */
 cg_worker_kind_t cg_config_worker_kind_of(const char *name);
 /* True when `name` is another project's worker class (Uvicorn's) that
  * cgunicorn runs with its own worker of the same kind. */

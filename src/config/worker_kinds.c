@@ -31,12 +31,33 @@ static const struct {
     {"uvicorn_worker.UvicornH11Worker", CG_WORKER_ASGI, true},
 };
 
+/* Gunicorn's own worker names (bare, as egg:gunicorn#NAME, or under
+ * gunicorn.workers.) that the table above does not hold are refused: a
+ * Gunicorn installed beside us would otherwise run its Python gevent or
+ * tornado worker where the operator may expect ours. Any other name is a
+ * Python class. */
+static bool cg__gunicorn_own(const char *name)
+{
+    static const char *const bare[] = {"gevent",  "gevent_wsgi", "gevent_pywsgi",
+                                       "tornado", "eventlet",    "asgi"};
+    if (strncmp(name, "egg:gunicorn#", 13) == 0)
+        name += 13;
+    if (strncmp(name, "gunicorn.workers.", 17) == 0)
+        return true;
+    for (size_t i = 0; i < CG_ARRAY_SIZE(bare); i++)
+        if (strcmp(name, bare[i]) == 0)
+            return true;
+    return false;
+}
+
 cg_worker_kind_t cg_config_worker_kind_of(const char *name)
 {
-    for (size_t i = 0; name != NULL && i < CG_ARRAY_SIZE(cg__kinds); i++)
+    if (name == NULL)
+        return CG_WORKER_UNKNOWN;
+    for (size_t i = 0; i < CG_ARRAY_SIZE(cg__kinds); i++)
         if (strcmp(name, cg__kinds[i].name) == 0)
             return cg__kinds[i].kind;
-    return CG_WORKER_UNKNOWN;
+    return cg__gunicorn_own(name) ? CG_WORKER_UNKNOWN : CG_WORKER_PYTHON;
 }
 
 bool cg_config_worker_stand_in(const char *name)

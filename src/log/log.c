@@ -310,6 +310,19 @@ static void report_logging_error(const cg_access_fmt_t *f, const char *pyerr)
     write_all(STDERR_FILENO, buf, n);
 }
 
+/* One rendered access line (ending in a newline) to the access file and,
+ * when asked, syslog. */
+static void cg__access_emit(cg_log_t *log, const char *line, size_t n)
+{
+    if (log->access_fd >= 0)
+        write_all(log->access_fd, line, n);
+    if (log->syslog_access) {
+        /* the record is the line itself; the file's newline is not part of it */
+        size_t m = n > 0 && line[n - 1] == '\n' ? n - 1 : n;
+        cg_syslog_send(log->syslog, true, CG_LOG_INFO, line, m);
+    }
+}
+
 void cg_log_access(cg_log_t *log, const cg_access_info_t *info)
 {
     if (!cg_log_access_enabled(log))
@@ -333,13 +346,20 @@ void cg_log_access(cg_log_t *log, const cg_access_info_t *info)
         report_logging_error(log->access_fmt, pyerr);
         return;
     }
-    if (log->access_fd >= 0)
-        write_all(log->access_fd, line, n);
-    if (log->syslog_access) {
-        /* the record is the line itself; the file's newline is not part of it */
-        size_t m = n > 0 && line[n - 1] == '\n' ? n - 1 : n;
-        cg_syslog_send(log->syslog, true, CG_LOG_INFO, line, m);
-    }
+    cg__access_emit(log, line, n);
     if (line != stackbuf)
         free(line);
+}
+
+void cg_log_access_text(cg_log_t *log, const char *line, size_t len)
+{
+    if (log->access_fd < 0 && !log->syslog_access)
+        return;
+    char stackbuf[4096];
+    char *buf = len + 1 <= sizeof(stackbuf) ? stackbuf : cg_xmalloc(len + 1);
+    memcpy(buf, line, len);
+    buf[len] = '\n';
+    cg__access_emit(log, buf, len + 1);
+    if (buf != stackbuf)
+        free(buf);
 }

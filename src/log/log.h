@@ -212,6 +212,10 @@ bool cg_access_env_lookup(void *ctx, cg_str_t name, cg_str_t *value);
  * interpreter unless info->environ_lookup does; the Python sink takes the
  * GIL itself. */
 void cg_log_access(cg_log_t *log, const cg_access_info_t *info);
+/* An access line rendered elsewhere (a Python worker class's logging
+ * record), without its newline: written as cg_log_access() writes its own
+ * (file and syslog), not handed to a sink. */
+void cg_log_access_text(cg_log_t *log, const char *line, size_t len);
 
 /* Compile / render, exposed for unit tests. Render returns the line length
  * (without newline), truncated to cap-1 and NUL-terminated. */

@@ -171,9 +171,9 @@ int cg_py_config_apply(cg_config_t *cfg, PyObject *mod, const cg_setting_desc_t 
         /* Gunicorn takes a class (or a function returning one) here. The
          * classes naming what the server runs (gunicorn.glogging.Logger,
          * the sync/gthread workers, shims or ours) become their names, as
-         * Config.set() of the API does, and so does any other logger
-         * class (kept by cgunicorn.config under that name for
-         * src/python/loggerclass.c); other worker classes C cannot honour. */
+         * Config.set() of the API does, and so does any other class (kept
+         * by cgunicorn.config under that name for src/python/loggerclass.c
+         * and pyworker.c). */
         PyObject *named = cg__class_as_name(name, v); /* new */
         const char *s = named != NULL && PyUnicode_Check(named) ? cg__utf8(named) : NULL;
         int rc = -ENOTSUP;

@@ -100,9 +100,11 @@ int cg_py_front_serve(cg_config_t *cfg)
     }
     /* logconfig* needs Python logging set up in the master, and a custom
      * logger_class its instance there, so that the workers forked from it
-     * inherit them */
-    if ((cg_py_logging_wanted(cfg) || cg_py_loggerclass_wanted(cfg)) && !Py_IsInitialized() &&
-        cg_py_init(cfg, err, sizeof(err)) < 0) {
+     * inherit them; a Python worker class is imported there, as Gunicorn's
+     * arbiter does, so a bad one stops the server before any worker */
+    bool py_worker = cg_config_worker_kind(cfg) == CG_WORKER_PYTHON;
+    if ((cg_py_logging_wanted(cfg) || cg_py_loggerclass_wanted(cfg) || py_worker) &&
+        !Py_IsInitialized() && cg_py_init(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "Error: %s\n", err);
         cg_log_close(&log);
         return 1;
@@ -130,6 +132,8 @@ int cg_py_front_serve(cg_config_t *cfg)
             py.logging_up = true;
             status = cg_py_logging_init(&py.logging, cfg, &log);
         }
+        if (status == 0 && py_worker)
+            status = cg_py_worker_class_check(cfg);
         if (status == 0 && cfg->spew && cg_py_spew(&log) < 0)
             status = 1;
     }

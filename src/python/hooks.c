@@ -65,6 +65,8 @@ static PyObject *cg__worker_snapshot(cg_py_hooks_t *h, const cg_worker_t *w)
 static PyObject *cg__self_worker(cg_py_hooks_t *h, const cg_worker_t *w)
 {
     pid_t me = getpid();
+    if (h->worker_live && h->worker_for == w && h->worker_pid == me)
+        return h->worker_obj; /* a Python worker's instance keeps its own state */
     if (h->worker_obj == NULL || h->worker_for != w ||
         (h->worker_pid != 0 && h->worker_pid != me)) {
         Py_CLEAR(h->worker_obj);
@@ -289,6 +291,34 @@ void cg_py_hooks_free(cg_py_hooks_t *h, cg_config_t *cfg)
 static cg_py_hooks_t *cg__hooks_of_cfg(const cg_config_t *cfg)
 {
     return cfg->hooks != NULL ? cfg->hooks->ctx : NULL;
+}
+
+int cg_py_hooks_adopt_worker(const cg_config_t *cfg, const cg_worker_t *w, PyObject *obj)
+{
+    cg_py_hooks_t *h = cg__hooks_of_cfg(cfg);
+    if (h == NULL)
+        return 0;
+    if (h->worker_obj != NULL && h->worker_for == w && h->worker_pid == 0) {
+        /* In Gunicorn pre_fork gets the very instance the worker runs; here
+         * it got a snapshot, so what the hook set there is carried over. */
+        PyObject *d = PyObject_GetAttrString(h->worker_obj, "__dict__"); /* new */
+        PyObject *key, *val; /* borrowed */
+        Py_ssize_t pos = 0;
+        int rc = d != NULL && PyDict_Check(d) ? 0 : -1;
+        while (rc == 0 && PyDict_Next(d, &pos, &key, &val)) {
+            /* the instance's own attributes (pid, alive, ...) win */
+            if (!PyObject_HasAttr(obj, key))
+                rc = PyObject_SetAttr(obj, key, val);
+        }
+        Py_XDECREF(d);
+        if (rc < 0)
+            return -1;
+    }
+    Py_XSETREF(h->worker_obj, Py_NewRef(obj));
+    h->worker_for = w;
+    h->worker_pid = getpid();
+    h->worker_live = true;
+    return 0;
 }
 
 int cg_py_hook_pre_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req)

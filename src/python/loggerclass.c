@@ -254,6 +254,12 @@ void cg_py_loggerclass_worker_init(cg_log_t *log)
         cg__lc_close_on_exec(lc);
 }
 
+PyObject *cg_py_loggerclass_instance(cg_log_t *log)
+{
+    cg_py_loggerclass_t *lc = cg__lc_of(log);
+    return lc != NULL ? lc->instance : NULL;
+}
+
 bool cg_py_loggerclass_exception(cg_log_t *log, cg_log_level_t level, const char *prefix)
 {
     cg_py_loggerclass_t *lc = cg__lc_of(log);

@@ -240,6 +240,7 @@ typedef struct cg_py_hooks {
     pid_t worker_pid;           /* process that adopted worker_obj; 0: pre_fork's */
     PyGILState_STATE fork_gil;  /* fork_prepare's hold, given back in parent and child */
     bool in_worker;             /* a worker process (post_fork ran here), or forked from one */
+    bool worker_live;           /* worker_obj is a Python worker class's instance */
 } cg_py_hooks_t;
 
 /*
@@ -261,6 +262,12 @@ void cg_py_hooks_free(cg_py_hooks_t *h, cg_config_t *cfg);
 int cg_py_hook_pre_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req);
 void cg_py_hook_post_request(const cg_config_t *cfg, cg_worker_t *w, PyObject *req,
                              PyObject *env, PyObject *resp);
+/* A Python worker class's instance (pyworker.c) becomes this worker
+ * process's object: the worker hooks get it, as Gunicorn's get the worker
+ * itself, and its attributes are never overwritten from C. Attributes a
+ * pre_fork hook set on the snapshot it got are copied to it. No-op
+ * without hooks. GIL held; 0, or -1 with an exception set. */
+int cg_py_hooks_adopt_worker(const cg_config_t *cfg, const cg_worker_t *w, PyObject *obj);
 /* True when either per-request hook is set. */
 static inline bool cg_py_request_hooks(const cg_config_t *cfg)
 {
@@ -374,11 +381,41 @@ void cg_py_loggerclass_free(cg_py_loggerclass_t *lc);
  * without a logger class. */
 void cg_py_loggerclass_worker_init(cg_log_t *log);
 
+/* The logger class instance log's records go to (borrowed), or NULL. */
+PyObject *cg_py_loggerclass_instance(cg_log_t *log);
+
 /* Used by cg_py_log_exception(): when log's records go to a logger class,
  * hand the pending exception to it (as the exception being handled, so
  * logger.exception() and traceback.format_exc() see it), clear it and
  * return true; otherwise return false untouched. */
 bool cg_py_loggerclass_exception(cg_log_t *log, cg_log_level_t level, const char *prefix);
+
+/* ------------------------------------------------------------------------
+ * A worker_class that is a Python class (pyworker.c; the Python half is
+ * cgunicorn._pyworker): Gunicorn's spawn_worker over the C arbiter.
+ */
+
+/* In the master at start-up (GIL held): import cfg->worker_class as
+ * Gunicorn's util.load_class and call its setup(). Returns 0, or 1 (the
+ * exit status) having printed Gunicorn's report ("\nError: class uri ...
+ * invalid or not found: ..." with the traceback). */
+int cg_py_worker_class_check(const cg_config_t *cfg);
+
+/* In the worker, interpreter up (GIL held): the instance of the class,
+ * made with Gunicorn's arguments (its sockets over duplicates of
+ * w->listeners, the app, timeout / 2, a Config copy of w->cfg, the log),
+ * adopted as the worker hooks' object. Returns 0 with *out a new
+ * reference, or CG_WORKER_EXIT_BOOT_ERROR with the exception logged. */
+int cg_py_worker_boot(cg_worker_t *w, PyObject **out);
+
+/* obj.init_process() as Gunicorn's spawn_worker calls it (GIL held):
+ * returns the worker's exit status (SystemExit's code, 3 for an exception
+ * before boot, 4 for AppImportError, 255 after boot), everything logged. */
+int cg_py_worker_run(cg_worker_t *w, PyObject *obj);
+
+/* cgunicorn._core's _worker_* functions for the instance (module.c adds
+ * them): heartbeat, C log, the app import. */
+extern PyMethodDef cg_py_worker_methods[];
 
 /* A cgunicorn.config.Config holding a copy of cfg (module.c): new
  * reference, or NULL with an exception set. */

@@ -64,7 +64,10 @@ static void cg__on_signal(int signo)
     cg__wake();
 }
 
-static int cg__install_signals(cg_worker_t *w)
+/* c_handlers false: a Python worker class, whose init_signals() installs
+ * its own handlers; until then every signal has its default action (what
+ * init_signals resets them to), SIGPIPE excepted. */
+static int cg__install_signals(cg_worker_t *w, bool c_handlers)
 {
     static const int handled[] = {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGABRT};
     static const int defaulted[] = {SIGHUP, SIGUSR2, SIGCHLD, SIGTTIN, SIGTTOU};
@@ -73,15 +76,20 @@ static int cg__install_signals(cg_worker_t *w)
     sigemptyset(&sa.sa_mask);
 
     cg__self = w;
-    if (pipe2(w->wake_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+    if (c_handlers && pipe2(w->wake_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
         return -errno;
     sa.sa_handler = SIG_DFL;
     for (size_t i = 0; i < CG_ARRAY_SIZE(defaulted); i++)
         sigaction(defaulted[i], &sa, NULL);
-    /* A write to a closed socket is an error code, never a process kill. */
+    for (size_t i = 0; !c_handlers && i < CG_ARRAY_SIZE(handled); i++)
+        sigaction(handled[i], &sa, NULL);
+    /* A write to a closed socket is an error code, never a process kill
+     * (Python ignores SIGPIPE too). */
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
     sigaction(SIGWINCH, &sa, NULL);
+    if (!c_handlers)
+        goto unblock;
     /* As Gunicorn (siginterrupt(sig, False) for TERM and USR1 only): those
      * two let a blocking syscall resume, since the loop acts on them between
      * requests. QUIT, INT and ABRT interrupt it (EINTR): a worker waiting on
@@ -94,6 +102,7 @@ static int cg__install_signals(cg_worker_t *w)
         if (sigaction(sig, &sa, NULL) < 0)
             return -errno;
     }
+unblock:;
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
@@ -124,6 +133,54 @@ static int cg__load(cg_worker_t *w, cg_py_reloader_t *reloader, PyObject **app)
     }
     cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
     return CG_WORKER_EXIT_BOOT_ERROR;
+}
+
+/* --user/--group (Gunicorn's set_owner_process in init_process). Returns
+ * 0 or the boot error status, logged. */
+static int cg__set_owner(cg_worker_t *w)
+{
+    if (w->cfg->source[CG_SETTING_user] == CG_SRC_DEFAULT &&
+        w->cfg->source[CG_SETTING_group] == CG_SRC_DEFAULT)
+        return 0;
+    int r = cg_os_set_owner(w->cfg->user, w->cfg->group, w->cfg->initgroups);
+    if (r == 0)
+        return 0;
+    cg_log_exception(w->log, "Exception in worker process\ncannot switch to uid %ld gid %ld: %s",
+                     w->cfg->user, w->cfg->group, strerror(-r));
+    return CG_WORKER_EXIT_BOOT_ERROR;
+}
+
+/* A Python worker class (src/python/pyworker.c), in Gunicorn's
+ * spawn_worker order: the instance, post_fork with it, then its
+ * init_process(), which installs its Python signal handlers, loads the
+ * app and runs its loop. Sets *py_up once the interpreter runs. Returns
+ * the exit status. */
+static int cg__run_python(cg_worker_t *w, bool *py_up)
+{
+    char err[1024];
+    PyObject *obj = NULL; /* new, from cg_py_worker_boot */
+    if (cg__install_signals(w, false) < 0) {
+        cg_log_exception(w->log, "Exception in worker process\ncannot reset signals: %s",
+                         strerror(errno));
+        return CG_WORKER_EXIT_BOOT_ERROR;
+    }
+    cg_heartbeat_notify(&w->hb);
+    if (cg_py_init(w->cfg, err, sizeof(err)) < 0) {
+        cg_log_exception(w->log, "Exception in worker process\n%s", err);
+        return CG_WORKER_EXIT_BOOT_ERROR;
+    }
+    *py_up = true;
+    int status = cg_py_worker_boot(w, &obj);
+    if (status != 0)
+        return status;
+    CG_HOOK(w->cfg->hooks, post_fork, w->arbiter, w);
+    /* Gunicorn's init_process() switches user first thing; done here in C
+     * (initgroups included), before any of the class's code runs */
+    status = cg__set_owner(w);
+    if (status == 0)
+        status = cg_py_worker_run(w, obj);
+    Py_DECREF(obj);
+    return status;
 }
 
 int cg_worker_main(cg_worker_t *w)
@@ -160,19 +217,14 @@ int cg_worker_main(cg_worker_t *w)
         w->listeners = own;
         w->nlisteners = nown;
     }
-    CG_HOOK(hooks, post_fork, w->arbiter, w);
-    if (w->cfg->source[CG_SETTING_user] != CG_SRC_DEFAULT ||
-        w->cfg->source[CG_SETTING_group] != CG_SRC_DEFAULT) {
-        int r = cg_os_set_owner(w->cfg->user, w->cfg->group, w->cfg->initgroups);
-        if (r < 0) {
-            cg_log_exception(w->log,
-                             "Exception in worker process\ncannot switch to uid %ld gid %ld: %s",
-                             w->cfg->user, w->cfg->group, strerror(-r));
-            status = CG_WORKER_EXIT_BOOT_ERROR;
-            goto out;
-        }
+    if (cg_config_worker_kind(w->cfg) == CG_WORKER_PYTHON) {
+        status = cg__run_python(w, &py_up);
+        goto out;
     }
-    if (cg__install_signals(w) < 0) {
+    CG_HOOK(hooks, post_fork, w->arbiter, w);
+    if ((status = cg__set_owner(w)) != 0)
+        goto out;
+    if (cg__install_signals(w, true) < 0) {
         cg_log_exception(w->log, "Exception in worker process\ncannot install signal handlers: %s",
                          strerror(errno));
         status = CG_WORKER_EXIT_BOOT_ERROR;

@@ -1,16 +1,21 @@
-"""Names for the worker classes cgunicorn runs.
+"""The worker classes cgunicorn runs.
 
-The workers are C: a sync worker, a gthread worker and an ASGI worker,
-picked with ``worker_class`` ("sync", "gthread", "asgi", or Gunicorn's class
-paths for them; Uvicorn's ``uvicorn.workers.UvicornWorker``,
-``UvicornH11Worker`` and ``uvicorn_worker.UvicornWorker`` select the ASGI
-worker too).
-The classes here only name them, for code that imports or compares
+The sync, gthread and ASGI workers are C, picked with ``worker_class``
+("sync", "gthread", "asgi", or Gunicorn's class paths for them; Uvicorn's
+``uvicorn.workers.UvicornWorker``, ``UvicornH11Worker`` and
+``uvicorn_worker.UvicornWorker`` select the ASGI worker too).
+``SyncWorker``, ``ThreadWorker`` and ``ASGIWorker`` here only name them,
+for code that imports or compares
 ``gunicorn.workers.sync.SyncWorker`` and the like, and for
 ``Config.worker_class``; they cannot be instantiated to serve.
-"""
 
-# worker_class values the server accepts, and the class each one names
+Any other ``worker_class`` is a Python class run in a worker the C arbiter
+forks (``cgunicorn.workers.base.Worker`` is the base to write one on; see
+docs/worker-classes.md).
+"""
+from cgunicorn.workers.base import Worker
+
+# worker_class values the C server runs, and the class each one names
 SUPPORTED_WORKERS = {
     "sync": "gunicorn.workers.sync.SyncWorker",
     "gthread": "gunicorn.workers.gthread.ThreadWorker",
@@ -26,28 +31,28 @@ STAND_INS = {
 }
 
 
-class Worker:
+class CWorker(Worker):
     """A worker kind of the C server (a name only; see the module's doc)."""
 
     #: the worker_class value that selects this kind
     kind = None
 
     def __init__(self, *args, **kwargs):
-        raise TypeError("cgunicorn's workers are C; %s cannot be created from Python"
+        raise TypeError("cgunicorn's %s is C; it cannot be created from Python"
                         % type(self).__name__)
 
 
-class SyncWorker(Worker):
+class SyncWorker(CWorker):
     """Gunicorn's default worker: one request at a time per process."""
     kind = "sync"
 
 
-class ThreadWorker(Worker):
+class ThreadWorker(CWorker):
     """Gunicorn's gthread worker: a loop and a pool of --threads threads."""
     kind = "gthread"
 
 
-class ASGIWorker(Worker):
+class ASGIWorker(CWorker):
     """Gunicorn's asgi worker: ASGI 3 apps on an asyncio event loop."""
     kind = "asgi"
 

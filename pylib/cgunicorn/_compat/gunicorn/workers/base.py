@@ -1,4 +1,5 @@
-"""gunicorn.workers.base: the name of Gunicorn's worker base class."""
-from cgunicorn.workers import Worker
+"""gunicorn.workers.base: the base class of Python worker classes
+(cgunicorn.workers.base.Worker)."""
+from cgunicorn.workers.base import Worker
 
 __all__ = ["Worker"]
