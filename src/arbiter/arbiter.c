@@ -457,6 +457,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
             break;
         cg_arbiter_reload_poll(&a);
         cg_arbiter_murder_workers(&a);
+        cg_arbiter_check_memory(&a);
         cg_arbiter_manage_workers(&a);
         /* after the reaping above, so a scrape sees who is gone; a HUP may
          * have replaced the endpoint since the poll */

@@ -192,6 +192,10 @@ bool cg_arbiter_may_unlink(const cg_arbiter_t *a);
  * chown unix sockets to user/group; 0 or -errno (already logged). */
 int cg_arbiter_bind(cg_arbiter_t *a);
 
+/* memory.c: max_worker_memory. Replace workers over the limit (successor
+ * first) and retire the replaced ones once their successor has booted. */
+void cg_arbiter_check_memory(cg_arbiter_t *a);
+
 /* metrics.c: the metrics_bind endpoint */
 /* Open it when metrics_bind is set (a USR2 parent's, when it handed one
  * over) and make the scoreboard. 0, or -errno (logged). */

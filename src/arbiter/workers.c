@@ -130,7 +130,7 @@ long cg_arbiter_active(const cg_arbiter_t *a)
 {
     long n = 0;
     for (size_t i = 0; i < a->nworkers; i++)
-        if (!cg_arbiter_reload_retired(&a->reload, a->workers[i]->age))
+        if (!a->workers[i]->retiring && !cg_arbiter_reload_retired(&a->reload, a->workers[i]->age))
             n++;
     return n;
 }
@@ -162,7 +162,7 @@ void cg_arbiter_manage_workers(cg_arbiter_t *a)
     long active = cg_arbiter_active(a);
     size_t idx = 0;
     while (active > a->num_workers && idx < a->nworkers) {
-        if (cg_arbiter_reload_retired(&a->reload, a->workers[idx]->age)) {
+        if (a->workers[idx]->retiring || cg_arbiter_reload_retired(&a->reload, a->workers[idx]->age)) {
             idx++;
             continue;
         }

@@ -41,6 +41,7 @@
 #define CG_MAX_PROCS 1000000L
 #define CG_MAX_ID 4294967294L /* uid_t/gid_t without (uid_t)-1 */
 #define CG_MAX_MODE 07777L
+#define CG_MAX_MIB (1L << 24) /* 16 TiB in MiB: * 1048576 stays within 64 bits */
 
 #define CG_CTYPE_CG_T_INT long
 #define CG_CTYPE_CG_T_OCTAL long

@@ -133,6 +133,10 @@ static PyObject *cg__pw_notify(PyObject *mod, PyObject *unused)
     if (cg__pw_self == NULL)
         Py_RETURN_FALSE;
     cg_heartbeat_notify(&cg__pw_self->hb); /* one store in a shared page */
+    /* Gunicorn's base classes notify only from run(), once the app is
+     * loaded: the first beat is as good a sign of a booted worker as
+     * there is for a class of someone else's */
+    cg_heartbeat_set_booted(&cg__pw_self->hb);
     Py_RETURN_TRUE;
 }
 

@@ -41,7 +41,8 @@ int cg_heartbeat_create(cg_heartbeat_t *hb)
         return -errno;
     }
     hb->slot = p;
-    *hb->slot = cg_monotonic_ms();
+    hb->slot[0] = cg_monotonic_ms();
+    hb->slot[1] = 0; /* not booted */
     return 0;
 }
 
@@ -50,6 +51,17 @@ void cg_heartbeat_notify(cg_heartbeat_t *hb)
     /* clock_gettime is async-signal-safe; so is a plain store */
     if (hb->slot)
         *hb->slot = cg_monotonic_ms();
+}
+
+void cg_heartbeat_set_booted(cg_heartbeat_t *hb)
+{
+    if (hb->slot)
+        hb->slot[1] = 1;
+}
+
+bool cg_heartbeat_booted(const cg_heartbeat_t *hb)
+{
+    return hb->slot != NULL && hb->slot[1] != 0;
 }
 
 uint64_t cg_heartbeat_age_ms(const cg_heartbeat_t *hb)

@@ -289,6 +289,7 @@ int cg_worker_main(cg_worker_t *w)
     if (kind == CG_WORKER_ASGI) {
         CG_HOOK(hooks, post_worker_init, w);
         w->booted = true;
+        cg_heartbeat_set_booted(&w->hb);
         int arc = cg_worker_asgi_run(w, app);
         if (w->quick)
             CG_HOOK(hooks, worker_int, w);
@@ -305,6 +306,7 @@ int cg_worker_main(cg_worker_t *w)
     ws_up = true;
     CG_HOOK(hooks, post_worker_init, w);
     w->booted = true;
+    cg_heartbeat_set_booted(&w->hb);
 
     ws.tstate = PyEval_SaveThread(); /* the loop runs without the GIL */
     int rc = kind == CG_WORKER_GTHREAD ? cg_worker_gthread_run(w, &ws) : cg_worker_sync_run(w, &ws);

@@ -35,6 +35,10 @@ typedef struct cg_heartbeat {
 
 int cg_heartbeat_create(cg_heartbeat_t *hb);          /* 0 or -errno */
 void cg_heartbeat_notify(cg_heartbeat_t *hb);         /* async-signal-safe */
+/* The worker has loaded the app and serves (the second word of the page):
+ * what the master waits for before retiring the worker it replaces. */
+void cg_heartbeat_set_booted(cg_heartbeat_t *hb);
+bool cg_heartbeat_booted(const cg_heartbeat_t *hb);
 uint64_t cg_heartbeat_age_ms(const cg_heartbeat_t *hb); /* ms since last notify */
 void cg_heartbeat_destroy(cg_heartbeat_t *hb);
 
@@ -55,6 +59,11 @@ typedef struct cg_worker {
     cg_heartbeat_t hb;
     uint64_t max_requests; /* UINT64_MAX when max_requests is 0 */
     bool aborted;          /* master side: SIGABRT already sent for a timeout */
+    /* master side, max_worker_memory: replaced by `successor`; TERM is sent
+     * once that one has booted (or at retire_deadline) */
+    bool retiring, retire_sent;
+    pid_t successor;
+    uint64_t retire_deadline;
     struct cg_arbiter *arbiter; /* the master's state as of fork (for hooks); may be NULL */
     int board_slot;         /* scoreboard slot (metrics_bind), -1: none */
     cg_board_shm_t *board;  /* worker side: that slot, mapped; NULL: none */
