@@ -141,7 +141,7 @@ def test_check_config_with_file(run_cg, tmp_path, env_clean):
 
 
 def test_unsupported_setting_from_file_refused(run_cg, tmp_path, env_clean):
-    conf = write(tmp_path / "c.py", "protocol = 'uwsgi'\n")
+    conf = write(tmp_path / "c.py", "dirty_workers = 2\n")
     res = run_cg(["-c", conf, "echo:app"])
     assert res.returncode == 1
     assert "not supported yet" in res.stderr
