@@ -107,6 +107,7 @@ void cg_conn_attach_tcp(cg_conn_t *c, int fd, bool nonblocking)
     c->fd = fd;
     c->nonblocking = nonblocking;
     c->sndtimeo_set = false;
+    c->tls = false;
     c->deadline_ms = 0;
 }
 
@@ -153,6 +154,24 @@ static int cg__wait(cg_conn_t *c, int want)
 static bool cg__retry_eintr(const cg_conn_t *c)
 {
     return c->quit == NULL || !*c->quit;
+}
+
+int cg_conn_handshake(cg_conn_t *c)
+{
+    if (c->ops->handshake == NULL)
+        return 0;
+    for (;;) {
+        int r = c->ops->handshake(c);
+        if (r == CG_CONN_WANT_READ || r == CG_CONN_WANT_WRITE) {
+            int w = cg__wait(c, r);
+            if (w < 0)
+                return w;
+            continue;
+        }
+        if (r == -EINTR && cg__retry_eintr(c))
+            continue;
+        return r;
+    }
 }
 
 ssize_t cg_conn_recv(void *conn, char *dst, size_t cap)
