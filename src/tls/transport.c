@@ -17,12 +17,11 @@
  */
 #include "tls_internal.h"
 
+#include <fcntl.h>
 #include <openssl/err.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 /* The largest TLS record's plaintext: what one SSL_write encrypts at most
@@ -192,15 +191,8 @@ static ssize_t cg__tls_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t c
 static int cg__tls_wait(cg_conn_t *c, int want, int timeout_ms)
 {
     cg_tls_conn_t *t = c->transport;
-    if (t->want != 0)
-        want = t->want; /* what OpenSSL is waiting for, whatever the caller does */
-    struct pollfd pfd = {.fd = c->fd, .events = want == CG_CONN_WANT_READ ? POLLIN : POLLOUT};
-    int r = poll(&pfd, 1, timeout_ms);
-    if (r > 0)
-        return 0;
-    if (r == 0)
-        return -ETIMEDOUT;
-    return -errno;
+    /* what OpenSSL is waiting for, whatever the caller does */
+    return cg_conn_poll_fd(c->fd, t->want != 0 ? t->want : want, timeout_ms);
 }
 
 static int cg__tls_handshake(cg_conn_t *c)

@@ -67,15 +67,20 @@ static ssize_t cg__tcp_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t c
     return -errno;
 }
 
-static int cg__tcp_wait(cg_conn_t *c, int want, int timeout_ms)
+int cg_conn_poll_fd(int fd, int want, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = c->fd, .events = want == CG_CONN_WANT_READ ? POLLIN : POLLOUT};
+    struct pollfd pfd = {.fd = fd, .events = want == CG_CONN_WANT_READ ? POLLIN : POLLOUT};
     int r = poll(&pfd, 1, timeout_ms);
     if (r > 0)
         return 0;
     if (r == 0)
         return -ETIMEDOUT;
     return -errno;
+}
+
+static int cg__tcp_wait(cg_conn_t *c, int want, int timeout_ms)
+{
+    return cg_conn_poll_fd(c->fd, want, timeout_ms);
 }
 
 static int cg__tcp_shutdown(cg_conn_t *c)

@@ -113,6 +113,10 @@ struct cg_conn {
 #define CG_CONN_LINGER_MAX 65536
 #define CG_CONN_LINGER_MS 2000
 
+/* A socket transport's wait op: poll(2) fd for CG_CONN_WANT_READ/WRITE.
+ * 0, -ETIMEDOUT or -errno (-EINTR). */
+int cg_conn_poll_fd(int fd, int want, int timeout_ms);
+
 /* Start serving a freshly accepted plain socket: ops, fd, no deadlines. */
 void cg_conn_attach_tcp(cg_conn_t *c, int fd, bool nonblocking);
 
