@@ -123,6 +123,25 @@ def test_gthread_keepalive(cg, pki):
     assert len(ports) == 1  # one connection served them all
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_gthread_pipelined(cg, pki, threads):
+    """Requests pipelined in one TLS write, one with a body larger than the
+    connection buffer: OpenSSL holds decrypted bytes no poll reports, and
+    the loop reads them on; every answer comes, in order."""
+    srv = cg("tls_app:app", tls_args(pki, "gthread")[:-2] + ["--threads", threads])
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+    s = client_ctx(pki).wrap_socket(raw, server_hostname="127.0.0.1")
+    body = b"z" * 100000
+    reqs = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3))
+    reqs += b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    reqs += b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    s.sendall(reqs)
+    data = cgtest.read_until_close(s, timeout=20)
+    s.close()
+    assert data.count(b"HTTP/1.1 200 OK") == 5
+    assert b'"body_len": %d' % len(body) in data
+
+
 def test_curl(cg, pki):
     srv = cg("tls_app:app", tls_args(pki, "gthread"))
     res = subprocess.run(["curl", "-sS", "--cacert", pki["ca"], https(srv, "/a"), https(srv, "/b"),
