@@ -12,6 +12,7 @@
 #include "arbiter.h"
 
 #include "../os/os.h"
+#include "../tls/tls.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -280,8 +281,12 @@ static int cg__arbiter_start(cg_arbiter_t *a)
         return r;
     }
 
+    if ((r = cg_arbiter_tls_load(a, false)) < 0)
+        return r;
     if ((r = cg__arbiter_listen(a)) < 0)
         return r;
+    if (a->tls != NULL)
+        cg_net_listeners_set_https(a->listeners, a->nlisteners);
 
     char *display = cg_net_listeners_display(a->listeners, a->nlisteners);
     cg_log_debug(a->log, "Arbiter booted");
@@ -300,8 +305,47 @@ static int cg__arbiter_start(cg_arbiter_t *a)
     return 0;
 }
 
+int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
+{
+    char err[512];
+    cg_tls_ctx_t *t = NULL;
+    if (!cg_tls_configured(a->cfg)) {
+        cg_tls_ctx_free(a->tls);
+        a->tls = NULL;
+        return 0;
+    }
+    int r = cg_tls_check_files(a->cfg, err, sizeof(err));
+    if (r == 0)
+        r = cg_tls_ctx_new(a->cfg, &t, err, sizeof(err));
+    if (r == 0) {
+        /* workers already running keep the context they were forked with */
+        cg_tls_ctx_free(a->tls);
+        a->tls = t;
+        return 0;
+    }
+    if (!reload) {
+        /* Gunicorn's create_sockets() raises ValueError for a missing file,
+         * uncaught: the traceback ends with this line and the master exits
+         * 1. It loads the certificate only for the first connection (every
+         * connection then fails); we refuse at start, as an ssl.SSLError. */
+        fprintf(stderr, "%s: %s\n", r == -ENOENT ? "ValueError" : "ssl.SSLError", err);
+        fflush(stderr);
+        return r;
+    }
+    if (a->tls != NULL) {
+        cg_log_error(a->log, "Reloading the TLS certificate failed, keeping the previous one: %s",
+                     err);
+        return 0;
+    }
+    cg_log_error(a->log, "Cannot set up TLS: %s", err);
+    cg_arbiter_halt_request(a, 1, NULL);
+    return r;
+}
+
 static void cg__arbiter_cleanup(cg_arbiter_t *a)
 {
+    cg_tls_ctx_free(a->tls);
+    a->tls = NULL;
     cg_arbiter_metrics_stop(a);
     cg_net_close_all(a->listeners, a->nlisteners, cg_arbiter_may_unlink(a));
     a->listeners = NULL;

@@ -131,6 +131,10 @@ typedef struct cg_arbiter {
      * (both NULL when off) */
     cg_board_t *board;
     cg_metrics_server_t *metrics;
+
+    /* TLS (certfile/keyfile): the server context the next workers inherit;
+     * NULL when TLS is off. Built at start and again on HUP. */
+    struct cg_tls_ctx *tls;
 } cg_arbiter_t;
 
 /* signals.c */
@@ -195,6 +199,13 @@ int cg_arbiter_bind(cg_arbiter_t *a);
 /* memory.c: max_worker_memory. Replace workers over the limit (successor
  * first) and retire the replaced ones once their successor has booted. */
 void cg_arbiter_check_memory(cg_arbiter_t *a);
+
+/* Build the TLS context from a->cfg (none when TLS is off). At start
+ * (reload false) a failure prints Gunicorn's error to stderr and returns
+ * -errno: the master exits 1. On HUP a failure is logged and the previous
+ * context is kept (new workers serve the old certificate); with none to
+ * keep the master stops (exit 1) rather than serve plain HTTP. */
+int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload);
 
 /* metrics.c: the metrics_bind endpoint */
 /* Open it when metrics_bind is set (a USR2 parent's, when it handed one

@@ -9,6 +9,8 @@
  */
 #include "arbiter.h"
 
+#include "../tls/tls.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -284,6 +286,8 @@ static void cg__reload_config(cg_arbiter_t *a)
             cg_arbiter_halt_request(a, 1, NULL);
             return;
         }
+        if (cg_tls_configured(cfg))
+            cg_net_listeners_set_https(a->listeners, a->nlisteners);
         char *display = cg_net_listeners_display(a->listeners, a->nlisteners);
         cg_log_info(a->log, "Listening at: %s", display);
         free(display);
@@ -310,6 +314,10 @@ static void cg__on_hup(cg_arbiter_t *a)
 
     cg__reload_config(a);
     if (a->stopping)
+        return;
+    /* the certificate and key are read again: the new generation of
+     * workers serves them, the old one finishes with what it had */
+    if (cg_arbiter_tls_load(a, true) < 0)
         return;
     /* Gunicorn's setup() preloads again; an app already imported is kept */
     if (a->cfg->preload_app && a->preload != NULL &&

@@ -68,6 +68,7 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
     w->log = a->log;
     w->listeners = a->listeners;
     w->nlisteners = a->nlisteners;
+    w->tls = a->tls;
     w->nworkers = (int)a->num_workers;
     w->wake_pipe[0] = w->wake_pipe[1] = -1;
     w->alive = 1;

@@ -26,8 +26,26 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     /* any class we do not run is refused rather than silently served by
      * another one */
     CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
-    CG__OFF(cfg->keyfile != NULL, "keyfile");
-    CG__OFF(cfg->certfile != NULL, "certfile");
+    /* TLS is served by the sync and gthread workers (src/tls/); another
+     * kind refuses it rather than serve plain HTTP where https was asked. */
+    cg_worker_kind_t kind = cg_config_worker_kind_of(cfg->worker_class);
+    bool is_ssl = (cfg->keyfile != NULL && cfg->keyfile[0] != '\0') ||
+                  (cfg->certfile != NULL && cfg->certfile[0] != '\0');
+    if (is_ssl && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD) {
+        cg__errf(err, errlen,
+                 "Error: TLS (keyfile, certfile) is not supported yet by cgunicorn's %s worker",
+                 cfg->worker_class);
+        return -ENOTSUP;
+    }
+    /* Gunicorn calls the hook for an ssl.SSLContext, which our C transport
+     * cannot use; the context is built from the settings instead
+     * (docs/tls.md). A hook on a server without TLS is never called. */
+    if (is_ssl && cfg->callable_name[CG_SETTING_ssl_context] != NULL) {
+        cg__errf(err, errlen,
+                 "Error: ssl_context is not supported yet by cgunicorn: the TLS context is "
+                 "built from certfile, keyfile, ca_certs, cert_reqs and ciphers");
+        return -ENOTSUP;
+    }
     CG__OFF(cfg->http_protocols.n != 1 || strcmp(cfg->http_protocols.v[0], "h1") != 0,
             "http_protocols");
     CG__OFF(cfg->http2_cleartext != NULL && strcmp(cfg->http2_cleartext, "off") != 0,

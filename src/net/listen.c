@@ -354,6 +354,19 @@ char *cg_net_listeners_display(const cg_listener_t *l, size_t n)
     return s;
 }
 
+void cg_net_listeners_set_https(cg_listener_t *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(l[i].display, "http://", 7) != 0)
+            continue;
+        size_t len = strlen(l[i].display) + 2;
+        char *d = cg_xmalloc(len);
+        snprintf(d, len, "https://%s", l[i].display + 7);
+        free(l[i].display);
+        l[i].display = d;
+    }
+}
+
 void cg_net_close_all(cg_listener_t *l, size_t n, bool unlink_unix)
 {
     if (!l)

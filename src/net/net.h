@@ -85,6 +85,10 @@ int cg_net_adopt_fd(int fd, int backlog, cg_listener_t *out, char *err, size_t e
 /* "http://127.0.0.1:8000,unix:/tmp/s" for the "Listening at:" line; owned. */
 char *cg_net_listeners_display(const cg_listener_t *l, size_t n);
 
+/* TLS on every listener: TCP ones show "https://" (Gunicorn's
+ * TCPSocket.__str__ with is_ssl); unix sockets are unchanged. */
+void cg_net_listeners_set_https(cg_listener_t *l, size_t n);
+
 /* Close listeners; unlink unix socket files when unlink_unix. Frees the array. */
 void cg_net_close_all(cg_listener_t *l, size_t n, bool unlink_unix);
 

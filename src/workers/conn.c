@@ -67,15 +67,20 @@ static ssize_t cg__tcp_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t c
     return -errno;
 }
 
-static int cg__tcp_wait(cg_conn_t *c, int want, int timeout_ms)
+int cg_conn_poll_fd(int fd, int want, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = c->fd, .events = want == CG_CONN_WANT_READ ? POLLIN : POLLOUT};
+    struct pollfd pfd = {.fd = fd, .events = want == CG_CONN_WANT_READ ? POLLIN : POLLOUT};
     int r = poll(&pfd, 1, timeout_ms);
     if (r > 0)
         return 0;
     if (r == 0)
         return -ETIMEDOUT;
     return -errno;
+}
+
+static int cg__tcp_wait(cg_conn_t *c, int want, int timeout_ms)
+{
+    return cg_conn_poll_fd(c->fd, want, timeout_ms);
 }
 
 static int cg__tcp_shutdown(cg_conn_t *c)
@@ -107,6 +112,7 @@ void cg_conn_attach_tcp(cg_conn_t *c, int fd, bool nonblocking)
     c->fd = fd;
     c->nonblocking = nonblocking;
     c->sndtimeo_set = false;
+    c->tls = false;
     c->deadline_ms = 0;
 }
 
@@ -153,6 +159,24 @@ static int cg__wait(cg_conn_t *c, int want)
 static bool cg__retry_eintr(const cg_conn_t *c)
 {
     return c->quit == NULL || !*c->quit;
+}
+
+int cg_conn_handshake(cg_conn_t *c)
+{
+    if (c->ops->handshake == NULL)
+        return 0;
+    for (;;) {
+        int r = c->ops->handshake(c);
+        if (r == CG_CONN_WANT_READ || r == CG_CONN_WANT_WRITE) {
+            int w = cg__wait(c, r);
+            if (w < 0)
+                return w;
+            continue;
+        }
+        if (r == -EINTR && cg__retry_eintr(c))
+            continue;
+        return r;
+    }
 }
 
 ssize_t cg_conn_recv(void *conn, char *dst, size_t cap)

@@ -21,9 +21,18 @@ typedef struct cg_conn cg_conn_t;
 enum { CG_CONN_WANT_READ = 1, CG_CONN_WANT_WRITE = 2 };
 
 /*
+ * The peer ended a TLS connection where the protocol forbids it: during the
+ * handshake, or a "ragged EOF" (no close_notify) while suppress_ragged_eofs
+ * is off. Gunicorn's SSLEOFError: "ssl connection closed".
+ */
+#define CG_CONN_ETLSEOF (-ECONNABORTED)
+
+/*
  * The transport under a connection (redis's ConnectionType): plain TCP
- * (cg_conn_tcp), a fake one in the unit tests, TLS later. No op waits: the
- * waiting and its deadlines live in conn.c, once for every transport.
+ * (cg_conn_tcp), TLS (cg_tls_ops, src/tls/), a fake one in the unit tests.
+ * No op waits: the waiting and its deadlines live in conn.c, once for
+ * every transport. A TLS failure is -EPROTO (error() has its text) or
+ * CG_CONN_ETLSEOF.
  */
 typedef struct cg_conn_ops {
     const char *name;
@@ -39,6 +48,15 @@ typedef struct cg_conn_ops {
     int (*wait)(cg_conn_t *c, int want, int timeout_ms);
     int (*shutdown)(cg_conn_t *c); /* no more writes (FIN): 0 or -errno */
     void (*close)(cg_conn_t *c);   /* release the transport; c->fd becomes -1 */
+    /* Optional (NULL for TCP). One step of the transport's own handshake:
+     * 0 when done, CG_CONN_WANT_READ/WRITE when it must wait for that, or
+     * -errno. */
+    int (*handshake)(cg_conn_t *c);
+    /* Optional: bytes the transport holds decrypted that recv hands out
+     * without the socket becoming readable (so a poll would not say so). */
+    size_t (*pending)(cg_conn_t *c);
+    /* Optional: text of the last failure (an OpenSSL error), or NULL. */
+    const char *(*error)(const cg_conn_t *c);
 } cg_conn_ops_t;
 
 extern const cg_conn_ops_t cg_conn_tcp;
@@ -49,6 +67,7 @@ struct cg_conn {
     int fd;
     bool nonblocking; /* O_NONBLOCK on fd (gthread); the sync worker's is blocking */
     bool sndtimeo_set;
+    bool tls; /* on a TLS transport (wsgi.url_scheme "https") */
     const cg_listener_t *listener;
     struct sockaddr_storage peer;
     socklen_t peerlen;
@@ -95,8 +114,17 @@ struct cg_conn {
 #define CG_CONN_LINGER_MAX 65536
 #define CG_CONN_LINGER_MS 2000
 
+/* A socket transport's wait op: poll(2) fd for CG_CONN_WANT_READ/WRITE.
+ * 0, -ETIMEDOUT or -errno (-EINTR). */
+int cg_conn_poll_fd(int fd, int want, int timeout_ms);
+
 /* Start serving a freshly accepted plain socket: ops, fd, no deadlines. */
 void cg_conn_attach_tcp(cg_conn_t *c, int fd, bool nonblocking);
+
+/* Run the transport's handshake to its end (nothing to do for TCP),
+ * waiting as every other I/O does (io_timeout_ms, deadline_ms, quit).
+ * Returns 0, or -ETIMEDOUT / -EINTR / -EPROTO / CG_CONN_ETLSEOF / -errno. */
+int cg_conn_handshake(cg_conn_t *c);
 
 /* The request body for the app: what was read ahead into body_spool, then
  * the rest from the socket. As cg_http_body_read(). */
@@ -182,8 +210,9 @@ int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log);
 void cg_conn_refuse(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log,
                     const cg_http_error_t *err);
 
-/* Log, as Gunicorn's workers do, why reading a request head ended early:
- * n is what cg_conn_fill returned (0 for EOF, or -errno). */
+/* Log, as Gunicorn's workers do, why reading a request head (or the TLS
+ * handshake before it) ended early: n is what cg_conn_fill or
+ * cg_conn_handshake returned (0 for EOF, or -errno). */
 void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n);
 
 /* A PROXY protocol header at the start of c's buffer (p->proxy_mode must not

@@ -14,6 +14,7 @@
 #include "spool.h"
 
 #include "../metrics/statsd.h"
+#include "../tls/tls.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -60,11 +61,13 @@
 #define CG_CONN_BUF_INITIAL 16384
 #define CG_CONN_BUF_SHRINK 65536
 
-/* HEAD: reading a request head; BODY: reading a small body into the buffer
+/* HANDSHAKE: the TLS handshake of a new connection, on the loop; HEAD:
+ * reading a request head; BODY: reading a small body into the buffer
  * before dispatch (CG_PREBUF_MAX); SPOOL: reading a larger one into the
  * spool; BUSY: in a pool thread; FLUSH: sending what the response left in
  * the spool; LINGER: closing. */
 typedef enum {
+    CG_GT_HANDSHAKE,
     CG_GT_HEAD,
     CG_GT_BODY,
     CG_GT_SPOOL,
@@ -154,6 +157,8 @@ static void cg__listen_start(cg_gt_t *g);
 static void cg__listen_stop(cg_gt_t *g);
 static void cg__process(cg_gt_conn_t *gc);
 static void cg__on_poll(uv_poll_t *p, int status, int events);
+static void cg__read_step(cg_gt_conn_t *gc);
+static void cg__handshake_step(cg_gt_conn_t *gc);
 static void cg__take_done(cg_gt_t *g);
 
 static void cg__conn_handle_closed(uv_handle_t *h)
@@ -212,6 +217,13 @@ static void cg__conn_close(cg_gt_conn_t *gc)
 
 static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms);
 
+/* Bytes the transport (TLS) holds decrypted: the socket's readiness does
+ * not tell of them. */
+static bool cg__transport_pending(cg_conn_t *c)
+{
+    return c->ops->pending != NULL && c->ops->pending(c) > 0;
+}
+
 /* Watch the socket for reading. 0, or a libuv error (logged): then the
  * caller closes the connection. */
 static int cg__poll_start(cg_gt_conn_t *gc)
@@ -263,6 +275,8 @@ static void cg__on_timer(uv_timer_t *t)
     }
     if (gc->state == CG_GT_HEAD && gc->head_started)
         cg_log_debug(gc->gt->w->log, "Closing connection: request head not complete in time");
+    else if (gc->state == CG_GT_HANDSHAKE)
+        cg_log_debug(gc->gt->w->log, "Closing connection: TLS handshake not complete in time");
     else if (gc->state == CG_GT_BODY || gc->state == CG_GT_SPOOL)
         cg_log_debug(gc->gt->w->log, "Closing connection: request body not complete in time");
     else if (gc->state == CG_GT_FLUSH)
@@ -390,6 +404,13 @@ static bool cg__after(cg_gt_conn_t *gc)
     if (cg__poll_start(gc) < 0) {
         cg__conn_close(gc);
         return false;
+    }
+    if (rest == 0 && cg__transport_pending(c)) {
+        /* TLS: the next request's bytes may sit decrypted in the
+         * transport, where no poll sees them */
+        ssize_t n = cg_conn_fill_nowait(c);
+        if (n > 0)
+            rest = (size_t)n;
     }
     if (rest > 0) {
         gc->head_started = true;
@@ -678,16 +699,22 @@ static void cg__process(cg_gt_conn_t *gc)
 static void cg__on_poll(uv_poll_t *p, int status, int events)
 {
     cg_gt_conn_t *gc = p->data;
-    cg_worker_t *w = gc->gt->w;
     cg_conn_t *c = &gc->c;
     if (gc->state == CG_GT_LINGER) {
         char sink[4096];
-        ssize_t n = c->ops->recv(c, sink, sizeof(sink));
-        if (n == CG_EAGAIN || n == -EINTR)
-            return;
-        gc->lingered += n > 0 ? (size_t)n : 0;
-        if (n <= 0 || gc->lingered >= CG_CONN_LINGER_MAX)
-            cg__conn_close(gc);
+        for (;;) { /* until the socket is empty: TLS may hold decrypted bytes */
+            ssize_t n = c->ops->recv(c, sink, sizeof(sink));
+            if (n == CG_EAGAIN || n == -EINTR)
+                return;
+            gc->lingered += n > 0 ? (size_t)n : 0;
+            if (n <= 0 || gc->lingered >= CG_CONN_LINGER_MAX) {
+                cg__conn_close(gc);
+                return;
+            }
+        }
+    }
+    if (gc->state == CG_GT_HANDSHAKE) {
+        cg__handshake_step(gc);
         return;
     }
     if (gc->state == CG_GT_FLUSH) {
@@ -714,20 +741,26 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
         gc->polling = false;
         return;
     }
+    cg__read_step(gc);
+}
+
+/* One read and parse; false when the connection closed or must wait. */
+static bool cg__read_once(cg_gt_conn_t *gc, cg_worker_t *w, cg_conn_t *c)
+{
     ssize_t n = cg_conn_fill_nowait(c);
     if (n == CG_EAGAIN)
-        return;
+        return false;
     if (n == 0 && gc->state == CG_GT_BODY) {
         /* The client ended its side before the whole body: as Gunicorn, the
          * app gets the short body (wsgi.input meets the EOF) and answers. */
         gc->body_end = c->buf.len;
         cg__process(gc);
-        return;
+        return false;
     }
     if (n <= 0) {
         cg_conn_log_read_end(c, w->log, n);
         cg__conn_close(gc);
-        return;
+        return false;
     }
     if (!gc->head_started) {
         gc->head_started = true;
@@ -738,6 +771,57 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
         cg__timer_set(gc, gc->gt->head_ms);
     }
     cg__process(gc);
+    return true;
+}
+
+/* HEAD or BODY: take what the connection has and parse it. Again while the
+ * transport still holds decrypted bytes (TLS records larger than the
+ * buffer's room): no poll would report them. */
+static void cg__read_step(cg_gt_conn_t *gc)
+{
+    cg_worker_t *w = gc->gt->w;
+    cg_conn_t *c = &gc->c;
+    do {
+        if (!cg__read_once(gc, w, c))
+            return;
+    } while ((gc->state == CG_GT_HEAD || gc->state == CG_GT_BODY) &&
+             !uv_is_closing((uv_handle_t *)&gc->poll) && cg__transport_pending(c));
+}
+
+/* HANDSHAKE: one step of the TLS handshake, on the loop (a connection in
+ * its handshake costs a slot and a timer, never a thread). Done: read the
+ * request as on a fresh connection. */
+static void cg__handshake_step(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    cg_conn_t *c = &gc->c;
+    int r = c->ops->handshake(c);
+    if (r == CG_CONN_WANT_READ || r == CG_CONN_WANT_WRITE) {
+        int ue = uv_poll_start(&gc->poll, r == CG_CONN_WANT_READ ? UV_READABLE : UV_WRITABLE,
+                               cg__on_poll);
+        if (ue < 0) {
+            cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(ue));
+            cg__conn_close(gc);
+        }
+        return;
+    }
+    if (r == -EINTR)
+        return; /* level-triggered: the poll comes back */
+    if (r < 0) {
+        cg_conn_log_read_end(c, g->w->log, r);
+        cg__conn_close(gc); /* a failed session: nothing to send, no lingering */
+        return;
+    }
+    gc->state = CG_GT_HEAD;
+    int ue = uv_poll_start(&gc->poll, UV_READABLE, cg__on_poll);
+    if (ue < 0) {
+        cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(ue));
+        cg__conn_close(gc);
+        return;
+    }
+    cg__timer_set(gc, g->first_ms);
+    /* the request often came with the client's last handshake flight */
+    cg__read_step(gc);
 }
 
 static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sockaddr_storage *peer,
@@ -759,7 +843,19 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     cg_spool_init(&gc->out, CG_SPOOL_MEM, CG_SPOOL_OUT_MAX, g->w->cfg->worker_tmp_dir);
     c->body_spool = &gc->in;
     gc->state = CG_GT_HEAD;
-    int r = uv_poll_init_socket(&g->loop, &gc->poll, fd);
+    int r = 0;
+    if (g->w->tls != NULL) {
+        r = cg_tls_attach(c, g->w->tls);
+        if (r < 0) {
+            cg_log_error(g->w->log, "Cannot set up TLS for a connection: %s", strerror(-r));
+            c->ops->close(c);
+            cg_conn_release(c);
+            free(gc);
+            return;
+        }
+        gc->state = CG_GT_HANDSHAKE;
+    }
+    r = uv_poll_init_socket(&g->loop, &gc->poll, fd);
     if (r < 0) {
         cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(r));
         c->ops->close(c);
@@ -784,6 +880,12 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     }
     if (cg__poll_start(gc) < 0) {
         cg__conn_close(gc);
+        return;
+    }
+    if (gc->state == CG_GT_HANDSHAKE) {
+        /* the whole handshake within the head's deadline */
+        cg__timer_set(gc, g->head_ms);
+        cg__handshake_step(gc); /* the ClientHello usually came with the connection */
         return;
     }
     cg__timer_set(gc, g->first_ms);

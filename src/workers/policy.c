@@ -192,12 +192,28 @@ int cg_conn_head_step(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log)
         cg_conn_refuse(c, p, log, &c->req.error);
         return -1;
     }
+    /* Gunicorn's Request: scheme "https" on a TLS connection unless a
+     * trusted secure_scheme_headers header said otherwise. */
+    if (c->tls && c->req.scheme_https < 0)
+        c->req.scheme_https = 1;
     return 1;
 }
 
 void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n)
 {
-    if (n == 0 && c->buf.len == 0)
+    const char *tls_err = n == -EPROTO && c->ops != NULL && c->ops->error != NULL
+                              ? c->ops->error(c)
+                              : NULL;
+    if (n == CG_CONN_ETLSEOF) {
+        cg_log_debug(log, "ssl connection closed");
+    } else if (tls_err != NULL) {
+        /* Gunicorn's ssl.SSLError branch: handle_error() logs it as an
+         * invalid request and tries a 403 page, which cannot go out over a
+         * TLS session that failed. */
+        cg_log_debug(log, "Error processing SSL request.");
+        cg_log_warning(log, "Invalid request from ip=%s: %s", c->peer_ip, tls_err);
+        cg_log_debug(log, "Failed to send error message.");
+    } else if (n == 0 && c->buf.len == 0)
         cg_log_debug(log, "Closing connection. ");
     else if (n == 0)
         cg_log_debug(log, "Ignored premature client disconnection. No more data after: %.*s",

@@ -6,6 +6,7 @@
 #include "sync.h"
 
 #include "../metrics/statsd.h"
+#include "../tls/tls.h"
 
 #include <poll.h>
 #include <stdio.h>
@@ -59,6 +60,25 @@ static void cg__handle(cg_sync_t *s, int fd, const cg_listener_t *l)
     bool done = false;
     cg_conn_accepted(c, &s->pol, fd, l, false);
     cg_board_conns_open(s->pol.board, 1);
+    if (w->tls != NULL) {
+        /* The handshake first, blocking as every wait here is (each wait
+         * bounded by io_timeout_ms, the whole of it by one more), as
+         * Gunicorn's first read on the wrapped socket does it. A PROXY
+         * header, as in Gunicorn, comes inside the TLS stream. */
+        int r = cg_tls_attach(c, w->tls);
+        if (r < 0) {
+            cg_log_error(w->log, "Cannot set up TLS for a connection: %s", strerror(-r));
+            goto close;
+        }
+        c->deadline_ms = c->io_timeout_ms > 0 ? cg_monotonic_ms() + (uint64_t)c->io_timeout_ms : 0;
+        r = cg_conn_handshake(c);
+        c->deadline_ms = 0;
+        if (r < 0) {
+            cg_conn_log_read_end(c, w->log, r);
+            done = true; /* nothing to linger for: no response went out */
+            goto close;
+        }
+    }
     for (;;) {
         int h = cg_conn_head_step(c, &s->pol, w->log);
         if (h > 0)

@@ -67,6 +67,9 @@ typedef struct cg_worker {
     struct cg_arbiter *arbiter; /* the master's state as of fork (for hooks); may be NULL */
     int board_slot;         /* scoreboard slot (metrics_bind), -1: none */
     cg_board_shm_t *board;  /* worker side: that slot, mapped; NULL: none */
+    /* TLS on every listener (certfile/keyfile set): the master's context,
+     * inherited across fork; NULL: plain TCP */
+    struct cg_tls_ctx *tls;
 
     /* worker side */
     volatile sig_atomic_t alive; /* cleared by TERM/QUIT/INT/ABRT */

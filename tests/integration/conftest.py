@@ -28,6 +28,7 @@ GROUP_OF_FILE = {
     "test_conformance.py": "core",
     "test_rfc9112.py": "core",
     "test_hostile.py": "core",
+    "test_tls.py": "core",
     "test_odd_apps.py": "core",
     "test_frameworks.py": "core",
     "test_settings_errors.py": "settings",

@@ -481,7 +481,6 @@ static void test_check_supported(void **state)
         const char *name, *value, *feature;
     } cases[] = {
         {"worker_class", "gevent", "worker_class"},
-        {"certfile", "/tmp/c.pem", "certfile"},
         {"http_protocols", "h2,h1", "http_protocols"},
         {"control_socket", "/tmp/ctl", "control_socket"},
         {"dirty_workers", "2", "dirty_workers"},
@@ -544,6 +543,16 @@ static void test_check_supported(void **state)
         assert_string_equal(err, want);
         cg_config_free(&cfg);
     }
+
+    /* TLS: served by the sync and gthread workers (worker kinds without it
+     * refuse it in the same place) */
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "certfile", "/tmp/c.pem", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "keyfile", "/tmp/k.pem", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gthread", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    cg_config_free(&cfg);
 
     /* an explicit control socket that is also disabled is fine */
     assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);

@@ -61,8 +61,13 @@ static void f_close(cg_conn_t *c)
     c->fd = -1;
 }
 
-static const cg_conn_ops_t fake_ops = {"fake", f_recv, f_writev, f_sendfile, f_wait, f_shutdown,
-                                       f_close};
+static const cg_conn_ops_t fake_ops = {.name = "fake",
+                                       .recv = f_recv,
+                                       .writev = f_writev,
+                                       .sendfile = f_sendfile,
+                                       .wait = f_wait,
+                                       .shutdown = f_shutdown,
+                                       .close = f_close};
 
 typedef struct fixture {
     cg_config_t cfg;

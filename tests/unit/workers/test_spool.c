@@ -89,8 +89,13 @@ static void p_close(cg_conn_t *c)
     c->fd = -1;
 }
 
-static const cg_conn_ops_t peer_ops = {"peer", p_recv, p_writev, p_sendfile, p_wait, p_shutdown,
-                                       p_close};
+static const cg_conn_ops_t peer_ops = {.name = "peer",
+                                       .recv = p_recv,
+                                       .writev = p_writev,
+                                       .sendfile = p_sendfile,
+                                       .wait = p_wait,
+                                       .shutdown = p_shutdown,
+                                       .close = p_close};
 
 static void pattern(char *b, size_t n, unsigned seed)
 {

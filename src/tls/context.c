@@ -1,0 +1,178 @@
+/*
+ * context.c - the TLS server context, built from the settings the way
+ * Gunicorn 26's default ssl_context factory builds an ssl.SSLContext
+ * (gunicorn/sock.py), with Python 3's defaults for a server context:
+ *
+ *   ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_certs)
+ *   context.load_cert_chain(certfile=certfile, keyfile=keyfile)
+ *   context.verify_mode = cert_reqs
+ *   context.set_ciphers(ciphers)            # when set
+ *
+ * ssl_version is deprecated and ignored by Gunicorn 26 (a warning at
+ * validation, src/config/validate.c); so it is here.
+ */
+#include "tls_internal.h"
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct cg_tls_ctx {
+    SSL_CTX *ssl_ctx; /* one reference, ours; each SSL holds its own */
+    bool suppress_ragged_eofs;
+};
+
+SSL_CTX *cg_tls__ssl_ctx(const cg_tls_ctx_t *t, bool *suppress_ragged_eofs)
+{
+    *suppress_ragged_eofs = t->suppress_ragged_eofs;
+    return t->ssl_ctx;
+}
+
+bool cg_tls_configured(const cg_config_t *cfg)
+{
+    return (cfg->certfile != NULL && cfg->certfile[0] != '\0') ||
+           (cfg->keyfile != NULL && cfg->keyfile[0] != '\0');
+}
+
+int cg_tls_check_files(const cg_config_t *cfg, char *err, size_t errlen)
+{
+    /* Gunicorn checks existence only (os.path.exists), certfile first */
+    if (cfg->certfile != NULL && cfg->certfile[0] != '\0' && access(cfg->certfile, F_OK) != 0) {
+        snprintf(err, errlen, "certfile \"%s\" does not exist", cfg->certfile);
+        return -ENOENT;
+    }
+    if (cfg->keyfile != NULL && cfg->keyfile[0] != '\0' && access(cfg->keyfile, F_OK) != 0) {
+        snprintf(err, errlen, "keyfile \"%s\" does not exist", cfg->keyfile);
+        return -ENOENT;
+    }
+    return 0;
+}
+
+void cg_tls_error_text(unsigned long e, long verify_result, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return;
+    const char *reason = ERR_reason_error_string(e);
+    const char *lib = ERR_lib_error_string(e);
+    if (reason == NULL) {
+        snprintf(buf, cap, "[SSL] unknown error (%lu)", e);
+        return;
+    }
+    /* Python prints the library's short name and the reason's mnemonic,
+     * which OpenSSL's reason strings spell in lower case with spaces
+     * ("key values mismatch" -> KEY_VALUES_MISMATCH). */
+    char libname[16] = "SSL", mnemo[96];
+    size_t i = 0;
+    for (; lib != NULL && lib[i] != '\0' && lib[i] != ' ' && i < sizeof(libname) - 1; i++)
+        libname[i] = (char)(lib[i] >= 'a' && lib[i] <= 'z' ? lib[i] - 32 : lib[i]);
+    if (i > 0)
+        libname[i] = '\0';
+    for (i = 0; reason[i] != '\0' && i < sizeof(mnemo) - 1; i++) {
+        char ch = reason[i];
+        mnemo[i] = ch == ' ' ? '_' : (char)(ch >= 'a' && ch <= 'z' ? ch - 32 : ch);
+    }
+    mnemo[i] = '\0';
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+        ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED && verify_result != X509_V_OK)
+        snprintf(buf, cap, "[%s: %s] %s: %s", libname, mnemo, reason,
+                 X509_verify_cert_error_string(verify_result));
+    else
+        snprintf(buf, cap, "[%s: %s] %s", libname, mnemo, reason);
+}
+
+/* The first error OpenSSL queued (the cause), as Python reports it. */
+static void cg__ctx_error(const char *what, char *err, size_t errlen)
+{
+    unsigned long e = ERR_peek_error();
+    char text[256];
+    if (e == 0)
+        snprintf(text, sizeof(text), "[SSL] %s failed", what);
+    else
+        cg_tls_error_text(e, X509_V_OK, text, sizeof(text));
+    snprintf(err, errlen, "%s", text);
+    ERR_clear_error();
+}
+
+/* An encrypted key: Python would prompt on the terminal; a server started
+ * by a service manager has none, so refuse instead of hanging. */
+static int cg__no_password_cb(char *buf, int size, int rwflag, void *u)
+{
+    return 0;
+}
+
+int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    ERR_clear_error();
+    if (cfg->certfile == NULL || cfg->certfile[0] == '\0') {
+        /* Python's load_cert_chain(certfile=None) */
+        snprintf(err, errlen, "certfile should be a valid filesystem path");
+        return -EINVAL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        cg__ctx_error("SSL_CTX_new", err, errlen);
+        return -ENOMEM;
+    }
+    /* Python's server context: no compression, the server's cipher order,
+     * no renegotiation (a client-driven renegotiation is a DoS lever and
+     * would turn a read into a write mid-request). Session tickets stay on
+     * (OpenSSL's default); the session id context lets a session with a
+     * verified client certificate be resumed at all. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_RENEGOTIATION);
+    /* Partial writes: SSL_write returns after each record, as write(2)
+     * does after a short write; moving buffer: a retried write may come
+     * from another address with the same bytes (the transport's staging). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_default_passwd_cb(ctx, cg__no_password_cb);
+    static const unsigned char sid_ctx[] = "cgunicorn";
+    const char *keyfile =
+        cfg->keyfile != NULL && cfg->keyfile[0] != '\0' ? cfg->keyfile : cfg->certfile;
+    int mode = cfg->cert_reqs == 2   ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+               : cfg->cert_reqs == 1 ? SSL_VERIFY_PEER
+                                     : SSL_VERIFY_NONE;
+    const char *what = NULL;
+    if (SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1) != 1)
+        what = "SSL_CTX_set_session_id_context";
+    else if (cfg->ca_certs != NULL && cfg->ca_certs[0] != '\0'
+                 ? SSL_CTX_load_verify_locations(ctx, cfg->ca_certs, NULL) != 1
+                 : SSL_CTX_set_default_verify_paths(ctx) != 1)
+        what = "loading ca_certs";
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cfg->certfile) != 1)
+        what = "loading certfile";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM) != 1)
+        what = "loading keyfile";
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        what = "checking the key";
+    else if (cfg->ciphers != NULL && cfg->ciphers[0] != '\0' &&
+             SSL_CTX_set_cipher_list(ctx, cfg->ciphers) != 1)
+        what = "ciphers";
+    if (what != NULL) {
+        if (strcmp(what, "ciphers") == 0) {
+            snprintf(err, errlen, "No cipher can be selected."); /* Python's text */
+            ERR_clear_error();
+        } else {
+            cg__ctx_error(what, err, errlen);
+        }
+        SSL_CTX_free(ctx);
+        return -EINVAL;
+    }
+    SSL_CTX_set_verify(ctx, mode, NULL);
+    cg_tls_ctx_t *t = cg_xcalloc(1, sizeof(*t));
+    t->ssl_ctx = ctx;
+    t->suppress_ragged_eofs = cfg->suppress_ragged_eofs;
+    *out = t;
+    return 0;
+}
+
+void cg_tls_ctx_free(cg_tls_ctx_t *t)
+{
+    if (t == NULL)
+        return;
+    SSL_CTX_free(t->ssl_ctx);
+    free(t);
+}

@@ -1,0 +1,76 @@
+/*
+ * tls.h - TLS on the listeners (Gunicorn's keyfile/certfile settings), plain
+ * C over OpenSSL 3.
+ *
+ * Two pieces:
+ *  - a server context built from the settings as Gunicorn's default
+ *    ssl_context factory builds its ssl.SSLContext
+ *    (ssl.create_default_context(Purpose.CLIENT_AUTH, cafile=ca_certs),
+ *    load_cert_chain(certfile, keyfile), verify_mode = cert_reqs,
+ *    set_ciphers(ciphers)). The master builds it at start and again on HUP;
+ *    workers inherit it across fork, so every worker shares one set of
+ *    session-ticket keys and a HUP's new generation gets the new
+ *    certificate. OpenSSL counts references to the context, so a live
+ *    connection keeps the one it started with.
+ *  - a transport for a cg_conn_t (cg_tls_ops): the ops table of conn.h over
+ *    SSL_read_ex/SSL_write_ex on a non-blocking socket. OpenSSL's
+ *    WANT_READ/WANT_WRITE become CG_EAGAIN, and the connection's wait op
+ *    polls in the direction OpenSSL asked for, so conn.c's bounded waits
+ *    work unchanged.
+ *
+ * No global state besides OpenSSL's own. Errors come back as negative codes
+ * (see CG_CONN_ETLSEOF and -EPROTO below) with text for the logs.
+ */
+#ifndef CG_TLS_H
+#define CG_TLS_H
+
+#include "../config/config.h"
+#include "../workers/conn.h"
+
+typedef struct cg_tls_ctx cg_tls_ctx_t;
+
+/* Gunicorn's is_ssl: certfile or keyfile is set. */
+bool cg_tls_configured(const cg_config_t *cfg);
+
+/*
+ * Gunicorn's start-up check (sock.create_sockets): the files must exist.
+ * Returns 0, or -ENOENT with Gunicorn's ValueError text in err
+ * ('certfile "/x.pem" does not exist').
+ */
+int cg_tls_check_files(const cg_config_t *cfg, char *err, size_t errlen);
+
+/*
+ * Build the server context from the settings: certificate chain from
+ * certfile, key from keyfile (else from certfile), client verification per
+ * cert_reqs (0 none, 1 optional, 2 required) against ca_certs (else the
+ * system's default CA paths, as Python's load_default_certs()), ciphers
+ * (TLS 1.2 and below, as ssl.SSLContext.set_ciphers), session tickets on.
+ * Returns 0 and *out (free with cg_tls_ctx_free), or -EINVAL with Python's
+ * ssl.SSLError text in err ("[SSL: KEY_VALUES_MISMATCH] key values
+ * mismatch", "No cipher can be selected.", ...).
+ */
+int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t errlen);
+/* Drop this reference (NULL is fine); connections keep their own. */
+void cg_tls_ctx_free(cg_tls_ctx_t *t);
+
+/*
+ * Put an accepted connection (plain TCP attached by cg_conn_accepted) on
+ * TLS: the socket becomes non-blocking (SSL must never block inside
+ * OpenSSL; conn.c does the waiting), c->ops = &cg_tls_ops, c->tls = true.
+ * No byte moves yet: run the handshake next (cg_conn_handshake() or the
+ * handshake op). Returns 0 or -ENOMEM / -errno; on failure c is still a
+ * plain connection the caller closes.
+ */
+int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *t);
+
+extern const cg_conn_ops_t cg_tls_ops;
+
+/*
+ * Python's str() of an ssl.SSLError for OpenSSL error e (and the peer
+ * certificate's verification result when it failed), without Python's
+ * "(_ssl.c:NNNN)" suffix: "[SSL: HTTP_REQUEST] http request". Always
+ * NUL-terminates.
+ */
+void cg_tls_error_text(unsigned long e, long verify_result, char *buf, size_t cap);
+
+#endif

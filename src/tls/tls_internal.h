@@ -1,0 +1,14 @@
+/*
+ * tls_internal.h - what context.c and transport.c share; not for other parts.
+ */
+#ifndef CG_TLS_INTERNAL_H
+#define CG_TLS_INTERNAL_H
+
+#include "tls.h"
+
+#include <openssl/ssl.h>
+
+/* The OpenSSL context (borrowed) and the connection setting it carries. */
+SSL_CTX *cg_tls__ssl_ctx(const cg_tls_ctx_t *t, bool *suppress_ragged_eofs);
+
+#endif
