@@ -27,6 +27,8 @@ static void cg__cycle_dealloc(PyObject *self)
     Py_XDECREF(cy->rx_waiter);
     Py_XDECREF(cy->task);
     free(cy->head);
+    if (cy->ws != NULL)
+        cg_asgi_ws_free(cy->ws);
     if (cy->a != NULL) /* the request is over, answered or not */
         cg_board_leave(cy->a->board, cg_monotonic_us());
     PyObject_Free(self);
@@ -137,7 +139,7 @@ static int cg__put(PyObject *d, PyObject *key, PyObject *value /* stolen */)
     return rc;
 }
 
-static PyObject *cg__scope(cg_asgi_cycle_t *cy)
+PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
@@ -157,8 +159,11 @@ static PyObject *cg__scope(cg_asgi_cycle_t *cy)
     PyObject *scope = PyDict_New(); /* new */
     if (scope == NULL)
         return NULL;
+    bool ws = cy->ws != NULL;
     PyObject *method;
-    if (cg_str_eq(req->method, "GET", 3))
+    if (ws)
+        method = NULL; /* a websocket scope has none */
+    else if (cg_str_eq(req->method, "GET", 3))
         method = Py_NewRef(S[CG_AS_V_GET]);
     else if (cg_str_eq(req->method, "POST", 4))
         method = Py_NewRef(S[CG_AS_V_POST]);
@@ -172,12 +177,13 @@ static PyObject *cg__scope(cg_asgi_cycle_t *cy)
                             ? Py_NewRef(S[CG_AS_V_10])
                             : PyUnicode_FromFormat("%u.%u", req->version_major,
                                                    req->version_minor);
-    if (PyDict_SetItem(scope, S[CG_AS_TYPE], S[CG_AS_V_HTTP]) < 0 ||
+    int scheme = req->scheme_https == 1 ? (ws ? CG_AS_V_WSS : CG_AS_V_HTTPS)
+                                        : (ws ? CG_AS_V_WS : CG_AS_V_HTTP);
+    if (PyDict_SetItem(scope, S[CG_AS_TYPE], S[ws ? CG_AS_V_WEBSOCKET : CG_AS_V_HTTP]) < 0 ||
         PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0 ||
         cg__put(scope, S[CG_AS_HTTP_VERSION], version) < 0 ||
-        cg__put(scope, S[CG_AS_METHOD], method) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_SCHEME],
-                       S[req->scheme_https == 1 ? CG_AS_V_HTTPS : CG_AS_V_HTTP]) < 0 ||
+        (!ws && cg__put(scope, S[CG_AS_METHOD], method) < 0) ||
+        PyDict_SetItem(scope, S[CG_AS_SCHEME], S[scheme]) < 0 ||
         cg__put(scope, S[CG_AS_PATH], cg__path(req->path)) < 0 ||
         cg__put(scope, S[CG_AS_RAW_PATH], cg__bytes(req->path)) < 0 ||
         cg__put(scope, S[CG_AS_QUERY_STRING], cg__bytes(req->query)) < 0 ||
@@ -187,7 +193,8 @@ static PyObject *cg__scope(cg_asgi_cycle_t *cy)
         PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0 ||
         /* a shallow copy per request, as Uvicorn: what the app sets on a
          * request's state does not leak into the next one */
-        (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0)) {
+        (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
+        (ws && cg_asgi_ws_scope_add(cy, scope) < 0)) {
         Py_DECREF(scope);
         return NULL;
     }
@@ -377,7 +384,7 @@ static void cg__add(cg__buf_t *b, const void *s, size_t n)
     b->len += n;
 }
 
-static int cg__bytes_view(PyObject *o, cg_str_t *out, const char *what)
+int cg_asgi_bytes_view(PyObject *o, cg_str_t *out, const char *what)
 {
     if (!PyBytes_Check(o)) {
         PyErr_Format(PyExc_TypeError, "ASGI header %s must be bytes, not %.100s", what,
@@ -400,7 +407,7 @@ static bool cg__keep_alive(cg_asgi_cycle_t *cy, bool app_close, bool is_head)
 }
 
 /* http.response.start: build the head, sent with the first body bytes. */
-static int cg__start(cg_asgi_cycle_t *cy, PyObject *msg)
+int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
 {
     cg_asgi_t *a = cy->a;
     const cg_http_request_t *req = &cy->p->c.req;
@@ -454,8 +461,8 @@ static int cg__start(cg_asgi_cycle_t *cy, PyObject *msg)
             Py_DECREF(pair);
             goto fail;
         }
-        if (cg__bytes_view(PySequence_Fast_GET_ITEM(pair, 0), &name, "names") < 0 ||
-            cg__bytes_view(PySequence_Fast_GET_ITEM(pair, 1), &value, "values") < 0) {
+        if (cg_asgi_bytes_view(PySequence_Fast_GET_ITEM(pair, 0), &name, "names") < 0 ||
+            cg_asgi_bytes_view(PySequence_Fast_GET_ITEM(pair, 1), &value, "values") < 0) {
             Py_DECREF(pair);
             goto fail;
         }
@@ -617,6 +624,48 @@ static int cg__drain_poll(PyObject *owner, PyObject **out)
     return 0;
 }
 
+PyObject *cg_asgi_send_done(cg_asgi_proto_t *p)
+{
+    return p->write_paused && !p->closed ? cg_asgi_awaitable_new(p->a, cg__drain_poll, (PyObject *)p)
+                                         : cg_asgi_done_awaitable(p->a);
+}
+
+PyObject *cg_asgi_send_body(cg_asgi_cycle_t *cy, PyObject *msg)
+{
+    cg_asgi_t *a = cy->a;
+    cg_asgi_proto_t *p = cy->p;
+    PyObject *body = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_BODY]) : NULL;
+    if (body == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
+        PyErr_Clear();
+    else if (body == NULL)
+        return NULL;
+    PyObject *more = PyObject_GetItem(msg, a->s[CG_AS_MORE_BODY]); /* new */
+    if (more == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
+        PyErr_Clear();
+    int final = more != NULL ? !PyObject_IsTrue(more) : 1;
+    Py_XDECREF(more);
+    Py_buffer view = {0};
+    if (final < 0 || (body != NULL && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0)) {
+        Py_XDECREF(body);
+        return NULL;
+    }
+    Py_INCREF(p); /* the response's end may let the cycle's reference go */
+    int rc = cg__body(cy, body ? view.buf : "", body ? (size_t)view.len : 0,
+                                   final != 0, body);
+    if (body != NULL)
+        PyBuffer_Release(&view);
+    Py_XDECREF(body);
+    if (rc == 0 && final) {
+        cy->complete = true;
+        cg_asgi_proto_response_done(p);
+    }
+    PyObject *res = NULL;
+    if (rc == 0)
+        res = final ? cg_asgi_done_awaitable(a) : cg_asgi_send_done(p);
+    Py_DECREF(p);
+    return res;
+}
+
 static PyObject *cg__unexpected(PyObject *type, const char *when)
 {
     PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message %R sent, %s.", type, when);
@@ -661,39 +710,11 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
         goto out;
     }
     if (is_start) {
-        if (cg__start(cy, msg) == 0)
+        if (cg_asgi_response_start(cy, msg) == 0)
             res = cg_asgi_done_awaitable(a);
         goto out;
     }
-    PyObject *body = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_BODY]) : NULL;
-    if (body == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
-    else if (body == NULL)
-        goto out;
-    PyObject *more = PyObject_GetItem(msg, a->s[CG_AS_MORE_BODY]); /* new */
-    if (more == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
-    int final = more != NULL ? !PyObject_IsTrue(more) : 1;
-    Py_XDECREF(more);
-    Py_buffer view = {0};
-    if (final < 0 || (body != NULL && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0)) {
-        Py_XDECREF(body);
-        goto out;
-    }
-    Py_INCREF(p); /* the response's end may let the cycle's reference go */
-    int rc = cg__body(cy, body ? view.buf : "", body ? (size_t)view.len : 0, final != 0, body);
-    if (body != NULL)
-        PyBuffer_Release(&view);
-    Py_XDECREF(body);
-    if (rc == 0 && final) {
-        cy->complete = true;
-        cg_asgi_proto_response_done(p);
-    }
-    if (rc == 0)
-        res = !final && p->write_paused && !p->closed
-                  ? cg_asgi_awaitable_new(a, cg__drain_poll, (PyObject *)p)
-                  : cg_asgi_done_awaitable(a);
-    Py_DECREF(p);
+    res = cg_asgi_send_body(cy, msg);
 out:
     Py_DECREF(type);
     return res;
@@ -707,7 +728,7 @@ static PyMethodDef cg__send_def = {"send", cg__send, METH_O,
 /* The app failed (exc) or returned without a complete response: as
  * Gunicorn, a 500 page when nothing was sent yet, else the connection
  * closes. */
-static void cg__failed(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
+void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
@@ -752,18 +773,20 @@ static PyObject *cg__task_done(PyObject *self, PyObject *task)
         Py_CLEAR(exc);
     if (was_cancelled)
         cg_log_debug(a->log, "Request cancelled (client disconnected)");
-    if (exc != NULL && (cy->complete || cy->p == NULL))
+    if (cy->ws != NULL && cg_asgi_ws_task_done(cy, exc, was_cancelled))
+        ; /* a WebSocket's end: its close handshake */
+    else if (exc != NULL && (cy->complete || cy->p == NULL))
         /* after the response, or with the client gone: nothing to answer,
          * but an app's error is still worth a traceback */
         cg_asgi_log_exc(a, CG_LOG_ERROR, "Error in ASGI application", exc);
     else if (exc != NULL)
-        cg__failed(cy, exc, NULL);
+        cg_asgi_cycle_fail(cy, exc, NULL);
     else if (!was_cancelled && !cy->started && cy->p != NULL)
-        cg__failed(cy, NULL, "ASGI callable returned without starting response.");
+        cg_asgi_cycle_fail(cy, NULL, "ASGI callable returned without starting response.");
     else if (!was_cancelled && !cy->complete && cy->p != NULL)
-        cg__failed(cy, NULL, "ASGI callable returned without completing response.");
+        cg_asgi_cycle_fail(cy, NULL, "ASGI callable returned without completing response.");
     else if (was_cancelled && !cy->complete && cy->p != NULL)
-        cg__failed(cy, NULL, NULL);
+        cg_asgi_cycle_fail(cy, NULL, NULL);
     Py_XDECREF(exc);
     Py_RETURN_NONE;
 }
@@ -775,9 +798,11 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     PyObject *self = (PyObject *)cy;
-    PyObject *scope = cg__scope(cy);                                          /* new */
-    PyObject *recv = scope ? cg_asgi_bind(&cg__receive_def, self) : NULL;     /* new */
-    PyObject *send = recv ? cg_asgi_bind(&cg__send_def, self) : NULL;         /* new */
+    PyObject *scope = cg_asgi_scope(cy);                                          /* new */
+    PyMethodDef *rdef = cy->ws ? &cg_asgi_ws_receive_def : &cg__receive_def;
+    PyMethodDef *sdef = cy->ws ? &cg_asgi_ws_send_def : &cg__send_def;
+    PyObject *recv = scope ? cg_asgi_bind(rdef, self) : NULL; /* new */
+    PyObject *send = recv ? cg_asgi_bind(sdef, self) : NULL;  /* new */
     PyObject *coro = send ? PyObject_CallFunctionObjArgs(a->app, scope, recv, send, NULL)
                           : NULL; /* new */
     PyObject *task = coro ? PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], coro)
@@ -793,7 +818,7 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
     if (r == NULL) {
         /* the app's call itself raised (or is no coroutine function) */
         PyObject *exc = cg_asgi_take_exc();
-        cg__failed(cy, exc, exc ? NULL : "ASGI application could not be started");
+        cg_asgi_cycle_fail(cy, exc, exc ? NULL : "ASGI application could not be started");
         Py_XDECREF(exc);
         if (task != NULL) {
             PyObject *c = PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_CANCEL]); /* new */
@@ -813,8 +838,10 @@ void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy)
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
     cy->disconnected = true;
+    if (cy->ws != NULL)
+        cg_asgi_ws_lost(cy);
     cy->p = NULL;
-    cg_asgi_cycle_wake(cy); /* receive() answers http.disconnect */
+    cg_asgi_cycle_wake(cy); /* receive() answers http.disconnect (websocket.disconnect) */
     Py_XDECREF((PyObject *)p);
     if (cy->task != NULL && !cy->complete) {
         /* asgi_disconnect_grace_period: the app heard http.disconnect (or

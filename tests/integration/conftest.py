@@ -57,6 +57,7 @@ GROUP_OF_FILE = {
     "test_upload_memory.py": "workers",
     "test_reload.py": "workers",
     "test_asgi.py": "workers",
+    "test_asgi_websocket.py": "workers",
     "test_frontends.py": "frontends",
     "test_python_api.py": "python_api",
 }
