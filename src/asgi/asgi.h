@@ -275,6 +275,10 @@ struct cg_asgi_cycle {
     cg_str_t resp[2 * 32]; /* response header views into head, for the access log */
     size_t nresp;
     cg_asgi_ws_t *ws; /* owned: the WebSocket's state (websocket.c); NULL for HTTP */
+    /* pre_request/post_request set: the hooks' `req`, and the environ
+     * Gunicorn's asgi worker builds when the access log is on (owned; NULL
+     * otherwise) */
+    PyObject *hook_req, *hook_env;
 };
 
 /* The bytes a connection holds that nothing has taken yet. */

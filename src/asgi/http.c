@@ -26,6 +26,8 @@ static void cg__cycle_dealloc(PyObject *self)
     Py_XDECREF((PyObject *)cy->p);
     Py_XDECREF(cy->rx_waiter);
     Py_XDECREF(cy->task);
+    Py_XDECREF(cy->hook_req);
+    Py_XDECREF(cy->hook_env);
     free(cy->head);
     if (cy->ws != NULL)
         cg_asgi_ws_free(cy->ws);
@@ -755,6 +757,133 @@ void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
     Py_DECREF(p);
 }
 
+/* ---- pre_request / post_request, and a logger_class's objects ---- */
+
+/* The environ Gunicorn's asgi worker builds for its access log and
+ * post_request: REQUEST_METHOD, RAW_URI, PATH_INFO, QUERY_STRING,
+ * SERVER_PROTOCOL, REMOTE_ADDR and HTTP_* (str values). New reference or
+ * NULL. */
+static PyObject *cg__log_environ(const cg_conn_t *c)
+{
+    const cg_http_request_t *req = &c->req;
+    int port;
+    cg_str_t ip = cg_conn_client_addr(c, &port);
+    PyObject *env = Py_BuildValue(
+        "{s:s#,s:s#,s:N,s:s#,s:N,s:s#}", "REQUEST_METHOD", req->method.ptr,
+        (Py_ssize_t)req->method.len, "RAW_URI", req->uri.ptr, (Py_ssize_t)req->uri.len,
+        "PATH_INFO", cg__path(req->path), "QUERY_STRING", req->query.ptr ? req->query.ptr : "",
+        (Py_ssize_t)req->query.len, "SERVER_PROTOCOL",
+        PyUnicode_FromFormat("HTTP/%u.%u", req->version_major, req->version_minor),
+        "REMOTE_ADDR", ip.len ? ip.ptr : "-", (Py_ssize_t)(ip.len ? ip.len : 1)); /* new */
+    char key[256];
+    for (size_t i = 0; env != NULL && i < req->nheaders; i++) {
+        const cg_http_header_t *h = &req->headers[i];
+        if ((h->flags & CG_HTTP_HF_DROPPED) || h->name.len > sizeof(key) - 6)
+            continue;
+        memcpy(key, "HTTP_", 5);
+        for (size_t k = 0; k < h->name.len; k++) {
+            char ch = h->name.ptr[k];
+            key[5 + k] = ch == '-' ? '_' : ch >= 'a' && ch <= 'z' ? (char)(ch - 32) : ch;
+        }
+        PyObject *v = PyUnicode_DecodeLatin1(h->value.ptr, (Py_ssize_t)h->value.len, NULL);
+        PyObject *k = v ? PyUnicode_DecodeLatin1(key, (Py_ssize_t)(5 + h->name.len), NULL)
+                        : NULL; /* new */
+        if (k == NULL || PyDict_SetItem(env, k, v) < 0)
+            Py_CLEAR(env);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    return env;
+}
+
+/* Gunicorn's ASGIResponseInfo: status (an int), headers ((str, str) pairs),
+ * sent; status_code too, as the WSGI workers' resp has it. New reference
+ * or NULL. */
+static PyObject *cg__log_response(cg_asgi_cycle_t *cy)
+{
+    PyObject *headers = PyList_New(0); /* new */
+    for (size_t i = 0; headers != NULL && i < cy->nresp; i++) {
+        cg_str_t n = cy->resp[2 * i], v = cy->resp[2 * i + 1];
+        PyObject *t = Py_BuildValue("(NN)", PyUnicode_DecodeLatin1(n.ptr, (Py_ssize_t)n.len, NULL),
+                                    PyUnicode_DecodeLatin1(v.ptr, (Py_ssize_t)v.len, NULL));
+        if (t == NULL || PyList_Append(headers, t) < 0)
+            Py_CLEAR(headers);
+        Py_XDECREF(t);
+    }
+    PyObject *kw = headers ? Py_BuildValue("{s:i,s:i,s:N,s:L}", "status", cy->status,
+                                           "status_code", cy->status, "headers", headers, "sent",
+                                           (long long)cy->sent)
+                           : NULL; /* new; N steals headers */
+    PyObject *obj = kw ? cg_py_helper_new("Response", kw) : NULL;
+    Py_XDECREF(kw);
+    return obj;
+}
+
+/* Gunicorn's asgi worker: pre_request(worker, req) before the app runs; the
+ * default hook logs the request at debug. -1 (with the hook's exception
+ * set) fails the request as an app error would. */
+static int cg__pre_request(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_t *a = cy->a;
+    const cg_conn_t *c = &cy->p->c;
+    if (a->cfg->pre_request == NULL && cg_log_enabled(a->log, CG_LOG_DEBUG))
+        cg_log_debug(a->log, "%.*s %.*s", (int)c->req.method.len, c->req.method.ptr,
+                     (int)c->req.path.len, c->req.path.ptr);
+    if (!cg_py_request_hooks(a->cfg))
+        return 0;
+    /* snapshots: post_request runs when the app's task ends, maybe after
+     * the connection moved on to its next request */
+    if ((cy->hook_req = cg_py_request_new(&c->req, c)) == NULL)
+        return -1;
+    if (cg_log_access_enabled(a->log) && (cy->hook_env = cg__log_environ(c)) == NULL)
+        return -1;
+    return cg_py_hook_pre_request(a->cfg, a->w, cy->hook_req);
+}
+
+/* post_request(worker, req, environ, resp) once the app is done, as in
+ * Gunicorn's `finally`: environ and resp are None unless the access log is
+ * on (Gunicorn builds them only for it). */
+static void cg__post_request(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_t *a = cy->a;
+    if (cy->hook_req == NULL || a->cfg->post_request == NULL)
+        return;
+    PyObject *resp = cy->hook_env != NULL ? cg__log_response(cy) : Py_NewRef(Py_None); /* new */
+    if (resp == NULL) {
+        cg_py_log_exception(a->log, CG_LOG_ERROR, "Exception in post_request hook");
+        return;
+    }
+    cg_py_hook_post_request(a->cfg, a->w, cy->hook_req, cy->hook_env ? cy->hook_env : Py_None,
+                            resp);
+    Py_DECREF(resp);
+}
+
+/* cg_access_info_t.py_objects for a logger_class's access(): the objects
+ * Gunicorn's asgi worker passes (req, ASGIResponseInfo, its environ). */
+typedef struct {
+    cg_asgi_cycle_t *cy;
+    const cg_conn_t *c;
+} cg__access_py_t;
+
+static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_out)
+{
+    cg__access_py_t *py = ctx;
+    cg_asgi_cycle_t *cy = py->cy;
+    PyObject *q = cy->hook_req ? Py_NewRef(cy->hook_req) : cg_py_request_new(&py->c->req, py->c);
+    PyObject *e = q == NULL ? NULL : cy->hook_env ? Py_NewRef(cy->hook_env)
+                                                  : cg__log_environ(py->c); /* new */
+    PyObject *s = e != NULL ? cg__log_response(cy) : NULL;                   /* new */
+    if (s == NULL) {
+        Py_XDECREF(q);
+        Py_XDECREF(e);
+        return -1;
+    }
+    *req = q;
+    *resp = s;
+    *env_out = e;
+    return 0;
+}
+
 static PyObject *cg__task_done(PyObject *self, PyObject *task)
 {
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
@@ -788,6 +917,7 @@ static PyObject *cg__task_done(PyObject *self, PyObject *task)
     else if (was_cancelled && !cy->complete && cy->p != NULL)
         cg_asgi_cycle_fail(cy, NULL, NULL);
     Py_XDECREF(exc);
+    cg__post_request(cy);
     Py_RETURN_NONE;
 }
 
@@ -798,6 +928,16 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     PyObject *self = (PyObject *)cy;
+    if (cy->ws == NULL && cg__pre_request(cy) < 0) {
+        /* in Gunicorn's try: the app's error path, then post_request */
+        PyObject *exc = cg_asgi_take_exc(); /* new */
+        Py_INCREF(self); /* answering it lets the connection's reference go */
+        cg_asgi_cycle_fail(cy, exc, exc ? NULL : "pre_request failed");
+        Py_XDECREF(exc);
+        cg__post_request(cy);
+        Py_DECREF(self);
+        return -1;
+    }
     PyObject *scope = cg_asgi_scope(cy);                                          /* new */
     PyMethodDef *rdef = cy->ws ? &cg_asgi_ws_receive_def : &cg__receive_def;
     PyMethodDef *sdef = cy->ws ? &cg_asgi_ws_send_def : &cg__send_def;
@@ -818,6 +958,7 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
     if (r == NULL) {
         /* the app's call itself raised (or is no coroutine function) */
         PyObject *exc = cg_asgi_take_exc();
+        Py_INCREF(self); /* answering it lets the connection's reference go */
         cg_asgi_cycle_fail(cy, exc, exc ? NULL : "ASGI application could not be started");
         Py_XDECREF(exc);
         if (task != NULL) {
@@ -826,6 +967,8 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
             PyErr_Clear();
         }
         Py_XDECREF(task);
+        cg__post_request(cy);
+        Py_DECREF(self);
         return -1;
     }
     Py_DECREF(r);
@@ -925,5 +1068,11 @@ void cg_asgi_access(cg_asgi_cycle_t *cy, cg_asgi_proto_t *p)
     info.n_resp_headers = cy->nresp;
     info.environ_lookup = cg__env_lookup;
     info.environ_ctx = &p->c;
+    /* only a sink (a logger_class, Python logging) may want Python objects */
+    cg__access_py_t py = {.cy = cy, .c = &p->c};
+    if (log->to_sink) {
+        info.py_objects = cg__access_py_objects;
+        info.py_ctx = &py;
+    }
     cg_log_access(log, &info);
 }
