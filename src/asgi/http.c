@@ -292,9 +292,14 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
         return (*out = cg__disconnect(a)) ? 1 : -1;
     }
     if (got == 0 && !cg_conn_body_done(c)) {
+        /* the app waits for body bytes: a client silent mid-body has the
+         * head's --timeout, restarted by each piece (a slow app that does
+         * not ask is not timed: reading is paused then) */
+        cg_asgi_proto_deadline(p, a->head_ms);
         Py_DECREF(body);
         return cg__rx_wait(cy, out) < 0 ? -1 : 0;
     }
+    cg_asgi_proto_deadline(p, 0);
     if (got < cap && _PyBytes_Resize(&body, (Py_ssize_t)got) < 0)
         return -1;
     bool more = !cg_conn_body_done(c);

@@ -214,7 +214,7 @@ static PyObject *cg__on_timer(PyObject *self, PyObject *unused)
     }
     if (p->state == CG_ASGI_HEAD && p->c.buf.len > 0)
         cg_log_debug(p->a->log, "Closing connection: request head not complete in time");
-    else if (p->state == CG_ASGI_DRAIN)
+    else if (p->state == CG_ASGI_DRAIN || p->state == CG_ASGI_BUSY)
         cg_log_debug(p->a->log, "Closing connection: request body not complete in time");
     else if (p->state == CG_ASGI_WS)
         cg_log_debug(p->a->log, "Closing WebSocket: no closing handshake from the client in time");

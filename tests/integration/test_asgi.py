@@ -311,6 +311,27 @@ def test_request_hooks_and_logger_class(cg, tmp_path, access):
         assert acc == []
 
 
+def test_silent_client_mid_body_is_dropped(cg):
+    """A client that stops sending half-way through a body the app waits
+    for is dropped after --timeout (the head's), and the worker serves on."""
+    srv = cg("asgi_basic:app", args=ASGI + ["--timeout", "2", "--log-level", "debug"])
+    with srv.connect(timeout=30) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        t0 = time.monotonic()
+        assert cgtest.read_until_close(s, timeout=30) == b""
+        assert time.monotonic() - t0 >= 1.5
+    srv.wait_log(r"Closing connection: request body not complete in time")
+    # a slow client that keeps sending is not dropped by it
+    with srv.connect(timeout=30) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                  b"Content-Length: 4\r\n\r\n")
+        for ch in b"abcd":
+            time.sleep(0.6)  # each piece well inside the 2 s
+            s.sendall(bytes([ch]))
+        status, _, body = parse_response(cgtest.read_until_close(s, timeout=30))
+    assert status == "HTTP/1.1 200 OK" and body == b"abcd"
+
+
 def test_quit_leaves_at_once(cg):
     srv = cg("asgi_basic:app", args=ASGI + ["--graceful-timeout", "30"])
     s = srv.connect(timeout=30)
