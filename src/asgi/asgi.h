@@ -144,6 +144,8 @@ typedef struct cg_asgi {
  * logged, for a policy that does not parse); cg_asgi_free either way.
  */
 int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop);
+/* Release a's references. `a` must stay readable after it (objects freed at
+ * the interpreter's end still point to it): its board is left NULL. */
 void cg_asgi_free(cg_asgi_t *a);
 
 /*

@@ -237,7 +237,11 @@ static void cg__finish_loop(cg_asgi_t *a)
 
 int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
 {
-    cg_asgi_t a;
+    /* static, not on the stack: request cycles an app kept alive (a
+     * traceback, a background task's frame) are freed as late as the
+     * interpreter's end and read their a->board then (cg_asgi_free leaves
+     * it NULL) */
+    static cg_asgi_t a;
     int status = CG_WORKER_EXIT_OK;
     PyObject *servers = NULL, *cap = NULL, *socket_mod = NULL;
     PyObject *loop = cg__new_loop(w); /* new */
