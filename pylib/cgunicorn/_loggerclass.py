@@ -66,8 +66,11 @@ def _minimal_environ(req):
 def access(logger, req, resp, environ, status, sent, micros):
     """logger.access(resp, req, environ, request_time) for one request.
     status: the status line the record shows (the app's, or the 500 the
-    server answered); sent: body bytes sent, or None."""
-    resp.status = status
+    server answered); sent: body bytes sent, or None. An ASGI worker's resp
+    already has the final status as an int (Gunicorn's ASGIResponseInfo):
+    it stays one."""
+    if not isinstance(getattr(resp, "status", None), int):
+        resp.status = status
     try:
         resp.status_code = int(status.split(None, 1)[0])
     except (ValueError, IndexError):

@@ -1,5 +1,5 @@
 /*
- * asgi.h - ASGI 3.0 (the http and lifespan scopes) on a real asyncio event
+ * asgi.h - ASGI 3.0 (the http, websocket and lifespan scopes) on a real asyncio event
  * loop, in C: an asyncio.Protocol written as a C type, which feeds the C
  * HTTP/1.1 parser and hands each request to the app as a task with C
  * receive/send callables.
@@ -78,7 +78,26 @@
     X(A_GET_EXTRA_INFO, "get_extra_info")                                                        \
     X(A_SOCKET, "socket")                                                                        \
     X(A_FILENO, "fileno")                                                                        \
-    X(A_RUN_UNTIL_COMPLETE, "run_until_complete")
+    X(A_RUN_UNTIL_COMPLETE, "run_until_complete")                                              \
+    X(V_WEBSOCKET, "websocket")                                                                  \
+    X(V_WS, "ws")                                                                                \
+    X(V_WSS, "wss")                                                                              \
+    X(SUBPROTOCOLS, "subprotocols")                                                              \
+    X(SUBPROTOCOL, "subprotocol")                                                                \
+    X(EXTENSIONS, "extensions")                                                                  \
+    X(WS_HTTP_RESPONSE, "websocket.http.response")                                               \
+    X(WS_CONNECT, "websocket.connect")                                                           \
+    X(WS_RECEIVE, "websocket.receive")                                                           \
+    X(WS_DISCONNECT, "websocket.disconnect")                                                     \
+    X(WS_ACCEPT, "websocket.accept")                                                             \
+    X(WS_SEND, "websocket.send")                                                                 \
+    X(WS_CLOSE, "websocket.close")                                                               \
+    X(WS_RESPONSE_START, "websocket.http.response.start")                                        \
+    X(WS_RESPONSE_BODY, "websocket.http.response.body")                                          \
+    X(TEXT, "text")                                                                              \
+    X(BYTES, "bytes")                                                                            \
+    X(CODE, "code")                                                                              \
+    X(REASON, "reason")
 
 enum {
 #define CG__AS_ENUM(id, s) CG_AS_##id,
@@ -125,6 +144,8 @@ typedef struct cg_asgi {
  * logged, for a policy that does not parse); cg_asgi_free either way.
  */
 int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop);
+/* Release a's references. `a` must stay readable after it (objects freed at
+ * the interpreter's end still point to it): its board is left NULL. */
 void cg_asgi_free(cg_asgi_t *a);
 
 /*
@@ -181,8 +202,8 @@ PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self);
  */
 PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l);
 
-/* TERM: close the connections that wait between requests; the ones busy
- * with one close once it is answered. */
+/* TERM: close the connections that wait between requests (the ones busy
+ * with one close once it is answered), and open WebSockets with 1001. */
 void cg_asgi_close_idle(cg_asgi_t *a);
 
 /* ---- lifespan.c ---- */
@@ -199,7 +220,11 @@ void cg_asgi_lifespan_shutdown(cg_asgi_t *a);
 
 /* ---- internal: protocol.c and http.c ---- */
 
-enum { CG_ASGI_HEAD, CG_ASGI_BUSY, CG_ASGI_DRAIN };
+/* HEAD, BUSY, DRAIN: see protocol.c; WS: the connection was upgraded to a
+ * WebSocket (websocket.c), for good. */
+enum { CG_ASGI_HEAD, CG_ASGI_BUSY, CG_ASGI_DRAIN, CG_ASGI_WS };
+
+typedef struct cg_asgi_ws cg_asgi_ws_t;
 
 struct cg_asgi_proto {
     PyObject_HEAD
@@ -225,7 +250,7 @@ struct cg_asgi_proto {
     bool closed; /* connection_lost ran, or we closed the transport */
     bool read_paused, write_paused;
     PyObject *drain; /* future send() waits on while writing is paused */
-    int state;       /* CG_ASGI_HEAD/BUSY/DRAIN */
+    int state;       /* CG_ASGI_HEAD/BUSY/DRAIN/WS */
     size_t drained;  /* body bytes discarded after the response (DRAIN) */
     cg_asgi_cycle_t *cy; /* the request being served (owned), NULL between requests */
     PyObject *client, *server; /* scope tuples, made once per connection */
@@ -251,6 +276,11 @@ struct cg_asgi_cycle {
     bool head_sent;
     cg_str_t resp[2 * 32]; /* response header views into head, for the access log */
     size_t nresp;
+    cg_asgi_ws_t *ws; /* owned: the WebSocket's state (websocket.c); NULL for HTTP */
+    /* pre_request/post_request set: the hooks' `req`, and the environ
+     * Gunicorn's asgi worker builds when the access log is on (owned; NULL
+     * otherwise) */
+    PyObject *hook_req, *hook_env;
 };
 
 /* The bytes a connection holds that nothing has taken yet. */
@@ -259,7 +289,9 @@ static inline size_t cg_asgi_pending(const cg_asgi_proto_t *p)
     return (p->in_len - p->in_off) + (p->view_len - p->view_off);
 }
 
-/* http.c: start serving the request just parsed on p (p->cy is set). */
+/* http.c: start serving the request just parsed on p (p->cy is set): the
+ * scope, receive/send (the WebSocket's when cy->ws is set) and the app's
+ * task. 0, or -1 when the app could not be started (answered and logged). */
 int cg_asgi_cycle_start(cg_asgi_cycle_t *cy);
 cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p);
 /* Wake a receive() waiting for body bytes or the client's leaving. */
@@ -267,7 +299,70 @@ void cg_asgi_cycle_wake(cg_asgi_cycle_t *cy);
 /* The client is gone (or the connection closed) while cy was current. */
 void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy);
 
-/* protocol.c, for http.c */
+/* The scope of cy's request: "http", or "websocket" when cy->ws is set (no
+ * method, ws/wss, subprotocols, the denial-response extension). New
+ * reference or NULL. */
+PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy);
+/* http.response.start / websocket.http.response.start: check the message and
+ * build the response head (sent with the first body bytes). 0, or -1 with an
+ * exception set. */
+int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg);
+/* http.response.body / websocket.http.response.body: frame the body and
+ * write it (with the head if that still waits); the last one completes the
+ * response (cg_asgi_proto_response_done). cy->p must be set. Returns what
+ * send() answers (new reference), or NULL with an exception set. */
+PyObject *cg_asgi_send_body(cg_asgi_cycle_t *cy, PyObject *msg);
+/* What send() answers after writing on p: an awaitable that waits while the
+ * transport's buffer is over its high-water mark. New reference or NULL. */
+PyObject *cg_asgi_send_done(cg_asgi_proto_t *p);
+/* The app failed (exc, borrowed, logged with its traceback) or ended
+ * without a complete response (`what` is logged): Gunicorn's 500 page when
+ * nothing was sent yet, else the connection closes. */
+void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what);
+/* A header name or value given by the app as a bytes view; -1 with a
+ * TypeError naming `what` otherwise. */
+int cg_asgi_bytes_view(PyObject *o, cg_str_t *out, const char *what);
+
+/* websocket.c: RFC 6455 over the codec of src/http/websocket.h */
+
+/* The largest message either way, after decompression (RFC 6455 close
+ * 1009 beyond it): Uvicorn's ws_max_size. */
+#define CG_ASGI_WS_MAX_MESSAGE (16u << 20)
+/* Received messages waiting for the app's receive(): past either bound no
+ * more frames are parsed, the bytes wait in the connection's buffer, and
+ * reading pauses (CG_ASGI_READ_HIGH) until the app takes them. */
+#define CG_ASGI_WS_QUEUE_BYTES 65536
+#define CG_ASGI_WS_QUEUE_MESSAGES 64
+/* How long our close frame waits for the client's before the connection
+ * is closed anyway (RFC 6455 7.1.1; Gunicorn waits 5 s). */
+#define CG_ASGI_WS_CLOSE_MS 5000
+
+/* p's request (p->c.req, its head complete) asks for a WebSocket (RFC 6455
+ * 4.2.1: GET, Connection: upgrade, Upgrade: websocket). */
+bool cg_asgi_ws_wanted(const cg_asgi_proto_t *p);
+/* Judge the handshake and hand the websocket scope to the app (p->cy and
+ * p->state CG_ASGI_WS set), or answer 400/426 and close. */
+void cg_asgi_ws_start(cg_asgi_proto_t *p);
+/* New bytes wait in p->in: parse frames, answer pings, queue messages. */
+void cg_asgi_ws_data(cg_asgi_cycle_t *cy);
+/* The connection is gone: the app's next receive() says websocket.disconnect. */
+void cg_asgi_ws_lost(cg_asgi_cycle_t *cy);
+/* TERM: close an open WebSocket with 1001 (Going Away). */
+void cg_asgi_ws_going_away(cg_asgi_cycle_t *cy);
+/* The app's task ended (exc borrowed or NULL). Returns true when the
+ * WebSocket's rules answered it (accepted, or closed), false when the HTTP
+ * ones apply (no handshake answer yet: 500; a denial response: close). */
+bool cg_asgi_ws_task_done(cg_asgi_cycle_t *cy, PyObject *exc, bool cancelled);
+void cg_asgi_ws_free(cg_asgi_ws_t *ws);
+/* Add the websocket scope's own keys (subprotocols, extensions) to scope.
+ * 0, or -1 with an exception set. */
+int cg_asgi_ws_scope_add(cg_asgi_cycle_t *cy, PyObject *scope);
+extern PyMethodDef cg_asgi_ws_receive_def, cg_asgi_ws_send_def;
+
+/* protocol.c, for http.c and websocket.c */
+/* Set the connection's deadline `ms` from now (0: none); at it the
+ * connection closes. */
+void cg_asgi_proto_deadline(cg_asgi_proto_t *p, uint64_t ms);
 /* Write bytes (transport.write); 0, or -1 with an exception set. */
 int cg_asgi_proto_write(cg_asgi_proto_t *p, const char *data, size_t len);
 int cg_asgi_proto_write_obj(cg_asgi_proto_t *p, PyObject *bytes);

@@ -52,6 +52,7 @@ void cg_asgi_free(cg_asgi_t *a)
     if (a->pol_up)
         cg_conn_policy_free(&a->pol);
     a->pol_up = false;
+    a->board = NULL; /* cycles freed later (interpreter teardown) leave it alone */
     Py_CLEAR(a->app);
     Py_CLEAR(a->loop);
     Py_CLEAR(a->asgi_version);

@@ -26,7 +26,11 @@ static void cg__cycle_dealloc(PyObject *self)
     Py_XDECREF((PyObject *)cy->p);
     Py_XDECREF(cy->rx_waiter);
     Py_XDECREF(cy->task);
+    Py_XDECREF(cy->hook_req);
+    Py_XDECREF(cy->hook_env);
     free(cy->head);
+    if (cy->ws != NULL)
+        cg_asgi_ws_free(cy->ws);
     if (cy->a != NULL) /* the request is over, answered or not */
         cg_board_leave(cy->a->board, cg_monotonic_us());
     PyObject_Free(self);
@@ -137,7 +141,7 @@ static int cg__put(PyObject *d, PyObject *key, PyObject *value /* stolen */)
     return rc;
 }
 
-static PyObject *cg__scope(cg_asgi_cycle_t *cy)
+PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
@@ -157,8 +161,11 @@ static PyObject *cg__scope(cg_asgi_cycle_t *cy)
     PyObject *scope = PyDict_New(); /* new */
     if (scope == NULL)
         return NULL;
+    bool ws = cy->ws != NULL;
     PyObject *method;
-    if (cg_str_eq(req->method, "GET", 3))
+    if (ws)
+        method = NULL; /* a websocket scope has none */
+    else if (cg_str_eq(req->method, "GET", 3))
         method = Py_NewRef(S[CG_AS_V_GET]);
     else if (cg_str_eq(req->method, "POST", 4))
         method = Py_NewRef(S[CG_AS_V_POST]);
@@ -172,12 +179,13 @@ static PyObject *cg__scope(cg_asgi_cycle_t *cy)
                             ? Py_NewRef(S[CG_AS_V_10])
                             : PyUnicode_FromFormat("%u.%u", req->version_major,
                                                    req->version_minor);
-    if (PyDict_SetItem(scope, S[CG_AS_TYPE], S[CG_AS_V_HTTP]) < 0 ||
+    int scheme = req->scheme_https == 1 ? (ws ? CG_AS_V_WSS : CG_AS_V_HTTPS)
+                                        : (ws ? CG_AS_V_WS : CG_AS_V_HTTP);
+    if (PyDict_SetItem(scope, S[CG_AS_TYPE], S[ws ? CG_AS_V_WEBSOCKET : CG_AS_V_HTTP]) < 0 ||
         PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0 ||
         cg__put(scope, S[CG_AS_HTTP_VERSION], version) < 0 ||
-        cg__put(scope, S[CG_AS_METHOD], method) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_SCHEME],
-                       S[req->scheme_https == 1 ? CG_AS_V_HTTPS : CG_AS_V_HTTP]) < 0 ||
+        (!ws && cg__put(scope, S[CG_AS_METHOD], method) < 0) ||
+        PyDict_SetItem(scope, S[CG_AS_SCHEME], S[scheme]) < 0 ||
         cg__put(scope, S[CG_AS_PATH], cg__path(req->path)) < 0 ||
         cg__put(scope, S[CG_AS_RAW_PATH], cg__bytes(req->path)) < 0 ||
         cg__put(scope, S[CG_AS_QUERY_STRING], cg__bytes(req->query)) < 0 ||
@@ -187,7 +195,8 @@ static PyObject *cg__scope(cg_asgi_cycle_t *cy)
         PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0 ||
         /* a shallow copy per request, as Uvicorn: what the app sets on a
          * request's state does not leak into the next one */
-        (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0)) {
+        (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
+        (ws && cg_asgi_ws_scope_add(cy, scope) < 0)) {
         Py_DECREF(scope);
         return NULL;
     }
@@ -283,9 +292,14 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
         return (*out = cg__disconnect(a)) ? 1 : -1;
     }
     if (got == 0 && !cg_conn_body_done(c)) {
+        /* the app waits for body bytes: a client silent mid-body has the
+         * head's --timeout, restarted by each piece (a slow app that does
+         * not ask is not timed: reading is paused then) */
+        cg_asgi_proto_deadline(p, a->head_ms);
         Py_DECREF(body);
         return cg__rx_wait(cy, out) < 0 ? -1 : 0;
     }
+    cg_asgi_proto_deadline(p, 0);
     if (got < cap && _PyBytes_Resize(&body, (Py_ssize_t)got) < 0)
         return -1;
     bool more = !cg_conn_body_done(c);
@@ -377,7 +391,7 @@ static void cg__add(cg__buf_t *b, const void *s, size_t n)
     b->len += n;
 }
 
-static int cg__bytes_view(PyObject *o, cg_str_t *out, const char *what)
+int cg_asgi_bytes_view(PyObject *o, cg_str_t *out, const char *what)
 {
     if (!PyBytes_Check(o)) {
         PyErr_Format(PyExc_TypeError, "ASGI header %s must be bytes, not %.100s", what,
@@ -400,7 +414,7 @@ static bool cg__keep_alive(cg_asgi_cycle_t *cy, bool app_close, bool is_head)
 }
 
 /* http.response.start: build the head, sent with the first body bytes. */
-static int cg__start(cg_asgi_cycle_t *cy, PyObject *msg)
+int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
 {
     cg_asgi_t *a = cy->a;
     const cg_http_request_t *req = &cy->p->c.req;
@@ -454,8 +468,8 @@ static int cg__start(cg_asgi_cycle_t *cy, PyObject *msg)
             Py_DECREF(pair);
             goto fail;
         }
-        if (cg__bytes_view(PySequence_Fast_GET_ITEM(pair, 0), &name, "names") < 0 ||
-            cg__bytes_view(PySequence_Fast_GET_ITEM(pair, 1), &value, "values") < 0) {
+        if (cg_asgi_bytes_view(PySequence_Fast_GET_ITEM(pair, 0), &name, "names") < 0 ||
+            cg_asgi_bytes_view(PySequence_Fast_GET_ITEM(pair, 1), &value, "values") < 0) {
             Py_DECREF(pair);
             goto fail;
         }
@@ -617,6 +631,48 @@ static int cg__drain_poll(PyObject *owner, PyObject **out)
     return 0;
 }
 
+PyObject *cg_asgi_send_done(cg_asgi_proto_t *p)
+{
+    return p->write_paused && !p->closed ? cg_asgi_awaitable_new(p->a, cg__drain_poll, (PyObject *)p)
+                                         : cg_asgi_done_awaitable(p->a);
+}
+
+PyObject *cg_asgi_send_body(cg_asgi_cycle_t *cy, PyObject *msg)
+{
+    cg_asgi_t *a = cy->a;
+    cg_asgi_proto_t *p = cy->p;
+    PyObject *body = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_BODY]) : NULL;
+    if (body == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
+        PyErr_Clear();
+    else if (body == NULL)
+        return NULL;
+    PyObject *more = PyObject_GetItem(msg, a->s[CG_AS_MORE_BODY]); /* new */
+    if (more == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
+        PyErr_Clear();
+    int final = more != NULL ? !PyObject_IsTrue(more) : 1;
+    Py_XDECREF(more);
+    Py_buffer view = {0};
+    if (final < 0 || (body != NULL && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0)) {
+        Py_XDECREF(body);
+        return NULL;
+    }
+    Py_INCREF(p); /* the response's end may let the cycle's reference go */
+    int rc = cg__body(cy, body ? view.buf : "", body ? (size_t)view.len : 0,
+                                   final != 0, body);
+    if (body != NULL)
+        PyBuffer_Release(&view);
+    Py_XDECREF(body);
+    if (rc == 0 && final) {
+        cy->complete = true;
+        cg_asgi_proto_response_done(p);
+    }
+    PyObject *res = NULL;
+    if (rc == 0)
+        res = final ? cg_asgi_done_awaitable(a) : cg_asgi_send_done(p);
+    Py_DECREF(p);
+    return res;
+}
+
 static PyObject *cg__unexpected(PyObject *type, const char *when)
 {
     PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message %R sent, %s.", type, when);
@@ -661,39 +717,11 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
         goto out;
     }
     if (is_start) {
-        if (cg__start(cy, msg) == 0)
+        if (cg_asgi_response_start(cy, msg) == 0)
             res = cg_asgi_done_awaitable(a);
         goto out;
     }
-    PyObject *body = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_BODY]) : NULL;
-    if (body == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
-    else if (body == NULL)
-        goto out;
-    PyObject *more = PyObject_GetItem(msg, a->s[CG_AS_MORE_BODY]); /* new */
-    if (more == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
-    int final = more != NULL ? !PyObject_IsTrue(more) : 1;
-    Py_XDECREF(more);
-    Py_buffer view = {0};
-    if (final < 0 || (body != NULL && PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0)) {
-        Py_XDECREF(body);
-        goto out;
-    }
-    Py_INCREF(p); /* the response's end may let the cycle's reference go */
-    int rc = cg__body(cy, body ? view.buf : "", body ? (size_t)view.len : 0, final != 0, body);
-    if (body != NULL)
-        PyBuffer_Release(&view);
-    Py_XDECREF(body);
-    if (rc == 0 && final) {
-        cy->complete = true;
-        cg_asgi_proto_response_done(p);
-    }
-    if (rc == 0)
-        res = !final && p->write_paused && !p->closed
-                  ? cg_asgi_awaitable_new(a, cg__drain_poll, (PyObject *)p)
-                  : cg_asgi_done_awaitable(a);
-    Py_DECREF(p);
+    res = cg_asgi_send_body(cy, msg);
 out:
     Py_DECREF(type);
     return res;
@@ -707,7 +735,7 @@ static PyMethodDef cg__send_def = {"send", cg__send, METH_O,
 /* The app failed (exc) or returned without a complete response: as
  * Gunicorn, a 500 page when nothing was sent yet, else the connection
  * closes. */
-static void cg__failed(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
+void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
@@ -734,6 +762,133 @@ static void cg__failed(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
     Py_DECREF(p);
 }
 
+/* ---- pre_request / post_request, and a logger_class's objects ---- */
+
+/* The environ Gunicorn's asgi worker builds for its access log and
+ * post_request: REQUEST_METHOD, RAW_URI, PATH_INFO, QUERY_STRING,
+ * SERVER_PROTOCOL, REMOTE_ADDR and HTTP_* (str values). New reference or
+ * NULL. */
+static PyObject *cg__log_environ(const cg_conn_t *c)
+{
+    const cg_http_request_t *req = &c->req;
+    int port;
+    cg_str_t ip = cg_conn_client_addr(c, &port);
+    PyObject *env = Py_BuildValue(
+        "{s:s#,s:s#,s:N,s:s#,s:N,s:s#}", "REQUEST_METHOD", req->method.ptr,
+        (Py_ssize_t)req->method.len, "RAW_URI", req->uri.ptr, (Py_ssize_t)req->uri.len,
+        "PATH_INFO", cg__path(req->path), "QUERY_STRING", req->query.ptr ? req->query.ptr : "",
+        (Py_ssize_t)req->query.len, "SERVER_PROTOCOL",
+        PyUnicode_FromFormat("HTTP/%u.%u", req->version_major, req->version_minor),
+        "REMOTE_ADDR", ip.len ? ip.ptr : "-", (Py_ssize_t)(ip.len ? ip.len : 1)); /* new */
+    char key[256];
+    for (size_t i = 0; env != NULL && i < req->nheaders; i++) {
+        const cg_http_header_t *h = &req->headers[i];
+        if ((h->flags & CG_HTTP_HF_DROPPED) || h->name.len > sizeof(key) - 6)
+            continue;
+        memcpy(key, "HTTP_", 5);
+        for (size_t k = 0; k < h->name.len; k++) {
+            char ch = h->name.ptr[k];
+            key[5 + k] = ch == '-' ? '_' : ch >= 'a' && ch <= 'z' ? (char)(ch - 32) : ch;
+        }
+        PyObject *v = PyUnicode_DecodeLatin1(h->value.ptr, (Py_ssize_t)h->value.len, NULL);
+        PyObject *k = v ? PyUnicode_DecodeLatin1(key, (Py_ssize_t)(5 + h->name.len), NULL)
+                        : NULL; /* new */
+        if (k == NULL || PyDict_SetItem(env, k, v) < 0)
+            Py_CLEAR(env);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    return env;
+}
+
+/* Gunicorn's ASGIResponseInfo: status (an int), headers ((str, str) pairs),
+ * sent; status_code too, as the WSGI workers' resp has it. New reference
+ * or NULL. */
+static PyObject *cg__log_response(cg_asgi_cycle_t *cy)
+{
+    PyObject *headers = PyList_New(0); /* new */
+    for (size_t i = 0; headers != NULL && i < cy->nresp; i++) {
+        cg_str_t n = cy->resp[2 * i], v = cy->resp[2 * i + 1];
+        PyObject *t = Py_BuildValue("(NN)", PyUnicode_DecodeLatin1(n.ptr, (Py_ssize_t)n.len, NULL),
+                                    PyUnicode_DecodeLatin1(v.ptr, (Py_ssize_t)v.len, NULL));
+        if (t == NULL || PyList_Append(headers, t) < 0)
+            Py_CLEAR(headers);
+        Py_XDECREF(t);
+    }
+    PyObject *kw = headers ? Py_BuildValue("{s:i,s:i,s:N,s:L}", "status", cy->status,
+                                           "status_code", cy->status, "headers", headers, "sent",
+                                           (long long)cy->sent)
+                           : NULL; /* new; N steals headers */
+    PyObject *obj = kw ? cg_py_helper_new("Response", kw) : NULL;
+    Py_XDECREF(kw);
+    return obj;
+}
+
+/* Gunicorn's asgi worker: pre_request(worker, req) before the app runs; the
+ * default hook logs the request at debug. -1 (with the hook's exception
+ * set) fails the request as an app error would. */
+static int cg__pre_request(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_t *a = cy->a;
+    const cg_conn_t *c = &cy->p->c;
+    if (a->cfg->pre_request == NULL && cg_log_enabled(a->log, CG_LOG_DEBUG))
+        cg_log_debug(a->log, "%.*s %.*s", (int)c->req.method.len, c->req.method.ptr,
+                     (int)c->req.path.len, c->req.path.ptr);
+    if (!cg_py_request_hooks(a->cfg))
+        return 0;
+    /* snapshots: post_request runs when the app's task ends, maybe after
+     * the connection moved on to its next request */
+    if ((cy->hook_req = cg_py_request_new(&c->req, c)) == NULL)
+        return -1;
+    if (cg_log_access_enabled(a->log) && (cy->hook_env = cg__log_environ(c)) == NULL)
+        return -1;
+    return cg_py_hook_pre_request(a->cfg, a->w, cy->hook_req);
+}
+
+/* post_request(worker, req, environ, resp) once the app is done, as in
+ * Gunicorn's `finally`: environ and resp are None unless the access log is
+ * on (Gunicorn builds them only for it). */
+static void cg__post_request(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_t *a = cy->a;
+    if (cy->hook_req == NULL || a->cfg->post_request == NULL)
+        return;
+    PyObject *resp = cy->hook_env != NULL ? cg__log_response(cy) : Py_NewRef(Py_None); /* new */
+    if (resp == NULL) {
+        cg_py_log_exception(a->log, CG_LOG_ERROR, "Exception in post_request hook");
+        return;
+    }
+    cg_py_hook_post_request(a->cfg, a->w, cy->hook_req, cy->hook_env ? cy->hook_env : Py_None,
+                            resp);
+    Py_DECREF(resp);
+}
+
+/* cg_access_info_t.py_objects for a logger_class's access(): the objects
+ * Gunicorn's asgi worker passes (req, ASGIResponseInfo, its environ). */
+typedef struct {
+    cg_asgi_cycle_t *cy;
+    const cg_conn_t *c;
+} cg__access_py_t;
+
+static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_out)
+{
+    cg__access_py_t *py = ctx;
+    cg_asgi_cycle_t *cy = py->cy;
+    PyObject *q = cy->hook_req ? Py_NewRef(cy->hook_req) : cg_py_request_new(&py->c->req, py->c);
+    PyObject *e = q == NULL ? NULL : cy->hook_env ? Py_NewRef(cy->hook_env)
+                                                  : cg__log_environ(py->c); /* new */
+    PyObject *s = e != NULL ? cg__log_response(cy) : NULL;                   /* new */
+    if (s == NULL) {
+        Py_XDECREF(q);
+        Py_XDECREF(e);
+        return -1;
+    }
+    *req = q;
+    *resp = s;
+    *env_out = e;
+    return 0;
+}
+
 static PyObject *cg__task_done(PyObject *self, PyObject *task)
 {
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
@@ -752,19 +907,22 @@ static PyObject *cg__task_done(PyObject *self, PyObject *task)
         Py_CLEAR(exc);
     if (was_cancelled)
         cg_log_debug(a->log, "Request cancelled (client disconnected)");
-    if (exc != NULL && (cy->complete || cy->p == NULL))
+    if (cy->ws != NULL && cg_asgi_ws_task_done(cy, exc, was_cancelled))
+        ; /* a WebSocket's end: its close handshake */
+    else if (exc != NULL && (cy->complete || cy->p == NULL))
         /* after the response, or with the client gone: nothing to answer,
          * but an app's error is still worth a traceback */
         cg_asgi_log_exc(a, CG_LOG_ERROR, "Error in ASGI application", exc);
     else if (exc != NULL)
-        cg__failed(cy, exc, NULL);
+        cg_asgi_cycle_fail(cy, exc, NULL);
     else if (!was_cancelled && !cy->started && cy->p != NULL)
-        cg__failed(cy, NULL, "ASGI callable returned without starting response.");
+        cg_asgi_cycle_fail(cy, NULL, "ASGI callable returned without starting response.");
     else if (!was_cancelled && !cy->complete && cy->p != NULL)
-        cg__failed(cy, NULL, "ASGI callable returned without completing response.");
+        cg_asgi_cycle_fail(cy, NULL, "ASGI callable returned without completing response.");
     else if (was_cancelled && !cy->complete && cy->p != NULL)
-        cg__failed(cy, NULL, NULL);
+        cg_asgi_cycle_fail(cy, NULL, NULL);
     Py_XDECREF(exc);
+    cg__post_request(cy);
     Py_RETURN_NONE;
 }
 
@@ -775,9 +933,21 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     PyObject *self = (PyObject *)cy;
-    PyObject *scope = cg__scope(cy);                                          /* new */
-    PyObject *recv = scope ? cg_asgi_bind(&cg__receive_def, self) : NULL;     /* new */
-    PyObject *send = recv ? cg_asgi_bind(&cg__send_def, self) : NULL;         /* new */
+    if (cy->ws == NULL && cg__pre_request(cy) < 0) {
+        /* in Gunicorn's try: the app's error path, then post_request */
+        PyObject *exc = cg_asgi_take_exc(); /* new */
+        Py_INCREF(self); /* answering it lets the connection's reference go */
+        cg_asgi_cycle_fail(cy, exc, exc ? NULL : "pre_request failed");
+        Py_XDECREF(exc);
+        cg__post_request(cy);
+        Py_DECREF(self);
+        return -1;
+    }
+    PyObject *scope = cg_asgi_scope(cy);                                          /* new */
+    PyMethodDef *rdef = cy->ws ? &cg_asgi_ws_receive_def : &cg__receive_def;
+    PyMethodDef *sdef = cy->ws ? &cg_asgi_ws_send_def : &cg__send_def;
+    PyObject *recv = scope ? cg_asgi_bind(rdef, self) : NULL; /* new */
+    PyObject *send = recv ? cg_asgi_bind(sdef, self) : NULL;  /* new */
     PyObject *coro = send ? PyObject_CallFunctionObjArgs(a->app, scope, recv, send, NULL)
                           : NULL; /* new */
     PyObject *task = coro ? PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], coro)
@@ -793,7 +963,8 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
     if (r == NULL) {
         /* the app's call itself raised (or is no coroutine function) */
         PyObject *exc = cg_asgi_take_exc();
-        cg__failed(cy, exc, exc ? NULL : "ASGI application could not be started");
+        Py_INCREF(self); /* answering it lets the connection's reference go */
+        cg_asgi_cycle_fail(cy, exc, exc ? NULL : "ASGI application could not be started");
         Py_XDECREF(exc);
         if (task != NULL) {
             PyObject *c = PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_CANCEL]); /* new */
@@ -801,6 +972,8 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
             PyErr_Clear();
         }
         Py_XDECREF(task);
+        cg__post_request(cy);
+        Py_DECREF(self);
         return -1;
     }
     Py_DECREF(r);
@@ -813,8 +986,10 @@ void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy)
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
     cy->disconnected = true;
+    if (cy->ws != NULL)
+        cg_asgi_ws_lost(cy);
     cy->p = NULL;
-    cg_asgi_cycle_wake(cy); /* receive() answers http.disconnect */
+    cg_asgi_cycle_wake(cy); /* receive() answers http.disconnect (websocket.disconnect) */
     Py_XDECREF((PyObject *)p);
     if (cy->task != NULL && !cy->complete) {
         /* asgi_disconnect_grace_period: the app heard http.disconnect (or
@@ -898,5 +1073,11 @@ void cg_asgi_access(cg_asgi_cycle_t *cy, cg_asgi_proto_t *p)
     info.n_resp_headers = cy->nresp;
     info.environ_lookup = cg__env_lookup;
     info.environ_ctx = &p->c;
+    /* only a sink (a logger_class, Python logging) may want Python objects */
+    cg__access_py_t py = {.cy = cy, .c = &p->c};
+    if (log->to_sink) {
+        info.py_objects = cg__access_py_objects;
+        info.py_ctx = &py;
+    }
     cg_log_access(log, &info);
 }

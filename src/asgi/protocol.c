@@ -9,8 +9,9 @@
  * States: HEAD (reading a request head, or idle between requests), BUSY (a
  * request is with the app: its body is read by receive(), its response
  * written by send(), see http.c), DRAIN (answered, skipping the body the app
- * left unread to keep the connection). Pipelined requests wait in the
- * buffer until the one before is answered.
+ * left unread to keep the connection), WS (upgraded to a WebSocket: the
+ * bytes go to websocket.c until the connection ends). Pipelined requests
+ * wait in the buffer until the one before is answered.
  */
 #include "asgi.h"
 
@@ -167,7 +168,7 @@ static PyMethodDef cg__on_timer_def = {"_on_timer", cg__on_timer, METH_NOARGS,
  * timer that fires early re-arms itself for what is left (one call_later per
  * keep-alive period, not per request).
  */
-static void cg__deadline(cg_asgi_proto_t *p, uint64_t ms)
+void cg_asgi_proto_deadline(cg_asgi_proto_t *p, uint64_t ms)
 {
     if (ms == 0) {
         p->deadline = 0;
@@ -208,13 +209,15 @@ static PyObject *cg__on_timer(PyObject *self, PyObject *unused)
     if (now < p->deadline) {
         uint64_t left = p->deadline - now;
         p->deadline = 0;
-        cg__deadline(p, left);
+        cg_asgi_proto_deadline(p, left);
         Py_RETURN_NONE;
     }
     if (p->state == CG_ASGI_HEAD && p->c.buf.len > 0)
         cg_log_debug(p->a->log, "Closing connection: request head not complete in time");
-    else if (p->state == CG_ASGI_DRAIN)
+    else if (p->state == CG_ASGI_DRAIN || p->state == CG_ASGI_BUSY)
         cg_log_debug(p->a->log, "Closing connection: request body not complete in time");
+    else if (p->state == CG_ASGI_WS)
+        cg_log_debug(p->a->log, "Closing WebSocket: no closing handshake from the client in time");
     cg_asgi_proto_close(p);
     Py_RETURN_NONE;
 }
@@ -246,31 +249,6 @@ void cg_asgi_proto_maybe_resume(cg_asgi_proto_t *p)
         cg__flow(p);
 }
 
-/* A WebSocket opening handshake (RFC 6455 section 4.1). The hook for the
- * websocket scope: src/http/websocket.c's codec is not wired in yet. */
-static bool cg__is_websocket(const cg_http_request_t *req)
-{
-    if (!req->connection_upgrade || !cg_str_eq(req->method, "GET", 3))
-        return false;
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (cg_str_eq(req->headers[i].name, "UPGRADE", 7) &&
-            cg_str_caseeq(req->headers[i].value, "websocket"))
-            return true;
-    return false;
-}
-
-static void cg__refuse_websocket(cg_asgi_proto_t *p)
-{
-    char page[1024];
-    cg_log_warning(p->a->log, "WebSocket request from ip=%s refused: not supported yet by cgunicorn",
-                   p->c.peer_ip);
-    size_t n = cg_http_error_page(400, "Bad Request", "WebSocket is not supported yet", page,
-                                  sizeof(page));
-    if (n > 0 && cg_asgi_proto_write(p, page, n) < 0)
-        PyErr_Clear();
-    cg_asgi_proto_close(p);
-}
-
 /* A complete head is in c->req: hand the request to the app. */
 static void cg__dispatch(cg_asgi_proto_t *p)
 {
@@ -278,14 +256,14 @@ static void cg__dispatch(cg_asgi_proto_t *p)
     cg_conn_t *c = &p->c;
     cg_conn_begin_body(c, &a->pol);
     c->body.recv = cg__body_recv;
-    cg__deadline(p, 0); /* the app takes its time: the heartbeat watches the loop */
+    cg_asgi_proto_deadline(p, 0); /* the app takes its time: the heartbeat watches the loop */
     cg_worker_count_request(a->w);
     if (!a->w->alive)
         cg_asgi_resolve(a, a->stop, Py_None); /* max_requests: stop after this one */
     c->must_close = !a->w->alive || a->keepalive_ms == 0 || a->stopping;
     p->nreq++;
-    if (cg__is_websocket(&c->req)) {
-        cg__refuse_websocket(p);
+    if (cg_asgi_ws_wanted(p)) {
+        cg_asgi_ws_start(p);
         return;
     }
     cg_asgi_cycle_t *cy = cg_asgi_cycle_new(p); /* new */
@@ -308,7 +286,7 @@ static void cg__process(cg_asgi_proto_t *p)
         bool was_empty = c->buf.len == 0;
         ssize_t n = cg_conn_fill_nowait(c);
         if (n > 0 && was_empty)
-            cg__deadline(p, p->a->head_ms); /* a head started: it has --timeout */
+            cg_asgi_proto_deadline(p, p->a->head_ms); /* a head started: it has --timeout */
         int h = cg_conn_head_step(c, &p->a->pol, p->a->log);
         if (h < 0) {
             cg__flush_out(p);
@@ -351,9 +329,9 @@ static void cg__next(cg_asgi_proto_t *p)
             cg_asgi_proto_close(p);
             return;
         }
-        cg__deadline(p, p->a->keepalive_ms);
+        cg_asgi_proto_deadline(p, p->a->keepalive_ms);
     } else {
-        cg__deadline(p, p->a->head_ms);
+        cg_asgi_proto_deadline(p, p->a->head_ms);
     }
     cg__process(p);
     cg__flow(p);
@@ -401,7 +379,7 @@ void cg_asgi_proto_response_done(cg_asgi_proto_t *p)
     }
     if (d == 0) {
         p->state = CG_ASGI_DRAIN;
-        cg__deadline(p, CG__DRAIN_MS);
+        cg_asgi_proto_deadline(p, CG__DRAIN_MS);
         cg__flow(p);
         return;
     }
@@ -414,6 +392,8 @@ void cg_asgi_close_idle(cg_asgi_t *a)
         next = p->next;
         if (p->state == CG_ASGI_HEAD && p->c.buf.len == 0 && cg_asgi_pending(p) == 0)
             cg_asgi_proto_close(p);
+        else if (p->state == CG_ASGI_WS && p->cy != NULL)
+            cg_asgi_ws_going_away(p->cy);
     }
 }
 
@@ -473,7 +453,7 @@ static PyObject *cg__connection_made(PyObject *self, PyObject *transport)
     a->conns = p;
     p->listed = true;
     a->nconns++;
-    cg__deadline(p, a->head_ms);
+    cg_asgi_proto_deadline(p, a->head_ms);
     Py_RETURN_NONE;
 }
 
@@ -519,6 +499,8 @@ static PyObject *cg__data_received(PyObject *self, PyObject *data)
     PyBuffer_Release(&view);
     if (p->state == CG_ASGI_BUSY && p->cy != NULL)
         cg_asgi_cycle_wake(p->cy);
+    else if (p->state == CG_ASGI_WS && p->cy != NULL && !p->closed)
+        cg_asgi_ws_data(p->cy);
     cg__flow(p);
     Py_DECREF(self);
     Py_RETURN_NONE;

@@ -364,6 +364,14 @@ int cg_ws_deflate_message(cg_ws_pmd_t *z, const void *in, size_t n, cg_ws_buf_t 
     /* 7.2.1: remove the sync flush's empty stored block */
     if (out->len - start >= 4 && memcmp(out->data + out->len - 4, cg__pmd_tail, 4) == 0)
         out->len -= 4;
+    /* 7.2.3.6: an empty message right after a flush makes zlib write
+     * nothing, and an empty payload with 00 00 ff ff added is not deflate
+     * (Python's zlib, which websockets uses, then fails on the stream): send
+     * the empty stored block's single 00 byte instead */
+    if (out->len == start) {
+        cg_ws_buf_reserve(out, 1, SIZE_MAX);
+        out->data[out->len++] = 0;
+    }
     /* 7.1.1.1: without context takeover each message starts afresh */
     if (z->params.server_no_context_takeover && deflateReset(&z->def) != Z_OK)
         return -EIO;

@@ -165,7 +165,7 @@ struct cg_access_info {
      * (src/python/loggerclass.c): make new references to the request's req
      * and resp objects and its environ (each PyObject *; *env_out may be
      * left NULL when none was built). GIL held. 0, or -1 with an exception
-     * set. Set by the WSGI worker only while records go to a sink. */
+     * set. Set by the WSGI and ASGI workers only while records go to a sink. */
     int (*py_objects)(void *ctx, void **req, void **resp, void **env_out);
     void *py_ctx;
 };

@@ -85,8 +85,8 @@ static PyObject *cg__lc_text(cg_str_t s)
 static bool cg__lc_access(void *ctx, const cg_access_info_t *info)
 {
     cg_py_loggerclass_t *lc = ctx;
-    /* only the WSGI worker has the request's objects; a record from
-     * anywhere else is the C writer's */
+    /* only the WSGI and ASGI workers have the request's objects; a record
+     * from anywhere else is the C writer's */
     if (!Py_IsInitialized() || lc->instance == NULL || info->py_objects == NULL)
         return false;
     PyGILState_STATE g = PyGILState_Ensure();

@@ -14,8 +14,10 @@
 
 #include "../arbiter/arbiter.h"
 #include "../metrics/statsd.h"
+#include "../workers/conn.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -598,4 +600,45 @@ PyObject *cg_py_setting_value(const cg_config_t *cfg, const cg_setting_desc_t *d
     }
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *cg__str_or_none(cg_str_t s)
+{
+    if (s.ptr == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeLatin1(s.ptr, (Py_ssize_t)s.len, NULL);
+}
+
+PyObject *cg_py_request_new(const cg_http_request_t *q, const cg_conn_t *c)
+{
+    PyObject *headers = PyList_New(0), *kw = NULL, *obj = NULL;
+    for (size_t i = 0; headers != NULL && i < q->nheaders; i++) {
+        const cg_http_header_t *hd = &q->headers[i];
+        if (hd->flags & CG_HTTP_HF_DROPPED)
+            continue;
+        PyObject *t = Py_BuildValue("(NN)", cg__str_or_none(hd->name),
+                                    cg__str_or_none(hd->value));
+        if (t == NULL || PyList_Append(headers, t) < 0)
+            Py_CLEAR(headers);
+        Py_XDECREF(t);
+    }
+    if (headers == NULL)
+        return NULL;
+    PyObject *peer = c->peer_port[0] != '\0'
+                         ? Py_BuildValue("(si)", c->peer_ip, atoi(c->peer_port))
+                         : PyUnicode_FromString("");
+    kw = Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:(ii),s:O,s:N,s:s}", "method",
+                       cg__str_or_none(q->method), "uri", cg__str_or_none(q->uri), "path",
+                       cg__str_or_none(q->path), "query",
+                       q->query.ptr ? cg__str_or_none(q->query) : PyUnicode_FromString(""),
+                       "fragment",
+                       q->fragment.ptr ? cg__str_or_none(q->fragment) : PyUnicode_FromString(""),
+                       "version", (int)q->version_major, (int)q->version_minor, "headers",
+                       headers, "remote_addr", peer, "scheme",
+                       q->scheme_https == 1 ? "https" : "http");
+    if (kw != NULL)
+        obj = cg_py_helper_new("Request", kw);
+    Py_XDECREF(kw);
+    Py_DECREF(headers);
+    return obj;
 }

@@ -254,8 +254,8 @@ int cg_py_hooks_init(cg_py_hooks_t *h, cg_config_t *cfg, cg_log_t *log, char *er
 void cg_py_hooks_free(cg_py_hooks_t *h, cg_config_t *cfg);
 
 /*
- * The per-request hooks, called by src/wsgi with the GIL held. req is a
- * Request object from cg_py_request_new(). pre_request returns 0, or -1 with
+ * The per-request hooks, called by src/wsgi and src/asgi with the GIL held.
+ * req is a Request object from cg_py_request_new(). pre_request returns 0, or -1 with
  * the hook's exception set (the request then fails like an app error).
  * post_request logs its own exceptions ("Exception in post_request hook").
  */
@@ -276,6 +276,13 @@ static inline bool cg_py_request_hooks(const cg_config_t *cfg)
 /* A new instance of helper class `cls` ("Request", "Response") whose
  * attributes are kwargs' items; NULL with an exception set. */
 PyObject *cg_py_helper_new(const char *cls, PyObject *kwargs);
+
+/* The `req` the pre_request/post_request hooks and a logger_class's
+ * access() get: Gunicorn's Request attributes (method, uri, path, query,
+ * fragment, version, headers, remote_addr, scheme) of request q on
+ * connection c, as a snapshot. New reference or NULL with an exception set. */
+struct cg_conn;
+PyObject *cg_py_request_new(const cg_http_request_t *q, const struct cg_conn *c);
 
 /* objects.c, shared with hooks.c/conffile.c: the helper module (new ref),
  * created on first use and kept in sys.modules; NULL with an exception set. */

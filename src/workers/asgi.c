@@ -237,7 +237,11 @@ static void cg__finish_loop(cg_asgi_t *a)
 
 int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
 {
-    cg_asgi_t a;
+    /* On the heap and never freed (the process ends after this): request
+     * cycles an app kept alive (a traceback, a background task's frame) are
+     * freed as late as the interpreter's end and read their a->board then
+     * (cg_asgi_free leaves it NULL), so the state must outlive this frame. */
+    cg_asgi_t *a = cg_xcalloc(1, sizeof(*a));
     int status = CG_WORKER_EXIT_OK;
     PyObject *servers = NULL, *cap = NULL, *socket_mod = NULL;
     PyObject *loop = cg__new_loop(w); /* new */
@@ -245,12 +249,12 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
         Py_DECREF(app);
         return CG_WORKER_EXIT_BOOT_ERROR;
     }
-    if (cg_asgi_init(&a, w, app, loop) < 0) {
+    if (cg_asgi_init(a, w, app, loop) < 0) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
     }
-    cap = PyCapsule_New(&a, "cgunicorn.asgi.state", NULL); /* new */
+    cap = PyCapsule_New(a, "cgunicorn.asgi.state", NULL); /* new */
     PyObject *wake = cap ? cg_asgi_bind(&cg__on_wake_def, cap) : NULL; /* new */
     PyObject *r = wake ? PyObject_CallMethod(loop, "add_reader", "iO", w->wake_pipe[0], wake)
                        : NULL; /* new */
@@ -266,7 +270,7 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
     /* QUIT/INT/ABRT raise SystemExit in whatever runs on the loop */
     w->in_app = 1;
 
-    if (cg_asgi_lifespan_startup(&a) < 0) {
+    if (cg_asgi_lifespan_startup(a) < 0) {
         if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_SystemExit))
             cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         PyErr_Clear();
@@ -274,7 +278,7 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
         goto out;
     }
     for (size_t i = 0; i < w->nlisteners; i++) {
-        PyObject *srv = cg__serve(&a, socket_mod, &w->listeners[i]); /* new */
+        PyObject *srv = cg__serve(a, socket_mod, &w->listeners[i]); /* new */
         if (srv == NULL || PyList_Append(servers, srv) < 0) {
             Py_XDECREF(srv);
             cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
@@ -284,26 +288,26 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
         Py_DECREF(srv);
     }
 
-    if ((a.stop = cg_asgi_future(&a)) == NULL)
+    if ((a->stop = cg_asgi_future(a)) == NULL)
         goto crash;
     if (!w->alive)
-        cg_asgi_resolve(&a, a.stop, Py_None);
-    if (cg__run(&a, a.stop) < 0)
+        cg_asgi_resolve(a, a->stop, Py_None);
+    if (cg__run(a, a->stop) < 0)
         goto interrupted;
 
     /* graceful: no new connections, idle ones closed, busy ones finish
      * their request (answered with Connection: close) */
-    a.stopping = true;
+    a->stopping = true;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(servers); i++) {
         r = PyObject_CallMethod(PyList_GET_ITEM(servers, i), "close", NULL);
         Py_XDECREF(r);
         PyErr_Clear();
     }
-    cg_asgi_close_idle(&a);
-    if (a.nconns > 0) {
+    cg_asgi_close_idle(a);
+    if (a->nconns > 0) {
         PyObject *fn = NULL, *h = NULL;
-        if ((a.drained = cg_asgi_future(&a)) == NULL ||
-            (fn = cg_asgi_bind(&cg__on_deadline_def, a.drained)) == NULL ||
+        if ((a->drained = cg_asgi_future(a)) == NULL ||
+            (fn = cg_asgi_bind(&cg__on_deadline_def, a->drained)) == NULL ||
             (h = PyObject_CallMethod(loop, "call_later", "lO", (long)w->cfg->graceful_timeout,
                                      fn)) == NULL) {
             Py_XDECREF(fn);
@@ -311,13 +315,13 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
         }
         Py_DECREF(fn);
         Py_DECREF(h);
-        if (cg__run(&a, a.drained) < 0)
+        if (cg__run(a, a->drained) < 0)
             goto interrupted;
-        if (a.nconns > 0)
-            cg_log_warning(w->log, "Forcing close of %zu connections", a.nconns);
+        if (a->nconns > 0)
+            cg_log_warning(w->log, "Forcing close of %zu connections", a->nconns);
     }
-    cg_asgi_lifespan_shutdown(&a);
-    cg__finish_loop(&a);
+    cg_asgi_lifespan_shutdown(a);
+    cg__finish_loop(a);
     goto out;
 
 interrupted:
@@ -334,10 +338,10 @@ crash:
 out:
     w->in_app = 0;
     if (status == CG_WORKER_EXIT_BOOT_ERROR || status == -1)
-        cg__finish_loop(&a);
+        cg__finish_loop(a);
     Py_XDECREF(servers);
     Py_XDECREF(socket_mod);
-    cg_asgi_free(&a);
+    cg_asgi_free(a);
     Py_XDECREF(cap);
     return status;
 }

@@ -665,51 +665,6 @@ static int cg__app_failed(cg_wsgi_t *ws, cg_wsgi_req_t *r)
     return 0;
 }
 
-static PyObject *cg__str_or_none(cg_str_t s)
-{
-    if (s.ptr == NULL)
-        Py_RETURN_NONE;
-    return PyUnicode_DecodeLatin1(s.ptr, (Py_ssize_t)s.len, NULL);
-}
-
-/* The `req` the pre_request/post_request hooks get: Gunicorn's Request
- * attributes, as a snapshot. New reference or NULL with an exception set. */
-static PyObject *cg__hook_request(cg_wsgi_req_t *r)
-{
-    const cg_http_request_t *q = r->http;
-    const cg_conn_t *c = r->conn;
-    PyObject *headers = PyList_New(0), *kw = NULL, *obj = NULL;
-    for (size_t i = 0; headers != NULL && i < q->nheaders; i++) {
-        const cg_http_header_t *hd = &q->headers[i];
-        if (hd->flags & CG_HTTP_HF_DROPPED)
-            continue;
-        PyObject *t = Py_BuildValue("(NN)", cg__str_or_none(hd->name),
-                                    cg__str_or_none(hd->value));
-        if (t == NULL || PyList_Append(headers, t) < 0)
-            Py_CLEAR(headers);
-        Py_XDECREF(t);
-    }
-    if (headers == NULL)
-        return NULL;
-    PyObject *peer = c->peer_port[0] != '\0'
-                         ? Py_BuildValue("(si)", c->peer_ip, atoi(c->peer_port))
-                         : PyUnicode_FromString("");
-    kw = Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:(ii),s:O,s:N,s:s}", "method",
-                       cg__str_or_none(q->method), "uri", cg__str_or_none(q->uri), "path",
-                       cg__str_or_none(q->path), "query",
-                       q->query.ptr ? cg__str_or_none(q->query) : PyUnicode_FromString(""),
-                       "fragment",
-                       q->fragment.ptr ? cg__str_or_none(q->fragment) : PyUnicode_FromString(""),
-                       "version", (int)q->version_major, (int)q->version_minor, "headers",
-                       headers, "remote_addr", peer, "scheme",
-                       q->scheme_https == 1 ? "https" : "http");
-    if (kw != NULL)
-        obj = cg_py_helper_new("Request", kw);
-    Py_XDECREF(kw);
-    Py_DECREF(headers);
-    return obj;
-}
-
 /* The `resp` post_request gets: status, status_code, headers, sent. */
 static PyObject *cg__hook_response(cg_wsgi_req_t *r)
 {
@@ -736,7 +691,7 @@ static PyObject *cg__hook_response(cg_wsgi_req_t *r)
 static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_out)
 {
     cg__access_py_t *py = ctx;
-    PyObject *q = cg__hook_request(py->r);                 /* new */
+    PyObject *q = cg_py_request_new(py->r->http, py->r->conn);                 /* new */
     PyObject *s = q != NULL ? cg__hook_response(py->r) : NULL; /* new */
     if (s == NULL) {
         Py_XDECREF(q);
@@ -799,7 +754,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
                      (int)c->req.path.len, c->req.path.ptr);
     }
     if (cg_py_request_hooks(ws->cfg)) {
-        hook_req = cg__hook_request(&r);
+        hook_req = cg_py_request_new(&c->req, c);
         if (hook_req == NULL || cg_py_hook_pre_request(ws->cfg, ws->worker, hook_req) < 0) {
             rc = cg__app_failed(ws, &r);
             cg__access_log(ws, &r, &acc, NULL, CG_STR_LIT("500 Internal Server Error"), start_us);

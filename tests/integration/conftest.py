@@ -60,6 +60,7 @@ GROUP_OF_FILE = {
     "test_asgi.py": "workers",
     "test_worker_classes.py": "workers",
     "test_max_worker_memory.py": "arbiter",
+    "test_asgi_websocket.py": "workers",
     "test_frontends.py": "frontends",
     "test_python_api.py": "python_api",
 }

@@ -170,7 +170,8 @@ def test_hostile_input_and_websocket(basic):
     assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     data = basic.raw(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"not supported yet" in data
+    # an app without WebSocket support (it asserts an http scope): 500
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
     assert json.loads(get(basic, "/state")[2])["pid"] == pid
 
 
@@ -237,6 +238,98 @@ def test_graceful_term_finishes_inflight(cg):
     assert cgtest.header(headers, "Connection") == "close"
     assert srv.wait_exit(20) == 0
     assert "lifespan shutdown ran" in srv.log()
+
+
+HOOKS_CONF = """
+import json, os
+from gunicorn.glogging import Logger
+
+OUT = os.environ["CG_HOOK_LOG"]
+
+def _rec(**kw):
+    with open(OUT, "a") as f:
+        f.write(json.dumps(kw) + "\\n")
+
+def pre_request(worker, req):
+    _rec(hook="pre", method=req.method, path=req.path, query=req.query, wpid=worker.pid,
+         pid=os.getpid())
+    if req.path == "/boom-hook":
+        raise RuntimeError("pre_request refused")
+
+def post_request(worker, req, environ, resp):
+    _rec(hook="post", path=req.path, status=resp and resp.status, sent=resp and resp.sent,
+         path_info=environ and environ["PATH_INFO"], ua=environ and environ.get("HTTP_USER_AGENT"))
+
+class Access(Logger):
+    def access(self, resp, req, environ, request_time):
+        _rec(hook="access", path=req.path, status=resp.status, sent=resp.sent,
+             headers=[list(h) for h in resp.headers], method=environ["REQUEST_METHOD"],
+             raw_uri=environ["RAW_URI"], secs=request_time.total_seconds())
+
+logger_class = Access
+"""
+
+
+@pytest.mark.parametrize("access", [True, False], ids=["accesslog", "no-accesslog"])
+def test_request_hooks_and_logger_class(cg, tmp_path, access):
+    """pre_request/post_request around each request, and a logger_class's
+    access() with the objects Gunicorn's asgi worker passes: post_request's
+    environ and resp are None without an access log, as there."""
+    conf = tmp_path / "hooks.py"
+    # a logger_class takes access records: without an access log, none
+    conf.write_text(HOOKS_CONF if access else HOOKS_CONF.replace("logger_class = Access", ""))
+    out = tmp_path / "records.jsonl"
+    srv = cg("asgi_basic:app", args=ASGI + ["-c", str(conf)] +
+             (["--access-logfile", "-"] if access else []), env={"CG_HOOK_LOG": str(out)})
+    status, _, body = get(srv, "/length?a=1", b"User-Agent: hook-test\r\n")
+    assert status == "HTTP/1.1 200 OK" and body == b"0123456789"
+    before = len(srv.log())
+    status, _, _ = get(srv, "/boom-hook")
+    assert status == "HTTP/1.1 500 Internal Server Error"
+    srv.wait_log(r"Error in ASGI application\nTraceback[\s\S]*RuntimeError: pre_request refused",
+                 source=lambda: srv.log()[before:])
+    recs = cgtest.wait_records(out, lambda r: len([x for x in r if x["hook"] == "post"]) == 2,
+                               what="post_request")
+    pre = [r for r in recs if r["hook"] == "pre"]
+    post = [r for r in recs if r["hook"] == "post"]
+    acc = [r for r in recs if r["hook"] == "access"]
+    assert [(r["method"], r["path"], r["query"]) for r in pre] == \
+        [("GET", "/length", "a=1"), ("GET", "/boom-hook", "")]
+    assert pre[0]["wpid"] == pre[0]["pid"]
+    if access:
+        assert post == [{"hook": "post", "path": "/length", "status": 200, "sent": 10,
+                         "path_info": "/length", "ua": "hook-test"},
+                        {"hook": "post", "path": "/boom-hook", "status": 500, "sent": 0,
+                         "path_info": "/boom-hook", "ua": None}]
+        assert [(r["path"], r["status"], r["sent"], r["method"], r["raw_uri"]) for r in acc] == \
+            [("/length", 200, 10, "GET", "/length?a=1"),
+             ("/boom-hook", 500, 0, "GET", "/boom-hook")]
+        assert ["content-length", "10"] in acc[0]["headers"] and 0 <= acc[0]["secs"] < 10
+    else:
+        assert [(r["path"], r["status"], r["path_info"]) for r in post] == \
+            [("/length", None, None), ("/boom-hook", None, None)]
+        assert acc == []
+
+
+def test_silent_client_mid_body_is_dropped(cg):
+    """A client that stops sending half-way through a body the app waits
+    for is dropped after --timeout (the head's), and the worker serves on."""
+    srv = cg("asgi_basic:app", args=ASGI + ["--timeout", "2", "--log-level", "debug"])
+    with srv.connect(timeout=30) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        t0 = time.monotonic()
+        assert cgtest.read_until_close(s, timeout=30) == b""
+        assert time.monotonic() - t0 >= 1.5
+    srv.wait_log(r"Closing connection: request body not complete in time")
+    # a slow client that keeps sending is not dropped by it
+    with srv.connect(timeout=30) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                  b"Content-Length: 4\r\n\r\n")
+        for ch in b"abcd":
+            time.sleep(0.6)  # each piece well inside the 2 s
+            s.sendall(bytes([ch]))
+        status, _, body = parse_response(cgtest.read_until_close(s, timeout=30))
+    assert status == "HTTP/1.1 200 OK" and body == b"abcd"
 
 
 def test_quit_leaves_at_once(cg):

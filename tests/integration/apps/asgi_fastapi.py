@@ -1,13 +1,16 @@
 """A FastAPI app for the ASGI worker's framework tests: a route with a
-dependency, a background task, a StreamingResponse, a file upload, and the
-lifespan's state."""
+dependency, a background task, a StreamingResponse, a file upload, the
+lifespan's state, a FastAPI WebSocket route (/ws/{room}) and a Starlette
+WebSocketEndpoint (/starlette-ws)."""
 import asyncio
 import contextlib
 import os
 import sys
 
-from fastapi import BackgroundTasks, Depends, FastAPI, File, Header, Request, UploadFile
+from fastapi import (BackgroundTasks, Depends, FastAPI, File, Header, Request, UploadFile,
+                     WebSocket, WebSocketDisconnect)
 from fastapi.responses import StreamingResponse
+from starlette.endpoints import WebSocketEndpoint
 
 
 @contextlib.asynccontextmanager
@@ -52,3 +55,28 @@ async def stream(n: int = 3):
 async def upload(file: UploadFile = File(...)):
     data = await file.read()
     return {"name": file.filename, "size": len(data), "head": data[:8].decode("latin-1")}
+
+
+@app.websocket("/ws/{room}")
+async def ws_room(websocket: WebSocket, room: str, who: str = Depends(token)):
+    await websocket.accept(subprotocol="chat" if "chat" in websocket.scope["subprotocols"] else None)
+    try:
+        while True:
+            data = await websocket.receive_json()
+            await websocket.send_json({"room": room, "who": who, "got": data,
+                                       "db": websocket.state.db})
+    except WebSocketDisconnect as e:
+        print("fastapi ws disconnect %s" % e.code, file=sys.stderr, flush=True)
+
+
+class Upper(WebSocketEndpoint):
+    encoding = "text"
+
+    async def on_receive(self, websocket, data):
+        if data == "bye":
+            await websocket.close(code=4000)
+            return
+        await websocket.send_text(data.upper())
+
+
+app.add_websocket_route("/starlette-ws", Upper)

@@ -237,13 +237,19 @@ static void test_rfc7692_deflate(void **state)
     assert_int_equal(cg_ws_deflate_message(z, "Hello", 5, &out), 0);
     assert_int_equal(out.len, 5);
     assert_memory_equal(out.data, "\xf2\x00\x11\x00\x00", 5);
-    /* an empty message */
+    /* empty messages: the single 00 byte of 7.2.3.6 (an empty payload is
+     * not deflate to Python's zlib), also right after a flush when zlib
+     * writes nothing */
+    for (int i = 0; i < 2; i++) {
+        out.len = 0;
+        assert_int_equal(cg_ws_deflate_message(z, "", 0, &out), 0);
+        assert_int_equal(out.len, 1);
+        assert_int_equal(out.data[0], 0);
+    }
+    /* and the stream goes on */
     out.len = 0;
-    assert_int_equal(cg_ws_deflate_message(z, "", 0, &out), 0);
-    assert_true(out.len <= 1);
-    out.len = 0;
-    assert_int_equal(cg_ws_deflate_message(z, "", 0, &out), 0);
-    assert_true(out.len <= 1);
+    assert_int_equal(cg_ws_deflate_message(z, "Hello", 5, &out), 0);
+    assert_true(out.len > 0);
     cg_ws_pmd_free(z);
 
     /* server_no_context_takeover: every "Hello" is the first */
