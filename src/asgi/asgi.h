@@ -117,6 +117,7 @@ typedef struct cg_asgi {
     cg_conn_policy_t pol;
     bool pol_up;
     cg_board_thread_t *board; /* the loop's scoreboard counters (metrics_bind), or NULL */
+    PyObject *ssl;            /* the listeners' ssl.SSLContext (owned); NULL: no TLS */
     PyObject *app;  /* owned */
     PyObject *loop; /* owned: the event loop everything runs on */
     PyObject *s[CG_AS__COUNT];

@@ -62,6 +62,7 @@ void cg_asgi_free(cg_asgi_t *a)
     Py_CLEAR(a->done);
     Py_CLEAR(a->drained);
     Py_CLEAR(a->stop);
+    Py_CLEAR(a->ssl);
     for (int i = 0; i < CG_AS__COUNT; i++)
         Py_CLEAR(a->s[i]);
 }

@@ -427,6 +427,7 @@ static PyObject *cg__connection_made(PyObject *self, PyObject *transport)
     p->c_up = true;
     cg_conn_accepted(c, &a->pol, fd, p->l, true);
     c->ops = &cg__ops;
+    c->tls = a->ssl != NULL; /* asyncio's transport decrypted it: the scheme is https */
     c->transport = p;
 
     if (p->l->family == AF_UNIX) {

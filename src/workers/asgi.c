@@ -19,6 +19,7 @@
 
 #include "../asgi/asgi.h"
 #include "../metrics/statsd.h"
+#include "../tls/tls.h"
 #include "../python/python.h"
 
 #include <stdlib.h>
@@ -164,6 +165,32 @@ static int cg__run(cg_asgi_t *a, PyObject *fut)
     return r != NULL ? 0 : -1;
 }
 
+/* A TLS handshake may take as long as a request head (--timeout). */
+static int cg__set_handshake_timeout(PyObject *kw, const cg_config_t *cfg)
+{
+    PyObject *t = PyFloat_FromDouble(cfg->timeout > 0 ? (double)cfg->timeout : 30.0); /* new */
+    int r = t != NULL ? PyDict_SetItemString(kw, "ssl_handshake_timeout", t) : -1;
+    Py_XDECREF(t);
+    return r;
+}
+
+/* TLS: the ssl.SSLContext of Gunicorn's default factory (cgunicorn._tls),
+ * which asyncio's transports use; a->ssl stays NULL without TLS. 0 or -1
+ * with an exception set. */
+static int cg__load_ssl(cg_asgi_t *a)
+{
+    const cg_config_t *cfg = a->cfg;
+    if (!cg_tls_configured(cfg))
+        return 0;
+    PyObject *mod = PyImport_ImportModule("cgunicorn._tls"); /* new */
+    const char *cert = cfg->certfile, *key = cfg->keyfile;
+    a->ssl = mod != NULL ? PyObject_CallMethod(mod, "default_context", "zzzlz", cert, key,
+                                               cfg->ca_certs, cfg->cert_reqs, cfg->ciphers)
+                         : NULL; /* new, kept in a */
+    Py_XDECREF(mod);
+    return a->ssl != NULL ? 0 : -1;
+}
+
 /* A listener as an asyncio server. New reference to the Server, or NULL. */
 static PyObject *cg__serve(cg_asgi_t *a, PyObject *socket_mod, const cg_listener_t *l)
 {
@@ -185,6 +212,10 @@ static PyObject *cg__serve(cg_asgi_t *a, PyObject *socket_mod, const cg_listener
     PyObject *factory = cg_asgi_protocol_factory(a, l); /* new */
     PyObject *args = factory ? PyTuple_Pack(1, factory) : NULL; /* new */
     kw = args ? Py_BuildValue("{s:O,s:i}", "sock", sock, "backlog", (int)a->cfg->backlog) : NULL;
+    if (kw != NULL && a->ssl != NULL &&
+        (PyDict_SetItemString(kw, "ssl", a->ssl) < 0 ||
+         cg__set_handshake_timeout(kw, a->cfg) < 0))
+        Py_CLEAR(kw);
     PyObject *create = kw ? PyObject_GetAttrString(a->loop, "create_server") : NULL; /* new */
     PyObject *coro = create ? PyObject_Call(create, args, kw) : NULL;                 /* new */
     PyObject *server = coro ? PyObject_CallMethod(a->loop, "run_until_complete", "O", coro)
@@ -249,7 +280,7 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
         Py_DECREF(app);
         return CG_WORKER_EXIT_BOOT_ERROR;
     }
-    if (cg_asgi_init(a, w, app, loop) < 0) {
+    if (cg_asgi_init(a, w, app, loop) < 0 || cg__load_ssl(a) < 0) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;

@@ -354,3 +354,33 @@ def test_hostile_bytes_mid_handshake(cg, pki, kind):
     status, body = tls_get(srv, pki)
     assert status == 200 and json.loads(body)["pid"] == pid
     assert "Worker exiting" not in srv.log() and "WORKER TIMEOUT" not in srv.log()
+
+
+# ---- the asgi worker: asyncio's SSL transports with Gunicorn's default context ----
+
+def test_asgi_over_tls(cg, pki):
+    srv = cg("asgi_basic:app", ["-k", "asgi", "--certfile", pki["cert"], "--keyfile", pki["key"]])
+    assert "Listening at: https://127.0.0.1:%d" % srv.port in srv.log()
+    r = requests.get(https(srv, "/scope"), verify=pki["ca"], timeout=10)
+    assert r.status_code == 200
+    scope = r.json()
+    assert scope["scheme"] == "https"
+    assert scope["server"] == ["127.0.0.1", srv.port]
+    # keep-alive over one TLS session
+    with requests.Session() as s:
+        for _ in range(3):
+            assert s.get(https(srv, "/scope"), verify=pki["ca"], timeout=10).json()["scheme"] == "https"
+    # plain HTTP to the TLS port does not hurt the worker
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        cgtest.read_until_close(sock)
+    assert requests.get(https(srv, "/scope"), verify=pki["ca"], timeout=10).status_code == 200
+
+
+def test_asgi_client_certificates(cg, pki):
+    srv = cg("asgi_basic:app", ["-k", "asgi", "--certfile", pki["cert"], "--keyfile", pki["key"],
+                                "--cert-reqs", "2", "--ca-certs", pki["ca"]])
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.RemoteDisconnected)):
+        tls_get(srv, pki, "/scope")
+    status, body = tls_get(srv, pki, "/scope", cert=pki["client"])
+    assert status == 200 and json.loads(body)["scheme"] == "https"
