@@ -174,19 +174,21 @@ static int cg__set_handshake_timeout(PyObject *kw, const cg_config_t *cfg)
     return r;
 }
 
-/* TLS: the ssl.SSLContext of Gunicorn's default factory (cgunicorn._tls),
- * which asyncio's transports use; a->ssl stays NULL without TLS. 0 or -1
- * with an exception set. */
+/* TLS: the ssl.SSLContext of Gunicorn's default factory, through the
+ * ssl_context hook when the configuration has one (cgunicorn._tls), which
+ * asyncio's transports use; a->ssl stays NULL without TLS. 0 or -1 with an
+ * exception set. */
 static int cg__load_ssl(cg_asgi_t *a)
 {
     const cg_config_t *cfg = a->cfg;
     if (!cg_tls_configured(cfg))
         return 0;
     PyObject *mod = PyImport_ImportModule("cgunicorn._tls"); /* new */
-    const char *cert = cfg->certfile, *key = cfg->keyfile;
-    a->ssl = mod != NULL ? PyObject_CallMethod(mod, "default_context", "zzzlz", cert, key,
-                                               cfg->ca_certs, cfg->cert_reqs, cfg->ciphers)
-                         : NULL; /* new, kept in a */
+    PyObject *conf = mod != NULL ? cg_py_config_object(cfg) : NULL; /* new */
+    PyObject *hook = cfg->ssl_context != NULL ? (PyObject *)cfg->ssl_context : Py_None; /* borrowed */
+    a->ssl = conf != NULL ? PyObject_CallMethod(mod, "server_context", "OO", conf, hook)
+                          : NULL; /* new, kept in a */
+    Py_XDECREF(conf);
     Py_XDECREF(mod);
     return a->ssl != NULL ? 0 : -1;
 }

@@ -384,3 +384,27 @@ def test_asgi_client_certificates(cg, pki):
         tls_get(srv, pki, "/scope")
     status, body = tls_get(srv, pki, "/scope", cert=pki["client"])
     assert status == 200 and json.loads(body)["scheme"] == "https"
+
+
+def test_asgi_ssl_context_hook(cg, pki, tmp_path):
+    """The asgi worker calls the hook as Gunicorn does: with the config and
+    the default factory, and serves with the context it returns."""
+    conf = tmp_path / "c.py"
+    conf.write_text(
+        "import ssl\n"
+        "def ssl_context(conf, default_ssl_context_factory):\n"
+        "    ctx = default_ssl_context_factory()\n"
+        "    ctx.minimum_version = ssl.TLSVersion.TLSv1_3\n"
+        "    print('HOOK certfile=%s' % conf.certfile, flush=True)\n"
+        "    return ctx\n")
+    srv = cg("asgi_basic:app", ["-k", "asgi", "-c", str(conf), "--certfile", pki["cert"],
+                                "--keyfile", pki["key"]])
+    srv.wait_log(r"HOOK certfile=%s" % pki["cert"], source=srv.stdout)
+    assert requests.get(https(srv, "/scope"), verify=pki["ca"], timeout=10).status_code == 200
+    # TLS 1.2 is refused by the context the hook returned
+    ctx = client_ctx(pki)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            with ctx.wrap_socket(sock, server_hostname="localhost"):
+                pass
