@@ -36,6 +36,7 @@
     X(HTTP_DISCONNECT, "http.disconnect")                                                        \
     X(RESPONSE_START, "http.response.start")                                                     \
     X(RESPONSE_BODY, "http.response.body")                                                       \
+    X(RESPONSE_INFO, "http.response.informational")                                              \
     X(ASGI, "asgi")                                                                              \
     X(HTTP_VERSION, "http_version")                                                              \
     X(METHOD, "method")                                                                          \

@@ -413,6 +413,37 @@ static bool cg__keep_alive(cg_asgi_cycle_t *cy, bool app_close, bool is_head)
     return cy->status < 200 || cy->status == 204 || cy->status == 304;
 }
 
+/* One (name, value) pair of an ASGI headers list, checked: a token name, a
+ * value without CR, LF or other CTLs (no header injection). *pair_out is a
+ * new reference the caller releases (also on failure, when not NULL).
+ * 0, or -1 with an exception set. */
+static int cg__header_pair(PyObject *item, PyObject **pair_out, cg_str_t *name, cg_str_t *value)
+{
+    PyObject *pair = PySequence_Fast(item, "ASGI headers must be (name, value) pairs"); /* new */
+    *pair_out = pair;
+    if (pair == NULL)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(pair) != 2) {
+        PyErr_SetString(PyExc_ValueError, "ASGI headers must be (name, value) pairs");
+        return -1;
+    }
+    if (cg_asgi_bytes_view(PySequence_Fast_GET_ITEM(pair, 0), name, "names") < 0 ||
+        cg_asgi_bytes_view(PySequence_Fast_GET_ITEM(pair, 1), value, "values") < 0)
+        return -1;
+    bool ok = name->len > 0;
+    for (size_t k = 0; ok && k < name->len; k++)
+        ok = cg_http_is_tchar((unsigned char)name->ptr[k]);
+    for (size_t k = 0; ok && k < value->len; k++) {
+        unsigned char ch = (unsigned char)value->ptr[k];
+        ok = ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "Invalid HTTP header: %R", PySequence_Fast_GET_ITEM(pair, 0));
+        return -1;
+    }
+    return 0;
+}
+
 /* http.response.start: build the head, sent with the first body bytes. */
 int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
 {
@@ -458,33 +489,10 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
     size_t nresp = 0;
     Py_ssize_t nh = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
     for (Py_ssize_t i = 0; i < nh; i++) {
-        PyObject *pair = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i),
-                                         "ASGI headers must be (name, value) pairs"); /* new */
+        PyObject *pair; /* new */
         cg_str_t name, value;
-        if (pair == NULL)
-            goto fail;
-        if (PySequence_Fast_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_ValueError, "ASGI headers must be (name, value) pairs");
-            Py_DECREF(pair);
-            goto fail;
-        }
-        if (cg_asgi_bytes_view(PySequence_Fast_GET_ITEM(pair, 0), &name, "names") < 0 ||
-            cg_asgi_bytes_view(PySequence_Fast_GET_ITEM(pair, 1), &value, "values") < 0) {
-            Py_DECREF(pair);
-            goto fail;
-        }
-        bool ok = name.len > 0;
-        for (size_t k = 0; ok && k < name.len; k++)
-            ok = cg_http_is_tchar((unsigned char)name.ptr[k]);
-        /* no CR, LF or other CTL in a value (header injection) */
-        for (size_t k = 0; ok && k < value.len; k++) {
-            unsigned char ch = (unsigned char)value.ptr[k];
-            ok = ch == '\t' || (ch >= 0x20 && ch != 0x7f);
-        }
-        if (!ok) {
-            PyErr_Format(PyExc_ValueError, "Invalid HTTP header: %R",
-                         PySequence_Fast_GET_ITEM(pair, 0));
-            Py_DECREF(pair);
+        if (cg__header_pair(PySequence_Fast_GET_ITEM(seq, i), &pair, &name, &value) < 0) {
+            Py_XDECREF(pair);
             goto fail;
         }
         bool keep = true;
@@ -679,6 +687,63 @@ static PyObject *cg__unexpected(PyObject *type, const char *when)
     return NULL;
 }
 
+/* http.response.informational (103 Early Hints and the like), as
+ * Gunicorn's asgi worker sends it: written at once, before the response;
+ * not sent to an HTTP/1.0 client, which has no 1xx responses. 0, or -1
+ * with an exception set. */
+static int cg__informational(cg_asgi_cycle_t *cy, PyObject *msg)
+{
+    cg_asgi_t *a = cy->a;
+    const cg_http_request_t *req = &cy->p->c.req;
+    PyObject *st = PyObject_GetItem(msg, a->s[CG_AS_STATUS]); /* new */
+    long status = st != NULL ? PyLong_AsLong(st) : -1;
+    Py_XDECREF(st);
+    if (status == -1 && PyErr_Occurred())
+        return -1;
+    if (status < 100 || status > 199) {
+        PyErr_Format(PyExc_ValueError, "Invalid informational status code %ld.", status);
+        return -1;
+    }
+    PyObject *headers = PyObject_GetItem(msg, a->s[CG_AS_HEADERS]); /* new */
+    if (headers == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            return -1;
+        PyErr_Clear();
+    }
+    PyObject *seq = headers ? PySequence_Fast(headers, "ASGI headers must be a sequence") : NULL;
+    Py_XDECREF(headers);
+    if (headers != NULL && seq == NULL)
+        return -1;
+    cg__buf_t b = {cg_xmalloc(256), 0, 256};
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %ld ", status);
+    cg__add(&b, line, (size_t)n);
+    const char *reason = cg__reason((int)status);
+    cg__add(&b, reason, strlen(reason));
+    cg__add(&b, "\r\n", 2);
+    int rc = 0;
+    Py_ssize_t nh = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+    for (Py_ssize_t i = 0; i < nh && rc == 0; i++) {
+        PyObject *pair; /* new */
+        cg_str_t name, value;
+        rc = cg__header_pair(PySequence_Fast_GET_ITEM(seq, i), &pair, &name, &value);
+        if (rc == 0) {
+            cg__add(&b, name.ptr, name.len);
+            cg__add(&b, ": ", 2);
+            cg__add(&b, value.ptr, value.len);
+            cg__add(&b, "\r\n", 2);
+        }
+        Py_XDECREF(pair);
+    }
+    Py_XDECREF(seq);
+    cg__add(&b, "\r\n", 2);
+    bool v11 = req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1);
+    if (rc == 0 && v11)
+        rc = cg_asgi_proto_write(cy->p, b.p, b.len);
+    free(b.p);
+    return rc;
+}
+
 static PyObject *cg__send(PyObject *self, PyObject *msg)
 {
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
@@ -690,12 +755,23 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
     bool is_start = PyUnicode_Check(type) && PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_START]) == 0;
     bool is_body = !is_start && PyUnicode_Check(type) &&
                    PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_BODY]) == 0;
+    bool is_info = !is_start && !is_body && PyUnicode_Check(type) &&
+                   PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_INFO]) == 0;
     if (PyErr_Occurred())
         goto out;
-    if (!is_start && !is_body) {
+    if (!is_start && !is_body && !is_info) {
         /* http.response.trailers, pathsend, zerocopysend: not advertised,
-         * not yet */
+         * not yet (Gunicorn sends trailers over HTTP/2 only) */
         cg__unexpected(type, "which this server does not support yet");
+        goto out;
+    }
+    if (is_info) {
+        /* a 1xx after the final response began would be out of order
+         * (RFC 9110 section 15.2), as Gunicorn 27.0.1 refuses it */
+        if (cy->started || cy->complete)
+            cg__unexpected(type, "after response already started");
+        else if (cy->p == NULL || cy->p->closed || cg__informational(cy, msg) == 0)
+            res = cg_asgi_done_awaitable(a);
         goto out;
     }
     if (cy->complete) {

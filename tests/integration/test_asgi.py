@@ -478,3 +478,21 @@ def test_fastapi(cg, site, worker, loop):
     assert json.loads(body) == {"name": "a.png", "size": len(payload), "head": "\x89PNG\r\n\x1a\n"}
     srv.stop()
     assert "fastapi lifespan shutdown" in srv.log()
+
+
+def test_informational_early_hints(basic):
+    """http.response.informational: a 103 before the response on HTTP/1.1,
+    nothing for an HTTP/1.0 client, refused once the response began."""
+    raw = basic.raw(b"GET /hints HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 103 Early Hints\r\n"
+                          b"link: </style.css>; rel=preload; as=style\r\n\r\n"
+                          b"HTTP/1.1 200 OK\r\n"), raw[:200]
+    assert b"with early hints" in raw.split(b"\r\n\r\n", 2)[2]
+    raw = basic.raw(b"GET /hints HTTP/1.0\r\nHost: t\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.0 200 OK\r\n") and b"103" not in raw.split(b"\r\n\r\n")[0]
+    before = len(basic.log())
+    # the app's send raises; its response had started (its head is not out
+    # yet): the connection just closes
+    basic.raw(b"GET /late-hints HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    basic.wait_log(r"Unexpected ASGI message 'http\.response\.informational' sent, after "
+                   r"response already started\.", source=lambda: basic.log()[before:])

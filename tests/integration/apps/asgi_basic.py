@@ -133,6 +133,14 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"x" * (size % len(piece))})
         print("big sent", file=sys.stderr, flush=True)
         return
+    if path == "/hints":
+        await send({"type": "http.response.informational", "status": 103,
+                    "headers": [(b"link", b"</style.css>; rel=preload; as=style")]})
+        return await _respond(send, 200, b"with early hints")
+    if path == "/late-hints":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.informational", "status": 103, "headers": []})
+        return
     if path == "/head":
         return await _respond(send, 200, b"no body on HEAD")
     return await _respond(send, 404, b"not found: " + path.encode("utf-8", "replace"))
