@@ -236,6 +236,10 @@ class Server:
         self.bind = list(bind)
         self.expected_workers = workers if workers is not None else _count_workers_flag(self.args)
         self.env = merged_env(env)
+        if "XDG_RUNTIME_DIR" not in (env or {}):
+            # the default control socket, $XDG_RUNTIME_DIR/gunicorn.ctl, is
+            # then this server's own: parallel servers never take it over
+            self.env["XDG_RUNTIME_DIR"] = self.tmpdir
         self.proc = None
         self.returncode = None
         self.log_path = os.path.join(self.tmpdir, "error.log")
