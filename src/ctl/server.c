@@ -137,8 +137,8 @@ int cg_ctl_server_open(cg_ctl_server_t **out, const char *path, unsigned mode, c
     }
     if (chmod(path, (mode_t)mode) < 0 || listen(s->fd, 64) < 0 || stat(path, &st) < 0) {
         r = -errno;
-        snprintf(err, errlen, "%s: %s", path, strerror(-r));
-        unlink(path);
+        snprintf(err, errlen, "cannot set up %s: %s", s->path, strerror(-r));
+        unlink(s->path);
         goto fail;
     }
     s->dev = st.st_dev;

@@ -309,10 +309,7 @@ def test_shutdown_graceful_completes_the_request_in_flight(cg, tmp_path):
     assert ok(path, "shutdown") == {"status": "shutting_down", "mode": "graceful"}
     srv.wait_log(r"\[INFO\] Handling signal: term$")
     # the control socket goes first (Gunicorn's halt), the request goes on
-    deadline = time.monotonic() + 10
-    while os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not os.path.exists(path)
+    wait_gone(path)
     assert srv.alive()
     release.write_text("")
     t.join(30)
@@ -348,21 +345,30 @@ def test_hup_follows_a_changed_setting(cg, tmp_path):
     conf.write_text("control_socket_disable = True\n")
     srv.send_signal(signal.SIGHUP)
     srv.wait_log(r"\[INFO\] Hang up: Master$", count=2)
-    deadline = time.monotonic() + 15
-    while os.path.exists(second) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not os.path.exists(second)
+    wait_gone(second)
+
+
+def usr2(cg):
+    """A server, its socket's path, and its USR2 child once that listens on
+    the control socket: Gunicorn's new master binds the same path (no ".2")."""
+    srv = start(cg)
+    path = default_path(srv)
+    srv.send_signal(signal.SIGUSR2)
+    new = cgtest.new_master(srv.proc.pid, srv.log)
+    srv.wait_log(r"\[%d\] \[INFO\] Control socket listening at %s$" % (new.pid, path))
+    return srv, path, new
+
+
+def wait_gone(path, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(path)
 
 
 @pytest.mark.timeout(120)
 def test_usr2_new_master_takes_the_same_path(cg):
-    srv = start(cg)
-    path = default_path(srv)
-    old_pid = srv.proc.pid
-    srv.send_signal(signal.SIGUSR2)
-    new = cgtest.new_master(old_pid, srv.log)
-    # Gunicorn's new master binds the same path (no ".2"): it answers there
-    srv.wait_log(r"\[%d\] \[INFO\] Control socket listening at %s$" % (new.pid, path))
+    srv, path, new = usr2(cg)
     assert ok(path, "show stats")["pid"] == new.pid
     # the old master leaving does not remove the new master's socket
     srv.send_signal(signal.SIGTERM)
@@ -375,11 +381,7 @@ def test_usr2_new_master_takes_the_same_path(cg):
 
 @pytest.mark.timeout(120)
 def test_usr2_child_gone_old_master_takes_the_path_back(cg):
-    srv = start(cg)
-    path = default_path(srv)
-    srv.send_signal(signal.SIGUSR2)
-    new = cgtest.new_master(srv.proc.pid, srv.log)
-    srv.wait_log(r"\[%d\] \[INFO\] Control socket listening at" % new.pid)
+    srv, path, new = usr2(cg)
     new.terminate()
     new.wait(30)
     srv.wait_log(LISTENING % path, count=3, timeout=15)
