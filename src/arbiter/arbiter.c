@@ -2,7 +2,8 @@
  * arbiter.c - the master's start-up, main loop and shutdown (Gunicorn 26's
  * Arbiter.start/run/halt/stop).
  *
- * Loop: wait up to 1 s for the signal pipe, run every queued signal's action
+ * Loop: wait up to 1 s for the signal pipe (and the metrics endpoint's and
+ * the control socket's descriptors), run every queued signal's action
  * in arrival order, reap, end a HUP's hand-over once the old generation has
  * left, time out stale workers, fix the worker count. No action waits: a
  * HUP's retiring workers are waited for here, a pass at a time.
@@ -344,6 +345,7 @@ int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
 
 static void cg__arbiter_cleanup(cg_arbiter_t *a)
 {
+    cg_arbiter_ctl_stop(a);
     cg_tls_ctx_free(a->tls);
     a->tls = NULL;
     cg_arbiter_metrics_stop(a);
@@ -400,6 +402,33 @@ static int cg__arbiter_wait_ms(const cg_arbiter_t *a)
     return left < 1000 ? (int)left : 1000;
 }
 
+/* What one pass of the loop polled beside the signal pipe: the metrics
+ * endpoint's descriptors, then the control socket's. */
+typedef struct cg__arbiter_polled {
+    struct pollfd p[CG_ARBITER_EXTRA_FDS];
+    size_t nmetrics, nctl;
+    unsigned ctl_gen;
+} cg__arbiter_polled_t;
+
+static void cg__arbiter_wait(cg_arbiter_t *a, cg__arbiter_polled_t *w)
+{
+    w->nmetrics = cg_arbiter_metrics_pollfds(a, w->p, CG_METRICS_MAX_FDS);
+    w->nctl = cg_arbiter_ctl_pollfds(a, w->p + w->nmetrics, CG_CTL_MAX_FDS);
+    w->ctl_gen = a->ctl_gen;
+    cg_arbiter_signals_wait(a, cg__arbiter_wait_ms(a), w->p, w->nmetrics + w->nctl);
+}
+
+/* Serve the sockets that polled ready: after the pass's reaping, so a
+ * scrape or a "show workers" sees who is gone. A HUP may have replaced
+ * either server since the poll; then its descriptors wait for the next. */
+static void cg__arbiter_serve(cg_arbiter_t *a, const cg__arbiter_polled_t *w)
+{
+    if (a->metrics != NULL && w->nmetrics > 0 && cg_metrics_server_fd(a->metrics) == w->p[0].fd)
+        cg_arbiter_metrics_serve(a, w->p, w->nmetrics);
+    if (w->nctl > 0 && a->ctl_gen == w->ctl_gen)
+        cg_arbiter_ctl_serve(a, w->p + w->nmetrics, w->nctl);
+}
+
 int cg_arbiter_run_with(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_t worker_main)
 {
     return cg_arbiter_run_full(cfg, log, worker_main, NULL, NULL);
@@ -429,6 +458,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     a.num_workers = cfg->workers;
     a.last_logged_count = -1;
     a.sig_pipe[0] = a.sig_pipe[1] = -1;
+    a.stats.start_ms = cg_monotonic_ms();
     cg__arbiter_seed(&a);
 
     if (cg_arbiter_check_binds(cfg) < 0)
@@ -486,12 +516,13 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     cg_arbiter_set_title(&a, "master");
 
     cg_arbiter_manage_workers(&a);
+    /* as Gunicorn: once the first workers are forked */
+    cg_arbiter_ctl_start(&a);
     while (!a.stopping) {
         cg__arbiter_maybe_promote(&a);
         cg_arbiter_tick(&a);
-        struct pollfd mp[CG_METRICS_MAX_FDS];
-        size_t nmp = cg_arbiter_metrics_pollfds(&a, mp, CG_ARRAY_SIZE(mp));
-        cg_arbiter_signals_wait(&a, cg__arbiter_wait_ms(&a), mp, nmp);
+        cg__arbiter_polled_t polled;
+        cg__arbiter_wait(&a, &polled);
         cg__arbiter_handle_signals(&a);
         if (a.stopping)
             break;
@@ -503,11 +534,10 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         cg_arbiter_murder_workers(&a);
         cg_arbiter_check_memory(&a);
         cg_arbiter_manage_workers(&a);
-        /* after the reaping above, so a scrape sees who is gone; a HUP may
-         * have replaced the endpoint since the poll */
-        if (a.metrics != NULL && nmp > 0 && cg_metrics_server_fd(a.metrics) == mp[0].fd)
-            cg_arbiter_metrics_serve(&a, mp, nmp);
+        cg__arbiter_serve(&a, &polled);
     }
+    /* Gunicorn's halt() stops the control server first */
+    cg_arbiter_ctl_stop(&a);
 
     if (a.crashed) {
         cg__arbiter_cleanup(&a);

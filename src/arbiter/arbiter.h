@@ -10,6 +10,7 @@
 
 #include "../cg.h"
 #include "../config/config.h"
+#include "../ctl/ctl.h"
 #include "../log/log.h"
 #include "../metrics/board.h"
 #include "../metrics/server.h"
@@ -135,7 +136,25 @@ typedef struct cg_arbiter {
     /* TLS (certfile/keyfile): the server context the next workers inherit;
      * NULL when TLS is off. Built at start and again on HUP. */
     struct cg_tls_ctx *tls;
+
+    /* the control socket (NULL when off or when it could not be made), and
+     * a count of its replacements: the loop serves the pollfds it polled
+     * only if the server is still the one it polled */
+    cg_ctl_server_t *ctl;
+    unsigned ctl_gen;
+
+    /* Gunicorn's Arbiter._stats, for the control socket's show stats */
+    struct {
+        uint64_t start_ms; /* monotonic ms at start */
+        uint64_t workers_spawned;
+        uint64_t workers_killed; /* TERM or KILL sent and delivered */
+        uint64_t reloads;        /* HUPs handled */
+    } stats;
 } cg_arbiter_t;
+
+/* Descriptors the loop polls beside the signal pipe: the metrics endpoint's
+ * and the control socket's. */
+#define CG_ARBITER_EXTRA_FDS (CG_METRICS_MAX_FDS + CG_CTL_MAX_FDS)
 
 /* signals.c */
 int cg_arbiter_signals_init(cg_arbiter_t *a);  /* pipe + handlers; 0 or -errno */
@@ -144,8 +163,12 @@ void cg_arbiter_signals_child(cg_arbiter_t *a);   /* in a fresh child: defaults,
 /* Read queued signal numbers (up to cap) without blocking; returns the count. */
 size_t cg_arbiter_signals_drain(cg_arbiter_t *a, int *sigs, size_t cap);
 /* Wait up to timeout_ms for the pipe to become readable, or for one of the
- * n `extra` descriptors (whose revents are filled). */
+ * n `extra` descriptors (whose revents are filled; at most
+ * CG_ARBITER_EXTRA_FDS). */
 void cg_arbiter_signals_wait(cg_arbiter_t *a, int timeout_ms, struct pollfd *extra, size_t n);
+/* Queue signo as if it had arrived (the control socket's reload, reopen and
+ * shutdown): its action runs in the loop's next pass. 0 or -errno. */
+int cg_arbiter_signals_raise(cg_arbiter_t *a, int signo);
 /* Run the action of one queued signal (logs "Handling signal: ..."). */
 void cg_arbiter_signals_dispatch(cg_arbiter_t *a, int signo);
 /* Python's signal.Signals(n).name ("SIGKILL"), or NULL when it has none. */
@@ -225,6 +248,21 @@ void cg_arbiter_metrics_hand_over(cg_arbiter_t *a);
  * release. */
 void cg_arbiter_metrics_claim(cg_arbiter_t *a, cg_worker_t *w);
 void cg_arbiter_metrics_child(cg_arbiter_t *a, cg_worker_t *w);
+
+/* ctl.c: the control socket (control_socket, --no-control-socket) */
+/* Create it unless disabled; a failure is a warning, as in Gunicorn. */
+void cg_arbiter_ctl_start(cg_arbiter_t *a);
+/* After a HUP: follow a changed path, mode or control_socket_disable. */
+void cg_arbiter_ctl_reload(cg_arbiter_t *a);
+/* Our USR2 child went away: take the path back if it had replaced ours. */
+void cg_arbiter_ctl_reclaim(cg_arbiter_t *a);
+/* The main loop's part: what to poll, and serving what came in. */
+size_t cg_arbiter_ctl_pollfds(const cg_arbiter_t *a, struct pollfd *p, size_t cap);
+void cg_arbiter_ctl_serve(cg_arbiter_t *a, const struct pollfd *p, size_t n);
+/* Close it and remove the file if it is still ours (master exit). */
+void cg_arbiter_ctl_stop(cg_arbiter_t *a);
+/* In a forked worker: close the master's descriptors, keep the file. */
+void cg_arbiter_ctl_child(cg_arbiter_t *a);
 
 /* pidfile.c (Gunicorn's pidfile.py rules) */
 /* Returns 0, or -EEXIST / -ENOENT / -errno with Gunicorn's message in err. */

@@ -144,11 +144,24 @@ size_t cg_arbiter_signals_drain(cg_arbiter_t *a, int *sigs, size_t cap)
     return n;
 }
 
+int cg_arbiter_signals_raise(cg_arbiter_t *a, int signo)
+{
+    unsigned char b = (unsigned char)signo;
+    for (;;) {
+        ssize_t r = write(a->sig_pipe[1], &b, 1);
+        if (r == 1)
+            return 0;
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r < 0 ? -errno : -EIO;
+    }
+}
+
 void cg_arbiter_signals_wait(cg_arbiter_t *a, int timeout_ms, struct pollfd *extra, size_t n)
 {
-    struct pollfd p[1 + CG_METRICS_MAX_FDS];
-    if (n > CG_METRICS_MAX_FDS)
-        n = CG_METRICS_MAX_FDS;
+    struct pollfd p[1 + CG_ARBITER_EXTRA_FDS];
+    if (n > CG_ARBITER_EXTRA_FDS)
+        n = CG_ARBITER_EXTRA_FDS;
     p[0] = (struct pollfd){.fd = a->sig_pipe[0], .events = POLLIN};
     for (size_t i = 0; i < n; i++)
         p[1 + i] = extra[i];
@@ -276,6 +289,7 @@ static void cg__reload_config(cg_arbiter_t *a)
     *cfg = fresh;
     old.argv = NULL;
     cg_arbiter_metrics_reload(a, old.metrics_bind);
+    cg_arbiter_ctl_reload(a);
     cg_config_free(&old);
 
     if (rebind && !a->systemd) {
@@ -307,6 +321,7 @@ static void cg__reload_config(cg_arbiter_t *a)
 static void cg__on_hup(cg_arbiter_t *a)
 {
     char msg[96];
+    a->stats.reloads++;
     cg_log_info(a->log, "Hang up: %s", a->master_name);
     snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
              (unsigned long long)cg_monotonic_ms() * 1000ull);

@@ -109,6 +109,7 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
         for (size_t i = 0; i < a->nworkers; i++)
             cg_heartbeat_destroy(&a->workers[i]->hb);
         cg_arbiter_metrics_child(a, w);
+        cg_arbiter_ctl_child(a);
         cg_arbiter_signals_child(a);
         cg_arbiter_set_title(a, "worker");
         _exit(a->worker_main(w));
@@ -125,6 +126,7 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
     if (a->board != NULL)
         cg_board_bind(a->board, w->board_slot, pid);
     a->workers[a->nworkers++] = w;
+    a->stats.workers_spawned++;
 }
 
 long cg_arbiter_active(const cg_arbiter_t *a)
@@ -272,6 +274,7 @@ void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error)
         if (pid == a->reexec_pid) {
             /* our USR2 child (the new master) went away: a later USR2 may retry */
             a->reexec_pid = 0;
+            cg_arbiter_ctl_reclaim(a);
             continue;
         }
         ssize_t k = cg__find(a, pid);
@@ -320,8 +323,12 @@ void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error)
 
 void cg_arbiter_kill_worker(cg_arbiter_t *a, pid_t pid, int sig)
 {
-    if (kill(pid, sig) == 0)
+    if (kill(pid, sig) == 0) {
+        /* Gunicorn counts these two as kills in its stats */
+        if (sig == SIGTERM || sig == SIGKILL)
+            a->stats.workers_killed++;
         return;
+    }
     if (errno == ESRCH) {
         /* already gone (and reaped by someone else): forget it */
         ssize_t k = cg__find(a, pid);

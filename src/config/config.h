@@ -22,8 +22,9 @@
  *   cfg->user/group numeric ids (names are resolved by the validator).
  *   cfg->http_protocols a list (["h1"] by default), like Gunicorn's.
  *   cfg->statsd_host the (stripped) string the user gave; it was validated.
- *   cfg->control_socket the default path Gunicorn would use; cgunicorn never
- *                  creates it (see cg_config_control_socket_skipped()).
+ *   cfg->control_socket Gunicorn's default path ($XDG_RUNTIME_DIR/gunicorn.ctl
+ *                  or ~/.gunicorn/gunicorn.ctl) unless set; the master serves
+ *                  it unless control_socket_disable (src/arbiter/ctl.c).
  */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
@@ -301,7 +302,7 @@ void cg_config_print_help(const char *prog, FILE *out);
 /*
  * Reject values that ask for a feature cgunicorn does not have yet (TLS,
  * HTTP/2, the uwsgi protocol, syslog alongside logconfig*, paste,
- * dirty arbiters, the control socket, worker classes
+ * dirty arbiters, worker classes
  * other than sync and gthread). Returns 0 or -ENOTSUP with the complete line to print in err,
  * "Error: <setting> is not supported yet by cgunicorn" (unlike the setters'
  * messages, it carries the prefix); the caller prints it and exits 1.
@@ -330,13 +331,5 @@ bool cg_config_worker_stand_in(const char *name);
 cg_worker_kind_t cg_config_worker_kind(const cg_config_t *cfg);
 /* Gunicorn's worker_class_str, as "Using worker:" shows it. */
 const char *cg_config_worker_class_str(const cg_config_t *cfg);
-
-/*
- * True when Gunicorn would create its control socket (its default since
- * 25.1, i.e. not disabled and not explicitly configured) but cgunicorn does
- * not: the caller may log a debug note. An explicit --control-socket is
- * rejected by cg_config_check_supported() instead.
- */
-bool cg_config_control_socket_skipped(const cg_config_t *cfg);
 
 #endif

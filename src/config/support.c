@@ -54,15 +54,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
             "http2_cleartext");
     CG__OFF(cfg->dirty_apps.n > 0, "dirty_apps");
     CG__OFF(cfg->dirty_workers > 0, "dirty_workers");
-    CG__OFF(cfg->source[CG_SETTING_control_socket] != CG_SRC_DEFAULT &&
-                !cfg->control_socket_disable,
-            "control_socket");
 #undef CG__OFF
     return 0;
-}
-
-bool cg_config_control_socket_skipped(const cg_config_t *cfg)
-{
-    return !cfg->control_socket_disable &&
-           cfg->source[CG_SETTING_control_socket] == CG_SRC_DEFAULT;
 }

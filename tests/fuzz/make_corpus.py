@@ -13,6 +13,7 @@ OUTDIR/proxy/    fuzz_proxy: one mode byte, then a connection's first bytes
 OUTDIR/websocket/ fuzz_websocket: a mode/read-size byte, a limit byte, then a
                  client's frames (or a Sec-WebSocket-Extensions value)
 OUTDIR/uwsgi/    fuzz_uwsgi: a read-size/table byte, then uwsgi packets
+OUTDIR/ctl/      fuzz_ctl: control socket frames, as a client sends them
 """
 import base64
 import json
@@ -257,9 +258,28 @@ UWSGI = {
 }
 
 
+def ctl_frame(payload):
+    if not isinstance(payload, bytes):
+        payload = json.dumps(payload).encode()
+    return struct.pack(">I", len(payload)) + payload
+
+
+CTL = {
+    "show_workers": ctl_frame({"id": 1, "command": "show workers", "args": []}),
+    "worker_add": ctl_frame({"id": 2, "command": "worker add", "args": [2]}),
+    "args_kinds": ctl_frame({"id": "x", "command": "x", "args": ["a b", True, None, -1.5e3]}),
+    "shlex": ctl_frame({"command": "show \"wor\\\"kers\" 'a\\b' c\\ d ''"}),
+    "escapes": ctl_frame(b'{"command": "\\u0073how \\ud83d\\ude00", "id": {"k": [1, 2.5e-3]}}'),
+    "pipelined": ctl_frame({"id": 1, "command": "help"}) + ctl_frame({"id": 2, "command": "reload"}),
+    "garbage": ctl_frame(b"not json!"),
+    "too_large": struct.pack(">I", 16 * 1024 * 1024 + 1) + b"xxxx",
+    "half": struct.pack(">I", 100) + b'{"id": 1, "comm',
+}
+
+
 def main():
     out = sys.argv[1]
-    for sub in ("parser", "chunked", "proxy", "websocket", "uwsgi"):
+    for sub in ("parser", "chunked", "proxy", "websocket", "uwsgi", "ctl"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for name, raw in REQUESTS.items():
         add_request(out, name, raw, TRUSTED | (8 if name == "obs_fold" else 0))
@@ -272,6 +292,8 @@ def main():
     for name, raw in UWSGI.items():
         write(out, "uwsgi", name, bytes([255]) + raw)
         write(out, "uwsgi", name + "_split", bytes([2]) + raw)
+    for name, raw in CTL.items():
+        write(out, "ctl", name, raw)
     for name, body in CHUNKED.items():
         write(out, "chunked", name, bytes([0]) + body)
         write(out, "chunked", name + "_split", bytes([7]) + body)

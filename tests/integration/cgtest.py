@@ -158,6 +158,19 @@ def pinned_version(name):
     raise AssertionError("%s is not pinned in tests/requirements.txt" % name)
 
 
+def _has_dist(site, name):
+    """Whether site holds the pinned version of the distribution name."""
+    def norm(s):
+        return re.sub(r"[-_.]+", "_", s).lower()
+    want = (norm(name), pinned_version(name))
+    for d in os.listdir(site):
+        if d.endswith(".dist-info"):
+            dist, _, ver = d[:-len(".dist-info")].rpartition("-")
+            if (norm(dist), ver) == want:
+                return True
+    return False
+
+
 def pinned_site(folder, *names):
     """A folder holding the pinned PyPI packages names (tests/requirements.txt
     from its "# test-site" line), for a server's --pythonpath or the test's
@@ -165,7 +178,8 @@ def pinned_site(folder, *names):
     else folder, where they are installed now (without their dependencies:
     name them all). Skips the test where PyPI cannot be reached."""
     site = os.environ.get("CG_TEST_SITE")
-    if site and os.path.isfile(os.path.join(site, ".installed")):
+    if site and os.path.isfile(os.path.join(site, ".installed")) and \
+            all(_has_dist(site, n) for n in names):
         return site
     res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                           "--only-binary=:all:", "--disable-pip-version-check",
@@ -236,6 +250,10 @@ class Server:
         self.bind = list(bind)
         self.expected_workers = workers if workers is not None else _count_workers_flag(self.args)
         self.env = merged_env(env)
+        if "XDG_RUNTIME_DIR" not in (env or {}):
+            # the default control socket, $XDG_RUNTIME_DIR/gunicorn.ctl, is
+            # then this server's own: parallel servers never take it over
+            self.env["XDG_RUNTIME_DIR"] = self.tmpdir
         self.proc = None
         self.returncode = None
         self.log_path = os.path.join(self.tmpdir, "error.log")

@@ -1,6 +1,7 @@
 """Fixtures for the integration tests (see cgtest.py for the helpers)."""
 
 import os
+import tempfile
 import signal
 
 import pytest
@@ -61,6 +62,7 @@ GROUP_OF_FILE = {
     "test_worker_classes.py": "workers",
     "test_max_worker_memory.py": "arbiter",
     "test_asgi_websocket.py": "workers",
+    "test_control_socket.py": "arbiter",
     "test_frontends.py": "frontends",
     "test_python_api.py": "python_api",
 }
@@ -68,6 +70,11 @@ GROUP_OF_FILE = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout(seconds): fail the test after this many seconds")
+    # Every master creates Gunicorn's default control socket,
+    # $XDG_RUNTIME_DIR/gunicorn.ctl (else ~/.gunicorn/gunicorn.ctl): keep the
+    # ones started outside cgtest.Server (which gives each server its own
+    # directory) out of the user's runtime directory and home.
+    os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="cgtest-xdg-")
     for name, what in GROUPS.items():
         config.addinivalue_line("markers", "%s: %s" % (name, what))
 

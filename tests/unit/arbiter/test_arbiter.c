@@ -312,6 +312,9 @@ static int setup(void **state)
     if (!mkdtemp(test_dir))
         return -1;
     snprintf(log_path, sizeof(log_path), "%s/err.log", test_dir);
+    /* the masters' default control socket goes in the test's directory,
+     * not in ~/.gunicorn where parallel runs would take it from each other */
+    setenv("XDG_RUNTIME_DIR", test_dir, 1);
     master = -1;
     return 0;
 }
