@@ -147,6 +147,10 @@ def _load_worker_class(uri):
     (by its name), else Gunicorn's util.load_class."""
     if uri in _WORKER_CLASSES:
         return _WORKER_CLASSES[uri]
+    # a name of Gunicorn's own that a class of ours runs ("gevent")
+    ours = _core._worker_python_class(uri) if isinstance(uri, str) else None
+    if ours is not None:
+        uri = ours
     from cgunicorn.util import load_class
     return load_class(uri)
 

@@ -326,6 +326,10 @@ cg_worker_kind_t cg_config_worker_kind_of(const char *name);
 /* True when `name` is another project's worker class (Uvicorn's) that
  * cgunicorn runs with its own worker of the same kind. */
 bool cg_config_worker_stand_in(const char *name);
+/* The dotted path of the Python class of ours that runs worker_class
+ * `name` ("gevent" -> cgunicorn.workers.ggevent.GeventWorker), or NULL
+ * when the name is the class itself (or not a Python kind). */
+const char *cg_config_worker_pyclass(const char *name);
 /* The loop a worker runs: worker_class, with Gunicorn's rule that "sync"
  * (or a *SyncWorker) with threads > 1 is the threaded worker. */
 cg_worker_kind_t cg_config_worker_kind(const cg_config_t *cfg);

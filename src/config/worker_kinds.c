@@ -11,24 +11,31 @@ static const struct {
     const char *name;
     cg_worker_kind_t kind;
     bool stand_in; /* another project's worker, run by ours (see cg_config_worker_stand_in) */
+    const char *pyclass; /* CG_WORKER_PYTHON: the class that runs it (cg_config_worker_pyclass) */
 } cg__kinds[] = {
-    {"sync", CG_WORKER_SYNC, false},
-    {"gunicorn.workers.sync.SyncWorker", CG_WORKER_SYNC, false},
-    {"egg:gunicorn#sync", CG_WORKER_SYNC, false},
-    {"gthread", CG_WORKER_GTHREAD, false},
-    {"gunicorn.workers.gthread.ThreadWorker", CG_WORKER_GTHREAD, false},
-    {"egg:gunicorn#gthread", CG_WORKER_GTHREAD, false},
-    {"asgi", CG_WORKER_ASGI, false},
-    {"gunicorn.workers.gasgi.ASGIWorker", CG_WORKER_ASGI, false},
-    {"egg:gunicorn#asgi", CG_WORKER_ASGI, false},
+    {"sync", CG_WORKER_SYNC, false, NULL},
+    {"gunicorn.workers.sync.SyncWorker", CG_WORKER_SYNC, false, NULL},
+    {"egg:gunicorn#sync", CG_WORKER_SYNC, false, NULL},
+    {"gthread", CG_WORKER_GTHREAD, false, NULL},
+    {"gunicorn.workers.gthread.ThreadWorker", CG_WORKER_GTHREAD, false, NULL},
+    {"egg:gunicorn#gthread", CG_WORKER_GTHREAD, false, NULL},
+    {"asgi", CG_WORKER_ASGI, false, NULL},
+    {"gunicorn.workers.gasgi.ASGIWorker", CG_WORKER_ASGI, false, NULL},
+    {"egg:gunicorn#asgi", CG_WORKER_ASGI, false, NULL},
     /* Uvicorn's workers for Gunicorn (the ones in uvicorn itself, and the
      * uvicorn-worker package that replaces them): ASGI apps on an asyncio
      * loop, which is what our ASGI worker is. Their own settings (a
      * CONFIG_KWARGS subclass) are not read. */
-    {"uvicorn.workers.UvicornWorker", CG_WORKER_ASGI, true},
-    {"uvicorn.workers.UvicornH11Worker", CG_WORKER_ASGI, true},
-    {"uvicorn_worker.UvicornWorker", CG_WORKER_ASGI, true},
-    {"uvicorn_worker.UvicornH11Worker", CG_WORKER_ASGI, true},
+    {"uvicorn.workers.UvicornWorker", CG_WORKER_ASGI, true, NULL},
+    {"uvicorn.workers.UvicornH11Worker", CG_WORKER_ASGI, true, NULL},
+    {"uvicorn_worker.UvicornWorker", CG_WORKER_ASGI, true, NULL},
+    {"uvicorn_worker.UvicornH11Worker", CG_WORKER_ASGI, true, NULL},
+    /* Gunicorn's gevent worker: a Python class of ours (gevent's hub and
+     * greenlets) whose connections are served in C (src/workers/ggevent.c) */
+    {"gevent", CG_WORKER_PYTHON, false, "cgunicorn.workers.ggevent.GeventWorker"},
+    {"gunicorn.workers.ggevent.GeventWorker", CG_WORKER_PYTHON, false,
+     "cgunicorn.workers.ggevent.GeventWorker"},
+    {"egg:gunicorn#gevent", CG_WORKER_PYTHON, false, "cgunicorn.workers.ggevent.GeventWorker"},
 };
 
 /* Gunicorn's own worker names (bare, as egg:gunicorn#NAME, or under
@@ -38,8 +45,8 @@ static const struct {
  * Python class. */
 static bool cg__gunicorn_own(const char *name)
 {
-    static const char *const bare[] = {"gevent",  "gevent_wsgi", "gevent_pywsgi",
-                                       "tornado", "eventlet",    "asgi"};
+    static const char *const bare[] = {"gevent_wsgi", "gevent_pywsgi", "tornado", "eventlet",
+                                       "asgi"};
     if (strncmp(name, "egg:gunicorn#", 13) == 0)
         name += 13;
     if (strncmp(name, "gunicorn.workers.", 17) == 0)
@@ -66,6 +73,14 @@ bool cg_config_worker_stand_in(const char *name)
         if (strcmp(name, cg__kinds[i].name) == 0)
             return cg__kinds[i].stand_in;
     return false;
+}
+
+const char *cg_config_worker_pyclass(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < CG_ARRAY_SIZE(cg__kinds); i++)
+        if (strcmp(name, cg__kinds[i].name) == 0)
+            return cg__kinds[i].pyclass;
+    return NULL;
 }
 
 /* Gunicorn's Config.worker_class: "sync" or a name ending in SyncWorker

@@ -17,6 +17,7 @@
  * too. Calls that run the server need a hosted interpreter (cg_py_adopt()).
  */
 #include "python.h"
+#include "../workers/ggevent.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -504,7 +505,7 @@ PyObject *cg_py_core_module_new(void)
     PyObject *m = PyModule_Create(&cg__core_def); /* new */
     if (m == NULL)
         return NULL;
-    if (PyModule_AddFunctions(m, cg_py_worker_methods) < 0)
+    if (PyModule_AddFunctions(m, cg_py_worker_methods) < 0 || cg_worker_gevent_add_type(m) < 0)
         goto fail;
     PyObject *t = PyType_FromSpec(&cg__config_spec); /* new */
     if (t == NULL)

@@ -420,6 +420,10 @@ int cg_py_worker_boot(cg_worker_t *w, PyObject **out);
  * before boot, 4 for AppImportError, 255 after boot), everything logged. */
 int cg_py_worker_run(cg_worker_t *w, PyObject *obj);
 
+/* The worker a Python worker class runs in (this process), or NULL in a
+ * master or a C worker. */
+cg_worker_t *cg_py_worker_self(void);
+
 /* cgunicorn._core's _worker_* functions for the instance (module.c adds
  * them): heartbeat, C log, the app import. */
 extern PyMethodDef cg_py_worker_methods[];

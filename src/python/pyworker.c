@@ -117,6 +117,11 @@ int cg_py_worker_run(cg_worker_t *w, PyObject *obj)
 
 /* ---- cgunicorn._core._worker_*: what the instance calls ----------------- */
 
+cg_worker_t *cg_py_worker_self(void)
+{
+    return cg__pw_self;
+}
+
 static cg_worker_t *cg__pw_need(void)
 {
     if (cg__pw_self == NULL)
@@ -138,6 +143,39 @@ static PyObject *cg__pw_notify(PyObject *mod, PyObject *unused)
      * there is for a class of someone else's */
     cg_heartbeat_set_booted(&cg__pw_self->hb);
     Py_RETURN_TRUE;
+}
+
+/* _worker_alive([value]) -> bool: the worker's `alive` flag, which the C
+ * side reads too (a response's Connection header) and clears itself
+ * (past --max-requests); with a value, set it first. None outside a
+ * worker. */
+static PyObject *cg__pw_alive(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "_worker_alive() takes at most 1 argument");
+        return NULL;
+    }
+    if (cg__pw_self == NULL)
+        Py_RETURN_NONE;
+    if (nargs == 1) {
+        int v = PyObject_IsTrue(args[0]);
+        if (v < 0)
+            return NULL;
+        cg__pw_self->alive = v;
+    }
+    return PyBool_FromLong(cg__pw_self->alive);
+}
+
+/* _worker_requests() -> the requests the C side counted (Gunicorn's
+ * worker.nr), or None outside a worker. */
+static PyObject *cg__pw_requests(PyObject *mod, PyObject *unused)
+{
+    (void)mod;
+    (void)unused;
+    if (cg__pw_self == NULL)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(cg__pw_self->nr);
 }
 
 /* _worker_heartbeat_age() -> seconds since the last beat, or None. */
@@ -245,9 +283,27 @@ static PyObject *cg__pw_kind_is_python(PyObject *mod, PyObject *arg)
     return PyBool_FromLong(cg_config_worker_kind_of(name) == CG_WORKER_PYTHON);
 }
 
+/* _worker_python_class(name) -> the dotted path of our class that runs
+ * worker_class `name` (Gunicorn's "gevent" ...), or None: the name is the
+ * class. */
+static PyObject *cg__pw_python_class(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (name == NULL)
+        return NULL;
+    const char *path = cg_config_worker_pyclass(name);
+    if (path == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(path);
+}
+
 PyMethodDef cg_py_worker_methods[] = {
+    {"_worker_python_class", cg__pw_python_class, METH_O, NULL},
     {"_worker_kind_is_python", cg__pw_kind_is_python, METH_O, NULL},
     {"_worker_notify", cg__pw_notify, METH_NOARGS, NULL},
+    {"_worker_alive", (PyCFunction)(void (*)(void))cg__pw_alive, METH_FASTCALL, NULL},
+    {"_worker_requests", cg__pw_requests, METH_NOARGS, NULL},
     {"_worker_heartbeat_age", cg__pw_heartbeat_age, METH_NOARGS, NULL},
     {"_worker_log", cg__pw_log, METH_VARARGS, NULL},
     {"_worker_access", cg__pw_access, METH_VARARGS, NULL},

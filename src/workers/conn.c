@@ -263,6 +263,21 @@ int cg_conn_sendfile(cg_conn_t *c, int in_fd, off_t offset, size_t count)
     return 0;
 }
 
+bool cg_conn_skip_body(cg_conn_t *c, size_t max, int ms)
+{
+    char sink[8192];
+    size_t drained = 0;
+    c->deadline_ms = cg_monotonic_ms() + (uint64_t)ms;
+    while (!cg_conn_body_done(c) && drained <= max) {
+        ssize_t n = cg_conn_body_read(c, sink, sizeof(sink));
+        if (n <= 0)
+            break;
+        drained += (size_t)n;
+    }
+    c->deadline_ms = 0;
+    return cg_conn_body_done(c) && !c->body.truncated;
+}
+
 /* Make room at the buffer's end: compact, else grow up to buf_max. */
 static int cg__room(cg_conn_t *c)
 {

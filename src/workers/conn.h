@@ -158,6 +158,12 @@ ssize_t cg_conn_fill(cg_conn_t *c);
  * event loop. */
 ssize_t cg_conn_fill_nowait(cg_conn_t *c);
 
+/* Gunicorn's finish_body(): read and drop what the app left of the request
+ * body, at most `max` bytes and for at most `ms` (deadline_ms is set for it,
+ * then cleared). Returns true when the whole body has been read, so the
+ * connection can take its next request. */
+bool cg_conn_skip_body(cg_conn_t *c, size_t max, int ms);
+
 /* Send FIN, drain up to CG_CONN_LINGER_MAX bytes for at most
  * CG_CONN_LINGER_MS until the peer closes, then close (blocking the caller:
  * the sync worker's way; the gthread loop lingers on its timers instead).
@@ -219,6 +225,13 @@ void cg_conn_log_read_end(const cg_conn_t *c, cg_log_t *log, ssize_t n);
  * be off). Returns 1 when it was consumed or there is none, 0 when more bytes
  * are needed, -1 when refused (c->req.error filled). */
 int cg_conn_take_proxy(cg_conn_t *c, const cg_conn_policy_t *p);
+
+/* A connection waiting for its next request with nothing buffered lets go
+ * of its buffers (the gevent worker, whose idle keep-alive connections are
+ * many); cg_conn_wake() gets them back, as cg_conn_init() made them, once
+ * bytes come. */
+void cg_conn_idle(cg_conn_t *c);
+void cg_conn_wake(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial);
 
 /* Free space kept after a request head for chunk-size lines and trailers. */
 #define CG_CONN_BODY_ROOM 16384

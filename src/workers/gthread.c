@@ -319,19 +319,8 @@ static void cg__serve(cg_wsgi_t *ws, cg_gt_conn_t *gc)
          * skip, the spooled bytes just go */
         cg_spool_clear(&gc->in);
     }
-    if (keep && !cg_conn_body_done(c)) {
-        /* Gunicorn's finish_body(): what the app left unread, bounded. */
-        char sink[8192];
-        size_t drained = 0;
-        c->deadline_ms = cg_monotonic_ms() + CG_DRAIN_MS;
-        while (!cg_conn_body_done(c) && drained <= CG_DRAIN_MAX) {
-            ssize_t n = cg_conn_body_read(c, sink, sizeof(sink));
-            if (n <= 0)
-                break;
-            drained += (size_t)n;
-        }
-        c->deadline_ms = 0;
-    }
+    if (keep && !cg_conn_body_done(c))
+        cg_conn_skip_body(c, CG_DRAIN_MAX, CG_DRAIN_MS); /* what the app left unread */
     cg_spool_detach(&gc->out, c);
     bool done = cg_conn_body_done(c) && !c->body.truncated;
     gc->request_done = done && c->buf.off == c->buf.len;

@@ -128,6 +128,14 @@ void cg_conn_refuse(cg_conn_t *c, const cg_conn_policy_t *p, cg_log_t *log,
 void cg_conn_init(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial)
 {
     c->fd = -1;
+    c->buf.data = NULL;
+    cg_conn_wake(c, p, buf_initial);
+}
+
+void cg_conn_wake(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial)
+{
+    if (c->buf.data != NULL)
+        return;
     c->buf_max = p->buf_max;
     c->buf.cap = buf_initial;
     c->buf.data = cg_xmalloc(c->buf.cap);
@@ -135,14 +143,21 @@ void cg_conn_init(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial)
     c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
 }
 
-void cg_conn_release(cg_conn_t *c)
+void cg_conn_idle(cg_conn_t *c)
 {
     free(c->buf.data);
     free(c->req.headers);
     free(c->uwsgi_scratch.buf);
     c->buf.data = NULL;
+    c->buf.cap = c->buf.len = c->buf.off = c->buf.keep = 0;
     c->req.headers = NULL;
+    c->req.headers_cap = 0;
     c->uwsgi_scratch = (cg_uwsgi_scratch_t){NULL, 0};
+}
+
+void cg_conn_release(cg_conn_t *c)
+{
+    cg_conn_idle(c);
 }
 
 void cg_conn_accepted(cg_conn_t *c, const cg_conn_policy_t *p, int fd, const cg_listener_t *l,

@@ -29,9 +29,9 @@ static Py_ssize_t cg__pull(cg_wsgi_input_t *in, char *dst, size_t cap)
     if (cg_wsgi_io_claim(r) < 0)
         return -1;
     ssize_t n;
-    Py_BEGIN_ALLOW_THREADS
+    CG_WSGI_IO_BEGIN(r->ws)
     n = cg_conn_body_read(r->conn, dst, cap);
-    Py_END_ALLOW_THREADS
+    CG_WSGI_IO_END()
     cg_wsgi_io_release(r);
     if (n > 0)
         return n;

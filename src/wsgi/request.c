@@ -171,6 +171,13 @@ int cg_wsgi_set_threaded(cg_wsgi_t *ws)
     return PyDict_SetItem(ws->base_environ, ws->keys[CG_WK_WSGI_MULTITHREAD], Py_True);
 }
 
+int cg_wsgi_set_cooperative(cg_wsgi_t *ws, PyObject *sleep)
+{
+    ws->hold_gil = true;
+    Py_XSETREF(ws->coop_sleep, Py_NewRef(sleep));
+    return cg_wsgi_set_threaded(ws);
+}
+
 void cg_wsgi_free(cg_wsgi_t *ws)
 {
     Py_CLEAR(ws->app);
@@ -185,6 +192,8 @@ void cg_wsgi_free(cg_wsgi_t *ws)
     Py_CLEAR(ws->write);
     Py_CLEAR(ws->input);
     Py_CLEAR(ws->early_hints);
+    Py_CLEAR(ws->coop_sleep);
+    Py_CLEAR(ws->exit_exc);
     for (int i = 0; i < CG_WK__COUNT; i++)
         Py_CLEAR(ws->keys[i]);
 }
@@ -246,13 +255,13 @@ static void cg__app_leave(cg_wsgi_t *ws)
         ws->worker->in_app = 0;
 }
 
-/* Write bytes with the GIL released. */
-static int cg__write_nogil(cg_conn_t *c, const char *data, size_t len)
+/* Write bytes with the GIL released (kept by a cooperative context). */
+static int cg__write_io(cg_wsgi_t *ws, cg_conn_t *c, const char *data, size_t len)
 {
     int rc;
-    Py_BEGIN_ALLOW_THREADS
+    CG_WSGI_IO_BEGIN(ws)
     rc = cg_conn_write_all(c, data, len);
-    Py_END_ALLOW_THREADS
+    CG_WSGI_IO_END()
     return rc;
 }
 
@@ -523,15 +532,15 @@ static int cg__try_sendfile(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
                                       : 0;
     int rc = cg_wsgi_send_headers(r, NULL, 0);
     if (rc == 0 && cl > 0)
-        rc = cg__write_nogil(r->conn, chunk, (size_t)cl);
+        rc = cg__write_io(ws, r->conn, chunk, (size_t)cl);
     if (rc == 0 && nbytes > 0) {
-        Py_BEGIN_ALLOW_THREADS
+        CG_WSGI_IO_BEGIN(ws)
         rc = cg_conn_sendfile(r->conn, fd, offset, (size_t)nbytes);
-        Py_END_ALLOW_THREADS
+        CG_WSGI_IO_END()
     }
     if (rc == 0 && r->chunked)
-        rc = nbytes > 0 ? cg__write_nogil(r->conn, "\r\n0\r\n\r\n", 7)
-                        : cg__write_nogil(r->conn, "0\r\n\r\n", 5);
+        rc = nbytes > 0 ? cg__write_io(ws, r->conn, "\r\n0\r\n\r\n", 7)
+                        : cg__write_io(ws, r->conn, "0\r\n\r\n", 5);
     if (rc < 0) {
         r->io_error = rc;
         return -1;
@@ -605,7 +614,7 @@ static void cg__http_error(cg_wsgi_t *ws, cg_wsgi_req_t *r, const cg_http_error_
     cg_log_warning(ws->log, "Invalid request from ip=%s: %s", r->conn->peer_ip, text);
     char page[4096];
     size_t n = cg_http_error_response(err, page, sizeof(page));
-    if (n > 0 && cg__write_nogil(r->conn, page, n) < 0)
+    if (n > 0 && cg__write_io(ws, r->conn, page, n) < 0)
         cg_log_debug(ws->log, "Failed to send error message.");
 }
 
@@ -613,7 +622,7 @@ static void cg__internal_error(cg_wsgi_t *ws, cg_wsgi_req_t *r)
 {
     char page[512];
     size_t n = cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page));
-    if (n > 0 && cg__write_nogil(r->conn, page, n) < 0)
+    if (n > 0 && cg__write_io(ws, r->conn, page, n) < 0)
         cg_log_debug(ws->log, "Failed to send error message.");
 }
 
@@ -625,6 +634,19 @@ static void cg__internal_error(cg_wsgi_t *ws, cg_wsgi_req_t *r)
 static int cg__app_failed(cg_wsgi_t *ws, cg_wsgi_req_t *r)
 {
     cg_http_request_t *req = r->http;
+    if (ws->hold_gil && !PyErr_ExceptionMatches(PyExc_Exception)) {
+        /* GreenletExit or SystemExit in a greenlet: the greenlet's end, not
+         * the request's failure (ws->exit_exc) */
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb); /* new (each may be NULL) */
+        PyErr_NormalizeException(&t, &v, &tb);
+        if (v != NULL && tb != NULL)
+            PyException_SetTraceback(v, tb);
+        Py_XSETREF(ws->exit_exc, v);
+        Py_XDECREF(t);
+        Py_XDECREF(tb);
+        return -1;
+    }
     if (r->io_error != 0) {
         /* The client went away while we wrote: nothing more to say to it. */
         PyErr_Clear();
@@ -718,7 +740,8 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     r.must_close = ws->force_close || c->must_close;
     c->keep_alive = false;
 
-    PyEval_RestoreThread(ws->tstate);
+    if (!ws->hold_gil)
+        PyEval_RestoreThread(ws->tstate);
     if (ws->orphans.n > 0)
         cg_wsgi_orphans_release(&ws->orphans);
     PyObject *env = NULL, *result = NULL, *hook_req = NULL;
@@ -731,7 +754,10 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
                                ws->board != NULL
                            ? (int64_t)cg_monotonic_us()
                            : 0;
-    cg_board_busy_begin(ws->board, (uint64_t)start_us);
+    if (ws->hold_gil) /* one of many requests in progress on this thread */
+        cg_board_enter(ws->board, (uint64_t)start_us);
+    else
+        cg_board_busy_begin(ws->board, (uint64_t)start_us);
     if (cg__recycle(&ws->start_response, cg_wsgi_start_response_new) < 0 ||
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
         cg__recycle_in_base(ws, &ws->input, cg_wsgi_input_new, ws->keys[CG_WK_WSGI_INPUT]) < 0 ||
@@ -779,7 +805,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
 
     if (c->req.expect_continue) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (cg__write_nogil(c, cont, sizeof(cont) - 1) < 0) {
+        if (cg__write_io(ws, c, cont, sizeof(cont) - 1) < 0) {
             rc = -1;
             goto done;
         }
@@ -831,6 +857,14 @@ done:
         /* a thread of the app's is still reading or writing this request
          * (bounded by the connection's I/O timeout): its buffers and socket
          * stay until it is back */
+        if (ws->hold_gil) {
+            /* that is another greenlet: let it run */
+            PyObject *sr = PyObject_CallFunction(ws->coop_sleep, "d", 0.001); /* new */
+            if (sr == NULL)
+                PyErr_Clear();
+            Py_XDECREF(sr);
+            continue;
+        }
         Py_BEGIN_ALLOW_THREADS
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
@@ -865,7 +899,8 @@ done:
     cg_wsgi_req_clear(&r);
     if (PyErr_Occurred())
         PyErr_Clear();
-    ws->tstate = PyEval_SaveThread();
+    if (!ws->hold_gil)
+        ws->tstate = PyEval_SaveThread();
     cg__access_flush(ws, &acc);
     if (r.corked > 0) {
         int wr = cg_conn_write_all(c, ws->out, r.corked);
@@ -877,7 +912,9 @@ done:
     }
     if (rc == 0 && (r.io_error != 0 || r.body_error))
         rc = -1;
-    if (ws->board != NULL)
+    if (ws->board != NULL && ws->hold_gil)
+        cg_board_leave(ws->board, cg_monotonic_us());
+    else if (ws->board != NULL)
         cg_board_busy_end(ws->board, cg_monotonic_us());
     return rc;
 }

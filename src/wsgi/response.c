@@ -439,7 +439,7 @@ static size_t cg__build_head(cg_wsgi_req_t *r, char *stack, size_t stackcap, cha
 /*
  * Put the head (if not sent yet), `data` framed as the response requires, and
  * the final chunk when `final`, on the wire in one writev. GIL held on entry
- * and exit; released around the syscall.
+ * and exit; released around the syscall (unless the context is cooperative).
  */
 static int cg__emit(cg_wsgi_req_t *r, const char *data, size_t len, bool final)
 {
@@ -495,9 +495,9 @@ static int cg__emit(cg_wsgi_req_t *r, const char *data, size_t len, bool final)
                 free(head);
             return -EBUSY;
         }
-        Py_BEGIN_ALLOW_THREADS
+        CG_WSGI_IO_BEGIN(r->ws)
         rc = cg_conn_writev_all(r->conn, iov, n);
-        Py_END_ALLOW_THREADS
+        CG_WSGI_IO_END()
         cg_wsgi_io_release(r);
     }
     if (head != NULL && head != stack)
@@ -662,9 +662,9 @@ static PyObject *cg__early_hints_call(PyObject *self, PyObject *args, PyObject *
     memcpy(buf + len, "\r\n", 2);
     len += 2;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
+    CG_WSGI_IO_BEGIN(r->ws)
     rc = cg_conn_write_all(r->conn, buf, len);
-    Py_END_ALLOW_THREADS
+    CG_WSGI_IO_END()
     free(buf);
     if (rc < 0) {
         r->io_error = rc;

@@ -5,6 +5,8 @@
  * Threading contract: cg_wsgi_handle() is entered WITHOUT the GIL; it takes the
  * GIL only while Python runs (environ building, the app, iteration) and gives it
  * up around every socket read/write. Everything else is called with the GIL held.
+ * A cooperative context (hold_gil, the gevent worker) is the exception: it is
+ * entered and left with the GIL held, and keeps it across socket I/O.
  */
 #ifndef CG_WSGI_H
 #define CG_WSGI_H
@@ -172,10 +174,34 @@ struct cg_wsgi {
     char peer_ip[64];
     PyObject *peer_ip_obj;
     cg_wsgi_orphans_t orphans; /* released by the next request on this context */
+    /* Cooperative (-k gevent): requests run on greenlets, and the
+     * connection's transport waits by switching to gevent's hub, which
+     * needs the GIL: cg_wsgi_handle() is entered and left with it, and it
+     * stays held across socket I/O (CG_WSGI_IO_BEGIN). */
+    bool hold_gil;
+    /* hold_gil only: gevent.sleep (owned), to let other greenlets run while
+     * one of the app's is still doing I/O on a finished request. */
+    PyObject *coop_sleep;
+    /* hold_gil only: a BaseException that is not an Exception (GreenletExit
+     * from a pool's kill, SystemExit from a signal handler) that ended the
+     * app. Not the request's failure (no 500, no traceback, as Gunicorn's
+     * gevent worker passes on both): the caller re-raises it in its
+     * greenlet. Owned; NULL: none. */
+    PyObject *exit_exc;
     char problem[1024]; /* ConfigurationProblem text of the current request */
     char out[8192];     /* a corked response (cg_wsgi_req_t.cork) */
     cg_http_date_cache_t date;
 };
+
+/* Around socket I/O in src/wsgi: the GIL is released, unless the context is
+ * cooperative (ws->hold_gil), whose transport waits on gevent's hub. */
+#define CG_WSGI_IO_BEGIN(ws)                                                                       \
+    {                                                                                              \
+        PyThreadState *cg__io_ts = (ws)->hold_gil ? NULL : PyEval_SaveThread();
+#define CG_WSGI_IO_END()                                                                           \
+    if (cg__io_ts != NULL)                                                                         \
+        PyEval_RestoreThread(cg__io_ts);                                                           \
+    }
 
 /*
  * Create the per-worker WSGI state: intern keys, build the base environ, ready
@@ -191,6 +217,14 @@ void cg_wsgi_free(cg_wsgi_t *ws);
  * conn->must_close decides). GIL held. Returns 0 or -1 with an exception set.
  */
 int cg_wsgi_set_threaded(cg_wsgi_t *ws);
+
+/*
+ * For the gevent worker, right after cg_wsgi_init: as cg_wsgi_set_threaded
+ * (Gunicorn's gevent worker says wsgi.multithread True), and cooperative
+ * (hold_gil). `sleep` is gevent.sleep (borrowed; the context keeps a
+ * reference). GIL held. Returns 0 or -1 with an exception set.
+ */
+int cg_wsgi_set_cooperative(cg_wsgi_t *ws, PyObject *sleep);
 
 /* ---- threads.c: for worker loops, called without the GIL ---- */
 

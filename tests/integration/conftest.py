@@ -55,6 +55,7 @@ GROUP_OF_FILE = {
     "test_preload.py": "arbiter",
     "test_gthread.py": "workers",
     "test_gthread_suites.py": "workers",
+    "test_gevent.py": "workers",
     "test_stalled_clients.py": "workers",
     "test_upload_memory.py": "workers",
     "test_reload.py": "workers",

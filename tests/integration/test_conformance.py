@@ -193,6 +193,25 @@ def check_echo(case, data):
     assert base64.b64decode(got["body_b64"]) == base64.b64decode(exp["body_b64"])
 
 
+def check_refusal(srv, case):
+    """Send an invalid case to srv: the error page of its status, or no
+    response at all (with the socket error logged where Gunicorn logs one).
+    For the other workers' runs of the corpus (test_asgi.py, test_gevent.py)."""
+    err = case["error"]
+    before = len(srv.log())
+    data = srv.raw(base64.b64decode(case["raw_b64"]), half_close=True)
+    if err in NO_RESPONSE:
+        assert data == b"", (err, data[:300])
+        if err in SOCKET_ERROR_LOGGED:
+            srv.wait_log(r"\[ERROR\] Socket error processing request\.",
+                         source=lambda: srv.log()[before:])
+    else:
+        code, reason, mesg = ERRORS[err]
+        status, headers, body = split_head(data)
+        assert status == "HTTP/1.1 %d %s" % (code, reason), (status, body[:300])
+        assert re.search(r"\n    " + re.escape(mesg), body.decode("latin-1"))
+
+
 def split_points(raw):
     pts = {1, len(raw) // 2, len(raw) - 1}
     i = raw.find(b"\r\n")

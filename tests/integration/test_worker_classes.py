@@ -216,9 +216,9 @@ def test_unknown_entry_point_is_gunicorns_error(run_cg):
     assert "Error: class uri 'egg:nosuch-dist#w' invalid or not found" in res.stderr
 
 
-@pytest.mark.parametrize("name", ["gevent", "tornado", "eventlet",
-                                  "gunicorn.workers.ggevent.GeventWorker",
-                                  "egg:gunicorn#gevent"])
+@pytest.mark.parametrize("name", ["tornado", "eventlet", "gevent_pywsgi", "gevent_wsgi",
+                                  "gunicorn.workers.ggevent.GeventPyWSGIWorker",
+                                  "egg:gunicorn#tornado"])
 def test_gunicorns_other_workers_stay_refused(run_cg, name):
     res = run_class(run_cg, name)
     assert res.returncode == 1

@@ -480,11 +480,11 @@ static void test_check_supported(void **state)
     static const struct {
         const char *name, *value, *feature;
     } cases[] = {
-        {"worker_class", "gevent", "worker_class"},
+        {"worker_class", "gevent_pywsgi", "worker_class"},
         {"http_protocols", "h2,h1", "http_protocols"},
         {"dirty_workers", "2", "dirty_workers"},
         {"worker_class", "eventlet", "worker_class"},
-        {"worker_class", "gunicorn.workers.ggevent.GeventWorker", "worker_class"},
+        {"worker_class", "gunicorn.workers.ggevent.GeventPyWSGIWorker", "worker_class"},
     };
     cg_config_t cfg;
     char err[256];

@@ -1,0 +1,148 @@
+"""``-k gevent``: Gunicorn's gevent worker, with the HTTP work in C.
+
+The worker is this Python class, run as any Python worker class is
+(docs/worker-classes.md): gevent's ``monkey.patch_all()`` before the
+application is imported, gevent's hub, an accepting greenlet per listener
+whose ``Pool`` of ``--worker-connections`` greenlets bounds the connections
+(as Gunicorn's ``StreamServer`` per listener), a heartbeat every second
+while the hub runs, Gunicorn's signal handling and graceful stop. Each
+connection's greenlet runs ``_core.GeventServer.serve()``, which reads,
+parses and answers its requests in C (src/workers/ggevent.c): the socket's
+reads and writes are C syscalls, and only when one would block does it
+wait on the hub, so the other greenlets run meanwhile (docs/gevent.md).
+"""
+import os
+import sys
+import time
+
+try:
+    import gevent
+except ImportError:
+    raise RuntimeError("gevent worker requires gevent 24.10.1 or higher")
+
+
+def _version(text):
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+if _version(gevent.__version__) < (24, 10, 1):
+    raise RuntimeError("gevent worker requires gevent 24.10.1 or higher")
+
+from gevent import hub, monkey  # noqa: E402
+from gevent import socket as gsocket  # noqa: E402
+from gevent.pool import Pool  # noqa: E402
+
+from cgunicorn import _core  # noqa: E402
+from cgunicorn.workers import base  # noqa: E402
+
+
+class GeventWorker(base.Worker):
+    """Gunicorn's ``gunicorn.workers.ggevent.GeventWorker`` (names
+    "gevent", "egg:gunicorn#gevent" and that path select it)."""
+
+    def __init__(self, *args, **kwargs):
+        self._alive = True
+        self._nr = 0
+        super().__init__(*args, **kwargs)
+        self.worker_connections = self.cfg.worker_connections
+        self._server = None
+
+    # `alive` and `nr` are the C worker's: the C side counts requests, stops
+    # after --max-requests and reads `alive` for the Connection header.
+    @property
+    def alive(self):
+        value = _core._worker_alive()
+        return self._alive if value is None else value
+
+    @alive.setter
+    def alive(self, value):
+        self._alive = bool(value)
+        _core._worker_alive(self._alive)
+
+    @property
+    def nr(self):
+        value = _core._worker_requests()
+        return self._nr if value is None else value
+
+    @nr.setter
+    def nr(self, value):
+        self._nr = value
+
+    def patch(self):
+        """gevent's monkey-patching, before the application is imported,
+        and the listeners as gevent sockets."""
+        monkey.patch_all()
+        self.sockets = [gsocket.socket(s.family, gsocket.SOCK_STREAM, fileno=s.sock.detach())
+                        for s in self.sockets]
+
+    def init_process(self):
+        self.patch()
+        hub.reinit()
+        super().init_process()
+
+    def notify(self):
+        super().notify()
+        if self.ppid != os.getppid():
+            self.log.info("Parent changed, shutting down: %s", self)
+            sys.exit(0)
+
+    def _accept_loop(self, index, pool):
+        """Accept on listener `index` while the pool has room; each
+        connection's greenlet runs serve() itself (accept() and serve()
+        are C, waiting on the hub)."""
+        accept, serve = self._server.accept, self._server.serve
+        while True:
+            pool.wait_available()
+            fd = accept(index)
+            if fd is None:  # EMFILE and the like (logged): let some close
+                gevent.sleep(0.5)
+                continue
+            pool.spawn(serve, fd, index)
+
+    def run(self):
+        self._server = _core.GeventServer(self.wsgi, hub.get_hub().loop.io, gsocket.wait,
+                                          gevent.sleep)
+        # one pool per listener, as Gunicorn's StreamServer per listener
+        pools = [Pool(self.worker_connections) for _ in self.sockets]
+        acceptors = [gevent.spawn(self._accept_loop, index, pool)
+                     for index, pool in enumerate(pools)]
+
+        # the heartbeat: a hub blocked by the app (a CPU loop) stops it,
+        # and the master's --timeout ends the worker
+        beat = min(1.0, self.timeout / 2) if self.timeout > 0 else 1.0
+        while self.alive:
+            self.notify()
+            gevent.sleep(beat)
+
+        try:
+            # stop accepting, let the connections finish up to
+            # --graceful-timeout, then kill what is left
+            gevent.killall(acceptors)
+            deadline = time.monotonic() + self.cfg.graceful_timeout
+            for pool in pools:
+                while len(pool) > 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.notify()
+                    pool.join(timeout=min(beat, left))
+            if any(len(pool) > 0 for pool in pools):
+                self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+                for pool in pools:
+                    pool.kill(timeout=1)
+        except Exception:
+            self.log.exception("Error while stopping the gevent worker")
+
+    def handle_quit(self, sig, frame):
+        # out of the signal handler, on a greenlet of its own: the hook and
+        # the exit may block (Gunicorn #1126)
+        gevent.spawn(super().handle_quit, sig, frame)
+
+    def handle_usr1(self, sig, frame):
+        gevent.spawn(super().handle_usr1, sig, frame)

@@ -1,0 +1,483 @@
+/*
+ * ggevent.c - the gevent worker's connections (-k gevent): the Python type
+ * cgunicorn._core.GeventServer, whose serve(fd, listener) runs one accepted
+ * connection on the calling greenlet from its first byte to its close with
+ * the C every worker uses: the head step (PROXY header, parser, refusal
+ * pages), cg_wsgi_handle() (environ, the app, the response, sendfile, the
+ * access log and metrics), keep-alive, the lingering close.
+ *
+ * The transport is plain TCP on the non-blocking descriptor, so reads and
+ * writes stay one syscall each in C; only its wait op differs. When a
+ * syscall would block, wait calls gevent.socket.wait() on the connection's
+ * io watcher, which switches to gevent's hub until the descriptor is ready:
+ * the other greenlets run meanwhile. That call needs the GIL, so it is held
+ * throughout (the WSGI contexts are cooperative, cg_wsgi_set_cooperative).
+ *
+ * A WSGI context (cg_wsgi_t: the recycled request objects, the cork buffer)
+ * serves one request at a time; a greenlet takes one from the server's free
+ * list per request and gives it back, so there are as many as requests were
+ * ever in the app at once. An idle keep-alive connection holds no context
+ * and no buffer (cg_conn_idle): only its cg_conn_t and its greenlet.
+ *
+ * The Python half (monkey-patching, the accept loop with its pool, the
+ * heartbeat, signals, the graceful stop) is pylib/cgunicorn/workers/ggevent.py.
+ */
+#include "ggevent.h"
+
+#include "../python/python.h"
+#include "../wsgi/wsgi.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* A connection's buffer when bytes come (a typical head fits), and the size
+ * over which it shrinks back between requests. */
+#define CG__BUF_INITIAL 8192
+#define CG__BUF_SHRINK 65536
+/* What the app left unread of a body is skipped up to this much and this
+ * long before the connection is reused (as the gthread worker). */
+#define CG__DRAIN_MAX 65536
+#define CG__DRAIN_MS 5000
+
+typedef struct cg_gserver {
+    PyObject_HEAD
+    cg_worker_t *w;
+    cg_conn_policy_t pol;
+    bool pol_up;
+    PyObject *app;         /* the WSGI callable (owned) */
+    PyObject *loop_io;     /* hub.loop.io (owned) */
+    PyObject *wait;        /* gevent.socket.wait (owned) */
+    PyObject *sleep;       /* gevent.sleep (owned) */
+    PyObject *timeout_exc; /* what wait() raises when its timeout passes (owned) */
+    PyObject **lio;        /* a read watcher per listener, made on first accept (owned) */
+    cg_wsgi_t **idle;      /* contexts no request holds */
+    size_t nidle, idle_cap, nctx;
+    int keepalive_ms; /* the whole head must come within this (Gunicorn's timeout_ctx) */
+    int timeout_ms;   /* a body read or response write without progress (0: none) */
+    uint64_t nconns;  /* open connections, for the metrics */
+} cg_gserver_t;
+
+/* One connection, on the heap (not on the greenlet's stack, which gevent
+ * copies away whenever the greenlet waits). */
+typedef struct cg_gconn {
+    cg_conn_t c;
+    cg_gserver_t *srv;
+    PyObject *io[2]; /* read / write watchers, made on first wait (owned) */
+    PyObject *exc;   /* what ended the greenlet's waiting (owned), re-raised by serve() */
+    /* Set when exc is: every I/O after fails with -EINTR at once (c->quit). */
+    volatile sig_atomic_t abort;
+} cg_gconn_t;
+
+/* Keep the pending exception (with its traceback) in gc and abort its I/O. */
+static void cg__stash(cg_gconn_t *gc)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb); /* new (each may be NULL) */
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v != NULL && tb != NULL)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    if (gc->exc == NULL)
+        gc->exc = v;
+    else
+        Py_XDECREF(v);
+    gc->abort = 1;
+}
+
+/* ---- the transport: plain TCP whose waiting switches to the hub ---- */
+
+static cg_conn_ops_t cg__ops; /* cg_conn_tcp with the two ops below */
+
+static int cg__wait(cg_conn_t *c, int want, int timeout_ms)
+{
+    cg_gconn_t *gc = c->transport;
+    cg_gserver_t *s = gc->srv;
+    if (gc->abort)
+        return -EINTR;
+    int k = want == CG_CONN_WANT_READ ? 0 : 1;
+    /* the connection layer may wait with an error set (a refusal while
+     * the app's exception is being reported): kept aside for the call */
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb); /* new (each may be NULL) */
+    if (gc->io[k] == NULL) /* libev's EV_READ 1, EV_WRITE 2 */
+        gc->io[k] = PyObject_CallFunction(s->loop_io, "ii", c->fd, k == 0 ? 1 : 2); /* new */
+    PyObject *secs = timeout_ms < 0 ? Py_NewRef(Py_None)
+                                    : PyFloat_FromDouble(timeout_ms / 1000.0); /* new */
+    PyObject *r = gc->io[k] != NULL && secs != NULL
+                      ? PyObject_CallFunctionObjArgs(s->wait, gc->io[k], secs, s->timeout_exc, NULL)
+                      : NULL; /* new */
+    Py_XDECREF(secs);
+    int rc = 0;
+    if (r == NULL && PyErr_ExceptionMatches((PyObject *)Py_TYPE(s->timeout_exc))) {
+        PyErr_Clear();
+        /* raised again next time: its traceback would keep growing */
+        PyException_SetTraceback(s->timeout_exc, Py_None);
+        rc = -ETIMEDOUT;
+    } else if (r == NULL) {
+        /* GreenletExit (the pool killed us), SystemExit (a signal handler
+         * ran while we waited), a watcher that could not be made */
+        cg__stash(gc);
+        rc = -EINTR;
+    }
+    Py_XDECREF(r);
+    PyErr_Restore(et, ev, etb);
+    return rc;
+}
+
+/* Close and drop an io watcher (*slot may be NULL: nothing to do). */
+static void cg__watcher_drop(PyObject **slot)
+{
+    if (*slot == NULL)
+        return;
+    PyObject *r = PyObject_CallMethod(*slot, "close", NULL); /* new */
+    if (r == NULL)
+        PyErr_Clear();
+    Py_XDECREF(r);
+    Py_CLEAR(*slot);
+}
+
+static void cg__close(cg_conn_t *c)
+{
+    cg_gconn_t *gc = c->transport;
+    /* watchers go before the descriptor: libev must not watch a number
+     * the next accept may reuse */
+    cg__watcher_drop(&gc->io[0]);
+    cg__watcher_drop(&gc->io[1]);
+    cg_conn_tcp.close(c);
+}
+
+/* ---- WSGI contexts ---- */
+
+static cg_wsgi_t *cg__ctx_take(cg_gserver_t *s)
+{
+    if (s->nidle > 0)
+        return s->idle[--s->nidle];
+    cg_wsgi_t *ws = cg_xmalloc(sizeof(*ws));
+    if (cg_wsgi_init(ws, s->w, Py_NewRef(s->app)) < 0 || cg_wsgi_set_cooperative(ws, s->sleep) < 0) {
+        cg_wsgi_free(ws);
+        free(ws);
+        return NULL;
+    }
+    /* requests overlap on this one thread: its board counts them in and
+     * out (cg_board_enter) */
+    ws->board = cg_board_thread(s->w->board, 0);
+    s->nctx++;
+    return ws;
+}
+
+static void cg__ctx_give(cg_gserver_t *s, cg_wsgi_t *ws)
+{
+    if (s->nidle == s->idle_cap) {
+        s->idle_cap = s->idle_cap ? s->idle_cap * 2 : 16;
+        s->idle = cg_xrealloc(s->idle, s->idle_cap * sizeof(*s->idle));
+    }
+    s->idle[s->nidle++] = ws;
+}
+
+/* ---- one connection ---- */
+
+/* Read a request head (the first of the connection or the next one kept
+ * alive), the whole of it within the keep-alive time as Gunicorn's
+ * timeout_ctx. Returns 1 with c->req parsed, or 0 when the connection must
+ * close (logged; a refusal page is out). */
+static int cg__read_head(cg_gconn_t *gc)
+{
+    cg_conn_t *c = &gc->c;
+    cg_gserver_t *s = gc->srv;
+    cg_log_t *log = s->w->log;
+    c->io_timeout_ms = 0;
+    c->deadline_ms = s->keepalive_ms > 0 ? cg_monotonic_ms() + (uint64_t)s->keepalive_ms : 0;
+    if (c->buf.data == NULL) {
+        /* idle, nothing buffered: the buffers come back with the first byte */
+        int w = c->ops->wait(c, CG_CONN_WANT_READ, s->keepalive_ms > 0 ? s->keepalive_ms : -1);
+        if (w < 0) {
+            if (w == -ETIMEDOUT || w == -EINTR)
+                cg_log_debug(log, "Closing connection. ");
+            else
+                cg_conn_log_read_end(c, log, w);
+            return 0;
+        }
+        cg_conn_wake(c, &s->pol, CG__BUF_INITIAL);
+    }
+    for (;;) {
+        int h = cg_conn_head_step(c, &s->pol, log);
+        if (h != 0)
+            return h > 0;
+        ssize_t n = cg_conn_fill(c);
+        if (n == -ENOBUFS) {
+            cg_http_error_t e = {.code = CG_HTTP_E_LIMIT_REQUEST_HEADERS, .lit = "max buffer headers"};
+            cg_conn_refuse(c, &s->pol, log, &e);
+            return 0;
+        }
+        if (n <= 0) {
+            if (n == -EINTR && gc->exc != NULL)
+                return 0;
+            cg_conn_log_read_end(c, log, n);
+            return 0;
+        }
+    }
+}
+
+/* Serve requests on gc until the connection ends. Returns whether the last
+ * request was read whole with nothing after it (no lingering needed). */
+static bool cg__serve_conn(cg_gconn_t *gc)
+{
+    cg_conn_t *c = &gc->c;
+    cg_gserver_t *s = gc->srv;
+    cg_worker_t *w = s->w;
+    for (;;) {
+        if (cg__read_head(gc) == 0)
+            return false;
+        cg_conn_begin_body(c, &s->pol);
+        c->io_timeout_ms = s->timeout_ms;
+        cg_worker_count_request(w);
+        /* TERM or max_requests: this response says Connection: close */
+        c->must_close = !w->alive || s->keepalive_ms == 0;
+        cg_wsgi_t *ws = cg__ctx_take(s);
+        if (ws == NULL) {
+            cg_py_log_exception(w->log, CG_LOG_ERROR, "Error handling request (no URI read)");
+            return false;
+        }
+        int rc = cg_wsgi_handle(ws, c);
+        if (ws->exit_exc != NULL && gc->exc == NULL) {
+            gc->exc = ws->exit_exc; /* the greenlet's end: serve() re-raises it */
+            ws->exit_exc = NULL;
+            gc->abort = 1;
+        }
+        Py_CLEAR(ws->exit_exc);
+        cg__ctx_give(s, ws);
+        bool keep = rc == 0 && c->keep_alive && !gc->abort;
+        if (keep && !cg_conn_body_done(c))
+            keep = cg_conn_skip_body(c, CG__DRAIN_MAX, CG__DRAIN_MS);
+        bool done = rc == 0 && cg_conn_body_done(c) && !c->body.truncated;
+        if (!keep)
+            return done && c->buf.off == c->buf.len;
+        cg_conn_next_request(c, CG__BUF_INITIAL, CG__BUF_SHRINK);
+        if (c->buf.len == 0)
+            cg_conn_idle(c);
+    }
+}
+
+/* serve(fd, listener): serve the accepted connection fd (taken over: it is
+ * closed before this returns) that came in on w->listeners[listener]. Runs
+ * on the caller's greenlet until the connection ends; re-raises what ended
+ * the greenlet's waiting (GreenletExit, SystemExit). */
+static PyObject *cg__serve(PyObject *self, PyObject *args)
+{
+    cg_gserver_t *s = (cg_gserver_t *)self;
+    int fd, li;
+    if (!PyArg_ParseTuple(args, "ii:serve", &fd, &li))
+        return NULL;
+    if (li < 0 || (size_t)li >= s->w->nlisteners) {
+        close(fd);
+        return PyErr_Format(PyExc_ValueError, "no listener %d", li);
+    }
+    cg_gconn_t *gc = cg_xcalloc(1, sizeof(*gc));
+    cg_conn_t *c = &gc->c;
+    gc->srv = s;
+    Py_INCREF(self); /* the connection's server: a kill cannot free it under us */
+    c->peerlen = sizeof(c->peer);
+    if (getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen) < 0) {
+        /* the client left already */
+        cg_log_debug(s->w->log, "getpeername: %s", strerror(errno));
+        close(fd);
+        free(gc);
+        Py_DECREF(self);
+        Py_RETURN_NONE;
+    }
+    cg_conn_init(c, &s->pol, CG__BUF_INITIAL);
+    cg_conn_accepted(c, &s->pol, fd, &s->w->listeners[li], true);
+    c->ops = &cg__ops;
+    c->transport = gc;
+    c->quit = &gc->abort;
+    cg_board_conns_open(s->pol.board, ++s->nconns);
+
+    bool done = cg__serve_conn(gc);
+
+    cg_conn_close_graceful(c, done || gc->abort);
+    if (c->app_sock != NULL) {
+        /* the app's gunicorn.socket of a connection the loop closed */
+        cg_wsgi_orphans_t q = {0};
+        cg_wsgi_orphans_add(&q, c);
+        cg_wsgi_orphans_release(&q);
+    }
+    cg_board_conns_open(s->pol.board, --s->nconns);
+    cg_conn_release(c);
+    PyObject *exc = gc->exc;
+    free(gc);
+    Py_DECREF(self);
+    if (exc == NULL)
+        Py_RETURN_NONE;
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+    return NULL;
+}
+
+/* accept(listener) -> the descriptor of a connection accepted on
+ * w->listeners[listener] (non-blocking, close-on-exec), waiting on the hub
+ * until one comes; None after an error that a pause may cure (EMFILE ...,
+ * logged). Accepting here rather than in gevent's StreamServer keeps each
+ * connection's greenlet shallow: its run is serve() itself, so what gevent
+ * copies away while it waits is a few C frames. */
+static PyObject *cg__accept(PyObject *self, PyObject *arg)
+{
+    cg_gserver_t *s = (cg_gserver_t *)self;
+    long li = PyLong_AsLong(arg);
+    if (li == -1 && PyErr_Occurred())
+        return NULL;
+    if (li < 0 || (size_t)li >= s->w->nlisteners)
+        return PyErr_Format(PyExc_ValueError, "no listener %ld", li);
+    int lfd = s->w->listeners[li].fd;
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            return PyLong_FromLong(fd);
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            cg_log_error(s->w->log, "accept() failed: %s", strerror(errno));
+            Py_RETURN_NONE;
+        }
+        if (s->lio[li] == NULL) {
+            s->lio[li] = PyObject_CallFunction(s->loop_io, "ii", lfd, 1); /* new */
+            if (s->lio[li] == NULL)
+                return NULL;
+        }
+        PyObject *r = PyObject_CallFunctionObjArgs(s->wait, s->lio[li], NULL); /* new */
+        if (r == NULL)
+            return NULL; /* GreenletExit: the worker stops accepting */
+        Py_DECREF(r);
+    }
+}
+
+/* contexts() -> the number of WSGI contexts made (requests in the app at
+ * once, at most). */
+static PyObject *cg__contexts(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromSize_t(((cg_gserver_t *)self)->nctx);
+}
+
+/* GeventServer(app, loop_io, wait, sleep): app the WSGI callable,
+ * loop_io the hub loop's io(fd, events), wait gevent.socket.wait, sleep
+ * gevent.sleep. Only in a worker process. */
+static int cg__init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    cg_gserver_t *s = (cg_gserver_t *)self;
+    PyObject *app, *loop_io, *wait, *sleep;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) > 0) {
+        PyErr_SetString(PyExc_TypeError, "GeventServer() takes no keyword arguments");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "OOOO:GeventServer", &app, &loop_io, &wait, &sleep))
+        return -1;
+    if (s->w != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "GeventServer is made once");
+        return -1;
+    }
+    cg_worker_t *w = cg_py_worker_self();
+    if (w == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "not in a cgunicorn worker process");
+        return -1;
+    }
+    PyObject *cls = PyErr_NewException("cgunicorn._core.GeventWaitTimeout", NULL, NULL); /* new */
+    s->timeout_exc = cls != NULL ? PyObject_CallNoArgs(cls) : NULL;                       /* new */
+    Py_XDECREF(cls);
+    if (s->timeout_exc == NULL)
+        return -1;
+    if (cg_conn_policy_init(&s->pol, w->cfg, w->log) < 0) {
+        cg_conn_policy_free(&s->pol);
+        PyErr_SetString(PyExc_RuntimeError, "invalid trust lists (see the log)");
+        return -1;
+    }
+    s->pol_up = true;
+    s->pol.board = w->board;
+    s->w = w;
+    s->lio = cg_xcalloc(w->nlisteners, sizeof(*s->lio));
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        /* accept() must never block the process (the master's descriptor
+         * may be blocking; the flag is the open file's, shared) */
+        int fl = fcntl(w->listeners[i].fd, F_GETFL);
+        if (fl < 0 || fcntl(w->listeners[i].fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+    }
+    s->app = Py_NewRef(app);
+    s->loop_io = Py_NewRef(loop_io);
+    s->wait = Py_NewRef(wait);
+    s->sleep = Py_NewRef(sleep);
+    const cg_config_t *cfg = w->cfg;
+    s->keepalive_ms = (int)cfg->keepalive * 1000;
+    /* every wait is bounded: a client that stops sending or reading for
+     * --timeout loses its connection, as in the gthread worker (Gunicorn's
+     * gevent worker has no bound there) */
+    s->timeout_ms = (int)cfg->timeout * 1000;
+    return 0;
+}
+
+static void cg__dealloc(PyObject *self)
+{
+    cg_gserver_t *s = (cg_gserver_t *)self;
+    for (size_t i = 0; i < s->nidle; i++) {
+        cg_wsgi_free(s->idle[i]);
+        free(s->idle[i]);
+    }
+    free(s->idle);
+    if (s->pol_up)
+        cg_conn_policy_free(&s->pol);
+    for (size_t i = 0; s->lio != NULL && s->w != NULL && i < s->w->nlisteners; i++)
+        cg__watcher_drop(&s->lio[i]);
+    free(s->lio);
+    Py_CLEAR(s->app);
+    Py_CLEAR(s->loop_io);
+    Py_CLEAR(s->wait);
+    Py_CLEAR(s->sleep);
+    Py_CLEAR(s->timeout_exc);
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef cg__methods[] = {
+    {"serve", cg__serve, METH_VARARGS,
+     "serve(fd, listener): serve an accepted connection on this greenlet until it ends"},
+    {"accept", cg__accept, METH_O,
+     "accept(listener): a connection's descriptor, waiting on the hub; None after EMFILE ..."},
+    {"contexts", cg__contexts, METH_NOARGS, "contexts(): WSGI contexts made so far"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot cg__slots[] = {
+    {Py_tp_init, cg__init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, cg__dealloc},
+    {Py_tp_methods, cg__methods},
+    {Py_tp_doc, "The gevent worker's connections, served in C on greenlets."},
+    {0, NULL},
+};
+
+static PyType_Spec cg__spec = {
+    .name = "cgunicorn._core.GeventServer",
+    .basicsize = sizeof(cg_gserver_t),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = cg__slots,
+};
+
+int cg_worker_gevent_add_type(PyObject *module)
+{
+    cg__ops = cg_conn_tcp;
+    cg__ops.name = "gevent";
+    cg__ops.wait = cg__wait;
+    cg__ops.close = cg__close;
+    PyObject *t = PyType_FromSpec(&cg__spec); /* new */
+    if (t == NULL)
+        return -1;
+    if (PyModule_AddObject(module, "GeventServer", t) < 0) { /* steals t only on success */
+        Py_DECREF(t);
+        return -1;
+    }
+    return 0;
+}
