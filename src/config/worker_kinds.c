@@ -42,11 +42,11 @@ static const struct {
  * gunicorn.workers.) that the table above does not hold are refused: a
  * Gunicorn installed beside us would otherwise run its Python gevent or
  * tornado worker where the operator may expect ours. Any other name is a
- * Python class. */
+ * Python class: "eventlet" too, which Gunicorn 26 no longer has, so that
+ * it fails as there, "class uri 'eventlet' invalid or not found". */
 static bool cg__gunicorn_own(const char *name)
 {
-    static const char *const bare[] = {"gevent_wsgi", "gevent_pywsgi", "tornado", "eventlet",
-                                       "asgi"};
+    static const char *const bare[] = {"gevent_wsgi", "gevent_pywsgi", "tornado", "asgi"};
     if (strncmp(name, "egg:gunicorn#", 13) == 0)
         name += 13;
     if (strncmp(name, "gunicorn.workers.", 17) == 0)

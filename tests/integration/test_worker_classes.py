@@ -216,7 +216,15 @@ def test_unknown_entry_point_is_gunicorns_error(run_cg):
     assert "Error: class uri 'egg:nosuch-dist#w' invalid or not found" in res.stderr
 
 
-@pytest.mark.parametrize("name", ["tornado", "eventlet", "gevent_pywsgi", "gevent_wsgi",
+def test_eventlet_fails_as_in_gunicorn_26(run_cg):
+    # removed from Gunicorn in 26.0: its name is no longer one of Gunicorn's
+    # workers, and resolving it fails the same way there
+    res = run_class(run_cg, "eventlet")
+    assert res.returncode == 1
+    assert "Error: class uri 'eventlet' invalid or not found" in res.stderr
+
+
+@pytest.mark.parametrize("name", ["tornado", "gevent_pywsgi", "gevent_wsgi",
                                   "gunicorn.workers.ggevent.GeventPyWSGIWorker",
                                   "egg:gunicorn#tornado"])
 def test_gunicorns_other_workers_stay_refused(run_cg, name):

@@ -483,7 +483,6 @@ static void test_check_supported(void **state)
         {"worker_class", "gevent_pywsgi", "worker_class"},
         {"http_protocols", "h2,h1", "http_protocols"},
         {"dirty_workers", "2", "dirty_workers"},
-        {"worker_class", "eventlet", "worker_class"},
         {"worker_class", "gunicorn.workers.ggevent.GeventPyWSGIWorker", "worker_class"},
     };
     cg_config_t cfg;
