@@ -12,7 +12,7 @@ set -euo pipefail
 
 pkgs=(
   make meson ninja-build pkg-config gcc clang
-  python3 python3-dev python3-venv libcmocka-dev libuv1-dev libssl-dev zlib1g-dev
+  python3 python3-dev python3-venv libcmocka-dev libuv1-dev libssl-dev zlib1g-dev libnghttp2-dev
   python3-pytest python3-requests python3-psutil python3-flask python3-django python3-trustme
   wrk gunicorn nginx-light
 )

@@ -68,6 +68,9 @@ struct cg_conn {
     bool nonblocking; /* O_NONBLOCK on fd (gthread); the sync worker's is blocking */
     bool sndtimeo_set;
     bool tls; /* on a TLS transport (wsgi.url_scheme "https") */
+    /* The transport frames messages itself (an HTTP/2 stream, src/h2/):
+     * responses go out without chunked coding. */
+    bool framed;
     const cg_listener_t *listener;
     struct sockaddr_storage peer;
     socklen_t peerlen;

@@ -324,7 +324,8 @@ static PyObject *cg__start_response(cg_wsgi_req_t *r, PyObject *status, PyObject
     /* A uwsgi response body is opaque bytes to the front end (nginx frames
      * it for its client): chunk markers would land in the body, so a body
      * of unknown length ends with the connection (as Gunicorn 27). */
-    r->chunked = r->response_length < 0 && v11 && !r->omits_body && !r->ws->uwsgi;
+    r->chunked = r->response_length < 0 && v11 && !r->omits_body && !r->ws->uwsgi &&
+                 !r->conn->framed;
 
     PyObject *w = r->ws->write;
     Py_INCREF(w);

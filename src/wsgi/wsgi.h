@@ -51,6 +51,7 @@
     X(HTTP_CONNECTION, "HTTP_CONNECTION")                                                       \
     X(HTTP_COOKIE, "HTTP_COOKIE")                                                               \
     X(HTTP_REFERER, "HTTP_REFERER")                                                             \
+    X(HTTP_VERSION, "HTTP_VERSION")                                                             \
     X(PROXY_PROTOCOL, "PROXY_PROTOCOL")                                                         \
     X(PROXY_ADDR, "PROXY_ADDR")                                                                 \
     X(PROXY_PORT, "PROXY_PORT")                                                                 \
