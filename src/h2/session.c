@@ -375,7 +375,8 @@ static int cg__on_data_chunk(nghttp2_session *ns, uint8_t flags, int32_t id, con
         } else {
             st->in_cap = (live + len) * 2;
             char *n = cg_xmalloc(st->in_cap);
-            memcpy(n, st->in + st->in_off, live);
+            if (live > 0)
+                memcpy(n, st->in + st->in_off, live);
             free(st->in);
             st->in = n;
         }
