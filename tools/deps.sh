@@ -23,7 +23,7 @@ if [ "${1:-}" = fuzz ]; then
   pkgs+=(libclang-rt-14-dev llvm)
 fi
 if [ "${1:-}" = bench ]; then
-  pkgs+=(uwsgi-core uwsgi-plugin-python3 nginx-light)
+  pkgs+=(uwsgi-core uwsgi-plugin-python3 nginx-light nghttp2-client)
 fi
 
 missing=()

@@ -245,15 +245,10 @@ static int cg__on_header(nghttp2_session *ns, const nghttp2_frame *frame, const 
     cg_h2_stream_t *st = nghttp2_session_get_stream_user_data(ns, frame->hd.stream_id);
     if (st == NULL)
         return 0;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
-        /* trailers: accepted and, for now, not given to the app; they
-         * count against the same limit */
-        st->hsize += namelen + valuelen + 32;
-    } else {
-        /* RFC 9113 section 6.5.2: the size of a field is its name and
-         * value plus 32 */
-        st->hsize += namelen + valuelen + 32;
-    }
+    /* RFC 9113 section 6.5.2: a field counts its name and value plus 32.
+     * Trailers count against the same limit (and are not given to the
+     * app yet). */
+    st->hsize += namelen + valuelen + 32;
     if (st->hsize > (uint64_t)s->cfg.max_header_list_size * CG_H2_BOMB_FACTOR) {
         s->calm = "header list far beyond http2_max_header_list_size";
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -556,8 +551,6 @@ static void cg__stream_sync(cg_h2_session_t *s, cg_h2_stream_t *st)
     }
     if (!st->nghttp2_open)
         cg__stream_unlink(s, st);
-    else
-        cg__dispatch_more(s);
 }
 
 bool cg_h2_session_sync(cg_h2_session_t *s)
@@ -577,6 +570,10 @@ bool cg_h2_session_sync(cg_h2_session_t *s)
         /* cg__stream_unlink may free st: next is read first */
         cg__stream_sync(s, st);
     }
+    /* Streams that waited for a slot, once the walk is over: the dispatch
+     * hook may make the owner stop and send (max_requests), which can close
+     * streams still on the list. */
+    cg__dispatch_more(s);
     pthread_mutex_lock(&s->mu);
     s->refs--; /* the wake's; the owner's reference remains */
     pthread_mutex_unlock(&s->mu);
