@@ -106,9 +106,14 @@ struct cg_h2_session {
     cg_h2_stream_t *dirty;
 };
 
-/* s->mu held: put st on the dirty list and wake the owner if needed
- * (releases and re-takes s->mu around the hook). */
-void cg_h2__stream_post(cg_h2_stream_t *st);
+/* s->mu held: put st on the dirty list. Returns true when the caller must
+ * call cg_h2__wake(s) once it has released s->mu (the hook takes the
+ * owner's lock, never under ours). */
+bool cg_h2__stream_post(cg_h2_stream_t *st);
+/* Without s->mu, after a post that said so: hand s to the owner. The
+ * reference taken for it keeps s alive through the call; the caller must
+ * not touch s (nor, when done serving it, its stream) afterwards. */
+void cg_h2__wake(cg_h2_session_t *s);
 
 /* stream.c: the view */
 void cg_h2__stream_view_init(cg_h2_stream_t *st, const cg_conn_t *parent,

@@ -72,34 +72,25 @@ static void cg__unref_locked(cg_h2_session_t *s)
         cg__session_free(s);
 }
 
-/* Ask the owner for a sync (s->mu held). */
-static void cg__wake_locked(cg_h2_session_t *s, bool *call)
-{
-    *call = false;
-    if (s->wake_pending || s->dead)
-        return;
-    s->wake_pending = true;
-    s->refs++;
-    *call = true;
-}
-
-void cg_h2__stream_post(cg_h2_stream_t *st)
+bool cg_h2__stream_post(cg_h2_stream_t *st)
 {
     cg_h2_session_t *s = st->s;
-    bool call;
     /* s->mu held by the caller */
     if (!st->dirty) {
         st->dirty = true;
         st->dirty_next = s->dirty;
         s->dirty = st;
     }
-    cg__wake_locked(s, &call);
-    if (call) {
-        /* the hook takes the owner's lock: never under ours */
-        pthread_mutex_unlock(&s->mu);
-        s->hooks.wake(s->hooks.wake_ctx, s);
-        pthread_mutex_lock(&s->mu);
-    }
+    if (s->wake_pending || s->dead)
+        return false; /* a sync is coming anyway, or never will */
+    s->wake_pending = true;
+    s->refs++; /* the wake's, dropped by that sync */
+    return true;
+}
+
+void cg_h2__wake(cg_h2_session_t *s)
+{
+    s->hooks.wake(s->hooks.wake_ctx, s);
 }
 
 /* ---- streams ---- */
@@ -279,8 +270,10 @@ static void cg__headers_done(cg_h2_session_t *s, cg_h2_stream_t *st, bool end_st
         st->served = true;
         st->rc = 0;
         st->out_end = true;
-        cg_h2__stream_post(st);
+        bool wake = cg_h2__stream_post(st);
         pthread_mutex_unlock(&s->mu);
+        if (wake)
+            cg_h2__wake(s);
         return;
     }
     /* Run it now when nothing more is to come or the client waits for our
@@ -288,6 +281,19 @@ static void cg__headers_done(cg_h2_session_t *s, cg_h2_stream_t *st, bool end_st
      * the window we granted (then the app's reads make room for the rest),
      * so that a slow uploader costs no thread for small bodies. */
     if (end_stream || st->c.req.expect_continue)
+        cg__stream_ready(s, st);
+}
+
+/* The peer's END_STREAM after the head: the app's reads see EOF, and a
+ * stream that waited for its whole body runs. */
+static void cg__body_ended(cg_h2_session_t *s, cg_h2_stream_t *st)
+{
+    st->remote_ended = true;
+    pthread_mutex_lock(&s->mu);
+    st->in_eof = true;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (!st->ready && st->parsed)
         cg__stream_ready(s, st);
 }
 
@@ -301,28 +307,14 @@ static int cg__on_frame_recv(nghttp2_session *ns, const nghttp2_frame *frame, vo
     case NGHTTP2_HEADERS:
         if (st == NULL)
             break;
-        if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
             cg__headers_done(s, st, end);
-        } else if (end) { /* trailers end the body */
-            st->remote_ended = true;
-            pthread_mutex_lock(&s->mu);
-            st->in_eof = true;
-            pthread_cond_broadcast(&st->cv);
-            pthread_mutex_unlock(&s->mu);
-            if (!st->ready && st->parsed)
-                cg__stream_ready(s, st);
-        }
+        else if (end) /* trailers end the body */
+            cg__body_ended(s, st);
         break;
     case NGHTTP2_DATA:
-        if (st == NULL || !end)
-            break;
-        st->remote_ended = true;
-        pthread_mutex_lock(&s->mu);
-        st->in_eof = true;
-        pthread_cond_broadcast(&st->cv);
-        pthread_mutex_unlock(&s->mu);
-        if (!st->ready && st->parsed)
-            cg__stream_ready(s, st);
+        if (st != NULL && end)
+            cg__body_ended(s, st);
         break;
     case NGHTTP2_RST_STREAM: {
         /* CVE-2023-44487: count resets per second */
@@ -493,7 +485,7 @@ static void cg__stream_sync(cg_h2_session_t *s, cg_h2_stream_t *st)
     size_t consumed = st->consumed;
     st->consumed = 0;
     cg_h2_head_t *heads = st->heads;
-    st->heads = NULL;
+    st->heads = st->heads_tail = NULL;
     bool served = st->served && !st->served_seen;
     bool ended = st->out_end && cg_spool_pending(&st->out) == 0;
     bool resume = st->deferred && (cg_spool_pending(&st->out) > 0 || st->out_end);
@@ -538,6 +530,8 @@ static void cg__stream_sync(cg_h2_session_t *s, cg_h2_stream_t *st)
     if (st->nghttp2_open && (rc < 0 || !st->submitted)) {
         /* the response could not be completed: the client must not take
          * what it got for all of it */
+        cg_log_debug(s->log, "HTTP/2: resetting stream %d (%s)", st->id,
+                     rc < 0 ? strerror(-rc) : "no response");
         r = nghttp2_submit_rst_stream(ns, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         if (r != 0)
             cg_log_debug(s->log, "HTTP/2: RST_STREAM: %s", nghttp2_strerror(r));
@@ -594,8 +588,12 @@ void cg_h2_stream_served(cg_h2_stream_t *st, int rc)
     st->rc = rc;
     if (rc == 0)
         st->out_end = true;
-    cg_h2__stream_post(st);
+    bool wake = cg_h2__stream_post(st);
     pthread_mutex_unlock(&s->mu);
+    /* from here on the owner may free st (and, the connection gone, s
+     * once the wake's sync has run) */
+    if (wake)
+        cg_h2__wake(s);
 }
 
 /* ---- the session ---- */

@@ -270,6 +270,7 @@ static ssize_t cg__recv(cg_conn_t *c, char *dst, size_t cap)
 {
     cg_h2_stream_t *st = c->transport;
     cg_h2_session_t *s = st->s;
+    bool wake = false;
     pthread_mutex_lock(&s->mu);
     ssize_t n;
     size_t avail = st->in_len - st->in_off;
@@ -282,11 +283,13 @@ static ssize_t cg__recv(cg_conn_t *c, char *dst, size_t cap)
         /* what the app took, the peer may send again: the owner gives it
          * back as window */
         st->consumed += (size_t)n;
-        cg_h2__stream_post(st);
+        wake = cg_h2__stream_post(st);
     } else {
         n = st->in_eof ? 0 : CG_EAGAIN;
     }
     pthread_mutex_unlock(&s->mu);
+    if (wake)
+        cg_h2__wake(s);
     return n;
 }
 
@@ -294,7 +297,7 @@ static ssize_t cg__writev(cg_conn_t *c, const struct iovec *iov, int iovcnt)
 {
     cg_h2_stream_t *st = c->transport;
     cg_h2_session_t *s = st->s;
-    ssize_t taken = 0;
+    ssize_t taken = 0, err = CG_EAGAIN; /* what to say when nothing is taken */
     pthread_mutex_lock(&s->mu);
     if (st->reset) {
         pthread_mutex_unlock(&s->mu);
@@ -307,8 +310,8 @@ static ssize_t cg__writev(cg_conn_t *c, const struct iovec *iov, int iovcnt)
             if (!st->head_done) {
                 ssize_t used = cg__head_take(st, p, len);
                 if (used < 0) {
-                    pthread_mutex_unlock(&s->mu);
-                    return taken > 0 ? taken : used;
+                    err = used;
+                    goto out;
                 }
                 p += used;
                 len -= (size_t)used;
@@ -316,27 +319,28 @@ static ssize_t cg__writev(cg_conn_t *c, const struct iovec *iov, int iovcnt)
                 continue;
             }
             int r = cg_spool_add(&st->out, p, len);
-            if (r == -ENOSPC)
-                goto full; /* the peer is that far behind: wait for it */
             if (r < 0) {
-                pthread_mutex_unlock(&s->mu);
-                return taken > 0 ? taken : r;
+                /* -ENOSPC: the peer is that far behind, wait for it */
+                err = r == -ENOSPC ? CG_EAGAIN : r;
+                goto out;
             }
             taken += (ssize_t)len;
             len = 0;
         }
     }
-full:
-    if (taken > 0)
-        cg_h2__stream_post(st);
+out:;
+    bool wake = taken > 0 && cg_h2__stream_post(st);
     pthread_mutex_unlock(&s->mu);
-    return taken > 0 ? taken : CG_EAGAIN;
+    if (wake)
+        cg_h2__wake(s);
+    return taken > 0 ? taken : err;
 }
 
 static ssize_t cg__sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t count)
 {
     cg_h2_stream_t *st = c->transport;
     cg_h2_session_t *s = st->s;
+    bool wake = false;
     pthread_mutex_lock(&s->mu);
     ssize_t n;
     if (st->reset) {
@@ -350,10 +354,12 @@ static ssize_t cg__sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t count
         n = r == -ENOSPC ? CG_EAGAIN : r < 0 ? r : (ssize_t)count;
         if (n > 0) {
             *offset += (off_t)count;
-            cg_h2__stream_post(st);
+            wake = cg_h2__stream_post(st);
         }
     }
     pthread_mutex_unlock(&s->mu);
+    if (wake)
+        cg_h2__wake(s);
     return n;
 }
 

@@ -176,6 +176,30 @@ struct cg_gt {
     size_t nbusy;
 };
 
+/* The pool's queues are singly linked lists with a tail, of connections
+ * and of HTTP/2 stream jobs: appending a node, and moving a whole list to
+ * the end of another. */
+#define CG__QPUSH(head, tail, node)                                                                \
+    do {                                                                                           \
+        (node)->next = NULL;                                                                       \
+        if ((tail) != NULL)                                                                        \
+            (tail)->next = (node);                                                                 \
+        else                                                                                       \
+            (head) = (node);                                                                       \
+        (tail) = (node);                                                                           \
+    } while (0)
+#define CG__QSPLICE(head, tail, from_head, from_tail)                                              \
+    do {                                                                                           \
+        if ((from_head) != NULL) {                                                                 \
+            if ((tail) != NULL)                                                                    \
+                (tail)->next = (from_head);                                                        \
+            else                                                                                   \
+                (head) = (from_head);                                                              \
+            (tail) = (from_tail);                                                                  \
+            (from_head) = (from_tail) = NULL;                                                      \
+        }                                                                                          \
+    } while (0)
+
 /* ---- connection life on the loop ---- */
 
 static void cg__listen_start(cg_gt_t *g);
@@ -466,12 +490,7 @@ static bool cg__after(cg_gt_conn_t *gc)
  * request, so pool threads do not preempt the loop thread one by one. */
 static void cg__pool_push(cg_gt_t *g, cg_gt_conn_t *gc)
 {
-    gc->next = NULL;
-    if (g->batch_tail)
-        g->batch_tail->next = gc;
-    else
-        g->batch_head = gc;
-    g->batch_tail = gc;
+    CG__QPUSH(g->batch_head, g->batch_tail, gc);
     g->nbatch++;
 }
 
@@ -481,29 +500,15 @@ static void cg__on_check(uv_check_t *h)
     if (g->batch_head == NULL && g->h2batch_head == NULL)
         return;
     pthread_mutex_lock(&g->mu);
-    if (g->batch_head != NULL) {
-        if (g->todo_tail)
-            g->todo_tail->next = g->batch_head;
-        else
-            g->todo_head = g->batch_head;
-        g->todo_tail = g->batch_tail;
-    }
+    CG__QSPLICE(g->todo_head, g->todo_tail, g->batch_head, g->batch_tail);
+    CG__QSPLICE(g->h2todo_head, g->h2todo_tail, g->h2batch_head, g->h2batch_tail);
     g->nbusy += g->nbatch;
-    if (g->h2batch_head != NULL) {
-        if (g->h2todo_tail)
-            g->h2todo_tail->next = g->h2batch_head;
-        else
-            g->h2todo_head = g->h2batch_head;
-        g->h2todo_tail = g->h2batch_tail;
-        g->h2batch_head = g->h2batch_tail = NULL;
-    }
     if (g->nbatch >= (size_t)g->nthreads)
         pthread_cond_broadcast(&g->cv);
     else
         for (size_t i = 0; i < g->nbatch; i++)
             pthread_cond_signal(&g->cv);
     pthread_mutex_unlock(&g->mu);
-    g->batch_head = g->batch_tail = NULL;
     g->nbatch = 0;
 }
 
@@ -736,13 +741,8 @@ static void cg__h2_dispatch(void *owner, cg_h2_stream_t *st)
     if (!g->w->alive)
         cg__begin_stop(g); /* max_requests: GOAWAY, this stream still runs */
     cg_gt_h2job_t *job = cg_xmalloc(sizeof(*job));
-    job->next = NULL;
     job->st = st;
-    if (g->h2batch_tail)
-        g->h2batch_tail->next = job;
-    else
-        g->h2batch_head = job;
-    g->h2batch_tail = job;
+    CG__QPUSH(g->h2batch_head, g->h2batch_tail, job);
     g->nbatch++;
 }
 

@@ -20,43 +20,10 @@
 #include <string.h>
 
 #include "src/h2/h2.h"
+#include "tests/unit/h2/sink_conn.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static ssize_t f_recv(cg_conn_t *c, char *dst, size_t cap)
-{
-    return CG_EAGAIN;
-}
-static ssize_t f_writev(cg_conn_t *c, const struct iovec *iov, int iovcnt)
-{
-    size_t n = 0;
-    for (int i = 0; i < iovcnt; i++)
-        n += iov[i].iov_len; /* the client is not checked: bytes go nowhere */
-    return (ssize_t)n;
-}
-static ssize_t f_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t count)
-{
-    return -ENOSYS;
-}
-static int f_wait(cg_conn_t *c, int want, int timeout_ms)
-{
-    return 0;
-}
-static int f_shutdown(cg_conn_t *c)
-{
-    return 0;
-}
-static void f_close(cg_conn_t *c)
-{
-    c->fd = -1;
-}
-static const cg_conn_ops_t fake_ops = {.name = "fake",
-                                       .recv = f_recv,
-                                       .writev = f_writev,
-                                       .sendfile = f_sendfile,
-                                       .wait = f_wait,
-                                       .shutdown = f_shutdown,
-                                       .close = f_close};
 
 typedef struct run {
     cg_h2_stream_t *pending[1024];
@@ -159,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cg_conn_t c;
     memset(&c, 0, sizeof(c));
     cg_conn_init(&c, &e->pol, 1024);
-    c.ops = &fake_ops;
+    c.ops = &sink_ops; /* transport NULL: the client is not checked */
     strcpy(c.peer_ip, "127.0.0.1");
     cg_h2_hooks_t hooks = {.dispatch = h_dispatch, .wake = h_wake, .wake_ctx = &r};
     cg_h2_session_t *s;

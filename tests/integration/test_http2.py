@@ -416,6 +416,7 @@ def test_early_hints(cg, h2lib, pki):
     srv = start(cg, "tls", pki)
     c = client(h2lib, srv, "tls", pki)
     st = c.get("/hints")
+    assert st["headers"] is not None, (st, srv.log())
     assert st["info"] and st["info"][0][":status"] == "103"
     assert st["info"][0]["link"] == "</style.css>; rel=preload"
     assert st["headers"][":status"] == "200" and bytes(st["data"]) == b"ok"
