@@ -302,10 +302,12 @@ def test_request_body_beyond_window(cg, h2lib, pki, mode):
     c.close()
 
 
-def raw_frames(c, sid):
+def raw_frames(c, sid, goaway=None):
     """After GOAWAY the h2 library takes the connection for closed, while
     RFC 9113 section 6.8 lets streams up to last_stream_id finish: read on
-    with hyperframe. Returns (data of sid, whether it ended, EOF seen)."""
+    with hyperframe until stream sid ends (or the connection does). Returns
+    (data of sid, whether it ended, EOF seen); a GOAWAY met on the way goes
+    into the list goaway as (error code, last stream id)."""
     frame_mod = __import__("hyperframe.frame").frame
     buf = bytearray()
     data = bytearray()
@@ -322,6 +324,8 @@ def raw_frames(c, sid):
         if isinstance(frame, frame_mod.DataFrame) and frame.stream_id == sid:
             data += frame.data
             ended = "END_STREAM" in frame.flags
+        elif isinstance(frame, frame_mod.GoAwayFrame) and goaway is not None:
+            goaway.append((frame.error_code, frame.last_stream_id))
     return data, ended, False
 
 
@@ -470,3 +474,45 @@ def test_curl(cg, pki, mode):
     assert version == b"2"
     env = json.loads(body)
     assert env["protocol"] == "HTTP/2.0" and env["body_len"] == 3
+
+
+def test_many_short_connections(cg, h2lib, pki):
+    """Connections that close as soon as their response is in, from several
+    threads at once: the loop tears sessions down while pool threads still
+    hand their streams back (early hints make that two hand-backs each)."""
+    import threading
+    srv = start(cg, "tls", pki, threads=2)
+    bad = []
+
+    def run():
+        for _ in range(40):
+            c = client(h2lib, srv, "tls", pki)
+            st = c.get("/hints")
+            if st["headers"] is None or st["headers"][":status"] != "200" or not st["info"]:
+                bad.append(st)
+            c.close()
+    ths = [threading.Thread(target=run) for _ in range(4)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    assert not bad, bad[:3]
+    assert "SIG" not in srv.log()
+
+
+def test_max_requests_goaway(cg, h2lib, pki):
+    """The request that reaches max_requests is answered, after a GOAWAY
+    that tells the client to take the next ones elsewhere."""
+    srv = start(cg, "h2c", pki, "--max-requests", "3")
+    pids = srv.worker_pids()
+    c = client(h2lib, srv, "h2c", pki)
+    for i in range(2):
+        assert c.get("/%d" % i)["headers"][":status"] == "200"
+    sid = c.request("GET", "/last")
+    goaway = []
+    data, ended, _ = raw_frames(c, sid, goaway)
+    assert ended and json.loads(bytes(data))["path"] == "/last"
+    assert goaway == [(0, sid)]
+    c.close()
+    srv.wait_log(r"Autorestarting worker after current request")
+    srv.wait_workers(lambda now: now and not (set(now) & set(pids)), 30, "a new worker")
