@@ -68,6 +68,7 @@ struct cg_h2_stream {
     char *rh;        /* head bytes not parsed yet */
     size_t rhlen, rhcap;
     cg_h2_head_t *heads, *heads_tail;
+    cg_h2_head_t *trailers; /* sent after the body (gunicorn.http2.send_trailers) */
     cg_spool_t out;
     bool out_end; /* the response is complete */
     bool served;  /* cg_h2_stream_served() was called */

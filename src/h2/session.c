@@ -130,6 +130,7 @@ static void cg__stream_free(cg_h2_stream_t *st)
         free(h);
         h = n;
     }
+    free(st->trailers);
     free(st);
 }
 
@@ -471,9 +472,23 @@ static ssize_t cg__data_read(nghttp2_session *ns, int32_t id, uint8_t *buf, size
         pthread_mutex_unlock(&s->mu);
         return NGHTTP2_ERR_DEFERRED;
     }
+    cg_h2_head_t *trailers = end ? st->trailers : NULL;
+    if (trailers != NULL)
+        st->trailers = NULL;
     pthread_mutex_unlock(&s->mu);
     if (end)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (trailers != NULL) {
+        /* the body ends without END_STREAM; the trailers' HEADERS carry it
+         * (nghttp2 copies the fields) */
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        int r = nghttp2_submit_trailer(ns, id, trailers->nv, trailers->nnv);
+        free(trailers);
+        if (r != 0) {
+            cg_log_debug(s->log, "HTTP/2: trailers: %s", nghttp2_strerror(r));
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+    }
     return n;
 }
 
@@ -487,7 +502,7 @@ static void cg__stream_sync(cg_h2_session_t *s, cg_h2_stream_t *st)
     cg_h2_head_t *heads = st->heads;
     st->heads = st->heads_tail = NULL;
     bool served = st->served && !st->served_seen;
-    bool ended = st->out_end && cg_spool_pending(&st->out) == 0;
+    bool ended = st->out_end && cg_spool_pending(&st->out) == 0 && st->trailers == NULL;
     bool resume = st->deferred && (cg_spool_pending(&st->out) > 0 || st->out_end);
     if (resume)
         st->deferred = false;

@@ -165,6 +165,34 @@ static bool cg__conn_specific(const char *n, size_t len)
     return false;
 }
 
+/* A block for nnv fields of `bytes` bytes of names and values in all. */
+static cg_h2_head_t *cg__head_alloc(int status, size_t nnv, size_t bytes)
+{
+    cg_h2_head_t *h = cg_xmalloc(sizeof(*h) + nnv * sizeof(nghttp2_nv) + bytes);
+    h->next = NULL;
+    h->status = status;
+    h->nnv = 0;
+    h->nv = (nghttp2_nv *)(h + 1);
+    return h;
+}
+
+/* Append one field at *out (the block's bytes): its name lower-cased (RFC
+ * 9113 section 8.2.1), unless HTTP/2 forbids it. */
+static void cg__head_add(cg_h2_head_t *h, uint8_t **out, const char *n, size_t nl, const char *v,
+                         size_t vl)
+{
+    if (nl == 0 || cg__conn_specific(n, nl))
+        return;
+    uint8_t *o = *out;
+    for (size_t i = 0; i < nl; i++) {
+        char ch = n[i];
+        o[i] = (uint8_t)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    }
+    memcpy(o + nl, v, vl);
+    h->nv[h->nnv++] = (nghttp2_nv){o, o + nl, nl, vl, NGHTTP2_NV_FLAG_NONE};
+    *out = o + nl + vl;
+}
+
 /* One HTTP/1.1 response head (ours: status line, "Name: value" lines,
  * CRLF CRLF) as HTTP/2 fields. NULL when it is not one. */
 static cg_h2_head_t *cg__head_convert(const char *p, size_t len)
@@ -193,15 +221,11 @@ static cg_h2_head_t *cg__head_convert(const char *p, size_t len)
         bytes += e - pos;
         pos = e + 2;
     }
-    cg_h2_head_t *h = cg_xmalloc(sizeof(*h) + nnv * sizeof(nghttp2_nv) + bytes);
-    h->next = NULL;
-    h->status = status;
-    h->nv = (nghttp2_nv *)(h + 1);
+    cg_h2_head_t *h = cg__head_alloc(status, nnv, bytes);
     uint8_t *out = (uint8_t *)(h->nv + nnv);
     memcpy(out, sp + 1, 3);
-    h->nv[0] = (nghttp2_nv){(uint8_t *)":status", out, 7, 3, NGHTTP2_NV_FLAG_NO_COPY_NAME};
+    h->nv[h->nnv++] = (nghttp2_nv){(uint8_t *)":status", out, 7, 3, NGHTTP2_NV_FLAG_NO_COPY_NAME};
     out += 3;
-    size_t k = 1;
     for (size_t pos = eol + 2; pos < len;) {
         size_t e = pos + cg_http_find_crlf(p + pos, len - pos);
         if (e == pos)
@@ -215,19 +239,8 @@ static cg_h2_head_t *cg__head_convert(const char *p, size_t len)
         const char *v = colon + 1;
         while (v < p + e && (*v == ' ' || *v == '\t'))
             v++;
-        size_t vl = (size_t)(p + e - v);
-        if (nl == 0 || cg__conn_specific(line, nl))
-            continue;
-        /* RFC 9113 section 8.2.1: field names in lower case */
-        for (size_t i = 0; i < nl; i++) {
-            char ch = line[i];
-            out[i] = (uint8_t)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-        }
-        memcpy(out + nl, v, vl);
-        h->nv[k++] = (nghttp2_nv){out, out + nl, nl, vl, NGHTTP2_NV_FLAG_NONE};
-        out += nl + vl;
+        cg__head_add(h, &out, line, nl, v, (size_t)(p + e - v));
     }
-    h->nnv = k;
     return h;
 }
 
@@ -402,6 +415,31 @@ static int cg__wait(cg_conn_t *c, int want, int timeout_ms)
     return rc;
 }
 
+static int cg__trailers(cg_conn_t *c, const cg_str_t *f, size_t npairs)
+{
+    cg_h2_stream_t *st = c->transport;
+    cg_h2_session_t *s = st->s;
+    size_t bytes = 0;
+    for (size_t i = 0; i < 2 * npairs; i++)
+        bytes += f[i].len;
+    cg_h2_head_t *h = cg__head_alloc(0, npairs, bytes);
+    uint8_t *out = (uint8_t *)(h->nv + npairs);
+    for (size_t i = 0; i < npairs; i++)
+        cg__head_add(h, &out, f[2 * i].ptr, f[2 * i].len, f[2 * i + 1].ptr, f[2 * i + 1].len);
+    pthread_mutex_lock(&s->mu);
+    if (st->reset || st->trailers != NULL) {
+        pthread_mutex_unlock(&s->mu);
+        free(h);
+        return st->reset ? -ECONNRESET : -EINVAL;
+    }
+    st->trailers = h; /* the data provider sends them after the last byte */
+    bool wake = cg_h2__stream_post(st);
+    pthread_mutex_unlock(&s->mu);
+    if (wake)
+        cg_h2__wake(s);
+    return 0;
+}
+
 static int cg__shutdown(cg_conn_t *c)
 {
     return 0; /* the stream ends with the response (END_STREAM) */
@@ -420,6 +458,7 @@ static const cg_conn_ops_t cg__stream_ops = {
     .wait = cg__wait,
     .shutdown = cg__shutdown,
     .close = cg__close,
+    .trailers = cg__trailers,
 };
 
 void cg_h2__stream_view_init(cg_h2_stream_t *st, const cg_conn_t *parent,

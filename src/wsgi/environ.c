@@ -164,9 +164,13 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
         proto = PyUnicode_FromFormat("HTTP/%u.%u", req->version_major, req->version_minor);
     if (cg__set(env, K[CG_WK_SERVER_PROTOCOL], proto) < 0)
         goto fail;
-    /* Gunicorn's gthread worker marks its HTTP/2 requests this way too */
+    /* Gunicorn's gthread worker marks its HTTP/2 requests this way too,
+     * and offers them trailers */
     if (req->version_major == 2 &&
         cg__set(env, K[CG_WK_HTTP_VERSION], PyUnicode_FromString("2")) < 0)
+        goto fail;
+    if (c->ops->trailers != NULL &&
+        PyDict_SetItem(env, K[CG_WK_SEND_TRAILERS], ws->send_trailers) < 0)
         goto fail;
 
     cg_str_t host = {NULL, 0};

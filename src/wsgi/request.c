@@ -112,7 +112,9 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
     ws->write = cg_wsgi_write_new();
     ws->input = cg_wsgi_input_new();
     ws->early_hints = cg_wsgi_early_hints_new();
-    if (!ws->start_response || !ws->write || !ws->input || !ws->early_hints)
+    ws->send_trailers = cg_wsgi_send_trailers_new();
+    if (!ws->start_response || !ws->write || !ws->input || !ws->early_hints ||
+        !ws->send_trailers)
         return -1;
 
     PyObject **K = ws->keys;
@@ -185,6 +187,7 @@ void cg_wsgi_free(cg_wsgi_t *ws)
     Py_CLEAR(ws->write);
     Py_CLEAR(ws->input);
     Py_CLEAR(ws->early_hints);
+    Py_CLEAR(ws->send_trailers);
     for (int i = 0; i < CG_WK__COUNT; i++)
         Py_CLEAR(ws->keys[i]);
 }
@@ -781,7 +784,9 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
         cg__recycle_in_base(ws, &ws->input, cg_wsgi_input_new, ws->keys[CG_WK_WSGI_INPUT]) < 0 ||
         cg__recycle_in_base(ws, &ws->early_hints, cg_wsgi_early_hints_new,
-                            ws->keys[CG_WK_WSGI_EARLY_HINTS]) < 0) {
+                            ws->keys[CG_WK_WSGI_EARLY_HINTS]) < 0 ||
+        (c->ops->trailers != NULL &&
+         cg__recycle(&ws->send_trailers, cg_wsgi_send_trailers_new) < 0)) {
         cg_py_log_exception(ws->log, CG_LOG_ERROR, "Error handling request (no URI read)");
         rc = -1;
         goto done;
@@ -789,6 +794,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     cg_wsgi_bind(ws->start_response, &r);
     cg_wsgi_bind(ws->write, &r);
     cg_wsgi_bind(ws->early_hints, &r);
+    cg_wsgi_bind(ws->send_trailers, &r);
     cg_wsgi_input_reset(ws->input, &r);
 
     /* Gunicorn's sync worker: pre_request before the environ is built; an
@@ -906,6 +912,8 @@ done:
     cg_wsgi_bind(ws->start_response, NULL);
     cg_wsgi_bind(ws->write, NULL);
     cg_wsgi_bind(ws->early_hints, NULL);
+    cg_wsgi_bind(ws->send_trailers, NULL);
+    Py_CLEAR(r.trailers);
     cg_wsgi_input_reset(ws->input, NULL);
     cg_wsgi_req_clear(&r);
     if (PyErr_Occurred())

@@ -100,7 +100,7 @@ class H2Client:
         hdrs = [(":method", method), (":path", path), (":scheme", self.scheme),
                 (":authority", authority)] + list(headers)
         self.streams[sid] = {"headers": None, "info": [], "data": bytearray(), "ended": False,
-                             "reset": None, "unacked": 0}
+                             "reset": None, "unacked": 0, "trailers": None}
         self.conn.send_headers(sid, hdrs, end_stream=end and body is None)
         self.flush()
         if body is not None:
@@ -142,6 +142,8 @@ class H2Client:
                     self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 else:
                     st["unacked"] += ev.flow_controlled_length
+            elif isinstance(ev, ev_mod.TrailersReceived):
+                st["trailers"] = dict(ev.headers)
             elif isinstance(ev, ev_mod.StreamEnded):
                 st["ended"] = True
             elif isinstance(ev, ev_mod.StreamReset):
@@ -427,6 +429,20 @@ def test_early_hints(cg, h2lib, pki):
     c.close()
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_trailers(cg, h2lib, pki, mode):
+    """Gunicorn's gunicorn.http2.send_trailers: fields sent after the body,
+    the last HEADERS frame ending the stream."""
+    srv = start(cg, mode, pki)
+    c = client(h2lib, srv, mode, pki)
+    for query, body in (("", b"part1part2"), ("empty", b"")):
+        st = c.get("/trailers?" + query)
+        assert st["headers"][":status"] == "200" and st["reset"] is None
+        assert bytes(st["data"]) == body
+        assert st["trailers"] == {"x-checksum": "abc123", "grpc-status": "0"}
+    c.close()
+
+
 def test_http11_on_the_same_tls_port(cg, pki):
     """A client that offers only http/1.1 (or no ALPN) gets HTTP/1.1."""
     import http.client
@@ -448,6 +464,10 @@ def test_h2c_plain_http11_still_served(cg):
     status, headers, body = cgtest.parse_response(
         srv.raw(b"GET /h1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
     assert status.split()[1] == "200" and json.loads(body)["protocol"] == "HTTP/1.1"
+    # no gunicorn.http2.send_trailers on HTTP/1.1
+    status, headers, body = cgtest.parse_response(
+        srv.raw(b"GET /trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    assert body == b"no h2"
 
 
 def curl_has_http2():

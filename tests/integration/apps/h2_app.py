@@ -29,6 +29,14 @@ def app(environ, start_response):
                     return
                 yield chunk
         return gen()
+    if path == "/trailers":
+        send = environ.get("gunicorn.http2.send_trailers")
+        if send is None:  # HTTP/1.1: no trailers offered
+            start_response("200 OK", [("Content-Length", "5")])
+            return [b"no h2"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        send([("X-Checksum", "abc123"), (b"grpc-status", b"0")])
+        return [b"part1", b"part2"] if environ.get("QUERY_STRING") != "empty" else []
     if path == "/hints":
         environ["wsgi.early_hints"]([("Link", "</style.css>; rel=preload")])
         start_response("200 OK", [("Content-Length", "2")])
