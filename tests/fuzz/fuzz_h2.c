@@ -3,8 +3,8 @@
  * bytes after the connection preface, fed to a server session over a fake
  * transport in reads of a chosen size. The first input byte picks the read
  * size (bits 0-5: 1..64 bytes, 63: all at once) and how streams are served
- * (bit 6: read their bodies first; bit 7: fail every other one, which
- * resets it). Served at once, on this thread, as a pool thread would: the
+ * (bit 6: read their bodies first and end with trailers; bit 7: fail every
+ * other one, which resets it). Served at once, on this thread, as a pool thread would: the
  * body read without waiting, a response written through the view in
  * HTTP/1.1 syntax, then cg_h2_stream_served; the owner's syncs and sends
  * follow every read, as the worker's loop does them.
@@ -64,7 +64,10 @@ static void serve(run_t *r)
         } else {
             static const char resp[] = "HTTP/2.0 200 OK\r\nServer: gunicorn\r\nConnection: close"
                                        "\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc";
-            if (cg_conn_write_all(v, resp, sizeof(resp) - 1) < 0)
+            static const cg_str_t trailers[] = {CG_STR_LIT("X-Sum"), CG_STR_LIT("1"),
+                                                CG_STR_LIT("Connection"), CG_STR_LIT("x")};
+            if (cg_conn_write_all(v, resp, sizeof(resp) - 1) < 0 ||
+                ((r->mode & 0x40) && v->ops->trailers(v, trailers, 2) < 0))
                 rc = -ECONNRESET;
         }
         cg_h2_stream_served(st, rc);
