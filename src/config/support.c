@@ -66,15 +66,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
                  cfg->worker_class);
         return -ENOTSUP;
     }
-    /* the HTTP/1.1 Upgrade to h2c (RFC 7540 section 3.2, dropped by RFC
-     * 9113) is not done; prior knowledge (the connection preface) is */
-    if (strcmp(h2c, "upgrade") == 0 || strcmp(h2c, "both") == 0) {
-        cg__errf(err, errlen,
-                 "Error: http2_cleartext '%s' is not supported yet by cgunicorn (the Upgrade: "
-                 "h2c mechanism); 'prior-knowledge' is",
-                 h2c);
-        return -ENOTSUP;
-    }
     CG__OFF(cfg->dirty_apps.n > 0, "dirty_apps");
     CG__OFF(cfg->dirty_workers > 0, "dirty_workers");
     CG__OFF(cfg->source[CG_SETTING_control_socket] != CG_SRC_DEFAULT &&

@@ -106,6 +106,25 @@ int cg_h2_session_send(cg_h2_session_t *s);
  * Returns false when the session was closed meanwhile (nothing to send). */
 bool cg_h2_session_sync(cg_h2_session_t *s);
 
+/*
+ * HTTP/1.1 Upgrade to h2c (RFC 7540 section 3.2): whether a parsed request
+ * asks for it and may have it: HTTP/1.1, no body, "Upgrade: h2c",
+ * "Connection" naming Upgrade and HTTP2-Settings, one HTTP2-Settings
+ * field (*settings: its value, a view into req's buffer).
+ */
+bool cg_h2_upgrade_wanted(const cg_http_request_t *req, cg_str_t *settings);
+
+/*
+ * Make `head` (the request that asked for the upgrade, HTTP/1.1 text of
+ * head_len bytes) stream 1 of a fresh session, as nghttp2_session_upgrade2
+ * does, with the client's settings from `settings` (base64url). The caller
+ * has answered 101; the stream runs like any other. 0, or -EPROTO when
+ * the settings do not decode (then answer 400 and stay HTTP/1.1: nothing
+ * was sent on the session yet; close it).
+ */
+int cg_h2_session_upgrade(cg_h2_session_t *s, const char *head, size_t head_len, bool head_request,
+                          cg_str_t settings);
+
 /* Graceful stop (RFC 9113 section 6.8): GOAWAY with the last stream id
  * accepted; open streams finish. Idempotent. */
 void cg_h2_session_goaway(cg_h2_session_t *s);

@@ -126,5 +126,10 @@ void cg_h2__head_field(cg_h2_stream_t *st, const char *name, size_t namelen, con
 /* The block ended: parse the rebuilt head. 1, or -1 when refused (the
  * refusal page is queued on the stream). */
 int cg_h2__head_parse(cg_h2_stream_t *st, bool end_stream);
+/* An HTTP/1.1 head as the stream's (h2c Upgrade), then cg_h2__head_run. */
+void cg_h2__head_text(cg_h2_stream_t *st, const char *text, size_t len);
+/* Parse the head in st->c.buf and ready the body reader: as
+ * cg_h2__head_parse. */
+int cg_h2__head_run(cg_h2_stream_t *st, bool end_stream);
 
 #endif

@@ -256,6 +256,20 @@ static int cg__on_header(nghttp2_session *ns, const nghttp2_frame *frame, const 
 }
 
 /* The request head is complete: parse it as the HTTP/1.1 parser would. */
+/* The head was refused: the page went through the view into st's queues;
+ * it is answered as if served. */
+static void cg__stream_refused(cg_h2_session_t *s, cg_h2_stream_t *st)
+{
+    pthread_mutex_lock(&s->mu);
+    st->served = true;
+    st->rc = 0;
+    st->out_end = true;
+    bool wake = cg_h2__stream_post(st);
+    pthread_mutex_unlock(&s->mu);
+    if (wake)
+        cg_h2__wake(s);
+}
+
 static void cg__headers_done(cg_h2_session_t *s, cg_h2_stream_t *st, bool end_stream)
 {
     st->remote_ended = end_stream;
@@ -264,17 +278,8 @@ static void cg__headers_done(cg_h2_session_t *s, cg_h2_stream_t *st, bool end_st
         st->in_eof = true;
         pthread_mutex_unlock(&s->mu);
     }
-    int h = cg_h2__head_parse(st, end_stream);
-    if (h < 0) {
-        /* refused: the page went through the view into st's queues */
-        pthread_mutex_lock(&s->mu);
-        st->served = true;
-        st->rc = 0;
-        st->out_end = true;
-        bool wake = cg_h2__stream_post(st);
-        pthread_mutex_unlock(&s->mu);
-        if (wake)
-            cg_h2__wake(s);
+    if (cg_h2__head_parse(st, end_stream) < 0) {
+        cg__stream_refused(s, st);
         return;
     }
     /* Run it now when nothing more is to come or the client waits for our
@@ -709,6 +714,110 @@ static int cg__fatal(cg_h2_session_t *s, ssize_t r)
         cg_log_debug(s->log, "HTTP/2: GOAWAY: %s", nghttp2_strerror(t));
     s->failed = true;
     return -EPROTO;
+}
+
+/* The header's comma-separated tokens include `tok` (case-insensitive). */
+static bool cg__has_token(cg_str_t v, const char *tok)
+{
+    size_t tl = strlen(tok);
+    for (size_t i = 0; i < v.len;) {
+        while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ','))
+            i++;
+        size_t j = i;
+        while (j < v.len && v.ptr[j] != ',')
+            j++;
+        size_t e = j;
+        while (e > i && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t'))
+            e--;
+        if (e - i == tl && strncasecmp(v.ptr + i, tok, tl) == 0)
+            return true;
+        i = j;
+    }
+    return false;
+}
+
+bool cg_h2_upgrade_wanted(const cg_http_request_t *req, cg_str_t *settings)
+{
+    if (req->version_major != 1 || req->version_minor != 1 ||
+        (req->body_kind == CG_HTTP_BODY_LENGTH ? req->content_length != 0
+                                               : req->body_kind != CG_HTTP_BODY_NONE))
+        return false; /* a body would have to come whole before the switch */
+    bool up = false, conn_up = false, conn_settings = false;
+    int nsettings = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const cg_http_header_t *h = &req->headers[i];
+        if (cg_str_caseeq(h->name, "UPGRADE"))
+            up = up || cg__has_token(h->value, "h2c");
+        else if (cg_str_caseeq(h->name, "CONNECTION")) {
+            conn_up = conn_up || cg__has_token(h->value, "upgrade");
+            conn_settings = conn_settings || cg__has_token(h->value, "http2-settings");
+        } else if (cg_str_caseeq(h->name, "HTTP2-SETTINGS")) {
+            nsettings++;
+            *settings = h->value;
+        }
+    }
+    return up && conn_up && conn_settings && nsettings == 1;
+}
+
+/* base64url without padding (RFC 7540 section 3.2.1) into out (room for
+ * len * 3 / 4 bytes). Length, or -1. */
+static ssize_t cg__b64url(const char *in, size_t len, uint8_t *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = in[i];
+        int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                : ch == '-'              ? 62
+                : ch == '_'              ? 63
+                                         : -1;
+        if (v < 0)
+            return ch == '=' && i + 2 >= len ? (ssize_t)n : -1; /* padding: tolerated */
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return (ssize_t)n;
+}
+
+int cg_h2_session_upgrade(cg_h2_session_t *s, const char *head, size_t head_len, bool head_request,
+                          cg_str_t settings)
+{
+    uint8_t stack[512] = {0}; /* an empty value decodes to no settings */
+    uint8_t *buf = settings.len * 3 / 4 + 1 <= sizeof(stack) ? stack
+                                                               : cg_xmalloc(settings.len * 3 / 4 + 1);
+    ssize_t n = cg__b64url(settings.ptr, settings.len, buf);
+    int r = n < 0 ? NGHTTP2_ERR_INVALID_ARGUMENT
+                  : nghttp2_session_upgrade2(s->ns, buf, (size_t)n, head_request, NULL);
+    if (buf != stack)
+        free(buf);
+    if (r != 0) {
+        cg_log_debug(s->log, "HTTP/2: h2c upgrade refused: %s", nghttp2_strerror(r));
+        return -EPROTO;
+    }
+    /* stream 1, half-closed (remote): the request came whole over HTTP/1.1 */
+    cg_h2_stream_t *st = cg__stream_new(s, 1);
+    r = nghttp2_session_set_stream_user_data(s->ns, 1, st);
+    if (r != 0) { /* cannot happen: nghttp2 just made stream 1 */
+        cg_log_error(s->log, "HTTP/2: h2c upgrade: %s", nghttp2_strerror(r));
+        cg__stream_unlink(s, st);
+        return -EPROTO;
+    }
+    st->nghttp2_open = true;
+    cg_h2__head_text(st, head, head_len);
+    st->remote_ended = true;
+    st->in_eof = true;
+    if (cg_h2__head_run(st, true) < 0)
+        cg__stream_refused(s, st); /* the page is queued on stream 1 */
+    else
+        cg__stream_ready(s, st);
+    return 0;
 }
 
 int cg_h2_session_feed(cg_h2_session_t *s, const uint8_t *data, size_t len)

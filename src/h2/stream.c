@@ -29,6 +29,11 @@ static void cg__buf_put(cg_conn_t *c, const char *p, size_t n)
     c->buf.len += n;
 }
 
+void cg_h2__head_text(cg_h2_stream_t *st, const char *text, size_t len)
+{
+    cg__buf_put(&st->c, text, len);
+}
+
 static char *cg__dup(const char *p, size_t n)
 {
     char *d = cg_xmalloc(n + 1);
@@ -123,6 +128,13 @@ int cg_h2__head_parse(cg_h2_stream_t *st, bool end_stream)
         cg__buf_put(c, "\r\n", 2);
     }
     cg__buf_put(c, "\r\n", 2);
+    return cg_h2__head_run(st, end_stream);
+}
+
+int cg_h2__head_run(cg_h2_stream_t *st, bool end_stream)
+{
+    cg_h2_session_t *s = st->s;
+    cg_conn_t *c = &st->c;
     int h = cg_conn_head_step(c, s->pol, s->log);
     if (h == 0) { /* cannot happen on a complete head; refuse all the same */
         cg_http_error_t err = {.code = CG_HTTP_E_INVALID_HEADER, .arg = CG_STR_LIT("")};

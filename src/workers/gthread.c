@@ -149,8 +149,9 @@ struct cg_gt {
     bool watch_started, watch_quit;
     uint64_t beat_ms;
 
-    /* HTTP/2: ALPN may choose it (TLS), h2c with prior knowledge */
-    bool h2_tls, h2c;
+    /* HTTP/2: ALPN may choose it (TLS); h2c with prior knowledge, by the
+     * HTTP/1.1 Upgrade, or both (http2_cleartext) */
+    bool h2_tls, h2c, h2c_upgrade;
     cg_h2_config_t h2cfg;
 
     /* pool (threads > 1, or HTTP/2 on: a stream must never run on the
@@ -822,13 +823,20 @@ static void cg__h2_on_poll(cg_gt_conn_t *gc, int status, int events)
     cg__h2_pump(gc);
 }
 
-/* Turn the connection into an HTTP/2 one: after ALPN chose h2, or on the
- * h2c preface (`pre`: bytes already read, the preface first). */
-static void cg__h2_begin(cg_gt_conn_t *gc, const char *pre, size_t n)
+static int cg__h2_session(cg_gt_conn_t *gc)
 {
     cg_gt_t *g = gc->gt;
     cg_h2_hooks_t hooks = {.dispatch = cg__h2_dispatch, .wake = cg__h2_wake, .wake_ctx = g};
-    if (cg_h2_session_new(&gc->h2, &g->h2cfg, &g->pol, g->w->log, &gc->c, gc, &hooks) < 0) {
+    return cg_h2_session_new(&gc->h2, &g->h2cfg, &g->pol, g->w->log, &gc->c, gc, &hooks);
+}
+
+/* Turn the connection into an HTTP/2 one: after ALPN chose h2, on the h2c
+ * preface, or after a 101 to an Upgrade: h2c (`pre`: bytes already read,
+ * the preface first). The session exists (or is made here). */
+static void cg__h2_begin(cg_gt_conn_t *gc, const char *pre, size_t n)
+{
+    cg_gt_t *g = gc->gt;
+    if (gc->h2 == NULL && cg__h2_session(gc) < 0) {
         cg__conn_close(gc);
         return;
     }
@@ -841,10 +849,45 @@ static void cg__h2_begin(cg_gt_conn_t *gc, const char *pre, size_t n)
         gc->h2_feeding = false;
         (void)r; /* -EPROTO: the pump sends the GOAWAY and closes */
     }
-    gc->c.buf.off = gc->c.buf.len = 0;
+    gc->c.buf.off = gc->c.buf.len = gc->c.buf.keep = 0;
     /* SETTINGS, and the answers to what came with the preface; then the
      * rest, which often came with it (TLS holds it decrypted) */
     cg__h2_on_poll(gc, 0, n > 0 ? 0 : UV_READABLE);
+}
+
+/*
+ * A complete HTTP/1.1 head asking for Upgrade: h2c (RFC 7540 section 3.2):
+ * 101, then the request is stream 1 of an HTTP/2 session. Returns false
+ * when it stays HTTP/1.1 (HTTP2-Settings that do not decode: the upgrade
+ * is ignored, as a server may) and true when the connection is HTTP/2 now
+ * (or closed).
+ */
+static bool cg__h2_upgrade(cg_gt_conn_t *gc, cg_str_t settings)
+{
+    cg_conn_t *c = &gc->c;
+    static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                             "Upgrade: h2c\r\n\r\n";
+    if (cg__h2_session(gc) < 0) {
+        cg__conn_close(gc);
+        return true;
+    }
+    size_t head_len = c->req.head_len;
+    if (cg_h2_session_upgrade(gc->h2, c->buf.data, head_len, cg_str_eq(c->req.method, "HEAD", 4),
+                              settings) < 0) {
+        cg_h2_session_close(gc->h2);
+        gc->h2 = NULL;
+        return false;
+    }
+    /* before any frame of the session; the response comes later, from the
+     * pool, through the session */
+    if (cg_conn_write_nowait(c, sw, sizeof(sw) - 1) != (ssize_t)(sizeof(sw) - 1)) {
+        cg__conn_close(gc);
+        return true;
+    }
+    cg__timer_set(gc, 0);
+    /* what followed the request (the preface, SETTINGS) is the session's */
+    cg__h2_begin(gc, c->buf.data + head_len, c->buf.len - head_len);
+    return true;
 }
 
 /* h2c prior knowledge: 1 when the buffer starts with the connection
@@ -913,6 +956,10 @@ static void cg__process(cg_gt_conn_t *gc)
             cg__conn_linger(gc, false);
             return;
         }
+        cg_str_t settings;
+        if (gc->gt->h2c_upgrade && !c->tls && cg_h2_upgrade_wanted(&c->req, &settings) &&
+            cg__h2_upgrade(gc, settings))
+            return;
         if (cg__prebuffer(gc))
             continue;
         int sp = cg__spool_begin(gc);
@@ -1470,8 +1517,10 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     g->ws = ws;
     g->nthreads = cfg->threads > 1 ? (int)cfg->threads : 1;
     g->h2_tls = w->tls != NULL && cg_h2_wanted(cfg);
-    g->h2c = cfg->http2_cleartext != NULL && strcmp(cfg->http2_cleartext, "prior-knowledge") == 0;
-    g->pool = g->nthreads > 1 || g->h2_tls || g->h2c;
+    const char *h2c = cfg->http2_cleartext != NULL ? cfg->http2_cleartext : "off";
+    g->h2c = strcmp(h2c, "prior-knowledge") == 0 || strcmp(h2c, "both") == 0;
+    g->h2c_upgrade = strcmp(h2c, "upgrade") == 0 || strcmp(h2c, "both") == 0;
+    g->pool = g->nthreads > 1 || g->h2_tls || g->h2c || g->h2c_upgrade;
     cg_h2_config_init(&g->h2cfg, cfg);
     g->max_conns = cfg->worker_connections > 0 ? (size_t)cfg->worker_connections : 1;
     g->max_keep = cfg->worker_connections > cfg->threads

@@ -61,7 +61,11 @@ class H2Client:
     frames until a condition holds (events, never sleeps), bounded by the
     socket timeout."""
 
-    def __init__(self, h2, port, pki=None, settings=None, auto_ack=True, timeout=20.0):
+    def __init__(self, h2, port, pki=None, settings=None, auto_ack=True, timeout=20.0,
+                 upgrade=None):
+        """upgrade: a path to GET over HTTP/1.1 with Upgrade: h2c (RFC 7540
+        section 3.2); its response comes on stream 1, and self.switched
+        says whether the server answered 101."""
         self.h2 = h2
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if pki is not None:
@@ -75,9 +79,6 @@ class H2Client:
             self.scheme = "http"
         cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         self.conn = h2.connection.H2Connection(config=cfg)
-        self.conn.initiate_connection()
-        if settings:
-            self.conn.update_settings(settings)
         self.auto_ack = auto_ack
         self.streams = {}
         self.goaway = None
@@ -85,7 +86,29 @@ class H2Client:
         self.remote_settings = {}
         self.window_updated = set()
         self.order = []  # stream ids of DATA frames, in arrival order
+        rest = b""
+        if upgrade is not None:
+            b64 = self.conn.initiate_upgrade_connection()
+            self.sock.sendall(b"GET " + upgrade.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
+                              b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                              b"HTTP2-Settings: " + b64 + b"\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                more = self.sock.recv(65536)
+                assert more, "closed before the 101"
+                head += more
+            head, rest = head.split(b"\r\n\r\n", 1)
+            self.switched = head.startswith(b"HTTP/1.1 101 ")
+            assert self.switched, head
+            self.streams[1] = {"headers": None, "info": [], "data": bytearray(), "ended": False,
+                               "reset": None, "unacked": 0, "trailers": None}
+        else:
+            self.conn.initiate_connection()
+        if settings:
+            self.conn.update_settings(settings)
         self.flush()
+        if rest:
+            self.feed(rest)
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -128,6 +151,9 @@ class H2Client:
         if not data:
             self.closed = True
             return
+        self.feed(data)
+
+    def feed(self, data):
         ev_mod = self.h2.events
         for ev in self.conn.receive_data(data):
             st = self.streams.get(getattr(ev, "stream_id", None))
@@ -470,6 +496,31 @@ def test_h2c_plain_http11_still_served(cg):
     assert body == b"no h2"
 
 
+def test_h2c_upgrade(cg, h2lib):
+    """http2_cleartext 'both': Upgrade: h2c (the request becomes stream 1,
+    answered over HTTP/2 after a 101) and prior knowledge on one port; a
+    request with a body stays HTTP/1.1 (it would have to come whole before
+    the switch)."""
+    srv = cg("h2_app:app", ["-k", "gthread", "--threads", "2", "--http2-cleartext", "both",
+                            "--access-logfile", "-"])
+    c = H2Client(h2lib, srv.port, upgrade="/upg?x=1")
+    c.wait(lambda: c.done(1), "stream 1")
+    st = c.streams[1]
+    assert st["headers"][":status"] == "200"
+    env = json.loads(bytes(st["data"]))
+    assert env["protocol"] == "HTTP/2.0" and env["path"] == "/upg" and env["query"] == "x=1"
+    assert c.get("/next")["headers"][":status"] == "200"  # stream 3, same connection
+    c.close()
+    srv.wait_log(r'"GET /upg\?x=1 HTTP/2.0" 200', source=srv.stdout)
+    status, headers, body = cgtest.parse_response(srv.raw(
+        b"POST /p HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\nContent-Length: 3\r\n\r\nabc"))
+    assert status.split()[1] == "200" and json.loads(body)["protocol"] == "HTTP/1.1"
+    c = client(h2lib, srv, "h2c", None)
+    assert c.get("/pk")["headers"][":status"] == "200"
+    c.close()
+
+
 def curl_has_http2():
     try:
         out = subprocess.run(["curl", "-V"], capture_output=True, text=True).stdout
@@ -494,6 +545,20 @@ def test_curl(cg, pki, mode):
     assert version == b"2"
     env = json.loads(body)
     assert env["protocol"] == "HTTP/2.0" and env["body_len"] == 3
+
+
+@pytest.mark.skipif(not curl_has_http2(), reason="curl without HTTP/2")
+def test_curl_h2c_upgrade(cg):
+    """curl --http2 on http:// asks for Upgrade: h2c."""
+    srv = cg("h2_app:app", ["-k", "gthread", "--http2-cleartext", "upgrade"])
+    cmd = ["curl", "-sS", "--http2", "-w", "\\n%{http_version}",
+           "http://127.0.0.1:%d/curl?u=1" % srv.port]
+    out = subprocess.run(cmd, capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    body, version = out.stdout.rsplit(b"\n", 1)
+    assert version == b"2"
+    env = json.loads(body)
+    assert env["protocol"] == "HTTP/2.0" and env["query"] == "u=1"
 
 
 def test_many_short_connections(cg, h2lib, pki):

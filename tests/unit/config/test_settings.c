@@ -545,16 +545,19 @@ static void test_check_supported(void **state)
     }
 
     /* HTTP/2: gthread serves it, sync warns and serves HTTP/1.1, asgi
-     * refuses; h2c by prior knowledge only */
+     * refuses; h2c (prior knowledge, Upgrade, both) on gthread only */
     assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "http_protocols", "h2,h1", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gthread", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "prior-knowledge", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
-    assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "upgrade", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "both", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "sync", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), -ENOTSUP);
-    assert_non_null(strstr(err, "http2_cleartext 'upgrade' is not supported yet"));
+    assert_string_equal(err, "Error: http2_cleartext is not supported yet by cgunicorn's sync worker");
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gthread", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "off", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "worker_class", "asgi", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), -ENOTSUP);

@@ -350,6 +350,58 @@ static void test_rapid_reset(void **state)
     teardown(x);
 }
 
+/* Parse an HTTP/1.1 head into req (headers in hdrs). */
+static void parse_h1(fixture_t *x, char *text, cg_http_request_t *req, cg_http_header_t *hdrs)
+{
+    cg_http_parser_t p = {0};
+    memset(req, 0, sizeof(*req));
+    req->headers = hdrs;
+    req->headers_cap = 16;
+    assert_true(cg_http_parse_request(&x->pol.hs, &p, text, strlen(text), true, req) > 0);
+}
+
+static void test_upgrade(void **state)
+{
+    fixture_t *x = setup(NULL);
+    cg_http_request_t req;
+    cg_http_header_t hdrs[16];
+    cg_str_t settings;
+    char ok[] = "GET /u?q HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    parse_h1(x, ok, &req, hdrs);
+    assert_true(cg_h2_upgrade_wanted(&req, &settings));
+    assert_true(cg_str_eq(settings, "AAMAAABkAAQCAAAAAAIAAAAA", 24));
+    /* a body, no HTTP2-Settings in Connection, another protocol: no */
+    char body[] = "POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                  "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\nContent-Length: 1\r\n\r\n";
+    parse_h1(x, body, &req, hdrs);
+    assert_false(cg_h2_upgrade_wanted(&req, &settings));
+    char noconn[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+                    "HTTP2-Settings: AAMAAABk\r\n\r\n";
+    parse_h1(x, noconn, &req, hdrs);
+    assert_false(cg_h2_upgrade_wanted(&req, &settings));
+    char ws[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                "Upgrade: websocket\r\nHTTP2-Settings: AAMAAABk\r\n\r\n";
+    parse_h1(x, ws, &req, hdrs);
+    assert_false(cg_h2_upgrade_wanted(&req, &settings));
+
+    /* settings that do not decode: refused, nothing happened */
+    assert_int_equal(cg_h2_session_upgrade(x->s, ok, strlen(ok), false, CG_STR_LIT("A*A")),
+                     -EPROTO);
+    assert_int_equal(x->ndispatched, 0);
+    /* good ones: the request is stream 1, ready to run */
+    parse_h1(x, ok, &req, hdrs);
+    assert_true(cg_h2_upgrade_wanted(&req, &settings));
+    assert_int_equal(cg_h2_session_upgrade(x->s, ok, strlen(ok), false, settings), 0);
+    assert_int_equal(x->ndispatched, 1);
+    cg_conn_t *v = cg_h2_stream_conn(x->dispatched[0]);
+    assert_true(cg_str_eq(v->req.path, "/u", 2));
+    assert_int_equal(v->req.version_major, 2);
+    assert_true(cg_conn_body_done(v));
+    x->unserved = 1;
+    teardown(x);
+}
+
 static void test_bad_preface(void **state)
 {
     fixture_t *x = setup(NULL);
@@ -367,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_body_beyond_window),
         cmocka_unit_test(test_header_list_too_large),
         cmocka_unit_test(test_rapid_reset),
+        cmocka_unit_test(test_upgrade),
         cmocka_unit_test(test_bad_preface),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
