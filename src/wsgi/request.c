@@ -541,6 +541,9 @@ static int cg__try_sendfile(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
     }
     r->sent += nbytes;
     lseek(fd, offset, SEEK_SET);
+    /* HTTP/2 trailers (gunicorn.http2.send_trailers) go after the file */
+    if (r->trailers != NULL && !r->chunked && cg_wsgi_finish(r) < 0)
+        return -1;
     return 1;
 }
 

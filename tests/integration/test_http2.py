@@ -316,6 +316,19 @@ def test_large_response_slow_reader(cg, h2lib, pki):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_file_wrapper(cg, h2lib, pki, mode):
+    """wsgi.file_wrapper: over h2c by reference into the stream's spool
+    (read as the window opens), over TLS read and written as any body."""
+    srv = start(cg, mode, pki)
+    c = client(h2lib, srv, mode, pki)
+    size = 3 * 1024 * 1024 + 17
+    st = c.get("/file?%d" % size)
+    assert st["headers"][":status"] == "200" and st["headers"]["content-length"] == str(size)
+    assert len(st["data"]) == size and bytes(st["data"]) == pattern(size)
+    c.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_request_body_beyond_window(cg, h2lib, pki, mode):
     """A 1 MiB upload against a 64 KiB window: the client can only send as
     the app reads (the window comes back as it does)."""
@@ -461,7 +474,7 @@ def test_trailers(cg, h2lib, pki, mode):
     the last HEADERS frame ending the stream."""
     srv = start(cg, mode, pki)
     c = client(h2lib, srv, mode, pki)
-    for query, body in (("", b"part1part2"), ("empty", b"")):
+    for query, body in (("", b"part1part2"), ("empty", b""), ("file", b"part1part2")):
         st = c.get("/trailers?" + query)
         assert st["headers"][":status"] == "200" and st["reset"] is None
         assert bytes(st["data"]) == body

@@ -3,6 +3,7 @@ of a given size, the request body streamed back, and early hints."""
 
 import hashlib
 import json
+import tempfile
 
 
 def _pattern(size):
@@ -18,6 +19,13 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Length", str(size))])
         # in pieces, so that streams of one connection interleave
         return [data[i:i + 65536] for i in range(0, size, 65536)]
+    if path == "/file":
+        size = int(environ.get("QUERY_STRING") or "0")
+        f = tempfile.TemporaryFile()
+        f.write(_pattern(size))
+        f.seek(0)
+        start_response("200 OK", [("Content-Length", str(size))])
+        return environ["wsgi.file_wrapper"](f, 65536)
     if path == "/echo":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         inp = environ["wsgi.input"]
@@ -36,6 +44,11 @@ def app(environ, start_response):
             return [b"no h2"]
         start_response("200 OK", [("Content-Type", "text/plain")])
         send([("X-Checksum", "abc123"), (b"grpc-status", b"0")])
+        if environ.get("QUERY_STRING") == "file":
+            f = tempfile.TemporaryFile()
+            f.write(b"part1part2")
+            f.seek(0)
+            return environ["wsgi.file_wrapper"](f)
         return [b"part1", b"part2"] if environ.get("QUERY_STRING") != "empty" else []
     if path == "/hints":
         environ["wsgi.early_hints"]([("Link", "</style.css>; rel=preload")])
