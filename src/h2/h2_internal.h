@@ -15,6 +15,10 @@
  * file, as the HTTP/1.1 write-behind spool (gthread.c). */
 #define CG_H2_OUT_MEM (256u * 1024)
 #define CG_H2_OUT_MAX (64u << 20)
+/* The app's bytes go to the spool in pieces of at most this much, so that
+ * a write larger than the room left takes what fits, and a writer waits
+ * only until a piece fits again. */
+#define CG_H2_OUT_PIECE (64u * 1024)
 /* The largest response head (HTTP/1.1 text) a stream takes. */
 #define CG_H2_HEAD_MAX (1u << 20)
 

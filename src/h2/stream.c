@@ -343,14 +343,16 @@ static ssize_t cg__writev(cg_conn_t *c, const struct iovec *iov, int iovcnt)
                 taken += used;
                 continue;
             }
-            int r = cg_spool_add(&st->out, p, len);
+            size_t n = len < CG_H2_OUT_PIECE ? len : CG_H2_OUT_PIECE;
+            int r = cg_spool_add(&st->out, p, n);
             if (r < 0) {
                 /* -ENOSPC: the peer is that far behind, wait for it */
                 err = r == -ENOSPC ? CG_EAGAIN : r;
                 goto out;
             }
-            taken += (ssize_t)len;
-            len = 0;
+            p += n;
+            len -= n;
+            taken += (ssize_t)n;
         }
     }
 out:;
@@ -395,7 +397,8 @@ static bool cg__wait_done(const cg_h2_stream_t *st, int want)
         return true;
     if (want & CG_CONN_WANT_READ)
         return st->in_len > st->in_off || st->in_eof;
-    return cg_spool_pending(&st->out) < CG_H2_OUT_MAX;
+    /* room for a piece (what cg__writev's spool refused) */
+    return st->out.file_used + CG_H2_OUT_PIECE <= st->out.file_max;
 }
 
 static int cg__wait(cg_conn_t *c, int want, int timeout_ms)

@@ -26,6 +26,7 @@ typedef struct got {
     char headers[1024];
     char data[1 << 20];
     size_t data_len;
+    uint64_t received; /* all DATA bytes (data keeps the first MiB) */
     bool closed;
     uint32_t close_code;
 } got_t;
@@ -88,6 +89,8 @@ static int c_on_data(nghttp2_session *ns, uint8_t flags, int32_t id, const uint8
                      size_t len, void *user)
 {
     got_t *g = got_of(user, id);
+    if (g != NULL)
+        g->received += len;
     if (g != NULL && g->data_len + len <= sizeof(g->data)) {
         memcpy(g->data + g->data_len, data, len);
         g->data_len += len;
@@ -350,6 +353,49 @@ static void test_rapid_reset(void **state)
     teardown(x);
 }
 
+static void test_spool_full_waits(void **state)
+{
+    /* A client that does not read: the app's writes fill the stream's spool
+     * (memory, then the temporary file) and then wait (no spinning: wait
+     * says no room) until the client takes some. */
+    fixture_t *x = setup(NULL);
+    int32_t id = request(x, "GET", "/big", NULL, 0, false);
+    pump(x);
+    assert_int_equal(x->ndispatched, 1);
+    cg_conn_t *v = cg_h2_stream_conn(x->dispatched[0]);
+    static const char head[] = "HTTP/2.0 200 OK\r\n\r\n";
+    assert_int_equal(cg_conn_write_all(v, head, sizeof(head) - 1), 0);
+    static char block[1 << 20];
+    memset(block, 'z', sizeof(block));
+    size_t total = 0;
+    for (;;) {
+        struct iovec iov = {block, sizeof(block)};
+        ssize_t n = v->ops->writev(v, &iov, 1);
+        if (n == CG_EAGAIN)
+            break;
+        assert_true(n > 0);
+        total += (size_t)n;
+        assert_true(total < (100u << 20));
+    }
+    assert_true(total >= (64u << 20)); /* 256 KiB in memory, 64 MiB on file */
+    assert_int_equal(v->ops->wait(v, CG_CONN_WANT_WRITE, 0), -ETIMEDOUT);
+    /* the client reads (nghttp2 opens its windows as it does) */
+    while (x->wakes > 0) {
+        x->wakes--;
+        (void)cg_h2_session_sync(x->s);
+    }
+    pump(x);
+    assert_int_equal(v->ops->wait(v, CG_CONN_WANT_WRITE, 0), 0);
+    struct iovec iov = {block, 1000};
+    assert_int_equal(v->ops->writev(v, &iov, 1), 1000);
+    cg_h2_stream_served(x->dispatched[0], 0);
+    for (int i = 0; i < 10000 && !got_of(x, id)->closed; i++)
+        pump(x);
+    assert_true(got_of(x, id)->closed);
+    assert_int_equal(got_of(x, id)->received, total + 1000);
+    teardown(x);
+}
+
 /* Parse an HTTP/1.1 head into req (headers in hdrs). */
 static void parse_h1(fixture_t *x, char *text, cg_http_request_t *req, cg_http_header_t *hdrs)
 {
@@ -420,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_header_list_too_large),
         cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_upgrade),
+        cmocka_unit_test(test_spool_full_waits),
         cmocka_unit_test(test_bad_preface),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
