@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
 
 all: build
 
@@ -162,6 +162,11 @@ fuzz:
 bench: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/run.sh
+
+# HTTP/2 over TLS with h2load, beside nginx (bench/h2.sh).
+bench-h2: build
+	@tools/deps.sh bench
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/h2.sh
 
 # The console script against the standalone executable: CPU per request and
 # memory (bench/frontends.sh).

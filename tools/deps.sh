@@ -12,7 +12,7 @@ set -euo pipefail
 
 pkgs=(
   make meson ninja-build pkg-config gcc clang
-  python3 python3-dev python3-venv libcmocka-dev libuv1-dev libssl-dev zlib1g-dev
+  python3 python3-dev python3-venv libcmocka-dev libuv1-dev libssl-dev zlib1g-dev libnghttp2-dev
   python3-pytest python3-requests python3-psutil python3-flask python3-django python3-trustme
   wrk gunicorn nginx-light
 )
@@ -23,7 +23,7 @@ if [ "${1:-}" = fuzz ]; then
   pkgs+=(libclang-rt-14-dev llvm)
 fi
 if [ "${1:-}" = bench ]; then
-  pkgs+=(uwsgi-core uwsgi-plugin-python3 nginx-light)
+  pkgs+=(uwsgi-core uwsgi-plugin-python3 nginx-light nghttp2-client)
 fi
 
 missing=()

@@ -48,10 +48,26 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
                  "built from certfile, keyfile, ca_certs, cert_reqs and ciphers");
         return -ENOTSUP;
     }
-    CG__OFF(cfg->http_protocols.n != 1 || strcmp(cfg->http_protocols.v[0], "h1") != 0,
-            "http_protocols");
-    CG__OFF(cfg->http2_cleartext != NULL && strcmp(cfg->http2_cleartext, "off") != 0,
-            "http2_cleartext");
+    /* HTTP/2 (src/h2/) is served by the gthread worker; the sync worker
+     * warns and serves HTTP/1.1 as Gunicorn's does (sync.c). */
+    bool h2 = false;
+    for (size_t i = 0; i < cfg->http_protocols.n; i++) {
+        CG__OFF(strcmp(cfg->http_protocols.v[i], "h3") == 0, "http_protocols h3");
+        h2 = h2 || strcmp(cfg->http_protocols.v[i], "h2") == 0;
+    }
+    if (h2 && kind != CG_WORKER_GTHREAD && kind != CG_WORKER_SYNC) {
+        cg__errf(err, errlen,
+                 "Error: HTTP/2 (http_protocols h2) is not supported yet by cgunicorn's %s worker",
+                 cfg->worker_class);
+        return -ENOTSUP;
+    }
+    const char *h2c = cfg->http2_cleartext != NULL ? cfg->http2_cleartext : "off";
+    if (strcmp(h2c, "off") != 0 && kind != CG_WORKER_GTHREAD) {
+        cg__errf(err, errlen,
+                 "Error: http2_cleartext is not supported yet by cgunicorn's %s worker",
+                 cfg->worker_class);
+        return -ENOTSUP;
+    }
     CG__OFF(cfg->dirty_apps.n > 0, "dirty_apps");
     CG__OFF(cfg->dirty_workers > 0, "dirty_workers");
 #undef CG__OFF

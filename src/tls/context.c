@@ -24,6 +24,19 @@ struct cg_tls_ctx {
     bool suppress_ragged_eofs;
 };
 
+/* ALPN protocol lists (wire format: length-prefixed names) in the orders
+ * http_protocols can ask for. Constant, so that the select callback's
+ * argument outlives every SSL_CTX that a connection still holds after a
+ * HUP freed our reference. */
+typedef struct {
+    unsigned char wire[16];
+    unsigned int len;
+    bool h1; /* http/1.1 is among them */
+} cg__alpn_t;
+static const cg__alpn_t cg__alpn_h2_h1 = {"\x02h2\x08http/1.1", 12, true};
+static const cg__alpn_t cg__alpn_h1_h2 = {"\x08http/1.1\x02h2", 12, true};
+static const cg__alpn_t cg__alpn_h2 = {"\x02h2", 3, false};
+
 SSL_CTX *cg_tls__ssl_ctx(const cg_tls_ctx_t *t, bool *suppress_ragged_eofs)
 {
     *suppress_ragged_eofs = t->suppress_ragged_eofs;
@@ -102,6 +115,48 @@ static int cg__no_password_cb(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
+/*
+ * ALPN (RFC 7301): the first of our protocols (http_protocols' order of
+ * preference) that the client offers, as Python's set_alpn_protocols()
+ * selects. No match: the handshake goes on without ALPN when HTTP/1.1 is
+ * served (a client that offers neither is taken as HTTP/1.1), else it
+ * fails with no_application_protocol.
+ */
+static int cg__alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                              const unsigned char *in, unsigned int inlen, void *arg)
+{
+    const cg__alpn_t *a = arg;
+    unsigned char *sel = NULL;
+    unsigned char sel_len = 0;
+    if (SSL_select_next_proto(&sel, &sel_len, a->wire, a->len, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED) {
+        *out = sel;
+        *outlen = sel_len;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return a->h1 ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* The ALPN list from http_protocols, when it names h2. */
+static void cg__alpn_init(cg_tls_ctx_t *t, const cg_config_t *cfg)
+{
+    int h1 = -1, h2 = -1;
+    for (size_t i = 0; i < cfg->http_protocols.n; i++) {
+        if (strcmp(cfg->http_protocols.v[i], "h2") == 0)
+            h2 = (int)i;
+        else if (strcmp(cfg->http_protocols.v[i], "h1") == 0)
+            h1 = (int)i;
+    }
+    /* only the gthread worker speaks HTTP/2: the sync worker must not let
+     * a client choose it (Gunicorn's sync worker warns and serves
+     * HTTP/1.1, but its context still offers h2) */
+    if (h2 < 0 || cg_config_worker_kind_of(cfg->worker_class) != CG_WORKER_GTHREAD)
+        return;
+    const cg__alpn_t *a = h1 < 0 ? &cg__alpn_h2 : h1 < h2 ? &cg__alpn_h1_h2 : &cg__alpn_h2_h1;
+    /* the callback only reads *a */
+    SSL_CTX_set_alpn_select_cb(t->ssl_ctx, cg__alpn_select_cb, (void *)a);
+}
+
 int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -165,6 +220,7 @@ int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t
     cg_tls_ctx_t *t = cg_xcalloc(1, sizeof(*t));
     t->ssl_ctx = ctx;
     t->suppress_ragged_eofs = cfg->suppress_ragged_eofs;
+    cg__alpn_init(t, cfg);
     *out = t;
     return 0;
 }

@@ -65,6 +65,10 @@ int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *t);
 
 extern const cg_conn_ops_t cg_tls_ops;
 
+/* After the handshake: whether ALPN chose h2 (then the connection speaks
+ * HTTP/2, src/h2/). False for a connection not on TLS. */
+bool cg_tls_alpn_h2(const cg_conn_t *c);
+
 /*
  * Python's str() of an ssl.SSLError for OpenSSL error e (and the peer
  * certificate's verification result when it failed), without Python's

@@ -295,3 +295,14 @@ int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *ctx)
     c->tls = true;
     return 0;
 }
+
+bool cg_tls_alpn_h2(const cg_conn_t *c)
+{
+    if (c->ops != &cg_tls_ops)
+        return false;
+    const cg_tls_conn_t *t = c->transport;
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
+}

@@ -57,6 +57,9 @@ typedef struct cg_conn_ops {
     size_t (*pending)(cg_conn_t *c);
     /* Optional: text of the last failure (an OpenSSL error), or NULL. */
     const char *(*error)(const cg_conn_t *c);
+    /* Optional (HTTP/2 streams): npairs (name, value) fields to send after
+     * the body as trailers, once, before the response ends. 0 or -errno. */
+    int (*trailers)(cg_conn_t *c, const cg_str_t *fields, size_t npairs);
 } cg_conn_ops_t;
 
 extern const cg_conn_ops_t cg_conn_tcp;
@@ -68,6 +71,9 @@ struct cg_conn {
     bool nonblocking; /* O_NONBLOCK on fd (gthread); the sync worker's is blocking */
     bool sndtimeo_set;
     bool tls; /* on a TLS transport (wsgi.url_scheme "https") */
+    /* The transport frames messages itself (an HTTP/2 stream, src/h2/):
+     * responses go out without chunked coding. */
+    bool framed;
     const cg_listener_t *listener;
     struct sockaddr_storage peer;
     socklen_t peerlen;

@@ -13,6 +13,7 @@
 
 #include "spool.h"
 
+#include "../h2/h2.h"
 #include "../metrics/statsd.h"
 #include "../tls/tls.h"
 
@@ -65,8 +66,11 @@
  * reading a request head; BODY: reading a small body into the buffer
  * before dispatch (CG_PREBUF_MAX); SPOOL: reading a larger one into the
  * spool; BUSY: in a pool thread; FLUSH: sending what the response left in
- * the spool; LINGER: closing. */
+ * the spool; LINGER: closing; H2: an HTTP/2 connection (src/h2/), whose
+ * streams go to the pool one by one while the loop reads and writes its
+ * frames. */
 typedef enum {
+    CG_GT_H2,
     CG_GT_HANDSHAKE,
     CG_GT_HEAD,
     CG_GT_BODY,
@@ -98,12 +102,22 @@ typedef struct cg_gt_conn {
     uint64_t deadline; /* loop time (ms) when the timer closes it; 0 none */
     cg_spool_t in;     /* request body read ahead of the app */
     cg_spool_t out;    /* response bytes the client has not taken yet */
+    cg_h2_session_t *h2; /* H2: the session (owned) */
+    int h2_events;       /* H2: what the poll watches */
+    bool h2_feeding;     /* H2: inside nghttp2's receive (no sending now) */
 } cg_gt_conn_t;
+
+/* An HTTP/2 stream waiting for a pool thread. */
+typedef struct cg_gt_h2job {
+    struct cg_gt_h2job *next;
+    cg_h2_stream_t *st;
+} cg_gt_h2job_t;
 
 typedef struct cg_gt_thread {
     cg_gt_t *gt;
     pthread_t tid;
     bool started;
+    bool turn; /* alternates between HTTP/1.1 requests and HTTP/2 streams */
     cg_wsgi_t ws;
 } cg_gt_thread_t;
 
@@ -135,7 +149,14 @@ struct cg_gt {
     bool watch_started, watch_quit;
     uint64_t beat_ms;
 
-    /* pool (threads > 1) */
+    /* HTTP/2: ALPN may choose it (TLS); h2c with prior knowledge, by the
+     * HTTP/1.1 Upgrade, or both (http2_cleartext) */
+    bool h2_tls, h2c, h2c_upgrade;
+    cg_h2_config_t h2cfg;
+
+    /* pool (threads > 1, or HTTP/2 on: a stream must never run on the
+     * loop that feeds it its body and drains its response) */
+    bool pool;
     int nthreads;
     cg_gt_thread_t *threads;
     pthread_mutex_t mu;
@@ -145,11 +166,40 @@ struct cg_gt {
     uv_check_t check;
     cg_gt_conn_t *todo_head, *todo_tail;
     cg_gt_conn_t *done_head, *done_tail;
+    cg_gt_h2job_t *h2batch_head, *h2batch_tail; /* loop thread only */
+    cg_gt_h2job_t *h2todo_head, *h2todo_tail;
+    /* sessions whose streams' threads left work for the loop */
+    cg_h2_session_t **h2ready;
+    size_t nh2ready, h2ready_cap;
     bool pool_quit;
     cg_wsgi_orphans_t orphans; /* gunicorn.socket objects of closed connections */
     int nready, nfailed;
     size_t nbusy;
 };
+
+/* The pool's queues are singly linked lists with a tail, of connections
+ * and of HTTP/2 stream jobs: appending a node, and moving a whole list to
+ * the end of another. */
+#define CG__QPUSH(head, tail, node)                                                                \
+    do {                                                                                           \
+        (node)->next = NULL;                                                                       \
+        if ((tail) != NULL)                                                                        \
+            (tail)->next = (node);                                                                 \
+        else                                                                                       \
+            (head) = (node);                                                                       \
+        (tail) = (node);                                                                           \
+    } while (0)
+#define CG__QSPLICE(head, tail, from_head, from_tail)                                              \
+    do {                                                                                           \
+        if ((from_head) != NULL) {                                                                 \
+            if ((tail) != NULL)                                                                    \
+                (tail)->next = (from_head);                                                        \
+            else                                                                                   \
+                (head) = (from_head);                                                              \
+            (tail) = (from_tail);                                                                  \
+            (from_head) = (from_tail) = NULL;                                                      \
+        }                                                                                          \
+    } while (0)
 
 /* ---- connection life on the loop ---- */
 
@@ -167,6 +217,10 @@ static void cg__conn_handle_closed(uv_handle_t *h)
     cg_gt_t *g = gc->gt;
     if (--gc->open_handles > 0)
         return;
+    if (gc->h2 != NULL) {
+        cg_h2_session_close(gc->h2); /* streams in the app see a reset */
+        gc->h2 = NULL;
+    }
     if (gc->c.app_sock != NULL) {
         /* Its gunicorn.socket holds a duplicate of the descriptor, so the
          * close below alone would not end the connection: FIN now. */
@@ -174,7 +228,7 @@ static void cg__conn_handle_closed(uv_handle_t *h)
         /* Releasing it needs the GIL. Inline, the loop thread owns the one
          * WSGI context and does it now; with a pool, an idle thread does
          * (or the next one to take a request). */
-        if (g->nthreads <= 1) {
+        if (!g->pool) {
             cg_wsgi_orphans_add(&g->ws->orphans, &gc->c);
             cg_wsgi_release_orphans(g->ws);
         } else {
@@ -281,6 +335,13 @@ static void cg__on_timer(uv_timer_t *t)
         cg_log_debug(gc->gt->w->log, "Closing connection: request body not complete in time");
     else if (gc->state == CG_GT_FLUSH)
         cg_log_debug(gc->gt->w->log, "Closing connection: response not taken in time");
+    else if (gc->state == CG_GT_H2 && cg_h2_session_running(gc->h2) > 0) {
+        /* the app is still at work on a stream: its own I/O waits are
+         * bounded; the connection waits for it */
+        cg__timer_set(gc, gc->gt->head_ms);
+        return;
+    } else if (gc->state == CG_GT_H2)
+        cg_log_debug(gc->gt->w->log, "Closing connection: HTTP/2 connection idle");
     cg__conn_close(gc);
 }
 
@@ -419,26 +480,18 @@ static bool cg__after(cg_gt_conn_t *gc)
  * request, so pool threads do not preempt the loop thread one by one. */
 static void cg__pool_push(cg_gt_t *g, cg_gt_conn_t *gc)
 {
-    gc->next = NULL;
-    if (g->batch_tail)
-        g->batch_tail->next = gc;
-    else
-        g->batch_head = gc;
-    g->batch_tail = gc;
+    CG__QPUSH(g->batch_head, g->batch_tail, gc);
     g->nbatch++;
 }
 
 static void cg__on_check(uv_check_t *h)
 {
     cg_gt_t *g = h->data;
-    if (g->batch_head == NULL)
+    if (g->batch_head == NULL && g->h2batch_head == NULL)
         return;
     pthread_mutex_lock(&g->mu);
-    if (g->todo_tail)
-        g->todo_tail->next = g->batch_head;
-    else
-        g->todo_head = g->batch_head;
-    g->todo_tail = g->batch_tail;
+    CG__QSPLICE(g->todo_head, g->todo_tail, g->batch_head, g->batch_tail);
+    CG__QSPLICE(g->h2todo_head, g->h2todo_tail, g->h2batch_head, g->h2batch_tail);
     g->nbusy += g->nbatch;
     if (g->nbatch >= (size_t)g->nthreads)
         pthread_cond_broadcast(&g->cv);
@@ -446,8 +499,21 @@ static void cg__on_check(uv_check_t *h)
         for (size_t i = 0; i < g->nbatch; i++)
             pthread_cond_signal(&g->cv);
     pthread_mutex_unlock(&g->mu);
-    g->batch_head = g->batch_tail = NULL;
     g->nbatch = 0;
+}
+
+static void cg__h2_pump(cg_gt_conn_t *gc);
+
+static void cg__h2_goaway_walk(uv_handle_t *h, void *arg)
+{
+    if (h->type != UV_POLL || h->data == arg || uv_is_closing(h))
+        return;
+    cg_gt_conn_t *gc = h->data;
+    if (gc->state != CG_GT_H2 || (uv_poll_t *)h != &gc->poll)
+        return;
+    cg_h2_session_goaway(gc->h2);
+    if (!gc->h2_feeding) /* else its feed sends it right after */
+        cg__h2_pump(gc);
 }
 
 static void cg__begin_stop(cg_gt_t *g)
@@ -457,6 +523,8 @@ static void cg__begin_stop(cg_gt_t *g)
     g->stopping = true;
     g->stop_deadline = cg_monotonic_ms() + (uint64_t)g->w->cfg->graceful_timeout * 1000;
     cg__listen_stop(g);
+    /* HTTP/2 connections: GOAWAY, their open streams finish */
+    uv_walk(&g->loop, cg__h2_goaway_walk, g);
     if (g->nconns == 0)
         uv_stop(&g->loop);
 }
@@ -484,7 +552,7 @@ static bool cg__dispatch(cg_gt_conn_t *gc)
     if (!w->alive)
         cg__begin_stop(g);
 
-    if (g->nthreads <= 1) {
+    if (!g->pool) {
         __atomic_store_n(&g->inline_busy, true, __ATOMIC_RELEASE);
         cg__serve(g->ws, gc);
         __atomic_store_n(&g->inline_busy, false, __ATOMIC_RELEASE);
@@ -650,6 +718,202 @@ static void cg__flush(cg_gt_conn_t *gc)
         cg__process(gc);
 }
 
+/* ---- HTTP/2 connections (src/h2/) ---- */
+
+/* Owner side of a stream the session found ready: count it as a request,
+ * and queue it for the pool (handed over in cg__on_check, as HTTP/1.1
+ * requests are). On the loop thread, inside the session's callbacks. */
+static void cg__h2_dispatch(void *owner, cg_h2_stream_t *st)
+{
+    cg_gt_conn_t *gc = owner;
+    cg_gt_t *g = gc->gt;
+    cg_worker_count_request(g->w);
+    if (!g->w->alive)
+        cg__begin_stop(g); /* max_requests: GOAWAY, this stream still runs */
+    cg_gt_h2job_t *job = cg_xmalloc(sizeof(*job));
+    job->st = st;
+    CG__QPUSH(g->h2batch_head, g->h2batch_tail, job);
+    g->nbatch++;
+}
+
+/* Any thread: a session has work for the loop (cg__take_h2). */
+static void cg__h2_wake(void *ctx, cg_h2_session_t *s)
+{
+    cg_gt_t *g = ctx;
+    pthread_mutex_lock(&g->mu);
+    if (g->nh2ready == g->h2ready_cap) {
+        g->h2ready_cap = g->h2ready_cap ? g->h2ready_cap * 2 : 16;
+        g->h2ready = cg_xrealloc(g->h2ready, g->h2ready_cap * sizeof(*g->h2ready));
+    }
+    g->h2ready[g->nh2ready++] = s;
+    pthread_mutex_unlock(&g->mu);
+    /* fails only for a closing handle, and the loop closes it only after
+     * the pool is gone */
+    (void)uv_async_send(&g->async);
+}
+
+/* Write what the session has, then watch for what it needs; close once
+ * it is done. */
+static void cg__h2_pump(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    int r = cg_h2_session_send(gc->h2);
+    if (r < 0 && r != CG_EAGAIN) {
+        cg_log_debug(g->w->log, "Ignoring socket error: %s", strerror(-r));
+        cg__conn_close(gc);
+        return;
+    }
+    if (r == 0 && cg_h2_session_finished(gc->h2)) {
+        /* GOAWAY and the last responses are out: FIN, and drain what the
+         * client still sends so that no RST destroys them in flight */
+        gc->polling = false;
+        uv_poll_stop(&gc->poll);
+        cg__conn_linger(gc, false);
+        return;
+    }
+    int events = UV_READABLE | (r == CG_EAGAIN ? UV_WRITABLE : 0);
+    if (events != gc->h2_events) {
+        int ue = uv_poll_start(&gc->poll, events, cg__on_poll);
+        if (ue < 0) {
+            cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(ue));
+            cg__conn_close(gc);
+            return;
+        }
+        gc->h2_events = events;
+        gc->polling = true;
+    }
+}
+
+static void cg__h2_on_poll(cg_gt_conn_t *gc, int status, int events)
+{
+    cg_gt_t *g = gc->gt;
+    if (status < 0) {
+        cg__conn_close(gc);
+        return;
+    }
+    if (events & UV_READABLE) {
+        gc->h2_feeding = true;
+        int r = cg_h2_session_on_readable(gc->h2);
+        gc->h2_feeding = false;
+        if (r == -EPIPE) { /* the client is gone; so are its streams */
+            cg__conn_close(gc);
+            return;
+        }
+        if (r < 0 && r != -EPROTO) {
+            cg_conn_log_read_end(&gc->c, g->w->log, r);
+            cg__conn_close(gc);
+            return;
+        }
+        /* -EPROTO: the GOAWAY is queued, the pump sends it and closes */
+        cg__timer_set(gc, cg_h2_session_streams(gc->h2) > 0 || g->keepalive_ms == 0
+                              ? g->head_ms
+                              : g->keepalive_ms);
+    }
+    cg__h2_pump(gc);
+}
+
+static int cg__h2_session(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    cg_h2_hooks_t hooks = {.dispatch = cg__h2_dispatch, .wake = cg__h2_wake, .wake_ctx = g};
+    return cg_h2_session_new(&gc->h2, &g->h2cfg, &g->pol, g->w->log, &gc->c, gc, &hooks);
+}
+
+/* Turn the connection into an HTTP/2 one: after ALPN chose h2, on the h2c
+ * preface, or after a 101 to an Upgrade: h2c (`pre`: bytes already read,
+ * the preface first). The session exists (or is made here). */
+static void cg__h2_begin(cg_gt_conn_t *gc, const char *pre, size_t n)
+{
+    cg_gt_t *g = gc->gt;
+    if (gc->h2 == NULL && cg__h2_session(gc) < 0) {
+        cg__conn_close(gc);
+        return;
+    }
+    gc->state = CG_GT_H2;
+    gc->h2_events = 0;
+    cg__timer_set(gc, g->first_ms);
+    if (n > 0) {
+        gc->h2_feeding = true;
+        int r = cg_h2_session_feed(gc->h2, (const uint8_t *)pre, n);
+        gc->h2_feeding = false;
+        (void)r; /* -EPROTO: the pump sends the GOAWAY and closes */
+    }
+    gc->c.buf.off = gc->c.buf.len = gc->c.buf.keep = 0;
+    /* SETTINGS, and the answers to what came with the preface; then the
+     * rest, which often came with it (TLS holds it decrypted) */
+    cg__h2_on_poll(gc, 0, n > 0 ? 0 : UV_READABLE);
+}
+
+/*
+ * A complete HTTP/1.1 head asking for Upgrade: h2c (RFC 7540 section 3.2):
+ * 101, then the request is stream 1 of an HTTP/2 session. Returns false
+ * when it stays HTTP/1.1 (HTTP2-Settings that do not decode: the upgrade
+ * is ignored, as a server may) and true when the connection is HTTP/2 now
+ * (or closed).
+ */
+static bool cg__h2_upgrade(cg_gt_conn_t *gc, cg_str_t settings)
+{
+    cg_conn_t *c = &gc->c;
+    static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                             "Upgrade: h2c\r\n\r\n";
+    if (cg__h2_session(gc) < 0) {
+        cg__conn_close(gc);
+        return true;
+    }
+    size_t head_len = c->req.head_len;
+    if (cg_h2_session_upgrade(gc->h2, c->buf.data, head_len, cg_str_eq(c->req.method, "HEAD", 4),
+                              settings) < 0) {
+        cg_h2_session_close(gc->h2);
+        gc->h2 = NULL;
+        return false;
+    }
+    /* before any frame of the session; the response comes later, from the
+     * pool, through the session */
+    if (cg_conn_write_nowait(c, sw, sizeof(sw) - 1) != (ssize_t)(sizeof(sw) - 1)) {
+        cg__conn_close(gc);
+        return true;
+    }
+    cg__timer_set(gc, 0);
+    /* what followed the request (the preface, SETTINGS) is the session's */
+    cg__h2_begin(gc, c->buf.data + head_len, c->buf.len - head_len);
+    return true;
+}
+
+/* h2c prior knowledge: 1 when the buffer starts with the connection
+ * preface, 0 when it may (more bytes needed), -1 when it does not. */
+static int cg__h2c_preface(const cg_conn_t *c)
+{
+    size_t have = c->buf.len - c->buf.off;
+    size_t cmp = have < CG_H2_PREFACE_LEN ? have : CG_H2_PREFACE_LEN;
+    if (memcmp(c->buf.data + c->buf.off, CG_H2_PREFACE, cmp) != 0)
+        return -1;
+    return have >= CG_H2_PREFACE_LEN ? 1 : 0;
+}
+
+/* The loop's side of what stream threads did: responses to submit, window
+ * to give back, streams done. */
+static void cg__take_h2(cg_gt_t *g)
+{
+    pthread_mutex_lock(&g->mu);
+    cg_h2_session_t **v = g->h2ready;
+    size_t n = g->nh2ready;
+    g->h2ready = NULL;
+    g->nh2ready = g->h2ready_cap = 0;
+    pthread_mutex_unlock(&g->mu);
+    for (size_t i = 0; i < n; i++) {
+        cg_h2_session_t *s = v[i];
+        if (!cg_h2_session_sync(s))
+            continue; /* its connection is gone */
+        cg_gt_conn_t *gc = cg_h2_session_owner(s);
+        if (!gc->h2_feeding && !uv_is_closing((uv_handle_t *)&gc->poll) &&
+            gc->state == CG_GT_H2)
+            cg__h2_pump(gc);
+    }
+    free(v);
+    if (n > 0)
+        cg__stats_arm(g);
+}
+
 /* Parse what the buffer holds; dispatch every complete request (pipelining:
  * in order, one at a time). */
 static void cg__process(cg_gt_conn_t *gc)
@@ -664,6 +928,16 @@ static void cg__process(cg_gt_conn_t *gc)
                 return;
             continue;
         }
+        if (gc->gt->h2c && gc->nreq == 0 && !c->tls) {
+            /* h2c with prior knowledge: the preface instead of a request */
+            int pk = cg__h2c_preface(c);
+            if (pk == 0)
+                return;
+            if (pk > 0) {
+                cg__h2_begin(gc, c->buf.data + c->buf.off, c->buf.len - c->buf.off);
+                return;
+            }
+        }
         int h = cg_conn_head_step(c, &gc->gt->pol, gc->gt->w->log);
         if (h == 0)
             return;
@@ -671,6 +945,10 @@ static void cg__process(cg_gt_conn_t *gc)
             cg__conn_linger(gc, false);
             return;
         }
+        cg_str_t settings;
+        if (gc->gt->h2c_upgrade && !c->tls && cg_h2_upgrade_wanted(&c->req, &settings) &&
+            cg__h2_upgrade(gc, settings))
+            return;
         if (cg__prebuffer(gc))
             continue;
         int sp = cg__spool_begin(gc);
@@ -701,6 +979,10 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
                 return;
             }
         }
+    }
+    if (gc->state == CG_GT_H2) {
+        cg__h2_on_poll(gc, status, events);
+        return;
     }
     if (gc->state == CG_GT_HANDSHAKE) {
         cg__handshake_step(gc);
@@ -799,6 +1081,10 @@ static void cg__handshake_step(cg_gt_conn_t *gc)
     if (r < 0) {
         cg_conn_log_read_end(c, g->w->log, r);
         cg__conn_close(gc); /* a failed session: nothing to send, no lingering */
+        return;
+    }
+    if (g->h2_tls && cg_tls_alpn_h2(c)) {
+        cg__h2_begin(gc, NULL, 0);
         return;
     }
     gc->state = CG_GT_HEAD;
@@ -985,6 +1271,7 @@ static void cg__take_done(cg_gt_t *g)
 static void cg__on_async(uv_async_t *a)
 {
     cg__take_done(a->data);
+    cg__take_h2(a->data);
 }
 
 /*
@@ -1039,10 +1326,27 @@ static void *cg__pool_main(void *arg)
     g->nready++;
     pthread_cond_broadcast(&g->cv);
     while (rc == 0) {
-        while (g->todo_head == NULL && !g->pool_quit && g->orphans.n == 0)
+        while (g->todo_head == NULL && g->h2todo_head == NULL && !g->pool_quit &&
+               g->orphans.n == 0)
             pthread_cond_wait(&g->cv, &g->mu);
         if (g->pool_quit)
             break;
+        if (g->h2todo_head != NULL && (g->todo_head == NULL || (t->turn = !t->turn))) {
+            /* an HTTP/2 stream: served on its view; the hand-back is the
+             * stream's own (cg_h2_stream_served wakes the loop) */
+            cg_gt_h2job_t *job = g->h2todo_head;
+            g->h2todo_head = job->next;
+            if (g->h2todo_head == NULL)
+                g->h2todo_tail = NULL;
+            cg_wsgi_orphans_move(&t->ws.orphans, &g->orphans);
+            pthread_mutex_unlock(&g->mu);
+            int src = cg_wsgi_handle(&t->ws, cg_h2_stream_conn(job->st));
+            cg_h2_stream_served(job->st, src);
+            free(job);
+            pthread_mutex_lock(&g->mu);
+            g->nbusy--;
+            continue;
+        }
         if (g->todo_head == NULL) {
             /* only gunicorn.socket objects of closed connections: let go of
              * them now, an idle worker must not sit on their descriptors */
@@ -1159,6 +1463,26 @@ static size_t cg__pool_stop(cg_gt_t *g)
     return left;
 }
 
+/* Teardown: wakes no loop will sync any more (their sessions are closed
+ * by now, so the sync only drops its reference); jobs no thread took. */
+static void cg__h2_drop_ready(cg_gt_t *g)
+{
+    for (size_t i = 0; i < g->nh2ready; i++)
+        (void)cg_h2_session_sync(g->h2ready[i]);
+    free(g->h2ready);
+    g->h2ready = NULL;
+    g->nh2ready = 0;
+    cg_gt_h2job_t *lists[2] = {g->h2todo_head, g->h2batch_head};
+    for (int i = 0; i < 2; i++) {
+        while (lists[i] != NULL) {
+            cg_gt_h2job_t *job = lists[i];
+            lists[i] = job->next;
+            cg_h2_stream_served(job->st, -ECONNRESET);
+            free(job);
+        }
+    }
+}
+
 static void cg__close_any(uv_handle_t *h, void *arg)
 {
     cg_gt_t *g = arg;
@@ -1181,6 +1505,12 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     g->w = w;
     g->ws = ws;
     g->nthreads = cfg->threads > 1 ? (int)cfg->threads : 1;
+    g->h2_tls = w->tls != NULL && cg_h2_wanted(cfg);
+    const char *h2c = cfg->http2_cleartext != NULL ? cfg->http2_cleartext : "off";
+    g->h2c = strcmp(h2c, "prior-knowledge") == 0 || strcmp(h2c, "both") == 0;
+    g->h2c_upgrade = strcmp(h2c, "upgrade") == 0 || strcmp(h2c, "both") == 0;
+    g->pool = g->nthreads > 1 || g->h2_tls || g->h2c || g->h2c_upgrade;
+    cg_h2_config_init(&g->h2cfg, cfg);
     g->max_conns = cfg->worker_connections > 0 ? (size_t)cfg->worker_connections : 1;
     g->max_keep = cfg->worker_connections > cfg->threads
                       ? (size_t)(cfg->worker_connections - cfg->threads) : 0;
@@ -1199,7 +1529,7 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     }
     g->pol.board = w->board;
     ws->board = cg_board_thread(w->board, 0); /* the app inline on the loop thread */
-    if (g->nthreads > 1 && (rc = cg__pool_start(g)) < 0) {
+    if (g->pool && (rc = cg__pool_start(g)) < 0) {
         cg__pool_stop(g);
         cg_conn_policy_free(&g->pol);
         free(g->threads);
@@ -1234,7 +1564,7 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         ue = uv_timer_init(&g->loop, &g->stats);
     g->stats.data = g;
     g->beat_ms = beat;
-    if (g->nthreads <= 1) {
+    if (!g->pool) {
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -1250,13 +1580,13 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     if (ue == 0)
         ue = uv_check_init(&g->loop, &g->check);
     g->check.data = g;
-    if (ue == 0 && g->nthreads > 1)
+    if (ue == 0 && g->pool)
         ue = uv_check_start(&g->check, cg__on_check);
     if (ue < 0) {
         cg_log_exception(w->log, "Exception in worker process\ncannot start the event loop: %s",
                          uv_strerror(ue));
         cg__inline_watch_stop(g);
-        w->threads_left = g->nthreads > 1 ? cg__pool_stop(g) : 0;
+        w->threads_left = g->pool ? cg__pool_stop(g) : 0;
         return -EIO;
     }
 
@@ -1270,9 +1600,9 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         cg_log_debug(w->log, "Worker graceful timeout (pid:%d)", (int)w->pid);
 
     cg__inline_watch_stop(g);
-    if (w->quick && g->nthreads > 1)
+    if (w->quick && g->pool)
         cg__pool_interrupt(g);
-    size_t left = g->nthreads > 1 ? cg__pool_stop(g) : 0;
+    size_t left = g->pool ? cg__pool_stop(g) : 0;
     w->threads_left = left;
     if (left == 0) {
         g->closing_all = true;
@@ -1280,6 +1610,7 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         uv_walk(&g->loop, cg__close_any, g);
         uv_run(&g->loop, UV_RUN_DEFAULT);
         uv_loop_close(&g->loop);
+        cg__h2_drop_ready(g);
         /* the pool is gone: the caller's cg_wsgi_free() releases them */
         cg_wsgi_orphans_move(&ws->orphans, &g->orphans);
         free(g->orphans.v);

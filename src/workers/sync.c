@@ -115,6 +115,11 @@ int cg_worker_sync_run(cg_worker_t *w, cg_wsgi_t *ws)
         pfds[i] = (struct pollfd){.fd = w->listeners[i].fd, .events = POLLIN};
     pfds[nl] = (struct pollfd){.fd = w->wake_pipe[0], .events = POLLIN};
     int wait_ms = w->cfg->timeout > 0 ? (int)(w->cfg->timeout * 1000 / 2) : 500;
+    for (size_t i = 0; i < w->cfg->http_protocols.n; i++)
+        if (strcmp(w->cfg->http_protocols.v[i], "h2") == 0) /* Gunicorn's words */
+            cg_log_warning(w->log, "HTTP/2 is not supported by the sync worker. Use gthread, "
+                                   "gevent, or asgi workers for HTTP/2 support. Falling back "
+                                   "to HTTP/1.1 only.");
 
     while (w->alive) {
         cg_heartbeat_notify(&w->hb);

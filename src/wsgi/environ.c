@@ -116,7 +116,9 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
     if (env == NULL)
         return NULL;
 
-    if (ws->socket_cls != NULL) {
+    /* An HTTP/2 stream has no socket of its own (fd -1): the connection's
+     * carries other streams, and bytes an app wrote there would break them. */
+    if (ws->socket_cls != NULL && c->fd >= 0) {
         /* A real socket object, one per connection (keep-alive requests are
          * spared making it). It holds a duplicate of our descriptor: an app
          * that closes or detaches it (some middlewares do after hijacking the
@@ -161,6 +163,14 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
     else
         proto = PyUnicode_FromFormat("HTTP/%u.%u", req->version_major, req->version_minor);
     if (cg__set(env, K[CG_WK_SERVER_PROTOCOL], proto) < 0)
+        goto fail;
+    /* Gunicorn's gthread worker marks its HTTP/2 requests this way too,
+     * and offers them trailers */
+    if (req->version_major == 2 &&
+        cg__set(env, K[CG_WK_HTTP_VERSION], PyUnicode_FromString("2")) < 0)
+        goto fail;
+    if (c->ops->trailers != NULL &&
+        PyDict_SetItem(env, K[CG_WK_SEND_TRAILERS], ws->send_trailers) < 0)
         goto fail;
 
     cg_str_t host = {NULL, 0};

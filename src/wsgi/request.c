@@ -112,7 +112,9 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
     ws->write = cg_wsgi_write_new();
     ws->input = cg_wsgi_input_new();
     ws->early_hints = cg_wsgi_early_hints_new();
-    if (!ws->start_response || !ws->write || !ws->input || !ws->early_hints)
+    ws->send_trailers = cg_wsgi_send_trailers_new();
+    if (!ws->start_response || !ws->write || !ws->input || !ws->early_hints ||
+        !ws->send_trailers)
         return -1;
 
     PyObject **K = ws->keys;
@@ -194,6 +196,7 @@ void cg_wsgi_free(cg_wsgi_t *ws)
     Py_CLEAR(ws->early_hints);
     Py_CLEAR(ws->coop_sleep);
     Py_CLEAR(ws->exit_exc);
+    Py_CLEAR(ws->send_trailers);
     for (int i = 0; i < CG_WK__COUNT; i++)
         Py_CLEAR(ws->keys[i]);
 }
@@ -547,6 +550,9 @@ static int cg__try_sendfile(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
     }
     r->sent += nbytes;
     lseek(fd, offset, SEEK_SET);
+    /* HTTP/2 trailers (gunicorn.http2.send_trailers) go after the file */
+    if (r->trailers != NULL && !r->chunked && cg_wsgi_finish(r) < 0)
+        return -1;
     return 1;
 }
 
@@ -762,7 +768,9 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
         cg__recycle(&ws->write, cg_wsgi_write_new) < 0 ||
         cg__recycle_in_base(ws, &ws->input, cg_wsgi_input_new, ws->keys[CG_WK_WSGI_INPUT]) < 0 ||
         cg__recycle_in_base(ws, &ws->early_hints, cg_wsgi_early_hints_new,
-                            ws->keys[CG_WK_WSGI_EARLY_HINTS]) < 0) {
+                            ws->keys[CG_WK_WSGI_EARLY_HINTS]) < 0 ||
+        (c->ops->trailers != NULL &&
+         cg__recycle(&ws->send_trailers, cg_wsgi_send_trailers_new) < 0)) {
         cg_py_log_exception(ws->log, CG_LOG_ERROR, "Error handling request (no URI read)");
         rc = -1;
         goto done;
@@ -770,6 +778,7 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     cg_wsgi_bind(ws->start_response, &r);
     cg_wsgi_bind(ws->write, &r);
     cg_wsgi_bind(ws->early_hints, &r);
+    cg_wsgi_bind(ws->send_trailers, &r);
     cg_wsgi_input_reset(ws->input, &r);
 
     /* Gunicorn's sync worker: pre_request before the environ is built; an
@@ -895,6 +904,8 @@ done:
     cg_wsgi_bind(ws->start_response, NULL);
     cg_wsgi_bind(ws->write, NULL);
     cg_wsgi_bind(ws->early_hints, NULL);
+    cg_wsgi_bind(ws->send_trailers, NULL);
+    Py_CLEAR(r.trailers);
     cg_wsgi_input_reset(ws->input, NULL);
     cg_wsgi_req_clear(&r);
     if (PyErr_Occurred())

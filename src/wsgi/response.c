@@ -324,7 +324,8 @@ static PyObject *cg__start_response(cg_wsgi_req_t *r, PyObject *status, PyObject
     /* A uwsgi response body is opaque bytes to the front end (nginx frames
      * it for its client): chunk markers would land in the body, so a body
      * of unknown length ends with the connection (as Gunicorn 27). */
-    r->chunked = r->response_length < 0 && v11 && !r->omits_body && !r->ws->uwsgi;
+    r->chunked = r->response_length < 0 && v11 && !r->omits_body && !r->ws->uwsgi &&
+                 !r->conn->framed;
 
     PyObject *w = r->ws->write;
     Py_INCREF(w);
@@ -546,9 +547,13 @@ int cg_wsgi_write_body(cg_wsgi_req_t *r, const char *data, size_t len)
     return cg__write_framed(r, data, len, false);
 }
 
+static int cg__trailers_out(cg_wsgi_req_t *r);
+
 int cg_wsgi_finish(cg_wsgi_req_t *r)
 {
     int rc = r->headers_sent && !r->chunked ? r->io_error : cg__write_framed(r, NULL, 0, true);
+    if (rc == 0 && r->trailers != NULL)
+        rc = cg__trailers_out(r);
     if (rc == 0 && !r->omits_body && r->response_length >= 0 && r->sent < r->response_length) {
         /* The head promised more than the app gave: the client is still
          * waiting for the rest, and anything sent next on this connection
@@ -591,6 +596,98 @@ static PyObject *cg__write_call(PyObject *self, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+/* One (name, value) pair an app hands to early_hints or send_trailers:
+ * each str (latin-1) or bytes, a token for a name and a value without
+ * CR/LF/CTL, as response headers. Views into item's objects (alive while
+ * item is); the value without surrounding SP/HTAB. 0, or -1 with
+ * ValueError/TypeError set (`what` names the caller in the message). */
+static int cg__field_pair(PyObject *item, const char *what, cg_str_t *ns, cg_str_t *vs)
+{
+    PyObject *n = NULL, *v = NULL;
+    if (!PyArg_ParseTuple(item, "OO", &n, &v))
+        return -1;
+    bool ok = true;
+    if (PyBytes_Check(n))
+        *ns = (cg_str_t){PyBytes_AS_STRING(n), (size_t)PyBytes_GET_SIZE(n)};
+    else
+        ok = cg__latin1(n, ns);
+    if (ok && PyBytes_Check(v))
+        *vs = (cg_str_t){PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)};
+    else if (ok)
+        ok = cg__latin1(v, vs);
+    for (size_t i = 0; ok && i < ns->len; i++)
+        ok = cg_http_is_tchar((unsigned char)ns->ptr[i]);
+    ok = ok && ns->len > 0;
+    for (size_t i = 0; ok && i < vs->len; i++) {
+        unsigned char c = (unsigned char)vs->ptr[i];
+        ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "Invalid HTTP header in %s: %R", what, item);
+        return -1;
+    }
+    *vs = cg__strip(*vs);
+    return 0;
+}
+
+/* gunicorn.http2.send_trailers(trailers): Gunicorn's HTTP/2 trailers,
+ * queued here and sent after the body (cg_wsgi_finish). Only in the
+ * environ of a request whose transport can send trailers. */
+static PyObject *cg__send_trailers_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    cg_wsgi_req_t *r = ((cg_wsgi_bound_t *)self)->req;
+    PyObject *trailers;
+    if (!PyArg_ParseTuple(args, "O:send_trailers", &trailers))
+        return NULL;
+    if (r == NULL)
+        return cg__not_current();
+    PyObject *it = PyObject_GetIter(trailers); /* new */
+    if (it == NULL)
+        return NULL;
+    if (r->trailers == NULL && (r->trailers = PyList_New(0)) == NULL) {
+        Py_DECREF(it);
+        return NULL;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(it)) != NULL) { /* new */
+        cg_str_t ns, vs;
+        int rc = cg__field_pair(item, "trailers", &ns, &vs);
+        if (rc == 0)
+            rc = PyList_Append(r->trailers, item);
+        Py_DECREF(item);
+        if (rc < 0) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The trailers queued by send_trailers, to the transport (GIL held: the
+ * op only copies them). 0 or -errno (r->io_error), -1 with an exception
+ * when an item changed into something invalid meanwhile. */
+static int cg__trailers_out(cg_wsgi_req_t *r)
+{
+    Py_ssize_t n = PyList_GET_SIZE(r->trailers);
+    if (n == 0 || r->conn->ops->trailers == NULL)
+        return 0;
+    cg_str_t *f = cg_xmalloc(2 * (size_t)n * sizeof(*f));
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++)
+        rc = cg__field_pair(PyList_GET_ITEM(r->trailers, i), "trailers", &f[2 * i],
+                            &f[2 * i + 1]);
+    if (rc == 0) {
+        rc = r->conn->ops->trailers(r->conn, f, (size_t)n);
+        if (rc < 0)
+            r->io_error = rc;
+    }
+    free(f);
+    return rc;
+}
+
 static PyObject *cg__early_hints_call(PyObject *self, PyObject *args, PyObject *kwds)
 {
     cg_wsgi_req_t *r = ((cg_wsgi_bound_t *)self)->req;
@@ -612,34 +709,11 @@ static PyObject *cg__early_hints_call(PyObject *self, PyObject *args, PyObject *
     len = 26;
     PyObject *item;
     while ((item = PyIter_Next(it)) != NULL) {
-        PyObject *n = NULL, *v = NULL;
-        if (!PyArg_ParseTuple(item, "OO", &n, &v)) {
-            Py_DECREF(item);
-            goto fail;
-        }
         cg_str_t ns, vs;
-        bool ok = true;
-        if (PyBytes_Check(n))
-            ns = (cg_str_t){PyBytes_AS_STRING(n), (size_t)PyBytes_GET_SIZE(n)};
-        else
-            ok = cg__latin1(n, &ns);
-        if (ok && PyBytes_Check(v))
-            vs = (cg_str_t){PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)};
-        else if (ok)
-            ok = cg__latin1(v, &vs);
-        for (size_t i = 0; ok && i < ns.len; i++)
-            ok = cg_http_is_tchar((unsigned char)ns.ptr[i]);
-        ok = ok && ns.len > 0;
-        for (size_t i = 0; ok && i < vs.len; i++) {
-            unsigned char c = (unsigned char)vs.ptr[i];
-            ok = c == '\t' || (c >= 0x20 && c != 0x7f);
-        }
-        if (!ok) {
-            PyErr_Format(PyExc_ValueError, "Invalid HTTP header in early hints: %R", item);
+        if (cg__field_pair(item, "early hints", &ns, &vs) < 0) {
             Py_DECREF(item);
             goto fail;
         }
-        vs = cg__strip(vs);
         if (len + ns.len + vs.len + 6 > cap) {
             cap = (len + ns.len + vs.len + 6) * 2;
             buf = cg_xrealloc(buf, cap);
@@ -694,6 +768,7 @@ CG__BOUND_TYPE(cg__start_response_type, "cgunicorn.StartResponse", cg__start_res
                Py_TPFLAGS_HAVE_VECTORCALL, 1);
 CG__BOUND_TYPE(cg__write_type, "cgunicorn.Write", cg__write_call, 0, 0);
 CG__BOUND_TYPE(cg__early_hints_type, "cgunicorn.EarlyHints", cg__early_hints_call, 0, 0);
+CG__BOUND_TYPE(cg__send_trailers_type, "cgunicorn.SendTrailers", cg__send_trailers_call, 0, 0);
 
 static PyObject *cg__bound_new(PyTypeObject *t)
 {
@@ -720,10 +795,15 @@ PyObject *cg_wsgi_early_hints_new(void)
     return cg__bound_new(&cg__early_hints_type);
 }
 
+PyObject *cg_wsgi_send_trailers_new(void)
+{
+    return cg__bound_new(&cg__send_trailers_type);
+}
+
 int cg_wsgi_response_types_ready(void)
 {
     if (PyType_Ready(&cg__start_response_type) < 0 || PyType_Ready(&cg__write_type) < 0 ||
-        PyType_Ready(&cg__early_hints_type) < 0)
+        PyType_Ready(&cg__early_hints_type) < 0 || PyType_Ready(&cg__send_trailers_type) < 0)
         return -1;
     return 0;
 }

@@ -31,6 +31,7 @@
     X(WSGI_FILE_WRAPPER, "wsgi.file_wrapper")                                                   \
     X(WSGI_INPUT_TERMINATED, "wsgi.input_terminated")                                           \
     X(WSGI_EARLY_HINTS, "wsgi.early_hints")                                                     \
+    X(SEND_TRAILERS, "gunicorn.http2.send_trailers")                                            \
     X(SERVER_SOFTWARE, "SERVER_SOFTWARE")                                                       \
     X(GUNICORN_SOCKET, "gunicorn.socket")                                                       \
     X(REQUEST_METHOD, "REQUEST_METHOD")                                                         \
@@ -53,6 +54,7 @@
     X(HTTP_CONNECTION, "HTTP_CONNECTION")                                                       \
     X(HTTP_COOKIE, "HTTP_COOKIE")                                                               \
     X(HTTP_REFERER, "HTTP_REFERER")                                                             \
+    X(HTTP_VERSION, "HTTP_VERSION")                                                             \
     X(PROXY_PROTOCOL, "PROXY_PROTOCOL")                                                         \
     X(PROXY_ADDR, "PROXY_ADDR")                                                                 \
     X(PROXY_PORT, "PROXY_PORT")                                                                 \
@@ -117,6 +119,9 @@ typedef struct cg_wsgi_req {
      * second one at the same time is refused, and the request does not end
      * (and its buffers go) before they are back. */
     int io_busy;
+    /* (name, value) pairs given to gunicorn.http2.send_trailers (HTTP/2
+     * only), sent once the body is: a list, owned; NULL none. */
+    PyObject *trailers;
 } cg_wsgi_req_t;
 
 /* Claim the request's socket for I/O without the GIL (GIL held). 0, or -1
@@ -165,6 +170,7 @@ struct cg_wsgi {
     PyObject *write;
     PyObject *input;
     PyObject *early_hints;
+    PyObject *send_trailers; /* gunicorn.http2.send_trailers */
     /* Per-request strings that rarely change, kept between requests: the
      * listener's SERVER_NAME/SERVER_PORT and the last REMOTE_ADDR (behind a
      * proxy or a load generator it is the same address every time). */
@@ -267,6 +273,7 @@ PyObject *cg_wsgi_start_response_new(void);
 PyObject *cg_wsgi_write_new(void);
 PyObject *cg_wsgi_input_new(void);
 PyObject *cg_wsgi_early_hints_new(void);
+PyObject *cg_wsgi_send_trailers_new(void);
 PyObject *cg_wsgi_errors_new(cg_log_t *log);
 void cg_wsgi_bind(PyObject *obj, cg_wsgi_req_t *r); /* any of the four above; NULL unbinds */
 extern PyTypeObject cg_wsgi_file_wrapper_type;

@@ -14,6 +14,8 @@ OUTDIR/websocket/ fuzz_websocket: a mode/read-size byte, a limit byte, then a
                  client's frames (or a Sec-WebSocket-Extensions value)
 OUTDIR/uwsgi/    fuzz_uwsgi: a read-size/table byte, then uwsgi packets
 OUTDIR/ctl/      fuzz_ctl: control socket frames, as a client sends them
+OUTDIR/h2/       fuzz_h2: a read-size/serving byte, then a client's HTTP/2
+                 frames after the connection preface
 """
 import base64
 import json
@@ -277,9 +279,53 @@ CTL = {
 }
 
 
+def h2_frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+
+def hpack_literal(headers):
+    """Literal fields without indexing, new names, no Huffman (RFC 7541
+    section 6.2.2); names and values under 127 bytes."""
+    out = b""
+    for n, v in headers:
+        out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+    return out
+
+
+def h2_request(sid, method=b"GET", path=b"/", extra=(), end=True):
+    block = hpack_literal([(b":method", method), (b":path", path), (b":scheme", b"https"),
+                           (b":authority", b"example.com")] + list(extra))
+    return h2_frame(1, 0x4 | (0x1 if end else 0), sid, block)  # HEADERS, END_HEADERS
+
+
+H2_SETTINGS = h2_frame(4, 0, 0, struct.pack(">HI", 4, 65535) + struct.pack(">HI", 3, 100))
+H2 = {
+    "get": H2_SETTINGS + h2_request(1),
+    "two_gets": H2_SETTINGS + h2_request(1) + h2_request(3, path=b"/b?x=1"),
+    "post": H2_SETTINGS + h2_request(1, b"POST", b"/up", [(b"content-length", b"5")], end=False)
+            + h2_frame(0, 0x1, 1, b"hello"),
+    "post_nolen": H2_SETTINGS + h2_request(1, b"PUT", b"/u", end=False)
+                  + h2_frame(0, 0, 1, b"abc") + h2_frame(0, 0x1, 1, b"def"),
+    "trailers": H2_SETTINGS + h2_request(1, b"POST", b"/t", end=False) + h2_frame(0, 0, 1, b"x")
+                + h2_frame(1, 0x5, 1, hpack_literal([(b"x-trailer", b"1")])),
+    "rapid_reset": H2_SETTINGS + b"".join(h2_request(i) + h2_frame(3, 0, i, struct.pack(">I", 8))
+                                          for i in range(1, 60, 2)),
+    "continuation": H2_SETTINGS + h2_frame(1, 0x1, 1, hpack_literal([(b":method", b"GET")]))
+                    + h2_frame(9, 0, 1, hpack_literal([(b":path", b"/"), (b":scheme", b"http")]))
+                    + h2_frame(9, 0x4, 1, hpack_literal([(b":authority", b"x")])),
+    "ping_window": H2_SETTINGS + h2_frame(6, 0, 0, b"12345678") + h2_frame(8, 0, 0, struct.pack(">I", 1000))
+                   + h2_request(1) + h2_frame(8, 0, 1, struct.pack(">I", 5000)),
+    "priority_goaway": H2_SETTINGS + h2_frame(2, 0, 3, struct.pack(">IB", 1, 15)) + h2_request(1)
+                       + h2_frame(7, 0, 0, struct.pack(">II", 1, 0)),
+    "settings_ack": H2_SETTINGS + h2_frame(4, 1, 0) + h2_request(1, extra=[(b"cookie", b"a=1"), (b"cookie", b"b=2")]),
+    "big_header": H2_SETTINGS + h2_request(1, extra=[(b"x-big", b"a" * 120)] * 40),
+    "bad_header": H2_SETTINGS + h2_request(1, extra=[(b"Connection", b"close")]),
+}
+
+
 def main():
     out = sys.argv[1]
-    for sub in ("parser", "chunked", "proxy", "websocket", "uwsgi", "ctl"):
+    for sub in ("parser", "chunked", "proxy", "websocket", "uwsgi", "ctl", "h2"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for name, raw in REQUESTS.items():
         add_request(out, name, raw, TRUSTED | (8 if name == "obs_fold" else 0))
@@ -294,6 +340,10 @@ def main():
         write(out, "uwsgi", name + "_split", bytes([2]) + raw)
     for name, raw in CTL.items():
         write(out, "ctl", name, raw)
+    for name, frames in H2.items():
+        write(out, "h2", name, bytes([0x3F]) + frames)
+        write(out, "h2", name + "_split", bytes([0x40 | 6]) + frames)
+        write(out, "h2", name + "_fail", bytes([0x80 | 0x3F]) + frames)
     for name, body in CHUNKED.items():
         write(out, "chunked", name, bytes([0]) + body)
         write(out, "chunked", name + "_split", bytes([7]) + body)

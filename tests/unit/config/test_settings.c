@@ -481,7 +481,7 @@ static void test_check_supported(void **state)
         const char *name, *value, *feature;
     } cases[] = {
         {"worker_class", "gevent_pywsgi", "worker_class"},
-        {"http_protocols", "h2,h1", "http_protocols"},
+        {"http_protocols", "h3,h1", "http_protocols h3"},
         {"dirty_workers", "2", "dirty_workers"},
         {"worker_class", "gunicorn.workers.ggevent.GeventPyWSGIWorker", "worker_class"},
     };
@@ -541,6 +541,26 @@ static void test_check_supported(void **state)
         assert_string_equal(err, want);
         cg_config_free(&cfg);
     }
+
+    /* HTTP/2: gthread serves it, sync warns and serves HTTP/1.1, asgi
+     * refuses; h2c (prior knowledge, Upgrade, both) on gthread only */
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "http_protocols", "h2,h1", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gthread", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "prior-knowledge", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "both", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "sync", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), -ENOTSUP);
+    assert_string_equal(err, "Error: http2_cleartext is not supported yet by cgunicorn's sync worker");
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gthread", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "off", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "asgi", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), -ENOTSUP);
+    assert_string_equal(err, "Error: HTTP/2 (http_protocols h2) is not supported yet by cgunicorn's asgi worker");
+    cg_config_free(&cfg);
 
     /* TLS: served by the sync and gthread workers (worker kinds without it
      * refuse it in the same place) */
