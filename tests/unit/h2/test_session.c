@@ -218,7 +218,8 @@ static int32_t request(fixture_t *x, const char *method, const char *path, const
         {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0},
         {(uint8_t *)":authority", (uint8_t *)"example.com", 10, 11, 0},
     };
-    memcpy(nv + 4, more, nmore * sizeof(*more));
+    if (nmore > 0) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(nv + 4, more, nmore * sizeof(*more));
     nghttp2_data_provider prd = {.read_callback = c_upload};
     int32_t id = nghttp2_submit_request(x->cli, NULL, nv, 4 + nmore, body ? &prd : NULL, NULL);
     assert_true(id > 0);
