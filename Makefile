@@ -192,6 +192,7 @@ bench-asgi: build bench-venv
 # (bench/observability.sh).
 bench-observability: build
 	@tools/deps.sh bench
+	./$(BUILD)/bench/bench_obs_cost
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/observability.sh
 
 # gthread: the 16-deep pipelined load check, then throughput with 2,000 idle +

@@ -10,6 +10,7 @@
 
 #include "../config/config.h"
 
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <netinet/in.h>
@@ -26,6 +27,9 @@ struct cg_statsd {
      * an agent that starts (or restarts, binding the path anew) after us is
      * reached, where a connected socket would stay refused for good */
     bool unconnected;
+    /* a UDP agent on this host: no MTU to respect, so batches use the unix
+     * socket's packet size */
+    bool loopback;
     struct sockaddr_un addr;
     socklen_t addrlen;
     char *prefix; /* after Gunicorn's dot rule */
@@ -349,17 +353,54 @@ void cg_statsd_request(const cg_statsd_t *s, long code, int64_t request_us)
 
 /* ---- batching ---- */
 
+/* Distinct status codes one packet's counters may hold; a seventeenth
+ * sends the packet first. */
+#define CG__STATUS_SLOTS 16
+/* The longest counter value: UINT64_MAX's 20 digits. */
+#define CG__COUNT_DIGITS 20
+
+static const char cg__req_name[] = "gunicorn.requests";
+static const char cg__status_name[] = "gunicorn.request.status.";
+static const char cg__dur_name[] = "gunicorn.request.duration";
+
 struct cg_statsd_batch {
     const cg_statsd_t *s;
     /* app threads add, the loop thread flushes: held only to copy lines in
      * or the packet out, never across a system call */
     pthread_mutex_t lock;
     uint64_t interval_us;
-    uint64_t first_us; /* when the oldest buffered line was added */
+    uint64_t first_us; /* when the oldest metric not yet sent was added */
     size_t cap;        /* the packet size */
+    size_t outcap;     /* a packet with its counter lines, at most */
     size_t len;
+    /* The request counters are summed until their packet leaves: a StatsD
+     * agent adds up a counter's values over its own flush interval (10 s
+     * typically), so "gunicorn.requests:38|c" tells it what 38 lines of
+     * ":1|c" did, in a fraction of the bytes and datagrams. */
+    uint64_t requests;
+    unsigned nstatus;
+    struct {
+        long code;
+        uint64_t n;
+    } status[CG__STATUS_SLOTS];
+    size_t reserve; /* the most bytes the counter lines can take */
     char buf[];
 };
+
+/* The most bytes "\n<prefix><name>:<count>|c|@1.0<tags>" can take. */
+static size_t counter_line_max(const cg_statsd_t *s, size_t nlen)
+{
+    return 1 + s->plen + nlen + 1 + CG__COUNT_DIGITS + strlen(type_suffix(CG_STATSD_COUNTER)) +
+           s->tlen;
+}
+
+/* Decimal digits of a status code as Gunicorn names it (what the app gave,
+ * 3 digits in practice). */
+static size_t status_name(long code, char *out)
+{
+    memcpy(out, cg__status_name, sizeof(cg__status_name) - 1);
+    return sizeof(cg__status_name) - 1 + utoa((uint64_t)code, out + sizeof(cg__status_name) - 1);
+}
 
 /* One datagram of `len` bytes (lines already joined). */
 static void send_raw(const cg_statsd_t *s, const char *p, size_t len)
@@ -376,17 +417,47 @@ static void send_raw(const cg_statsd_t *s, const char *p, size_t len)
     send_all(s, &m, 1);
 }
 
+/* text's lines in as few datagrams of at most cap bytes as whole lines
+ * allow; a line longer than cap alone in one (what Gunicorn would send). */
+static void send_packed(const cg_statsd_t *s, const char *text, size_t len, size_t cap)
+{
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        /* the first line whatever its length, then whole lines while the
+         * datagram stays within cap */
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl != NULL ? nl : end;
+        while (e < end) {
+            const char *next = memchr(e + 1, '\n', (size_t)(end - e - 1));
+            const char *ne = next != NULL ? next : end;
+            if ((size_t)(ne - p) > cap)
+                break;
+            e = ne;
+        }
+        if (e > p)
+            send_raw(s, p, (size_t)(e - p));
+        p = e < end ? e + 1 : end;
+    }
+}
+
 cg_statsd_batch_t *cg_statsd_batch_new_sized(const cg_statsd_t *s, long interval_ms,
                                              size_t packet)
 {
     if (s == NULL || s->fd < 0 || !s->ascii || interval_ms <= 0 || packet == 0)
         return NULL;
-    cg_statsd_batch_t *b = cg_xmalloc(sizeof(*b) + packet);
+    char name[sizeof(cg__status_name) + 24];
+    size_t counters = counter_line_max(s, sizeof(cg__req_name) - 1) +
+                      CG__STATUS_SLOTS * counter_line_max(s, status_name(LONG_MAX, name));
+    cg_statsd_batch_t *b = cg_xmalloc(sizeof(*b) + packet + counters);
     b->s = s;
     b->interval_us = (uint64_t)interval_ms * 1000;
     b->first_us = 0;
     b->cap = packet;
+    b->outcap = packet + counters;
     b->len = 0;
+    b->requests = 0;
+    b->nstatus = 0;
+    b->reserve = 0;
     int e = pthread_mutex_init(&b->lock, NULL);
     if (e != 0) {
         /* only ENOMEM/EAGAIN, which cg_xmalloc's rule treats as fatal too */
@@ -401,37 +472,74 @@ cg_statsd_batch_t *cg_statsd_batch_new(const cg_statsd_t *s, long interval_ms)
     if (s == NULL)
         return NULL;
     return cg_statsd_batch_new_sized(s, interval_ms,
-                                     s->unconnected ? CG_STATSD_UNIX_PACKET : CG_STATSD_UDP_PACKET);
+                                     s->unconnected || s->loopback ? CG_STATSD_UNIX_PACKET
+                                                                   : CG_STATSD_UDP_PACKET);
 }
 
-/* Move the buffer into out (b->cap bytes); its length. Lock held. */
+static bool pending_locked(const cg_statsd_batch_t *b)
+{
+    return b->len > 0 || b->requests > 0;
+}
+
+/* "\n" (unless first) + one counter line at out + n; the new length. */
+static size_t put_counter(const cg_statsd_t *s, char *out, size_t n, size_t cap, const char *name,
+                          size_t nlen, uint64_t count)
+{
+    char v[CG__COUNT_DIGITS + 1];
+    size_t vlen = utoa(count, v);
+    size_t at = n > 0 ? n + 1 : n;
+    if (at >= cap)
+        return n;
+    size_t l = cg_statsd_format(s, out + at, cap - at, CG_STATSD_COUNTER, name, nlen, v, vlen);
+    if (l == 0)
+        return n; /* cannot happen: counter_line_max() reserved it */
+    if (n > 0)
+        out[n] = '\n';
+    return at + l;
+}
+
+/* Move the buffer and the summed counters into out (b->outcap bytes); its
+ * length. Lock held. */
 static size_t take_locked(cg_statsd_batch_t *b, char *out)
 {
     size_t n = b->len;
     memcpy(out, b->buf, n);
+    if (b->requests > 0)
+        n = put_counter(b->s, out, n, b->outcap, cg__req_name, sizeof(cg__req_name) - 1,
+                        b->requests);
+    for (unsigned i = 0; i < b->nstatus; i++) {
+        char name[sizeof(cg__status_name) + 24];
+        size_t nlen = status_name(b->status[i].code, name);
+        n = put_counter(b->s, out, n, b->outcap, name, nlen, b->status[i].n);
+    }
     b->len = 0;
+    b->requests = 0;
+    b->nstatus = 0;
+    b->reserve = 0;
     return n;
 }
+
+/* Room for a packet on the stack when it is small enough, else the heap. */
+#define CG__OUT_STACK 16384
 
 void cg_statsd_batch_flush(cg_statsd_batch_t *b)
 {
     if (b == NULL)
         return;
-    char out[CG_STATSD_UNIX_PACKET > CG_STATSD_UDP_PACKET ? CG_STATSD_UNIX_PACKET
-                                                           : CG_STATSD_UDP_PACKET];
-    char *o = b->cap <= sizeof(out) ? out : cg_xmalloc(b->cap);
+    char out[CG__OUT_STACK];
+    char *o = b->outcap <= sizeof(out) ? out : cg_xmalloc(b->outcap);
     pthread_mutex_lock(&b->lock);
     size_t n = take_locked(b, o);
     pthread_mutex_unlock(&b->lock);
     if (n > 0)
-        send_raw(b->s, o, n);
+        send_packed(b->s, o, n, b->cap);
     if (o != out)
         free(o);
 }
 
 static long due_locked(const cg_statsd_batch_t *b, uint64_t now_us)
 {
-    if (b->len == 0)
+    if (!pending_locked(b))
         return -1;
     uint64_t at = b->first_us + b->interval_us;
     /* rounded up: a loop woken a little early must not spin on a 0 */
@@ -458,17 +566,25 @@ long cg_statsd_batch_flush_due(cg_statsd_batch_t *b, uint64_t now_us)
     return cg_statsd_batch_due_ms(b, now_us);
 }
 
-/* Send each line of text as a datagram of its own. */
-static void send_lines(const cg_statsd_t *s, const char *text, size_t len)
+/* Lines of text (len bytes) into the buffer, taking the packet out first
+ * into o when they would not fit beside it (with extra more bytes of
+ * counters) or it is due. Lock held; returns the bytes taken into o. */
+static size_t append_locked(cg_statsd_batch_t *b, const char *text, size_t len, size_t extra,
+                            uint64_t now_us, char *o)
 {
-    const char *p = text, *end = text + len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *e = nl ? nl : end;
-        if (e > p)
-            send_raw(s, p, (size_t)(e - p));
-        p = e + 1;
+    size_t n = 0;
+    if (pending_locked(b) &&
+        (b->len + 1 + len + b->reserve + extra > b->cap || due_locked(b, now_us) == 0))
+        n = take_locked(b, o);
+    if (!pending_locked(b))
+        b->first_us = now_us;
+    if (len > 0) {
+        if (b->len > 0)
+            b->buf[b->len++] = '\n';
+        memcpy(b->buf + b->len, text, len);
+        b->len += len;
     }
+    return n;
 }
 
 void cg_statsd_batch_add(cg_statsd_batch_t *b, const char *text, size_t len, uint64_t now_us)
@@ -480,27 +596,16 @@ void cg_statsd_batch_add(cg_statsd_batch_t *b, const char *text, size_t len, uin
          * what is buffered goes first, then line by line, each line alone,
          * so no datagram holds more than a packet unless one line does */
         cg_statsd_batch_flush(b);
-        send_lines(b->s, text, len);
+        send_packed(b->s, text, len, 1);
         return;
     }
-    char out[CG_STATSD_UNIX_PACKET > CG_STATSD_UDP_PACKET ? CG_STATSD_UNIX_PACKET
-                                                           : CG_STATSD_UDP_PACKET];
-    char *o = b->cap <= sizeof(out) ? out : cg_xmalloc(b->cap);
-    size_t n = 0;
+    char out[CG__OUT_STACK];
+    char *o = b->outcap <= sizeof(out) ? out : cg_xmalloc(b->outcap);
     pthread_mutex_lock(&b->lock);
-    /* what would not fit, or is due, leaves first: the new lines start the
-     * next packet and its interval */
-    if (b->len > 0 && (b->len + 1 + len > b->cap || due_locked(b, now_us) == 0))
-        n = take_locked(b, o);
-    if (b->len == 0)
-        b->first_us = now_us;
-    else
-        b->buf[b->len++] = '\n';
-    memcpy(b->buf + b->len, text, len);
-    b->len += len;
+    size_t n = append_locked(b, text, len, 0, now_us, o);
     pthread_mutex_unlock(&b->lock);
     if (n > 0)
-        send_raw(b->s, o, n);
+        send_packed(b->s, o, n, b->cap);
     if (o != out)
         free(o);
 }
@@ -514,41 +619,63 @@ void cg_statsd_batch_free(cg_statsd_batch_t *b)
     free(b);
 }
 
+/* Where code's counter is among the packet's, or -1. Lock held. */
+static int status_slot_locked(const cg_statsd_batch_t *b, long code)
+{
+    for (unsigned i = 0; i < b->nstatus; i++)
+        if (b->status[i].code == code)
+            return (int)i;
+    return -1;
+}
+
 void cg_statsd_batch_request(cg_statsd_batch_t *b, long code, int64_t request_us,
                              uint64_t now_us)
 {
     if (b == NULL || code < 0)
         return;
     const cg_statsd_t *s = b->s;
-    static const char status[] = "gunicorn.request.status.";
-    static const char dur[] = "gunicorn.request.duration", req[] = "gunicorn.requests";
-    char ms[40], name[sizeof(status) + 24];
+    char ms[40], line[1024], name[sizeof(cg__status_name) + 24];
     size_t mlen = cg_statsd_format_ms(request_us, ms, sizeof(ms));
-    memcpy(name, status, sizeof(status) - 1);
-    size_t nlen = sizeof(status) - 1 + utoa((uint64_t)code, name + sizeof(status) - 1);
     if (mlen == 0)
         return;
-    /* Gunicorn's order: duration, requests, status; a line that cannot be
-     * formatted is left out, as cg_statsd_request() drops the request's */
-    size_t need = 3 * (s->plen + s->tlen + CG__BODY_MAX + 1);
-    char text[4096], *big = NULL;
-    char *t = need <= sizeof(text) ? text : (big = cg_xmalloc(need));
-    size_t n = 0, l;
-    if ((l = cg_statsd_format(s, t, need, CG_STATSD_TIMER, dur, sizeof(dur) - 1, ms, mlen)) == 0)
-        goto out;
-    n += l;
-    t[n++] = '\n';
-    l = cg_statsd_format(s, t + n, need - n, CG_STATSD_COUNTER, req, sizeof(req) - 1, "1", 1);
-    if (l == 0)
-        goto out;
-    n += l;
-    t[n++] = '\n';
-    if ((l = cg_statsd_format(s, t + n, need - n, CG_STATSD_COUNTER, name, nlen, "1", 1)) == 0)
-        goto out;
-    n += l;
-    cg_statsd_batch_add(b, t, n, now_us);
-out:
-    free(big);
+    size_t l = cg_statsd_format(s, line, sizeof(line), CG_STATSD_TIMER, cg__dur_name,
+                                sizeof(cg__dur_name) - 1, ms, mlen);
+    size_t req_max = counter_line_max(s, sizeof(cg__req_name) - 1);
+    size_t st_max = counter_line_max(s, status_name(code, name));
+    if (l == 0 || l + req_max + st_max > b->cap) {
+        /* a prefix or tags too long to batch: Gunicorn's datagrams, after
+         * what was buffered */
+        cg_statsd_batch_flush(b);
+        cg_statsd_request(s, code, request_us);
+        return;
+    }
+    char out[CG__OUT_STACK];
+    char *o = b->outcap <= sizeof(out) ? out : cg_xmalloc(b->outcap);
+    pthread_mutex_lock(&b->lock);
+    int slot = status_slot_locked(b, code);
+    size_t extra = (b->requests == 0 ? req_max : 0) + (slot < 0 ? st_max : 0);
+    size_t n = 0;
+    if (slot < 0 && b->nstatus == CG__STATUS_SLOTS)
+        n = take_locked(b, o);
+    n += append_locked(b, line, l, extra, now_us, o + n);
+    if (n > 0) {
+        /* the counters were taken: this request's are new ones */
+        slot = -1;
+        extra = req_max + st_max;
+    }
+    b->reserve += extra;
+    b->requests++;
+    if (slot < 0) {
+        slot = (int)b->nstatus++;
+        b->status[slot].code = code;
+        b->status[slot].n = 0;
+    }
+    b->status[slot].n++;
+    pthread_mutex_unlock(&b->lock);
+    if (n > 0)
+        send_packed(s, o, n, b->cap);
+    if (o != out)
+        free(o);
 }
 
 long cg_statsd_backlog(const cg_listener_t *l, size_t n)
@@ -617,6 +744,19 @@ static int open_unix(cg_statsd_t *s, const char *path, char *err, size_t errlen)
     return 0;
 }
 
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    return false;
+}
+
 static int open_udp(cg_statsd_t *s, const char *host, long port, char *err, size_t errlen)
 {
     char service[16];
@@ -641,6 +781,7 @@ static int open_udp(cg_statsd_t *s, const char *host, long port, char *err, size
         }
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             s->fd = fd;
+            s->loopback = is_loopback(ai->ai_addr);
             break;
         }
         e = errno;

@@ -387,38 +387,113 @@ static void test_batch_request_lines(void **state)
     cg_statsd_batch_request(b, 200, 12345, 0);
     cg_statsd_batch_request(b, -1, 12345, 0); /* no status code: nothing */
     cg_statsd_batch_request(b, 404, 1000, 0);
+    cg_statsd_batch_request(b, 200, 2000, 0);
     cg_statsd_batch_flush(b);
     assert_true(next_packet(p.peer, buf, sizeof(buf)) > 0);
+    /* a timer line per request, the counters summed at the end */
     assert_string_equal(buf, "web.gunicorn.request.duration:12.345|ms|#env:t\n"
-                             "web.gunicorn.requests:1|c|@1.0|#env:t\n"
-                             "web.gunicorn.request.status.200:1|c|@1.0|#env:t\n"
                              "web.gunicorn.request.duration:1.0|ms|#env:t\n"
-                             "web.gunicorn.requests:1|c|@1.0|#env:t\n"
+                             "web.gunicorn.request.duration:2.0|ms|#env:t\n"
+                             "web.gunicorn.requests:3|c|@1.0|#env:t\n"
+                             "web.gunicorn.request.status.200:2|c|@1.0|#env:t\n"
                              "web.gunicorn.request.status.404:1|c|@1.0|#env:t");
-    /* many requests: every datagram within the UDP packet size, whole
-     * requests only */
+    assert_int_equal(next_packet(p.peer, buf, sizeof(buf)), -1);
+    /* nothing pending after a flush: the counters started again */
+    assert_int_equal(cg_statsd_batch_due_ms(b, 0), -1);
+    cg_statsd_batch_request(b, 500, 1000, 0);
+    assert_int_equal(cg_statsd_batch_due_ms(b, 0), 100);
     cg_statsd_batch_free(b);
-    b = cg_statsd_batch_new_sized(p.s, 100, CG_STATSD_UDP_PACKET);
-    for (int i = 0; i < 100; i++)
-        cg_statsd_batch_request(b, 200, 1000 + i, 0);
+    assert_true(next_packet(p.peer, buf, sizeof(buf)) > 0);
+    assert_non_null(strstr(buf, "web.gunicorn.requests:1|c|@1.0|#env:t\n"
+                                "web.gunicorn.request.status.500:1|c|@1.0|#env:t"));
+    pair_close(&p);
+}
+
+/* Sum of the counter named `name` (up to its ':') over the lines of buf,
+ * and how many lines start with `timer`. */
+static void tally(const char *buf, const char *name, uint64_t *sum, const char *timer,
+                  int *timers)
+{
+    size_t nl = strlen(name);
+    for (const char *l = buf; l != NULL && *l; ) {
+        if (strncmp(l, name, nl) == 0 && l[nl] == ':')
+            *sum += strtoull(l + nl + 1, NULL, 10);
+        if (strncmp(l, timer, strlen(timer)) == 0)
+            (*timers)++;
+        l = strchr(l, '\n');
+        l = l ? l + 1 : NULL;
+    }
+}
+
+static void test_batch_request_packets(void **state)
+{
+    (void)state;
+    pair_t p = pair_open("", "");
+    char buf[2048];
+    /* many requests: every datagram within the UDP packet size; the counts
+     * add up; a packet leaves only when the next timer line (and counters)
+     * would not fit */
+    cg_statsd_batch_t *b = cg_statsd_batch_new_sized(p.s, 100, CG_STATSD_UDP_PACKET);
+    for (int i = 0; i < 600; i++)
+        cg_statsd_batch_request(b, i % 7 == 0 ? 404 : 200, 1000 + i, 0);
     cg_statsd_batch_free(b);
-    int packets = 0, lines = 0;
+    int packets = 0, timers = 0;
+    uint64_t reqs = 0, s200 = 0, s404 = 0;
     ssize_t n, prev = 0;
     while ((n = next_packet(p.peer, buf, sizeof(buf))) > 0) {
         assert_true(n <= CG_STATSD_UDP_PACKET);
-        /* a packet left only when the next request's lines (under 150
-         * bytes here) did not fit */
-        assert_true(prev == 0 || prev + 150 > CG_STATSD_UDP_PACKET);
+        /* all but the last packet are nearly full */
+        assert_true(prev == 0 || prev > CG_STATSD_UDP_PACKET - 200);
         prev = n;
-        int l = 1;
-        for (ssize_t i = 0; i < n; i++)
-            l += buf[i] == '\n';
-        assert_int_equal(l % 3, 0);
-        lines += l;
+        tally(buf, "gunicorn.requests", &reqs, "gunicorn.request.duration:", &timers);
+        int unused = 0;
+        tally(buf, "gunicorn.request.status.200", &s200, "-", &unused);
+        tally(buf, "gunicorn.request.status.404", &s404, "-", &unused);
         packets++;
     }
-    assert_int_equal(lines, 300);
-    assert_true(packets >= 10 && packets <= 12);
+    assert_int_equal(timers, 600);
+    assert_int_equal(reqs, 600);
+    assert_int_equal(s404, 86);
+    assert_int_equal(s200, 514);
+    /* about 35 bytes a request: 12 to 20 packets where Gunicorn's lines
+     * one by one need 1,800 datagrams (and three lines a request, 60) */
+    assert_true(packets >= 12 && packets <= 20);
+
+    /* more distinct status codes than a packet counts: the packet leaves
+     * first, every count still right */
+    b = cg_statsd_batch_new_sized(p.s, 100, CG_STATSD_UNIX_PACKET);
+    for (int code = 100; code < 140; code++)
+        cg_statsd_batch_request(b, code, 1, 0);
+    cg_statsd_batch_free(b);
+    int codes = 0;
+    packets = 0;
+    while ((n = next_packet(p.peer, buf, sizeof(buf))) > 0) {
+        for (const char *l = strstr(buf, "gunicorn.request.status."); l != NULL;
+             l = strstr(l + 1, "gunicorn.request.status.")) {
+            assert_true(strncmp(strchr(l, ':'), ":1|c", 4) == 0);
+            codes++;
+        }
+        packets++;
+    }
+    assert_int_equal(codes, 40);
+    assert_int_equal(packets, 3);
+
+    /* a prefix too long to batch: each metric its own datagram, Gunicorn's */
+    pair_close(&p);
+    char prefix[1500];
+    memset(prefix, 'p', sizeof(prefix) - 1);
+    prefix[sizeof(prefix) - 1] = '\0';
+    p = pair_open(prefix, "");
+    b = cg_statsd_batch_new_sized(p.s, 100, CG_STATSD_UDP_PACKET);
+    cg_statsd_batch_request(b, 200, 1000, 0);
+    cg_statsd_batch_free(b);
+    char big[4096];
+    packets = 0;
+    while ((n = next_packet(p.peer, big, sizeof(big))) > 0) {
+        assert_null(strchr(big, '\n'));
+        packets++;
+    }
+    assert_int_equal(packets, 3);
     pair_close(&p);
 }
 
@@ -437,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_batch_longer_than_a_packet),
         cmocka_unit_test(test_batch_interval),
         cmocka_unit_test(test_batch_request_lines),
+        cmocka_unit_test(test_batch_request_packets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
