@@ -381,3 +381,86 @@ def test_interval_zero_sends_one_metric_per_datagram(cg, udp, worker):
     with udp.cond:
         assert all("\n" not in p for _, p in udp.packets), udp.packets
         assert len(udp.packets) == len(udp.lines)
+
+
+# ---- beside Gunicorn itself ----------------------------------------------------
+
+def _shape(line):
+    """A metric line with its value blanked: name, type, rate and tags."""
+    return re.sub(r":[0-9.]+\|", ":V|", line)
+
+
+def _gunicorn_metrics(tmp_path, rcv):
+    """Gunicorn (Debian's, where installed) serving wsgiapp:app with the
+    request mix sent to rcv; skips where it is not installed."""
+    import subprocess
+    import sys
+    try:
+        import gunicorn  # noqa: F401  (only whether it is there)
+    except ImportError:
+        pytest.skip("Gunicorn is not installed beside the tests")
+    port = cgtest.free_port()
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-b", "127.0.0.1:%d" % port,
+                             "--statsd-host", rcv.address, "wsgiapp:app"],
+                            cwd=cgtest.APPS_DIR, env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(str(tmp_path / "gunicorn.log"), "w"))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get("http://127.0.0.1:%d/" % port, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
+                assert time.monotonic() < deadline, "Gunicorn never answered"
+                time.sleep(0.1)
+        url = lambda p: "http://127.0.0.1:%d%s" % (port, p)  # noqa: E731
+        for _ in range(2):  # with the probe above: three 200s
+            assert requests.get(url("/"), timeout=10).status_code == 200
+        assert requests.get(url("/nope"), timeout=10).status_code == 404
+        rcv.wait_for({DURATION: 4})
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.timeout(120)
+def test_same_metrics_as_gunicorn(cg, tmp_path):
+    theirs = Receiver()
+    try:
+        _gunicorn_metrics(tmp_path, theirs)
+        theirs.settle()
+        g_lines = [x for x in theirs.lines if "request" in x]
+        g_gauges = {_shape(x) for x in theirs.lines if "request" not in x}
+        g_sums = theirs.sums()
+    finally:
+        theirs.close()
+    # Gunicorn's exact datagrams, one metric each: the same lines
+    per = Receiver()
+    try:
+        srv = cg("wsgiapp:app", args=["--statsd-host", per.address,
+                                       "--statsd-flush-interval", "0"])
+        _mix(srv)
+        per.wait_for({DURATION: 4})
+        per.settle()
+        ours = [x for x in per.lines if "request" in x]
+        assert collections.Counter(map(_shape, ours)) == \
+            collections.Counter(map(_shape, g_lines))
+        assert all("\n" not in p for _, p in per.packets)
+        assert {_shape(x) for x in per.lines if "request" not in x} <= g_gauges
+        assert per.sums() == g_sums
+    finally:
+        per.close()
+    # batched (the default): the same names, types and totals
+    bat = Receiver()
+    try:
+        srv = cg("wsgiapp:app", args=["--statsd-host", bat.address])
+        _mix(srv)
+        bat.wait_for({DURATION: 4})
+        bat.wait_sums({"gunicorn.requests": 4})
+        bat.settle()
+        assert {_shape(x) for x in bat.lines if "request" in x} == set(map(_shape, g_lines))
+        assert bat.sums() == g_sums
+    finally:
+        bat.close()
