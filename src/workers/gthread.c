@@ -89,8 +89,10 @@ typedef struct cg_gt_conn {
     uv_timer_t timer;
     struct cg_gt_conn *next; /* pool queues */
     cg_gt_state_t state;
-    int open_handles;
+    int open_handles;  /* libuv handles initialised: 0 until cg__watch() */
     uint64_t nreq;
+    bool watched;      /* poll and timer are libuv handles now */
+    bool closing;      /* cg__conn_close() was called */
     bool polling;
     bool head_started; /* bytes of the current head have arrived */
     bool keepalived;   /* idle after a keep-alive response (counted in gt->nkeep) */
@@ -211,12 +213,10 @@ static void cg__read_step(cg_gt_conn_t *gc);
 static void cg__handshake_step(cg_gt_conn_t *gc);
 static void cg__take_done(cg_gt_t *g);
 
-static void cg__conn_handle_closed(uv_handle_t *h)
+/* Release a closed connection: its socket, buffers and the struct. */
+static void cg__conn_free(cg_gt_conn_t *gc)
 {
-    cg_gt_conn_t *gc = h->data;
     cg_gt_t *g = gc->gt;
-    if (--gc->open_handles > 0)
-        return;
     if (gc->h2 != NULL) {
         cg_h2_session_close(gc->h2); /* streams in the app see a reset */
         gc->h2 = NULL;
@@ -245,18 +245,31 @@ static void cg__conn_handle_closed(uv_handle_t *h)
     free(gc);
 }
 
-/* Forget the connection: plain close once libuv lets go of its handles. */
+static void cg__conn_handle_closed(uv_handle_t *h)
+{
+    cg_gt_conn_t *gc = h->data;
+    if (--gc->open_handles == 0)
+        cg__conn_free(gc);
+}
+
+/* Forget the connection: plain close once libuv lets go of its handles.
+ * One never watched is freed by cg__conn_new(), the only place where such
+ * a connection lives, once the calls that still look at it have returned. */
 static void cg__conn_close(cg_gt_conn_t *gc)
 {
     cg_gt_t *g = gc->gt;
-    if (uv_is_closing((uv_handle_t *)&gc->poll))
+    if (gc->closing)
         return;
+    gc->closing = true;
     if (gc->keepalived) {
         gc->keepalived = false;
         g->nkeep--;
     }
-    uv_close((uv_handle_t *)&gc->poll, cg__conn_handle_closed);
-    uv_close((uv_handle_t *)&gc->timer, cg__conn_handle_closed);
+    if (gc->watched) {
+        uv_close((uv_handle_t *)&gc->poll, cg__conn_handle_closed);
+        if (gc->open_handles == 2)
+            uv_close((uv_handle_t *)&gc->timer, cg__conn_handle_closed);
+    }
     g->nconns--;
     cg_board_conns_open(g->pol.board, g->nconns);
     if (g->closing_all)
@@ -270,6 +283,48 @@ static void cg__conn_close(cg_gt_conn_t *gc)
 }
 
 static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms);
+static void cg__on_timer(uv_timer_t *t);
+
+/*
+ * Make the connection's poll and timer libuv handles, arming a deadline
+ * set meanwhile. Done only when the connection must wait for something:
+ * a request that came with the connection and was answered at once (the
+ * usual `Connection: close` exchange, served inline) never needs them,
+ * which spares uv_poll_init's descriptor check (an ioctl and two
+ * epoll_ctl calls), the epoll_ctl of its removal and two timer-heap
+ * operations. 0, or a libuv error (logged): the caller closes.
+ */
+static int cg__watch(cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = gc->gt;
+    if (gc->watched)
+        return 0;
+    int r = uv_poll_init_socket(&g->loop, &gc->poll, gc->c.fd);
+    if (r < 0) {
+        cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(r));
+        return r;
+    }
+    gc->watched = true;
+    gc->open_handles = 1;
+    gc->poll.data = gc;
+    r = uv_timer_init(&g->loop, &gc->timer);
+    if (r < 0) {
+        cg_log_error(g->w->log, "Cannot time a connection: %s", uv_strerror(r));
+        return r;
+    }
+    gc->open_handles = 2;
+    gc->timer.data = gc;
+    if (gc->deadline != 0) {
+        uint64_t now = uv_now(&g->loop);
+        r = uv_timer_start(&gc->timer, cg__on_timer, gc->deadline > now ? gc->deadline - now : 0,
+                           0);
+        if (r < 0) {
+            cg_log_error(g->w->log, "Cannot time a connection: %s", uv_strerror(r));
+            return r;
+        }
+    }
+    return 0;
+}
 
 /* Bytes the transport (TLS) holds decrypted: the socket's readiness does
  * not tell of them. */
@@ -283,7 +338,10 @@ static bool cg__transport_pending(cg_conn_t *c)
 static int cg__poll_start(cg_gt_conn_t *gc)
 {
     if (!gc->polling) {
-        int r = uv_poll_start(&gc->poll, UV_READABLE, cg__on_poll);
+        int r = cg__watch(gc);
+        if (r < 0)
+            return r;
+        r = uv_poll_start(&gc->poll, UV_READABLE, cg__on_poll);
         if (r < 0) {
             cg_log_error(gc->gt->w->log, "Cannot watch a connection: %s", uv_strerror(r));
             return r;
@@ -358,6 +416,8 @@ static void cg__timer_set(cg_gt_conn_t *gc, uint64_t ms)
         return;
     }
     gc->deadline = uv_now(&gc->gt->loop) + ms;
+    if (!gc->watched)
+        return; /* cg__watch() arms it if the connection comes to wait */
     if (!uv_is_active((uv_handle_t *)&gc->timer) || uv_timer_get_due_in(&gc->timer) > ms) {
         int r = uv_timer_start(&gc->timer, cg__on_timer, ms, 0);
         if (r < 0) /* only a closing handle refuses: it is going away anyway */
@@ -427,8 +487,8 @@ static bool cg__after(cg_gt_conn_t *gc)
     if (cg_spool_pending(&gc->out) > 0) {
         /* the client has not taken the whole response yet: the loop sends
          * the rest as it reads, then comes back here */
-        int r = uv_poll_start(&gc->poll, UV_WRITABLE, cg__on_poll);
-        if (r < 0) {
+        int r = cg__watch(gc);
+        if (r < 0 || (r = uv_poll_start(&gc->poll, UV_WRITABLE, cg__on_poll)) < 0) {
             cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(r));
             cg__conn_close(gc);
             return false;
@@ -905,7 +965,7 @@ static void cg__take_h2(cg_gt_t *g)
         if (!cg_h2_session_sync(s))
             continue; /* its connection is gone */
         cg_gt_conn_t *gc = cg_h2_session_owner(s);
-        if (!gc->h2_feeding && !uv_is_closing((uv_handle_t *)&gc->poll) &&
+        if (!gc->h2_feeding && !gc->closing &&
             gc->state == CG_GT_H2)
             cg__h2_pump(gc);
     }
@@ -1002,7 +1062,7 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
          * the report is then already queued. Take it now rather than stop
          * and restart the poll (two epoll_ctl calls). */
         cg__take_done(gc->gt);
-        if (gc->state == CG_GT_LINGER || uv_is_closing((uv_handle_t *)p))
+        if (gc->state == CG_GT_LINGER || gc->closing)
             return; /* served and closing: the poll is its business now */
     }
     if (gc->state != CG_GT_HEAD && gc->state != CG_GT_BODY) {
@@ -1056,7 +1116,7 @@ static void cg__read_step(cg_gt_conn_t *gc)
         if (!cg__read_once(gc, w, c))
             return;
     } while ((gc->state == CG_GT_HEAD || gc->state == CG_GT_BODY) &&
-             !uv_is_closing((uv_handle_t *)&gc->poll) && cg__transport_pending(c));
+             !gc->closing && cg__transport_pending(c));
 }
 
 /* HANDSHAKE: one step of the TLS handshake, on the loop (a connection in
@@ -1130,31 +1190,17 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
         }
         gc->state = CG_GT_HANDSHAKE;
     }
-    r = uv_poll_init_socket(&g->loop, &gc->poll, fd);
-    if (r < 0) {
-        cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(r));
-        c->ops->close(c);
-        cg_conn_release(c);
-        free(gc);
-        return;
-    }
-    r = uv_timer_init(&g->loop, &gc->timer);
     gc->poll.data = gc->timer.data = gc;
-    gc->open_handles = 2;
     g->nconns++;
     cg_board_conns_open(g->pol.board, g->nconns);
-    if (r < 0) {
-        /* the poll handle is open: close it the usual way; the timer
-         * never was, so only one close callback comes */
-        cg_log_error(g->w->log, "Cannot time a connection: %s", uv_strerror(r));
-        gc->open_handles = 1;
-        uv_close((uv_handle_t *)&gc->poll, cg__conn_handle_closed);
-        g->nconns--;
-        cg_board_conns_open(g->pol.board, g->nconns);
-        return;
-    }
-    if (cg__poll_start(gc) < 0) {
+    /* Served inline, a connection gets its libuv handles only when it has
+     * to wait (cg__watch); handed to pool threads or to TLS, from the start:
+     * only this function ever sees one without them. */
+    bool lazy = !g->pool && gc->state != CG_GT_HANDSHAKE;
+    if (!lazy && cg__poll_start(gc) < 0) {
         cg__conn_close(gc);
+        if (!gc->watched)
+            cg__conn_free(gc);
         return;
     }
     if (gc->state == CG_GT_HANDSHAKE) {
@@ -1166,6 +1212,18 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     cg__timer_set(gc, g->first_ms);
     /* Most clients send the request with the connection: read it now. */
     cg__on_poll(&gc->poll, 0, UV_READABLE);
+    if (!lazy)
+        return;
+    if (gc->closing) {
+        if (!gc->watched)
+            cg__conn_free(gc); /* answered and closed without waiting */
+        return;
+    }
+    /* it waits for the rest of its request, or its next one */
+    if (cg__poll_start(gc) < 0)
+        cg__conn_close(gc);
+    if (gc->closing && !gc->watched)
+        cg__conn_free(gc);
 }
 
 static void cg__on_listen(uv_poll_t *p, int status, int events)

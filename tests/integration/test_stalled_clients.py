@@ -53,6 +53,12 @@ def test_stalled_clients_cost_no_thread(cg, threads):
             stalled.append(s)
         t_stalled = time.monotonic()
 
+        # the app has 100 big responses to make first (inline, one thread):
+        # once a normal request got through, they all hang on the loop
+        status, _, _ = cgtest.parse_response(
+            srv.raw(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+        assert status.endswith("200 OK")
+
         # a normal client, again and again, while all of them hang on
         times = []
         for _ in range(20):
