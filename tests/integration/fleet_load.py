@@ -1,6 +1,8 @@
 """Steady load for test_fleet.py, run inside the client network namespace
 (`ip netns exec NS python3 fleet_load.py ...`): THREADS threads, each on its
-own keep-alive HTTP/1.1 connection to the balancer, GET after GET until a
+own keep-alive HTTP/1.1 connection to the balancer, GET after GET (the first
+thread's take half a second each: requests in flight when a worker is told to
+stop, which it must finish) until a
 line "stop" (or EOF) arrives on stdin. Every answer is checked against the
 expectations (the host's REMOTE_ADDR, the scheme, X-Forwarded-For); anything
 else, a connection error included, is a failure. Prints "ready" once the
@@ -50,8 +52,8 @@ def main():
             return "host %s X-Forwarded-For %r, want %r" % (d["host"], d.get("xff"), expect["xff"])
         return d["host"]
 
-    def get(conn, i):
-        conn.request("GET", "/?n=%d" % i)
+    def get(conn, i, slow=False):
+        conn.request("GET", "/?n=%d&sleep=0.5" % i if slow else "/?n=%d" % i)
         resp = conn.getresponse()
         return resp.status, resp.read()
 
@@ -83,7 +85,7 @@ def main():
             with lock:
                 stats["sent"] += 1
             try:
-                status, body = get(conn, i)
+                status, body = get(conn, i, slow=k == 0)
             except (OSError, http.client.HTTPException) as e:
                 fail(type(e).__name__, repr(e))
                 conn.close()
