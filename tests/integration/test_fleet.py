@@ -587,6 +587,9 @@ def test_fleet(net, tmp_path, capsys, run):
     with capsys.disabled():
         print("\n" + "\n".join(lines))
 
+    for h in hosts:
+        bad = cgtest.sanitizer_lines(h.log())
+        assert not bad, "%s: sanitizer report\n%s" % (h.name, h.log())
     assert report["stuck_threads"] == 0
     assert failed == 0, "%s\nsamples: %s" % (lines[0], report["samples"])
     assert report["ok"] > 0
