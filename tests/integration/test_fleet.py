@@ -171,11 +171,27 @@ def subreaper(on):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
+def sweep_stale():
+    """Delete the namespaces (and their processes) of earlier runs whose
+    pytest died without cleaning up (SIGKILL): their names carry its pid."""
+    res = _run(["ip", "netns", "list"], check=False)
+    stale = set()
+    for line in res.stdout.splitlines():
+        m = re.match(r"(cgfleet-(\d+)-[0-9a-f]+-\w+)", line)
+        if m and not psutil.pid_exists(int(m.group(2))):
+            stale.add(m.group(1))
+    if stale:
+        n = Net()
+        n.created = sorted(stale)
+        n.down()
+
+
 @pytest.fixture
 def net():
     why = netns_unavailable()
     if why:
         pytest.skip(why)
+    sweep_stale()
     n = Net()
     subreaper(True)
     try:
