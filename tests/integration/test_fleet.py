@@ -206,13 +206,19 @@ class Host:
     """One cgunicorn host: its namespace, its command line, its current
     master (a pid: after an upgrade the master is no child of ours)."""
 
-    def __init__(self, net, i, tmpdir, args):
+    def __init__(self, net, i, tmpdir, args, unix=False):
         self.net, self.i, self.ns = net, i, net.hosts[i - 1]
         self.name = "h%d" % i
         self.dir = os.path.join(tmpdir, self.name)
         os.makedirs(self.dir)
         self.log_path = os.path.join(self.dir, "error.log")
-        self.args = ["-b", "%s:%d" % (host_addr(i), PORT), "-w", str(WORKERS),
+        # unix: a host on the balancer's own machine, reached by a unix
+        # socket (a path: the network namespace does not matter to it)
+        self.unix = os.path.join(self.dir, "app.sock") if unix else None
+        bind = "unix:" + self.unix if unix else "%s:%d" % (host_addr(i), PORT)
+        # how the balancer's configuration names this host
+        self.upstream = bind
+        self.args = ["-b", bind, "-w", str(WORKERS),
                      "--pid", os.path.join(self.dir, "master.pid"),
                      "--chdir", cgtest.APPS_DIR] + list(args) + ["fleet_app:app"]
         self.env = cgtest.merged_env({"CG_FLEET_HOST": self.name, "XDG_RUNTIME_DIR": self.dir})
@@ -396,28 +402,28 @@ backend fleet
 """
 
 
-def nginx_conf(kind, d):
-    servers = "\n".join("        server %s:%d max_fails=1 fail_timeout=2s;" % (host_addr(i), PORT)
-                        for i in range(1, HOSTS + 1))
+def nginx_conf(kind, d, hosts):
+    servers = "\n".join("        server %s max_fails=1 fail_timeout=2s;" % h.upstream
+                        for h in hosts)
     body = (NGINX_HTTP if kind == "http" else NGINX_UWSGI) % {
         "servers": servers, "lb": LB_ADDR, "port": LB_PORT, "hosts": HOSTS}
     return NGINX_MAIN % {"dir": d, "body": body}
 
 
-def haproxy_conf(d):
-    servers = "\n".join("    server h%d %s:%d send-proxy-v2 check inter 500ms fall 1 rise 2"
-                        % (i, host_addr(i), PORT) for i in range(1, HOSTS + 1))
+def haproxy_conf(d, hosts):
+    servers = "\n".join("    server %s %s send-proxy-v2 check inter 500ms fall 1 rise 2"
+                        % (h.name, h.upstream) for h in hosts)
     return HAPROXY % {"dir": d, "lb": LB_ADDR, "port": LB_PORT, "servers": servers}
 
 
-def start_balancer(net, kind, d):
+def start_balancer(net, kind, d, hosts):
     if kind == "haproxy":
         exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not os.path.exists(exe):
             pytest.fail("haproxy is not installed (tools/deps.sh installs it)")
         conf = os.path.join(d, "haproxy.cfg")
         with open(conf, "w") as f:
-            f.write(haproxy_conf(d))
+            f.write(haproxy_conf(d, hosts))
         cmd = [exe, "-db", "-f", conf]
     else:
         exe = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -425,7 +431,7 @@ def start_balancer(net, kind, d):
             pytest.fail("nginx is not installed (tools/deps.sh installs nginx-light)")
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(nginx_conf(kind, d))
+            f.write(nginx_conf(kind, d, hosts))
         cmd = [exe, "-c", conf, "-p", d]
     with open(os.path.join(d, "balancer.out"), "wb") as log:
         return net.popen(net.lb, cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -523,29 +529,37 @@ def untrusted_view(net, h):
     return json.loads(res.stdout)
 
 
+def gthread_forwarded(i):
+    return ["-k", "gthread", "--threads", "4", "--forwarded-allow-ips", lb_addr_to(i)]
+
+
 RUNS = {
-    # name: (balancer, worker args of each host, expected REMOTE_ADDR of host i,
-    #        the X-Forwarded-For the app sees)
-    "nginx-http": ("http", lambda i: ["-k", "gthread", "--threads", "4",
-                                      "--forwarded-allow-ips", lb_addr_to(i)],
-                   lb_addr_to, CLIENT_ADDR),
+    # name: (balancer, worker args of host i, expected REMOTE_ADDR of host i,
+    #        the X-Forwarded-For the app sees, the host on a unix socket)
+    "nginx-http": ("http", gthread_forwarded, lb_addr_to, CLIENT_ADDR, None),
+    # host 1 on the balancer's machine behind a unix socket, and the one
+    # killed: its restart finds the socket file of the dead master. A unix
+    # peer has no address (REMOTE_ADDR "", as in Gunicorn) and is always
+    # trusted with X-Forwarded-Proto.
+    "nginx-http-unix": ("http", gthread_forwarded,
+                        lambda i: "" if i == 1 else lb_addr_to(i), CLIENT_ADDR, 1),
     "nginx-uwsgi": ("uwsgi", lambda i: ["-k", "sync", "--protocol", "uwsgi",
                                         "--uwsgi-allow-from", lb_addr_to(i)],
-                    lb_addr_to, None),
+                    lb_addr_to, None, None),
     "haproxy-proxy-v2": ("haproxy", lambda i: ["-k", "gthread", "--threads", "4",
                                                "--proxy-protocol", "v2",
                                                "--proxy-allow-from", lb_addr_to(i),
                                                "--forwarded-allow-ips", lb_addr_to(i)],
-                         lambda i: CLIENT_ADDR, None),
+                         lambda i: CLIENT_ADDR, None, None),
 }
 
 
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("run", list(RUNS))
 def test_fleet(net, tmp_path, capsys, run):
-    kind, host_args, remote_of, xff = RUNS[run]
+    kind, host_args, remote_of, xff, unix = RUNS[run]
     d = str(tmp_path)
-    hosts = [Host(net, i, d, host_args(i)) for i in range(1, HOSTS + 1)]
+    hosts = [Host(net, i, d, host_args(i), unix=i == unix) for i in range(1, HOSTS + 1)]
     balancer = load = None
     try:
         for h in hosts:
@@ -554,9 +568,11 @@ def test_fleet(net, tmp_path, capsys, run):
             # the https the balancer's answers carry comes from the trust
             # list, not from any client's say-so
             for h in hosts:
+                if h.unix:
+                    continue
                 seen = untrusted_view(net, h)
                 assert (seen["scheme"], seen["remote_addr"]) == ("http", host_addr(h.i)), seen
-        balancer = start_balancer(net, kind, d)
+        balancer = start_balancer(net, kind, d, hosts)
         expect = {"remote_addr": {h.name: remote_of(h.i) for h in hosts}, "scheme": "https"}
         if xff is not None:
             expect["xff"] = xff
@@ -576,7 +592,7 @@ def test_fleet(net, tmp_path, capsys, run):
         time.sleep(settle)
         step("rolling HUP", Host.hup)
         time.sleep(settle)
-        victim = hosts[1]
+        victim = hosts[unix - 1] if unix else hosts[1]
         step("SIGKILL %s's master + restart" % victim.name,
              lambda h: h.kill_and_restart() if h is victim else None)
         t_back = time.monotonic()
