@@ -62,8 +62,8 @@ def _run(cmd, check=True):
 
 
 def _reap(pid):
-    """Collect pid's exit status if it is our child (an orphaned master is:
-    see subreaper())."""
+    """Collect pid's exit status if it is our child and has exited (an
+    orphaned master is our child: see subreaper())."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -71,9 +71,15 @@ def _reap(pid):
 
 
 def _gone(pid):
-    """Whether pid has exited."""
-    _reap(pid)
+    """Whether pid has exited and, when it is our child, been reaped: a
+    zombie still owns its pid, which a master restarted over its pidfile
+    would take for a live one."""
     try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        pass
+    try:
+        # not ours: an exited process is as good as gone
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
@@ -218,8 +224,8 @@ class Host:
         bind = "unix:" + self.unix if unix else "%s:%d" % (host_addr(i), PORT)
         # how the balancer's configuration names this host
         self.upstream = bind
-        self.args = ["-b", bind, "-w", str(WORKERS),
-                     "--pid", os.path.join(self.dir, "master.pid"),
+        self.pidfile = os.path.join(self.dir, "master.pid")
+        self.args = ["-b", bind, "-w", str(WORKERS), "--pid", self.pidfile,
                      "--chdir", cgtest.APPS_DIR] + list(args) + ["fleet_app:app"]
         self.env = cgtest.merged_env({"CG_FLEET_HOST": self.name, "XDG_RUNTIME_DIR": self.dir})
         self.master = None
@@ -229,6 +235,15 @@ class Host:
     def log(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+    def pidfile_says(self, pid):
+        """Whether the pidfile names pid (what an operator's scripts and
+        systemd's PIDFile= read)."""
+        try:
+            with open(self.pidfile) as f:
+                return f.read().strip() == str(pid)
+        except FileNotFoundError:
+            return False
 
     def count(self, pattern):
         return len(re.findall(pattern, self.log()))
@@ -250,6 +265,7 @@ class Host:
                     and self.count(r"Booting worker with pid") >= booted + WORKERS
                     and len(self.workers()) >= WORKERS)
         self._wait(ready, "%s boots" % self.name)
+        self._wait(lambda: self.pidfile_says(p.pid), "%s: pidfile names %d" % (self.name, p.pid))
 
     def workers(self):
         try:
@@ -280,6 +296,8 @@ class Host:
         self._wait(lambda: _gone(old), "%s: old master %d exits" % (self.name, old))
         self._wait(lambda: self.count(r"Master has been promoted") > promoted,
                    "%s: new master %d promoted" % (self.name, new.pid))
+        self._wait(lambda: self.pidfile_says(new.pid),
+                   "%s: pidfile names the new master %d" % (self.name, new.pid))
         self.master = new.pid
 
     def hup(self):
