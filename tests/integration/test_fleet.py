@@ -3,8 +3,9 @@ network namespace, under a steady load from a client in a fourth one.
 
     client ns  10.99.0.2 --- 10.99.0.1  balancer ns  10.99.N.1 --- 10.99.N.2  host N ns
 
-The balancer is nginx (proxy_pass to keep-alive upstreams; then uwsgi_pass
-to --protocol uwsgi), then HAProxy (send-proxy-v2 to --proxy-protocol v2).
+The balancer is nginx (proxy_pass to keep-alive upstreams; again with one
+host on a unix socket; then uwsgi_pass to --protocol uwsgi), then HAProxy
+(send-proxy-v2 to --proxy-protocol v2): four runs.
 While the load runs: a rolling upgrade (USR2, wait for the new master's
 workers, TERM the old master; host after host), a rolling HUP, and one
 host's master killed with SIGKILL and started again. The balancer is
