@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
 
 all: build
 
@@ -130,6 +130,13 @@ integration:
 integration-console:
 	@[ -x $(VENV)/bin/cgunicorn ] || { echo "no $(VENV)/bin/cgunicorn: run 'make venv' first"; exit 1; }
 	env $(VENV_ENV) $(TEST_SITE_ENV) CGUNICORN_BIN=$(abspath $(VENV))/bin/cgunicorn $(PYTEST) -m "$(CONSOLE_GROUPS)"
+
+# Only the fleet test (three hosts behind nginx, then HAProxy, in network
+# namespaces: root only, else it skips), with its figures printed. `make
+# test` runs it too, within the integration suite.
+test-fleet: build
+	env $(TEST_SITE_ENV) CGUNICORN_BIN=$(CURDIR)/$(BUILD)/cgunicorn \
+		$(PYTHON) -m pytest tests/integration/test_fleet.py -v $(PYTEST_ARGS)
 
 # pip install and pip wheel of this tree under each interpreter (pyenv's
 # 3.10, 3.12, 3.13 and Debian's), each venv then serving an app from a

@@ -15,6 +15,8 @@ pkgs=(
   python3 python3-dev python3-venv libcmocka-dev libuv1-dev libssl-dev zlib1g-dev libnghttp2-dev
   python3-pytest python3-requests python3-psutil python3-flask python3-django python3-trustme
   wrk gunicorn nginx-light
+  # the balancers of tests/integration/test_fleet.py
+  haproxy
 )
 if [ "${1:-}" = fuzz ]; then
   # clang's -fsanitize=fuzzer runtime is only a Recommends of clang-14, so a

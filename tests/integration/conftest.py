@@ -22,6 +22,7 @@ GROUPS = {
     "workers": "worker internals: gthread loop and spools, stalled clients, uploads, --reload",
     "frontends": "both front ends side by side (standalone and CGUNICORN_VENV's console script)",
     "python_api": "the programmatic API of the installed package (CGUNICORN_VENV)",
+    "fleet": "hosts behind nginx and HAProxy in network namespaces (root only, else skipped)",
 }
 GROUP_OF_FILE = {
     "test_basic.py": "core",
@@ -67,6 +68,7 @@ GROUP_OF_FILE = {
     "test_control_socket.py": "arbiter",
     "test_frontends.py": "frontends",
     "test_python_api.py": "python_api",
+    "test_fleet.py": "fleet",
 }
 
 
