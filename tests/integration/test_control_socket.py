@@ -496,3 +496,99 @@ def test_gunicorns_own_gunicornc(cg, tmp_path_factory):
     srv.wait_log(r"\[INFO\] Hang up: Master$")
     assert gunicornc("shutdown") == {"status": "shutting_down", "mode": "graceful"}
     assert srv.wait_exit(30) == 0
+
+
+# -- under load ----------------------------------------------------------------
+
+class Load:
+    """Clients sending GET / on a new connection each (so a worker that
+    leaves never strands an idle keep-alive connection mid-request), from
+    threads, until stopped; every answer that is not a 200 is a failure."""
+
+    def __init__(self, url, threads=4):
+        self.url, self.ok, self.failed = url, 0, []
+        self.stop_ev = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        import requests
+        while not self.stop_ev.is_set():
+            try:
+                r = requests.get(self.url, headers={"Connection": "close"}, timeout=30)
+                good = r.status_code == 200 and r.content
+                err = None if good else "%d %r" % (r.status_code, r.content[:80])
+            except requests.RequestException as e:
+                err = repr(e)
+            with self.lock:
+                if err is None:
+                    self.ok += 1
+                else:
+                    self.failed.append(err)
+
+    def wait_more(self, n, timeout=60.0):
+        """Until n more requests succeeded: the step had load on it."""
+        with self.lock:
+            target = self.ok + n
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                if self.ok >= target:
+                    return
+            assert time.monotonic() < deadline, "the load stalled"
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(60)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("client", ["cgunicornc", "gunicornc"])
+def test_clients_drive_the_server_under_load(cg, tmp_path_factory, client):
+    """The issue's yardstick: each client lists the workers, adds two,
+    removes one, reloads and shuts the server down while requests flow,
+    and none of those requests fails."""
+    if client == "gunicornc":
+        site = cgtest.pinned_site(tmp_path_factory.mktemp("gunicorn-site"), "gunicorn",
+                                  "packaging")
+    srv = start(cg, "-k", "gthread", "--threads", "4", "--graceful-timeout", "30", workers=2)
+    path = default_path(srv)
+
+    def run(cmd):
+        if client == "cgunicornc":
+            r = cgunicornc("-s", path, "--json", *cmd.split())
+        else:
+            code = ("import sys; sys.path.insert(0, %r); from gunicorn.ctl.cli import main; "
+                    "sys.argv = ['gunicornc', '-s', %r, '-j', '-c', %r]; sys.exit(main())"
+                    % (str(site), path, cmd))
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=60)
+        assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+        return json.loads(r.stdout)
+
+    load = Load(srv.url("/"))
+    try:
+        load.wait_more(50)
+        assert len(run("show workers")["workers"]) == 2
+        assert run("worker add 2")["total"] == 4
+        srv.wait_workers(lambda p: len(p) == 4, 60, "4 workers")
+        load.wait_more(50)
+        assert run("worker remove 1")["total"] == 3
+        srv.wait_workers(lambda p: len(p) == 3, 60, "3 workers")
+        load.wait_more(50)
+        before = set(srv.worker_pids())
+        assert run("reload") == {"status": "reloading"}
+        # a HUP replaces every worker, back to the configured number (as
+        # Gunicorn's reload re-reads `workers`)
+        srv.wait_workers(lambda p: len(p) == 2 and not (set(p) & before), 60,
+                         "2 new workers")
+        load.wait_more(50)
+    finally:
+        load.stop()
+    assert load.failed == [], load.failed[:5]
+    assert run("shutdown") == {"status": "shutting_down", "mode": "graceful"}
+    assert srv.wait_exit(60) == 0
