@@ -827,13 +827,16 @@ static void cg__h2_pump(cg_gt_conn_t *gc)
         /* GOAWAY and the last responses are out: FIN, and drain what the
          * client still sends so that no RST destroys them in flight */
         gc->polling = false;
-        uv_poll_stop(&gc->poll);
+        if (gc->watched)
+            uv_poll_stop(&gc->poll);
         cg__conn_linger(gc, false);
         return;
     }
     int events = UV_READABLE | (r == CG_EAGAIN ? UV_WRITABLE : 0);
     if (events != gc->h2_events) {
-        int ue = uv_poll_start(&gc->poll, events, cg__on_poll);
+        int ue = cg__watch(gc);
+        if (ue == 0)
+            ue = uv_poll_start(&gc->poll, events, cg__on_poll);
         if (ue < 0) {
             cg_log_error(g->w->log, "Cannot watch a connection: %s", uv_strerror(ue));
             cg__conn_close(gc);
@@ -885,7 +888,9 @@ static int cg__h2_session(cg_gt_conn_t *gc)
 static void cg__h2_begin(cg_gt_conn_t *gc, const char *pre, size_t n)
 {
     cg_gt_t *g = gc->gt;
-    if (gc->h2 == NULL && cg__h2_session(gc) < 0) {
+    /* an HTTP/2 connection lives on the loop from now on (and the GOAWAY
+     * at shutdown finds it among the loop's handles) */
+    if (cg__watch(gc) < 0 || (gc->h2 == NULL && cg__h2_session(gc) < 0)) {
         cg__conn_close(gc);
         return;
     }
@@ -1159,6 +1164,17 @@ static void cg__handshake_step(cg_gt_conn_t *gc)
     cg__read_step(gc);
 }
 
+/* After the loop thread is done with a connection for now: free it if it
+ * was closed before it ever waited, else make sure it waits for its next
+ * bytes (unless a pool thread has it). */
+static void cg__settle(cg_gt_conn_t *gc)
+{
+    if (!gc->closing && !gc->polling && gc->state != CG_GT_BUSY && cg__poll_start(gc) < 0)
+        cg__conn_close(gc);
+    if (gc->closing && !gc->watched)
+        cg__conn_free(gc);
+}
+
 static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sockaddr_storage *peer,
                          socklen_t peerlen)
 {
@@ -1193,10 +1209,12 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     gc->poll.data = gc->timer.data = gc;
     g->nconns++;
     cg_board_conns_open(g->pol.board, g->nconns);
-    /* Served inline, a connection gets its libuv handles only when it has
-     * to wait (cg__watch); handed to pool threads or to TLS, from the start:
-     * only this function ever sees one without them. */
-    bool lazy = !g->pool && gc->state != CG_GT_HANDSHAKE;
+    /* A connection gets its libuv handles only when it has to wait on the
+     * loop (cg__watch): one whose request came with it and was answered at
+     * once, inline or by a pool thread, never does. A TLS one at once (its
+     * handshake waits). Without them, only this function and
+     * cg__take_done() see it, and free it once it is closed. */
+    bool lazy = gc->state != CG_GT_HANDSHAKE;
     if (!lazy && cg__poll_start(gc) < 0) {
         cg__conn_close(gc);
         if (!gc->watched)
@@ -1214,16 +1232,7 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     cg__on_poll(&gc->poll, 0, UV_READABLE);
     if (!lazy)
         return;
-    if (gc->closing) {
-        if (!gc->watched)
-            cg__conn_free(gc); /* answered and closed without waiting */
-        return;
-    }
-    /* it waits for the rest of its request, or its next one */
-    if (cg__poll_start(gc) < 0)
-        cg__conn_close(gc);
-    if (gc->closing && !gc->watched)
-        cg__conn_free(gc);
+    cg__settle(gc);
 }
 
 static void cg__on_listen(uv_poll_t *p, int status, int events)
@@ -1323,6 +1332,7 @@ static void cg__take_done(cg_gt_t *g)
         gc->next = NULL;
         if (cg__after(gc))
             cg__process(gc);
+        cg__settle(gc);
     }
 }
 
