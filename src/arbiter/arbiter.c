@@ -359,6 +359,8 @@ static void cg__arbiter_cleanup(cg_arbiter_t *a)
     free(a->workers);
     a->workers = NULL;
     a->nworkers = 0;
+    cg_balance_free(a->balance);
+    a->balance = NULL;
     if (a->pidfile)
         cg_arbiter_pidfile_unlink(a->pidfile, a->pid);
     free(a->pidfile);

@@ -131,6 +131,10 @@ typedef struct cg_arbiter {
     /* metrics_bind: the scoreboard the workers write and its endpoint
      * (both NULL when off) */
     cg_board_t *board;
+    /* the workers' shared load table (src/workers/balance.h), mapped at the
+     * first fork; NULL when that failed (workers accept unbalanced) */
+    cg_balance_t *balance;
+    bool balance_tried;
     cg_metrics_server_t *metrics;
 
     /* TLS (certfile/keyfile): the server context the next workers inherit;
