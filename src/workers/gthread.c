@@ -1193,7 +1193,7 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
 /* A run of refusals ends after this long with the connection still waiting
  * (the workers under their share are not taking it: blocked, or starved of
  * CPU): the worker takes it after all, so balancing never adds more delay. */
-#define CG_GT_GATE_MAX_MS 2000000
+#define CG_GT_GATE_MAX_MS 20
 
 static void cg__on_gate(uv_timer_t *t)
 {
