@@ -74,8 +74,10 @@ void cg_balance_publish(cg_balance_t *b, int slot, bool accepting, uint32_t conn
     atomic_store_explicit(&s->accepting, accepting ? 1u : 0u, memory_order_relaxed);
 }
 
-bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns)
+bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns, uint64_t *others)
 {
+    if (others != NULL)
+        *others = 0;
     if (b == NULL || slot < 0 || slot >= CG_BALANCE_SLOTS)
         return true;
     uint32_t hi = atomic_load_explicit(&b->hi, memory_order_relaxed);
@@ -91,6 +93,8 @@ bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns)
             n++;
         }
     }
+    if (others != NULL)
+        *others = sum - conns;
     /* conns < sum / n + 1, without the division */
     return (uint64_t)conns * n < sum + n;
 }

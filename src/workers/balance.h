@@ -44,7 +44,9 @@ void cg_balance_free(cg_balance_t *b);
 void cg_balance_publish(cg_balance_t *b, int slot, bool accepting, uint32_t conns);
 /* Worker: may the worker of `slot`, holding `conns` connections, take one
  * more? True when it holds fewer than the average of the accepting workers
- * (itself counted) plus one, or when it has no slot. */
-bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns);
+ * (itself counted) plus one, or when it has no slot. *others (may be NULL)
+ * is set to the other accepting workers' connections: a caller that was
+ * refused sees from it whether they are taking any. */
+bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns, uint64_t *others);
 
 #endif

@@ -132,6 +132,7 @@ struct cg_gt {
      * listeners and looks again after CG_GT_GATE_MS */
     uv_timer_t gate;
     uint64_t gate_first, gate_last; /* loop ms of this run of refusals; 0 none */
+    uint64_t gate_others;           /* the others' connections at gate_first */
     uv_poll_t wake;
     uv_timer_t tick;
     uv_timer_t stats; /* sends batched statsd metrics when due */
@@ -1191,9 +1192,10 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
 /* Above its share, the worker looks at the listeners again this often. */
 #define CG_GT_GATE_MS 1
 /* A run of refusals ends after this long with the connection still waiting
- * (the workers under their share are not taking it: blocked, or starved of
- * CPU): the worker takes it after all, so balancing never adds more delay. */
-#define CG_GT_GATE_MAX_MS 20
+ * and the other workers' connections unchanged (none of them is taking it:
+ * blocked, or starved of CPU): the worker takes it after all, so balancing
+ * never delays a connection by more. */
+#define CG_GT_GATE_MAX_MS 100
 
 static void cg__on_gate(uv_timer_t *t)
 {
@@ -1206,14 +1208,18 @@ static void cg__on_gate(uv_timer_t *t)
  * watching the listeners for CG_GT_GATE_MS. */
 static bool cg__take_one(cg_gt_t *g)
 {
-    if (cg_balance_fair(g->w->balance, g->w->balance_slot, (uint32_t)g->nconns)) {
+    uint64_t others;
+    if (cg_balance_fair(g->w->balance, g->w->balance_slot, (uint32_t)g->nconns, &others)) {
         g->gate_first = g->gate_last = 0;
         return true;
     }
     uint64_t now = uv_now(&g->loop);
-    /* a refusal more than a few periods after the last one starts a new run */
-    if (g->gate_last == 0 || now - g->gate_last > 5 * CG_GT_GATE_MS)
+    /* a refusal more than a few periods after the last one, or after the
+     * others took or closed connections, starts a new run */
+    if (g->gate_last == 0 || now - g->gate_last > 5 * CG_GT_GATE_MS || others != g->gate_others) {
         g->gate_first = now;
+        g->gate_others = others;
+    }
     g->gate_last = now;
     if (now - g->gate_first >= CG_GT_GATE_MAX_MS)
         return true;
