@@ -85,13 +85,15 @@ def request_on(s, path="/"):
 
 
 @pytest.mark.timeout(120)
-def test_keepalive_burst_spreads_over_gthread_workers(cg):
+@pytest.mark.parametrize("threads", [1, 4])
+def test_keepalive_burst_spreads_over_gthread_workers(cg, threads):
     """64 keep-alive connections opened at once (wrk's start) land about a
     quarter on each of 4 workers, and so do the requests sent on them; each
     worker holds at least 12% (the shared accept loop used to give one
     worker nearly all of them)."""
     nconn = 64
-    srv, m = start(cg, ["-k", "gthread", "-w", "4", "--threads", "4", "--keep-alive", "30"])
+    srv, m = start(cg, ["-k", "gthread", "-w", "4", "--threads", str(threads),
+                        "--keep-alive", "30"])
     all_workers_serving(srv, 4)
     m.wait(lambda: m.total("cgunicorn_listener_backlog") == 0
            and m.total("cgunicorn_worker_connections_open") == 0, "the probes gone")
