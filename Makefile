@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-venv bench-asgi bench-frontends bench-observability bench-slowloris bench-balance clean
 
 all: build
 
@@ -169,6 +169,13 @@ fuzz:
 bench: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/run.sh
+
+# Each worker's share of the requests, cgunicorn's gthread and sync workers
+# beside Gunicorn 27's (bench-venv), keep-alive and close (bench/balance.sh).
+bench-balance: build
+	@tools/deps.sh bench
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn GUNICORN=$${GUNICORN:-$(abspath $(BENCH_VENV))/bin/gunicorn} \
+		bash bench/balance.sh
 
 # HTTP/2 over TLS with h2load, beside nginx (bench/h2.sh).
 bench-h2: build

@@ -359,6 +359,8 @@ static void cg__arbiter_cleanup(cg_arbiter_t *a)
     free(a->workers);
     a->workers = NULL;
     a->nworkers = 0;
+    cg_balance_free(a->balance);
+    a->balance = NULL;
     if (a->pidfile)
         cg_arbiter_pidfile_unlink(a->pidfile, a->pid);
     free(a->pidfile);
@@ -395,11 +397,12 @@ static void cg__arbiter_start_ctx(cg_arbiter_t *a)
 
 static int cg__arbiter_wait_ms(const cg_arbiter_t *a)
 {
+    int most = a->overload_ms > 0 ? a->overload_ms : 1000;
     if (a->watchdog_ms == 0)
-        return 1000;
+        return most;
     uint64_t now = cg_monotonic_ms();
     uint64_t left = a->watchdog_next > now ? a->watchdog_next - now : 0;
-    return left < 1000 ? (int)left : 1000;
+    return left < (uint64_t)most ? (int)left : most;
 }
 
 /* What one pass of the loop polled beside the signal pipe: the metrics
@@ -457,6 +460,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     a.master_name = "Master";
     a.num_workers = cfg->workers;
     a.last_logged_count = -1;
+    a.overload_ms = -1;
     a.sig_pipe[0] = a.sig_pipe[1] = -1;
     a.stats.start_ms = cg_monotonic_ms();
     cg__arbiter_seed(&a);
@@ -534,6 +538,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         cg_arbiter_murder_workers(&a);
         cg_arbiter_check_memory(&a);
         cg_arbiter_manage_workers(&a);
+        a.overload_ms = cg_arbiter_overload_check(&a);
         cg__arbiter_serve(&a, &polled);
     }
     /* Gunicorn's halt() stops the control server first */

@@ -131,6 +131,10 @@ typedef struct cg_arbiter {
     /* metrics_bind: the scoreboard the workers write and its endpoint
      * (both NULL when off) */
     cg_board_t *board;
+    /* the workers' shared load table (src/workers/balance.h), mapped at the
+     * first fork; NULL when that failed (workers accept unbalanced) */
+    cg_balance_t *balance;
+    bool balance_tried;
     cg_metrics_server_t *metrics;
 
     /* TLS (certfile/keyfile): the server context the next workers inherit;
@@ -149,7 +153,15 @@ typedef struct cg_arbiter {
         uint64_t workers_spawned;
         uint64_t workers_killed; /* TERM or KILL sent and delivered */
         uint64_t reloads;        /* HUPs handled */
+        uint64_t shed;           /* connections refused off a full accept queue */
     } stats;
+    /* overload.c: what was refused since the last warning, and when the
+     * last warning and depth line were logged (monotonic ms) */
+    struct {
+        uint64_t shed;
+        uint64_t warned_ms, logged_ms;
+    } overload;
+    int overload_ms; /* the loop's wait while a queue holds connections, -1: none */
 } cg_arbiter_t;
 
 /* Descriptors the loop polls beside the signal pipe: the metrics endpoint's
@@ -222,6 +234,12 @@ int cg_arbiter_bind(cg_arbiter_t *a);
 /* memory.c: max_worker_memory. Replace workers over the limit (successor
  * first) and retire the replaced ones once their successor has booted. */
 void cg_arbiter_check_memory(cg_arbiter_t *a);
+
+/* overload.c: log each TCP listener's accept-queue depth (debug), and
+ * refuse the connections above a full queue's keep mark (503; a reset over
+ * TLS). Returns the wait (ms) the loop should poll with next while some
+ * queue holds connections, else -1. */
+int cg_arbiter_overload_check(cg_arbiter_t *a);
 
 /* Build the TLS context from a->cfg (none when TLS is off). At start
  * (reload false) a failure prints Gunicorn's error to stderr and returns

@@ -74,6 +74,7 @@ static char *cg__render(void *ctx, size_t *len)
         .workers = cg_arbiter_active(a),
         .workers_wanted = a->num_workers,
         .now_us = cg_monotonic_us(),
+        .shed = a->stats.shed,
     };
     return cg_prom_render(&v, len);
 }

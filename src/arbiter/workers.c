@@ -34,6 +34,7 @@ static void cg__worker_free(cg_arbiter_t *a, cg_worker_t *w, const struct rusage
 {
     if (a->board != NULL)
         cg_board_release(a->board, w->board_slot, ru);
+    cg_balance_release(a->balance, w->balance_slot);
     cg_heartbeat_destroy(&w->hb);
     free(w);
 }
@@ -86,6 +87,15 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
         return;
     }
     cg_arbiter_metrics_claim(a, w);
+    if (a->balance == NULL && !a->balance_tried) {
+        a->balance_tried = true;
+        a->balance = cg_balance_new();
+        if (a->balance == NULL)
+            cg_log_warning(a->log, "No shared load table, workers accept unbalanced: %s",
+                           strerror(errno));
+    }
+    w->balance = a->balance;
+    w->balance_slot = cg_balance_claim(a->balance);
 
     if (a->nworkers == a->capworkers) {
         a->capworkers = a->capworkers ? a->capworkers * 2 : 8;

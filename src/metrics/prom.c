@@ -227,6 +227,10 @@ char *cg_prom_render(const cg_prom_view_t *v, size_t *len)
     cg__family(f, "cgunicorn_listener_backlog_limit", "gauge",
                "The accept queue's length limit (--backlog as the kernel applies it).");
     cg__backlog(f, v, "cgunicorn_listener_backlog_limit", true);
+    cg__family(f, "cgunicorn_listener_refused_total", "counter",
+               "Connections the master answered 503 (or reset, TLS) because every worker was busy "
+               "and an accept queue was full.");
+    fprintf(f, "cgunicorn_listener_refused_total %llu\n", (unsigned long long)v->shed);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

@@ -17,6 +17,7 @@ typedef struct cg_prom_view {
     long workers;      /* workers counting towards --workers now */
     long workers_wanted;
     uint64_t now_us;   /* CLOCK_MONOTONIC, for requests in progress */
+    uint64_t shed;     /* connections the master refused off a full accept queue */
 } cg_prom_view_t;
 
 /* Render the whole page. Returns a malloc'd text (*len bytes, NUL-terminated;

@@ -130,6 +130,11 @@ struct cg_gt {
     uv_poll_t *lpolls;
     size_t nl;
     bool accepting;
+    /* even load (balance.h): above its share the worker stops watching the
+     * listeners and looks again after CG_GT_GATE_MS */
+    uv_timer_t gate;
+    uint64_t gate_first, gate_last; /* loop ms of this run of refusals; 0 none */
+    uint64_t gate_others;           /* the others' connections at gate_first */
     uv_poll_t wake;
     uv_timer_t tick;
     uv_timer_t stats; /* sends batched statsd metrics when due */
@@ -205,6 +210,16 @@ struct cg_gt {
 
 /* ---- connection life on the loop ---- */
 
+/* This worker's row in the shared load table: its connections, and whether
+ * it takes new ones now (not while stopping, nor while its only thread runs
+ * the app: the others must not wait for it then). */
+static void cg__balance_publish(cg_gt_t *g)
+{
+    cg_balance_publish(g->w->balance, g->w->balance_slot,
+                       !g->stopping && !__atomic_load_n(&g->inline_busy, __ATOMIC_RELAXED),
+                       (uint32_t)g->nconns);
+}
+
 static void cg__listen_start(cg_gt_t *g);
 static void cg__listen_stop(cg_gt_t *g);
 static void cg__process(cg_gt_conn_t *gc);
@@ -272,6 +287,7 @@ static void cg__conn_close(cg_gt_conn_t *gc)
     }
     g->nconns--;
     cg_board_conns_open(g->pol.board, g->nconns);
+    cg__balance_publish(g);
     if (g->closing_all)
         return;
     if (g->stopping) {
@@ -583,6 +599,8 @@ static void cg__begin_stop(cg_gt_t *g)
     g->stopping = true;
     g->stop_deadline = cg_monotonic_ms() + (uint64_t)g->w->cfg->graceful_timeout * 1000;
     cg__listen_stop(g);
+    uv_timer_stop(&g->gate);
+    cg__balance_publish(g);
     /* HTTP/2 connections: GOAWAY, their open streams finish */
     uv_walk(&g->loop, cg__h2_goaway_walk, g);
     if (g->nconns == 0)
@@ -614,8 +632,10 @@ static bool cg__dispatch(cg_gt_conn_t *gc)
 
     if (!g->pool) {
         __atomic_store_n(&g->inline_busy, true, __ATOMIC_RELEASE);
+        cg__balance_publish(g);
         cg__serve(g->ws, gc);
         __atomic_store_n(&g->inline_busy, false, __ATOMIC_RELEASE);
+        cg__balance_publish(g);
         /* the loop's clock stood still while the app ran: deadlines set
          * from here on (keep-alive) must count from now */
         uv_update_time(&g->loop);
@@ -1209,6 +1229,7 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     gc->poll.data = gc->timer.data = gc;
     g->nconns++;
     cg_board_conns_open(g->pol.board, g->nconns);
+    cg__balance_publish(g);
     /* A connection gets its libuv handles only when it has to wait on the
      * loop (cg__watch): one whose request came with it and was answered at
      * once, inline or by a pool thread, never does. A TLS one at once (its
@@ -1235,6 +1256,49 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     cg__settle(gc);
 }
 
+/* Above its share, the worker looks at the listeners again this often. */
+#define CG_GT_GATE_MS 1
+/* A run of refusals ends after this long with the connection still waiting
+ * and the other workers' connections unchanged (none of them is taking it:
+ * blocked, or starved of CPU): the worker takes it after all, so balancing
+ * never delays a connection by more. */
+#define CG_GT_GATE_MAX_MS 100
+
+static void cg__on_gate(uv_timer_t *t)
+{
+    cg_gt_t *g = t->data;
+    if (!g->stopping && !g->accepting && g->nconns < g->max_conns)
+        cg__listen_start(g);
+}
+
+/* May this worker take one more connection (balance.h)? Else it stops
+ * watching the listeners for CG_GT_GATE_MS. */
+static bool cg__take_one(cg_gt_t *g)
+{
+    uint64_t others;
+    if (cg_balance_fair(g->w->balance, g->w->balance_slot, (uint32_t)g->nconns, &others)) {
+        g->gate_first = g->gate_last = 0;
+        return true;
+    }
+    uint64_t now = uv_now(&g->loop);
+    /* a refusal more than a few periods after the last one, or after the
+     * others took or closed connections, starts a new run */
+    if (g->gate_last == 0 || now - g->gate_last > 5 * CG_GT_GATE_MS || others != g->gate_others) {
+        g->gate_first = now;
+        g->gate_others = others;
+    }
+    g->gate_last = now;
+    if (now - g->gate_first >= CG_GT_GATE_MAX_MS)
+        return true;
+    cg__listen_stop(g);
+    int r = uv_timer_start(&g->gate, cg__on_gate, CG_GT_GATE_MS, 0);
+    if (r < 0) {
+        cg_log_error(g->w->log, "Cannot arm the accept timer: %s", uv_strerror(r));
+        return true;
+    }
+    return false;
+}
+
 static void cg__on_listen(uv_poll_t *p, int status, int events)
 {
     cg_gt_t *g = p->data;
@@ -1244,6 +1308,8 @@ static void cg__on_listen(uv_poll_t *p, int status, int events)
             cg__listen_stop(g);
             return;
         }
+        if (!cg__take_one(g))
+            return;
         struct sockaddr_storage peer;
         socklen_t peerlen = sizeof(peer);
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &peerlen, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -1616,6 +1682,9 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         g->lpolls[i].data = g;
     }
     if (ue == 0)
+        ue = uv_timer_init(&g->loop, &g->gate);
+    g->gate.data = g;
+    if (ue == 0)
         ue = uv_poll_init(&g->loop, &g->wake, w->wake_pipe[0]);
     g->wake.data = g;
     if (ue == 0)
@@ -1662,6 +1731,7 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     cg__check_flags(g);
     if (!g->stopping && !w->quick) {
         cg__listen_start(g);
+        cg__balance_publish(g);
         uv_run(&g->loop, UV_RUN_DEFAULT);
     }
     if (g->stopping && g->nconns > 0 && !w->quick)

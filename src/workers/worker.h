@@ -14,6 +14,7 @@
 #include "../log/log.h"
 #include "../metrics/board.h"
 #include "../net/net.h"
+#include "balance.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -66,6 +67,8 @@ typedef struct cg_worker {
     uint64_t retire_deadline;
     struct cg_arbiter *arbiter; /* the master's state as of fork (for hooks); may be NULL */
     int board_slot;         /* scoreboard slot (metrics_bind), -1: none */
+    cg_balance_t *balance;  /* the workers' shared load table; NULL: none */
+    int balance_slot;       /* this worker's row there, -1: none */
     cg_board_shm_t *board;  /* worker side: that slot, mapped; NULL: none */
     /* TLS on every listener (certfile/keyfile set): the master's context,
      * inherited across fork; NULL: plain TCP */

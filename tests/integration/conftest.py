@@ -55,6 +55,7 @@ GROUP_OF_FILE = {
     "test_master_threads.py": "arbiter",
     "test_preload.py": "arbiter",
     "test_gthread.py": "workers",
+    "test_balance.py": "workers",
     "test_http2.py": "workers",
     "test_gthread_suites.py": "workers",
     "test_gevent.py": "workers",

@@ -25,7 +25,7 @@
 
 #include "src/metrics/prom.h"
 
-#define NFAMILIES 16 /* with a board */
+#define NFAMILIES 17 /* with a board */
 
 static char *render(const cg_prom_view_t *v)
 {
@@ -356,8 +356,8 @@ static void test_structure_and_parser(void **state)
     assert_int_equal(check_structure(text, &nsamples), NFAMILIES);
     /* 2 gauges, 3 workers * 6 classes, 17 histogram lines, 3 in flight,
      * 4 threads busy, 3 * 3 of threads and connections, 3 * 5 of CPU, RSS,
-     * pid, restarts and timeouts, 2 * 2 backlog */
-    assert_int_equal(nsamples, 2 + 18 + 17 + 3 + 4 + 9 + 15 + 4);
+     * pid, restarts and timeouts, 2 * 2 backlog, 1 refused */
+    assert_int_equal(nsamples, 2 + 18 + 17 + 3 + 4 + 9 + 15 + 4 + 1);
     int r = python_parse(text, NFAMILIES, nsamples);
     free(text);
     if (r == 77)
@@ -528,6 +528,13 @@ static void test_listeners(void **state)
     /* a unix socket has no accept-queue figure */
     assert_null(strstr(text, "unix:"));
     free(text);
+    /* what the master refused off full queues: one total */
+    cg_prom_view_t v = f->v;
+    v.shed = 9;
+    text = render(&v);
+    expect_line(text, "# TYPE cgunicorn_listener_refused_total counter");
+    expect_line(text, "cgunicorn_listener_refused_total 9");
+    free(text);
 }
 
 static void test_no_board(void **state)
@@ -538,8 +545,8 @@ static void test_no_board(void **state)
     v.nlisteners = 0;
     char *text = render(&v);
     size_t nsamples;
-    assert_int_equal(check_structure(text, &nsamples), 4);
-    assert_int_equal(nsamples, 2);
+    assert_int_equal(check_structure(text, &nsamples), 5);
+    assert_int_equal(nsamples, 3);
     expect_line(text, "# TYPE cgunicorn_listener_backlog gauge");
     assert_null(strstr(text, "cgunicorn_requests_total"));
     free(text);
@@ -549,7 +556,7 @@ static void test_no_board(void **state)
     v.board = empty;
     text = render(&v);
     assert_int_equal(check_structure(text, &nsamples), NFAMILIES);
-    assert_int_equal(nsamples, 2 + 17); /* the gauges and the histogram */
+    assert_int_equal(nsamples, 3 + 17); /* the gauges, the refused total, the histogram */
     expect_line(text, "cgunicorn_request_duration_seconds_count 0");
     expect_line(text, "cgunicorn_request_duration_seconds_sum 0.000000");
     free(text);

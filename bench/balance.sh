@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# bench/balance.sh - how evenly the workers share the load: $WORKERS workers of one server,
+# wrk -t$THREADS_WRK -c$CONNS for $DURATION s, keep-alive and then "Connection: close";
+# each worker's share of the requests (bench/balance_app.py counts them per process, to
+# within 32) printed for cgunicorn (sync and gthread) and Gunicorn (same workers; taken from
+# $GUNICORN, default the bench-venv's, `make bench-venv`). Also prints requests/s.
+# `make bench-balance` runs it.
+#
+# Environment: CGUNICORN (build/cgunicorn), GUNICORN (build/bench-venv/bin/gunicorn, skipped
+# when missing), WORKERS (4), CONNS (64), THREADS_WRK (2), DURATION (10), ROUNDS (1),
+# SERVERS ("cg-gthread cg-sync gu-gthread gu-sync"), MODES ("keepalive close").
+set -u
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+CGUNICORN=${CGUNICORN:-$HERE/../build/cgunicorn}
+GUNICORN=${GUNICORN:-$HERE/../build/bench-venv/bin/gunicorn}
+WORKERS=${WORKERS:-4}
+CONNS=${CONNS:-64}
+THREADS_WRK=${THREADS_WRK:-2}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-1}
+SERVERS=${SERVERS:-cg-gthread cg-sync gu-gthread gu-sync}
+MODES=${MODES:-keepalive close}
+PY=/usr/bin/python3
+LIB=("$PY" "$HERE/benchlib.py")
+
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+
+WORK=$(mktemp -d /tmp/cg-bench-balance.XXXXXX)
+SPID=
+cleanup() {
+    stop_server "$SPID"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+command -v wrk >/dev/null || { say "bench: wrk is required"; exit 1; }
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# until $WORKERS different workers have answered the probe: a load started while
+# some still import the app lands on the others (with keep-alive, for good)
+wait_workers() {
+    local port=$1 i pid seen=" "
+    for i in $(seq 600); do
+        pid=$(curl -s "http://127.0.0.1:$port/probe")
+        [ -n "$pid" ] && case $seen in *" $pid "*) ;; *) seen="$seen$pid " ;; esac
+        [ "$(echo $seen | wc -w)" -ge "$WORKERS" ] && return 0
+        kill -0 "$SPID" 2>/dev/null || return 1
+        [ -n "$pid" ] || sleep 0.1
+    done
+    return 1
+}
+
+start_server() {
+    local name=$1 port=$2 kind
+    kind=${name#*-}
+    local args=(-w "$WORKERS" -k "$kind" -b "127.0.0.1:$port" --chdir "$HERE" --log-level warning)
+    [ "$kind" = gthread ] && args+=(--threads 4)
+    case $name in
+    cg-*) XDG_RUNTIME_DIR=$WORK BALANCE_DIR=$WORK/counts "$CGUNICORN" "${args[@]}" \
+              balance_app:app >"$WORK/$name.log" 2>&1 & ;;
+    gu-*) [ -x "$GUNICORN" ] || return 2
+          XDG_RUNTIME_DIR=$WORK BALANCE_DIR=$WORK/counts "$GUNICORN" "${args[@]}" \
+              balance_app:app >"$WORK/$name.log" 2>&1 & ;;
+    esac
+    SPID=$!
+}
+
+# the per-worker shares, largest first, and the verdict for the 20-30% band
+report() {
+    "$PY" - "$WORK/counts" "$@" <<'PYEOF'
+import os, sys
+d, name, mode, rps = sys.argv[1:5]
+counts = sorted((int(open(os.path.join(d, f)).read()) for f in os.listdir(d)), reverse=True)
+total = sum(counts) or 1
+shares = [100.0 * c / total for c in counts]
+print("%-11s %-9s %9s req/s  workers %d  shares %s  counts %s" % (
+    name, mode, rps, len(counts), " ".join("%4.1f%%" % s for s in shares),
+    "/".join(str(c) for c in counts)))
+PYEOF
+}
+
+for round in $(seq "$ROUNDS"); do
+    for name in $SERVERS; do
+        for mode in $MODES; do
+            port=$(free_port)
+            rm -rf "$WORK/counts"; mkdir -p "$WORK/counts"
+            start_server "$name" "$port" || { say "$name: skipped (no $GUNICORN)"; continue; }
+            if ! wait_workers "$port"; then
+                say "$name did not start:"; cat "$WORK/$name.log" >&2; stop_server "$SPID"; SPID=
+                continue
+            fi
+            hdr=()
+            [ "$mode" = close ] && hdr=(-H "Connection: close")
+            out=$(wrk -t"$THREADS_WRK" -c"$CONNS" -d"${DURATION}s" "${hdr[@]}" "http://127.0.0.1:$port/" 2>&1)
+            rps=$(printf '%s\n' "$out" | awk '/Requests\/sec/ {printf "%d", $2}')
+            stop_server "$SPID"; SPID=
+            report "$name" "$mode" "${rps:-?}"
+        done
+    done
+done

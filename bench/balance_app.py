@@ -1,0 +1,26 @@
+"""bench/balance.sh's application: hello world that also counts the
+requests each worker process serves. Every 32nd request (and the first) it
+rewrites $BALANCE_DIR/<pid> with the count, so the same app measures the
+spread under any server; the script reads the files after the run."""
+
+import os
+
+BODY = b"Hello, World!"
+HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
+DIR = os.environ.get("BALANCE_DIR", "/tmp")
+_count = [0, None]
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/probe":  # the script's start-up probe: not counted
+        pid = b"%d" % os.getpid()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(pid)))])
+        return [pid]
+    _count[0] += 1
+    n = _count[0]
+    if n == 1 or n % 32 == 0:
+        if _count[1] is None:
+            _count[1] = os.open(os.path.join(DIR, str(os.getpid())), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.pwrite(_count[1], b"%12d\n" % n, 0)
+    start_response("200 OK", HEADERS)
+    return [BODY]

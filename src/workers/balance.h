@@ -1,0 +1,52 @@
+/*
+ * balance.h - the workers' shared load table: even accepting across workers.
+ *
+ * Every worker accepts from the same listening sockets, and Linux wakes all
+ * of them for a new connection: the one that runs first takes it, and a
+ * loop that accepts a batch per wake-up takes a burst whole. With keep-alive
+ * the connections then stay where they landed (one gthread worker held all
+ * 64 of wrk's connections). The master maps one shared table before the
+ * first fork; each worker publishes there how many connections it holds and
+ * whether it accepts right now, and accepts only while it holds fewer than
+ * the accepting workers' average plus one. A worker above that leaves the
+ * connection to the others (see docs/load-balancing.md).
+ *
+ * One writer per slot (its worker; the master only clears a reaped worker's
+ * slot), relaxed atomics: a stale read costs at most one connection's
+ * imbalance, never a lost connection. A worker without a slot (the table
+ * full, or none) accepts as before.
+ */
+#ifndef CG_BALANCE_H
+#define CG_BALANCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Slots in the table; workers beyond it accept without balancing. */
+#define CG_BALANCE_SLOTS 1024
+
+typedef struct cg_balance cg_balance_t;
+
+/* Master: map the table (MAP_SHARED, inherited by every worker). NULL with
+ * errno set when the mapping fails: the caller logs it and runs without. */
+cg_balance_t *cg_balance_new(void);
+/* Master: the lowest free slot for a worker about to be forked, or -1 when
+ * the table is full (or b is NULL). */
+int cg_balance_claim(cg_balance_t *b);
+/* Master: the worker of `slot` is gone (reaped or never forked): its slot
+ * stops counting and becomes free. A slot of -1 or a NULL b is a no-op. */
+void cg_balance_release(cg_balance_t *b, int slot);
+/* Master: unmap (a worker keeps its inherited mapping until it exits). */
+void cg_balance_free(cg_balance_t *b);
+
+/* Worker: publish its open connections and whether it accepts now (false
+ * while it cannot: stopping, or its only thread inside the app). */
+void cg_balance_publish(cg_balance_t *b, int slot, bool accepting, uint32_t conns);
+/* Worker: may the worker of `slot`, holding `conns` connections, take one
+ * more? True when it holds fewer than the average of the accepting workers
+ * (itself counted) plus one, or when it has no slot. *others (may be NULL)
+ * is set to the other accepting workers' connections: a caller that was
+ * refused sees from it whether they are taking any. */
+bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns, uint64_t *others);
+
+#endif
