@@ -36,6 +36,19 @@ static const struct {
     {"gunicorn.workers.ggevent.GeventWorker", CG_WORKER_PYTHON, false,
      "cgunicorn.workers.ggevent.GeventWorker"},
     {"egg:gunicorn#gevent", CG_WORKER_PYTHON, false, "cgunicorn.workers.ggevent.GeventWorker"},
+    /* Gunicorn's pywsgi workers: gevent's own WSGI server, in Python */
+    {"gevent_wsgi", CG_WORKER_PYTHON, false, "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    {"gevent_pywsgi", CG_WORKER_PYTHON, false, "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    {"gunicorn.workers.ggevent.GeventPyWSGIWorker", CG_WORKER_PYTHON, false,
+     "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    {"egg:gunicorn#gevent_wsgi", CG_WORKER_PYTHON, false,
+     "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    {"egg:gunicorn#gevent_pywsgi", CG_WORKER_PYTHON, false,
+     "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    /* gevent-websocket's worker subclasses Gunicorn's GeventPyWSGIWorker:
+     * ours with its handler, so a real Gunicorn's Python worker never runs */
+    {"geventwebsocket.gunicorn.workers.GeventWebSocketWorker", CG_WORKER_PYTHON, true,
+     "cgunicorn.workers.gwebsocket.GeventWebSocketWorker"},
 };
 
 /* Gunicorn's own worker names (bare, as egg:gunicorn#NAME, or under
@@ -46,7 +59,7 @@ static const struct {
  * it fails as there, "class uri 'eventlet' invalid or not found". */
 static bool cg__gunicorn_own(const char *name)
 {
-    static const char *const bare[] = {"gevent_wsgi", "gevent_pywsgi", "tornado", "asgi"};
+    static const char *const bare[] = {"tornado", "asgi"};
     if (strncmp(name, "egg:gunicorn#", 13) == 0)
         name += 13;
     if (strncmp(name, "gunicorn.workers.", 17) == 0)

@@ -1,0 +1,142 @@
+"""Gunicorn's pywsgi gevent workers (-k gevent_pywsgi, -k gevent_wsgi),
+gevent-websocket's worker (geventwebsocket.gunicorn.workers.
+GeventWebSocketWorker) and Flask-SocketIO served by it and by -k gevent.
+The packages come from the test-site (tests/requirements.txt)."""
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+import cgtest
+from cgtest import parse_response
+
+PACKAGES = ("gevent", "greenlet", "zope.event", "zope.interface", "gevent-websocket",
+            "Flask-SocketIO", "python-socketio", "python-engineio", "simple-websocket",
+            "wsproto", "h11", "bidict", "websocket-client", "websockets")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    folder = cgtest.pinned_site(tmp_path_factory.mktemp("gevent-ws-site"), *PACKAGES)
+    if folder not in sys.path:  # the clients (websockets, socketio) run here
+        sys.path.append(str(folder))
+    return folder
+
+
+# as in test_gevent.py: greenlet's stack copies under ASan
+SANITIZED = "ASAN_OPTIONS" in os.environ
+ENV = ({"ASAN_OPTIONS": os.environ["ASAN_OPTIONS"]
+        + ":detect_stack_use_after_return=1:replace_intrin=0"} if SANITIZED else None)
+
+WS_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+
+
+def get(srv, path, body=b"", method=b"GET"):
+    req = (method + b" " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+           + (b"Content-Length: %d\r\n" % len(body) if body else b"") + b"\r\n" + body)
+    return parse_response(srv.raw(req, timeout=10))
+
+
+@pytest.fixture(scope="module")
+def ws_srv(cg_module, site):
+    return cg_module("gevent_ws_app:app", args=["-k", WS_WORKER, "--pythonpath", site,
+                                               "--access-logfile", "-"], env=ENV)
+
+
+@pytest.mark.parametrize("name", ["gevent_pywsgi", "gevent_wsgi",
+                                  "gunicorn.workers.ggevent.GeventPyWSGIWorker"])
+def test_pywsgi_worker_serves(cg, site, name):
+    srv = cg("gevent_ws_app:app", args=["-k", name, "--pythonpath", site], env=ENV)
+    srv.wait_log(r"Using worker: %s" % name)
+    status, _, body = get(srv, "/info?x=1")
+    assert status == "HTTP/1.1 200 OK"
+    info = json.loads(body)
+    # Gunicorn's pywsgi environ: its SERVER_SOFTWARE, gunicorn.sock, RAW_URI
+    assert info["server_software"].startswith("gevent/")
+    assert " gunicorn/" in info["server_software"]
+    assert info["multithread"] is True
+    assert info["has_sock"] is True
+    assert info["raw_uri"] == "/info?x=1"
+    # plain pywsgi puts no websocket in the environ
+    assert info["websocket"] is False
+    status, _, body = get(srv, "/echo", body=b"x" * 100000, method=b"POST")
+    assert body == b"x" * 100000
+
+
+@pytest.mark.timeout(120)
+def test_pywsgi_concurrency_and_graceful_stop(cg, site):
+    """200 sleepers at once on one worker; TERM waits for one in flight."""
+    srv = cg("gevent_ws_app:app", args=["-k", "gevent_pywsgi", "--pythonpath", site,
+                                       "--graceful-timeout", "30"], env=ENV)
+
+    async def one(path):
+        r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+        w.write(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data = await r.read()
+        w.close()
+        return data
+
+    async def many():
+        t0 = time.monotonic()
+        res = await asyncio.gather(*(one(b"/sleep?1") for _ in range(200)))
+        return time.monotonic() - t0, res
+
+    took, res = asyncio.run(many())
+    assert all(parse_response(d)[2] == b"slept" for d in res)
+    assert took < 10, "200 concurrent 1 s sleeps took %.1fs" % took
+
+    result = {}
+
+    def slow():
+        result["r"] = srv.raw(b"GET /sleep?2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                              timeout=30)
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)  # let the request reach the worker before TERM
+    srv.stop()
+    t.join(30)
+    assert parse_response(result["r"])[2] == b"slept"
+
+
+def test_websocket_echo(ws_srv):
+    from websockets.sync.client import connect
+    ws_srv.wait_log(r"cgunicorn runs %s with its own "
+                    r"cgunicorn\.workers\.gwebsocket\.GeventWebSocketWorker worker" % WS_WORKER)
+    with connect("ws://127.0.0.1:%d/ws" % ws_srv.port, open_timeout=10) as ws:
+        for text in ("hello", "x" * 70000, "é"):
+            ws.send(text)
+            assert ws.recv(timeout=10) == "echo:" + text
+    status, _, body = get(ws_srv, "/info")
+    assert json.loads(body)["websocket"] is False  # no Upgrade, no socket
+
+
+def test_websocket_many_clients_at_once(ws_srv):
+    from websockets.asyncio.client import connect
+
+    async def client(i):
+        async with connect("ws://127.0.0.1:%d/ws" % ws_srv.port, open_timeout=20) as ws:
+            for j in range(5):
+                await ws.send("%d-%d" % (i, j))
+                assert await asyncio.wait_for(ws.recv(), 20) == "echo:%d-%d" % (i, j)
+        return i
+
+    async def run():
+        return await asyncio.gather(*(client(i) for i in range(50)))
+
+    assert asyncio.run(run()) == list(range(50))
+
+
+def test_access_log_through_gunicorns_handler(cg, site):
+    srv = cg("gevent_ws_app:app", args=["-k", "gevent_pywsgi", "--pythonpath", site,
+                                       "--access-logfile", "-",
+                                       "--access-logformat", "ACCESS %(r)s %(s)s %(b)s"],
+             env=ENV)
+    get(srv, "/hello?q=1")
+    # %(b)s is pywsgi's response_length: head and body (5) bytes, as Gunicorn logs it
+    srv.wait_log(r"ACCESS GET /hello\?q=1 HTTP/1\.1 200 (\d\d+)$", timeout=10,
+                 source=srv.stdout)
