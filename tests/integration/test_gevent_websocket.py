@@ -140,3 +140,62 @@ def test_access_log_through_gunicorns_handler(cg, site):
     # %(b)s is pywsgi's response_length: head and body (5) bytes, as Gunicorn logs it
     srv.wait_log(r"ACCESS GET /hello\?q=1 HTTP/1\.1 200 (\d\d+)$", timeout=10,
                  source=srv.stdout)
+
+
+def _chat(port, transport, n_messages=5):
+    """Two python-socketio clients in one room over `transport`: each line
+    one sends reaches both, in order."""
+    import socketio
+
+    got = {"alice": [], "bob": []}
+    done = {name: threading.Event() for name in got}
+    clients = {}
+    for name in got:
+        client = socketio.Client(reconnection=False)
+
+        def on_chat(data, name=name):
+            got[name].append((data["name"], data["text"]))
+            if len(got[name]) == 2 * n_messages:
+                done[name].set()
+        client.on("chat", on_chat)
+        client.connect("http://127.0.0.1:%d" % port, transports=[transport], wait_timeout=20)
+        assert client.transport() == transport
+        client.call("join", {"room": "lobby", "name": name}, timeout=20)
+        clients[name] = client
+    try:
+        for i in range(n_messages):
+            for name, client in clients.items():
+                client.emit("chat", {"room": "lobby", "text": "%s says %d" % (name, i)})
+        for name in got:
+            assert done[name].wait(30), (name, got)
+        for name in got:
+            for who in got:
+                mine = [text for sender, text in got[name] if sender == who]
+                assert mine == ["%s says %d" % (who, i) for i in range(n_messages)]
+    finally:
+        for client in clients.values():
+            client.disconnect()
+
+
+@pytest.fixture(scope="module")
+def chat_ws(cg_module, site):
+    return cg_module("socketio_chat:app", args=["-k", WS_WORKER, "-w", "1",
+                                               "--pythonpath", site], env=ENV)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_flask_socketio_chat_on_websocket_worker(chat_ws, transport):
+    assert get(chat_ws, "/")[2] == b"chat on gevent"
+    _chat(chat_ws.port, transport)
+
+
+@pytest.mark.timeout(120)
+def test_flask_socketio_chat_long_polling_on_gevent(cg, site):
+    """-k gevent (the C HTTP path): long-polling. Its WebSocket transport
+    needs wsgi.websocket, which only gevent-websocket's handler gives, as
+    with Gunicorn's gevent worker."""
+    srv = cg("socketio_chat:app", args=["-k", "gevent", "-w", "1", "--pythonpath", site],
+             env=ENV)
+    assert get(srv, "/")[2] == b"chat on gevent"
+    _chat(srv.port, "polling")
