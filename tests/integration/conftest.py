@@ -58,6 +58,7 @@ GROUP_OF_FILE = {
     "test_gthread_suites.py": "workers",
     "test_gevent.py": "workers",
     "test_gevent_websocket.py": "workers",
+    "test_gevent_load.py": "arbiter",
     "test_tornado.py": "workers",
     "test_stalled_clients.py": "workers",
     "test_upload_memory.py": "workers",
