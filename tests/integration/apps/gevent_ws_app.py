@@ -7,7 +7,11 @@
 /info         JSON: SERVER_SOFTWARE, wsgi.multithread, whether
               wsgi.websocket, gunicorn.sock and RAW_URI are in the environ
 /sleep?S      gevent.sleep(S), then "slept"
+/slow?S       writes SLOW-START to wsgi.errors, then as /sleep
 /echo         the request body
+/compat       JSON: what cgunicorn's gunicorn.workers.ggevent compatibility
+              module (served where no real Gunicorn is installed) gives,
+              loaded from its file
 anything else "hello"
 """
 import json
@@ -36,12 +40,33 @@ def app(environ, start_response):
             "has_sock": "gunicorn.sock" in environ,
             "raw_uri": environ.get("RAW_URI"),
         }).encode()
-    elif path == "/sleep":
+    elif path in ("/sleep", "/slow"):
+        if path == "/slow":
+            environ["wsgi.errors"].write("SLOW-START\n")
         gevent.sleep(float(environ["QUERY_STRING"] or "1"))
         body = b"slept"
+    elif path == "/compat":
+        body = json.dumps(_compat()).encode()
     elif path == "/echo":
         body = environ["wsgi.input"].read()
     else:
         body = b"hello"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _compat():
+    import importlib.util
+    import os
+
+    import cgunicorn
+    from cgunicorn.workers import ggevent
+
+    where = os.path.join(os.path.dirname(cgunicorn.__file__), "_compat", "gunicorn", "workers",
+                         "ggevent.py")
+    spec = importlib.util.spec_from_file_location("compat_ggevent", where)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return {name: getattr(mod, name) is getattr(ggevent, name)
+            for name in ("GeventWorker", "GeventPyWSGIWorker", "PyWSGIHandler", "PyWSGIServer",
+                         "GeventResponse")}
