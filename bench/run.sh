@@ -7,6 +7,8 @@
 # ASGI servers (SERVERS=..., as `make bench-asgi` sets them) serve bench/hello_asgi.py:
 # cgunicorn-asgi (-k asgi, uvloop), uvicorn (uvloop + httptools), granian-asgi (Granian's ASGI
 # interface) and gunicorn-asgi (Gunicorn 27's -k asgi), the peers from BENCH_VENV.
+# gevent workers (SERVERS="cgunicorn-gevent gunicorn-gevent", as `make bench-gevent` sets them):
+# hello.py on cgunicorn's -k gevent and on Gunicorn 27's (BENCH_VENV), gevent from GEVENT_SITE.
 #
 # For each server: bind 127.0.0.1 on a free port, server pinned to CPU $SERVER_CPU, wrk pinned
 # to CPU $CLIENT_CPU. Two scenarios: "close" (every request sends Connection: close) and
@@ -17,6 +19,7 @@
 #
 # Environment: CGUNICORN (default /work/main/build/cgunicorn), GUNICORN (/usr/bin/gunicorn),
 # BENCH_VENV (a venv with the pinned peers and uvloop: `make bench-venv`),
+# GEVENT_SITE (a folder with gevent and greenlet: the test-site, `make test-site`),
 # UWSGI (uwsgi on PATH), NGINX (nginx on PATH, else /usr/sbin/nginx), SERVERS (all of the
 # above), DURATION (8 s per run),
 # WARMUP (2 s), CONNS (50), SERVER_CPU (0), CLIENT_CPU (1), KEEP=1 keeps the work directory.
@@ -39,6 +42,7 @@ LIB=("$PY" "$HERE/benchlib.py")
 BENCH_VENV=${BENCH_VENV:-$HERE/../build/bench-venv}
 # the bench venv's packages (uvloop) for the standalone, which embeds Debian's Python
 BENCH_SITE=$(ls -d "$BENCH_VENV"/lib/python3*/site-packages 2>/dev/null | head -n 1)
+GEVENT_SITE=${GEVENT_SITE:-$HERE/../build/test-site}
 
 WORK=$(mktemp -d /tmp/cg-bench.XXXXXX)
 RESULTS=$WORK/results.tsv
@@ -117,6 +121,18 @@ start_server() {
         [ -x "$BENCH_VENV/bin/gunicorn" ] || { say "skip gunicorn-asgi: no $BENCH_VENV"; return 1; }
         cmd=("$BENCH_VENV/bin/gunicorn" -w 1 -k asgi -b "127.0.0.1:$port" --chdir "$HERE"
             hello_asgi:app)
+        ;;
+    cgunicorn-gevent)
+        [ -x "$CGUNICORN" ] || { say "skip $name: $CGUNICORN is not an executable"; return 1; }
+        [ -d "$GEVENT_SITE/gevent" ] || { say "skip $name: no gevent in $GEVENT_SITE"; return 1; }
+        cmd=("$CGUNICORN" -w 1 -k gevent --pythonpath "$GEVENT_SITE" -b "127.0.0.1:$port"
+            --chdir "$HERE" hello:app)
+        ;;
+    gunicorn-gevent)
+        [ -x "$BENCH_VENV/bin/gunicorn" ] || { say "skip $name: no $BENCH_VENV"; return 1; }
+        [ -d "$GEVENT_SITE/gevent" ] || { say "skip $name: no gevent in $GEVENT_SITE"; return 1; }
+        cmd=(env PYTHONPATH="$GEVENT_SITE" "$BENCH_VENV/bin/gunicorn" -w 1 -k gevent
+            -b "127.0.0.1:$port" --chdir "$HERE" hello:app)
         ;;
     nginx)
         # Not a WSGI server: nginx answering `return 200` itself, the floor an

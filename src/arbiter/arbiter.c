@@ -293,11 +293,12 @@ static int cg__arbiter_start(cg_arbiter_t *a)
     cg_log_debug(a->log, "Arbiter booted");
     cg_log_info(a->log, "Listening at: %s (%d)", display, (int)a->pid);
     cg_log_info(a->log, "Using worker: %s", cg_config_worker_class_str(cfg));
-    if (cg_config_worker_stand_in(cfg->worker_class))
-        cg_log_info(a->log,
-                    "cgunicorn runs %s with its own ASGI worker (-k asgi); the class itself "
-                    "is not imported",
-                    cfg->worker_class);
+    if (cg_config_worker_stand_in(cfg->worker_class)) {
+        const char *ours = cg_config_worker_pyclass(cfg->worker_class);
+        cg_log_info(a->log, "cgunicorn runs %s with its own %s%s; the class itself is not imported",
+                    cfg->worker_class, ours != NULL ? ours : "ASGI worker (-k asgi)",
+                    ours != NULL ? " worker" : "");
+    }
     free(display);
     if ((r = cg_arbiter_metrics_start(a)) < 0)
         return r;

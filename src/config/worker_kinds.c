@@ -36,25 +36,34 @@ static const struct {
     {"gunicorn.workers.ggevent.GeventWorker", CG_WORKER_PYTHON, false,
      "cgunicorn.workers.ggevent.GeventWorker"},
     {"egg:gunicorn#gevent", CG_WORKER_PYTHON, false, "cgunicorn.workers.ggevent.GeventWorker"},
+    /* Gunicorn's pywsgi workers: gevent's own WSGI server, in Python */
+    {"gevent_wsgi", CG_WORKER_PYTHON, false, "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    {"gevent_pywsgi", CG_WORKER_PYTHON, false, "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    {"gunicorn.workers.ggevent.GeventPyWSGIWorker", CG_WORKER_PYTHON, false,
+     "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    {"egg:gunicorn#gevent_wsgi", CG_WORKER_PYTHON, false,
+     "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    {"egg:gunicorn#gevent_pywsgi", CG_WORKER_PYTHON, false,
+     "cgunicorn.workers.ggevent.GeventPyWSGIWorker"},
+    /* Gunicorn's tornado worker: Tornado's HTTPServer and IOLoop */
+    {"tornado", CG_WORKER_PYTHON, false, "cgunicorn.workers.gtornado.TornadoWorker"},
+    {"gunicorn.workers.gtornado.TornadoWorker", CG_WORKER_PYTHON, false,
+     "cgunicorn.workers.gtornado.TornadoWorker"},
+    {"egg:gunicorn#tornado", CG_WORKER_PYTHON, false, "cgunicorn.workers.gtornado.TornadoWorker"},
+    /* gevent-websocket's worker subclasses Gunicorn's GeventPyWSGIWorker:
+     * ours with its handler, so a real Gunicorn's Python worker never runs */
+    {"geventwebsocket.gunicorn.workers.GeventWebSocketWorker", CG_WORKER_PYTHON, true,
+     "cgunicorn.workers.gwebsocket.GeventWebSocketWorker"},
 };
 
-/* Gunicorn's own worker names (bare, as egg:gunicorn#NAME, or under
- * gunicorn.workers.) that the table above does not hold are refused: a
- * Gunicorn installed beside us would otherwise run its Python gevent or
- * tornado worker where the operator may expect ours. Any other name is a
- * Python class: "eventlet" too, which Gunicorn 26 no longer has, so that
+/* Other names under Gunicorn's (egg:gunicorn#NAME, gunicorn.workers.) are
+ * refused: a Gunicorn installed beside us would otherwise run a Python
+ * worker of its own where the operator may expect ours. Any other name is
+ * a Python class: "eventlet" too, which Gunicorn 26 no longer has, so that
  * it fails as there, "class uri 'eventlet' invalid or not found". */
 static bool cg__gunicorn_own(const char *name)
 {
-    static const char *const bare[] = {"gevent_wsgi", "gevent_pywsgi", "tornado", "asgi"};
-    if (strncmp(name, "egg:gunicorn#", 13) == 0)
-        name += 13;
-    if (strncmp(name, "gunicorn.workers.", 17) == 0)
-        return true;
-    for (size_t i = 0; i < CG_ARRAY_SIZE(bare); i++)
-        if (strcmp(name, bare[i]) == 0)
-            return true;
-    return false;
+    return strncmp(name, "egg:gunicorn#", 13) == 0 || strncmp(name, "gunicorn.workers.", 17) == 0;
 }
 
 cg_worker_kind_t cg_config_worker_kind_of(const char *name)

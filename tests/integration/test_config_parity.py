@@ -28,7 +28,7 @@ def write(path, text):
 # ---- 1. --check-config runs start-up's refusals --------------------------------
 
 REFUSED = [
-    pytest.param(["-k", "tornado"], "worker_class is not supported yet", id="worker_class"),
+    pytest.param(["-k", "egg:gunicorn#nosuch"], "worker_class is not supported yet", id="worker_class"),
     pytest.param(["--dirty-workers", "2"], "dirty_workers is not supported yet", id="dirty"),
     pytest.param(["-e", "NOEQUALS"], "Invalid value for raw_env: NOEQUALS", id="raw_env"),
     pytest.param(["-b", "127.0.0.1:notaport"], "'notaport' is not a valid port number.",
@@ -50,7 +50,7 @@ def test_check_config_fails_like_start(run_cg, args, msg):
 
 def test_print_config_shows_any_configuration(run_cg):
     # with --print-config too, Gunicorn's print-and-load behaviour wins
-    res = run_cg(["-k", "tornado", "--print-config", "--check-config", "echo:app"])
+    res = run_cg(["-k", "egg:gunicorn#nosuch", "--print-config", "--check-config", "echo:app"])
     assert res.returncode == 0, res.stderr
     assert "worker_class" in res.stdout
 
@@ -80,7 +80,7 @@ def test_print_survives_invalid_setting_exit(run_cg, tmp_path):
 
 
 def test_print_survives_start_refusal(run_cg, tmp_path):
-    conf = write(tmp_path / "c.py", "print('MARK-refused')\nworker_class = 'tornado'\n")
+    conf = write(tmp_path / "c.py", "print('MARK-refused')\nworker_class = 'egg:gunicorn#nosuch'\n")
     for extra in ([], ["--check-config"]):
         res = run_cg(["-c", conf] + extra + ["echo:app"])
         assert res.returncode == 1

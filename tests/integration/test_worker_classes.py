@@ -224,9 +224,8 @@ def test_eventlet_fails_as_in_gunicorn_26(run_cg):
     assert "Error: class uri 'eventlet' invalid or not found" in res.stderr
 
 
-@pytest.mark.parametrize("name", ["tornado", "gevent_pywsgi", "gevent_wsgi",
-                                  "gunicorn.workers.ggevent.GeventPyWSGIWorker",
-                                  "egg:gunicorn#tornado"])
+@pytest.mark.parametrize("name", ["egg:gunicorn#nosuch", "gunicorn.workers.gtornado.Nosuch",
+                                  "gunicorn.workers.nosuch.Worker"])
 def test_gunicorns_other_workers_stay_refused(run_cg, name):
     res = run_class(run_cg, name)
     assert res.returncode == 1

@@ -11,9 +11,11 @@ parses and answers its requests in C (src/workers/ggevent.c): the socket's
 reads and writes are C syscalls, and only when one would block does it
 wait on the hub, so the other greenlets run meanwhile (docs/gevent.md).
 """
+import io
 import os
 import sys
 import time
+from datetime import datetime
 
 try:
     import gevent
@@ -34,17 +36,24 @@ def _version(text):
 if _version(gevent.__version__) < (24, 10, 1):
     raise RuntimeError("gevent worker requires gevent 24.10.1 or higher")
 
-from gevent import hub, monkey  # noqa: E402
+from gevent import hub, monkey, pywsgi  # noqa: E402
 from gevent import socket as gsocket  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
-from cgunicorn import _core  # noqa: E402
+from cgunicorn import _core, __version__  # noqa: E402
 from cgunicorn.workers import base  # noqa: E402
+
+# Gunicorn's SERVER_SOFTWARE for its pywsgi workers
+VERSION = "gevent/%s gunicorn/%s" % (gevent.__version__, __version__)
 
 
 class GeventWorker(base.Worker):
     """Gunicorn's ``gunicorn.workers.ggevent.GeventWorker`` (names
     "gevent", "egg:gunicorn#gevent" and that path select it)."""
+
+    # Gunicorn's hooks for its pywsgi subclasses (GeventPyWSGIWorker below)
+    server_class = None
+    wsgi_handler = None
 
     def __init__(self, *args, **kwargs):
         self._alive = True
@@ -85,6 +94,9 @@ class GeventWorker(base.Worker):
         self.patch()
         hub.reinit()
         super().init_process()
+
+    def timeout_ctx(self):
+        return gevent.Timeout(self.cfg.keepalive, False)
 
     def notify(self):
         super().notify()
@@ -146,3 +158,147 @@ class GeventWorker(base.Worker):
 
     def handle_usr1(self, sig, frame):
         gevent.spawn(super().handle_usr1, sig, frame)
+
+
+class GeventResponse:
+    """What the access log reads of a pywsgi response (Gunicorn's class)."""
+
+    status = None
+    headers = None
+    sent = None
+
+    def __init__(self, status, headers, clength):
+        self.status = status
+        self.headers = headers
+        self.sent = clength
+
+
+class PyWSGIHandler(pywsgi.WSGIHandler):
+    """gevent's pywsgi handler with Gunicorn's access log and environ
+    (``gunicorn.sock``, ``RAW_URI``)."""
+
+    def log_request(self):
+        start = datetime.fromtimestamp(self.time_start)
+        finish = datetime.fromtimestamp(self.time_finish)
+        resp_headers = getattr(self, "response_headers", {})
+        # gevent keeps the status as bytes, except for its own error pages
+        status = self.status.decode() if isinstance(self.status, bytes) else self.status
+        resp = GeventResponse(status, resp_headers, self.response_length)
+        req_headers = self.headers.items() if hasattr(self, "headers") else []
+        self.server.log.access(resp, req_headers, self.environ, finish - start)
+
+    def get_environ(self):
+        env = super().get_environ()
+        env["gunicorn.sock"] = self.socket
+        env["RAW_URI"] = self.path
+        return env
+
+
+class PyWSGIServer(pywsgi.WSGIServer):
+    pass
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper`` for the pywsgi workers: the file read in
+    blocks (pywsgi has no sendfile path)."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+class ErrorsWrapper(io.RawIOBase):
+    """``wsgi.errors``: text written there goes to the error log's streams
+    (stderr where the error log has no stream handler), as Gunicorn's
+    WSGIErrorsWrapper."""
+
+    def __init__(self, log):
+        super().__init__()
+        import logging
+        self.streams = [h.stream for h in getattr(log, "error_log", logging.getLogger()).handlers
+                        if isinstance(h, logging.StreamHandler)] or [sys.stderr]
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        for stream in self.streams:
+            try:
+                stream.write(data)
+            except UnicodeError:
+                stream.write(data.encode("UTF-8"))
+            stream.flush()
+        return len(data)
+
+
+def base_environ(worker):
+    """What Gunicorn's http.wsgi.base_environ(cfg) gives every request."""
+    return {
+        "wsgi.errors": ErrorsWrapper(worker.log),
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": worker.cfg.workers > 1,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.input_terminated": True,
+        "SERVER_SOFTWARE": _core.SERVER_SOFTWARE,
+    }
+
+
+class GeventPyWSGIWorker(GeventWorker):
+    """Gunicorn's ``gunicorn.workers.ggevent.GeventPyWSGIWorker`` (names
+    "gevent_wsgi", "gevent_pywsgi"): gevent's own pywsgi server parses and
+    answers the requests, in Python, with ``wsgi_handler`` as its handler
+    class (gevent-websocket's worker sets its WebSocketHandler there)."""
+
+    server_class = PyWSGIServer
+    wsgi_handler = PyWSGIHandler
+
+    def run(self):
+        if self.cfg.is_ssl:
+            raise RuntimeError("TLS is not supported yet by cgunicorn's %s"
+                               % type(self).__name__)
+        servers = []
+        for s in self.sockets:
+            s.setblocking(1)
+            environ = base_environ(self)
+            environ.update({"wsgi.multithread": True, "SERVER_SOFTWARE": VERSION})
+            server = self.server_class(s, application=self.wsgi,
+                                       spawn=Pool(self.worker_connections), log=self.log,
+                                       handler_class=self.wsgi_handler, environ=environ)
+            server.start()
+            servers.append(server)
+
+        beat = min(1.0, self.timeout / 2) if self.timeout > 0 else 1.0
+        while self.alive:
+            self.notify()
+            gevent.sleep(beat)
+
+        try:
+            # stop accepting, let the connections finish up to
+            # --graceful-timeout, then kill what is left
+            for server in servers:
+                server.close()
+            deadline = time.monotonic() + self.cfg.graceful_timeout
+            while any(server.pool.free_count() != server.pool.size for server in servers):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+                    for server in servers:
+                        server.stop(timeout=1)
+                    break
+                self.notify()
+                gevent.sleep(min(beat, left))
+        except Exception:
+            self.log.exception("Error while stopping the gevent worker")

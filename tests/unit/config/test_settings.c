@@ -480,10 +480,10 @@ static void test_check_supported(void **state)
     static const struct {
         const char *name, *value, *feature;
     } cases[] = {
-        {"worker_class", "gevent_pywsgi", "worker_class"},
+        {"worker_class", "egg:gunicorn#nosuch", "worker_class"},
         {"http_protocols", "h3,h1", "http_protocols h3"},
         {"dirty_workers", "2", "dirty_workers"},
-        {"worker_class", "gunicorn.workers.ggevent.GeventPyWSGIWorker", "worker_class"},
+        {"worker_class", "gunicorn.workers.nosuch.Worker", "worker_class"},
     };
     cg_config_t cfg;
     char err[256];
