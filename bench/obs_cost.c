@@ -61,6 +61,24 @@ static void one_request(cg_board_thread_t *t, cg_statsd_batch_t *b)
         cg_board_busy_end(t, cg_monotonic_us());
 }
 
+/* A UDP socket bound to a free loopback port, named "127.0.0.1:PORT" in
+ * host; -1 (said on stderr) when that fails. */
+static int udp_loopback(char *host, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("a loopback UDP socket");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    snprintf(host, cap, "127.0.0.1:%u", ntohs(sa.sin_port));
+    return fd;
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -76,14 +94,10 @@ int main(int argc, char **argv)
         return 2;
     }
     /* the agent stand-in: a UDP socket drained by a child */
-    int rd = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    if (rd < 0 || bind(rd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        getsockname(rd, (struct sockaddr *)&sa, &sl) != 0) {
-        perror("reader socket");
+    char host[64], err[256];
+    int rd = udp_loopback(host, sizeof(host));
+    if (rd < 0)
         return 1;
-    }
     pid_t reader = fork();
     if (reader < 0) {
         perror("fork");
@@ -96,8 +110,6 @@ int main(int argc, char **argv)
                 _exit(0);
     }
     close(rd);
-    char host[64], err[256];
-    snprintf(host, sizeof(host), "127.0.0.1:%u", ntohs(sa.sin_port));
     cg_statsd_t *s = NULL;
     if (cg_statsd_open(&s, host, "", "", err, sizeof(err)) != 0) {
         fprintf(stderr, "statsd: %s\n", err);
@@ -105,15 +117,9 @@ int main(int argc, char **argv)
     }
     cg_statsd_batch_t *batch = cg_statsd_batch_new(s, 100);
     /* an agent that is down: a port just bound and closed again */
-    int tmp = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in da = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t dl = sizeof(da);
-    if (tmp < 0 || bind(tmp, (struct sockaddr *)&da, sizeof(da)) != 0 ||
-        getsockname(tmp, (struct sockaddr *)&da, &dl) != 0 || close(tmp) != 0) {
-        perror("free port");
+    int tmp = udp_loopback(host, sizeof(host));
+    if (tmp < 0 || close(tmp) != 0)
         return 1;
-    }
-    snprintf(host, sizeof(host), "127.0.0.1:%u", ntohs(da.sin_port));
     cg_statsd_t *down = NULL;
     if (cg_statsd_open(&down, host, "", "", err, sizeof(err)) != 0) {
         fprintf(stderr, "statsd: %s\n", err);

@@ -54,19 +54,23 @@ class Receiver:
                 self.lines.extend(data.split("\n"))
                 self.cond.notify_all()
 
-    def wait_for(self, want, timeout=10.0):
-        """Wait until each regex of want (pattern -> count) matched at least
-        that many lines; returns the Counter of full-match counts."""
+    def _wait(self, tally, want, timeout):
+        """Wait until tally() reaches each count of want; returns it."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                got = self.counts(want)
-                if all(got[p] >= n for p, n in want.items()):
+                got = tally()
+                if all(got[k] >= n for k, n in want.items()):
                     return got
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError("statsd never got %r; got %r" % (want, self.lines))
                 self.cond.wait(left)
+
+    def wait_for(self, want, timeout=10.0):
+        """Wait until each regex of want (pattern -> count) matched at least
+        that many lines; returns the Counter of full-match counts."""
+        return self._wait(lambda: self.counts(want), want, timeout)
 
     def counts(self, patterns):
         got = collections.Counter()
@@ -89,16 +93,7 @@ class Receiver:
     def wait_sums(self, want, timeout=10.0):
         """Wait until each counter of want (name -> total) added up to at
         least that; returns sums()."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                got = self.sums()
-                if all(got[k] >= n for k, n in want.items()):
-                    return got
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError("statsd never summed %r; got %r" % (want, self.lines))
-                self.cond.wait(left)
+        return self._wait(self.sums, want, timeout)
 
     def settle(self, quiet=0.3):
         """Give a stray datagram the chance to arrive before a test asserts
