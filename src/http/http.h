@@ -42,7 +42,7 @@ static inline bool cg_http_is_tchar(unsigned char c)
     X(INVALID_HEADER, "InvalidHeader", 400, "Bad Request")                                      \
     X(INVALID_HEADER_NAME, "InvalidHeaderName", 400, "Bad Request")                             \
     X(OBSOLETE_FOLDING, "ObsoleteFolding", 400, "Bad Request")                                  \
-    X(LIMIT_REQUEST_LINE, "LimitRequestLine", 400, "Bad Request")                               \
+    X(LIMIT_REQUEST_LINE, "LimitRequestLine", 414, "URI Too Long")                              \
     X(LIMIT_REQUEST_HEADERS, "LimitRequestHeaders", 431, "Request Header Fields Too Large")     \
     X(INVALID_SCHEME_HEADERS, "InvalidSchemeHeaders", 400, "Bad Request")                       \
     X(INVALID_PROXY_LINE, "InvalidProxyLine", 400, "Bad Request")                               \
