@@ -570,6 +570,10 @@ static void set_persistence(cg_http_request_t *req)
         close = req->version_major * 10 + req->version_minor <= 10;
     if (req->force_close)
         close = true;
+    /* RFC 9931 8 (Gunicorn 27): after a CONNECT the bytes on the connection
+     * are tunnel data whatever the app answered, never another request. */
+    if (view_eq(req->method.ptr, req->method.len, "CONNECT"))
+        close = true;
     req->keep_alive = !close;
 }
 

@@ -257,3 +257,17 @@ def test_content_length_int64_max_is_a_length(srv):
     # accepted as a length: the app reads what comes until EOF
     raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 9223372036854775807\r\n\r\nshort"
     assert echo(srv.raw(raw, half_close=True))["body_b64"] == "c2hvcnQ="
+
+
+# -- RFC 9931 8: nothing after a CONNECT is served as a request (Gunicorn 27)
+
+def test_connect_closes_the_connection(gthread_srv):
+    raw = (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+           b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = responses(gthread_srv.raw(raw))
+    assert len(got) == 1 and json.loads(got[0][1])["REQUEST_METHOD"] == "CONNECT"
+    status, headers, _ = split_head(gthread_srv.raw(raw))
+    assert ("Connection", "close") in headers
+    # other methods still keep the connection
+    keep = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    assert len(responses(gthread_srv.raw(keep))) == 2
