@@ -77,11 +77,15 @@ ERRORS = {
     "ForbiddenProxyRequest": (403, "Forbidden", "Request forbidden"),
     "ExpectationFailed": (417, "Expectation Failed", "Unable to comply with expectation: "),
     "UnsupportedTransferCoding": (501, "Bad Request", "Unsupported transfer coding: "),
+    # A broken chunked body: since Gunicorn 27 a client error answered 400
+    # (before, the connection closed without a response).
+    "InvalidChunkSize": (400, "Bad Request", "Invalid chunk size: "),
+    "ChunkMissingTerminator": (400, "Bad Request", "Invalid chunk terminator is not "),
+    "InvalidChunkExtension": (400, "Bad Request", "Invalid chunk extension: "),
 }
-# I/O-level errors: premature EOF, or a broken chunked body found while the
-# app reads wsgi.input. Gunicorn answers nothing and just closes.
-NO_RESPONSE = {"NoMoreData", "InvalidChunkSize", "InvalidChunkExtension", "ChunkMissingTerminator"}
-# Of those, the ones raised while the app reads the body are logged.
+# Premature EOF: Gunicorn answers nothing and just closes.
+NO_RESPONSE = {"NoMoreData"}
+# Of those, the ones raised while the app reads the body are logged (none now).
 SOCKET_ERROR_LOGGED = NO_RESPONSE - {"NoMoreData"}
 # How a build says a setting exists but is not implemented yet; anything
 # else failing at start-up is a test failure, not a skip.
