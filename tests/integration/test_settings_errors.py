@@ -126,6 +126,21 @@ def test_env(args, rc, stderr, home):
     assert (res.returncode, res.stderr) == (rc, stderr)
 
 
+H2_WARNING = ("Warning: http_protocols includes h2 but there is no TLS and http2_cleartext is "
+              "off, so HTTP/2 will never be negotiated.\n")
+
+
+@pytest.mark.parametrize("args, warned", [
+    (["--http-protocols", "h2,h1"], True),
+    (["--http-protocols", "h1"], False),
+    (["--http-protocols", "h2,h1", "-k", "gthread", "--http2-cleartext", "prior-knowledge"], False),
+], ids=["h2-plain", "h1", "h2c"])
+def test_h2_without_tls_warns(args, warned, home):
+    # Gunicorn 27's Config.validate(): a warning, not an error
+    res = run(["--check-config"] + args + [APP], APPS, home)
+    assert (res.returncode, res.stderr) == (0, H2_WARNING if warned else "")
+
+
 def test_missing_argument(home):
     res = run(["--check-config", APP, "--workers"], APPS, home)
     assert (res.returncode, res.stderr) == (
