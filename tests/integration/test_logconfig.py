@@ -257,7 +257,7 @@ def test_dict_merged_over_gunicorn_defaults(cg, tmp_path):
     srv.wait_log(access, source=srv.stdout, count=2)
     assert srv.stop() == 0
     start = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[%d\] \[INFO\] Starting gunicorn " \
-            r"26\.1\.0$" % srv.pid
+            r"27\.0\.1$" % srv.pid
     assert re.search(start, srv.log(), re.M)
     assert re.search(start, srv.stdout(), re.M)
     assert "[DEBUG]" not in srv.log() + srv.stdout()

@@ -404,7 +404,7 @@ def test_wsgiapp_run_is_the_command(script, plain_py, api_venv, tmp_path):
     srv = script([plain_py, run_py, "-b", "127.0.0.1:%d" % pass_port, "-w", "2", "echo:app"],
                  port=pass_port, workers=2)
     assert requests.get(srv.url("/"), timeout=10).json()["SERVER_SOFTWARE"] == "gunicorn/27.0.1"
-    srv.wait_log(r"Starting gunicorn 26\.1\.0")
+    srv.wait_log(r"Starting gunicorn 27\.0\.1")
     srv.wait_log(r"Listening at: http://127\.0\.0\.1:%d " % pass_port)
 
     for args in (["--check-config", "echo:nosuch"], ["--workers", "x", "echo:app"],
