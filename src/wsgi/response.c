@@ -157,7 +157,8 @@ static int cg__process_header(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
     for (size_t i = 0; ok && i < n.len; i++)
         ok = cg_http_is_tchar((unsigned char)n.ptr[i]);
     if (!ok) {
-        PyErr_Format(PyExc_ValueError, "Invalid HTTP header name: %R", name);
+        PyErr_Format(PyExc_ValueError, "Invalid response header name from the application: %R",
+                     name);
         return -1;
     }
     if (!PyUnicode_Check(value)) {
@@ -171,7 +172,8 @@ static int cg__process_header(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
         ok = c == '\t' || (c >= 0x20 && c != 0x7f);
     }
     if (!ok) {
-        PyErr_Format(PyExc_ValueError, "Invalid HTTP Header: %R", value);
+        /* Gunicorn 27: named by the header, the value left out of the log */
+        PyErr_Format(PyExc_ValueError, "Invalid response header from the application: %R", name);
         return -1;
     }
     cg_str_t sv = cg__strip(v);
