@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/types.h>
 
-#define CG_VERSION "26.1.0"
+#define CG_VERSION "27.0.1"
 #define CG_SERVER_SOFTWARE "gunicorn/" CG_VERSION
 
 #define CG_EAGAIN (-EAGAIN)

@@ -327,9 +327,6 @@ int cg_asgi_bytes_view(PyObject *o, cg_str_t *out, const char *what);
 
 /* websocket.c: RFC 6455 over the codec of src/http/websocket.h */
 
-/* The largest message either way, after decompression (RFC 6455 close
- * 1009 beyond it): Uvicorn's ws_max_size. */
-#define CG_ASGI_WS_MAX_MESSAGE (16u << 20)
 /* Received messages waiting for the app's receive(): past either bound no
  * more frames are parsed, the bytes wait in the connection's buffer, and
  * reading pauses (CG_ASGI_READ_HIGH) until the app takes them. */

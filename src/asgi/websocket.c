@@ -558,8 +558,13 @@ static int cg__accept(cg_asgi_cycle_t *cy, PyObject *msg)
     }
     if (cg_asgi_proto_write(p, buf, (size_t)n) < 0)
         goto out;
-    cg_ws_parser_init(&ws->parser, CG_ASGI_WS_MAX_MESSAGE, ws->has_pmd);
-    cg_ws_assembler_init(&ws->asm_, CG_ASGI_WS_MAX_MESSAGE, ws->pmd);
+    /* websocket_max_message_size bounds a received message after
+     * decompression (close 1009 beyond it); 0 is Gunicorn's "no limit". */
+    size_t max_message = a->cfg->websocket_max_message_size > 0
+                             ? (size_t)a->cfg->websocket_max_message_size
+                             : SIZE_MAX;
+    cg_ws_parser_init(&ws->parser, max_message, ws->has_pmd);
+    cg_ws_assembler_init(&ws->asm_, max_message, ws->pmd);
     ws->state = CG__OPEN;
     cy->started = true;
     cy->status = 101;

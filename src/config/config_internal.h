@@ -48,6 +48,8 @@ typedef union cg_config_value cg_config_value_t;
 
 CG_VALIDATOR(pos_int);
 CG_VALIDATOR(http2_frame_size);
+CG_VALIDATOR(http2_window_size);
+CG_VALIDATOR(http2_stream_limit);
 CG_VALIDATOR(user);
 CG_VALIDATOR(group);
 CG_VALIDATOR(bool);

@@ -52,7 +52,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
      * warns and serves HTTP/1.1 as Gunicorn's does (sync.c). */
     bool h2 = false;
     for (size_t i = 0; i < cfg->http_protocols.n; i++) {
-        CG__OFF(strcmp(cfg->http_protocols.v[i], "h3") == 0, "http_protocols h3");
         h2 = h2 || strcmp(cfg->http_protocols.v[i], "h2") == 0;
     }
     if (h2 && kind != CG_WORKER_GTHREAD && kind != CG_WORKER_SYNC) {

@@ -128,6 +128,27 @@ CG_VALIDATOR(pos_int)
     return 0;
 }
 
+/* RFC 9113 6.9.1: a flow-control window is at most 2^31-1. */
+CG_VALIDATOR(http2_window_size)
+{
+    if (cg__validate_pos_int(d, in, out, err, errlen) < 0)
+        return -EINVAL;
+    if (out->i > 2147483647L)
+        return cg__errf(err, errlen, "HTTP/2 window size must be at most 2147483647: %ld", out->i);
+    return 0;
+}
+
+/* Advertising 0 concurrent streams would refuse every request. */
+CG_VALIDATOR(http2_stream_limit)
+{
+    if (cg__validate_pos_int(d, in, out, err, errlen) < 0)
+        return -EINVAL;
+    if (out->i < 1)
+        return cg__errf(err, errlen, "HTTP/2 max concurrent streams must be at least 1: %ld",
+                        out->i);
+    return 0;
+}
+
 CG_VALIDATOR(http2_frame_size)
 {
     long v;
@@ -764,8 +785,9 @@ CG_VALIDATOR(http_protocols)
         char *piece = cg_xstrndup(p, len), *w = cg__lower_strip(piece);
         free(piece);
         if (w[0] != '\0') {
-            if (strcmp(w, "h1") != 0 && strcmp(w, "h2") != 0 && strcmp(w, "h3") != 0) {
-                cg__errf(err, errlen, "Invalid protocol '%s'. Valid protocols: h1, h2, h3", w);
+            /* Gunicorn 27 dropped h3 ("future") from the valid protocols */
+            if (strcmp(w, "h1") != 0 && strcmp(w, "h2") != 0) {
+                cg__errf(err, errlen, "Invalid protocol '%s'. Valid protocols: h1, h2", w);
                 free(w);
                 free(t);
                 cg_strv_clear(&v);

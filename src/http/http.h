@@ -42,7 +42,7 @@ static inline bool cg_http_is_tchar(unsigned char c)
     X(INVALID_HEADER, "InvalidHeader", 400, "Bad Request")                                      \
     X(INVALID_HEADER_NAME, "InvalidHeaderName", 400, "Bad Request")                             \
     X(OBSOLETE_FOLDING, "ObsoleteFolding", 400, "Bad Request")                                  \
-    X(LIMIT_REQUEST_LINE, "LimitRequestLine", 400, "Bad Request")                               \
+    X(LIMIT_REQUEST_LINE, "LimitRequestLine", 414, "URI Too Long")                              \
     X(LIMIT_REQUEST_HEADERS, "LimitRequestHeaders", 431, "Request Header Fields Too Large")     \
     X(INVALID_SCHEME_HEADERS, "InvalidSchemeHeaders", 400, "Bad Request")                       \
     X(INVALID_PROXY_LINE, "InvalidProxyLine", 400, "Bad Request")                               \
@@ -51,9 +51,9 @@ static inline bool cg_http_is_tchar(unsigned char c)
     X(EXPECTATION_FAILED, "ExpectationFailed", 417, "Expectation Failed")                       \
     X(UNSUPPORTED_TRANSFER_CODING, "UnsupportedTransferCoding", 501, "Bad Request")             \
     X(CONFIGURATION_PROBLEM, "ConfigurationProblem", 500, "Bad Request")                        \
-    X(INVALID_CHUNK_SIZE, "InvalidChunkSize", 0, "")                                            \
-    X(CHUNK_MISSING_TERMINATOR, "ChunkMissingTerminator", 0, "")                                \
-    X(INVALID_CHUNK_EXTENSION, "InvalidChunkExtension", 0, "")                                  \
+    X(INVALID_CHUNK_SIZE, "InvalidChunkSize", 400, "Bad Request")                               \
+    X(CHUNK_MISSING_TERMINATOR, "ChunkMissingTerminator", 400, "Bad Request")                   \
+    X(INVALID_CHUNK_EXTENSION, "InvalidChunkExtension", 400, "Bad Request")                     \
     /* --protocol uwsgi. Gunicorn's worker answers these with its generic      \
      * 500 (they are not in handle_error's list); we answer the status each    \
      * of its exceptions carries (docs/compatibility.md) */                    \

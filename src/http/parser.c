@@ -240,14 +240,14 @@ static int parse_request_line(const cg_http_settings_t *s, char *line, size_t n,
     if (ulen == 0)
         return fail(err, CG_HTTP_E_INVALID_REQUEST_LINE, line, n);
     /*
-     * RFC 9112 3.2 / RFC 3986 appendix A: no form of request-target holds a
-     * control character. Gunicorn lets them through to RAW_URI and PATH_INFO,
-     * where a CR, LF or NUL can forge or cut an access-log line; we refuse
-     * them as Gunicorn refuses any other unusable target.
+     * RFC 9112 3.2 / RFC 3986 section 2: a request-target is printable ASCII,
+     * everything else percent-encoded. A CR, LF or NUL would forge or cut an
+     * access-log line; raw bytes 0x80-0xFF have no one reading (Gunicorn 27
+     * refuses both, 26 let them through).
      */
     for (size_t i = 0; i < ulen; i++) {
         unsigned char c = (unsigned char)u[i];
-        if (c < 0x20 || c == 0x7f)
+        if (c < 0x20 || c >= 0x7f)
             return fail(err, CG_HTTP_E_INVALID_REQUEST_LINE, line, n);
     }
     bool star = ulen == 1 && u[0] == '*';
@@ -570,6 +570,10 @@ static void set_persistence(cg_http_request_t *req)
         close = req->version_major * 10 + req->version_minor <= 10;
     if (req->force_close)
         close = true;
+    /* RFC 9931 8 (Gunicorn 27): after a CONNECT the bytes on the connection
+     * are tunnel data whatever the app answered, never another request. */
+    if (view_eq(req->method.ptr, req->method.len, "CONNECT"))
+        close = true;
     req->keep_alive = !close;
 }
 
@@ -597,6 +601,11 @@ static ssize_t parse_head(const cg_http_settings_t *s, cg_http_parser_t *p, char
             from = len;
         size_t idx = from + cg_http_find_crlf(buf + from, len - from);
         size_t limit = s->limit_request_line;
+        /* RFC 9112 2.2: a bare LF ends no line here; refused as it arrives
+         * rather than waited on until a limit or the timeout. */
+        if (memchr(buf + from, '\n', (idx < len ? idx : len) - from))
+            return fail_lit(&req->error, CG_HTTP_E_INVALID_REQUEST_LINE,
+                            "bare LF as line terminator");
         if (idx >= len) {
             p->scanned = len;
             if (limit > 0 && len > 2 && len - 2 > limit) {
@@ -635,6 +644,13 @@ static ssize_t parse_head(const cg_http_settings_t *s, cg_http_parser_t *p, char
          * judging idx + 3 when the end is there gives the same verdict
          * however the bytes were split.
          */
+        /* RFC 9112 2.2: every line of the head ends with CRLF; a bare LF
+         * is refused as soon as it arrives rather than waited on until a
+         * limit or the timeout. Each byte is judged once. */
+        for (size_t i = from > hb ? from : hb + 1, end = idx < len ? idx : len; i < end; i++)
+            if (buf[i] == '\n' && buf[i - 1] != '\r')
+                return fail_lit(&req->error, CG_HTTP_E_INVALID_HEADER,
+                                "bare LF as line terminator");
         if (idx >= len) {
             p->scanned = len;
             if (len - hb > max_buffer)
@@ -675,30 +691,18 @@ ssize_t cg_http_parse_request(const cg_http_settings_t *s, cg_http_parser_t *p, 
                               size_t len, bool peer_trusted, cg_http_request_t *req)
 {
     reset_request(req);
-    if (p->line_end == 0) {
+    if (p->line_end == 0 && p->skipped == 0) {
         /*
          * RFC 9112 2.2: a server SHOULD ignore at least one empty line before
-         * the request line (clients that end a POST body with an extra CRLF,
-         * or separate pipelined requests with one). Gunicorn answers 400
-         * InvalidRequestLine(''). So that a stream of CRLFs cannot hold a
-         * worker, the empty lines get the request line's own bound:
-         * limit_request_line bytes (8190 when it is 0, unlimited).
+         * the request line (a client that ends a POST body with an extra
+         * CRLF). Gunicorn 27 ignores exactly one; a second is an empty
+         * request line, InvalidRequestLine(''), so a stream of CRLFs costs
+         * nothing to refuse.
          */
-        size_t bound = s->limit_request_line ? s->limit_request_line : CG__MAX_REQUEST_LINE;
-        size_t k = p->skipped;
-        /* stop at the first step past the bound: the error is the same
-         * however the bytes were split */
-        while (k <= bound && len - k >= 2 && buf[k] == '\r' && buf[k + 1] == '\n')
-            k += 2;
-        p->skipped = k;
-        if (k > bound) {
-            fail(&req->error, CG_HTTP_E_LIMIT_REQUEST_LINE, NULL, 0);
-            req->error.n1 = k;
-            req->error.n2 = bound;
-            return -EPROTO;
-        }
-        if (len == k || (len - k == 1 && buf[k] == '\r'))
-            return CG_EAGAIN; /* nothing yet, or maybe one more empty line */
+        if (len == 0 || (len == 1 && buf[0] == '\r'))
+            return CG_EAGAIN;
+        if (buf[0] == '\r' && buf[1] == '\n')
+            p->skipped = 2;
     }
     size_t k = p->skipped;
     ssize_t rc = parse_head(s, p, buf + k, len - k, peer_trusted, req);

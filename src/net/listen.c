@@ -93,7 +93,16 @@ static int cg__net_finish(cg_listener_t *l, int backlog, bool reuse_port, bool b
         return r;
     if ((r = cg__net_set_nonblock(l->fd)) < 0 || (r = cg__net_set_cloexec(l->fd)) < 0)
         return r;
-    if (listen(l->fd, backlog) < 0)
+    /* An adopted socket (systemd socket activation, USR2) may listen
+     * already: calling listen() on it again can be denied (SELinux), so it
+     * keeps the backlog it was given, as in Gunicorn 27. */
+    int listening = 0;
+#ifdef SO_ACCEPTCONN
+    socklen_t vl = sizeof(listening);
+    if (bound && getsockopt(l->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &vl) < 0)
+        listening = 0;
+#endif
+    if (!listening && listen(l->fd, backlog) < 0)
         return -errno;
     l->addrlen = sizeof(l->addr);
     if (getsockname(l->fd, (struct sockaddr *)&l->addr, &l->addrlen) < 0)

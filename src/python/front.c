@@ -74,6 +74,17 @@ int cg_py_front_startup_checks(const cg_config_t *cfg)
     }
     if (cg_arbiter_check_binds(cfg) < 0)
         return 1;
+    /* Gunicorn 27's Config.validate(): h2 offered where nothing can
+     * negotiate it is not an error, but worth a word. */
+    bool h2 = false;
+    for (size_t i = 0; i < cfg->http_protocols.n; i++)
+        h2 = h2 || strcmp(cfg->http_protocols.v[i], "h2") == 0;
+    bool is_ssl = (cfg->keyfile != NULL && cfg->keyfile[0] != '\0') ||
+                  (cfg->certfile != NULL && cfg->certfile[0] != '\0');
+    if (h2 && !is_ssl && (cfg->http2_cleartext == NULL || strcmp(cfg->http2_cleartext, "off") == 0))
+        fputs("Warning: http_protocols includes h2 but there is no TLS and http2_cleartext is "
+              "off, so HTTP/2 will never be negotiated.\n",
+              stderr);
     return 0;
 }
 

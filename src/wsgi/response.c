@@ -157,7 +157,8 @@ static int cg__process_header(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
     for (size_t i = 0; ok && i < n.len; i++)
         ok = cg_http_is_tchar((unsigned char)n.ptr[i]);
     if (!ok) {
-        PyErr_Format(PyExc_ValueError, "Invalid HTTP header name: %R", name);
+        PyErr_Format(PyExc_ValueError, "Invalid response header name from the application: %R",
+                     name);
         return -1;
     }
     if (!PyUnicode_Check(value)) {
@@ -171,7 +172,8 @@ static int cg__process_header(cg_wsgi_req_t *r, PyObject *name, PyObject *value)
         ok = c == '\t' || (c >= 0x20 && c != 0x7f);
     }
     if (!ok) {
-        PyErr_Format(PyExc_ValueError, "Invalid HTTP Header: %R", value);
+        /* Gunicorn 27: named by the header, the value left out of the log */
+        PyErr_Format(PyExc_ValueError, "Invalid response header from the application: %R", name);
         return -1;
     }
     cg_str_t sv = cg__strip(v);
@@ -281,17 +283,21 @@ static PyObject *cg__start_response(cg_wsgi_req_t *r, PyObject *status, PyObject
 
     cg_str_t st;
     if (!PyUnicode_Check(status)) {
-        PyErr_Format(PyExc_TypeError, "status must be a str, not %.100s", Py_TYPE(status)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%R is not a string", status);
         return NULL;
     }
-    bool ok = cg__latin1(status, &st);
-    for (size_t i = 0; ok && i < st.len; i++) {
+    /* RFC 9112 section 4 as Gunicorn 27 checks it: three digits, then
+     * optionally one space and a reason of HTAB / SP / VCHAR / obs-text, so
+     * no CR/LF/CTL can reach the status line. */
+    bool ok = cg__latin1(status, &st) && st.len >= 3 && st.ptr[0] >= '0' && st.ptr[0] <= '9' &&
+              st.ptr[1] >= '0' && st.ptr[1] <= '9' && st.ptr[2] >= '0' && st.ptr[2] <= '9' &&
+              (st.len == 3 || st.ptr[3] == ' ');
+    for (size_t i = 4; ok && i < st.len; i++) {
         unsigned char c = (unsigned char)st.ptr[i];
         ok = c == '\t' || (c >= 0x20 && c != 0x7f);
     }
     if (!ok) {
-        /* RFC 9112 section 4: no CR/LF/CTL in the status line. */
-        PyErr_Format(PyExc_ValueError, "Invalid HTTP status: %R", status);
+        PyErr_Format(PyExc_ValueError, "Invalid status %R", status);
         return NULL;
     }
     if (cg__process_headers(r, headers) < 0) {

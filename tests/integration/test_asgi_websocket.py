@@ -387,6 +387,59 @@ def test_hostile_frames(srv, ws_site, data, code):
     assert http_ok(srv) and worker_pid(srv) == pid
 
 
+# ---- websocket_max_message_size (Gunicorn 27) ----
+
+@pytest.fixture(scope="module")
+def small_srv(cg_module):
+    return cg_module("asgi_ws:app", args=ASGI + ["--websocket-max-message-size", "1000"])
+
+
+def test_max_message_size_setting(small_srv, ws_site):
+    srv = small_srv
+    pid = worker_pid(srv)
+    # up to the limit, whole or in fragments: echoed
+    r = Raw(srv)
+    try:
+        r.send(frame(0x2, b"a" * 1000))
+        assert r.read_frame() == (True, False, 0x2, b"a" * 1000)
+        r.send(frame(0x2, b"b" * 600, fin=False) + frame(0x0, b"c" * 400))
+        assert r.read_frame() == (True, False, 0x2, b"b" * 600 + b"c" * 400)
+        # one byte more: 1009, judged on the frame header
+        r.send(frame(0x2, b"", length=1001))
+        assert r.read_close()[0] == 1009
+    finally:
+        r.close()
+    # over it across fragments
+    r = Raw(srv)
+    try:
+        r.send(frame(0x1, b"d" * 600, fin=False) + frame(0x0, b"e" * 401))
+        assert r.read_close()[0] == 1009
+    finally:
+        r.close()
+    # after decompression: 2000 bytes that deflate to a few
+    r = Raw(srv, extra=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    try:
+        assert "permessage-deflate" in r.head
+        c = zlib.compressobj(wbits=-15)
+        data = c.compress(b"f" * 2000) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert data.endswith(b"\x00\x00\xff\xff") and len(data) < 100
+        r.send(frame(0x2, data[:-4], rsv1=True))
+        assert r.read_close()[0] == 1009
+    finally:
+        r.close()
+    assert http_ok(srv) and worker_pid(srv) == pid
+
+
+def test_max_message_size_zero_is_no_limit(cg, ws_site):
+    srv = cg("asgi_ws:app", args=ASGI + ["--websocket-max-message-size", "0"])
+    big = os.urandom((16 << 20) + 1)  # one byte past the default
+    async def go():
+        async with connect(srv, "/echo", max_size=None) as ws:
+            await ws.send(big)
+            assert await ws.recv() == big
+    run(go(), timeout=120)
+
+
 def test_half_open_and_truncated(srv, ws_site):
     pid = worker_pid(srv)
     before = len(srv.log())

@@ -140,7 +140,7 @@ def test_expect_100_continue(cg):
 def test_environ_basics(cg):
     srv = cg("echo:app")
     got = srv.get_json("/env")
-    assert got["SERVER_SOFTWARE"] == "gunicorn/26.1.0"
+    assert got["SERVER_SOFTWARE"] == "gunicorn/27.0.1"
     assert got["SERVER_NAME"] == "127.0.0.1"
     assert got["SERVER_PORT"] == str(srv.port)
     assert got["REMOTE_ADDR"] == "127.0.0.1"
@@ -346,7 +346,7 @@ def test_access_log_default_format(cg):
 def test_startup_and_term_log_lines(cg):
     srv = cg("echo:app")
     master = srv.pid
-    assert log_line(srv, "INFO", "Starting gunicorn 26.1.0") == master
+    assert log_line(srv, "INFO", "Starting gunicorn 27.0.1") == master
     assert log_line(srv, "INFO", "Listening at: http://127.0.0.1:%d (%d)" % (srv.port, master)) == master
     assert log_line(srv, "INFO", "Using worker: sync") == master
     workers = srv.worker_pids()

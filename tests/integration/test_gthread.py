@@ -363,6 +363,24 @@ def test_graceful_term_finishes_inflight_request(cg, threads):
 
 
 @pytest.mark.parametrize("threads", THREADS)
+def test_request_on_idle_keepalive_during_stop_is_served(cg, threads):
+    # Gunicorn 27.0.1 (RFC 9112 9.6): a stopping worker keeps its kept-alive
+    # connections for a while and answers a request on one, closing after;
+    # a client reusing the connection (a redirect) must not lose it.
+    srv = start(cg, threads, "--keep-alive", "5")
+    c = Conn(srv, timeout=15)
+    status, headers, _ = c.get("/first")
+    assert status == "HTTP/1.1 200 OK" and headers["connection"] == "keep-alive"
+    srv.send_signal(signal.SIGTERM)
+    srv.wait_log(r"Handling signal: term")
+    status, headers, body = c.get("/second")
+    assert status == "HTTP/1.1 200 OK" and body.split()[0] == b"/second"
+    assert c.closed_within(6)
+    c.close()
+    assert srv.wait_exit(15) == 0
+
+
+@pytest.mark.parametrize("threads", THREADS)
 def test_max_requests_restarts_worker(cg, threads):
     srv = start(cg, threads, "--max-requests", "3", "--keep-alive", "5")
     c = Conn(srv)

@@ -117,7 +117,7 @@ def test_dict_config_to_files(cg, tmp_path, worker):
     recs = json_records(err)
     msgs = [r["msg"] for r in recs]
     assert all(r["logger"] == "gunicorn.error" for r in recs)
-    assert "Starting gunicorn 26.1.0" in msgs
+    assert "Starting gunicorn 27.0.1" in msgs
     assert "hook says ready: logcfg_app:app" in msgs
     assert any(m.startswith("Using worker: ") for m in msgs)
     assert "Shutting down: Master" in msgs
@@ -237,7 +237,7 @@ def test_json_file_error_log_to_stdout(cg, tmp_path):
     wait_file(acc, r'^JSONACC 127\.0\.0\.1 - - \[.*\] "GET /j HTTP/1\.1" 200 6 "-" ')
     assert srv.stop() == 0
     out = srv.stdout()
-    assert 'JSONCFG {"lvl": "INFO", "msg": "Starting gunicorn 26.1.0"}' in out
+    assert 'JSONCFG {"lvl": "INFO", "msg": "Starting gunicorn 27.0.1"}' in out
     assert 'JSONCFG {"lvl": "INFO", "msg": "Shutting down: Master"}' in out
     assert "Starting gunicorn" not in srv.log()
 
@@ -257,7 +257,7 @@ def test_dict_merged_over_gunicorn_defaults(cg, tmp_path):
     srv.wait_log(access, source=srv.stdout, count=2)
     assert srv.stop() == 0
     start = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[%d\] \[INFO\] Starting gunicorn " \
-            r"26\.1\.0$" % srv.pid
+            r"27\.0\.1$" % srv.pid
     assert re.search(start, srv.log(), re.M)
     assert re.search(start, srv.stdout(), re.M)
     assert "[DEBUG]" not in srv.log() + srv.stdout()

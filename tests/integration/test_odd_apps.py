@@ -295,3 +295,47 @@ def test_graceful_timeout_with_busy_pool_threads(cg, tmp_path):
     assert st.endswith("200 OK")
     assert not DEATH.search(srv.log()), srv.log()
     s.close()
+
+
+# Gunicorn 27 (RFC 9112 section 4): three digits, then optionally one space
+# and a reason of HTAB / SP / VCHAR / obs-text; anything else is refused by
+# start_response with Gunicorn's message.
+@pytest.mark.parametrize("status,ok", [
+    ("200%20OK", True), ("200", True), ("404%20", True), ("299%20Odd%09reason%E9", True),
+    ("200OK", False), ("%20200%20OK", False), ("2000%20OK", False), ("20%20OK", False),
+    ("abc%20OK", False), ("200%20OK%0D%0AX:%201", False), ("200%09OK", False), ("", False),
+])
+def test_status_rule(srv, status, ok):
+    status_line, _, body = split_head(get(srv, "/status?" + status))
+    from urllib.parse import unquote
+    want = unquote(status, encoding="latin-1")
+    if ok:
+        assert status_line == "HTTP/1.1 " + want.rstrip(" ") or status_line == "HTTP/1.1 " + want
+        assert body == b""
+    else:
+        assert status_line == "HTTP/1.1 200 OK"
+        assert body.decode() == "ValueError: Invalid status %r" % want
+
+
+def test_status_not_a_string(srv):
+    _, _, body = split_head(get(srv, "/status?int"))
+    assert body == b"TypeError: 200 is not a string"
+
+
+# Gunicorn 27: the app's invalid response header is reported by name, its
+# value left out of the error (it can carry what the app was tricked into).
+@pytest.mark.parametrize("query,error", [
+    ("n=X-A&v=a%0D%0ASet-Cookie:%20x", "Invalid response header from the application: 'X-A'"),
+    ("n=X-A&v=a%00b", "Invalid response header from the application: 'X-A'"),
+    ("n=X%20A&v=b", "Invalid response header name from the application: 'X A'"),
+    ("n=X:A&v=b", "Invalid response header name from the application: 'X:A'"),
+])
+def test_invalid_response_header_message(srv, query, error):
+    _, _, body = split_head(get(srv, "/header?" + query))
+    assert body.decode() == "ValueError: " + error
+
+
+def test_valid_response_header_passes(srv):
+    status, headers, body = split_head(get(srv, "/header?n=X-A&v=a%09b%20c%E9"))
+    assert status == "HTTP/1.1 200 OK" and body == b""
+    assert ("X-A", "a\tb c\xe9") in headers

@@ -190,7 +190,7 @@ def test_docs_custom_application(script, plain_py, tmp_path, flavour):
     assert srv.worker_pids() == {f["pid"] for f in forks}
 
     assert served_pids(srv, 1) <= {f["pid"] for f in forks}
-    assert requests.get(srv.url("/"), timeout=10).json()["software"] == "gunicorn/26.1.0"
+    assert requests.get(srv.url("/"), timeout=10).json()["software"] == "gunicorn/27.0.1"
     srv.wait_log(r"Listening at: http://127\.0\.0\.1:%d " % port)
     assert srv.stop() == 0
     assert "run() returned" not in srv.log()
@@ -258,7 +258,7 @@ def test_preload_loads_in_the_master(script, plain_py, tmp_path):
 
 # -- Config as Python code sees it ---------------------------------------------
 
-# What Gunicorn 26.1.0's Config.set raises for each value (class, message),
+# What Gunicorn 27.0.1's Config.set raises for each value (class, message),
 # checked against Gunicorn itself when these were written.
 EXPECTED_REFUSALS = {
     ("workers", "'x'"): ["ValueError", "invalid literal for int() with base 0: 'x'"],
@@ -403,8 +403,8 @@ def test_wsgiapp_run_is_the_command(script, plain_py, api_venv, tmp_path):
     pass_port = cgtest.free_port()
     srv = script([plain_py, run_py, "-b", "127.0.0.1:%d" % pass_port, "-w", "2", "echo:app"],
                  port=pass_port, workers=2)
-    assert requests.get(srv.url("/"), timeout=10).json()["SERVER_SOFTWARE"] == "gunicorn/26.1.0"
-    srv.wait_log(r"Starting gunicorn 26\.1\.0")
+    assert requests.get(srv.url("/"), timeout=10).json()["SERVER_SOFTWARE"] == "gunicorn/27.0.1"
+    srv.wait_log(r"Starting gunicorn 27\.0\.1")
     srv.wait_log(r"Listening at: http://127\.0\.0\.1:%d " % pass_port)
 
     for args in (["--check-config", "echo:nosuch"], ["--workers", "x", "echo:app"],
@@ -414,7 +414,7 @@ def test_wsgiapp_run_is_the_command(script, plain_py, api_venv, tmp_path):
         assert ours.returncode == cmd.returncode != 0, (args, ours.stderr)
         assert ours.stderr.replace("wsgiapp_run.py", "cgunicorn") == cmd.stderr, args
     version = _run([plain_py, run_py, "--version"], env=dict(os.environ, CG_API_PROG="myprog"))
-    assert version.returncode == 0 and version.stdout == "myprog (version 26.1.0)\n"
+    assert version.returncode == 0 and version.stdout == "myprog (version 27.0.1)\n"
 
 
 @pytest.mark.timeout(90)
@@ -480,7 +480,7 @@ def test_gunicorn_config_file(script, api_venv, plain_py, tmp_path, front):
     c = checked[0]
     assert os.path.realpath(c["gunicorn_file"]) == os.path.realpath(expected)
     if "_compat" in expected:
-        assert c["server_software"] == "gunicorn/26.1.0" and c["version"] == "26.1.0"
+        assert c["server_software"] == "gunicorn/27.0.1" and c["version"] == "27.0.1"
     assert c["logger"] == "Logger" and c["error_handlers"] == ["error_console"]
     assert c["default_workers"] == 1
 
@@ -489,7 +489,7 @@ def test_gunicorn_config_file(script, api_venv, plain_py, tmp_path, front):
                  env=env, workers=2)
     recs = wait_records(rec, lambda r: len(hooks(r, "post_fork")) >= 2, what="post_fork x2")
     assert {h["pid"] for h in hooks(recs, "post_fork")} == srv.worker_pids()
-    assert requests.get(srv.url("/"), timeout=10).json()["SERVER_SOFTWARE"] == "gunicorn/26.1.0"
+    assert requests.get(srv.url("/"), timeout=10).json()["SERVER_SOFTWARE"] == "gunicorn/27.0.1"
 
 
 # -- a real Gunicorn comes first ------------------------------------------------------

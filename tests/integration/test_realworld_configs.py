@@ -78,9 +78,9 @@ def test_logging_dict_and_hooks(cg, tmp_path):
     # the logs: error records in the verbose format, in the file and on
     # stdout; access lines in the access file; the app's logger on stdout
     verbose = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d INFO \[gunicorn\.error\] pid=%d %s$"
-    assert re.search(verbose % (srv.pid, r"Starting gunicorn 26\.1\.0"), read(errlog), re.M)
+    assert re.search(verbose % (srv.pid, r"Starting gunicorn 27\.0\.1"), read(errlog), re.M)
     assert re.search(verbose % (srv.pid, r"ready with 2 workers"), read(errlog), re.M)
-    assert re.search(verbose % (srv.pid, r"Starting gunicorn 26\.1\.0"), srv.stdout(), re.M)
+    assert re.search(verbose % (srv.pid, r"Starting gunicorn 27\.0\.1"), srv.stdout(), re.M)
     for pid in workers:
         assert re.search(verbose % (pid, r"Booting worker with pid: %d" % pid), read(errlog),
                          re.M)

@@ -70,8 +70,15 @@ CLI_CASES = [
     (["--reload-engine", "fast"], 1, value_error("Invalid reload_engine: 'fast'")),
     (["--reload-engine", "Poll"], 1, value_error("Invalid reload_engine: 'Poll'")),
     (["--http-protocols", "h1,h4"], 1,
-     value_error("Invalid protocol 'h4'. Valid protocols: h1, h2, h3")),
+     value_error("Invalid protocol 'h4'. Valid protocols: h1, h2")),
     (["--http-protocols", "h1, H1"], 1, value_error("Duplicate protocols specified")),
+    # Gunicorn 27: h3 is no longer a protocol; window and stream bounds
+    (["--http-protocols", "h3,h1"], 1,
+     value_error("Invalid protocol 'h3'. Valid protocols: h1, h2")),
+    (["--http2-initial-window-size", "2147483648"], 1,
+     value_error("HTTP/2 window size must be at most 2147483647: 2147483648")),
+    (["--http2-max-concurrent-streams", "0"], 1,
+     value_error("HTTP/2 max concurrent streams must be at least 1: 0")),
     (["--http2-cleartext", "Maybe"], 1, value_error("Invalid http2_cleartext: maybe")),
     (["--asgi-loop", "trio"], 1, value_error("Invalid ASGI loop: trio")),
     (["--asgi-lifespan", "x"], 1, value_error("Invalid ASGI lifespan: x")),
@@ -117,6 +124,21 @@ def test_env(args, rc, stderr, home):
     res = run(["--check-config", APP], APPS, home,
               env={"GUNICORN_CMD_ARGS": shlex.join(args)})
     assert (res.returncode, res.stderr) == (rc, stderr)
+
+
+H2_WARNING = ("Warning: http_protocols includes h2 but there is no TLS and http2_cleartext is "
+              "off, so HTTP/2 will never be negotiated.\n")
+
+
+@pytest.mark.parametrize("args, warned", [
+    (["--http-protocols", "h2,h1"], True),
+    (["--http-protocols", "h1"], False),
+    (["--http-protocols", "h2,h1", "-k", "gthread", "--http2-cleartext", "prior-knowledge"], False),
+], ids=["h2-plain", "h1", "h2c"])
+def test_h2_without_tls_warns(args, warned, home):
+    # Gunicorn 27's Config.validate(): a warning, not an error
+    res = run(["--check-config"] + args + [APP], APPS, home)
+    assert (res.returncode, res.stderr) == (0, H2_WARNING if warned else "")
 
 
 def test_missing_argument(home):
@@ -167,7 +189,7 @@ FILE_CASES = [
     ("forwarder_headers = 7", "forwarder_headers", "7", "Not a string: 7"),
     ("http_protocols = ['h1']", "http_protocols", "['h1']", "http_protocols must be a string"),
     ("http_protocols = 'h2,h9'", "http_protocols", "h2,h9",
-     "Invalid protocol 'h9'. Valid protocols: h1, h2, h3"),
+     "Invalid protocol 'h9'. Valid protocols: h1, h2"),
     # choices
     ("header_map = 5", "header_map", "5", "Invalid type for casting: 5"),
     ("header_map = 'bogus'", "header_map", "bogus", "Invalid header map behaviour: bogus"),

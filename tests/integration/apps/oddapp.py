@@ -91,6 +91,30 @@ def app(environ, start_response):
         body = ",".join(r.get("r", "?") for _, _, r in APP_THREADS).encode()
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
+    if path == "/header":
+        # one response header, name and value from the query (percent-decoded
+        # as latin-1); what start_response raised is the body.
+        from urllib.parse import parse_qsl
+        q = dict(parse_qsl(environ["QUERY_STRING"], encoding="latin-1"))
+        try:
+            start_response("200 OK", [(q["n"], q["v"]), ("Content-Length", "0")])
+        except (TypeError, ValueError) as e:
+            body = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "backslashreplace")
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+        return [b""]
+    if path == "/status":
+        # the status the query names, percent-decoded (as latin-1); "int"
+        # passes a non-str. What start_response raised is the body.
+        from urllib.parse import unquote
+        want = unquote(environ["QUERY_STRING"], encoding="latin-1")
+        try:
+            start_response(200 if want == "int" else want, [("Content-Length", "0")])
+        except (TypeError, ValueError) as e:
+            body = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "backslashreplace")
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+        return [b""]
     start_response("404 Not Found", [("Content-Length", "0")])
     return [b""]
 

@@ -347,7 +347,7 @@ static void test_startup_lines_and_term(void **state)
     assert_true(wait_log("[INFO] Using worker: sync\n", 3000));
     assert_true(wait_children(2, 3000));
 
-    assert_true(log_has("[INFO] Starting gunicorn 26.1.0\n"));
+    assert_true(log_has("[INFO] Starting gunicorn 27.0.1\n"));
     assert_true(log_has("[DEBUG] Arbiter booted\n"));
     snprintf(want, sizeof(want), "[INFO] Listening at: unix:%s (%d)\n", sock, (int)master);
     assert_true(log_has(want));

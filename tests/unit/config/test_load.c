@@ -220,7 +220,7 @@ static void test_help_version(void **state)
     (void)state;
     r = run_load(NULL, false, NULL, "-v", "-w", "abc", NULL);
     assert_status(r, 100); /* -1: the caller exits 0 */
-    assert_string_equal(r->out, "cgunicorn (version 26.1.0)\n");
+    assert_string_equal(r->out, "cgunicorn (version 27.0.1)\n");
 
     r = run_load(NULL, false, NULL, "--help", NULL);
     assert_status(r, 100);

@@ -102,7 +102,7 @@ static void test_dump_json_and_doc(void **state)
     snprintf(cmd, sizeof(cmd),
              "/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
              "assert len(d)==%d, len(d); "
-             "assert sum(not x.get(\"cgunicorn_only\") for x in d)==119; "
+             "assert sum(not x.get(\"cgunicorn_only\") for x in d)==120; "
              "assert [x[\"name\"] for x in d if x.get(\"cgunicorn_only\")]=="
              "[\"statsd_flush_interval\",\"max_worker_memory\",\"metrics_bind\"]; "
              "w=[x for x in d if x[\"name\"]==\"workers\"][0]; "

@@ -83,7 +83,7 @@ static void test_error_line_format(void **state)
     assert_int_equal(cg_log_open(&log, p, "DeBuG", NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(log.level, CG_LOG_DEBUG);
     assert_int_equal(log.access_fd, -1);
-    cg_log_info(&log, "Starting gunicorn %s", "26.1.0");
+    cg_log_info(&log, "Starting gunicorn %s", "27.0.1");
     cg_log_critical(&log, "WORKER TIMEOUT (pid:%d)", 12);
     cg_log_debug(&log, "Current configuration:\n  a: 1");
     cg_log_warning(&log, "w");
@@ -97,7 +97,7 @@ static void test_error_line_format(void **state)
         snprintf(lines[n++], sizeof(lines[0]), "%s", s);
     assert_int_equal(n, 6);
     int pid = (int)getpid();
-    snprintf(re, sizeof(re), PREFIX "\\[INFO\\] Starting gunicorn 26\\.1\\.0$", pid);
+    snprintf(re, sizeof(re), PREFIX "\\[INFO\\] Starting gunicorn 27\\.0\\.1$", pid);
     assert_matches(lines[0], re);
     snprintf(re, sizeof(re), PREFIX "\\[CRITICAL\\] WORKER TIMEOUT \\(pid:12\\)$", pid);
     assert_matches(lines[1], re);

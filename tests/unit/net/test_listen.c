@@ -295,6 +295,29 @@ static void test_fd_adoption(void **state)
     assert_non_null(strstr(l[0].display, "http://127.0.0.1:"));
     cg_net_close_all(l, n, true);
 
+    /* one that listens already keeps its backlog: no second listen() (Gunicorn
+     * 27); TCP_INFO's tcpi_sacked is a listener's backlog on Linux */
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(s, 3), 0);
+    snprintf(spec, sizeof(spec), "fd://%d", s);
+    const char *again[] = {spec};
+    assert_int_equal(cg_net_listen_all(again, 1, 64, false, &f->log, &l, &n), 0);
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    assert_int_equal(getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+    assert_int_equal(ti.tcpi_sacked, 3);
+    cg_net_close_all(l, n, true);
+    /* a bound one that does not listen yet gets the configured backlog */
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    snprintf(spec, sizeof(spec), "fd://%d", s);
+    assert_int_equal(cg_net_listen_all(again, 1, 64, false, &f->log, &l, &n), 0);
+    tl = sizeof(ti);
+    assert_int_equal(getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+    assert_int_equal(ti.tcpi_sacked, 64);
+    cg_net_close_all(l, n, true);
+
     /* not an open fd */
     char err[128];
     cg_listener_t one;
