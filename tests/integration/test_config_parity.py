@@ -29,7 +29,7 @@ def write(path, text):
 
 REFUSED = [
     pytest.param(["-k", "tornado"], "worker_class is not supported yet", id="worker_class"),
-    pytest.param(["--dirty-workers", "2"], "dirty_workers is not supported yet", id="dirty"),
+    pytest.param(["--http-protocols", "h3,h1"], "http_protocols h3 is not supported yet", id="h3"),
     pytest.param(["-e", "NOEQUALS"], "Invalid value for raw_env: NOEQUALS", id="raw_env"),
     pytest.param(["-b", "127.0.0.1:notaport"], "'notaport' is not a valid port number.",
                  id="bind"),

@@ -4,6 +4,7 @@ Gunicorn's (cgunicorn.dirty; Debian's older Gunicorn is first on this machine's 
 import json
 import os
 import time
+from urllib.parse import unquote
 
 from cgunicorn.dirty import DirtyApp, get_dirty_client, get_dirty_client_async
 from cgunicorn.dirty.errors import DirtyError
@@ -75,7 +76,7 @@ def app(environ, start_response):
     # /<module:Class>/<action>?json-args
     _, path, action = environ["PATH_INFO"].split("/", 2)
     qs = environ.get("QUERY_STRING", "")
-    args = json.loads(qs.replace("%22", '"').replace("%20", " ")) if qs else []
+    args = json.loads(unquote(qs)) if qs else []
     body = json.dumps(_call(path, action, args)).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(body)))])
@@ -93,7 +94,7 @@ async def asgi_app(scope, receive, send):
                 return
     _, path, action = scope["path"].split("/", 2)
     qs = scope["query_string"].decode()
-    args = json.loads(qs.replace("%22", '"').replace("%20", " ")) if qs else []
+    args = json.loads(unquote(qs)) if qs else []
     client = await get_dirty_client_async()
     try:
         if action.startswith("stream:"):

@@ -1,0 +1,229 @@
+"""Dirty arbiters (dirty_apps, dirty_workers): Gunicorn's dirty-arbiter
+examples served by a real server, called from gthread and asgi workers
+(apps/dirty_app.py)."""
+import json
+import os
+import re
+import signal
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+import cgtest
+
+CALL_TIMEOUT = 60.0
+
+
+def call(srv, path, action, *args):
+    url = srv.url("/%s/%s" % (path, action))
+    if args:
+        url += "?" + urllib.request.quote(json.dumps(list(args)))
+    with urllib.request.urlopen(url, timeout=CALL_TIMEOUT) as r:
+        return json.loads(r.read())
+
+
+def dirty_arbiter_pid(srv):
+    m = srv.wait_log(r"Spawned dirty arbiter \(pid: (\d+)\)", timeout=30)
+    return int(m[-1].group(1))
+
+
+def dirty_children(pid):
+    try:
+        return {p.pid for p in psutil.Process(pid).children()
+                if p.status() != psutil.STATUS_ZOMBIE}
+    except psutil.Error:
+        return set()
+
+
+def wait_loaded(srv, app, count, timeout=60):
+    return srv.wait_log(r"Dirty worker (\d+) loaded %s$" % re.escape(app), timeout=timeout,
+                        count=count)
+
+
+def start(args, app="dirty_app:app", **kw):
+    srv = cgtest.Server(app, args=list(args), **kw)
+    srv.start()
+    return srv
+
+
+COUNTER = "dirty_app:CounterApp"
+
+
+@pytest.fixture
+def gthread_server():
+    srv = start(["-k", "gthread", "--threads", "4", "--dirty-app", COUNTER,
+                 "--dirty-workers", "1"])
+    wait_loaded(srv, COUNTER, 1)
+    yield srv
+    srv.stop()
+
+
+def test_state_kept_across_calls(gthread_server):
+    first = call(gthread_server, COUNTER, "incr")["ok"]
+    second = call(gthread_server, COUNTER, "incr", 5)["ok"]
+    assert first["count"] == 1 and second["count"] == 6
+    assert first["pid"] == second["pid"] != gthread_server.pid
+    # the app runs in a dirty worker: a child of the dirty arbiter
+    assert first["pid"] in dirty_children(dirty_arbiter_pid(gthread_server))
+
+
+def test_errors_raised_in_the_caller(gthread_server):
+    r = call(gthread_server, COUNTER, "boom")
+    assert r == {"error": "DirtyAppError", "message": "boom from the dirty app"}
+    r = call(gthread_server, COUNTER, "no_such_action")
+    assert r["error"] == "DirtyAppError" and "Unknown action" in r["message"]
+    r = call(gthread_server, "dirty_app:NotConfigured", "incr")
+    assert r["error"] == "DirtyAppNotFoundError"
+    # arguments and results of any picklable kind pass unchanged
+    assert call(gthread_server, COUNTER, "echo", {"a": [1, 2.5, None, "é"]})["ok"] == \
+        {"a": [1, 2.5, None, "é"]}
+
+
+def test_streaming_results(gthread_server):
+    assert call(gthread_server, COUNTER, "stream:tokens", 4)["ok"] == \
+        ["tok0", "tok1", "tok2", "tok3"]
+    assert call(gthread_server, COUNTER, "stream:atokens", 2)["ok"] == ["atok0", "atok1"]
+
+
+def test_crashed_worker_is_replaced(gthread_server):
+    srv = gthread_server
+    before = call(srv, COUNTER, "incr")["ok"]["pid"]
+    r = call(srv, COUNTER, "crash")
+    assert r["error"] == "DirtyWorkerError"
+    srv.wait_log(r"Worker \(pid:%d\) exited with code 1\." % before, timeout=30)
+    after = call(srv, COUNTER, "incr")["ok"]
+    # a fresh worker: new process, fresh state
+    assert after["pid"] != before and after["count"] == 1
+
+
+def test_timeout_then_next_call_works():
+    srv = start(["-k", "gthread", "--threads", "4", "--dirty-app", COUNTER,
+                 "--dirty-workers", "1", "--dirty-timeout", "4"])
+    try:
+        wait_loaded(srv, COUNTER, 1)
+        pid = call(srv, COUNTER, "incr")["ok"]["pid"]
+        t0 = time.monotonic()
+        r = call(srv, COUNTER, "sleep", 8)
+        took = time.monotonic() - t0
+        assert r["error"] == "DirtyTimeoutError", r
+        assert 3.5 < took < 7.5
+        # the worker still beats its heartbeat while the call runs: it
+        # finishes the call and serves the next with its state intact
+        r = call(srv, COUNTER, "incr")["ok"]
+        assert r == {"count": 2, "pid": pid}
+        assert "WORKER TIMEOUT" not in srv.log()
+    finally:
+        srv.stop()
+
+
+def test_per_app_allocation_path_n_and_workers_attribute():
+    srv = start(["-k", "gthread", "--threads", "4", "--dirty-workers", "4",
+                 "--dirty-app", COUNTER, "--dirty-app", "dirty_app:HeavyApp:2",
+                 "--dirty-app", "dirty_app:LimitedByAttr"])
+    try:
+        counter = {int(m.group(1)) for m in wait_loaded(srv, COUNTER, 4)}
+        heavy = {int(m.group(1)) for m in wait_loaded(srv, "dirty_app:HeavyApp", 2)}
+        single = {int(m.group(1)) for m in wait_loaded(srv, "dirty_app:LimitedByAttr", 1)}
+        assert len(counter) == 4 and heavy < counter and single < counter
+        assert len(heavy) == 2 and len(single) == 1
+        seen = {call(srv, "dirty_app:HeavyApp", "pid")["ok"] for _ in range(12)}
+        assert seen <= heavy
+        assert {call(srv, "dirty_app:LimitedByAttr", "pid")["ok"] for _ in range(4)} == single
+        # the worker holding the single place dies: its replacement takes it
+        (victim,) = single
+        os.kill(victim, signal.SIGKILL)
+        m = srv.wait_log(r"Dirty worker (\d+) loaded dirty_app:LimitedByAttr$", count=2,
+                         timeout=60)
+        new = int(m[-1].group(1))
+        assert new != victim
+        assert call(srv, "dirty_app:LimitedByAttr", "pid")["ok"] == new
+        assert "dirty_app:HeavyApp" in srv.log()
+        assert len(srv.wait_log(r"loaded dirty_app:LimitedByAttr$", count=2)) == 2
+    finally:
+        srv.stop()
+
+
+def test_ttin_ttou_on_the_dirty_arbiter():
+    srv = start(["-k", "gthread", "--dirty-app", COUNTER, "--dirty-workers", "2"])
+    try:
+        wait_loaded(srv, COUNTER, 2)
+        darb = dirty_arbiter_pid(srv)
+        deadline = time.monotonic() + 30
+        while len(dirty_children(darb)) != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(dirty_children(darb)) == 2
+        os.kill(darb, signal.SIGTTIN)
+        wait_loaded(srv, COUNTER, 3)
+        assert len(dirty_children(darb)) == 3
+        os.kill(darb, signal.SIGTTOU)
+        os.kill(darb, signal.SIGTTOU)
+        deadline = time.monotonic() + 30
+        while len(dirty_children(darb)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(dirty_children(darb)) == 1
+        # the HTTP workers were not touched
+        assert len(srv.worker_pids() - {darb}) == 1
+        assert call(srv, COUNTER, "incr")["ok"]["count"] >= 1
+    finally:
+        srv.stop()
+
+
+def test_hooks_and_graceful_stop(tmp_path):
+    out = tmp_path / "hooks.txt"
+    conf = tmp_path / "conf.py"
+    conf.write_text(
+        "import os\n"
+        "OUT = %r\n"
+        "def w(line):\n"
+        "    with open(OUT, 'a') as f:\n"
+        "        f.write(line + '\\n')\n"
+        "def on_dirty_starting(arbiter):\n"
+        "    w('on_dirty_starting %%d' %% os.getpid())\n"
+        "def dirty_post_fork(arbiter, worker):\n"
+        "    w('dirty_post_fork %%d %%d' %% (arbiter.pid, worker.pid))\n"
+        "def dirty_worker_init(worker):\n"
+        "    w('dirty_worker_init %%d %%d' %% (worker.pid, len(worker.apps)))\n"
+        "def dirty_worker_exit(arbiter, worker):\n"
+        "    w('dirty_worker_exit %%d' %% worker.pid)\n"
+        "def post_fork(server, worker):\n"
+        "    w('post_fork %%d' %% worker.pid)\n" % str(out))
+    srv = start(["-c", str(conf), "-k", "gthread", "--dirty-app", COUNTER,
+                 "--dirty-workers", "2"])
+    wait_loaded(srv, COUNTER, 2)
+    darb = dirty_arbiter_pid(srv)
+    sock_dir = re.search(r"unix:(\S+)/0\.sock", srv.log()).group(1)
+    assert os.path.isdir(sock_dir)
+    srv.stop()
+    lines = out.read_text().splitlines()
+    assert lines.count("on_dirty_starting %d" % darb) == 1
+    forks = [l for l in lines if l.startswith("dirty_post_fork %d " % darb)]
+    inits = [l for l in lines if l.startswith("dirty_worker_init ")]
+    exits = [l for l in lines if l.startswith("dirty_worker_exit ")]
+    assert len(forks) == 2 and len(exits) == 2
+    assert sorted(l.split()[1] for l in inits) == sorted(l.split()[2] for l in forks)
+    assert all(l.split()[2] == "1" for l in inits)
+    # the HTTP post_fork hook ran for the HTTP worker only
+    assert len([l for l in lines if l.startswith("post_fork ")]) == 1
+    assert not os.path.exists(sock_dir)
+
+
+def test_asgi_caller():
+    srv = start(["-k", "asgi", "--dirty-app", COUNTER, "--dirty-workers", "1"],
+                app="dirty_app:asgi_app")
+    try:
+        wait_loaded(srv, COUNTER, 1)
+        assert call(srv, COUNTER, "incr")["ok"]["count"] == 1
+        assert call(srv, COUNTER, "incr")["ok"]["count"] == 2
+        assert call(srv, COUNTER, "stream:tokens", 3)["ok"] == ["tok0", "tok1", "tok2"]
+        assert call(srv, COUNTER, "boom")["error"] == "DirtyAppError"
+    finally:
+        srv.stop()
+
+
+def test_bad_dirty_app_stops_the_server():
+    res = cgtest.run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "--dirty-workers", "1",
+                         "--dirty-app", "dirty_app:Missing", "dirty_app:app"], timeout=60)
+    assert res.returncode in (3, 4), res.stderr
+    assert "Dirty" in res.stderr and "dirty_app:Missing" in res.stderr
