@@ -74,4 +74,9 @@ int cg_os_set_owner(long uid, long gid, bool want_initgroups);
  */
 int cg_os_proc_usage(pid_t pid, uint64_t *rss_bytes, uint64_t *cpu_us);
 
+/* The pids of pid's children (at most cap, into out), as Linux lists them
+ * in /proc/PID/task/PID/children; 0 when it has none, is gone, or the
+ * system has no such list. */
+size_t cg_os_proc_children(pid_t pid, pid_t *out, size_t cap);
+
 #endif

@@ -227,3 +227,34 @@ def test_bad_dirty_app_stops_the_server():
                          "--dirty-app", "dirty_app:Missing", "dirty_app:app"], timeout=60)
     assert res.returncode in (3, 4), res.stderr
     assert "Dirty" in res.stderr and "dirty_app:Missing" in res.stderr
+
+
+def test_control_socket_show_dirty_and_scale():
+    from test_control_socket import ok
+    srv = start(["-k", "gthread", "--dirty-app", COUNTER, "--dirty-app", "dirty_app:HeavyApp:1",
+                 "--dirty-workers", "2"])
+    try:
+        wait_loaded(srv, COUNTER, 2)
+        darb = dirty_arbiter_pid(srv)
+        path = os.path.join(srv.tmpdir, "gunicorn.ctl")
+        srv.wait_log(r"Control socket listening at %s" % re.escape(path))
+        d = ok(path, "show dirty")
+        assert d["enabled"] is True and d["pid"] == darb
+        assert {w["pid"] for w in d["workers"]} == dirty_children(darb)
+        assert len(d["workers"]) == 2
+        assert d["apps"] == [{"import_path": COUNTER, "worker_count": None},
+                             {"import_path": "dirty_app:HeavyApp", "worker_count": 1}]
+        assert ok(path, "show stats")["dirty_arbiter_pid"] == darb
+        a = ok(path, "show all")
+        assert a["dirty_arbiter"]["pid"] == darb and a["dirty_worker_count"] == 2
+        r = ok(path, "dirty add")
+        assert r["success"] is True and r["spawned"] == 1
+        wait_loaded(srv, COUNTER, 3)
+        r = ok(path, "dirty remove 2")
+        assert r["success"] is True and r["removed"] == 2
+        deadline = time.monotonic() + 30
+        while len(dirty_children(darb)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(ok(path, "show dirty")["workers"]) == 1
+    finally:
+        srv.stop()
