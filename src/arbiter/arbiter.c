@@ -547,7 +547,13 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     cg_arbiter_manage_workers(&a);
     /* as Gunicorn: once the first workers are forked */
     cg_arbiter_ctl_start(&a);
+    /* a dirty arbiter outlives no master: it stops once it is orphaned */
+    pid_t parent = cfg->dirty_arbiter ? getppid() : 0;
     while (!a.stopping) {
+        if (parent != 0 && getppid() != parent) {
+            cg_log_info(log, "Parent changed, shutting down: %s", a.master_name);
+            break;
+        }
         cg__arbiter_maybe_promote(&a);
         cg_arbiter_tick(&a);
         cg__arbiter_polled_t polled;

@@ -125,7 +125,12 @@ static void cg__dirty_main(cg_arbiter_t *a)
         d.hooks = &hooks;
     }
     fflush(NULL);
-    _exit(cg_arbiter_run_full(&d, a->log, a->worker_main, NULL, NULL));
+    pid_t parent = getppid();
+    int status = cg_arbiter_run_full(&d, a->log, a->worker_main, NULL, NULL);
+    /* orphaned: no master is left to remove the socket directory */
+    if (getppid() != parent)
+        cg_arbiter_dirty_cleanup(a);
+    _exit(status);
 }
 
 static void cg__dirty_spawn(cg_arbiter_t *a)

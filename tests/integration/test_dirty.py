@@ -258,3 +258,26 @@ def test_control_socket_show_dirty_and_scale():
         assert len(ok(path, "show dirty")["workers"]) == 1
     finally:
         srv.stop()
+
+
+def test_dirty_tree_stops_when_the_master_dies():
+    srv = start(["--dirty-app", COUNTER, "--dirty-workers", "2"])
+    try:
+        wait_loaded(srv, COUNTER, 2)
+        darb = dirty_arbiter_pid(srv)
+        workers = dirty_children(darb)
+        assert len(workers) == 2
+        os.kill(srv.pid, signal.SIGKILL)
+        gone, alive = psutil.wait_procs([psutil.Process(p) for p in workers | {darb}],
+                                        timeout=60)
+        assert not alive
+        srv.wait_log(r"Parent changed, shutting down: Dirty arbiter", timeout=10)
+        sock_dir = re.search(r"unix:(\S+)/0\.sock", srv.log()).group(1)
+        assert not os.path.exists(sock_dir)
+    finally:
+        srv.stop()
+        for p in [darb, *workers]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass

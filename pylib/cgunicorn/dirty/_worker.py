@@ -132,6 +132,10 @@ class DirtyWorker(Worker):
     def _serve(self, main=False):
         last_try = 0.0
         while self.alive:
+            if self.ppid != os.getppid():
+                self.log.info("Parent changed, shutting down: %s", self)
+                self.alive = False
+                break
             if main and time.monotonic() - last_try >= 1.0:
                 last_try = time.monotonic()
                 for entry in self.apps:
