@@ -24,6 +24,8 @@
 
 /* the most dirty workers the control socket lists or scales at once */
 #define CG__DIRTY_MAX 1024
+/* ... and scales by at once (each signal may wait up to a second) */
+#define CG__DIRTY_SCALE_MAX 32
 
 /* A command's outcome: 0 with the data written, or CG_CTL_ANSWER_ERROR
  * with the message in err. */
@@ -483,17 +485,20 @@ static int cg__dirty_scale(cg_arbiter_t *a, char **argv, size_t argc, cg_json_ou
     }
     if (n < 1)
         n = 1; /* Gunicorn's max(1, count) */
-    /* the dirty arbiter runs our arbiter: TTIN/TTOU are its scaling, its
-     * own signal pipe queues them (n signals of a kind may merge into
-     * fewer while it is busy, so each is sent apart) */
+    /* the dirty arbiter runs our arbiter: TTIN/TTOU are its scaling. Two
+     * signals of a kind sent before the first is delivered merge into
+     * one, so each waits (up to a second) until the kernel has delivered
+     * the one before. */
     long long sent = 0;
-    for (; sent < n && sent < CG__DIRTY_MAX; sent++) {
-        if (kill(a->dirty_pid, sig) < 0)
-            break;
-        if (sent + 1 < n) {
-            struct timespec ts = {0, 20 * 1000000L};
+    for (; sent < n && sent < CG__DIRTY_SCALE_MAX; sent++) {
+        for (int i = 0; sent > 0 && i < 100; i++) {
+            if (cg_os_proc_signal_pending(a->dirty_pid, sig) != 1)
+                break;
+            struct timespec ts = {0, 10 * 1000000L};
             nanosleep(&ts, NULL);
         }
+        if (kill(a->dirty_pid, sig) < 0)
+            break;
     }
     cg__flag(o, "success", sent > 0);
     cg_json_key(o, "operation");

@@ -88,7 +88,28 @@ size_t cg_os_proc_children(pid_t pid, pid_t *out, size_t cap)
     }
     return n;
 }
+
+int cg_os_proc_signal_pending(pid_t pid, int sig)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    ssize_t n = cg__slurp(path, buf, sizeof(buf));
+    if (n < 0)
+        return (int)n;
+    /* ShdPnd: the signals sent to the process and not yet delivered */
+    const char *p = strstr(buf, "\nShdPnd:");
+    if (p == NULL || sig < 1 || sig > 64)
+        return -EPROTO;
+    unsigned long long mask = strtoull(p + 8, NULL, 16);
+    return (mask >> (sig - 1)) & 1u ? 1 : 0;
+}
 #else
+int cg_os_proc_signal_pending(pid_t pid, int sig)
+{
+    (void)pid, (void)sig;
+    return -ENOSYS;
+}
+
 int cg_os_proc_usage(pid_t pid, uint64_t *rss_bytes, uint64_t *cpu_us)
 {
     (void)pid;

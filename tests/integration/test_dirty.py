@@ -99,8 +99,9 @@ def test_crashed_worker_is_replaced(gthread_server):
 
 
 def test_timeout_then_next_call_works():
+    # two threads: the next call is served while the first still sleeps
     srv = start(["-k", "gthread", "--threads", "4", "--dirty-app", COUNTER,
-                 "--dirty-workers", "1", "--dirty-timeout", "4"])
+                 "--dirty-workers", "1", "--dirty-threads", "2", "--dirty-timeout", "4"])
     try:
         wait_loaded(srv, COUNTER, 1)
         pid = call(srv, COUNTER, "incr")["ok"]["pid"]
@@ -109,10 +110,15 @@ def test_timeout_then_next_call_works():
         took = time.monotonic() - t0
         assert r["error"] == "DirtyTimeoutError", r
         assert 3.5 < took < 7.5
-        # the worker still beats its heartbeat while the call runs: it
-        # finishes the call and serves the next with its state intact
+        # the worker still beats its heartbeat while the call runs (past
+        # dirty_timeout): not killed, it serves the next call with its state
         r = call(srv, COUNTER, "incr")["ok"]
         assert r == {"count": 2, "pid": pid}
+        # and once the long call is over too, the same worker serves
+        while time.monotonic() - t0 < 9.0:
+            r = call(srv, COUNTER, "incr")["ok"]
+            assert r["pid"] == pid
+            time.sleep(0.2)
         assert "WORKER TIMEOUT" not in srv.log()
     finally:
         srv.stop()

@@ -180,9 +180,8 @@ class DirtyClient:
         except OSError as e:
             raise DirtyConnectionError(f"Failed to connect to dirty worker: {e}",
                                        socket_path=path) from e
-        header, payload = _wire.pack(_wire.REQUEST, (action, args, kwargs))
-        writer.write(header)
-        writer.write(payload)
+        for part in _wire.pack(_wire.REQUEST, (action, args, kwargs)):
+            writer.write(part)
         deadline = time.monotonic() + limit if limit else None
         return reader, writer, deadline, limit
 
