@@ -42,18 +42,17 @@ def wait_loaded(srv, app, count, timeout=60):
                         count=count)
 
 
-def start(args, app="dirty_app:app", **kw):
-    srv = cgtest.Server(app, args=list(args), **kw)
-    srv.start()
-    return srv
+def start(cg, args, app="dirty_app:app"):
+    # the cg fixture stops the server and fails on any sanitizer report
+    return cg(app, args=list(args))
 
 
 COUNTER = "dirty_app:CounterApp"
 
 
 @pytest.fixture
-def gthread_server():
-    srv = start(["-k", "gthread", "--threads", "4", "--dirty-app", COUNTER,
+def gthread_server(cg):
+    srv = start(cg, ["-k", "gthread", "--threads", "4", "--dirty-app", COUNTER,
                  "--dirty-workers", "1"])
     wait_loaded(srv, COUNTER, 1)
     yield srv
@@ -98,9 +97,9 @@ def test_crashed_worker_is_replaced(gthread_server):
     assert after["pid"] != before and after["count"] == 1
 
 
-def test_timeout_then_next_call_works():
+def test_timeout_then_next_call_works(cg):
     # two threads: the next call is served while the first still sleeps
-    srv = start(["-k", "gthread", "--threads", "4", "--dirty-app", COUNTER,
+    srv = start(cg, ["-k", "gthread", "--threads", "4", "--dirty-app", COUNTER,
                  "--dirty-workers", "1", "--dirty-threads", "2", "--dirty-timeout", "4"])
     try:
         wait_loaded(srv, COUNTER, 1)
@@ -124,8 +123,8 @@ def test_timeout_then_next_call_works():
         srv.stop()
 
 
-def test_per_app_allocation_path_n_and_workers_attribute():
-    srv = start(["-k", "gthread", "--threads", "4", "--dirty-workers", "4",
+def test_per_app_allocation_path_n_and_workers_attribute(cg):
+    srv = start(cg, ["-k", "gthread", "--threads", "4", "--dirty-workers", "4",
                  "--dirty-app", COUNTER, "--dirty-app", "dirty_app:HeavyApp:2",
                  "--dirty-app", "dirty_app:LimitedByAttr"])
     try:
@@ -151,8 +150,8 @@ def test_per_app_allocation_path_n_and_workers_attribute():
         srv.stop()
 
 
-def test_ttin_ttou_on_the_dirty_arbiter():
-    srv = start(["-k", "gthread", "--dirty-app", COUNTER, "--dirty-workers", "2"])
+def test_ttin_ttou_on_the_dirty_arbiter(cg):
+    srv = start(cg, ["-k", "gthread", "--dirty-app", COUNTER, "--dirty-workers", "2"])
     try:
         wait_loaded(srv, COUNTER, 2)
         darb = dirty_arbiter_pid(srv)
@@ -177,7 +176,7 @@ def test_ttin_ttou_on_the_dirty_arbiter():
         srv.stop()
 
 
-def test_hooks_and_graceful_stop(tmp_path):
+def test_hooks_and_graceful_stop(cg, tmp_path):
     out = tmp_path / "hooks.txt"
     conf = tmp_path / "conf.py"
     conf.write_text(
@@ -196,7 +195,7 @@ def test_hooks_and_graceful_stop(tmp_path):
         "    w('dirty_worker_exit %%d' %% worker.pid)\n"
         "def post_fork(server, worker):\n"
         "    w('post_fork %%d' %% worker.pid)\n" % str(out))
-    srv = start(["-c", str(conf), "-k", "gthread", "--dirty-app", COUNTER,
+    srv = start(cg, ["-c", str(conf), "-k", "gthread", "--dirty-app", COUNTER,
                  "--dirty-workers", "2"])
     wait_loaded(srv, COUNTER, 2)
     darb = dirty_arbiter_pid(srv)
@@ -216,8 +215,8 @@ def test_hooks_and_graceful_stop(tmp_path):
     assert not os.path.exists(sock_dir)
 
 
-def test_asgi_caller():
-    srv = start(["-k", "asgi", "--dirty-app", COUNTER, "--dirty-workers", "1"],
+def test_asgi_caller(cg):
+    srv = start(cg, ["-k", "asgi", "--dirty-app", COUNTER, "--dirty-workers", "1"],
                 app="dirty_app:asgi_app")
     try:
         wait_loaded(srv, COUNTER, 1)
@@ -229,16 +228,16 @@ def test_asgi_caller():
         srv.stop()
 
 
-def test_bad_dirty_app_stops_the_server():
-    res = cgtest.run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "--dirty-workers", "1",
+def test_bad_dirty_app_stops_the_server(run_cg):
+    res = run_cg(["-b", "127.0.0.1:%d" % cgtest.free_port(), "--dirty-workers", "1",
                          "--dirty-app", "dirty_app:Missing", "dirty_app:app"], timeout=60)
     assert res.returncode in (3, 4), res.stderr
     assert "Dirty" in res.stderr and "dirty_app:Missing" in res.stderr
 
 
-def test_control_socket_show_dirty_and_scale():
+def test_control_socket_show_dirty_and_scale(cg):
     from test_control_socket import ok
-    srv = start(["-k", "gthread", "--dirty-app", COUNTER, "--dirty-app", "dirty_app:HeavyApp:1",
+    srv = start(cg, ["-k", "gthread", "--dirty-app", COUNTER, "--dirty-app", "dirty_app:HeavyApp:1",
                  "--dirty-workers", "2"])
     try:
         wait_loaded(srv, COUNTER, 2)
@@ -267,8 +266,8 @@ def test_control_socket_show_dirty_and_scale():
         srv.stop()
 
 
-def test_dirty_tree_stops_when_the_master_dies():
-    srv = start(["--dirty-app", COUNTER, "--dirty-workers", "2"])
+def test_dirty_tree_stops_when_the_master_dies(cg):
+    srv = start(cg, ["--dirty-app", COUNTER, "--dirty-workers", "2"])
     try:
         wait_loaded(srv, COUNTER, 2)
         darb = dirty_arbiter_pid(srv)
