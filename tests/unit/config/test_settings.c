@@ -482,7 +482,6 @@ static void test_check_supported(void **state)
     } cases[] = {
         {"worker_class", "gevent_pywsgi", "worker_class"},
         {"http_protocols", "h3,h1", "http_protocols h3"},
-        {"dirty_workers", "2", "dirty_workers"},
         {"worker_class", "gunicorn.workers.ggevent.GeventPyWSGIWorker", "worker_class"},
     };
     cg_config_t cfg;
@@ -529,6 +528,13 @@ static void test_check_supported(void **state)
     cg_config_free(&cfg);
     assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "syslog", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    cg_config_free(&cfg);
+
+    /* dirty arbiters run (src/arbiter/dirty.c) */
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "dirty_workers", "2", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_list_append(&cfg, "dirty_apps", "m:App:1", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     cg_config_free(&cfg);
 
