@@ -12,6 +12,8 @@
  */
 #include "arbiter.h"
 
+#include <sys/wait.h>
+
 #include "../os/os.h"
 #include "../tls/tls.h"
 
@@ -180,9 +182,18 @@ void cg_arbiter_stop(cg_arbiter_t *a, bool graceful)
     long gt = a->cfg->graceful_timeout > 0 ? a->cfg->graceful_timeout : 0;
     uint64_t limit = cg_monotonic_ms() + (uint64_t)gt * 1000u;
     cg_arbiter_kill_workers(a, graceful ? SIGTERM : SIGQUIT);
+    if (a->dirty_pid > 0) {
+        /* the dirty tree stops beside the HTTP workers, with its own
+         * graceful timeout (plus a second for its own SIGKILLs) */
+        cg_arbiter_dirty_signal(a, graceful ? SIGTERM : SIGQUIT);
+        long dgt = a->cfg->dirty_graceful_timeout > 0 ? a->cfg->dirty_graceful_timeout : 0;
+        uint64_t dlimit = cg_monotonic_ms() + (uint64_t)dgt * 1000u + 1000u;
+        if (dlimit > limit)
+            limit = dlimit;
+    }
 
     bool quick = !graceful;
-    while (a->nworkers > 0 && cg_monotonic_ms() < limit) {
+    while ((a->nworkers > 0 || a->dirty_pid > 0) && cg_monotonic_ms() < limit) {
         if (!quick) {
             /* INT/QUIT during a graceful stop: hurry everyone up */
             int sigs[64];
@@ -194,19 +205,28 @@ void cg_arbiter_stop(cg_arbiter_t *a, bool graceful)
                     cg_log_info(a->log, "Quick shutdown requested");
                     quick = true;
                     cg_arbiter_kill_workers(a, SIGQUIT);
+                    cg_arbiter_dirty_signal(a, SIGQUIT);
                     limit = cg_monotonic_ms() + 2000u;
                     break;
                 }
         }
         cg_arbiter_reap_workers(a, false);
         cg_arbiter_tick(a);
-        if (a->nworkers == 0)
+        if (a->nworkers == 0 && a->dirty_pid <= 0)
             break;
         /* 0.1 s, cut short by any signal (a child's CHLD in particular) */
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
     cg_arbiter_kill_workers(a, SIGKILL);
+    if (a->dirty_pid > 0) {
+        /* its workers, orphaned, notice their parent is gone */
+        cg_arbiter_dirty_signal(a, SIGKILL);
+        int st;
+        while (waitpid(a->dirty_pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        a->dirty_pid = 0;
+    }
     cg_arbiter_reap_workers(a, false);
 }
 
@@ -253,7 +273,10 @@ static int cg__arbiter_start(cg_arbiter_t *a)
     char err[768];
     int r;
 
-    cg_log_info(a->log, "Starting gunicorn %s", CG_VERSION);
+    if (cfg->dirty_arbiter)
+        cg_log_info(a->log, "Dirty arbiter starting (pid: %d)", (int)a->pid);
+    else
+        cg_log_info(a->log, "Starting gunicorn %s", CG_VERSION);
 
     const char *gpid = getenv("GUNICORN_PID");
     if (gpid != NULL && atoi(gpid) > 0) {
@@ -369,6 +392,7 @@ static void cg__arbiter_cleanup(cg_arbiter_t *a)
     free(a->exe);
     free(a->cwd);
     a->exe = a->cwd = NULL;
+    cg_arbiter_dirty_cleanup(a);
     cg_arbiter_signals_restore(a);
 }
 
@@ -458,7 +482,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
     a.preload = preload;
     a.preload_ctx = preload_ctx;
     a.pid = getpid();
-    a.master_name = "Master";
+    a.master_name = cfg->dirty_arbiter ? "Dirty arbiter" : "Master";
     a.num_workers = cfg->workers;
     a.last_logged_count = -1;
     a.overload_ms = -1;
@@ -518,12 +542,23 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         cg__arbiter_cleanup(&a);
         return 1;
     }
-    cg_arbiter_set_title(&a, "master");
+    cg_arbiter_set_title(&a, cfg->dirty_arbiter ? "dirty-arbiter" : "master");
+    /* before the HTTP workers: they inherit where the dirty apps listen */
+    if (cg_arbiter_dirty_start(&a) < 0) {
+        cg__arbiter_cleanup(&a);
+        return 1;
+    }
 
     cg_arbiter_manage_workers(&a);
     /* as Gunicorn: once the first workers are forked */
     cg_arbiter_ctl_start(&a);
+    /* a dirty arbiter outlives no master: it stops once it is orphaned */
+    pid_t parent = cfg->dirty_arbiter ? getppid() : 0;
     while (!a.stopping) {
+        if (parent != 0 && getppid() != parent) {
+            cg_log_info(log, "Parent changed, shutting down: %s", a.master_name);
+            break;
+        }
         cg__arbiter_maybe_promote(&a);
         cg_arbiter_tick(&a);
         cg__arbiter_polled_t polled;
@@ -540,6 +575,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         cg_arbiter_check_memory(&a);
         cg_arbiter_manage_workers(&a);
         a.overload_ms = cg_arbiter_overload_check(&a);
+        cg_arbiter_dirty_manage(&a);
         cg__arbiter_serve(&a, &polled);
     }
     /* Gunicorn's halt() stops the control server first */

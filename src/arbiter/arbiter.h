@@ -147,6 +147,11 @@ typedef struct cg_arbiter {
     cg_ctl_server_t *ctl;
     unsigned ctl_gen;
 
+    /* dirty_workers and dirty_apps set: the dirty arbiter (dirty.c) */
+    pid_t dirty_pid;           /* 0 while none runs */
+    char *dirty_dir;           /* private directory of the app sockets; owned */
+    uint64_t dirty_spawned_ms; /* monotonic ms of the last fork of one */
+
     /* Gunicorn's Arbiter._stats, for the control socket's show stats */
     struct {
         uint64_t start_ms; /* monotonic ms at start */
@@ -281,6 +286,23 @@ void cg_arbiter_ctl_serve(cg_arbiter_t *a, const struct pollfd *p, size_t n);
 void cg_arbiter_ctl_stop(cg_arbiter_t *a);
 /* In a forked worker: close the master's descriptors, keep the file. */
 void cg_arbiter_ctl_child(cg_arbiter_t *a);
+
+/* dirty.c: the dirty arbiter (Gunicorn's dirty_apps / dirty_workers) */
+/* Whether this master runs one (never inside a dirty arbiter). */
+bool cg_arbiter_dirty_enabled(const cg_config_t *cfg);
+/* Make the socket directory, tell the environment of the workers to come,
+ * fork the dirty arbiter. 0 when none is configured or it started, else
+ * -errno (logged): the master does not start. */
+int cg_arbiter_dirty_start(cg_arbiter_t *a);
+/* In reaping: true when pid was the dirty arbiter (then handled; an exit
+ * 3/4 halts the master with Gunicorn's reason). */
+bool cg_arbiter_dirty_reaped(cg_arbiter_t *a, pid_t pid, int status);
+/* Main loop: restart a dirty arbiter that died (at most once a second). */
+void cg_arbiter_dirty_manage(cg_arbiter_t *a);
+/* Send sig to the dirty arbiter if one runs. */
+void cg_arbiter_dirty_signal(cg_arbiter_t *a, int sig);
+/* Master exit, after it was reaped: remove the socket directory. */
+void cg_arbiter_dirty_cleanup(cg_arbiter_t *a);
 
 /* pidfile.c (Gunicorn's pidfile.py rules) */
 /* Returns 0, or -EEXIST / -ENOENT / -errno with Gunicorn's message in err. */

@@ -13,12 +13,19 @@
 #include "arbiter.h"
 
 #include "../ctl/ctl.h"
+#include "../os/os.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+/* the most dirty workers the control socket lists or scales at once */
+#define CG__DIRTY_MAX 1024
+/* ... and scales by at once (each signal may wait up to a second) */
+#define CG__DIRTY_SCALE_MAX 32
 
 /* A command's outcome: 0 with the data written, or CG_CTL_ANSWER_ERROR
  * with the message in err. */
@@ -136,14 +143,36 @@ static int cg__show_all(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t
     cg__workers(a, true, o);
     cg_json_key(o, "web_worker_count");
     cg_json_int(o, (long long)a->nworkers);
-    /* no dirty arbiter here (dirty_workers is refused at start-up) */
+    /* the dirty workers are the dirty arbiter's children, not ours: the
+     * kernel lists them (no heartbeat or age is known here) */
+    pid_t dpids[CG__DIRTY_MAX];
+    size_t nd = a->dirty_pid > 0 ? cg_os_proc_children(a->dirty_pid, dpids, CG__DIRTY_MAX) : 0;
     cg_json_key(o, "dirty_arbiter");
-    cg_json_null(o);
+    if (a->dirty_pid > 0) {
+        cg_json_obj_begin(o);
+        cg_json_key(o, "pid");
+        cg_json_int(o, a->dirty_pid);
+        cg_json_key(o, "type");
+        cg_json_str(o, "dirty_arbiter");
+        cg_json_key(o, "role");
+        cg_json_str(o, "dirty arbiter");
+        cg_json_obj_end(o);
+    } else {
+        cg_json_null(o);
+    }
     cg_json_key(o, "dirty_workers");
     cg_json_arr_begin(o);
+    for (size_t i = 0; i < nd; i++) {
+        cg_json_obj_begin(o);
+        cg_json_key(o, "pid");
+        cg_json_int(o, dpids[i]);
+        cg_json_key(o, "type");
+        cg_json_str(o, "dirty");
+        cg_json_obj_end(o);
+    }
     cg_json_arr_end(o);
     cg_json_key(o, "dirty_worker_count");
-    cg_json_int(o, 0);
+    cg_json_int(o, (long long)nd);
     cg_json_obj_end(o);
     return 0;
 }
@@ -151,17 +180,50 @@ static int cg__show_all(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t
 static int cg__show_dirty(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t *o,
                           char *err, size_t errlen)
 {
-    CG_UNUSED(a), CG_UNUSED(argv), CG_UNUSED(argc), CG_UNUSED(err), CG_UNUSED(errlen);
+    CG_UNUSED(argv), CG_UNUSED(argc), CG_UNUSED(err), CG_UNUSED(errlen);
+    bool on = a->dirty_pid > 0;
+    pid_t dpids[CG__DIRTY_MAX];
+    size_t nd = on ? cg_os_proc_children(a->dirty_pid, dpids, CG__DIRTY_MAX) : 0;
     cg_json_obj_begin(o);
     cg_json_key(o, "enabled");
-    cg_json_bool(o, false);
+    cg_json_bool(o, on);
     cg_json_key(o, "pid");
-    cg_json_null(o);
+    if (on)
+        cg_json_int(o, a->dirty_pid);
+    else
+        cg_json_null(o);
     cg_json_key(o, "workers");
     cg_json_arr_begin(o);
+    for (size_t i = 0; i < nd; i++) {
+        cg_json_obj_begin(o);
+        cg_json_key(o, "pid");
+        cg_json_int(o, dpids[i]);
+        cg_json_obj_end(o);
+    }
     cg_json_arr_end(o);
     cg_json_key(o, "apps");
     cg_json_arr_begin(o);
+    for (size_t i = 0; on && i < a->cfg->dirty_apps.n; i++) {
+        /* "module:Class" and its limit from ":N" (the class's own
+         * `workers` attribute is known only inside the dirty workers) */
+        const char *spec = a->cfg->dirty_apps.v[i];
+        const char *first = strchr(spec, ':');
+        const char *second = first != NULL ? strchr(first + 1, ':') : NULL;
+        size_t plen = second != NULL ? (size_t)(second - spec) : strlen(spec);
+        char *path = cg_xmalloc(plen + 1);
+        memcpy(path, spec, plen);
+        path[plen] = '\0';
+        cg_json_obj_begin(o);
+        cg_json_key(o, "import_path");
+        cg_json_str(o, path);
+        cg_json_key(o, "worker_count");
+        if (second != NULL)
+            cg_json_int(o, atoll(second + 1));
+        else
+            cg_json_null(o);
+        cg_json_obj_end(o);
+        free(path);
+    }
     cg_json_arr_end(o);
     cg_json_obj_end(o);
     return 0;
@@ -261,7 +323,10 @@ static int cg__show_stats(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out
     cg__long(o, "workers_killed", (long)a->stats.workers_killed);
     cg__long(o, "reloads", (long)a->stats.reloads);
     cg_json_key(o, "dirty_arbiter_pid");
-    cg_json_null(o);
+    if (a->dirty_pid > 0)
+        cg_json_int(o, a->dirty_pid);
+    else
+        cg_json_null(o);
     cg_json_obj_end(o);
     return 0;
 }
@@ -400,27 +465,69 @@ static int cg__cmd_worker(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out
                      "Unknown worker action: %s");
 }
 
-/* ---- dirty: no dirty arbiter in this master ---------------------------- */
+/* ---- dirty add|remove: TTIN/TTOU to the dirty arbiter ------------------ */
 
-static int cg__dirty_none(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t *o,
-                          char *err, size_t errlen)
+static int cg__dirty_scale(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t *o,
+                           char *err, size_t errlen, int sig, const char *op,
+                           const char *key)
 {
-    CG_UNUSED(a);
     long long n;
     int r = cg__count(argv, argc, 1, &n, err, errlen);
     if (r != 0)
         return r;
     cg_json_obj_begin(o);
-    cg__flag(o, "success", false);
-    cg_json_key(o, "error");
-    cg_json_str(o, "Dirty arbiter not running");
+    if (a->dirty_pid <= 0) {
+        cg__flag(o, "success", false);
+        cg_json_key(o, "error");
+        cg_json_str(o, "Dirty arbiter not running");
+        cg_json_obj_end(o);
+        return 0;
+    }
+    if (n < 1)
+        n = 1; /* Gunicorn's max(1, count) */
+    /* the dirty arbiter runs our arbiter: TTIN/TTOU are its scaling. Two
+     * signals of a kind sent before the first is delivered merge into
+     * one, so each waits (up to a second) until the kernel has delivered
+     * the one before. */
+    long long sent = 0;
+    for (; sent < n && sent < CG__DIRTY_SCALE_MAX; sent++) {
+        for (int i = 0; sent > 0 && i < 100; i++) {
+            if (cg_os_proc_signal_pending(a->dirty_pid, sig) != 1)
+                break;
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (kill(a->dirty_pid, sig) < 0)
+            break;
+    }
+    cg__flag(o, "success", sent > 0);
+    cg_json_key(o, "operation");
+    cg_json_str(o, op);
+    cg_json_key(o, "requested");
+    cg_json_int(o, n);
+    /* signals sent: the dirty arbiter acts on them in its next pass (TTOU
+     * never goes below one worker) */
+    cg_json_key(o, key);
+    cg_json_int(o, sent);
     cg_json_obj_end(o);
     return 0;
 }
 
+static int cg__dirty_add(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t *o,
+                         char *err, size_t errlen)
+{
+    return cg__dirty_scale(a, argv, argc, o, err, errlen, SIGTTIN, "add", "spawned");
+}
+
+static int cg__dirty_remove(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t *o,
+                            char *err, size_t errlen)
+{
+    return cg__dirty_scale(a, argv, argc, o, err, errlen, SIGTTOU, "remove", "removed");
+}
+
 static const cg__cmd_t cg__dirty_cmds[] = {
-    {"add", cg__dirty_none},
-    {"remove", cg__dirty_none},
+    {"add", cg__dirty_add},
+    {"remove", cg__dirty_remove},
 };
 
 static int cg__cmd_dirty(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t *o,

@@ -32,6 +32,9 @@ typedef struct cg_hooks {
     void (*child_exit)(void *ctx, struct cg_arbiter *a, struct cg_worker *w);
     void (*nworkers_changed)(void *ctx, struct cg_arbiter *a, int new_value, int old_value);
     void (*on_exit)(void *ctx, struct cg_arbiter *a);
+    /* the dirty arbiter, before it starts (the other dirty hooks are
+     * called by the Python dirty worker itself) */
+    void (*on_dirty_starting)(void *ctx, struct cg_arbiter *a);
     /* worker process */
     void (*post_fork)(void *ctx, struct cg_arbiter *a, struct cg_worker *w);
     void (*post_worker_init)(void *ctx, struct cg_worker *w);

@@ -343,6 +343,7 @@ static void cg__on_hup(cg_arbiter_t *a)
     cg_arbiter_set_num_workers(a, a->cfg->workers, a->num_workers);
     cg_log_reopen(a->log);
     CG_HOOK(a->cfg->hooks, on_reload, a);
+    cg_arbiter_dirty_signal(a, SIGHUP); /* it replaces its workers too */
     if (a->pidfile) {
         /* Gunicorn unlinks and re-creates it (at the new path if changed) */
         cg_arbiter_pidfile_unlink(a->pidfile, a->pid);
@@ -404,6 +405,7 @@ static void cg__on_usr1(cg_arbiter_t *a)
     if (r < 0)
         cg_log_error(a->log, "Reopening the log files failed: %s", strerror(-r));
     cg_arbiter_kill_workers(a, SIGUSR1);
+    cg_arbiter_dirty_signal(a, SIGUSR1);
 }
 
 /* In the USR2 child: put the listeners at 3..3+n-1 (what LISTEN_FDS means)

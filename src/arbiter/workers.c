@@ -287,6 +287,11 @@ void cg_arbiter_reap_workers(cg_arbiter_t *a, bool halt_on_boot_error)
             cg_arbiter_ctl_reclaim(a);
             continue;
         }
+        if (cg_arbiter_dirty_reaped(a, pid, status)) {
+            if (a->stopping && halt_on_boot_error)
+                return;
+            continue;
+        }
         ssize_t k = cg__find(a, pid);
         if (k < 0) {
             /* e.g. orphans re-parented to us when we run as PID 1 */

@@ -142,6 +142,8 @@ typedef struct cg_config {
     /* Run by the pip front end, inside a Python process: argv above is a
      * copy, the process's own argument block belongs to nobody. */
     bool hosted;
+    /* This copy runs a dirty arbiter (src/arbiter/dirty.c), not a master. */
+    bool dirty_arbiter;
 } cg_config_t;
 
 struct cg_config_input;

@@ -67,8 +67,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
                  cfg->worker_class);
         return -ENOTSUP;
     }
-    CG__OFF(cfg->dirty_apps.n > 0, "dirty_apps");
-    CG__OFF(cfg->dirty_workers > 0, "dirty_workers");
 #undef CG__OFF
     return 0;
 }

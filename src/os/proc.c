@@ -68,11 +68,58 @@ int cg_os_proc_usage(pid_t pid, uint64_t *rss_bytes, uint64_t *cpu_us)
     *cpu_us = (uint64_t)(utime + stime) * 1000000u / (uint64_t)(hz > 0 ? hz : 100);
     return 0;
 }
+
+size_t cg_os_proc_children(pid_t pid, pid_t *out, size_t cap)
+{
+    /* the children of its main thread, which forks them all */
+    char path[96], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    if (cg__slurp(path, buf, sizeof(buf)) < 0)
+        return 0;
+    size_t n = 0;
+    char *p = buf, *end;
+    while (n < cap) {
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (v > 0)
+            out[n++] = (pid_t)v;
+        p = end;
+    }
+    return n;
+}
+
+int cg_os_proc_signal_pending(pid_t pid, int sig)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    ssize_t n = cg__slurp(path, buf, sizeof(buf));
+    if (n < 0)
+        return (int)n;
+    /* ShdPnd: the signals sent to the process and not yet delivered */
+    const char *p = strstr(buf, "\nShdPnd:");
+    if (p == NULL || sig < 1 || sig > 64)
+        return -EPROTO;
+    unsigned long long mask = strtoull(p + 8, NULL, 16);
+    return (mask >> (sig - 1)) & 1u ? 1 : 0;
+}
 #else
+int cg_os_proc_signal_pending(pid_t pid, int sig)
+{
+    (void)pid, (void)sig;
+    return -ENOSYS;
+}
+
 int cg_os_proc_usage(pid_t pid, uint64_t *rss_bytes, uint64_t *cpu_us)
 {
     (void)pid;
     *rss_bytes = *cpu_us = 0;
     return -ENOSYS;
+}
+
+size_t cg_os_proc_children(pid_t pid, pid_t *out, size_t cap)
+{
+    (void)pid, (void)out, (void)cap;
+    return 0;
 }
 #endif

@@ -111,6 +111,7 @@ CG__SERVER_HOOK(on_reload)
 CG__SERVER_HOOK(when_ready)
 CG__SERVER_HOOK(pre_exec)
 CG__SERVER_HOOK(on_exit)
+CG__SERVER_HOOK(on_dirty_starting)
 
 static void cg__hook_pre_fork(void *ctx, cg_arbiter_t *a, cg_worker_t *w)
 {
@@ -258,6 +259,7 @@ int cg_py_hooks_init(cg_py_hooks_t *h, cg_config_t *cfg, cg_log_t *log, char *er
     CG__SET(child_exit)
     CG__SET(nworkers_changed)
     CG__SET(on_exit)
+    CG__SET(on_dirty_starting)
     CG__SET(post_fork)
     CG__SET(post_worker_init)
     CG__SET(worker_int)

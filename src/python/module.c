@@ -505,7 +505,8 @@ PyObject *cg_py_core_module_new(void)
     PyObject *m = PyModule_Create(&cg__core_def); /* new */
     if (m == NULL)
         return NULL;
-    if (PyModule_AddFunctions(m, cg_py_worker_methods) < 0 || cg_worker_gevent_add_type(m) < 0)
+    if (PyModule_AddFunctions(m, cg_py_worker_methods) < 0 ||
+        PyModule_AddFunctions(m, cg_py_dirty_methods) < 0 || cg_worker_gevent_add_type(m) < 0)
         goto fail;
     PyObject *t = PyType_FromSpec(&cg__config_spec); /* new */
     if (t == NULL)

@@ -428,6 +428,10 @@ cg_worker_t *cg_py_worker_self(void);
  * them): heartbeat, C log, the app import. */
 extern PyMethodDef cg_py_worker_methods[];
 
+/* cgunicorn._core's _dirty_* functions (dirty.c): the dirty arbiters'
+ * receive of a large buffer into a bytes object. */
+extern PyMethodDef cg_py_dirty_methods[];
+
 /* A cgunicorn.config.Config holding a copy of cfg (module.c): new
  * reference, or NULL with an exception set. */
 PyObject *cg_py_config_object(const cg_config_t *cfg);

@@ -29,7 +29,6 @@ def write(path, text):
 
 REFUSED = [
     pytest.param(["-k", "egg:gunicorn#nosuch"], "worker_class is not supported yet", id="worker_class"),
-    pytest.param(["--dirty-workers", "2"], "dirty_workers is not supported yet", id="dirty"),
     pytest.param(["-e", "NOEQUALS"], "Invalid value for raw_env: NOEQUALS", id="raw_env"),
     pytest.param(["-b", "127.0.0.1:notaport"], "'notaport' is not a valid port number.",
                  id="bind"),

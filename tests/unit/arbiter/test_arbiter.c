@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "src/arbiter/arbiter.h"
+#include "src/os/os.h"
 
 enum fake_mode {
     FAKE_SERVE,      /* notify, exit 0 on TERM/QUIT/INT */
@@ -217,6 +218,7 @@ typedef struct opts {
     const char *bind;
     const char *pidfile;
     bool hooks;
+    long dirty_workers; /* with one dirty app, "m:App" */
 } opts_t;
 
 /* ---- a hook table that logs each call ------------------------------------ */
@@ -301,6 +303,12 @@ static void start_master(enum fake_mode mode, const opts_t *o)
     cfg.pidfile = (char *)o->pidfile;
     if (o->hooks)
         cfg.hooks = &test_hooks;
+    if (o->dirty_workers > 0) {
+        cfg.dirty_workers = o->dirty_workers;
+        cfg.dirty_timeout = 30;
+        cfg.dirty_graceful_timeout = 2;
+        cg_strv_push(&cfg.dirty_apps, "m:App");
+    }
     if (cg_log_open(&log, log_path, "debug", NULL, NULL, err, sizeof(err)) < 0)
         _exit(99);
     _exit(cg_arbiter_run_with(&cfg, &log, fake_worker_main));
@@ -364,6 +372,75 @@ static void test_startup_lines_and_term(void **state)
     assert_false(log_has("Reason:"));
     assert_int_equal(stat(sock, &st), -1);    /* unix socket unlinked */
     assert_int_equal(stat(pidfile, &st), -1); /* pidfile removed */
+}
+
+/* Find "<prefix><number>" in the log; the number, or -1. */
+static long log_number(const char *prefix)
+{
+    const char *p = strstr(slurp(log_path), prefix);
+    return p != NULL ? strtol(p + strlen(prefix), NULL, 10) : -1;
+}
+
+/* The dirty arbiter (src/arbiter/dirty.c): a child of the master running
+ * the same arbiter with the fake workers, restarted when it dies, stopped
+ * with the master; its socket directory goes with it. */
+static void test_dirty_arbiter(void **state)
+{
+    opts_t o = {.workers = 1, .timeout = 30, .graceful_timeout = 2, .dirty_workers = 2};
+    start_master(FAKE_SERVE, &o);
+    assert_true(wait_log("[INFO] Using worker: cgunicorn.dirty._worker.DirtyWorker\n", 3000));
+    pid_t darb = (pid_t)log_number("[INFO] Spawned dirty arbiter (pid: ");
+    assert_true(darb > 0);
+    /* the HTTP worker and the dirty arbiter are the master's children */
+    assert_true(wait_children(2, 3000));
+    pid_t kids[8];
+    uint64_t end = now_ms() + 3000;
+    while (now_ms() < end && cg_os_proc_children(darb, kids, 8) != 2)
+        sleep_ms(20);
+    assert_int_equal(cg_os_proc_children(darb, kids, 8), 2);
+    char want[256];
+    snprintf(want, sizeof(want), "[INFO] Dirty arbiter starting (pid: %d)\n", (int)darb);
+    assert_true(log_has(want));
+    const char *l = strstr(slurp(log_path), "Listening at: unix:");
+    assert_non_null(l);
+    char sock[160];
+    assert_int_equal(sscanf(l, "Listening at: unix:%159s", sock), 1);
+    struct stat st;
+    assert_int_equal(stat(sock, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    char dir[160];
+    snprintf(dir, sizeof(dir), "%s", sock);
+    *strrchr(dir, '/') = '\0';
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+
+    /* a dead dirty arbiter is replaced (after a second at most); its
+     * workers, orphaned (the fake ones never look at their parent, the
+     * Python DirtyWorker does), are ended here */
+    kill(darb, SIGKILL);
+    kill(kids[0], SIGKILL);
+    kill(kids[1], SIGKILL);
+    snprintf(want, sizeof(want), "[ERROR] Dirty arbiter (pid:%d) was sent SIGKILL!", (int)darb);
+    assert_true(wait_log(want, 3000));
+    end = now_ms() + 5000;
+    pid_t again = -1;
+    while (now_ms() < end) {
+        const char *p = slurp(log_path);
+        const char *last = NULL;
+        for (const char *q = p; (q = strstr(q, "Spawned dirty arbiter (pid: ")) != NULL; q++)
+            last = q;
+        again = last ? (pid_t)strtol(last + strlen("Spawned dirty arbiter (pid: "), NULL, 10) : -1;
+        if (again != darb)
+            break;
+        sleep_ms(20);
+    }
+    assert_true(again > 0 && again != darb);
+
+    kill(master, SIGTERM);
+    assert_int_equal(wait_master(8000), 0);
+    assert_true(log_has("[INFO] Shutting down: Dirty arbiter\n"));
+    assert_int_equal(kill(again, 0), -1);
+    assert_int_equal(stat(dir, &st), -1); /* the directory is gone */
 }
 
 static void test_boot_error_halts_with_3(void **state)
@@ -865,6 +942,7 @@ int main(void)
         T(test_boot_error_halts_with_3),
         T(test_app_load_error_halts_with_4),
         T(test_respawn_after_kill),
+        T(test_dirty_arbiter),
         T(test_ttin_ttou),
         T(test_ttou_kills_oldest),
         T(test_timeout_abort_then_kill),

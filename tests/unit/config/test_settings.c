@@ -521,7 +521,6 @@ static void test_check_supported(void **state)
         const char *name, *value, *feature;
     } cases[] = {
         {"worker_class", "egg:gunicorn#nosuch", "worker_class"},
-        {"dirty_workers", "2", "dirty_workers"},
         {"worker_class", "gunicorn.workers.nosuch.Worker", "worker_class"},
     };
     cg_config_t cfg;
@@ -568,6 +567,13 @@ static void test_check_supported(void **state)
     cg_config_free(&cfg);
     assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "syslog", "true", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    cg_config_free(&cfg);
+
+    /* dirty arbiters run (src/arbiter/dirty.c) */
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "dirty_workers", "2", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_list_append(&cfg, "dirty_apps", "m:App:1", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
     cg_config_free(&cfg);
 

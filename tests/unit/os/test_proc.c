@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -73,12 +74,80 @@ static void test_no_such_pid(void **state)
     assert_int_equal(cg_os_proc_usage(99999999, &rss, &cpu), -ESRCH);
 }
 
+/* A child that blocks TERM and waits to be told to leave (pipe closed). */
+static pid_t cg__blocked_child(int *wfd)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigset_t old;
+    sigprocmask(SIG_BLOCK, &term, &old);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[1]);
+        char c;
+        while (read(p[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(p[0]);
+    *wfd = p[1];
+    return pid;
+}
+
+static void test_children(void **state)
+{
+    (void)state;
+    int wfd;
+    pid_t kids[4] = {0};
+    pid_t a = cg__blocked_child(&wfd);
+    int wfd2;
+    pid_t b = cg__blocked_child(&wfd2);
+    size_t n = cg_os_proc_children(getpid(), kids, 4);
+    bool seen_a = false, seen_b = false;
+    for (size_t i = 0; i < n; i++) {
+        seen_a = seen_a || kids[i] == a;
+        seen_b = seen_b || kids[i] == b;
+    }
+    assert_true(seen_a && seen_b);
+    /* cap respected */
+    assert_int_equal(cg_os_proc_children(getpid(), kids, 1), 1);
+    close(wfd);
+    close(wfd2);
+    int st;
+    assert_int_equal(waitpid(a, &st, 0), a);
+    assert_int_equal(waitpid(b, &st, 0), b);
+    assert_int_equal(cg_os_proc_children(99999999, kids, 4), 0);
+}
+
+static void test_signal_pending(void **state)
+{
+    (void)state;
+    int wfd;
+    pid_t pid = cg__blocked_child(&wfd);
+    assert_int_equal(cg_os_proc_signal_pending(pid, SIGTERM), 0);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    /* blocked in the child: it stays pending */
+    assert_int_equal(cg_os_proc_signal_pending(pid, SIGTERM), 1);
+    assert_int_equal(cg_os_proc_signal_pending(pid, SIGUSR1), 0);
+    close(wfd); /* the child leaves; the pending TERM never ran */
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(cg_os_proc_signal_pending(pid, SIGTERM), -ESRCH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_self),
         cmocka_unit_test(test_exited_child),
         cmocka_unit_test(test_no_such_pid),
+        cmocka_unit_test(test_children),
+        cmocka_unit_test(test_signal_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,272 @@
+/*
+ * dirty.c - Gunicorn's dirty arbiter: a second process tree beside the HTTP
+ * workers whose workers load the dirty_apps classes once and serve the calls
+ * HTTP workers make with get_dirty_client().execute().
+ *
+ * The dirty arbiter is a child of the master running this same arbiter
+ * (cg_arbiter_run_full) on a copy of the settings: dirty_workers workers,
+ * dirty_timeout as the heartbeat timeout, dirty_graceful_timeout as the
+ * graceful one, one unix listening socket per dirty app as its binds, and
+ * the Python worker class cgunicorn.dirty._worker.DirtyWorker as the worker.
+ * So a dirty worker is watched, timed out (ABRT, then KILL), replaced and
+ * scaled (TTIN/TTOU sent to the dirty arbiter) exactly as an HTTP worker
+ * is, with no second implementation of any of it.
+ *
+ * The sockets live in a private directory (mode 0700) the master makes
+ * before it forks anything, so the HTTP workers know the paths from the
+ * start: <dir>/<i>.sock for the i-th entry of dirty_apps. The master tells
+ * them through the environment (CGUNICORN_DIRTY_DIR, CGUNICORN_DIRTY_APPS,
+ * CGUNICORN_DIRTY_TIMEOUT), as Gunicorn tells them GUNICORN_DIRTY_SOCKET.
+ *
+ * The master restarts a dirty arbiter that died (at most once a second),
+ * forwards HUP and USR1 to it, stops it with TERM (QUIT on a quick stop)
+ * with the HTTP workers, and stops altogether when it exits 3 or 4 (a dirty
+ * worker failed to boot or to load its apps), as for an HTTP worker.
+ */
+#include "arbiter.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CG__DIRTY_WORKER_CLASS "cgunicorn.dirty._worker.DirtyWorker"
+
+bool cg_arbiter_dirty_enabled(const cg_config_t *cfg)
+{
+    return !cfg->dirty_arbiter && cfg->dirty_workers > 0 && cfg->dirty_apps.n > 0;
+}
+
+/* The HTTP hooks must not run in the dirty tree: those a dirty worker
+ * would otherwise call (it calls the dirty_* ones itself). */
+static void cg__drop_http_hooks(cg_config_t *d)
+{
+    void **hooks[] = {&d->post_fork,  &d->post_worker_init, &d->worker_int, &d->worker_abort,
+                      &d->worker_exit, &d->pre_request,     &d->post_request, &d->child_exit,
+                      &d->pre_fork,    &d->on_starting,     &d->when_ready, &d->on_exit,
+                      &d->on_reload,   &d->nworkers_changed, &d->pre_exec};
+    for (size_t i = 0; i < CG_ARRAY_SIZE(hooks); i++) {
+        if (*hooks[i] != NULL && d->callable_release != NULL)
+            d->callable_release(*hooks[i]);
+        *hooks[i] = NULL;
+    }
+}
+
+static void cg__set_str(char **field, const char *value)
+{
+    free(*field);
+    *field = value != NULL ? cg_xstrdup(value) : NULL;
+}
+
+/* The dirty arbiter process: never returns. */
+static void cg__dirty_main(cg_arbiter_t *a)
+{
+    const cg_config_t *cfg = a->cfg;
+    static cg_config_t d; /* lives until _exit */
+    static cg_hooks_t hooks;
+    char path[4096];
+
+    /* what the master inherited from a USR2 parent or systemd is not ours */
+    const char *env[] = {"GUNICORN_PID", "GUNICORN_FD",    "LISTEN_FDS",
+                         "LISTEN_PID",   "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"};
+    for (size_t i = 0; i < CG_ARRAY_SIZE(env); i++)
+        unsetenv(env[i]);
+    /* the HTTP listeners stay with the master and its workers */
+    cg_net_close_all(a->listeners, a->nlisteners, false);
+    a->listeners = NULL;
+    a->nlisteners = 0;
+
+    cg_config_copy(&d, cfg);
+    d.dirty_arbiter = true;
+    d.workers = d.dirty_workers;
+    d.timeout = d.dirty_timeout;
+    d.graceful_timeout = d.dirty_graceful_timeout;
+    d.threads = 1;
+    d.max_requests = 0;
+    d.max_worker_memory = 0;
+    d.daemon = false;
+    d.preload_app = false;
+    d.reuse_port = false;
+    d.reload = false;
+    d.control_socket_disable = true;
+    d.argv = NULL; /* a HUP restarts the dirty workers with these settings */
+    d.argc = 0;
+    cg__set_str(&d.worker_class, CG__DIRTY_WORKER_CLASS);
+    cg__set_str(&d.pidfile, NULL);
+    cg__set_str(&d.metrics_bind, NULL);
+    cg__set_str(&d.certfile, NULL);
+    cg__set_str(&d.keyfile, NULL);
+    for (size_t i = 0; i < d.bind.n; i++)
+        free(d.bind.v[i]);
+    d.bind.n = 0;
+    for (size_t i = 0; i < cfg->dirty_apps.n; i++) {
+        snprintf(path, sizeof(path), "unix:%s/%zu.sock", a->dirty_dir, i);
+        char err[256];
+        if (cg_config_list_append(&d, "bind", path, CG_SRC_CLI, err, sizeof(err)) < 0) {
+            cg_log_error(a->log, "Dirty arbiter: %s", err);
+            _exit(1);
+        }
+    }
+    cg__drop_http_hooks(&d);
+    if (cfg->hooks != NULL) {
+        /* the Python glue (fork hooks, the worker object) without the
+         * HTTP hooks; on_starting becomes on_dirty_starting */
+        memset(&hooks, 0, sizeof(hooks));
+        hooks.ctx = cfg->hooks->ctx;
+        hooks.fork_prepare = cfg->hooks->fork_prepare;
+        hooks.fork_parent = cfg->hooks->fork_parent;
+        hooks.fork_child = cfg->hooks->fork_child;
+        hooks.on_starting = cfg->hooks->on_dirty_starting;
+        d.hooks = &hooks;
+    }
+    fflush(NULL);
+    pid_t parent = getppid();
+    int status = cg_arbiter_run_full(&d, a->log, a->worker_main, NULL, NULL);
+    /* orphaned: no master is left to remove the socket directory */
+    if (getppid() != parent)
+        cg_arbiter_dirty_cleanup(a);
+    _exit(status);
+}
+
+static void cg__dirty_spawn(cg_arbiter_t *a)
+{
+    const cg_config_t *cfg = a->cfg;
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    fflush(NULL);
+    CG_HOOK0(cfg->hooks, fork_prepare);
+    pid_t pid = fork();
+    if (pid == 0) {
+        CG_HOOK0(cfg->hooks, fork_child);
+        for (size_t i = 0; i < a->nworkers; i++)
+            cg_heartbeat_destroy(&a->workers[i]->hb);
+        cg_arbiter_ctl_child(a);
+        cg_arbiter_signals_child(a);
+        cg__dirty_main(a);
+    }
+    int fork_errno = errno;
+    CG_HOOK0(cfg->hooks, fork_parent);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    a->dirty_spawned_ms = cg_monotonic_ms();
+    if (pid < 0) {
+        cg_log_error(a->log, "fork() of the dirty arbiter failed: %s", strerror(fork_errno));
+        return;
+    }
+    a->dirty_pid = pid;
+    cg_log_info(a->log, "Spawned dirty arbiter (pid: %d)", (int)pid);
+}
+
+int cg_arbiter_dirty_start(cg_arbiter_t *a)
+{
+    const cg_config_t *cfg = a->cfg;
+    if (!cg_arbiter_dirty_enabled(cfg))
+        return 0;
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof(tmpl), "%s/cgunicorn-dirty-XXXXXX",
+             base != NULL && base[0] != '\0' ? base : "/tmp");
+    if (mkdtemp(tmpl) == NULL) {
+        int e = errno;
+        cg_log_error(a->log, "Cannot create the dirty socket directory %s: %s", tmpl, strerror(e));
+        return -e;
+    }
+    /* sun_path holds 108 bytes: "<dir>/<i>.sock" must fit */
+    if (strlen(tmpl) + 24 > 107) {
+        cg_log_error(a->log, "The dirty socket directory %s is too long for a unix socket path",
+                     tmpl);
+        rmdir(tmpl);
+        return -ENAMETOOLONG;
+    }
+    a->dirty_dir = cg_xstrdup(tmpl);
+
+    /* the HTTP workers' side: where each app listens, and the timeout */
+    size_t len = 1;
+    for (size_t i = 0; i < cfg->dirty_apps.n; i++)
+        len += strlen(cfg->dirty_apps.v[i]) + 1;
+    char *apps = cg_xmalloc(len);
+    apps[0] = '\0';
+    for (size_t i = 0; i < cfg->dirty_apps.n; i++) {
+        if (i > 0)
+            strcat(apps, ",");
+        strcat(apps, cfg->dirty_apps.v[i]);
+    }
+    char num[32];
+    snprintf(num, sizeof(num), "%ld", cfg->dirty_timeout);
+    int r = 0;
+    if (setenv("CGUNICORN_DIRTY_DIR", a->dirty_dir, 1) < 0 ||
+        setenv("CGUNICORN_DIRTY_APPS", apps, 1) < 0 ||
+        setenv("CGUNICORN_DIRTY_TIMEOUT", num, 1) < 0) {
+        r = -errno;
+        cg_log_error(a->log, "Cannot set the dirty environment: %s", strerror(-r));
+    }
+    free(apps);
+    if (r == 0)
+        cg__dirty_spawn(a);
+    return r;
+}
+
+bool cg_arbiter_dirty_reaped(cg_arbiter_t *a, pid_t pid, int status)
+{
+    if (pid != a->dirty_pid || pid <= 0)
+        return false;
+    a->dirty_pid = 0;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (WIFSIGNALED(status))
+        cg_log_error(a->log, "Dirty arbiter (pid:%d) was sent %s!", (int)pid,
+                     cg_arbiter_signal_name(WTERMSIG(status)) ? cg_arbiter_signal_name(WTERMSIG(status))
+                                                              : "a signal");
+    else if (code != 0)
+        cg_log_error(a->log, "Dirty arbiter (pid:%d) exited with code %d.", (int)pid, code);
+    if (!a->stopping && (code == CG_WORKER_EXIT_BOOT_ERROR || code == CG_WORKER_EXIT_APP_LOAD_ERROR))
+        cg_arbiter_halt_request(a, code,
+                                code == CG_WORKER_EXIT_BOOT_ERROR ? "Dirty worker failed to boot."
+                                                                  : "Dirty app failed to load.");
+    return true;
+}
+
+void cg_arbiter_dirty_manage(cg_arbiter_t *a)
+{
+    if (a->dirty_dir == NULL || a->dirty_pid > 0 || a->stopping)
+        return;
+    /* a dirty arbiter that dies at once is not restarted in a tight loop */
+    if (cg_monotonic_ms() - a->dirty_spawned_ms < 1000)
+        return;
+    cg__dirty_spawn(a);
+}
+
+void cg_arbiter_dirty_signal(cg_arbiter_t *a, int sig)
+{
+    if (a->dirty_pid > 0 && kill(a->dirty_pid, sig) < 0 && errno != ESRCH)
+        cg_log_error(a->log, "kill(%d, %s) failed: %s", (int)a->dirty_pid,
+                     cg_arbiter_signal_name(sig), strerror(errno));
+}
+
+void cg_arbiter_dirty_cleanup(cg_arbiter_t *a)
+{
+    if (a->dirty_dir == NULL)
+        return;
+    /* the dirty arbiter unlinked its sockets; what is left are the lock
+     * files of the per-app places (pylib/cgunicorn/dirty/_worker.py) */
+    DIR *dir = opendir(a->dirty_dir);
+    if (dir != NULL) {
+        struct dirent *e;
+        char path[4096];
+        while ((e = readdir(dir)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", a->dirty_dir, e->d_name);
+            unlink(path);
+        }
+        closedir(dir);
+    }
+    if (rmdir(a->dirty_dir) < 0 && errno != ENOENT)
+        cg_log_debug(a->log, "Cannot remove %s: %s", a->dirty_dir, strerror(errno));
+    free(a->dirty_dir);
+    a->dirty_dir = NULL;
+}
