@@ -127,9 +127,10 @@ static int cg__set_dict(cg_config_t *cfg, const cg_setting_desc_t *d, PyObject *
         if (!PyUnicode_Check(k) || !PyUnicode_Check(val) ||
             (kv[i] = cg__utf8(k)) == NULL || (kv[i + 1] = cg__utf8(val)) == NULL) {
             free(kv);
-            snprintf(err, errlen, "%s with non-string keys or values is not supported yet by "
-                     "cgunicorn", d->name);
-            return -ENOTSUP;
+            /* Gunicorn keeps such a dict and never matches what is not a
+             * string; a setting that can never apply is refused instead */
+            snprintf(err, errlen, "%s: every key and value must be a string", d->name);
+            return -EINVAL;
         }
         i += 2;
     }

@@ -113,6 +113,8 @@ def test_failing_config_file(run_cg, tmp_path, env_clean, body, trace):
     ("workers = 'abc'\n", "workers", "abc", "invalid literal for int() with base 0: 'abc'"),
     ("daemon = 3.5\n", "daemon", "3.5", "Invalid type for casting: 3.5"),
     ("bind = ['127.0.0.1:1', 5]\n", "bind", "['127.0.0.1:1', 5]", "Not a string: 5"),
+    ("secure_scheme_headers = {'X-PROTO': 1}\n", "secure_scheme_headers", "{'X-PROTO': 1}",
+     "secure_scheme_headers: every key and value must be a string"),
 ])
 def test_invalid_value_in_config_file(run_cg, tmp_path, env_clean, body, name, shown, error):
     conf = write(tmp_path / "bad.py", body)
@@ -141,7 +143,8 @@ def test_check_config_with_file(run_cg, tmp_path, env_clean):
 
 
 def test_unsupported_setting_from_file_refused(run_cg, tmp_path, env_clean):
-    conf = write(tmp_path / "c.py", "dirty_workers = 2\n")
+    # a callable that is no class (Gunicorn calls it for one)
+    conf = write(tmp_path / "c.py", "worker_class = lambda: None\n")
     res = run_cg(["-c", conf, "echo:app"])
     assert res.returncode == 1
     assert "not supported yet" in res.stderr
