@@ -39,15 +39,6 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
                  cfg->worker_class);
         return -ENOTSUP;
     }
-    /* Gunicorn calls the hook for an ssl.SSLContext, which our C transport
-     * cannot use; the context is built from the settings instead
-     * (docs/tls.md). A hook on a server without TLS is never called. */
-    if (is_ssl && kind != CG_WORKER_ASGI && cfg->callable_name[CG_SETTING_ssl_context] != NULL) {
-        cg__errf(err, errlen,
-                 "Error: ssl_context is not supported yet by cgunicorn: the TLS context is "
-                 "built from certfile, keyfile, ca_certs, cert_reqs and ciphers");
-        return -ENOTSUP;
-    }
     /* HTTP/2 (src/h2/) is served by the gthread worker; the sync worker
      * warns and serves HTTP/1.1 as Gunicorn's does (sync.c). */
     bool h2 = false;
