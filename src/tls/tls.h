@@ -75,6 +75,11 @@ int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *t);
 
 extern const cg_conn_ops_t cg_tls_ops;
 
+/* For a transport that waits its own way over cg_tls_ops (the gevent
+ * worker's hub): the direction to wait in when the caller asked for want,
+ * which is the one OpenSSL asked for if it did. */
+int cg_tls_wait_direction(const cg_conn_t *c, int want);
+
 /* After the handshake: whether ALPN chose h2 (then the connection speaks
  * HTTP/2, src/h2/). False for a connection not on TLS. */
 bool cg_tls_alpn_h2(const cg_conn_t *c);

@@ -190,6 +190,12 @@ static ssize_t cg__tls_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t c
     return n;
 }
 
+int cg_tls_wait_direction(const cg_conn_t *c, int want)
+{
+    const cg_tls_conn_t *t = c->transport;
+    return t->want != 0 ? t->want : want;
+}
+
 static int cg__tls_wait(cg_conn_t *c, int want, int timeout_ms)
 {
     cg_tls_conn_t *t = c->transport;
@@ -315,9 +321,10 @@ int cg_tls_peer(const cg_conn_t *c, cg_tls_peer_t *out)
     const cg_conn_ops_t *ops = c->ops;
     void *transport = c->transport;
     /* gthread runs the app with its write-behind spool over the transport */
-    if (ops != &cg_tls_ops && !cg_spool_inner(c, &ops, &transport))
+    if (ops->recv != cg_tls_ops.recv && !cg_spool_inner(c, &ops, &transport))
         return -EINVAL;
-    if (ops != &cg_tls_ops)
+    /* by its recv: the gevent worker replaces the wait and close ops */
+    if (ops->recv != cg_tls_ops.recv)
         return -EINVAL;
     const cg_tls_conn_t *t = transport;
     /* the verify mode of the connection's context, as Python's

@@ -260,3 +260,77 @@ def test_hup_request_in_flight_keeps_old_certificate(cg, pki, tmp_path, kind):
     assert json.loads(r.read())["pid"] in old
     conn.close()
     srv.wait_workers(lambda p: p and not (p & old), timeout=60, what="old workers gone")
+
+
+# ---- the gevent worker ----
+
+SANITIZED = "ASAN_OPTIONS" in os.environ
+# as test_gevent.py: greenlet's stack copies under ASan
+GEVENT_ENV = ({"ASAN_OPTIONS": os.environ["ASAN_OPTIONS"]
+               + ":detect_stack_use_after_return=1:replace_intrin=0"} if SANITIZED else None)
+
+
+@pytest.fixture(scope="module")
+def gsite(tmp_path_factory):
+    return cgtest.pinned_site(tmp_path_factory.mktemp("gevent-site"), "gevent", "greenlet",
+                              "zope.event", "zope.interface")
+
+
+def test_gevent_tls(cg, pki, gsite):
+    """Keep-alive and pipelined requests (two in one TLS record), a client
+    stalled in its handshake not holding up the others, the client's
+    certificate, on the gevent worker."""
+    srv = cg("tls_peer_app:app", ["-k", "gevent", "--pythonpath", gsite, "--certfile",
+                                  pki["cert"], "--keyfile", pki["key"], "--cert-reqs", "1",
+                                  "--ca-certs", pki["ca"], "--log-level", "debug"],
+             env=GEVENT_ENV)
+    assert "Listening at: https://127.0.0.1:%d" % srv.port in srv.log()
+    stalled = srv.connect()  # never says hello
+    try:
+        res = curl(srv, pki)
+        assert res.returncode == 0, res.stderr
+        info = json.loads(res.stdout)
+        assert info["peercert"] == expected_peercert(pki) and info["scheme"] == "https"
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=20,
+                                           context=client_ctx(pki))
+        pids = set()
+        for _ in range(3):
+            conn.request("GET", "/")
+            r = conn.getresponse()
+            assert r.status == 200 and r.getheader("Connection", "").lower() != "close"
+            info = json.loads(r.read())
+            pids.add(info["pid"])
+            assert info["peercert"] is None and info["version"] == "TLSv1.3"
+        assert conn.sock.version() == "TLSv1.3"
+        conn.close()
+        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+        with client_ctx(pki).wrap_socket(raw, server_hostname="localhost") as s:
+            req = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+            s.sendall(req + req.replace(b"Host: x", b"Host: x\r\nConnection: close"))
+            data = cgtest.read_until_close(s, timeout=20)
+        assert data.count(b"HTTP/1.1 200 OK") == 2
+    finally:
+        stalled.close()
+    assert srv.alive()
+
+
+def test_gevent_tls_hook(cg, pki, tmp_path, gsite):
+    conf = write_conf(tmp_path,
+                      "def ssl_context(conf, factory):\n"
+                      "    ctx = factory()\n"
+                      "    ctx.load_cert_chain(%r)\n"
+                      "    return ctx\n" % pki["chain"])
+    srv = cg("tls_peer_app:app", ["-k", "gevent", "--pythonpath", gsite, "-c", conf,
+                                  "--certfile", pki["cert"], "--keyfile", pki["key"]],
+             env=GEVENT_ENV)
+    assert handshake(srv, client_ctx(pki))[0] == pki["chain_leaf_der"]
+    assert tls_json(srv, client_ctx(pki))["scheme"] == "https"
+
+
+def test_own_python_worker_class_refuses_tls(run_cg, pki):
+    """A worker class of one's own would get plain sockets: refused."""
+    res = run_cg(["-k", "pyworkers.CgBaseWorker", "--certfile", pki["cert"], "--keyfile",
+                  pki["key"], "-b", "127.0.0.1:%d" % cgtest.free_port(), "tls_peer_app:app"])
+    assert res.returncode == 1
+    assert ("Error: TLS (keyfile, certfile) is not supported yet by cgunicorn's "
+            "pyworkers.CgBaseWorker worker") in res.stderr
