@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-tls bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
 
 all: build
 
@@ -167,6 +167,12 @@ bench: build
 bench-h2: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/h2.sh
+
+# HTTPS cost: keep-alive and a new connection per request, beside nginx
+# with the same certificate and protocols (bench/tls.sh).
+bench-tls: build
+	@tools/deps.sh bench
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/tls.sh
 
 # The console script against the standalone executable: CPU per request and
 # memory (bench/frontends.sh).
