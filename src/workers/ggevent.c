@@ -7,10 +7,10 @@
  * access log and metrics), keep-alive, the lingering close.
  *
  * The transport is plain TCP on the non-blocking descriptor, so reads and
- * writes stay one syscall each in C; only its wait op differs. With
- * certfile it is the TLS transport of src/tls/ (the master's context, as
- * for sync and gthread), with the same wait and close in place of its own. When a
- * syscall would block, wait calls gevent.socket.wait() on the connection's
+ * writes stay one syscall each in C; only its wait op differs. (With
+ * certfile it is the TLS transport of src/tls/ on the master's context, as
+ * for sync and gthread, with this wait and close in place of its own.) When
+ * a syscall would block, wait calls gevent.socket.wait() on the connection's
  * io watcher, which switches to gevent's hub until the descriptor is ready:
  * the other greenlets run meanwhile. That call needs the GIL, so it is held
  * throughout (the WSGI contexts are cooperative, cg_wsgi_set_cooperative).
