@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-tls bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-tls bench-tls-callgrind bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
 
 all: build
 
@@ -173,6 +173,10 @@ bench-h2: build
 bench-tls: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/tls.sh
+# The same under callgrind: user-space instructions per request (bench/tls-callgrind.sh).
+bench-tls-callgrind: build
+	@tools/deps.sh bench
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/tls-callgrind.sh
 
 # The console script against the standalone executable: CPU per request and
 # memory (bench/frontends.sh).
