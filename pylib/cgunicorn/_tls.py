@@ -6,12 +6,12 @@ the same settings, passed through the configuration's ssl_context hook when
 there is one, as Gunicorn calls it. The master has already checked the files.
 
 hook_context(): the context of a configuration's ssl_context hook for the
-sync and gthread workers, whose C transport (src/tls/) then serves with the
+sync, gthread and gevent workers, whose C transport (src/tls/) then serves with the
 OpenSSL context inside it (src/python/tlshook.c); refuses what that
 transport cannot honour.
 
-PeerSocket: environ['gunicorn.socket'] on a TLS connection of the sync and
-gthread workers, with the ssl.SSLSocket methods an app calls there for the
+PeerSocket: environ['gunicorn.socket'] on a TLS connection of the sync,
+gthread and gevent workers, with the ssl.SSLSocket methods an app calls there for the
 client's certificate."""
 import os
 import socket
@@ -51,13 +51,13 @@ def hook_context(conf, hook):
                          "a server needs ssl.Purpose.CLIENT_AUTH / PROTOCOL_TLS_SERVER")
     if ctx.sni_callback is not None:
         raise ValueError("ssl_context: sni_callback is not supported yet by cgunicorn's "
-                         "sync and gthread workers")
+                         "C TLS transport (sync, gthread and gevent workers)")
     if ctx.keylog_filename is not None:
         raise ValueError("ssl_context: keylog_filename (or SSLKEYLOGFILE) is not supported "
-                         "yet by cgunicorn's sync and gthread workers")
+                         "yet by cgunicorn's C TLS transport (sync, gthread and gevent workers)")
     if getattr(ctx, "_msg_callback", None) is not None:
         raise ValueError("ssl_context: _msg_callback is not supported by cgunicorn's "
-                         "sync and gthread workers")
+                         "C TLS transport (sync, gthread and gevent workers)")
     return ctx
 
 
