@@ -340,8 +340,27 @@ int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
         return 0;
     }
     int r = cg_tls_check_files(a->cfg, err, sizeof(err));
-    if (r == 0)
+    const cg_hooks_t *h = a->cfg->hooks;
+    /* the asgi worker calls the hook itself, for Python's own ssl
+     * (cgunicorn._tls); the master's context then only checks the files */
+    bool hook = a->cfg->callable_name[CG_SETTING_ssl_context] != NULL &&
+                cg_config_worker_kind_of(a->cfg->worker_class) != CG_WORKER_ASGI;
+    if (r == 0 && hook && (h == NULL || h->tls_context == NULL)) {
+        snprintf(err, sizeof(err), "ssl_context is not supported yet without a Python "
+                                   "configuration");
+        r = -EPROTO;
+    } else if (r == 0 && hook) {
+        /* Gunicorn calls the hook for every connection; we call it here,
+         * at start and on HUP, and serve its context (docs/tls.md) */
+        void *sctx = NULL;
+        r = h->tls_context(h->ctx, a->cfg, &sctx, err, sizeof(err));
+        if (r == 0)
+            r = cg_tls_ctx_adopt(a->cfg, sctx, &t, err, sizeof(err));
+        if (r < 0 && r != -ENOENT)
+            r = -EPROTO;
+    } else if (r == 0) {
         r = cg_tls_ctx_new(a->cfg, &t, err, sizeof(err));
+    }
     if (r == 0) {
         /* workers already running keep the context they were forked with */
         cg_tls_ctx_free(a->tls);
@@ -353,7 +372,10 @@ int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
          * uncaught: the traceback ends with this line and the master exits
          * 1. It loads the certificate only for the first connection (every
          * connection then fails); we refuse at start, as an ssl.SSLError. */
-        fprintf(stderr, "%s: %s\n", r == -ENOENT ? "ValueError" : "ssl.SSLError", err);
+        if (r == -EPROTO) /* the hook's own text: a traceback or our reason */
+            fprintf(stderr, "Error: %s\n", err);
+        else
+            fprintf(stderr, "%s: %s\n", r == -ENOENT ? "ValueError" : "ssl.SSLError", err);
         fflush(stderr);
         return r;
     }

@@ -56,6 +56,13 @@ typedef struct cg_hooks {
      * (cfg->app_object): its reload(), then a copy of its cfg into *fresh.
      * 0, or -1 with a message in err (the old settings are kept). */
     int (*config_reload)(void *ctx, struct cg_config *fresh, char *err, size_t errlen);
+    /* not a Gunicorn hook: the ssl_context setting, for the C transport
+     * (src/python/tlshook.c): calls cfg's hook and gives the OpenSSL
+     * SSL_CTX inside the ssl.SSLContext it returned, one reference the
+     * caller owns, in *ssl_ctx. 0, or -errno with the reason (a Python
+     * traceback when the hook raised) in err. */
+    int (*tls_context)(void *ctx, const struct cg_config *cfg, void **ssl_ctx, char *err,
+                       size_t errlen);
 } cg_hooks_t;
 
 /* Call hook `name` of table `h` (may be NULL) with the remaining arguments. */

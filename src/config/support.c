@@ -26,26 +26,22 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     /* any class we do not run is refused rather than silently served by
      * another one */
     CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
-    /* TLS is served by the sync and gthread workers (src/tls/) and by the
+    /* TLS is served by the sync, gthread and gevent workers (src/tls/) and by the
      * asgi worker (asyncio's SSL transports, cgunicorn._tls); a Python
      * worker class gets plain sockets, so it refuses TLS rather than serve
      * plain HTTP where https was asked. */
     cg_worker_kind_t kind = cg_config_worker_kind_of(cfg->worker_class);
     bool is_ssl = (cfg->keyfile != NULL && cfg->keyfile[0] != '\0') ||
                   (cfg->certfile != NULL && cfg->certfile[0] != '\0');
-    if (is_ssl && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD && kind != CG_WORKER_ASGI) {
+    const char *pyclass = cg_config_worker_pyclass(cfg->worker_class);
+    const char *gevent_class = "cgunicorn.workers.ggevent.GeventWorker";
+    bool gevent = kind == CG_WORKER_PYTHON &&
+                  strcmp(pyclass != NULL ? pyclass : cfg->worker_class, gevent_class) == 0;
+    if (is_ssl && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD && kind != CG_WORKER_ASGI &&
+        !gevent) {
         cg__errf(err, errlen,
                  "Error: TLS (keyfile, certfile) is not supported yet by cgunicorn's %s worker",
                  cfg->worker_class);
-        return -ENOTSUP;
-    }
-    /* Gunicorn calls the hook for an ssl.SSLContext, which our C transport
-     * cannot use; the context is built from the settings instead
-     * (docs/tls.md). A hook on a server without TLS is never called. */
-    if (is_ssl && kind != CG_WORKER_ASGI && cfg->callable_name[CG_SETTING_ssl_context] != NULL) {
-        cg__errf(err, errlen,
-                 "Error: ssl_context is not supported yet by cgunicorn: the TLS context is "
-                 "built from certfile, keyfile, ca_certs, cert_reqs and ciphers");
         return -ENOTSUP;
     }
     /* HTTP/2 (src/h2/) is served by the gthread worker; the sync worker

@@ -271,6 +271,7 @@ int cg_py_hooks_init(cg_py_hooks_t *h, cg_config_t *cfg, cg_log_t *log, char *er
     t->fork_child = cg__fork_child;
     t->config_loader = cg_py_config_loader; /* HUP reads the file again */
     t->config_loader_ctx = NULL;
+    t->tls_context = cg_py_tls_context;
     if (cfg->app_object != NULL)
         t->config_reload = cg_py_api_config_reload; /* HUP calls app.reload() */
     cfg->hooks = t;

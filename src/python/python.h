@@ -252,6 +252,9 @@ int cg_py_hooks_init(cg_py_hooks_t *h, cg_config_t *cfg, cg_log_t *log, char *er
                      size_t errlen);
 /* Drop h's Python references (GIL held) and unhook cfg. */
 void cg_py_hooks_free(cg_py_hooks_t *h, cg_config_t *cfg);
+/* The hooks table's tls_context entry (tlshook.c); takes the GIL. */
+int cg_py_tls_context(void *hctx, const cg_config_t *cfg, void **ssl_ctx, char *err,
+                      size_t errlen);
 
 /*
  * The per-request hooks, called by src/wsgi and src/asgi with the GIL held.

@@ -225,6 +225,43 @@ int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t
     return 0;
 }
 
+int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, cg_tls_ctx_t **out, char *err,
+                     size_t errlen)
+{
+    SSL_CTX *ctx = ssl_ctx;
+    *out = NULL;
+    ERR_clear_error();
+    if (SSL_CTX_get0_certificate(ctx) == NULL) {
+        /* Python would fail every handshake ("no shared cipher"): refuse
+         * at start as for a bad certfile */
+        snprintf(err, errlen, "ssl_context returned a context without a certificate "
+                              "(load_cert_chain was not called)");
+        SSL_CTX_free(ctx);
+        return -EINVAL;
+    }
+    /* What the transport needs of every context (see cg_tls_ctx_new). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    /* Python's callbacks point at its SSLContext object, which may be
+     * gone, and expect a Python SSLSocket behind each SSL: none may run.
+     * cgunicorn._tls.hook_context refused a context that had the ones
+     * Python lets one read back (sni, keylog, msg); ALPN follows
+     * http_protocols, as in Gunicorn's default factory. */
+    SSL_CTX_set_alpn_select_cb(ctx, NULL, NULL);
+    SSL_CTX_set_tlsext_servername_callback(ctx, NULL);
+    SSL_CTX_set_keylog_callback(ctx, NULL);
+    SSL_CTX_set_msg_callback(ctx, NULL);
+    SSL_CTX_set_psk_server_callback(ctx, NULL);
+    SSL_CTX_set_default_passwd_cb(ctx, cg__no_password_cb);
+    cg_tls_ctx_t *t = cg_xcalloc(1, sizeof(*t));
+    t->ssl_ctx = ctx;
+    t->suppress_ragged_eofs = cfg->suppress_ragged_eofs;
+    cg__alpn_init(t, cfg);
+    *out = t;
+    return 0;
+}
+
 void cg_tls_ctx_free(cg_tls_ctx_t *t)
 {
     if (t == NULL)

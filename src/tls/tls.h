@@ -50,6 +50,16 @@ int cg_tls_check_files(const cg_config_t *cfg, char *err, size_t errlen);
  * mismatch", "No cipher can be selected.", ...).
  */
 int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t errlen);
+/*
+ * The context of a configuration's ssl_context hook: ssl_ctx is an OpenSSL
+ * SSL_CTX (one reference, taken over, freed on failure too) that the hook's
+ * ssl.SSLContext holds (src/python/tlshook.c). It is served as it is, with
+ * what the transport needs added (partial writes, no renegotiation) and
+ * Python's callbacks removed; ALPN follows http_protocols. Returns 0 and
+ * *out, or -EINVAL with the reason in err (no certificate loaded).
+ */
+int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, cg_tls_ctx_t **out, char *err,
+                     size_t errlen);
 /* Drop this reference (NULL is fine); connections keep their own. */
 void cg_tls_ctx_free(cg_tls_ctx_t *t);
 
@@ -65,9 +75,35 @@ int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *t);
 
 extern const cg_conn_ops_t cg_tls_ops;
 
+/* For a transport that waits its own way over cg_tls_ops (the gevent
+ * worker's hub): the direction to wait in when the caller asked for want,
+ * which is the one OpenSSL asked for if it did. */
+int cg_tls_wait_direction(const cg_conn_t *c, int want);
+
 /* After the handshake: whether ALPN chose h2 (then the connection speaks
  * HTTP/2, src/h2/). False for a connection not on TLS. */
 bool cg_tls_alpn_h2(const cg_conn_t *c);
+
+/*
+ * What ssl.SSLSocket's getpeercert(), cipher(), version() and
+ * selected_alpn_protocol() return for a connection after its handshake
+ * (the environ's gunicorn.socket, src/wsgi/environ.c). Strings are
+ * OpenSSL's, valid while the connection lives; der is malloc'd.
+ */
+typedef struct {
+    unsigned char *der;     /* the client's certificate, DER; NULL: none sent */
+    size_t der_len;
+    bool asked;             /* verify mode has VERIFY_PEER (cert_reqs 1 or 2) */
+    const char *cipher;     /* NULL before a handshake */
+    const char *cipher_protocol;
+    int secret_bits;
+    const char *version;    /* "TLSv1.3" */
+    const unsigned char *alpn; /* NULL: none chosen */
+    unsigned int alpn_len;
+} cg_tls_peer_t;
+/* 0, or -EINVAL for a connection not on TLS, -ENOMEM. */
+int cg_tls_peer(const cg_conn_t *c, cg_tls_peer_t *out);
+void cg_tls_peer_free(cg_tls_peer_t *p);
 
 /*
  * Python's str() of an ssl.SSLError for OpenSSL error e (and the peer

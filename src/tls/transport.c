@@ -17,6 +17,8 @@
  */
 #include "tls_internal.h"
 
+#include "../workers/spool.h"
+
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <stdlib.h>
@@ -188,6 +190,12 @@ static ssize_t cg__tls_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t c
     return n;
 }
 
+int cg_tls_wait_direction(const cg_conn_t *c, int want)
+{
+    const cg_tls_conn_t *t = c->transport;
+    return t->want != 0 ? t->want : want;
+}
+
 static int cg__tls_wait(cg_conn_t *c, int want, int timeout_ms)
 {
     cg_tls_conn_t *t = c->transport;
@@ -305,4 +313,49 @@ bool cg_tls_alpn_h2(const cg_conn_t *c)
     unsigned int n = 0;
     SSL_get0_alpn_selected(t->ssl, &p, &n);
     return n == 2 && memcmp(p, "h2", 2) == 0;
+}
+
+int cg_tls_peer(const cg_conn_t *c, cg_tls_peer_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    const cg_conn_ops_t *ops = c->ops;
+    void *transport = c->transport;
+    /* gthread runs the app with its write-behind spool over the transport */
+    if (ops->recv != cg_tls_ops.recv && !cg_spool_inner(c, &ops, &transport))
+        return -EINVAL;
+    /* by its recv: the gevent worker replaces the wait and close ops */
+    if (ops->recv != cg_tls_ops.recv)
+        return -EINVAL;
+    const cg_tls_conn_t *t = transport;
+    /* the verify mode of the connection's context, as Python's
+     * getpeercert() reads it to tell "asked and checked" from "not asked" */
+    out->asked = (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER) != 0;
+    X509 *x = SSL_get0_peer_certificate(t->ssl);
+    if (x != NULL) {
+        int n = i2d_X509(x, NULL);
+        unsigned char *p = n > 0 ? malloc((size_t)n) : NULL;
+        if (p == NULL) {
+            ERR_clear_error();
+            return -ENOMEM;
+        }
+        out->der = p;
+        out->der_len = (size_t)i2d_X509(x, &p); /* advances p */
+    }
+    const SSL_CIPHER *ci = SSL_get_current_cipher(t->ssl);
+    if (ci != NULL) {
+        out->cipher = SSL_CIPHER_get_name(ci);
+        out->cipher_protocol = SSL_CIPHER_get_version(ci);
+        out->secret_bits = SSL_CIPHER_get_bits(ci, NULL);
+    }
+    out->version = SSL_get_version(t->ssl);
+    SSL_get0_alpn_selected(t->ssl, &out->alpn, &out->alpn_len);
+    if (out->alpn_len == 0)
+        out->alpn = NULL;
+    return 0;
+}
+
+void cg_tls_peer_free(cg_tls_peer_t *p)
+{
+    free(p->der);
+    p->der = NULL;
 }

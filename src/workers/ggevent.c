@@ -7,8 +7,10 @@
  * access log and metrics), keep-alive, the lingering close.
  *
  * The transport is plain TCP on the non-blocking descriptor, so reads and
- * writes stay one syscall each in C; only its wait op differs. When a
- * syscall would block, wait calls gevent.socket.wait() on the connection's
+ * writes stay one syscall each in C; only its wait op differs. (With
+ * certfile it is the TLS transport of src/tls/ on the master's context, as
+ * for sync and gthread, with this wait and close in place of its own.) When
+ * a syscall would block, wait calls gevent.socket.wait() on the connection's
  * io watcher, which switches to gevent's hub until the descriptor is ready:
  * the other greenlets run meanwhile. That call needs the GIL, so it is held
  * throughout (the WSGI contexts are cooperative, cg_wsgi_set_cooperative).
@@ -25,6 +27,7 @@
 #include "ggevent.h"
 
 #include "../python/python.h"
+#include "../tls/tls.h"
 #include "../wsgi/wsgi.h"
 
 #include <fcntl.h>
@@ -90,14 +93,24 @@ static void cg__stash(cg_gconn_t *gc)
 
 /* ---- the transport: plain TCP whose waiting switches to the hub ---- */
 
-static cg_conn_ops_t cg__ops; /* cg_conn_tcp with the two ops below */
+static cg_conn_ops_t cg__ops;     /* cg_conn_tcp with the two ops below */
+static cg_conn_ops_t cg__tls_ops; /* cg_tls_ops with the same two */
+
+/* c is the first member of its cg_gconn_t: c->transport is the TLS
+ * transport's own on a TLS connection. */
+static cg_gconn_t *cg__gconn(cg_conn_t *c)
+{
+    return (cg_gconn_t *)(void *)((char *)c - offsetof(cg_gconn_t, c));
+}
 
 static int cg__wait(cg_conn_t *c, int want, int timeout_ms)
 {
-    cg_gconn_t *gc = c->transport;
+    cg_gconn_t *gc = cg__gconn(c);
     cg_gserver_t *s = gc->srv;
     if (gc->abort)
         return -EINTR;
+    if (c->ops == &cg__tls_ops) /* OpenSSL may need to write to read, or the reverse */
+        want = cg_tls_wait_direction(c, want);
     int k = want == CG_CONN_WANT_READ ? 0 : 1;
     /* the connection layer may wait with an error set (a refusal while
      * the app's exception is being reported): kept aside for the call */
@@ -142,12 +155,15 @@ static void cg__watcher_drop(PyObject **slot)
 
 static void cg__close(cg_conn_t *c)
 {
-    cg_gconn_t *gc = c->transport;
+    cg_gconn_t *gc = cg__gconn(c);
     /* watchers go before the descriptor: libev must not watch a number
      * the next accept may reuse */
     cg__watcher_drop(&gc->io[0]);
     cg__watcher_drop(&gc->io[1]);
-    cg_conn_tcp.close(c);
+    if (c->ops == &cg__tls_ops)
+        cg_tls_ops.close(c);
+    else
+        cg_conn_tcp.close(c);
 }
 
 /* ---- WSGI contexts ---- */
@@ -192,8 +208,11 @@ static int cg__read_head(cg_gconn_t *gc)
     c->io_timeout_ms = 0;
     c->deadline_ms = s->keepalive_ms > 0 ? cg_monotonic_ms() + (uint64_t)s->keepalive_ms : 0;
     if (c->buf.data == NULL) {
-        /* idle, nothing buffered: the buffers come back with the first byte */
-        int w = c->ops->wait(c, CG_CONN_WANT_READ, s->keepalive_ms > 0 ? s->keepalive_ms : -1);
+        /* idle, nothing buffered: the buffers come back with the first byte
+         * (which TLS may hold decrypted already: no wait then) */
+        bool ready = c->ops->pending != NULL && c->ops->pending(c) > 0;
+        int w = ready ? 0
+                      : c->ops->wait(c, CG_CONN_WANT_READ, s->keepalive_ms > 0 ? s->keepalive_ms : -1);
         if (w < 0) {
             if (w == -ETIMEDOUT || w == -EINTR)
                 cg_log_debug(log, "Closing connection. ");
@@ -296,7 +315,30 @@ static PyObject *cg__serve(PyObject *self, PyObject *args)
     c->quit = &gc->abort;
     cg_board_conns_open(s->pol.board, ++s->nconns);
 
-    bool done = cg__serve_conn(gc);
+    bool done = false;
+    if (s->w->tls != NULL) {
+        /* the handshake first, on this greenlet, within --timeout (as
+         * the gthread worker); Gunicorn's gevent worker runs it on its
+         * first read of the wrapped socket */
+        int r = cg_tls_attach(c, s->w->tls);
+        if (r < 0) {
+            cg_log_error(s->w->log, "Cannot set up TLS for a connection: %s", strerror(-r));
+            goto close;
+        }
+        c->ops = &cg__tls_ops;
+        c->deadline_ms = s->timeout_ms > 0 ? cg_monotonic_ms() + (uint64_t)s->timeout_ms : 0;
+        r = cg_conn_handshake(c);
+        c->deadline_ms = 0;
+        if (r < 0) {
+            if (!(r == -EINTR && gc->exc != NULL))
+                cg_conn_log_read_end(c, s->w->log, r);
+            done = true; /* no response went out: nothing to linger for */
+            goto close;
+        }
+    }
+    done = cg__serve_conn(gc);
+
+close:
 
     cg_conn_close_graceful(c, done || gc->abort);
     if (c->app_sock != NULL) {
@@ -472,6 +514,10 @@ int cg_worker_gevent_add_type(PyObject *module)
     cg__ops.name = "gevent";
     cg__ops.wait = cg__wait;
     cg__ops.close = cg__close;
+    cg__tls_ops = cg_tls_ops;
+    cg__tls_ops.name = "gevent-tls";
+    cg__tls_ops.wait = cg__wait;
+    cg__tls_ops.close = cg__close;
     PyObject *t = PyType_FromSpec(&cg__spec); /* new */
     if (t == NULL)
         return -1;

@@ -381,3 +381,13 @@ void cg_spool_detach(cg_spool_t *s, cg_conn_t *c)
     c->ops = s->inner;
     c->transport = s->inner_transport;
 }
+
+bool cg_spool_inner(const cg_conn_t *c, const cg_conn_ops_t **ops, void **transport)
+{
+    if (c->ops != &cg__write_behind)
+        return false;
+    const cg_spool_t *s = c->transport;
+    *ops = s->inner;
+    *transport = s->inner_transport;
+    return true;
+}

@@ -71,5 +71,7 @@ ssize_t cg_spool_send(cg_spool_t *s, cg_conn_t *c);
  */
 void cg_spool_attach(cg_spool_t *s, cg_conn_t *c);
 void cg_spool_detach(cg_spool_t *s, cg_conn_t *c);
+/* While c is attached to a spool: the ops and transport under it (true). */
+bool cg_spool_inner(const cg_conn_t *c, const cg_conn_ops_t **ops, void **transport);
 
 #endif

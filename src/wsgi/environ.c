@@ -5,6 +5,8 @@
  */
 #include "wsgi.h"
 
+#include "../tls/tls.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -107,6 +109,76 @@ static int cg__add_header(cg_wsgi_t *ws, PyObject *env, const cg_http_header_t *
     return rc;
 }
 
+/* Set attribute name of obj to v (stolen; NULL: an error is set). */
+static int cg__setattr(PyObject *obj, const char *name, PyObject *v)
+{
+    if (v == NULL)
+        return -1;
+    int rc = PyObject_SetAttrString(obj, name, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/*
+ * gunicorn.socket on a TLS connection: in Gunicorn it is the ssl.SSLSocket,
+ * whose getpeercert() is how an app sees the client's certificate. Ours is a
+ * socket on the duplicate dfd (closed by the caller on failure) with that
+ * method and cipher(), version(), selected_alpn_protocol(), answered from
+ * the TLS session as the connection's first request found it (no
+ * renegotiation: it cannot change). New reference or NULL.
+ */
+static PyObject *cg__tls_socket(cg_wsgi_t *ws, cg_conn_t *c, int dfd)
+{
+    if (ws->tls_socket_cls == NULL) {
+        PyObject *mod = PyImport_ImportModule("cgunicorn._tls"); /* new */
+        ws->tls_socket_cls = mod != NULL ? PyObject_GetAttrString(mod, "PeerSocket") : NULL;
+        Py_XDECREF(mod);
+        if (ws->tls_socket_cls == NULL)
+            return NULL;
+    }
+    cg_tls_peer_t p;
+    int r = cg_tls_peer(c, &p);
+    if (r < 0) {
+        errno = -r;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *sock = PyObject_CallFunction(ws->tls_socket_cls, "iiii", (int)c->listener->family,
+                                           SOCK_STREAM, 0, dfd); /* new */
+    PyObject *der = p.der != NULL ? PyBytes_FromStringAndSize((const char *)p.der,
+                                                              (Py_ssize_t)p.der_len)
+                                  : Py_NewRef(Py_None);
+    PyObject *cipher = p.cipher != NULL ? Py_BuildValue("(ssi)", p.cipher, p.cipher_protocol,
+                                                        p.secret_bits)
+                                        : Py_NewRef(Py_None);
+    PyObject *version = p.version != NULL ? PyUnicode_FromString(p.version) : Py_NewRef(Py_None);
+    PyObject *alpn = p.alpn != NULL
+                         ? PyUnicode_DecodeLatin1((const char *)p.alpn, p.alpn_len, NULL)
+                         : Py_NewRef(Py_None);
+    cg_tls_peer_free(&p);
+    int rc = sock != NULL ? 0 : -1;
+    rc = rc < 0 ? rc : cg__setattr(sock, "_cg_der", Py_XNewRef(der));
+    rc = rc < 0 ? rc : cg__setattr(sock, "_cg_verified", PyBool_FromLong(p.asked));
+    rc = rc < 0 ? rc : cg__setattr(sock, "_cg_cipher", Py_XNewRef(cipher));
+    rc = rc < 0 ? rc : cg__setattr(sock, "_cg_version", Py_XNewRef(version));
+    rc = rc < 0 ? rc : cg__setattr(sock, "_cg_alpn", Py_XNewRef(alpn));
+    Py_XDECREF(der);
+    Py_XDECREF(cipher);
+    Py_XDECREF(version);
+    Py_XDECREF(alpn);
+    if (rc < 0 && sock != NULL) {
+        /* the caller closes dfd: take it back from the object */
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        PyObject *d = PyObject_CallMethod(sock, "detach", NULL); /* new */
+        if (d == NULL)
+            PyErr_Clear();
+        Py_XDECREF(d);
+        Py_CLEAR(sock);
+        PyErr_Restore(et, ev, etb);
+    }
+    return sock;
+}
+
 PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *err)
 {
     cg_http_request_t *req = r->http;
@@ -130,8 +202,10 @@ PyObject *cg_wsgi_environ_new(cg_wsgi_t *ws, cg_wsgi_req_t *r, cg_http_error_t *
                 PyErr_SetFromErrno(PyExc_OSError);
                 goto fail;
             }
-            c->app_sock = PyObject_CallFunction(ws->socket_cls, "iiii",
-                                                (int)c->listener->family, SOCK_STREAM, 0, dfd);
+            c->app_sock = c->tls ? cg__tls_socket(ws, c, dfd)
+                                 : PyObject_CallFunction(ws->socket_cls, "iiii",
+                                                         (int)c->listener->family, SOCK_STREAM,
+                                                         0, dfd);
             if (c->app_sock == NULL)
                 close(dfd);
         }

@@ -185,6 +185,7 @@ void cg_wsgi_free(cg_wsgi_t *ws)
     Py_CLEAR(ws->app);
     Py_CLEAR(ws->base_environ);
     Py_CLEAR(ws->socket_cls);
+    Py_CLEAR(ws->tls_socket_cls);
     Py_CLEAR(ws->srv_name);
     Py_CLEAR(ws->srv_port);
     Py_CLEAR(ws->peer_ip_obj);

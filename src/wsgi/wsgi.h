@@ -159,6 +159,7 @@ struct cg_wsgi {
     PyObject *keys[CG_WK__COUNT];
     PyObject *base_environ;
     PyObject *socket_cls;      /* socket.socket */
+    PyObject *tls_socket_cls;  /* cgunicorn._tls.PeerSocket, imported at the first TLS request */
     PyObject *script_name_env; /* os.environ['SCRIPT_NAME'] at boot, or "" */
     bool sendfile;
     bool multithread;

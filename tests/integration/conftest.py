@@ -32,6 +32,7 @@ GROUP_OF_FILE = {
     "test_rfc9112.py": "core",
     "test_hostile.py": "core",
     "test_tls.py": "core",
+    "test_tls_context.py": "core",
     "test_odd_apps.py": "core",
     "test_frameworks.py": "core",
     "test_settings_errors.py": "settings",

@@ -319,15 +319,6 @@ def test_key_not_matching_refused(run_cg, pki, tmp_path):
     assert "KEY_VALUES_MISMATCH" in res.stderr
 
 
-def test_ssl_context_hook_refused(run_cg, pki, tmp_path):
-    conf = tmp_path / "c.py"
-    conf.write_text("def ssl_context(conf, factory):\n    return factory()\n")
-    res = run_cg(["-c", str(conf), "--certfile", pki["cert"], "--keyfile", pki["key"],
-                  "-b", "127.0.0.1:%d" % cgtest.free_port(), "tls_app:app"])
-    assert res.returncode == 1
-    assert "ssl_context is not supported yet" in res.stderr
-
-
 @pytest.mark.parametrize("kind", WORKERS)
 def test_hostile_bytes_mid_handshake(cg, pki, kind):
     """Random bytes after a partial handshake, an early close, a reset:

@@ -395,6 +395,87 @@ static void test_context_errors(void **state)
     cg_tls_ctx_free(t);
 }
 
+/* An adopted SSL_CTX (the ssl_context hook's): refused without a
+ * certificate; served as it is otherwise, its own settings kept (here a
+ * TLS 1.2 maximum), with the transport's modes and no renegotiation
+ * added, and the peer's view (cg_tls_peer) after the handshake. */
+static void test_adopt(void **state)
+{
+    fx_t *f = *state;
+    char err[256];
+    cg_tls_ctx_t *t = NULL;
+    SSL_CTX *bare = SSL_CTX_new(TLS_server_method());
+    assert_non_null(bare);
+    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, bare, &t, err, sizeof(err)), -EINVAL); /* freed */
+    assert_null(t);
+    assert_non_null(strstr(err, "without a certificate"));
+
+    SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(sctx);
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(sctx, f->cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(sctx, f->key, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION), 1);
+    assert_int_equal(SSL_CTX_up_ref(sctx), 1); /* ours, to look at it after */
+    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, sctx, &f->tls, err, sizeof(err)), 0);
+    assert_true((SSL_CTX_get_options(sctx) & SSL_OP_NO_RENEGOTIATION) != 0);
+    assert_true((SSL_CTX_get_mode(sctx) & SSL_MODE_ENABLE_PARTIAL_WRITE) != 0);
+    SSL_CTX_free(sctx);
+
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    cg_conn_attach_tcp(&f->conn, sv[0], true);
+    cg_tls_peer_t p;
+    assert_int_equal(cg_tls_peer(&f->conn, &p), -EINVAL); /* not on TLS yet */
+    assert_int_equal(cg_tls_attach(&f->conn, f->tls), 0);
+    f->cfd = sv[1];
+    f->cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(f->cctx);
+    f->client = SSL_new(f->cctx);
+    assert_non_null(f->client);
+    assert_int_equal(SSL_set_fd(f->client, f->cfd), 1);
+    SSL_set_connect_state(f->client);
+    handshake(f);
+    assert_string_equal(SSL_get_version(f->client), "TLSv1.2");
+    assert_int_equal(cg_tls_peer(&f->conn, &p), 0);
+    assert_null(p.der); /* no client certificate asked for */
+    assert_false(p.asked);
+    assert_string_equal(p.version, "TLSv1.2");
+    assert_non_null(p.cipher);
+    assert_string_equal(p.cipher, SSL_get_cipher_name(f->client));
+    assert_true(p.secret_bits >= 128);
+    assert_null(p.alpn);
+    cg_tls_peer_free(&p);
+}
+
+/* cert_reqs 1 and a client certificate: cg_tls_peer gives its DER. */
+static void test_peer_certificate(void **state)
+{
+    fx_t *f = *state;
+    set(f, "cert_reqs", "1");
+    set(f, "ca_certs", f->cert);
+    connect_pair(f, 0);
+    assert_int_equal(SSL_use_certificate_chain_file(f->client, f->cert), 1);
+    assert_int_equal(SSL_use_PrivateKey_file(f->client, f->key, SSL_FILETYPE_PEM), 1);
+    handshake(f);
+    /* TLS 1.3 sends the client's certificate after the client's finish:
+     * a read on the server takes it in */
+    char b[8];
+    (void)f->conn.ops->recv(&f->conn, b, sizeof(b));
+    cg_tls_peer_t p;
+    assert_int_equal(cg_tls_peer(&f->conn, &p), 0);
+    assert_true(p.asked);
+    assert_non_null(p.der);
+    X509 *mine = SSL_get_certificate(f->client);
+    unsigned char *want = NULL;
+    int n = i2d_X509(mine, &want);
+    assert_true(n > 0);
+    assert_int_equal(p.der_len, (size_t)n);
+    assert_memory_equal(p.der, want, (size_t)n);
+    OPENSSL_free(want);
+    cg_tls_peer_free(&p);
+    assert_null(p.der);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +488,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ragged_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_cert_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_context_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_certificate, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
