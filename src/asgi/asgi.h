@@ -127,6 +127,8 @@ typedef struct cg_asgi {
     PyObject *state;        /* the lifespan's state dict, copied into each scope; NULL: none */
     PyObject *lifespan;     /* the lifespan's state object (lifespan.c); NULL: none */
     PyObject *done;         /* an awaitable that is finished at once (send's usual answer) */
+    PyObject *cancelled_error; /* asyncio.CancelledError */
+    PyObject *iscoroutine;     /* asyncio.iscoroutine */
     cg_asgi_proto_t *conns; /* open connections (borrowed; each removes itself) */
     size_t nconns;
     bool stopping;          /* TERM: no new requests on kept-alive connections */
@@ -191,6 +193,21 @@ int cg_asgi_types_ready(void);
 /* The pending exception as an object, cleared (new reference; NULL when
  * none is set). */
 PyObject *cg_asgi_take_exc(void);
+
+/*
+ * The app's coroutine `coro` wrapped for loop.create_task(): the task steps
+ * the wrapper, which steps coro, and when coro ends calls done(owner, exc,
+ * cancelled) right there, inside the task's step: exc is the exception it
+ * raised (borrowed; NULL when it returned or was cancelled). An Exception
+ * is the owner's to report, so the task ends quietly with None; a
+ * cancellation (and KeyboardInterrupt, SystemExit) goes on to the task.
+ * This saves a done callback per request (one more trip round the loop).
+ * done must return with no exception set. Holds references to coro and
+ * owner until coro ends. New reference, or NULL with an exception set (also
+ * when coro is not a coroutine, as create_task would refuse it).
+ */
+typedef void (*cg_asgi_done_fn)(PyObject *owner, PyObject *exc, bool cancelled);
+PyObject *cg_asgi_runner_new(cg_asgi_t *a, PyObject *coro, PyObject *owner, cg_asgi_done_fn done);
 
 /* A C function as a Python callable with `self` (borrowed; the callable
  * holds a reference). New reference or NULL. */
@@ -267,6 +284,7 @@ struct cg_asgi_cycle {
     cg_asgi_proto_t *p; /* owned while this is p->cy; NULL once answered or the client left */
     PyObject *rx_waiter; /* future receive() waits on */
     PyObject *task;      /* the app's task (owned) until it is done */
+    bool app_done;       /* the app's coroutine ended (maybe inside create_task: an eager factory) */
     bool started, complete, body_done, disconnected, logged, continue_sent;
     bool chunked, omits_body, keep_alive;
     int status;

@@ -965,22 +965,14 @@ static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_
     return 0;
 }
 
-static PyObject *cg__task_done(PyObject *self, PyObject *task)
+/* The app's coroutine ended (cg_asgi_runner_new): answer what it left
+ * unanswered, then post_request. */
+static void cg__cycle_end(PyObject *self, PyObject *exc, bool was_cancelled)
 {
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
     cg_asgi_t *a = cy->a;
     Py_CLEAR(cy->task); /* the task held us through send/receive: the cycle ends */
-    PyObject *cancelled = PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_CANCELLED]); /* new */
-    int was_cancelled = cancelled ? PyObject_IsTrue(cancelled) : -1;
-    Py_XDECREF(cancelled);
-    PyObject *exc = was_cancelled == 0 ? PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_EXCEPTION])
-                                       : NULL; /* new */
-    if (was_cancelled < 0 || (was_cancelled == 0 && exc == NULL)) {
-        cg_py_log_exception(a->log, CG_LOG_ERROR, "Error in ASGI application");
-        Py_RETURN_NONE;
-    }
-    if (exc == Py_None)
-        Py_CLEAR(exc);
+    cy->app_done = true;
     if (was_cancelled)
         cg_log_debug(a->log, "Request cancelled (client disconnected)");
     if (cy->ws != NULL && cg_asgi_ws_task_done(cy, exc, was_cancelled))
@@ -997,13 +989,9 @@ static PyObject *cg__task_done(PyObject *self, PyObject *task)
         cg_asgi_cycle_fail(cy, NULL, "ASGI callable returned without completing response.");
     else if (was_cancelled && !cy->complete && cy->p != NULL)
         cg_asgi_cycle_fail(cy, NULL, NULL);
-    Py_XDECREF(exc);
     cg__post_request(cy);
-    Py_RETURN_NONE;
+    PyErr_Clear(); /* whatever failed was logged where it failed */
 }
-
-static PyMethodDef cg__task_done_def = {"_request_done", cg__task_done, METH_O,
-                                        "The app's task for one request ended."};
 
 int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
 {
@@ -1026,34 +1014,28 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
     PyObject *send = recv ? cg_asgi_bind(sdef, self) : NULL;  /* new */
     PyObject *coro = send ? PyObject_CallFunctionObjArgs(a->app, scope, recv, send, NULL)
                           : NULL; /* new */
-    PyObject *task = coro ? PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], coro)
-                          : NULL; /* new */
-    PyObject *cb = task ? cg_asgi_bind(&cg__task_done_def, self) : NULL; /* new */
-    PyObject *r = cb ? PyObject_CallMethodOneArg(task, a->s[CG_AS_A_ADD_DONE_CALLBACK], cb)
-                     : NULL; /* new */
+    PyObject *runner = coro ? cg_asgi_runner_new(a, coro, self, cg__cycle_end) : NULL; /* new */
+    PyObject *task = runner ? PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], runner)
+                            : NULL; /* new */
     Py_XDECREF(scope);
     Py_XDECREF(recv);
     Py_XDECREF(send);
     Py_XDECREF(coro);
-    Py_XDECREF(cb);
-    if (r == NULL) {
+    Py_XDECREF(runner);
+    if (task == NULL) {
         /* the app's call itself raised (or is no coroutine function) */
         PyObject *exc = cg_asgi_take_exc();
         Py_INCREF(self); /* answering it lets the connection's reference go */
         cg_asgi_cycle_fail(cy, exc, exc ? NULL : "ASGI application could not be started");
         Py_XDECREF(exc);
-        if (task != NULL) {
-            PyObject *c = PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_CANCEL]); /* new */
-            Py_XDECREF(c);
-            PyErr_Clear();
-        }
-        Py_XDECREF(task);
         cg__post_request(cy);
         Py_DECREF(self);
         return -1;
     }
-    Py_DECREF(r);
-    cy->task = task;
+    if (cy->app_done)
+        Py_DECREF(task);
+    else
+        cy->task = task;
     return 0;
 }
 
