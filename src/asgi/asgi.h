@@ -273,6 +273,8 @@ struct cg_asgi_proto {
     size_t drained;  /* body bytes discarded after the response (DRAIN) */
     cg_asgi_cycle_t *cy; /* the request being served (owned), NULL between requests */
     PyObject *client, *server; /* scope tuples, made once per connection */
+    PyObject *scope_tpl;       /* an http scope with this connection's constants (owned), or NULL */
+    PyObject *raw_path, *path; /* the last request's raw_path and path, reused when it repeats */
     char *out;                 /* bytes the connection layer wrote (error pages) */
     size_t out_len, out_cap;
     uint64_t nreq;

@@ -141,12 +141,59 @@ static int cg__put(PyObject *d, PyObject *key, PyObject *value /* stolen */)
     return rc;
 }
 
+/* The http scope's keys in the order the app sees them, with what stays
+ * the same on a connection (type, asgi, root_path, client, server) and
+ * None where each request puts its own. */
+static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
+{
+    PyObject **S = a->s;
+    PyObject *d = PyDict_New(); /* new */
+    if (d == NULL || PyDict_SetItem(d, S[CG_AS_TYPE], S[CG_AS_V_HTTP]) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_ASGI], a->asgi_version) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_HTTP_VERSION], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_METHOD], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_SCHEME], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_PATH], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_RAW_PATH], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_QUERY_STRING], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_HEADERS], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_CLIENT], p->client) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_SERVER], p->server) < 0 ||
+        (a->state != NULL && PyDict_SetItem(d, S[CG_AS_STATE], Py_None) < 0)) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* path and raw_path: the previous request's objects when the path is the
+ * same (a client asking for one URL again and again), else new ones. */
+static int cg__paths(cg_asgi_proto_t *p, cg_str_t raw, PyObject **path, PyObject **raw_path)
+{
+    if (p->raw_path == NULL || (size_t)PyBytes_GET_SIZE(p->raw_path) != raw.len ||
+        (raw.len > 0 && memcmp(PyBytes_AS_STRING(p->raw_path), raw.ptr, raw.len) != 0)) {
+        PyObject *rp = cg__bytes(raw);            /* new */
+        PyObject *dp = rp ? cg__path(raw) : NULL; /* new */
+        if (dp == NULL) {
+            Py_XDECREF(rp);
+            return -1;
+        }
+        Py_XSETREF(p->raw_path, rp);
+        Py_XSETREF(p->path, dp);
+    }
+    *path = Py_NewRef(p->path);
+    *raw_path = Py_NewRef(p->raw_path);
+    return 0;
+}
+
 PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
     const cg_http_request_t *req = &p->c.req;
     PyObject **S = a->s;
+    bool ws = cy->ws != NULL;
     if (p->client == NULL || p->nreq <= 1) {
         /* the client the PROXY header names, or the peer; once per
          * connection (PROXY data comes with its first request) */
@@ -157,11 +204,14 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
         if (client == NULL)
             return NULL;
         Py_XSETREF(p->client, client);
+        Py_CLEAR(p->scope_tpl);
     }
-    PyObject *scope = PyDict_New(); /* new */
+    if (!ws && p->scope_tpl == NULL && (p->scope_tpl = cg__scope_template(a, p)) == NULL)
+        return NULL;
+    /* a copy of the template: the keys already in place, no resizing */
+    PyObject *scope = ws ? PyDict_New() : PyDict_Copy(p->scope_tpl); /* new */
     if (scope == NULL)
         return NULL;
-    bool ws = cy->ws != NULL;
     PyObject *method;
     if (ws)
         method = NULL; /* a websocket scope has none */
@@ -181,18 +231,20 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
                                                    req->version_minor);
     int scheme = req->scheme_https == 1 ? (ws ? CG_AS_V_WSS : CG_AS_V_HTTPS)
                                         : (ws ? CG_AS_V_WS : CG_AS_V_HTTP);
-    if (PyDict_SetItem(scope, S[CG_AS_TYPE], S[ws ? CG_AS_V_WEBSOCKET : CG_AS_V_HTTP]) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0 ||
+    PyObject *path = NULL, *raw_path = NULL;
+    if ((ws && PyDict_SetItem(scope, S[CG_AS_TYPE], S[CG_AS_V_WEBSOCKET]) < 0) ||
+        (ws && PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0) ||
         cg__put(scope, S[CG_AS_HTTP_VERSION], version) < 0 ||
         (!ws && cg__put(scope, S[CG_AS_METHOD], method) < 0) ||
         PyDict_SetItem(scope, S[CG_AS_SCHEME], S[scheme]) < 0 ||
-        cg__put(scope, S[CG_AS_PATH], cg__path(req->path)) < 0 ||
-        cg__put(scope, S[CG_AS_RAW_PATH], cg__bytes(req->path)) < 0 ||
+        cg__paths(p, req->path, &path, &raw_path) < 0 ||
+        cg__put(scope, S[CG_AS_PATH], path) < 0 ||
+        cg__put(scope, S[CG_AS_RAW_PATH], raw_path) < 0 ||
         cg__put(scope, S[CG_AS_QUERY_STRING], cg__bytes(req->query)) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
+        (ws && PyDict_SetItem(scope, S[CG_AS_ROOT_PATH], a->root_path) < 0) ||
         cg__put(scope, S[CG_AS_HEADERS], cg__headers(req)) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_CLIENT], p->client) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0 ||
+        (ws && PyDict_SetItem(scope, S[CG_AS_CLIENT], p->client) < 0) ||
+        (ws && PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0) ||
         /* a shallow copy per request, as Uvicorn: what the app sets on a
          * request's state does not leak into the next one */
         (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
@@ -477,10 +529,12 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
         return -1;
 
     cg__buf_t b = {cg_xmalloc(512), 0, 512};
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/%u.%u %d ", req->version_major % 10,
-                     req->version_minor % 10, cy->status);
-    cg__add(&b, line, (size_t)n);
+    /* "HTTP/1.1 200 " by hand: snprintf cost more than the rest of the line */
+    char line[13] = {'H', 'T', 'T', 'P', '/', (char)('0' + req->version_major % 10), '.',
+                     (char)('0' + req->version_minor % 10), ' ',
+                     (char)('0' + cy->status / 100), (char)('0' + cy->status / 10 % 10),
+                     (char)('0' + cy->status % 10), ' '};
+    cg__add(&b, line, sizeof(line));
     const char *reason = cg__reason(cy->status);
     cg__add(&b, reason, strlen(reason));
     cg__add(&b, "\r\n", 2);
