@@ -72,6 +72,7 @@
     X(A_RESUME_READING, "resume_reading")                                                        \
     X(A_CALL_LATER, "call_later")                                                                \
     X(A_CREATE_TASK, "create_task")                                                              \
+    X(A_GET_TASK_FACTORY, "get_task_factory")                                                    \
     X(A_ADD_DONE_CALLBACK, "add_done_callback")                                                  \
     X(A_EXCEPTION, "exception")                                                                  \
     X(A_CANCELLED, "cancelled")                                                                  \
@@ -129,6 +130,8 @@ typedef struct cg_asgi {
     PyObject *done;         /* an awaitable that is finished at once (send's usual answer) */
     PyObject *cancelled_error; /* asyncio.CancelledError */
     PyObject *iscoroutine;     /* asyncio.iscoroutine */
+    PyObject *task_type;       /* asyncio.Task */
+    PyObject *kw_loop;         /* ("loop",): kwnames for task_type(coro, loop=loop) */
     cg_asgi_proto_t *conns; /* open connections (borrowed; each removes itself) */
     size_t nconns;
     bool stopping;          /* TERM: no new requests on kept-alive connections */
@@ -190,6 +193,11 @@ typedef int (*cg_asgi_poll_fn)(PyObject *owner, PyObject **out);
 PyObject *cg_asgi_awaitable_new(cg_asgi_t *a, cg_asgi_poll_fn poll, PyObject *owner);
 int cg_asgi_types_ready(void);
 
+/* msg[key] as a new reference in *out: 1, 0 when msg has no such key
+ * (nothing raised: a dict is looked up without making a KeyError), -1 with
+ * an exception set. */
+int cg_asgi_get(PyObject *msg, PyObject *key, PyObject **out);
+
 /* The pending exception as an object, cleared (new reference; NULL when
  * none is set). */
 PyObject *cg_asgi_take_exc(void);
@@ -208,6 +216,9 @@ PyObject *cg_asgi_take_exc(void);
  */
 typedef void (*cg_asgi_done_fn)(PyObject *owner, PyObject *exc, bool cancelled);
 PyObject *cg_asgi_runner_new(cg_asgi_t *a, PyObject *coro, PyObject *owner, cg_asgi_done_fn done);
+
+/* loop.create_task(coro): a new task, or NULL with an exception set. */
+PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro);
 
 /* A C function as a Python callable with `self` (borrowed; the callable
  * holds a reference). New reference or NULL. */

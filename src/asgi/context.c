@@ -42,8 +42,11 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
         return -1;
     a->cancelled_error = PyObject_GetAttrString(asyncio, "CancelledError"); /* new */
     a->iscoroutine = PyObject_GetAttrString(asyncio, "iscoroutine");        /* new */
+    a->task_type = PyObject_GetAttrString(asyncio, "Task");                 /* new */
     Py_DECREF(asyncio);
-    if (a->cancelled_error == NULL || a->iscoroutine == NULL)
+    a->kw_loop = Py_BuildValue("(s)", "loop"); /* new */
+    if (a->cancelled_error == NULL || a->iscoroutine == NULL || a->task_type == NULL ||
+        a->kw_loop == NULL)
         return -1;
     if (cg_conn_policy_init(&a->pol, w->cfg, w->log) < 0) {
         PyErr_SetString(PyExc_RuntimeError, "invalid forwarded_allow_ips or proxy_allow_ips");
@@ -70,6 +73,8 @@ void cg_asgi_free(cg_asgi_t *a)
     Py_CLEAR(a->done);
     Py_CLEAR(a->cancelled_error);
     Py_CLEAR(a->iscoroutine);
+    Py_CLEAR(a->task_type);
+    Py_CLEAR(a->kw_loop);
     Py_CLEAR(a->drained);
     Py_CLEAR(a->stop);
     Py_CLEAR(a->ssl);
@@ -151,6 +156,29 @@ void cg_asgi_log_exc(cg_asgi_t *a, cg_log_level_t level, const char *prefix, PyO
     PyErr_Clear();
 }
 
+int cg_asgi_get(PyObject *msg, PyObject *key, PyObject **out)
+{
+    if (PyDict_CheckExact(msg)) {
+        /* the usual message: a missing optional key (more_body) costs no
+         * KeyError */
+        PyObject *v = PyDict_GetItemWithError(msg, key); /* borrowed */
+        *out = Py_XNewRef(v);
+        return v != NULL ? 1 : PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyMapping_Check(msg)) {
+        *out = NULL;
+        PyErr_Format(PyExc_TypeError, "ASGI messages are dicts, not %.100s", Py_TYPE(msg)->tp_name);
+        return -1;
+    }
+    *out = PyObject_GetItem(msg, key); /* new */
+    if (*out != NULL)
+        return 1;
+    if (!PyErr_ExceptionMatches(PyExc_KeyError))
+        return -1;
+    PyErr_Clear();
+    return 0;
+}
+
 PyObject *cg_asgi_take_exc(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -167,6 +195,21 @@ PyObject *cg_asgi_take_exc(void)
     Py_XDECREF(tb);
     return value;
 #endif
+}
+
+PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro)
+{
+    /* with no task factory set, what loop.create_task() does, without
+     * uvloop's keyword dict or asyncio's Python-level method around it */
+    PyObject *factory = PyObject_CallMethodNoArgs(a->loop, a->s[CG_AS_A_GET_TASK_FACTORY]); /* new */
+    if (factory == NULL)
+        return NULL;
+    bool plain = factory == Py_None;
+    Py_DECREF(factory);
+    if (!plain)
+        return PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], coro);
+    PyObject *args[2] = {coro, a->loop};
+    return PyObject_Vectorcall(a->task_type, args, 1, a->kw_loop);
 }
 
 PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self)

@@ -517,12 +517,9 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
     cy->omits_body = is_head || status == 204 || status == 304 || status < 200;
     bool forbids_length = status == 204 || status < 200; /* RFC 9110 section 8.6 */
 
-    PyObject *headers = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_HEADERS]) : NULL;
-    if (headers == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_KeyError))
-            return -1;
-        PyErr_Clear();
-    }
+    PyObject *headers; /* new */
+    if (cg_asgi_get(msg, a->s[CG_AS_HEADERS], &headers) < 0)
+        return -1;
     PyObject *seq = headers ? PySequence_Fast(headers, "ASGI headers must be a sequence") : NULL;
     Py_XDECREF(headers);
     if (headers != NULL && seq == NULL)
@@ -703,14 +700,13 @@ PyObject *cg_asgi_send_body(cg_asgi_cycle_t *cy, PyObject *msg)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
-    PyObject *body = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_BODY]) : NULL;
-    if (body == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
-    else if (body == NULL)
+    PyObject *body, *more; /* new */
+    if (cg_asgi_get(msg, a->s[CG_AS_BODY], &body) < 0)
         return NULL;
-    PyObject *more = PyObject_GetItem(msg, a->s[CG_AS_MORE_BODY]); /* new */
-    if (more == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
+    if (cg_asgi_get(msg, a->s[CG_AS_MORE_BODY], &more) < 0) {
+        Py_XDECREF(body);
+        return NULL;
+    }
     int final = more != NULL ? !PyObject_IsTrue(more) : 1;
     Py_XDECREF(more);
     Py_buffer view = {0};
@@ -1069,8 +1065,7 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
     PyObject *coro = send ? PyObject_CallFunctionObjArgs(a->app, scope, recv, send, NULL)
                           : NULL; /* new */
     PyObject *runner = coro ? cg_asgi_runner_new(a, coro, self, cg__cycle_end) : NULL; /* new */
-    PyObject *task = runner ? PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], runner)
-                            : NULL; /* new */
+    PyObject *task = runner ? cg_asgi_create_task(a, runner) : NULL; /* new */
     Py_XDECREF(scope);
     Py_XDECREF(recv);
     Py_XDECREF(send);
