@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-venv bench-asgi bench-frontends bench-observability bench-slowloris clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-venv bench-asgi bench-asgi-ws bench-frontends bench-observability bench-slowloris clean
 
 all: build
 
@@ -177,7 +177,7 @@ bench-frontends: build venv
 # The ASGI peers (Uvicorn, Granian, Gunicorn 27) and uvloop, pinned in
 # tests/requirements.txt, in a venv of their own.
 BENCH_VENV ?= $(BUILD)/bench-venv
-BENCH_PKGS = $(shell sed -n '/^\# bench/,$$p' tests/requirements.txt | grep -v '^\#' | cut -d= -f1) uvloop
+BENCH_PKGS = $(shell sed -n '/^\# bench/,$$p' tests/requirements.txt | grep -v '^\#' | cut -d= -f1) uvloop websockets
 bench-venv:
 	@[ -x $(BENCH_VENV)/bin/python ] || $(PYTHON) -m venv $(BENCH_VENV)
 	$(PIP_ENV) $(BENCH_VENV)/bin/pip install -q $(BENCH_PKGS)
@@ -187,6 +187,11 @@ bench-asgi: build bench-venv
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn BENCH_VENV=$(abspath $(BENCH_VENV)) \
 		SERVERS="cgunicorn-asgi uvicorn granian-asgi gunicorn-asgi nginx" bash bench/run.sh
+
+# WebSocket echo messages/s and server CPU per message: -k asgi beside Uvicorn and Granian
+# (bench/ws_echo.py, its own load client), one run.
+bench-asgi-ws: build bench-venv
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn BENCH_VENV=$(abspath $(BENCH_VENV)) $(PYTHON) bench/ws_echo.py
 
 # What metrics cost per request: off, --metrics-bind, --statsd-host, both
 # (bench/observability.sh).

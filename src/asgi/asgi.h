@@ -131,7 +131,9 @@ typedef struct cg_asgi {
     PyObject *cancelled_error; /* asyncio.CancelledError */
     PyObject *iscoroutine;     /* asyncio.iscoroutine */
     PyObject *task_type;       /* asyncio.Task */
-    PyObject *kw_loop;         /* ("loop",): kwnames for task_type(coro, loop=loop) */
+    PyObject *kw_task;         /* ("loop", "context"): kwnames for task_type(coro, ...) */
+    PyObject *kw_context;      /* ("context",) */
+    PyObject *context;         /* the worker's own context, copied for each request's task */
     cg_asgi_proto_t *conns; /* open connections (borrowed; each removes itself) */
     size_t nconns;
     bool stopping;          /* TERM: no new requests on kept-alive connections */
@@ -217,7 +219,10 @@ PyObject *cg_asgi_take_exc(void);
 typedef void (*cg_asgi_done_fn)(PyObject *owner, PyObject *exc, bool cancelled);
 PyObject *cg_asgi_runner_new(cg_asgi_t *a, PyObject *coro, PyObject *owner, cg_asgi_done_fn done);
 
-/* loop.create_task(coro): a new task, or NULL with an exception set. */
+/* loop.create_task(coro, context=<a fresh copy of the worker's context>):
+ * each request starts from the same context, whatever the task that
+ * dispatched it (a pipelined request is read inside the previous one's
+ * send()) had set. A new task, or NULL with an exception set. */
 PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro);
 
 /* A C function as a Python callable with `self` (borrowed; the callable

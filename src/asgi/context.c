@@ -44,9 +44,11 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
     a->iscoroutine = PyObject_GetAttrString(asyncio, "iscoroutine");        /* new */
     a->task_type = PyObject_GetAttrString(asyncio, "Task");                 /* new */
     Py_DECREF(asyncio);
-    a->kw_loop = Py_BuildValue("(s)", "loop"); /* new */
+    a->kw_task = Py_BuildValue("(ss)", "loop", "context"); /* new */
+    a->kw_context = Py_BuildValue("(s)", "context");        /* new */
+    a->context = PyContext_CopyCurrent();                   /* new */
     if (a->cancelled_error == NULL || a->iscoroutine == NULL || a->task_type == NULL ||
-        a->kw_loop == NULL)
+        a->kw_task == NULL || a->kw_context == NULL || a->context == NULL)
         return -1;
     if (cg_conn_policy_init(&a->pol, w->cfg, w->log) < 0) {
         PyErr_SetString(PyExc_RuntimeError, "invalid forwarded_allow_ips or proxy_allow_ips");
@@ -74,7 +76,9 @@ void cg_asgi_free(cg_asgi_t *a)
     Py_CLEAR(a->cancelled_error);
     Py_CLEAR(a->iscoroutine);
     Py_CLEAR(a->task_type);
-    Py_CLEAR(a->kw_loop);
+    Py_CLEAR(a->kw_task);
+    Py_CLEAR(a->kw_context);
+    Py_CLEAR(a->context);
     Py_CLEAR(a->drained);
     Py_CLEAR(a->stop);
     Py_CLEAR(a->ssl);
@@ -199,17 +203,22 @@ PyObject *cg_asgi_take_exc(void)
 
 PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro)
 {
-    /* with no task factory set, what loop.create_task() does, without
-     * uvloop's keyword dict or asyncio's Python-level method around it */
     PyObject *factory = PyObject_CallMethodNoArgs(a->loop, a->s[CG_AS_A_GET_TASK_FACTORY]); /* new */
-    if (factory == NULL)
-        return NULL;
-    bool plain = factory == Py_None;
-    Py_DECREF(factory);
-    if (!plain)
-        return PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], coro);
-    PyObject *args[2] = {coro, a->loop};
-    return PyObject_Vectorcall(a->task_type, args, 1, a->kw_loop);
+    PyObject *ctx = factory ? PyContext_Copy(a->context) : NULL;                          /* new */
+    PyObject *task = NULL;
+    if (ctx != NULL && factory == Py_None) {
+        /* what loop.create_task() does with no task factory set, without
+         * uvloop's keyword dict or asyncio's Python-level method around it */
+        PyObject *args[3] = {coro, a->loop, ctx};
+        task = PyObject_Vectorcall(a->task_type, args, 1, a->kw_task);
+    } else if (ctx != NULL) {
+        PyObject *args[3] = {a->loop, coro, ctx};
+        task = PyObject_VectorcallMethod(a->s[CG_AS_A_CREATE_TASK], args,
+                                         2, a->kw_context);
+    }
+    Py_XDECREF(factory);
+    Py_XDECREF(ctx);
+    return task;
 }
 
 PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self)
