@@ -519,3 +519,22 @@ def test_each_request_its_own_task(cg, site, loop):
     srv.wait_log(r"Error in ASGI application\nTraceback[\s\S]*KeyError: 'late boom'")
     srv.stop()
     assert "never retrieved" not in srv.log()
+
+
+def test_disconnect_grace_period_cancels(cg):
+    """asgi_disconnect_grace_period: an app that goes on writing after the
+    client left is cancelled at its await, a grace period after the write
+    that found the connection gone; the cancellation reaches the app's
+    coroutine through its task, and is logged."""
+    srv = cg("asgi_tasks:app", args=["-k", "asgi", "--asgi-loop", "asyncio",
+                                     "--asgi-disconnect-grace-period", "1", "--log-level", "debug"])
+    with srv.connect() as s:
+        s.sendall(b"GET /ignore-disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while b"started" not in data:
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+    srv.wait_log(r"app: cancelled after the disconnect")
+    srv.wait_log(r"Request cancelled \(client disconnected\)")
+    assert get(srv, "/a")[0] == "HTTP/1.1 200 OK"  # the worker goes on

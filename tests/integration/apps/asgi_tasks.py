@@ -4,6 +4,7 @@ loop's task factory when the app set one; exceptions and cancellation."""
 import asyncio
 import contextvars
 import json
+import sys
 
 seen = contextvars.ContextVar("seen", default="unset")
 factory_tasks = []
@@ -28,6 +29,17 @@ async def app(scope, receive, send):
     if path == "/factory":
         asyncio.get_running_loop().set_task_factory(_factory)
         body = b"set"
+    elif path == "/ignore-disconnect":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"started", "more_body": True})
+        try:
+            while True:  # on and on, quietly, once the client is gone
+                await asyncio.sleep(0.05)
+                await send({"type": "http.response.body", "body": b".", "more_body": True})
+        except asyncio.CancelledError:
+            print("app: cancelled after the disconnect", file=sys.stderr, flush=True)
+            raise
+        return
     elif path == "/raise-after-await":
         await asyncio.sleep(0.01)
         raise KeyError("late boom")
