@@ -2,7 +2,7 @@
 """bench/ws_echo.py - WebSocket echo throughput: bench/ws_echo_asgi.py under cgunicorn -k asgi,
 Uvicorn (uvloop, `websockets` protocol) and Granian's ASGI mode, one worker each, one run.
 
-The load client is this script: CONNS connections (default 100), each keeping WINDOW (8) text
+The load client is this script: CONNS connections (default 100), each keeping WINDOW (64) text
 messages of SIZE (32) bytes in flight, no permessage-deflate offered. Frames are made once
 (masked with a fixed key) and echoes are counted by their byte size, so the client spends
 little per message; it runs on CPU CLIENT_CPU (1), the server on SERVER_CPU (0). Measured over
@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 
 CONNS = int(os.environ.get("CONNS", "100"))
-WINDOW = int(os.environ.get("WINDOW", "8"))
+WINDOW = int(os.environ.get("WINDOW", "64"))
 SIZE = int(os.environ.get("SIZE", "32"))
 DURATION = float(os.environ.get("DURATION", "8"))
 WARMUP = float(os.environ.get("WARMUP", "2"))
