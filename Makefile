@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-tls bench-tls-callgrind bench-venv bench-asgi bench-gevent bench-frontends bench-observability bench-slowloris bench-balance clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-tls bench-tls-callgrind bench-venv bench-asgi bench-asgi-ws bench-gevent bench-frontends bench-observability bench-slowloris bench-balance clean
 
 all: build
 
@@ -201,7 +201,7 @@ bench-frontends: build venv
 # The ASGI peers (Uvicorn, Granian, Gunicorn 27) and uvloop, pinned in
 # tests/requirements.txt, in a venv of their own.
 BENCH_VENV ?= $(BUILD)/bench-venv
-BENCH_PKGS = $(shell sed -n '/^\# bench/,$$p' tests/requirements.txt | grep -v '^\#' | cut -d= -f1) uvloop packaging
+BENCH_PKGS = $(shell sed -n '/^\# bench/,$$p' tests/requirements.txt | grep -v '^\#' | cut -d= -f1) uvloop packaging websockets
 bench-venv:
 	@[ -x $(BENCH_VENV)/bin/python ] || $(PYTHON) -m venv $(BENCH_VENV)
 	$(PIP_ENV) $(BENCH_VENV)/bin/pip install -q $(BENCH_PKGS)
@@ -217,6 +217,11 @@ bench-gevent: build bench-venv test-site
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn BENCH_VENV=$(abspath $(BENCH_VENV)) \
 		GEVENT_SITE=$(abspath $(TEST_SITE)) SERVERS="cgunicorn-gevent gunicorn-gevent" bash bench/run.sh
+
+# WebSocket echo messages/s and server CPU per message: -k asgi beside Uvicorn and Granian
+# (bench/ws_echo.py, its own load client), one run.
+bench-asgi-ws: build bench-venv
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn BENCH_VENV=$(abspath $(BENCH_VENV)) $(PYTHON) bench/ws_echo.py
 
 # What metrics cost per request: off, --metrics-bind, --statsd-host, both
 # (bench/observability.sh).

@@ -72,6 +72,7 @@
     X(A_RESUME_READING, "resume_reading")                                                        \
     X(A_CALL_LATER, "call_later")                                                                \
     X(A_CREATE_TASK, "create_task")                                                              \
+    X(A_GET_TASK_FACTORY, "get_task_factory")                                                    \
     X(A_ADD_DONE_CALLBACK, "add_done_callback")                                                  \
     X(A_EXCEPTION, "exception")                                                                  \
     X(A_CANCELLED, "cancelled")                                                                  \
@@ -127,6 +128,12 @@ typedef struct cg_asgi {
     PyObject *state;        /* the lifespan's state dict, copied into each scope; NULL: none */
     PyObject *lifespan;     /* the lifespan's state object (lifespan.c); NULL: none */
     PyObject *done;         /* an awaitable that is finished at once (send's usual answer) */
+    PyObject *cancelled_error; /* asyncio.CancelledError */
+    PyObject *iscoroutine;     /* asyncio.iscoroutine */
+    PyObject *task_type;       /* asyncio.Task */
+    PyObject *kw_task;         /* ("loop", "context"): kwnames for task_type(coro, ...) */
+    PyObject *kw_context;      /* ("context",) */
+    PyObject *context;         /* the worker's own context, copied for each request's task */
     cg_asgi_proto_t *conns; /* open connections (borrowed; each removes itself) */
     size_t nconns;
     bool stopping;          /* TERM: no new requests on kept-alive connections */
@@ -188,9 +195,35 @@ typedef int (*cg_asgi_poll_fn)(PyObject *owner, PyObject **out);
 PyObject *cg_asgi_awaitable_new(cg_asgi_t *a, cg_asgi_poll_fn poll, PyObject *owner);
 int cg_asgi_types_ready(void);
 
+/* msg[key] as a new reference in *out: 1, 0 when msg has no such key
+ * (nothing raised: a dict is looked up without making a KeyError), -1 with
+ * an exception set. */
+int cg_asgi_get(PyObject *msg, PyObject *key, PyObject **out);
+
 /* The pending exception as an object, cleared (new reference; NULL when
  * none is set). */
 PyObject *cg_asgi_take_exc(void);
+
+/*
+ * The app's coroutine `coro` wrapped for loop.create_task(): the task steps
+ * the wrapper, which steps coro, and when coro ends calls done(owner, exc,
+ * cancelled) right there, inside the task's step: exc is the exception it
+ * raised (borrowed; NULL when it returned or was cancelled). An Exception
+ * is the owner's to report, so the task ends quietly with None; a
+ * cancellation (and KeyboardInterrupt, SystemExit) goes on to the task.
+ * This saves a done callback per request (one more trip round the loop).
+ * done must return with no exception set. Holds references to coro and
+ * owner until coro ends. New reference, or NULL with an exception set (also
+ * when coro is not a coroutine, as create_task would refuse it).
+ */
+typedef void (*cg_asgi_done_fn)(PyObject *owner, PyObject *exc, bool cancelled);
+PyObject *cg_asgi_runner_new(cg_asgi_t *a, PyObject *coro, PyObject *owner, cg_asgi_done_fn done);
+
+/* loop.create_task(coro, context=<a fresh copy of the worker's context>):
+ * each request starts from the same context, whatever the task that
+ * dispatched it (a pipelined request is read inside the previous one's
+ * send()) had set. A new task, or NULL with an exception set. */
+PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro);
 
 /* A C function as a Python callable with `self` (borrowed; the callable
  * holds a reference). New reference or NULL. */
@@ -256,6 +289,8 @@ struct cg_asgi_proto {
     size_t drained;  /* body bytes discarded after the response (DRAIN) */
     cg_asgi_cycle_t *cy; /* the request being served (owned), NULL between requests */
     PyObject *client, *server; /* scope tuples, made once per connection */
+    PyObject *scope_tpl;       /* an http scope with this connection's constants (owned), or NULL */
+    PyObject *raw_path, *path; /* the last request's raw_path and path, reused when it repeats */
     char *out;                 /* bytes the connection layer wrote (error pages) */
     size_t out_len, out_cap;
     uint64_t nreq;
@@ -267,6 +302,7 @@ struct cg_asgi_cycle {
     cg_asgi_proto_t *p; /* owned while this is p->cy; NULL once answered or the client left */
     PyObject *rx_waiter; /* future receive() waits on */
     PyObject *task;      /* the app's task (owned) until it is done */
+    bool app_done;       /* the app's coroutine ended (maybe inside create_task: an eager factory) */
     bool started, complete, body_done, disconnected, logged, continue_sent;
     bool chunked, omits_body, keep_alive;
     int status;

@@ -37,6 +37,19 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
                                           NULL);
     if (a->asgi_version == NULL || a->root_path == NULL)
         return -1;
+    PyObject *asyncio = PyImport_ImportModule("asyncio"); /* new */
+    if (asyncio == NULL)
+        return -1;
+    a->cancelled_error = PyObject_GetAttrString(asyncio, "CancelledError"); /* new */
+    a->iscoroutine = PyObject_GetAttrString(asyncio, "iscoroutine");        /* new */
+    a->task_type = PyObject_GetAttrString(asyncio, "Task");                 /* new */
+    Py_DECREF(asyncio);
+    a->kw_task = Py_BuildValue("(ss)", "loop", "context"); /* new */
+    a->kw_context = Py_BuildValue("(s)", "context");        /* new */
+    a->context = PyContext_CopyCurrent();                   /* new */
+    if (a->cancelled_error == NULL || a->iscoroutine == NULL || a->task_type == NULL ||
+        a->kw_task == NULL || a->kw_context == NULL || a->context == NULL)
+        return -1;
     if (cg_conn_policy_init(&a->pol, w->cfg, w->log) < 0) {
         PyErr_SetString(PyExc_RuntimeError, "invalid forwarded_allow_ips or proxy_allow_ips");
         return -1;
@@ -60,6 +73,12 @@ void cg_asgi_free(cg_asgi_t *a)
     Py_CLEAR(a->state);
     Py_CLEAR(a->lifespan);
     Py_CLEAR(a->done);
+    Py_CLEAR(a->cancelled_error);
+    Py_CLEAR(a->iscoroutine);
+    Py_CLEAR(a->task_type);
+    Py_CLEAR(a->kw_task);
+    Py_CLEAR(a->kw_context);
+    Py_CLEAR(a->context);
     Py_CLEAR(a->drained);
     Py_CLEAR(a->stop);
     Py_CLEAR(a->ssl);
@@ -141,6 +160,29 @@ void cg_asgi_log_exc(cg_asgi_t *a, cg_log_level_t level, const char *prefix, PyO
     PyErr_Clear();
 }
 
+int cg_asgi_get(PyObject *msg, PyObject *key, PyObject **out)
+{
+    if (PyDict_CheckExact(msg)) {
+        /* the usual message: a missing optional key (more_body) costs no
+         * KeyError */
+        PyObject *v = PyDict_GetItemWithError(msg, key); /* borrowed */
+        *out = Py_XNewRef(v);
+        return v != NULL ? 1 : PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyMapping_Check(msg)) {
+        *out = NULL;
+        PyErr_Format(PyExc_TypeError, "ASGI messages are dicts, not %.100s", Py_TYPE(msg)->tp_name);
+        return -1;
+    }
+    *out = PyObject_GetItem(msg, key); /* new */
+    if (*out != NULL)
+        return 1;
+    if (!PyErr_ExceptionMatches(PyExc_KeyError))
+        return -1;
+    PyErr_Clear();
+    return 0;
+}
+
 PyObject *cg_asgi_take_exc(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -157,6 +199,26 @@ PyObject *cg_asgi_take_exc(void)
     Py_XDECREF(tb);
     return value;
 #endif
+}
+
+PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro)
+{
+    PyObject *factory = PyObject_CallMethodNoArgs(a->loop, a->s[CG_AS_A_GET_TASK_FACTORY]); /* new */
+    PyObject *ctx = factory ? PyContext_Copy(a->context) : NULL;                          /* new */
+    PyObject *task = NULL;
+    if (ctx != NULL && factory == Py_None) {
+        /* what loop.create_task() does with no task factory set, without
+         * uvloop's keyword dict or asyncio's Python-level method around it */
+        PyObject *args[3] = {coro, a->loop, ctx};
+        task = PyObject_Vectorcall(a->task_type, args, 1, a->kw_task);
+    } else if (ctx != NULL) {
+        PyObject *args[3] = {a->loop, coro, ctx};
+        task = PyObject_VectorcallMethod(a->s[CG_AS_A_CREATE_TASK], args,
+                                         2, a->kw_context);
+    }
+    Py_XDECREF(factory);
+    Py_XDECREF(ctx);
+    return task;
 }
 
 PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self)
@@ -299,7 +361,217 @@ PyTypeObject *cg_asgi_type(PyTypeObject **slot, PyType_Spec *spec)
     return *slot;
 }
 
+/* ---- the app's coroutine, for its task ---- */
+
+typedef struct {
+    PyObject_HEAD
+    cg_asgi_t *a;
+    PyObject *coro;  /* owned until it ended */
+    PyObject *owner; /* owned until coro ended */
+    cg_asgi_done_fn done;
+} cg__runner_t;
+
+static PyTypeObject *cg__runner_type;
+
+PyObject *cg_asgi_runner_new(cg_asgi_t *a, PyObject *coro, PyObject *owner, cg_asgi_done_fn done)
+{
+    if (!PyCoro_CheckExact(coro)) {
+        /* a Cython coroutine is one too; anything else gets create_task's
+         * own refusal */
+        PyObject *r = PyObject_CallOneArg(a->iscoroutine, coro); /* new */
+        int yes = r != NULL ? PyObject_IsTrue(r) : -1;
+        Py_XDECREF(r);
+        if (yes < 0)
+            return NULL;
+        if (yes == 0) {
+            PyErr_Format(PyExc_TypeError, "a coroutine was expected, got %R", coro);
+            return NULL;
+        }
+    }
+    cg__runner_t *o = PyObject_New(cg__runner_t, cg__runner_type); /* new */
+    if (o == NULL)
+        return NULL;
+    o->a = a;
+    o->coro = Py_NewRef(coro);
+    o->owner = Py_NewRef(owner);
+    o->done = done;
+    return (PyObject *)o;
+}
+
+static void cg__runner_dealloc(PyObject *self)
+{
+    cg__runner_t *o = (cg__runner_t *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_XDECREF(o->coro);
+    Py_XDECREF(o->owner);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+/* Put exc (a reference taken over) back as the pending exception. */
+static void cg__raise(PyObject *exc)
+{
+    PyObject *tb = PyException_GetTraceback(exc); /* new or NULL */
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+}
+
+/* coro ended: PYGEN_RETURN with *result its value, or PYGEN_ERROR with its
+ * exception set. What the task gets instead. */
+static PySendResult cg__runner_end(cg__runner_t *o, PySendResult r, PyObject **result)
+{
+    PyObject *owner = o->owner;
+    o->owner = NULL;
+    Py_CLEAR(o->coro);
+    if (owner == NULL) /* cannot be: ended once */
+        return r;
+    if (r == PYGEN_RETURN) {
+        o->done(owner, NULL, false);
+        Py_DECREF(owner);
+        return r;
+    }
+    PyObject *exc = cg_asgi_take_exc(); /* new */
+    if (exc == NULL) {
+        Py_DECREF(owner);
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    bool cancelled = PyObject_TypeCheck(exc, (PyTypeObject *)o->a->cancelled_error);
+    o->done(owner, cancelled ? NULL : exc, cancelled);
+    Py_DECREF(owner);
+    if (cancelled || !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
+        cg__raise(exc);
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    Py_DECREF(exc); /* reported by done: the task ends with None */
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PySendResult cg__runner_send(PyObject *self, PyObject *arg, PyObject **result)
+{
+    cg__runner_t *o = (cg__runner_t *)self;
+    if (o->coro == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    PySendResult r = PyIter_Send(o->coro, arg, result);
+    return r == PYGEN_NEXT ? r : cg__runner_end(o, r, result);
+}
+
+/* The Python face of a finished step: the value, or StopIteration(value)
+ * (a tuple wrapped so that it is not taken for the exception's args). */
+static PyObject *cg__step_result(PySendResult r, PyObject *out)
+{
+    if (r == PYGEN_NEXT || r == PYGEN_ERROR)
+        return out;
+    if (out != Py_None) {
+        PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, out); /* new */
+        if (exc != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, exc);
+            Py_DECREF(exc);
+        }
+    } else {
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *cg__runner_send_meth(PyObject *self, PyObject *arg)
+{
+    PyObject *out = NULL;
+    PySendResult r = cg__runner_send(self, arg, &out);
+    return cg__step_result(r, out);
+}
+
+static PyObject *cg__runner_next(PyObject *self)
+{
+    return cg__runner_send_meth(self, Py_None);
+}
+
+/* throw(): how the task cancels the app (CancelledError at its await). */
+static PyObject *cg__runner_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    cg__runner_t *o = (cg__runner_t *)self;
+    if (o->coro == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        return NULL;
+    }
+    PyObject *meth = PyObject_GetAttrString(o->coro, "throw"); /* new */
+    PyObject *out = meth ? PyObject_Vectorcall(meth, args, (size_t)nargs, NULL) : NULL; /* new */
+    Py_XDECREF(meth);
+    if (out != NULL)
+        return out; /* it awaits again */
+    PySendResult r = PYGEN_ERROR;
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        /* it returned */
+        PyObject *stop = cg_asgi_take_exc();                                     /* new */
+        out = stop ? PyObject_GetAttrString(stop, "value") : NULL;               /* new */
+        Py_XDECREF(stop);
+        r = out != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+    r = cg__runner_end(o, r, &out);
+    return cg__step_result(r, out);
+}
+
+static PyObject *cg__runner_close(PyObject *self, PyObject *unused)
+{
+    cg__runner_t *o = (cg__runner_t *)self;
+    if (o->coro == NULL)
+        Py_RETURN_NONE;
+    return PyObject_CallMethod(o->coro, "close", NULL);
+}
+
+/* cr_frame and the like, for task.get_stack() and reprs: the app's. */
+static PyObject *cg__runner_attr(PyObject *self, void *name)
+{
+    cg__runner_t *o = (cg__runner_t *)self;
+    if (o->coro == NULL)
+        Py_RETURN_NONE;
+    return PyObject_GetAttrString(o->coro, name);
+}
+
+static PyMethodDef cg__runner_methods[] = {
+    {"send", cg__runner_send_meth, METH_O, "Step the app's coroutine."},
+    {"throw", (PyCFunction)(void (*)(void))cg__runner_throw, METH_FASTCALL,
+     "Raise an exception at the app's await."},
+    {"close", cg__runner_close, METH_NOARGS, "Close the app's coroutine."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef cg__runner_getset[] = {
+    {"cr_frame", cg__runner_attr, NULL, NULL, "cr_frame"},
+    {"cr_await", cg__runner_attr, NULL, NULL, "cr_await"},
+    {"cr_code", cg__runner_attr, NULL, NULL, "cr_code"},
+    {"cr_running", cg__runner_attr, NULL, NULL, "cr_running"},
+    {"__qualname__", cg__runner_attr, NULL, NULL, "__qualname__"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot cg__runner_slots[] = {
+    {Py_tp_dealloc, (void *)cg__runner_dealloc},
+    {Py_am_await, (void *)cg__await_await},
+    {Py_am_send, (void *)cg__runner_send},
+    {Py_tp_iter, (void *)cg__await_await},
+    {Py_tp_iternext, (void *)cg__runner_next},
+    {Py_tp_methods, cg__runner_methods},
+    {Py_tp_getset, cg__runner_getset},
+    {0, NULL},
+};
+
+static PyType_Spec cg__runner_spec = {
+    .name = "cgunicorn.asgi.AppCoroutine",
+    .basicsize = sizeof(cg__runner_t),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = cg__runner_slots,
+};
+
 int cg_asgi_types_ready(void)
 {
-    return cg_asgi_type(&cg__await_type, &cg__await_spec) != NULL ? 0 : -1;
+    return cg_asgi_type(&cg__await_type, &cg__await_spec) != NULL &&
+                   cg_asgi_type(&cg__runner_type, &cg__runner_spec) != NULL
+               ? 0
+               : -1;
 }

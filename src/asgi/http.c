@@ -141,12 +141,59 @@ static int cg__put(PyObject *d, PyObject *key, PyObject *value /* stolen */)
     return rc;
 }
 
+/* The http scope's keys in the order the app sees them, with what stays
+ * the same on a connection (type, asgi, root_path, client, server) and
+ * None where each request puts its own. */
+static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
+{
+    PyObject **S = a->s;
+    PyObject *d = PyDict_New(); /* new */
+    if (d == NULL || PyDict_SetItem(d, S[CG_AS_TYPE], S[CG_AS_V_HTTP]) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_ASGI], a->asgi_version) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_HTTP_VERSION], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_METHOD], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_SCHEME], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_PATH], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_RAW_PATH], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_QUERY_STRING], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_HEADERS], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_CLIENT], p->client) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_SERVER], p->server) < 0 ||
+        (a->state != NULL && PyDict_SetItem(d, S[CG_AS_STATE], Py_None) < 0)) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* path and raw_path: the previous request's objects when the path is the
+ * same (a client asking for one URL again and again), else new ones. */
+static int cg__paths(cg_asgi_proto_t *p, cg_str_t raw, PyObject **path, PyObject **raw_path)
+{
+    if (p->raw_path == NULL || (size_t)PyBytes_GET_SIZE(p->raw_path) != raw.len ||
+        (raw.len > 0 && memcmp(PyBytes_AS_STRING(p->raw_path), raw.ptr, raw.len) != 0)) {
+        PyObject *rp = cg__bytes(raw);            /* new */
+        PyObject *dp = rp ? cg__path(raw) : NULL; /* new */
+        if (dp == NULL) {
+            Py_XDECREF(rp);
+            return -1;
+        }
+        Py_XSETREF(p->raw_path, rp);
+        Py_XSETREF(p->path, dp);
+    }
+    *path = Py_NewRef(p->path);
+    *raw_path = Py_NewRef(p->raw_path);
+    return 0;
+}
+
 PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
     const cg_http_request_t *req = &p->c.req;
     PyObject **S = a->s;
+    bool ws = cy->ws != NULL;
     if (p->client == NULL || p->nreq <= 1) {
         /* the client the PROXY header names, or the peer; once per
          * connection (PROXY data comes with its first request) */
@@ -157,11 +204,14 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
         if (client == NULL)
             return NULL;
         Py_XSETREF(p->client, client);
+        Py_CLEAR(p->scope_tpl);
     }
-    PyObject *scope = PyDict_New(); /* new */
+    if (!ws && p->scope_tpl == NULL && (p->scope_tpl = cg__scope_template(a, p)) == NULL)
+        return NULL;
+    /* a copy of the template: the keys already in place, no resizing */
+    PyObject *scope = ws ? PyDict_New() : PyDict_Copy(p->scope_tpl); /* new */
     if (scope == NULL)
         return NULL;
-    bool ws = cy->ws != NULL;
     PyObject *method;
     if (ws)
         method = NULL; /* a websocket scope has none */
@@ -181,18 +231,20 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
                                                    req->version_minor);
     int scheme = req->scheme_https == 1 ? (ws ? CG_AS_V_WSS : CG_AS_V_HTTPS)
                                         : (ws ? CG_AS_V_WS : CG_AS_V_HTTP);
-    if (PyDict_SetItem(scope, S[CG_AS_TYPE], S[ws ? CG_AS_V_WEBSOCKET : CG_AS_V_HTTP]) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0 ||
+    PyObject *path = NULL, *raw_path = NULL;
+    if ((ws && PyDict_SetItem(scope, S[CG_AS_TYPE], S[CG_AS_V_WEBSOCKET]) < 0) ||
+        (ws && PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0) ||
         cg__put(scope, S[CG_AS_HTTP_VERSION], version) < 0 ||
         (!ws && cg__put(scope, S[CG_AS_METHOD], method) < 0) ||
         PyDict_SetItem(scope, S[CG_AS_SCHEME], S[scheme]) < 0 ||
-        cg__put(scope, S[CG_AS_PATH], cg__path(req->path)) < 0 ||
-        cg__put(scope, S[CG_AS_RAW_PATH], cg__bytes(req->path)) < 0 ||
+        cg__paths(p, req->path, &path, &raw_path) < 0 ||
+        cg__put(scope, S[CG_AS_PATH], path) < 0 ||
+        cg__put(scope, S[CG_AS_RAW_PATH], raw_path) < 0 ||
         cg__put(scope, S[CG_AS_QUERY_STRING], cg__bytes(req->query)) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
+        (ws && PyDict_SetItem(scope, S[CG_AS_ROOT_PATH], a->root_path) < 0) ||
         cg__put(scope, S[CG_AS_HEADERS], cg__headers(req)) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_CLIENT], p->client) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0 ||
+        (ws && PyDict_SetItem(scope, S[CG_AS_CLIENT], p->client) < 0) ||
+        (ws && PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0) ||
         /* a shallow copy per request, as Uvicorn: what the app sets on a
          * request's state does not leak into the next one */
         (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
@@ -465,22 +517,21 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
     cy->omits_body = is_head || status == 204 || status == 304 || status < 200;
     bool forbids_length = status == 204 || status < 200; /* RFC 9110 section 8.6 */
 
-    PyObject *headers = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_HEADERS]) : NULL;
-    if (headers == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_KeyError))
-            return -1;
-        PyErr_Clear();
-    }
+    PyObject *headers; /* new */
+    if (cg_asgi_get(msg, a->s[CG_AS_HEADERS], &headers) < 0)
+        return -1;
     PyObject *seq = headers ? PySequence_Fast(headers, "ASGI headers must be a sequence") : NULL;
     Py_XDECREF(headers);
     if (headers != NULL && seq == NULL)
         return -1;
 
     cg__buf_t b = {cg_xmalloc(512), 0, 512};
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/%u.%u %d ", req->version_major % 10,
-                     req->version_minor % 10, cy->status);
-    cg__add(&b, line, (size_t)n);
+    /* "HTTP/1.1 200 " by hand: snprintf cost more than the rest of the line */
+    char line[13] = {'H', 'T', 'T', 'P', '/', (char)('0' + req->version_major % 10), '.',
+                     (char)('0' + req->version_minor % 10), ' ',
+                     (char)('0' + cy->status / 100), (char)('0' + cy->status / 10 % 10),
+                     (char)('0' + cy->status % 10), ' '};
+    cg__add(&b, line, sizeof(line));
     const char *reason = cg__reason(cy->status);
     cg__add(&b, reason, strlen(reason));
     cg__add(&b, "\r\n", 2);
@@ -649,14 +700,13 @@ PyObject *cg_asgi_send_body(cg_asgi_cycle_t *cy, PyObject *msg)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
-    PyObject *body = PyMapping_Check(msg) ? PyObject_GetItem(msg, a->s[CG_AS_BODY]) : NULL;
-    if (body == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
-    else if (body == NULL)
+    PyObject *body, *more; /* new */
+    if (cg_asgi_get(msg, a->s[CG_AS_BODY], &body) < 0)
         return NULL;
-    PyObject *more = PyObject_GetItem(msg, a->s[CG_AS_MORE_BODY]); /* new */
-    if (more == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
+    if (cg_asgi_get(msg, a->s[CG_AS_MORE_BODY], &more) < 0) {
+        Py_XDECREF(body);
+        return NULL;
+    }
     int final = more != NULL ? !PyObject_IsTrue(more) : 1;
     Py_XDECREF(more);
     Py_buffer view = {0};
@@ -965,22 +1015,14 @@ static int cg__access_py_objects(void *ctx, void **req, void **resp, void **env_
     return 0;
 }
 
-static PyObject *cg__task_done(PyObject *self, PyObject *task)
+/* The app's coroutine ended (cg_asgi_runner_new): answer what it left
+ * unanswered, then post_request. */
+static void cg__cycle_end(PyObject *self, PyObject *exc, bool was_cancelled)
 {
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
     cg_asgi_t *a = cy->a;
     Py_CLEAR(cy->task); /* the task held us through send/receive: the cycle ends */
-    PyObject *cancelled = PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_CANCELLED]); /* new */
-    int was_cancelled = cancelled ? PyObject_IsTrue(cancelled) : -1;
-    Py_XDECREF(cancelled);
-    PyObject *exc = was_cancelled == 0 ? PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_EXCEPTION])
-                                       : NULL; /* new */
-    if (was_cancelled < 0 || (was_cancelled == 0 && exc == NULL)) {
-        cg_py_log_exception(a->log, CG_LOG_ERROR, "Error in ASGI application");
-        Py_RETURN_NONE;
-    }
-    if (exc == Py_None)
-        Py_CLEAR(exc);
+    cy->app_done = true;
     if (was_cancelled)
         cg_log_debug(a->log, "Request cancelled (client disconnected)");
     if (cy->ws != NULL && cg_asgi_ws_task_done(cy, exc, was_cancelled))
@@ -997,13 +1039,9 @@ static PyObject *cg__task_done(PyObject *self, PyObject *task)
         cg_asgi_cycle_fail(cy, NULL, "ASGI callable returned without completing response.");
     else if (was_cancelled && !cy->complete && cy->p != NULL)
         cg_asgi_cycle_fail(cy, NULL, NULL);
-    Py_XDECREF(exc);
     cg__post_request(cy);
-    Py_RETURN_NONE;
+    PyErr_Clear(); /* whatever failed was logged where it failed */
 }
-
-static PyMethodDef cg__task_done_def = {"_request_done", cg__task_done, METH_O,
-                                        "The app's task for one request ended."};
 
 int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
 {
@@ -1026,34 +1064,27 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
     PyObject *send = recv ? cg_asgi_bind(sdef, self) : NULL;  /* new */
     PyObject *coro = send ? PyObject_CallFunctionObjArgs(a->app, scope, recv, send, NULL)
                           : NULL; /* new */
-    PyObject *task = coro ? PyObject_CallMethodOneArg(a->loop, a->s[CG_AS_A_CREATE_TASK], coro)
-                          : NULL; /* new */
-    PyObject *cb = task ? cg_asgi_bind(&cg__task_done_def, self) : NULL; /* new */
-    PyObject *r = cb ? PyObject_CallMethodOneArg(task, a->s[CG_AS_A_ADD_DONE_CALLBACK], cb)
-                     : NULL; /* new */
+    PyObject *runner = coro ? cg_asgi_runner_new(a, coro, self, cg__cycle_end) : NULL; /* new */
+    PyObject *task = runner ? cg_asgi_create_task(a, runner) : NULL; /* new */
     Py_XDECREF(scope);
     Py_XDECREF(recv);
     Py_XDECREF(send);
     Py_XDECREF(coro);
-    Py_XDECREF(cb);
-    if (r == NULL) {
+    Py_XDECREF(runner);
+    if (task == NULL) {
         /* the app's call itself raised (or is no coroutine function) */
         PyObject *exc = cg_asgi_take_exc();
         Py_INCREF(self); /* answering it lets the connection's reference go */
         cg_asgi_cycle_fail(cy, exc, exc ? NULL : "ASGI application could not be started");
         Py_XDECREF(exc);
-        if (task != NULL) {
-            PyObject *c = PyObject_CallMethodNoArgs(task, a->s[CG_AS_A_CANCEL]); /* new */
-            Py_XDECREF(c);
-            PyErr_Clear();
-        }
-        Py_XDECREF(task);
         cg__post_request(cy);
         Py_DECREF(self);
         return -1;
     }
-    Py_DECREF(r);
-    cy->task = task;
+    if (cy->app_done)
+        Py_DECREF(task);
+    else
+        cy->task = task;
     return 0;
 }
 

@@ -599,6 +599,9 @@ static void cg__proto_dealloc(PyObject *self)
     Py_XDECREF((PyObject *)p->cy);
     Py_XDECREF(p->client);
     Py_XDECREF(p->server);
+    Py_XDECREF(p->scope_tpl);
+    Py_XDECREF(p->raw_path);
+    Py_XDECREF(p->path);
     if (p->c_up)
         cg_conn_release(&p->c);
     free(p->in);

@@ -462,9 +462,11 @@ PyMethodDef cg_asgi_ws_receive_def = {
  * reference; NULL with an exception for a failed lookup. */
 static PyObject *cg__get(PyObject *msg, PyObject *key)
 {
-    PyObject *v = PyMapping_Check(msg) ? PyObject_GetItem(msg, key) : NULL; /* new */
-    if (v == NULL && PyErr_ExceptionMatches(PyExc_KeyError))
-        PyErr_Clear();
+    PyObject *v;
+    if (!PyMapping_Check(msg))
+        return NULL; /* as before: a non-mapping has no keys */
+    if (cg_asgi_get(msg, key, &v) < 0)
+        return NULL;
     if (v == Py_None)
         Py_CLEAR(v);
     return v;

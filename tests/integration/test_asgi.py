@@ -483,3 +483,58 @@ def test_informational_early_hints(basic):
     basic.raw(b"GET /late-hints HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     basic.wait_log(r"Unexpected ASGI message 'http\.response\.informational' sent, after "
                    r"response already started\.", source=lambda: basic.log()[before:])
+
+
+def _responses(data, n):
+    out = []
+    for _ in range(n):
+        status, headers, body = split_head(data)
+        length = int(cgtest.header(headers, "Content-Length"))
+        out.append((status, body[:length]))
+        data = body[length:]
+    return out
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_each_request_its_own_task(cg, site, loop):
+    """The app runs in a Task of its own per request (what anyio and
+    asyncio.timeout need), with a fresh copy of the context; the loop's task
+    factory is used once the app set one; an exception after a real await
+    still gets its traceback and the 500 page, and nothing is left for
+    asyncio's "exception was never retrieved"."""
+    srv = cg("asgi_tasks:app", args=["-k", "asgi", "--asgi-loop", loop], env={"PYTHONPATH": site})
+    reqs = b"".join(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p for p in (b"/a", b"/sleep", b"/b"))
+    got = _responses(srv.raw(reqs + b"GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), 4)
+    infos = [json.loads(body) for status, body in got]
+    assert all(status == "HTTP/1.1 200 OK" for status, _ in got)
+    assert all(i["is_task"] and i["done"] is False for i in infos)
+    assert [i["before"] for i in infos] == ["unset"] * 4  # nothing leaks between requests
+    assert [i["after"] for i in infos] == ["/a", "/sleep", "/b", "/c"]
+    assert not any(i["from_factory"] for i in infos)
+    assert get(srv, "/factory")[2] == b"set"
+    info = json.loads(get(srv, "/sleep")[2])
+    assert info["from_factory"] and info["is_task"]
+    status, _, _ = get(srv, "/raise-after-await")
+    assert status == "HTTP/1.1 500 Internal Server Error"
+    srv.wait_log(r"Error in ASGI application\nTraceback[\s\S]*KeyError: 'late boom'")
+    srv.stop()
+    assert "never retrieved" not in srv.log()
+
+
+def test_disconnect_grace_period_cancels(cg):
+    """asgi_disconnect_grace_period: an app that goes on writing after the
+    client left is cancelled at its await, a grace period after the write
+    that found the connection gone; the cancellation reaches the app's
+    coroutine through its task, and is logged."""
+    srv = cg("asgi_tasks:app", args=["-k", "asgi", "--asgi-loop", "asyncio",
+                                     "--asgi-disconnect-grace-period", "1", "--log-level", "debug"])
+    with srv.connect() as s:
+        s.sendall(b"GET /ignore-disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while b"started" not in data:
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+    srv.wait_log(r"app: cancelled after the disconnect")
+    srv.wait_log(r"Request cancelled \(client disconnected\)")
+    assert get(srv, "/a")[0] == "HTTP/1.1 200 OK"  # the worker goes on
