@@ -68,6 +68,15 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
                  cfg->worker_class);
         return -ENOTSUP;
     }
+    /* request_timeout needs a watchdog per worker kind (src/wsgi/timeout.c):
+     * the thread workers have one; the event-loop ones do not yet */
+    if (cfg->request_timeout > 0 && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD) {
+        cg__errf(err, errlen,
+                 "Error: request_timeout is not supported yet by cgunicorn's %s worker "
+                 "(only by sync and gthread)",
+                 cfg->worker_class);
+        return -ENOTSUP;
+    }
     CG__OFF(cfg->dirty_apps.n > 0, "dirty_apps");
     CG__OFF(cfg->dirty_workers > 0, "dirty_workers");
 #undef CG__OFF

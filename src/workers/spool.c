@@ -381,3 +381,13 @@ void cg_spool_detach(cg_spool_t *s, cg_conn_t *c)
     c->ops = s->inner;
     c->transport = s->inner_transport;
 }
+
+bool cg_spool_fd_writable(const cg_conn_t *c)
+{
+    if (c->fd < 0)
+        return false;
+    if (c->ops != &cg__write_behind)
+        return c->ops == &cg_conn_tcp;
+    const cg_spool_t *s = c->transport;
+    return s->inner == &cg_conn_tcp && __atomic_load_n(&s->pending, __ATOMIC_RELAXED) == 0;
+}

@@ -71,5 +71,9 @@ ssize_t cg_spool_send(cg_spool_t *s, cg_conn_t *c);
  */
 void cg_spool_attach(cg_spool_t *s, cg_conn_t *c);
 void cg_spool_detach(cg_spool_t *s, cg_conn_t *c);
+/* Whether bytes may go to c->fd directly, from a thread that is not
+ * writing c (request_timeout's 504): a plain TCP transport, under a
+ * write-behind with nothing queued or none at all. */
+bool cg_spool_fd_writable(const cg_conn_t *c);
 
 #endif
