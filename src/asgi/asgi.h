@@ -134,6 +134,7 @@ typedef struct cg_asgi {
     PyObject *stop;         /* future the serving phase waits on; NULL none */
     uint64_t keepalive_ms, head_ms;
     int grace_s; /* asgi_disconnect_grace_period */
+    struct cg_asgi_rt *rt; /* request_timeout's watch (timeout.c); NULL: off */
     cg_http_date_cache_t date;
 } cg_asgi_t;
 
@@ -195,6 +196,16 @@ PyObject *cg_asgi_take_exc(void);
 /* A C function as a Python callable with `self` (borrowed; the callable
  * holds a reference). New reference or NULL. */
 PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self);
+
+/* ---- timeout.c ---- */
+
+/* request_timeout (cfg->request_timeout > 0): a call_later chain on a's
+ * loop that answers requests past the timeout 504, logs their task's stack
+ * and cancels it; a task still running as long again makes the worker ask
+ * for a successor. 0, or -1 with an exception set. cg_asgi_rt_free drops
+ * the cycles it still watches (GIL held). */
+int cg_asgi_rt_start(cg_asgi_t *a);
+void cg_asgi_rt_free(cg_asgi_t *a);
 
 /* ---- protocol.c ---- */
 
@@ -269,6 +280,7 @@ struct cg_asgi_cycle {
     PyObject *task;      /* the app's task (owned) until it is done */
     bool started, complete, body_done, disconnected, logged, continue_sent;
     bool chunked, omits_body, keep_alive;
+    bool rt_fired; /* request_timeout cut it short (timeout.c) */
     int status;
     int64_t length; /* Content-Length the app gave, -1 none */
     int64_t sent;
@@ -321,6 +333,9 @@ PyObject *cg_asgi_send_done(cg_asgi_proto_t *p);
  * without a complete response (`what` is logged): Gunicorn's 500 page when
  * nothing was sent yet, else the connection closes. */
 void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what);
+/* request_timeout: answer 504 if nothing was sent yet (true), else close;
+ * either way the response is over for the connection. */
+bool cg_asgi_cycle_timeout(cg_asgi_cycle_t *cy);
 /* A header name or value given by the app as a bytes view; -1 with a
  * TypeError naming `what` otherwise. */
 int cg_asgi_bytes_view(PyObject *o, cg_str_t *out, const char *what);

@@ -68,12 +68,13 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
                  cfg->worker_class);
         return -ENOTSUP;
     }
-    /* request_timeout needs a watchdog per worker kind (src/wsgi/timeout.c):
-     * the thread workers have one; the event-loop ones do not yet */
-    if (cfg->request_timeout > 0 && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD) {
+    /* request_timeout needs a watch per worker kind (src/wsgi/timeout.c,
+     * src/asgi/timeout.c); the gevent worker has none yet */
+    if (cfg->request_timeout > 0 && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD &&
+        kind != CG_WORKER_ASGI) {
         cg__errf(err, errlen,
                  "Error: request_timeout is not supported yet by cgunicorn's %s worker "
-                 "(only by sync and gthread)",
+                 "(only by sync, gthread and asgi)",
                  cfg->worker_class);
         return -ENOTSUP;
     }

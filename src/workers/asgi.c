@@ -295,7 +295,8 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
     Py_XDECREF(r);
     socket_mod = r ? PyImport_ImportModule("socket") : NULL;
     servers = socket_mod ? PyList_New(0) : NULL;
-    if (servers == NULL || cg__tick_arm(cap) < 0) {
+    if (servers == NULL || cg__tick_arm(cap) < 0 ||
+        (w->cfg->request_timeout > 0 && cg_asgi_rt_start(a) < 0)) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
@@ -374,6 +375,7 @@ out:
         cg__finish_loop(a);
     Py_XDECREF(servers);
     Py_XDECREF(socket_mod);
+    cg_asgi_rt_free(a);
     cg_asgi_free(a);
     Py_XDECREF(cap);
     return status;

@@ -48,3 +48,43 @@ def app(environ, start_response):
         body = b"ok"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+async def asgi_app(scope, receive, send):
+    """The same paths for the asgi worker (asyncio.sleep; /swallow catches
+    the CancelledError and sleeps on)."""
+    import asyncio
+
+    if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        return
+    path = scope["path"]
+    q = parse_qs(scope.get("query_string", b"").decode())
+    s = float(q.get("s", ["60"])[0])
+    if path == "/sleep":
+        await asyncio.sleep(s)
+        body = b"slept"
+    elif path == "/swallow":
+        end = time.monotonic() + s
+        caught = 0
+        while time.monotonic() < end:
+            try:
+                await asyncio.sleep(end - time.monotonic())
+            except asyncio.CancelledError:
+                caught += 1
+        body = b"swallowed %d" % caught
+    elif path == "/pid":
+        body = str(os.getpid()).encode()
+    else:
+        body = b"ok"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
