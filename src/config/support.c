@@ -69,12 +69,15 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
         return -ENOTSUP;
     }
     /* request_timeout needs a watch per worker kind (src/wsgi/timeout.c,
-     * src/asgi/timeout.c); the gevent worker has none yet */
+     * src/asgi/timeout.c, src/workers/ggevent.c); a Python worker class
+     * other than ours has none */
+    const char *pyclass = cg_config_worker_pyclass(cfg->worker_class);
+    bool gevent = pyclass != NULL && strcmp(pyclass, "cgunicorn.workers.ggevent.GeventWorker") == 0;
     if (cfg->request_timeout > 0 && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD &&
-        kind != CG_WORKER_ASGI) {
+        kind != CG_WORKER_ASGI && !gevent) {
         cg__errf(err, errlen,
                  "Error: request_timeout is not supported yet by cgunicorn's %s worker "
-                 "(only by sync, gthread and asgi)",
+                 "(only by sync, gthread, asgi and gevent)",
                  cfg->worker_class);
         return -ENOTSUP;
     }

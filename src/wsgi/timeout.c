@@ -44,8 +44,6 @@ struct cg_wsgi_rt {
     size_t n, cap;
     cg_wsgi_t *main; /* the context on the main thread, whose app a signal interrupts */
     int signo;
-    char page[512];
-    size_t page_len;
 };
 
 /* The main thread's way out of a blocking call: the signal interrupts it
@@ -70,70 +68,96 @@ static PyMethodDef cg__rt_on_signal_def = {
     "_cgunicorn_request_timeout", (PyCFunction)(void (*)(void))cg__rt_on_signal, METH_FASTCALL,
     "Raise TimeoutError in a request past request_timeout (signal handler)."};
 
-/* "Traceback ...\n" + the stack of thread `id`, new reference, or NULL. */
-static PyObject *cg__rt_stack(unsigned long id)
+static bool cg__rt_fd_writable(const cg_conn_t *c)
+{
+    return cg_spool_fd_writable(c);
+}
+
+int cg_wsgi_rt_expire(cg_wsgi_t *ws, uint64_t since, bool (*raw)(const cg_conn_t *c),
+                      char *what, size_t whatlen)
+{
+    int answered = 0;
+    pthread_mutex_lock(&ws->rt.lock);
+    if (ws->rt.since_us != since || since == 0) { /* that request is over */
+        pthread_mutex_unlock(&ws->rt.lock);
+        return -1;
+    }
+    cg_conn_t *c = ws->rt.conn;
+    snprintf(what, whatlen, "%.*s %.*s", c->req.method.len < 16 ? (int)c->req.method.len : 16,
+             c->req.method.ptr, c->req.path.len < 120 ? (int)c->req.path.len : 120,
+             c->req.path.ptr);
+    if (ws->rt.state == CG__RT_RUNNING) {
+        ws->rt.state = CG__RT_EXPIRED; /* the app's head will not go out now */
+        /* Only where no other bytes can be in the way: a TLS session, an
+         * HTTP/2 stream or an earlier response still being sent belong to
+         * the serving side, so those connections are only closed once the
+         * request returns. */
+        char page[512];
+        size_t n = cg_http_error_page(504, "Gateway Timeout",
+                                      "The application did not answer in time.", page,
+                                      sizeof(page));
+        if (n > 0 && raw(c)) {
+            ssize_t sent = send(c->fd, page, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            answered = sent == (ssize_t)n;
+            shutdown(c->fd, SHUT_WR); /* nothing the app writes can follow it */
+        }
+    }
+    __atomic_store_n(&ws->rt.fired, since, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&ws->rt.lock);
+    return answered;
+}
+
+void cg_wsgi_rt_log(cg_log_t *log, long timeout_s, const char *what, bool answered,
+                    PyObject *frame)
 {
     PyObject *text = NULL;
-    PyObject *sys = PyImport_ImportModule("sys");                              /* new */
-    PyObject *frames = sys ? PyObject_CallMethod(sys, "_current_frames", NULL) : NULL; /* new */
-    Py_XDECREF(sys);
-    PyObject *key = frames ? PyLong_FromUnsignedLong(id) : NULL;
-    PyObject *frame = key ? PyDict_GetItemWithError(frames, key) : NULL; /* borrowed */
-    PyObject *tb = frame ? PyImport_ImportModule("traceback") : NULL;
+    PyObject *tb = frame != NULL ? PyImport_ImportModule("traceback") : NULL; /* new */
     PyObject *lines = tb ? PyObject_CallMethod(tb, "format_stack", "O", frame) : NULL;
     PyObject *sep = lines ? PyUnicode_FromString("") : NULL;
     if (sep != NULL)
         text = PyUnicode_Join(sep, lines);
+    const char *st = text ? PyUnicode_AsUTF8(text) : NULL;
+    if (st == NULL)
+        PyErr_Clear();
+    cg_log_error(log, "Request timeout (request_timeout %ld s): %s in worker (pid:%d)%s%s%s",
+                 timeout_s, what, (int)getpid(),
+                 answered ? ", answered 504" : ", the connection closes when it returns",
+                 st ? ":\nTraceback (most recent call last):\n" : "", st ? st : "");
+    Py_XDECREF(text);
     Py_XDECREF(sep);
     Py_XDECREF(lines);
     Py_XDECREF(tb);
+}
+
+/* The frame thread `id` runs (borrowed from `holder`, a new reference the
+ * caller releases), or NULL. */
+static PyObject *cg__rt_thread_frame(unsigned long id, PyObject **holder)
+{
+    PyObject *sys = PyImport_ImportModule("sys");                                     /* new */
+    PyObject *frames = sys ? PyObject_CallMethod(sys, "_current_frames", NULL) : NULL; /* new */
+    Py_XDECREF(sys);
+    PyObject *key = frames ? PyLong_FromUnsignedLong(id) : NULL;          /* new */
+    PyObject *frame = key ? PyDict_GetItemWithError(frames, key) : NULL; /* borrowed */
     Py_XDECREF(key);
-    Py_XDECREF(frames);
-    if (text == NULL)
+    if (frame == NULL)
         PyErr_Clear();
-    return text;
+    *holder = frames;
+    return frame;
 }
 
 /* The request on ws has run `timeout`: answer it if nothing went out yet,
  * log where it is, interrupt it. Called without the GIL or any lock. */
 static void cg__rt_fire(cg_wsgi_rt_t *rt, cg_wsgi_t *ws, uint64_t since)
 {
-    char what[160] = "-";
-    bool answered = false;
-    pthread_mutex_lock(&ws->rt.lock);
-    if (ws->rt.since_us != since) { /* that request is over */
-        pthread_mutex_unlock(&ws->rt.lock);
+    char what[160];
+    int answered = cg_wsgi_rt_expire(ws, since, cg__rt_fd_writable, what, sizeof(what));
+    if (answered < 0)
         return;
-    }
-    cg_conn_t *c = ws->rt.conn;
-    snprintf(what, sizeof(what), "%.*s %.*s", c->req.method.len < 16 ? (int)c->req.method.len : 16,
-             c->req.method.ptr, c->req.path.len < 120 ? (int)c->req.path.len : 120, c->req.path.ptr);
-    if (ws->rt.state == CG__RT_RUNNING) {
-        ws->rt.state = CG__RT_EXPIRED; /* the app's head will not go out now */
-        /* Plain TCP with nothing queued only: a TLS session, an HTTP/2
-         * stream or an earlier response still being sent belong to the
-         * serving side (no bytes can be put between theirs from here), so
-         * those connections are only closed once the request returns. */
-        if (cg_spool_fd_writable(c)) {
-            ssize_t s = send(c->fd, rt->page, rt->page_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            answered = s == (ssize_t)rt->page_len;
-            shutdown(c->fd, SHUT_WR); /* nothing the app writes can follow it */
-        }
-    }
-    ws->rt.fired = since;
-    pthread_mutex_unlock(&ws->rt.lock);
-
     PyGILState_STATE gs = PyGILState_Ensure();
-    PyObject *stack = cg__rt_stack(ws->thread_id);
-    const char *st = stack ? PyUnicode_AsUTF8(stack) : NULL;
-    if (st == NULL)
-        PyErr_Clear();
-    cg_log_error(rt->w->log,
-                 "Request timeout (request_timeout %lld s): %s in worker (pid:%d)%s%s%s",
-                 (long long)(rt->timeout_us / 1000000u), what, (int)getpid(),
-                 answered ? ", answered 504" : ", the connection closes when it returns",
-                 st ? ":\nTraceback (most recent call last):\n" : "", st ? st : "");
-    Py_XDECREF(stack);
+    PyObject *holder = NULL;
+    PyObject *frame = cg__rt_thread_frame(ws->thread_id, &holder);
+    cg_wsgi_rt_log(rt->w->log, (long)(rt->timeout_us / 1000000u), what, answered > 0, frame);
+    Py_XDECREF(holder);
     /* under the GIL, the request cannot end between this check and the
      * exception being queued (cg_wsgi_rt_end runs with the GIL) */
     pthread_mutex_lock(&ws->rt.lock);
@@ -198,9 +222,6 @@ cg_wsgi_rt_t *cg_wsgi_rt_new(cg_worker_t *w)
     rt->grace_us = rt->timeout_us;
     rt->tick_ms = rt->timeout_us / 10000u < 200u ? rt->timeout_us / 10000u : 200u;
     rt->signo = SIGRTMIN + 2;
-    rt->page_len = cg_http_error_page(504, "Gateway Timeout",
-                                      "The application did not answer in time.", rt->page,
-                                      sizeof(rt->page));
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0)
         goto fail_free;

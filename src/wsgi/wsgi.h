@@ -280,6 +280,17 @@ void cg_wsgi_rt_remove(cg_wsgi_rt_t *rt, cg_wsgi_t *ws);
 void cg_wsgi_rt_begin(cg_wsgi_t *ws, cg_conn_t *c);
 void cg_wsgi_rt_end(cg_wsgi_t *ws);
 int cg_wsgi_rt_claim_head(cg_wsgi_t *ws);
+/* The watch's side, for any worker kind: take the response of ws's request
+ * begun at `since` away from the app, sending the 504 page on c->fd when
+ * raw(c) says nothing else can be in the way. 1 answered, 0 not (the head
+ * went out already, or no raw write), -1 that request is over. `what`
+ * gets "METHOD /path". No GIL needed. */
+int cg_wsgi_rt_expire(cg_wsgi_t *ws, uint64_t since, bool (*raw)(const cg_conn_t *c),
+                      char *what, size_t whatlen);
+/* Log the timed-out request with the stack from `frame` (borrowed, may be
+ * NULL). GIL held. */
+void cg_wsgi_rt_log(cg_log_t *log, long timeout_s, const char *what, bool answered,
+                    PyObject *frame);
 
 /*
  * Serve one parsed request (conn->req) on conn: environ, app, response, access

@@ -3,6 +3,7 @@ is answered 504 (when nothing was sent yet), its Python stack is logged, a
 TimeoutError is raised in it, and a request that outlives a second period
 as long makes the worker ask for a successor and stop gracefully, with no
 other request lost (docs/request-timeout.md)."""
+import os
 import re
 import socket
 import time
@@ -18,13 +19,34 @@ KINDS = {
     "gthread1": ["-k", "gthread", "--threads", "1"],
     "gthread4": ["-k", "gthread", "--threads", "4"],
     "asgi": ["-k", "asgi"],
+    "gevent": ["-k", "gevent"],  # + --pythonpath of the gevent site (below)
 }
 # the app's frame the stack must show, per kind and path
-SLEEP_LINE = {"asgi": "await asyncio.sleep(s)"}
+SLEEP_LINE = {"asgi": "await asyncio.sleep(s)",
+              "gevent": "gevent.sleep(_seconds(environ, 60))"}
+APPS = {"asgi": "stuck:asgi_app", "gevent": "stuck:gevent_app"}
+# as test_gevent.py: greenlet's stack copies and ASan's redzones
+GEVENT_ENV = ({"ASAN_OPTIONS": os.environ["ASAN_OPTIONS"]
+               + ":detect_stack_use_after_return=1:replace_intrin=0"}
+              if "ASAN_OPTIONS" in os.environ else None)
 
 
-def app_of(kind):
-    return "stuck:asgi_app" if kind == "asgi" else "stuck:app"
+@pytest.fixture(scope="module")
+def gevent_site(tmp_path_factory):
+    return cgtest.pinned_site(tmp_path_factory.mktemp("gevent-site"), "gevent", "greenlet",
+                              "zope.event", "zope.interface")
+
+
+@pytest.fixture
+def start(cg, request):
+    """start(kind, *args): cgunicorn serving the stuck app for that kind."""
+    def run(kind, *args):
+        extra, env = [], None
+        if kind == "gevent":
+            extra = ["--pythonpath", request.getfixturevalue("gevent_site")]
+            env = GEVENT_ENV
+        return cg(APPS.get(kind, "stuck:app"), args=KINDS[kind] + extra + list(args), env=env)
+    return run
 
 
 def timed_get(port, path, timeout=30.0):
@@ -53,9 +75,8 @@ def stack_logged(srv, path, line):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_stuck_request_answers_504_and_the_rest_is_served(cg, kind):
-    srv = cg(app_of(kind), args=KINDS[kind] + ["-w", "1", "--request-timeout", "2",
-                                               "--graceful-timeout", "5"])
+def test_stuck_request_answers_504_and_the_rest_is_served(start, kind):
+    srv = start(kind, "-w", "1", "--request-timeout", "2", "--graceful-timeout", "5")
     (pid,) = srv.worker_pids()
     # other clients of the same worker all along (gthread4: on its other
     # threads; sync and gthread1 serve one at a time, so they wait)
@@ -76,7 +97,8 @@ def test_stuck_request_answers_504_and_the_rest_is_served(cg, kind):
         # the TimeoutError ended the request, and the worker goes on
         srv.wait_log(r"TimeoutError: request_timeout", timeout=10)
     if kind != "gthread4":
-        # (asgi: the cancelled task ended at once)
+        # (asgi: the cancelled task ended at once; gevent: the TimeoutError
+        # thrown into the greenlet ended its sleep)
         assert srv.worker_pids() == {pid}
         assert "asking for a successor" not in srv.log()
 
@@ -99,10 +121,9 @@ def test_pure_python_loop_in_a_pool_thread_is_interrupted(cg):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("kind", ["sync", "gthread4", "asgi"])
-def test_swallowed_timeout_recycles_the_worker_gracefully(cg, kind):
-    srv = cg(app_of(kind), args=KINDS[kind] + ["-w", "1", "--request-timeout", "2",
-                                               "--graceful-timeout", "3"])
+@pytest.mark.parametrize("kind", ["sync", "gthread4", "asgi", "gevent"])
+def test_swallowed_timeout_recycles_the_worker_gracefully(start, kind):
+    srv = start(kind, "-w", "1", "--request-timeout", "2", "--graceful-timeout", "3")
     (old,) = srv.worker_pids()
     load = cgtest.Load(srv.port, conns=3, timeout=30).start()
     try:
@@ -130,9 +151,9 @@ def test_swallowed_timeout_recycles_the_worker_gracefully(cg, kind):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("kind", ["sync", "gthread4", "asgi"])
-def test_off_by_default(cg, kind):
-    srv = cg(app_of(kind), args=KINDS[kind] + ["-w", "1"])
+@pytest.mark.parametrize("kind", ["sync", "gthread4", "asgi", "gevent"])
+def test_off_by_default(start, kind):
+    srv = start(kind, "-w", "1")
     took, data = timed_get(srv.port, "/sleep?s=3")
     assert (status_of(data), cgtest.parse_response(data)[2]) == (200, b"slept")
     assert took >= 3.0
@@ -149,8 +170,9 @@ def test_setting(run_cg):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("kind", ["gevent"])
-def test_not_yet(run_cg, kind):
-    res = run_cg(["-k", kind, "--request-timeout", "2", "--check-config", "stuck:app"])
+def test_not_yet_for_other_python_worker_classes(run_cg):
+    res = run_cg(["-k", "pyworkers.CgBaseWorker", "--request-timeout", "2", "--check-config",
+                  "stuck:app"])
     assert res.returncode != 0
-    assert ("request_timeout is not supported yet by cgunicorn's %s worker" % kind) in res.stderr
+    assert ("request_timeout is not supported yet by cgunicorn's pyworkers.CgBaseWorker worker"
+            in res.stderr), res.stderr

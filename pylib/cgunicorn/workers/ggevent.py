@@ -113,6 +113,10 @@ class GeventWorker(base.Worker):
         acceptors = [gevent.spawn(self._accept_loop, index, pool)
                      for index, pool in enumerate(pools)]
 
+        # --request-timeout: a greenlet that times out requests (in C)
+        tick = self._server.watch_requests()
+        watcher = gevent.spawn(self._watch_requests, tick) if tick is not None else None
+
         # the heartbeat: a hub blocked by the app (a CPU loop) stops it,
         # and the master's --timeout ends the worker
         beat = min(1.0, self.timeout / 2) if self.timeout > 0 else 1.0
@@ -138,6 +142,14 @@ class GeventWorker(base.Worker):
                     pool.kill(timeout=1)
         except Exception:
             self.log.exception("Error while stopping the gevent worker")
+        if watcher is not None:
+            watcher.kill(block=False)
+
+    def _watch_requests(self, tick):
+        watch = self._server.watch_requests
+        while True:
+            gevent.sleep(tick)
+            tick = watch()
 
     def handle_quit(self, sig, frame):
         # out of the signal handler, on a greenlet of its own: the hook and

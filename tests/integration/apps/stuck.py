@@ -88,3 +88,27 @@ async def asgi_app(scope, receive, send):
                 "headers": [(b"content-type", b"text/plain"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def gevent_app(environ, start_response):
+    """The same paths for the gevent worker: gevent.sleep (time.sleep is
+    gevent's after monkey.patch_all() anyway; this says it)."""
+    import gevent
+
+    path = environ.get("PATH_INFO", "/")
+    if path == "/sleep":
+        gevent.sleep(_seconds(environ, 60))
+        body = b"slept"
+    elif path == "/swallow":
+        end = time.monotonic() + _seconds(environ, 60)
+        caught = 0
+        while time.monotonic() < end:
+            try:
+                gevent.sleep(end - time.monotonic())
+            except TimeoutError:
+                caught += 1
+        body = b"swallowed %d" % caught
+    else:
+        return app(environ, start_response)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
