@@ -216,7 +216,8 @@ void cg_asgi_rt_free(cg_asgi_t *a);
 PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l);
 
 /* TERM: close the connections that wait between requests (the ones busy
- * with one close once it is answered), and open WebSockets with 1001. */
+ * with one close once it is answered; a new one still gets its first
+ * request served), and open WebSockets with 1001. */
 void cg_asgi_close_idle(cg_asgi_t *a);
 
 /* ---- lifespan.c ---- */

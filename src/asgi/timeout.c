@@ -117,7 +117,8 @@ static PyObject *cg__rt_on_tick(PyObject *self, PyObject *unused)
     for (cg_asgi_proto_t *p = a->conns; p != NULL && n < cap; p = p->next) {
         cg_asgi_cycle_t *cy = p->cy;
         if (cy == NULL || cy->task == NULL || cy->ws != NULL || cy->rt_fired ||
-            cy->complete || cy->start_us <= 0 || now - (uint64_t)cy->start_us < rt->timeout_us)
+            cy->complete || cy->start_us <= 0 || (uint64_t)cy->start_us > now ||
+            now - (uint64_t)cy->start_us < rt->timeout_us)
             continue;
         due[n++] = (cg_asgi_cycle_t *)Py_NewRef((PyObject *)cy);
     }

@@ -243,16 +243,15 @@ static void cg__finish_loop(cg_asgi_t *a)
         Py_XDECREF(r);
     }
     if (list != NULL && PyList_GET_SIZE(list) > 0) {
-        PyObject *args = PySequence_Tuple(list);                        /* new */
-        PyObject *gather = args ? PyObject_GetAttrString(asyncio, "gather") : NULL; /* new */
-        PyObject *kw = gather ? Py_BuildValue("{s:O}", "return_exceptions", Py_True) : NULL;
-        PyObject *g = kw ? PyObject_Call(gather, args, kw) : NULL; /* new */
+        /* at most graceful_timeout: a task that swallows its cancellation
+         * (request_timeout's stuck request) must not hold the worker; what
+         * is left is abandoned with the loop, as the gthread worker leaves
+         * threads still in the app */
+        PyObject *g = PyObject_CallMethod(asyncio, "wait", "Od", list,
+                                          (double)a->cfg->graceful_timeout); /* new */
         if (g != NULL)
             cg__run(a, g);
         Py_XDECREF(g);
-        Py_XDECREF(kw);
-        Py_XDECREF(gather);
-        Py_XDECREF(args);
     }
     PyErr_Clear();
     PyObject *ag = PyObject_CallMethod(a->loop, "shutdown_asyncgens", NULL); /* new */

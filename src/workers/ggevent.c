@@ -440,7 +440,7 @@ static PyObject *cg__watch_requests(PyObject *self, PyObject *unused)
     for (size_t i = 0; i < s->nall; i++) {
         cg_wsgi_t *ws = s->all[i];
         uint64_t since = ws->rt.since_us;
-        if (since == 0 || now - since < s->rt_timeout_us)
+        if (since == 0 || since > now || now - since < s->rt_timeout_us)
             continue;
         if (ws->rt.fired != since) {
             cg__rt_fire(s, ws, since);

@@ -193,7 +193,9 @@ static void *cg__rt_main(void *arg)
         for (size_t i = 0; i < rt->n; i++) {
             cg_wsgi_t *ws = rt->ctxs[i];
             uint64_t since = __atomic_load_n(&ws->rt.since_us, __ATOMIC_ACQUIRE);
-            if (since == 0 || now - since < rt->timeout_us)
+            /* a request may have begun after `now` was read (firing takes
+             * the GIL and logs): not due, and no unsigned wrap-around */
+            if (since == 0 || since > now || now - since < rt->timeout_us)
                 continue;
             if (__atomic_load_n(&ws->rt.fired, __ATOMIC_ACQUIRE) != since) {
                 /* contexts leave the list without the GIL (cg_wsgi_rt_remove):
