@@ -53,10 +53,12 @@ static PyObject *cg__rt_on_signal(PyObject *self, PyObject *const *args, Py_ssiz
 {
     CG_UNUSED(args);
     CG_UNUSED(nargs);
-    cg_wsgi_rt_t *rt = PyCapsule_GetPointer(self, "cgunicorn.rt");
-    if (rt == NULL)
+    /* the worker, not the watch: the signal may be handled after the
+     * watch is gone (w->rt NULL), on this same thread */
+    cg_worker_t *w = PyCapsule_GetPointer(self, "cgunicorn.worker");
+    if (w == NULL)
         return NULL;
-    cg_wsgi_t *ws = rt->main;
+    cg_wsgi_t *ws = w->rt != NULL ? w->rt->main : NULL;
     if (ws != NULL && __atomic_exchange_n(&ws->rt.raise, 0, __ATOMIC_ACQ_REL)) {
         PyErr_SetString(PyExc_TimeoutError, "request_timeout");
         return NULL;
@@ -237,7 +239,7 @@ cg_wsgi_rt_t *cg_wsgi_rt_new(cg_worker_t *w)
 
     /* the main thread's handler, installed by CPython (no SA_RESTART) */
     PyObject *mod = PyImport_ImportModule("signal");                     /* new */
-    PyObject *cap = mod ? PyCapsule_New(rt, "cgunicorn.rt", NULL) : NULL; /* new */
+    PyObject *cap = mod ? PyCapsule_New(w, "cgunicorn.worker", NULL) : NULL; /* new */
     PyObject *fn = cap ? PyCFunction_New(&cg__rt_on_signal_def, cap) : NULL;
     PyObject *res = fn ? PyObject_CallMethod(mod, "signal", "iO", rt->signo, fn) : NULL;
     Py_XDECREF(res);
