@@ -63,7 +63,7 @@ typedef struct cg_gserver {
     uint64_t rt_timeout_us;
     cg_wsgi_t **all;
     size_t nall, all_cap;
-    PyObject *getcurrent, *run_callback;
+    PyObject *getcurrent, *run_callback, *throw_if;
 } cg_gserver_t;
 
 /* One connection, on the heap (not on the greenlet's stack, which gevent
@@ -381,24 +381,21 @@ static bool cg__rt_raw(const cg_conn_t *c)
     return c->ops == &cg__ops && c->fd >= 0;
 }
 
-/* A hub callback: TimeoutError into the greenlet, unless the request
- * it was meant for is over. self: (capsule of the context, its start). */
-static PyObject *cg__rt_throw(PyObject *self, PyObject *glet)
+/* still(): whether the request a TimeoutError is meant for is still the
+ * one in the app. self: (capsule of the context, its start). The throw
+ * itself is the Python helper's (ggevent.py _throw_if), on the hub, so no
+ * C frame of ours is on the stack across the switch into the greenlet. */
+static PyObject *cg__rt_still(PyObject *self, PyObject *unused)
 {
+    CG_UNUSED(unused);
     cg_wsgi_t *ws = PyCapsule_GetPointer(PyTuple_GET_ITEM(self, 0), "cgunicorn.gevent.ctx");
     unsigned long long since = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(self, 1));
     if (ws == NULL || PyErr_Occurred())
         return NULL;
-    if (ws->rt.since_us != since)
-        Py_RETURN_NONE;
-    PyObject *r = PyObject_CallMethod(glet, "throw", "O", PyExc_TimeoutError); /* new */
-    if (r == NULL)
-        PyErr_Clear(); /* the greenlet's own business */
-    Py_XDECREF(r);
-    Py_RETURN_NONE;
+    return PyBool_FromLong(ws->rt.since_us == since);
 }
 
-static PyMethodDef cg__rt_throw_def = {"_request_timeout_throw", cg__rt_throw, METH_O, NULL};
+static PyMethodDef cg__rt_still_def = {"_request_timeout_still", cg__rt_still, METH_NOARGS, NULL};
 
 static void cg__rt_fire(cg_gserver_t *s, cg_wsgi_t *ws, uint64_t since)
 {
@@ -418,8 +415,10 @@ static void cg__rt_fire(cg_gserver_t *s, cg_wsgi_t *ws, uint64_t since)
         return;
     PyObject *cap = PyCapsule_New(ws, "cgunicorn.gevent.ctx", NULL);            /* new */
     PyObject *self = cap ? Py_BuildValue("(OK)", cap, (unsigned long long)since) : NULL;
-    PyObject *fn = self ? PyCFunction_New(&cg__rt_throw_def, self) : NULL; /* new */
-    PyObject *h = fn ? PyObject_CallFunctionObjArgs(s->run_callback, fn, glet, NULL) : NULL;
+    PyObject *fn = self ? PyCFunction_New(&cg__rt_still_def, self) : NULL; /* new */
+    PyObject *h = fn ? PyObject_CallFunctionObjArgs(s->run_callback, s->throw_if, fn, glet,
+                                                    PyExc_TimeoutError, NULL)
+                     : NULL; /* new */
     if (h == NULL)
         cg_py_log_exception(s->w->log, CG_LOG_ERROR, "request_timeout: cannot interrupt");
     Py_XDECREF(h);
@@ -529,7 +528,10 @@ static int cg__init(PyObject *self, PyObject *args, PyObject *kwds)
         Py_XDECREF(loop);
         Py_XDECREF(hub);
         Py_XDECREF(ghub);
-        if (s->run_callback == NULL)
+        PyObject *mod = s->run_callback ? PyImport_ImportModule("cgunicorn.workers.ggevent") : NULL;
+        s->throw_if = mod ? PyObject_GetAttrString(mod, "_throw_if") : NULL;
+        Py_XDECREF(mod);
+        if (s->throw_if == NULL)
             return -1;
         s->rt_timeout_us = (uint64_t)cfg->request_timeout * 1000000u;
     }
@@ -547,6 +549,7 @@ static void cg__dealloc(PyObject *self)
     free(s->all);
     Py_CLEAR(s->getcurrent);
     Py_CLEAR(s->run_callback);
+    Py_CLEAR(s->throw_if);
     if (s->pol_up)
         cg_conn_policy_free(&s->pol);
     for (size_t i = 0; s->lio != NULL && s->w != NULL && i < s->w->nlisteners; i++)

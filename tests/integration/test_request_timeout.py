@@ -123,13 +123,14 @@ def test_pure_python_loop_in_a_pool_thread_is_interrupted(cg):
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("kind", ["sync", "gthread4", "asgi", "gevent"])
 def test_swallowed_timeout_recycles_the_worker_gracefully(start, kind):
-    # gevent: the stuck request ends by itself (8 s) within the graceful
-    # timeout. The pool's GreenletExit at the graceful timeout, thrown into
-    # a greenlet that had our TimeoutError thrown into it before, makes
-    # ASan's fake stack (the option greenlets need under ASan, see
-    # test_gevent.py) report the frame still running as returned: a false
-    # positive of ASan with greenlet's stack copies.
-    swallow, graceful = ("8", "30") if kind == "gevent" else ("60", "3")
+    if kind == "gevent" and "ASAN_OPTIONS" in os.environ:
+        # A greenlet that catches the TimeoutError thrown into it and keeps
+        # switching makes ASan's fake stack (which greenlets need under
+        # ASan, see test_gevent.py) report its own running frames as
+        # returned when it finishes: greenlet.throw() unwinds with C++
+        # exceptions across stack copies. Not understood further yet.
+        pytest.skip("ASan fake stack vs. a greenlet that survives a throw (see the comment)")
+    swallow, graceful = "60", "3"
     srv = start(kind, "-w", "1", "--request-timeout", "2", "--graceful-timeout", graceful)
     (old,) = srv.worker_pids()
     load = cgtest.Load(srv.port, conns=3, timeout=30).start()

@@ -42,6 +42,14 @@ from cgunicorn import _core  # noqa: E402
 from cgunicorn.workers import base  # noqa: E402
 
 
+def _throw_if(still, glet, exc):
+    """--request-timeout, as a hub callback: raise exc in the greenlet of a
+    timed-out request, unless that request has ended meanwhile (still()
+    is the C side's check)."""
+    if still():
+        glet.throw(exc)
+
+
 class GeventWorker(base.Worker):
     """Gunicorn's ``gunicorn.workers.ggevent.GeventWorker`` (names
     "gevent", "egg:gunicorn#gevent" and that path select it)."""

@@ -4,7 +4,11 @@
 /spin?s=N      a pure-Python loop for N seconds (no blocking call)
 /swallow?s=N   time.sleep(N), but a TimeoutError is caught and the sleep
                goes on: the request keeps its thread for the whole N seconds
+/pid          200 with the worker's pid
 /              200 "ok" at once (the worker's other requests)
+
+app is WSGI (sync, gthread); asgi_app the same for -k asgi (asyncio.sleep,
+CancelledError swallowed), gevent_app for -k gevent (gevent.sleep).
 """
 import os
 import time
