@@ -336,6 +336,19 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
         Py_XDECREF(r);
         PyErr_Clear();
     }
+    /* connections asyncio accepted just before the close are still being
+     * made (a task, then connection_made, a few loop passes): let them
+     * arrive, so the drain below waits for their first request instead of
+     * the final cancel cutting them off unread (a reset) */
+    for (int i = 0; i < 4; i++) {
+        PyObject *asyncio = PyImport_ImportModule("asyncio");                     /* new */
+        PyObject *z = asyncio ? PyObject_CallMethod(asyncio, "sleep", "i", 0) : NULL; /* new */
+        Py_XDECREF(asyncio);
+        int zr = z != NULL ? cg__run(a, z) : -1;
+        Py_XDECREF(z);
+        if (zr < 0)
+            goto interrupted;
+    }
     cg_asgi_close_idle(a);
     if (a->nconns > 0) {
         PyObject *fn = NULL, *h = NULL;
