@@ -236,8 +236,9 @@ bool cg_arbiter_may_unlink(const cg_arbiter_t *a);
  * chown unix sockets to user/group; 0 or -errno (already logged). */
 int cg_arbiter_bind(cg_arbiter_t *a);
 
-/* memory.c: max_worker_memory. Replace workers over the limit (successor
- * first) and retire the replaced ones once their successor has booted. */
+/* memory.c: max_worker_memory. Replace workers over the limit, or asking
+ * for it (request_timeout), successor first, and retire the replaced ones
+ * once their successor has booted. */
 void cg_arbiter_check_memory(cg_arbiter_t *a);
 
 /* overload.c: log each TCP listener's accept-queue depth (debug), and

@@ -11,6 +11,9 @@
  * finishes what it serves. If the successor never boots (it crashed, or
  * hangs), the old one is retired anyway after --timeout, as it would have
  * to be for the memory's sake.
+ *
+ * A worker holding a request past request_timeout and its grace asks for
+ * the same replacement through its heartbeat page (src/wsgi/timeout.c).
  */
 #include "arbiter.h"
 
@@ -49,11 +52,24 @@ static void cg__retire_ready(cg_arbiter_t *a, uint64_t now)
     free(due);
 }
 
+/* Mark w retiring and fork its successor; TERM follows in cg__retire_ready. */
+static void cg__replace(cg_arbiter_t *a, cg_worker_t *w, uint64_t now)
+{
+    w->retiring = true;
+    size_t before = a->nworkers;
+    cg_arbiter_spawn_worker(a);
+    /* the successor is the newest in the table; none when the fork
+     * failed, and then the old one is retired at once */
+    w->successor = a->nworkers > before ? a->workers[a->nworkers - 1]->pid : 0;
+    uint64_t t = a->cfg->timeout > 0 ? (uint64_t)a->cfg->timeout * 1000u : 30000u;
+    w->retire_deadline = now + t;
+}
+
 void cg_arbiter_check_memory(cg_arbiter_t *a)
 {
     long limit_mib = a->cfg->max_worker_memory;
     uint64_t now = cg_monotonic_ms();
-    if (limit_mib > 0) {
+    if (limit_mib > 0 || a->cfg->request_timeout > 0) {
         uint64_t limit = (uint64_t)limit_mib * 1024u * 1024u;
         /* the table grows as successors are forked: walk a copy */
         size_t n = a->nworkers;
@@ -65,21 +81,23 @@ void cg_arbiter_check_memory(cg_arbiter_t *a)
             if (w == NULL || w->retiring || w->aborted ||
                 cg_arbiter_reload_retired(&a->reload, w->age))
                 continue;
+            /* request_timeout: the worker holds a request it could not
+             * stop and asked for a successor (src/wsgi/timeout.c) */
+            if (cg_heartbeat_replace_asked(&w->hb)) {
+                cg_log_info(a->log,
+                            "Worker (pid:%d) holds a request past request_timeout: replacing it",
+                            (int)w->pid);
+                cg__replace(a, w, now);
+                continue;
+            }
             uint64_t rss = 0, cpu = 0;
-            if (cg_os_proc_usage(w->pid, &rss, &cpu) < 0 || rss <= limit)
+            if (limit_mib <= 0 || cg_os_proc_usage(w->pid, &rss, &cpu) < 0 || rss <= limit)
                 continue;
             cg_log_info(a->log,
                         "Worker (pid:%d) uses %llu MiB, more than max_worker_memory %ld MiB: "
                         "replacing it",
                         (int)w->pid, (unsigned long long)(rss >> 20), limit_mib);
-            w->retiring = true;
-            size_t before = a->nworkers;
-            cg_arbiter_spawn_worker(a);
-            /* the successor is the newest in the table; none when the fork
-             * failed, and then the old one is retired at once */
-            w->successor = a->nworkers > before ? a->workers[a->nworkers - 1]->pid : 0;
-            uint64_t t = a->cfg->timeout > 0 ? (uint64_t)a->cfg->timeout * 1000u : 30000u;
-            w->retire_deadline = now + t;
+            cg__replace(a, w, now);
         }
         free(pids);
     }

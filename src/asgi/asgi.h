@@ -141,6 +141,7 @@ typedef struct cg_asgi {
     PyObject *stop;         /* future the serving phase waits on; NULL none */
     uint64_t keepalive_ms, head_ms;
     int grace_s; /* asgi_disconnect_grace_period */
+    struct cg_asgi_rt *rt; /* request_timeout's watch (timeout.c); NULL: off */
     cg_http_date_cache_t date;
 } cg_asgi_t;
 
@@ -229,6 +230,16 @@ PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro);
  * holds a reference). New reference or NULL. */
 PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self);
 
+/* ---- timeout.c ---- */
+
+/* request_timeout (cfg->request_timeout > 0): a call_later chain on a's
+ * loop that answers requests past the timeout 504, logs their task's stack
+ * and cancels it; a task still running as long again makes the worker ask
+ * for a successor. 0, or -1 with an exception set. cg_asgi_rt_free drops
+ * the cycles it still watches (GIL held). */
+int cg_asgi_rt_start(cg_asgi_t *a);
+void cg_asgi_rt_free(cg_asgi_t *a);
+
 /* ---- protocol.c ---- */
 
 /*
@@ -238,7 +249,8 @@ PyObject *cg_asgi_bind(PyMethodDef *def, PyObject *self);
 PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l);
 
 /* TERM: close the connections that wait between requests (the ones busy
- * with one close once it is answered), and open WebSockets with 1001. */
+ * with one close once it is answered; a new one still gets its first
+ * request served), and open WebSockets with 1001. */
 void cg_asgi_close_idle(cg_asgi_t *a);
 
 /* ---- lifespan.c ---- */
@@ -305,6 +317,7 @@ struct cg_asgi_cycle {
     bool app_done;       /* the app's coroutine ended (maybe inside create_task: an eager factory) */
     bool started, complete, body_done, disconnected, logged, continue_sent;
     bool chunked, omits_body, keep_alive;
+    bool rt_fired; /* request_timeout cut it short (timeout.c) */
     int status;
     int64_t length; /* Content-Length the app gave, -1 none */
     int64_t sent;
@@ -357,6 +370,9 @@ PyObject *cg_asgi_send_done(cg_asgi_proto_t *p);
  * without a complete response (`what` is logged): Gunicorn's 500 page when
  * nothing was sent yet, else the connection closes. */
 void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what);
+/* request_timeout: answer 504 if nothing was sent yet (true), else close;
+ * either way the response is over for the connection. */
+bool cg_asgi_cycle_timeout(cg_asgi_cycle_t *cy);
 /* A header name or value given by the app as a bytes view; -1 with a
  * TypeError naming `what` otherwise. */
 int cg_asgi_bytes_view(PyObject *o, cg_str_t *out, const char *what);

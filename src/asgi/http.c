@@ -61,7 +61,7 @@ cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p)
     cy->p = (cg_asgi_proto_t *)Py_NewRef((PyObject *)p);
     cy->length = -1;
     cy->start_us = cg_log_access_enabled(p->a->log) || p->a->log->statsd != NULL ||
-                           p->a->board != NULL
+                           p->a->board != NULL || p->a->cfg->request_timeout > 0
                        ? (int64_t)cg_monotonic_us()
                        : 0;
     cg_board_enter(p->a->board, (uint64_t)cy->start_us);
@@ -861,23 +861,22 @@ static PyMethodDef cg__send_def = {"send", cg__send, METH_O,
 /* The app failed (exc) or returned without a complete response: as
  * Gunicorn, a 500 page when nothing was sent yet, else the connection
  * closes. */
-void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
+/* End cy's response now: the error page when nothing was sent yet (true),
+ * else only the close that cuts it short. */
+static bool cg__cycle_cut(cg_asgi_cycle_t *cy, int status, const char *reason, const char *mesg)
 {
-    cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
-    if (exc != NULL)
-        cg_asgi_log_exc(a, CG_LOG_ERROR, "Error in ASGI application", exc);
-    else if (what != NULL)
-        cg_log_error(a->log, "%s", what);
+    bool answered = false;
     if (p == NULL || cy->complete)
-        return;
+        return false;
     Py_INCREF(p);
     if (!cy->started && !p->closed) {
         char page[512];
-        size_t n = cg_http_error_page(500, "Internal Server Error", "", page, sizeof(page));
+        size_t n = cg_http_error_page(status, reason, mesg, page, sizeof(page));
         if (n > 0 && cg_asgi_proto_write(p, page, n) < 0)
             PyErr_Clear();
-        cy->status = 500;
+        answered = n > 0;
+        cy->status = status;
         free(cy->head);
         cy->head = NULL;
         cy->nresp = 0;
@@ -886,6 +885,22 @@ void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
     cy->complete = true;
     cg_asgi_proto_response_done(p); /* logs, and closes */
     Py_DECREF(p);
+    return answered;
+}
+
+void cg_asgi_cycle_fail(cg_asgi_cycle_t *cy, PyObject *exc, const char *what)
+{
+    cg_asgi_t *a = cy->a;
+    if (exc != NULL)
+        cg_asgi_log_exc(a, CG_LOG_ERROR, "Error in ASGI application", exc);
+    else if (what != NULL)
+        cg_log_error(a->log, "%s", what);
+    cg__cycle_cut(cy, 500, "Internal Server Error", "");
+}
+
+bool cg_asgi_cycle_timeout(cg_asgi_cycle_t *cy)
+{
+    return cg__cycle_cut(cy, 504, "Gateway Timeout", "The application did not answer in time.");
 }
 
 /* ---- pre_request / post_request, and a logger_class's objects ---- */

@@ -390,7 +390,11 @@ void cg_asgi_close_idle(cg_asgi_t *a)
 {
     for (cg_asgi_proto_t *p = a->conns, *next; p != NULL; p = next) {
         next = p->next;
-        if (p->state == CG_ASGI_HEAD && p->c.buf.len == 0 && cg_asgi_pending(p) == 0)
+        /* a connection accepted just before the listeners closed has its
+         * first request on the way: it is served (as by the gthread
+         * worker), within its head deadline, not cut off */
+        if (p->state == CG_ASGI_HEAD && p->nreq > 0 && p->c.buf.len == 0 &&
+            cg_asgi_pending(p) == 0)
             cg_asgi_proto_close(p);
         else if (p->state == CG_ASGI_WS && p->cy != NULL)
             cg_asgi_ws_going_away(p->cy);

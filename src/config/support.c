@@ -63,6 +63,17 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
                  cfg->worker_class);
         return -ENOTSUP;
     }
+    /* request_timeout needs a watch per worker kind (src/wsgi/timeout.c,
+     * src/asgi/timeout.c, src/workers/ggevent.c); a Python worker class
+     * other than ours has none */
+    if (cfg->request_timeout > 0 && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD &&
+        kind != CG_WORKER_ASGI && !gevent) {
+        cg__errf(err, errlen,
+                 "Error: request_timeout is not supported yet by cgunicorn's %s worker "
+                 "(only by sync, gthread, asgi and gevent)",
+                 cfg->worker_class);
+        return -ENOTSUP;
+    }
 #undef CG__OFF
     return 0;
 }

@@ -243,16 +243,15 @@ static void cg__finish_loop(cg_asgi_t *a)
         Py_XDECREF(r);
     }
     if (list != NULL && PyList_GET_SIZE(list) > 0) {
-        PyObject *args = PySequence_Tuple(list);                        /* new */
-        PyObject *gather = args ? PyObject_GetAttrString(asyncio, "gather") : NULL; /* new */
-        PyObject *kw = gather ? Py_BuildValue("{s:O}", "return_exceptions", Py_True) : NULL;
-        PyObject *g = kw ? PyObject_Call(gather, args, kw) : NULL; /* new */
+        /* at most graceful_timeout: a task that swallows its cancellation
+         * (request_timeout's stuck request) must not hold the worker; what
+         * is left is abandoned with the loop, as the gthread worker leaves
+         * threads still in the app */
+        PyObject *g = PyObject_CallMethod(asyncio, "wait", "Od", list,
+                                          (double)a->cfg->graceful_timeout); /* new */
         if (g != NULL)
             cg__run(a, g);
         Py_XDECREF(g);
-        Py_XDECREF(kw);
-        Py_XDECREF(gather);
-        Py_XDECREF(args);
     }
     PyErr_Clear();
     PyObject *ag = PyObject_CallMethod(a->loop, "shutdown_asyncgens", NULL); /* new */
@@ -295,7 +294,8 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
     Py_XDECREF(r);
     socket_mod = r ? PyImport_ImportModule("socket") : NULL;
     servers = socket_mod ? PyList_New(0) : NULL;
-    if (servers == NULL || cg__tick_arm(cap) < 0) {
+    if (servers == NULL || cg__tick_arm(cap) < 0 ||
+        (w->cfg->request_timeout > 0 && cg_asgi_rt_start(a) < 0)) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
@@ -336,6 +336,19 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
         Py_XDECREF(r);
         PyErr_Clear();
     }
+    /* connections asyncio accepted just before the close are still being
+     * made (a task, then connection_made, a few loop passes): let them
+     * arrive, so the drain below waits for their first request instead of
+     * the final cancel cutting them off unread (a reset) */
+    for (int i = 0; i < 4; i++) {
+        PyObject *asyncio = PyImport_ImportModule("asyncio");                     /* new */
+        PyObject *z = asyncio ? PyObject_CallMethod(asyncio, "sleep", "i", 0) : NULL; /* new */
+        Py_XDECREF(asyncio);
+        int zr = z != NULL ? cg__run(a, z) : -1;
+        Py_XDECREF(z);
+        if (zr < 0)
+            goto interrupted;
+    }
     cg_asgi_close_idle(a);
     if (a->nconns > 0) {
         PyObject *fn = NULL, *h = NULL;
@@ -374,6 +387,7 @@ out:
         cg__finish_loop(a);
     Py_XDECREF(servers);
     Py_XDECREF(socket_mod);
+    cg_asgi_rt_free(a);
     cg_asgi_free(a);
     Py_XDECREF(cap);
     return status;

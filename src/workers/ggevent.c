@@ -61,6 +61,12 @@ typedef struct cg_gserver {
     int keepalive_ms; /* the whole head must come within this (Gunicorn's timeout_ctx) */
     int timeout_ms;   /* a body read or response write without progress (0: none) */
     uint64_t nconns;  /* open connections, for the metrics */
+    /* request_timeout (0: off): every context ever made (they are only
+     * freed with the server), greenlet.getcurrent, hub.loop.run_callback */
+    uint64_t rt_timeout_us;
+    cg_wsgi_t **all;
+    size_t nall, all_cap;
+    PyObject *getcurrent, *run_callback, *throw_if;
 } cg_gserver_t;
 
 /* One connection, on the heap (not on the greenlet's stack, which gevent
@@ -72,6 +78,7 @@ typedef struct cg_gconn {
     PyObject *exc;   /* what ended the greenlet's waiting (owned), re-raised by serve() */
     /* Set when exc is: every I/O after fails with -EINTR at once (c->quit). */
     volatile sig_atomic_t abort;
+    PyObject *glet; /* request_timeout: the greenlet serving it (owned); NULL: off */
 } cg_gconn_t;
 
 /* Keep the pending exception (with its traceback) in gc and abort its I/O. */
@@ -182,6 +189,14 @@ static cg_wsgi_t *cg__ctx_take(cg_gserver_t *s)
      * out (cg_board_enter) */
     ws->board = cg_board_thread(s->w->board, 0);
     s->nctx++;
+    if (s->rt_timeout_us > 0) {
+        if (s->nall == s->all_cap) {
+            s->all_cap = s->all_cap ? s->all_cap * 2 : 16;
+            s->all = cg_xrealloc(s->all, s->all_cap * sizeof(*s->all));
+        }
+        s->all[s->nall++] = ws;
+        ws->rt_on = true;
+    }
     return ws;
 }
 
@@ -313,6 +328,8 @@ static PyObject *cg__serve(PyObject *self, PyObject *args)
     c->ops = &cg__ops;
     c->transport = gc;
     c->quit = &gc->abort;
+    if (s->rt_timeout_us > 0 && (gc->glet = PyObject_CallNoArgs(s->getcurrent)) == NULL)
+        PyErr_Clear(); /* then its requests are answered 504 but not interrupted */
     cg_board_conns_open(s->pol.board, ++s->nconns);
 
     bool done = false;
@@ -350,6 +367,7 @@ close:
     cg_board_conns_open(s->pol.board, --s->nconns);
     cg_conn_release(c);
     PyObject *exc = gc->exc;
+    Py_XDECREF(gc->glet);
     free(gc);
     Py_DECREF(self);
     if (exc == NULL)
@@ -397,6 +415,90 @@ static PyObject *cg__accept(PyObject *self, PyObject *arg)
 
 /* contexts() -> the number of WSGI contexts made (requests in the app at
  * once, at most). */
+/* ---- request_timeout ---- */
+
+static bool cg__rt_raw(const cg_conn_t *c)
+{
+    /* one thread: a request whose head is not out has nothing on the wire */
+    return c->ops == &cg__ops && c->fd >= 0;
+}
+
+/* still(): whether the request a TimeoutError is meant for is still the
+ * one in the app. self: (capsule of the context, its start). The throw
+ * itself is the Python helper's (ggevent.py _throw_if), on the hub, so no
+ * C frame of ours is on the stack across the switch into the greenlet. */
+static PyObject *cg__rt_still(PyObject *self, PyObject *unused)
+{
+    CG_UNUSED(unused);
+    cg_wsgi_t *ws = PyCapsule_GetPointer(PyTuple_GET_ITEM(self, 0), "cgunicorn.gevent.ctx");
+    unsigned long long since = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(self, 1));
+    if (ws == NULL || PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(ws->rt.since_us == since);
+}
+
+static PyMethodDef cg__rt_still_def = {"_request_timeout_still", cg__rt_still, METH_NOARGS, NULL};
+
+static void cg__rt_fire(cg_gserver_t *s, cg_wsgi_t *ws, uint64_t since)
+{
+    char what[160];
+    int answered = cg_wsgi_rt_expire(ws, since, cg__rt_raw, what, sizeof(what));
+    if (answered < 0)
+        return;
+    cg_gconn_t *gc = ws->rt.conn->transport;
+    PyObject *glet = gc->glet;
+    PyObject *frame = glet ? PyObject_GetAttrString(glet, "gr_frame") : NULL; /* new */
+    if (frame == NULL)
+        PyErr_Clear();
+    cg_wsgi_rt_log(s->w->log, (long)(s->rt_timeout_us / 1000000u), what, answered > 0,
+                   frame != Py_None ? frame : NULL);
+    Py_XDECREF(frame);
+    if (glet == NULL)
+        return;
+    PyObject *cap = PyCapsule_New(ws, "cgunicorn.gevent.ctx", NULL);            /* new */
+    PyObject *self = cap ? Py_BuildValue("(OK)", cap, (unsigned long long)since) : NULL;
+    PyObject *fn = self ? PyCFunction_New(&cg__rt_still_def, self) : NULL; /* new */
+    PyObject *h = fn ? PyObject_CallFunctionObjArgs(s->run_callback, s->throw_if, fn, glet,
+                                                    PyExc_TimeoutError, NULL)
+                     : NULL; /* new */
+    if (h == NULL)
+        cg_py_log_exception(s->w->log, CG_LOG_ERROR, "request_timeout: cannot interrupt");
+    Py_XDECREF(h);
+    Py_XDECREF(fn);
+    Py_XDECREF(self);
+    Py_XDECREF(cap);
+}
+
+/* watch_requests() -> the seconds until it wants to be called again, or
+ * None when request_timeout is off. Answers, logs and interrupts the
+ * requests past the timeout; past as long again, asks for a successor. */
+static PyObject *cg__watch_requests(PyObject *self, PyObject *unused)
+{
+    cg_gserver_t *s = (cg_gserver_t *)self;
+    if (s->rt_timeout_us == 0)
+        Py_RETURN_NONE;
+    uint64_t now = cg_monotonic_us();
+    for (size_t i = 0; i < s->nall; i++) {
+        cg_wsgi_t *ws = s->all[i];
+        uint64_t since = ws->rt.since_us;
+        if (since == 0 || since > now || now - since < s->rt_timeout_us)
+            continue;
+        if (ws->rt.fired != since) {
+            cg__rt_fire(s, ws, since);
+        } else if (now - since >= 2 * s->rt_timeout_us && !ws->rt.replace_asked) {
+            ws->rt.replace_asked = true;
+            cg_log_warning(s->w->log,
+                           "A request is still in the application %lld s after its "
+                           "request_timeout: asking for a successor to this worker (pid:%d), "
+                           "which then stops gracefully",
+                           (long long)(s->rt_timeout_us / 1000000u), (int)getpid());
+            cg_heartbeat_ask_replace(&s->w->hb);
+        }
+    }
+    double tick = (double)s->rt_timeout_us / 1e7;
+    return PyFloat_FromDouble(tick < 0.2 ? tick : 0.2);
+}
+
 static PyObject *cg__contexts(PyObject *self, PyObject *unused)
 {
     return PyLong_FromSize_t(((cg_gserver_t *)self)->nctx);
@@ -457,6 +559,24 @@ static int cg__init(PyObject *self, PyObject *args, PyObject *kwds)
      * --timeout loses its connection, as in the gthread worker (Gunicorn's
      * gevent worker has no bound there) */
     s->timeout_ms = (int)cfg->timeout * 1000;
+    if (cfg->request_timeout > 0) {
+        PyObject *gl = PyImport_ImportModule("greenlet"); /* new */
+        s->getcurrent = gl ? PyObject_GetAttrString(gl, "getcurrent") : NULL;
+        Py_XDECREF(gl);
+        PyObject *ghub = s->getcurrent ? PyImport_ImportModule("gevent.hub") : NULL;
+        PyObject *hub = ghub ? PyObject_CallMethod(ghub, "get_hub", NULL) : NULL;
+        PyObject *loop = hub ? PyObject_GetAttrString(hub, "loop") : NULL;
+        s->run_callback = loop ? PyObject_GetAttrString(loop, "run_callback") : NULL;
+        Py_XDECREF(loop);
+        Py_XDECREF(hub);
+        Py_XDECREF(ghub);
+        PyObject *mod = s->run_callback ? PyImport_ImportModule("cgunicorn.workers.ggevent") : NULL;
+        s->throw_if = mod ? PyObject_GetAttrString(mod, "_throw_if") : NULL;
+        Py_XDECREF(mod);
+        if (s->throw_if == NULL)
+            return -1;
+        s->rt_timeout_us = (uint64_t)cfg->request_timeout * 1000000u;
+    }
     return 0;
 }
 
@@ -468,6 +588,10 @@ static void cg__dealloc(PyObject *self)
         free(s->idle[i]);
     }
     free(s->idle);
+    free(s->all);
+    Py_CLEAR(s->getcurrent);
+    Py_CLEAR(s->run_callback);
+    Py_CLEAR(s->throw_if);
     if (s->pol_up)
         cg_conn_policy_free(&s->pol);
     for (size_t i = 0; s->lio != NULL && s->w != NULL && i < s->w->nlisteners; i++)
@@ -489,6 +613,9 @@ static PyMethodDef cg__methods[] = {
     {"accept", cg__accept, METH_O,
      "accept(listener): a connection's descriptor, waiting on the hub; None after EMFILE ..."},
     {"contexts", cg__contexts, METH_NOARGS, "contexts(): WSGI contexts made so far"},
+    {"watch_requests", cg__watch_requests, METH_NOARGS,
+     "watch_requests(): time out requests past request_timeout; seconds until the next "
+     "call, None when it is off"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,6 +43,7 @@ int cg_heartbeat_create(cg_heartbeat_t *hb)
     hb->slot = p;
     hb->slot[0] = cg_monotonic_ms();
     hb->slot[1] = 0; /* not booted */
+    hb->slot[2] = 0; /* no replacement asked */
     return 0;
 }
 
@@ -62,6 +63,17 @@ void cg_heartbeat_set_booted(cg_heartbeat_t *hb)
 bool cg_heartbeat_booted(const cg_heartbeat_t *hb)
 {
     return hb->slot != NULL && hb->slot[1] != 0;
+}
+
+void cg_heartbeat_ask_replace(cg_heartbeat_t *hb)
+{
+    if (hb->slot)
+        __atomic_store_n(&hb->slot[2], 1, __ATOMIC_RELAXED);
+}
+
+bool cg_heartbeat_replace_asked(const cg_heartbeat_t *hb)
+{
+    return hb->slot != NULL && __atomic_load_n(&hb->slot[2], __ATOMIC_RELAXED) != 0;
 }
 
 uint64_t cg_heartbeat_age_ms(const cg_heartbeat_t *hb)

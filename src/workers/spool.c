@@ -391,3 +391,13 @@ bool cg_spool_inner(const cg_conn_t *c, const cg_conn_ops_t **ops, void **transp
     *transport = s->inner_transport;
     return true;
 }
+
+bool cg_spool_fd_writable(const cg_conn_t *c)
+{
+    if (c->fd < 0)
+        return false;
+    if (c->ops != &cg__write_behind)
+        return c->ops == &cg_conn_tcp;
+    const cg_spool_t *s = c->transport;
+    return s->inner == &cg_conn_tcp && __atomic_load_n(&s->pending, __ATOMIC_RELAXED) == 0;
+}

@@ -74,4 +74,9 @@ void cg_spool_detach(cg_spool_t *s, cg_conn_t *c);
 /* While c is attached to a spool: the ops and transport under it (true). */
 bool cg_spool_inner(const cg_conn_t *c, const cg_conn_ops_t **ops, void **transport);
 
+/* Whether bytes may go to c->fd directly, from a thread that is not
+ * writing c (request_timeout's 504): a plain TCP transport, under a
+ * write-behind with nothing queued or none at all. */
+bool cg_spool_fd_writable(const cg_conn_t *c);
+
 #endif

@@ -308,8 +308,16 @@ int cg_worker_main(cg_worker_t *w)
     w->booted = true;
     cg_heartbeat_set_booted(&w->hb);
 
+    if (w->cfg->request_timeout > 0 && (w->rt = cg_wsgi_rt_new(w)) == NULL) {
+        status = CG_WORKER_EXIT_BOOT_ERROR;
+        goto out;
+    }
     ws.tstate = PyEval_SaveThread(); /* the loop runs without the GIL */
+    cg_wsgi_rt_add(w->rt, &ws);
     int rc = kind == CG_WORKER_GTHREAD ? cg_worker_gthread_run(w, &ws) : cg_worker_sync_run(w, &ws);
+    /* stuck pool threads (threads_left) stay registered: nothing frees them */
+    cg_wsgi_rt_free(w->rt);
+    w->rt = NULL;
     PyEval_RestoreThread(ws.tstate);
     /* Gunicorn runs these from its Python signal handlers; ours run once the
      * loop has let go (the app already got its SystemExit) */

@@ -40,6 +40,11 @@ void cg_heartbeat_notify(cg_heartbeat_t *hb);         /* async-signal-safe */
  * what the master waits for before retiring the worker it replaces. */
 void cg_heartbeat_set_booted(cg_heartbeat_t *hb);
 bool cg_heartbeat_booted(const cg_heartbeat_t *hb);
+/* The worker wants a successor (the third word): a request it cannot stop
+ * (request_timeout) holds one of its threads. The master replaces it as
+ * it does a worker over max_worker_memory (src/arbiter/memory.c). */
+void cg_heartbeat_ask_replace(cg_heartbeat_t *hb);
+bool cg_heartbeat_replace_asked(const cg_heartbeat_t *hb);
 uint64_t cg_heartbeat_age_ms(const cg_heartbeat_t *hb); /* ms since last notify */
 void cg_heartbeat_destroy(cg_heartbeat_t *hb);
 
@@ -89,6 +94,8 @@ typedef struct cg_worker {
     size_t threads_left; /* pool threads still inside the app at exit: the
                           * interpreter and the WSGI state stay as they are */
     void *py;         /* the Python side's per-worker state (src/wsgi) */
+    /* request_timeout's watchdog (src/wsgi/timeout.c); NULL when off */
+    struct cg_wsgi_rt *rt;
     /* the request metrics waiting to be sent (src/metrics/statsd.h); NULL
      * without statsd or with statsd_flush_interval 0. The loop sends them
      * when due (cg_statsd_batch_due_ms), cg_worker_main() on the way out. */

@@ -84,6 +84,7 @@ int cg_wsgi_init(cg_wsgi_t *ws, cg_worker_t *w, PyObject *app)
     ws->force_close = true;
     ws->on_main = pthread_equal(pthread_self(), w->main_tid) != 0;
     ws->thread_id = PyThread_get_thread_ident();
+    pthread_mutex_init(&ws->rt.lock, NULL); /* a default mutex cannot fail on Linux */
 
     if (cg_wsgi_response_types_ready() < 0 || cg_wsgi_input_type_ready() < 0 ||
         cg_wsgi_errors_type_ready() < 0 || PyType_Ready(&cg_wsgi_file_wrapper_type) < 0)
@@ -182,6 +183,7 @@ int cg_wsgi_set_cooperative(cg_wsgi_t *ws, PyObject *sleep)
 
 void cg_wsgi_free(cg_wsgi_t *ws)
 {
+    pthread_mutex_destroy(&ws->rt.lock);
     Py_CLEAR(ws->app);
     Py_CLEAR(ws->base_environ);
     Py_CLEAR(ws->socket_cls);
@@ -747,6 +749,8 @@ int cg_wsgi_handle(cg_wsgi_t *ws, cg_conn_t *c)
     r.must_close = ws->force_close || c->must_close;
     c->keep_alive = false;
 
+    if (ws->rt_on)
+        cg_wsgi_rt_begin(ws, c);
     if (!ws->hold_gil)
         PyEval_RestoreThread(ws->tstate);
     if (ws->orphans.n > 0)
@@ -909,6 +913,8 @@ done:
     Py_CLEAR(r.trailers);
     cg_wsgi_input_reset(ws->input, NULL);
     cg_wsgi_req_clear(&r);
+    if (ws->rt_on)
+        cg_wsgi_rt_end(ws);
     if (PyErr_Occurred())
         PyErr_Clear();
     if (!ws->hold_gil)

@@ -458,6 +458,8 @@ static int cg__emit(cg_wsgi_req_t *r, const char *data, size_t len, bool final)
 
     if (r->io_error)
         return r->io_error;
+    if (!r->headers_sent && r->ws->rt_on && (r->io_error = cg_wsgi_rt_claim_head(r->ws)) < 0)
+        return r->io_error; /* request_timeout answered it already */
     if (!r->headers_sent) {
         head_len = cg__build_head(r, stack, sizeof(stack), &head);
         iov[n++] = (struct iovec){head, head_len};

@@ -18,11 +18,14 @@ int cg_wsgi_thread_init(cg_wsgi_t *ws, const cg_wsgi_t *proto)
         cg_py_log_exception(proto->log, CG_LOG_ERROR, "Exception in worker process");
     ws->gil_state = (int)gs;
     ws->tstate = PyEval_SaveThread();
+    if (rc == 0)
+        cg_wsgi_rt_add(proto->worker->rt, ws);
     return rc;
 }
 
 void cg_wsgi_thread_free(cg_wsgi_t *ws)
 {
+    cg_wsgi_rt_remove(ws->worker->rt, ws);
     PyEval_RestoreThread(ws->tstate);
     int gs = ws->gil_state;
     cg_wsgi_free(ws);

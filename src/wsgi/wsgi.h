@@ -195,6 +195,18 @@ struct cg_wsgi {
      * gevent worker passes on both): the caller re-raises it in its
      * greenlet. Owned; NULL: none. */
     PyObject *exit_exc;
+    /* request_timeout (timeout.c): the request in the app as its watchdog
+     * sees it; rt_on once the context is watched */
+    bool rt_on;
+    struct {
+        pthread_mutex_t lock; /* since_us (written), conn, state, fired */
+        uint64_t since_us;    /* CLOCK_MONOTONIC us the request began; 0: none */
+        cg_conn_t *conn;
+        int state;            /* who may write the head (timeout.c) */
+        uint64_t fired;       /* since_us of the request the watchdog timed out */
+        bool replace_asked;
+        int raise;            /* main thread: its signal handler raises TimeoutError */
+    } rt;
     char problem[1024]; /* ConfigurationProblem text of the current request */
     char out[8192];     /* a corked response (cg_wsgi_req_t.cork) */
     cg_http_date_cache_t date;
@@ -250,6 +262,36 @@ void cg_wsgi_release_orphans(cg_wsgi_t *ws);
  * the app right now (QUIT/INT reach the loop thread only). `by` is the
  * caller's own context. */
 void cg_wsgi_interrupt(cg_wsgi_t *by, cg_wsgi_t *const *targets, size_t n);
+
+/* ---- timeout.c: request_timeout (sync, gthread) ---- */
+
+typedef struct cg_wsgi_rt cg_wsgi_rt_t;
+/* Start w's watchdog (w->cfg->request_timeout > 0), on the main thread with
+ * the GIL (it installs the main thread's signal handler). NULL: it could
+ * not start (logged). Free without the GIL, after the loop. */
+cg_wsgi_rt_t *cg_wsgi_rt_new(cg_worker_t *w);
+void cg_wsgi_rt_free(cg_wsgi_rt_t *rt);
+/* Watch ws's requests / stop watching (before ws is freed). Without the
+ * GIL (the watchdog holds the list while it waits for it). rt may be NULL. */
+void cg_wsgi_rt_add(cg_wsgi_rt_t *rt, cg_wsgi_t *ws);
+void cg_wsgi_rt_remove(cg_wsgi_rt_t *rt, cg_wsgi_t *ws);
+/* cg_wsgi_handle's side (ws->rt_on): a request begins (any GIL state) /
+ * ends (GIL held); the head is about to go out: 0, or -ETIMEDOUT when the
+ * watchdog has answered (or given up on) this request already. */
+void cg_wsgi_rt_begin(cg_wsgi_t *ws, cg_conn_t *c);
+void cg_wsgi_rt_end(cg_wsgi_t *ws);
+int cg_wsgi_rt_claim_head(cg_wsgi_t *ws);
+/* The watch's side, for any worker kind: take the response of ws's request
+ * begun at `since` away from the app, sending the 504 page on c->fd when
+ * raw(c) says nothing else can be in the way. 1 answered, 0 not (the head
+ * went out already, or no raw write), -1 that request is over. `what`
+ * gets "METHOD /path". No GIL needed. */
+int cg_wsgi_rt_expire(cg_wsgi_t *ws, uint64_t since, bool (*raw)(const cg_conn_t *c),
+                      char *what, size_t whatlen);
+/* Log the timed-out request with the stack from `frame` (borrowed, may be
+ * NULL). GIL held. */
+void cg_wsgi_rt_log(cg_log_t *log, long timeout_s, const char *what, bool answered,
+                    PyObject *frame);
 
 /*
  * Serve one parsed request (conn->req) on conn: environ, app, response, access

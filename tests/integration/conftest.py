@@ -70,6 +70,7 @@ GROUP_OF_FILE = {
     "test_asgi.py": "workers",
     "test_worker_classes.py": "workers",
     "test_max_worker_memory.py": "arbiter",
+    "test_request_timeout.py": "arbiter",
     "test_asgi_websocket.py": "workers",
     "test_control_socket.py": "arbiter",
     "test_frontends.py": "frontends",

@@ -47,6 +47,14 @@ from cgunicorn.workers import base  # noqa: E402
 VERSION = "gevent/%s gunicorn/%s" % (gevent.__version__, __version__)
 
 
+def _throw_if(still, glet, exc):
+    """--request-timeout, as a hub callback: raise exc in the greenlet of a
+    timed-out request, unless that request has ended meanwhile (still()
+    is the C side's check)."""
+    if still():
+        glet.throw(exc)
+
+
 class GeventWorker(base.Worker):
     """Gunicorn's ``gunicorn.workers.ggevent.GeventWorker`` (names
     "gevent", "egg:gunicorn#gevent" and that path select it)."""
@@ -125,6 +133,10 @@ class GeventWorker(base.Worker):
         acceptors = [gevent.spawn(self._accept_loop, index, pool)
                      for index, pool in enumerate(pools)]
 
+        # --request-timeout: a greenlet that times out requests (in C)
+        tick = self._server.watch_requests()
+        watcher = gevent.spawn(self._watch_requests, tick) if tick is not None else None
+
         # the heartbeat: a hub blocked by the app (a CPU loop) stops it,
         # and the master's --timeout ends the worker
         beat = min(1.0, self.timeout / 2) if self.timeout > 0 else 1.0
@@ -150,6 +162,14 @@ class GeventWorker(base.Worker):
                     pool.kill(timeout=1)
         except Exception:
             self.log.exception("Error while stopping the gevent worker")
+        if watcher is not None:
+            watcher.kill(block=False)
+
+    def _watch_requests(self, tick):
+        watch = self._server.watch_requests
+        while True:
+            gevent.sleep(tick)
+            tick = watch()
 
     def handle_quit(self, sig, frame):
         # out of the signal handler, on a greenlet of its own: the hook and

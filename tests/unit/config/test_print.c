@@ -104,7 +104,7 @@ static void test_dump_json_and_doc(void **state)
              "assert len(d)==%d, len(d); "
              "assert sum(not x.get(\"cgunicorn_only\") for x in d)==120; "
              "assert [x[\"name\"] for x in d if x.get(\"cgunicorn_only\")]=="
-             "[\"statsd_flush_interval\",\"max_worker_memory\",\"metrics_bind\"]; "
+             "[\"statsd_flush_interval\",\"max_worker_memory\",\"request_timeout\",\"metrics_bind\"]; "
              "w=[x for x in d if x[\"name\"]==\"workers\"][0]; "
              "assert w[\"cli\"]==[\"-w\",\"--workers\"] and w[\"type\"]==\"int\" and "
              "w[\"default\"]==\"1\" and w[\"action\"]==\"int\", w' %s",

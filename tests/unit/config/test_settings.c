@@ -587,6 +587,26 @@ static void test_check_supported(void **state)
         cg_config_free(&cfg);
     }
 
+    /* request_timeout: every worker of ours has its watch; another
+     * Python worker class has none */
+    static const char *const rt_ok[] = {"sync", "gthread", "asgi", "gevent",
+                                        "gunicorn.workers.ggevent.GeventWorker"};
+    for (size_t i = 0; i < sizeof(rt_ok) / sizeof(rt_ok[0]); i++) {
+        assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+        assert_int_equal(cg_config_set_string(&cfg, "request_timeout", "2", CG_SRC_CLI, err, sizeof(err)), 0);
+        assert_int_equal(cg_config_set_string(&cfg, "worker_class", rt_ok[i], CG_SRC_CLI, err, sizeof(err)), 0);
+        assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+        cg_config_free(&cfg);
+    }
+    assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "myapp.MyWorker", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "request_timeout", "2", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), -ENOTSUP);
+    assert_string_equal(err, "Error: request_timeout is not supported yet by cgunicorn's "
+                             "myapp.MyWorker worker (only by sync, gthread, asgi and gevent)");
+    cg_config_free(&cfg);
+
     /* HTTP/2: gthread serves it, sync warns and serves HTTP/1.1, asgi
      * refuses; h2c (prior knowledge, Upgrade, both) on gthread only */
     assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "src/workers/spool.h"
@@ -212,6 +213,38 @@ static void test_write_behind_queues_in_order(void **state)
     free(p.got);
 }
 
+/* request_timeout's 504 goes straight to the descriptor only over plain
+ * TCP with nothing queued ahead of it */
+static void test_fd_writable(void **state)
+{
+    (void)state;
+    peer_t p = {.chunk = 10};
+    cg_conn_t other = {.ops = &peer_ops, .transport = &p, .fd = 5};
+    assert_false(cg_spool_fd_writable(&other));
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    cg_conn_t c = {.ops = &cg_conn_tcp, .fd = sv[0], .nonblocking = true, .io_timeout_ms = 50};
+    assert_true(cg_spool_fd_writable(&c));
+    cg_spool_t s;
+    cg_spool_init(&s, 1 << 22, 1 << 22, NULL);
+    cg_spool_attach(&s, &c);
+    assert_true(cg_spool_fd_writable(&c));
+    static char big[1 << 21]; /* more than the socket's buffer takes */
+    assert_int_equal(cg_conn_write_all(&c, big, sizeof(big)), 0);
+    assert_true(cg_spool_pending(&s) > 0);
+    assert_false(cg_spool_fd_writable(&c));
+    cg_spool_detach(&s, &c);
+    cg_spool_attach(&s, &other);
+    cg_spool_clear(&s);
+    assert_false(cg_spool_fd_writable(&other)); /* nothing queued, but no raw socket */
+    cg_spool_detach(&s, &other);
+    c.fd = -1;
+    assert_false(cg_spool_fd_writable(&c));
+    cg_spool_clear(&s);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void test_write_behind_full_spool_waits(void **state)
 {
     /* past the spool's room a write waits for the socket as without one,
@@ -256,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_send_with_file_reference),
         cmocka_unit_test(test_write_behind_queues_in_order),
         cmocka_unit_test(test_write_behind_full_spool_waits),
+        cmocka_unit_test(test_fd_writable),
         cmocka_unit_test(test_body_read_spool_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
