@@ -194,6 +194,14 @@ const char *cg_arbiter_signal_name(int signo);
 /* workers.c */
 /* Workers that count towards num_workers: all but those a HUP retired. */
 long cg_arbiter_active(const cg_arbiter_t *a);
+/*
+ * fork() for a child of the master (a worker, the dirty arbiter), with
+ * every signal blocked across it. In the child (0): the fork_child hook has
+ * run, the siblings' heartbeat pages are unmapped, signals stay blocked
+ * until cg_arbiter_signals_child(). In the master: the fork_parent hook has
+ * run and the signal mask is back; the pid, or -errno when fork() failed.
+ */
+pid_t cg_arbiter_fork(cg_arbiter_t *a);
 void cg_arbiter_spawn_worker(cg_arbiter_t *a);
 void cg_arbiter_spawn_workers(cg_arbiter_t *a);
 void cg_arbiter_manage_workers(cg_arbiter_t *a);

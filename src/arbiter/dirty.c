@@ -135,27 +135,15 @@ static void cg__dirty_main(cg_arbiter_t *a)
 
 static void cg__dirty_spawn(cg_arbiter_t *a)
 {
-    const cg_config_t *cfg = a->cfg;
-    sigset_t all, old;
-    sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old);
-    fflush(NULL);
-    CG_HOOK0(cfg->hooks, fork_prepare);
-    pid_t pid = fork();
+    pid_t pid = cg_arbiter_fork(a);
     if (pid == 0) {
-        CG_HOOK0(cfg->hooks, fork_child);
-        for (size_t i = 0; i < a->nworkers; i++)
-            cg_heartbeat_destroy(&a->workers[i]->hb);
         cg_arbiter_ctl_child(a);
         cg_arbiter_signals_child(a);
         cg__dirty_main(a);
     }
-    int fork_errno = errno;
-    CG_HOOK0(cfg->hooks, fork_parent);
-    sigprocmask(SIG_SETMASK, &old, NULL);
     a->dirty_spawned_ms = cg_monotonic_ms();
     if (pid < 0) {
-        cg_log_error(a->log, "fork() of the dirty arbiter failed: %s", strerror(fork_errno));
+        cg_log_error(a->log, "fork() of the dirty arbiter failed: %s", strerror((int)-pid));
         return;
     }
     a->dirty_pid = pid;

@@ -55,6 +55,31 @@ static cg_worker_t *cg__remove(cg_arbiter_t *a, size_t i)
     return w;
 }
 
+pid_t cg_arbiter_fork(cg_arbiter_t *a)
+{
+    const cg_config_t *cfg = a->cfg;
+    /* Until the child has reset its handlers and closed the self-pipe, a
+     * signal sent to it would otherwise land in the master's queue.
+     * Buffered stdio is flushed so it is not written twice. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    fflush(NULL);
+    CG_HOOK0(cfg->hooks, fork_prepare);
+    pid_t pid = fork();
+    if (pid == 0) {
+        CG_HOOK0(cfg->hooks, fork_child);
+        /* do not keep the siblings' heartbeat pages */
+        for (size_t i = 0; i < a->nworkers; i++)
+            cg_heartbeat_destroy(&a->workers[i]->hb);
+        return 0;
+    }
+    int fork_errno = errno;
+    CG_HOOK0(cfg->hooks, fork_parent);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return pid < 0 ? -fork_errno : pid;
+}
+
 void cg_arbiter_spawn_worker(cg_arbiter_t *a)
 {
     const cg_config_t *cfg = a->cfg;
@@ -103,32 +128,17 @@ void cg_arbiter_spawn_worker(cg_arbiter_t *a)
     }
 
     CG_HOOK(cfg->hooks, pre_fork, a, w);
-    /* Block everything across fork: until the child has reset its handlers
-     * and closed the self-pipe, a signal sent to it would otherwise land in
-     * the master's queue. Buffered stdio is flushed so it is not written twice. */
-    sigset_t all, old;
-    sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old);
-    fflush(NULL);
-    CG_HOOK0(cfg->hooks, fork_prepare);
-    pid_t pid = fork();
+    pid_t pid = cg_arbiter_fork(a);
     if (pid == 0) {
-        CG_HOOK0(cfg->hooks, fork_child);
         w->pid = getpid();
-        /* do not keep the siblings' heartbeat pages */
-        for (size_t i = 0; i < a->nworkers; i++)
-            cg_heartbeat_destroy(&a->workers[i]->hb);
         cg_arbiter_metrics_child(a, w);
         cg_arbiter_ctl_child(a);
         cg_arbiter_signals_child(a);
         cg_arbiter_set_title(a, "worker");
         _exit(a->worker_main(w));
     }
-    int fork_errno = errno;
-    CG_HOOK0(cfg->hooks, fork_parent);
-    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
-        cg_log_error(a->log, "fork() failed: %s", strerror(fork_errno));
+        cg_log_error(a->log, "fork() failed: %s", strerror((int)-pid));
         cg__worker_free(a, w, NULL);
         return;
     }
