@@ -179,7 +179,7 @@ http {
     access_log off;
     # bodies and responses in memory: no temp files (the workers may not
     # be allowed to write into the test's directory)
-    client_body_buffer_size 4m;
+    client_body_buffer_size 16m;
     client_max_body_size 16m;
     uwsgi_buffering off;
     client_body_temp_path %(dir)s/body;
@@ -251,3 +251,22 @@ def test_behind_nginx_uwsgi_pass(cg, nginx, worker):
     assert len(r.content) == 500000
     e = requests.get(base + "/pid", timeout=10)
     assert e.status_code == 200 and int(e.text) in srv.worker_pids()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_flask_behind_nginx_uwsgi_pass(cg, nginx, worker):
+    """The issue's yardstick: a Flask app through nginx's uwsgi_pass, a GET,
+    a POST of 10 MB and a streamed response."""
+    import hashlib
+    srv = cg("flaskapp:app", args=["--protocol", "uwsgi", "-k", worker])
+    base = "http://127.0.0.1:%d" % nginx(srv.port)
+    r = requests.get(base + "/hello/uwsgi", timeout=30)
+    assert r.status_code == 200 and r.text == "Hello, uwsgi!"
+    payload = os.urandom(10 << 20)
+    r = requests.post(base + "/sha", data=payload, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    assert r.text == "%d %s" % (len(payload), hashlib.sha256(payload).hexdigest())
+    r = requests.get(base + "/stream?mb=4", timeout=60)
+    assert r.status_code == 200 and r.content == b"s" * (4 << 20)
+    assert requests.get(base + "/nope", timeout=10).status_code == 404

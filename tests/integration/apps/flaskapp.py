@@ -1,5 +1,6 @@
 """A small Flask site: pages, a form POST, a redirect, a static file, 404."""
 
+import hashlib
 import os
 
 from flask import Flask, redirect, request, url_for
@@ -35,6 +36,22 @@ def go():
 @app.route("/json", methods=["POST"])
 def echo_json():
     return {"received": request.get_json()}
+
+
+@app.route("/sha", methods=["POST"])
+def sha():
+    data = request.get_data()
+    return "%d %s" % (len(data), hashlib.sha256(data).hexdigest())
+
+
+@app.route("/stream")
+def stream():
+    chunks = int(request.args.get("mb", "1")) * 16
+
+    def generate():
+        for _ in range(chunks):
+            yield b"s" * 65536
+    return app.response_class(generate(), mimetype="application/octet-stream")
 
 
 application = app
