@@ -427,7 +427,8 @@ def test_default(name, ctx, defaults_run):
 def test_no_other_settings_printed(defaults_run):
     # Gunicorn's, and cgunicorn's own ones (docs/settings.md marks them)
     own = [n for n in cgtest.setting_names() if n not in BY_NAME]
-    assert own == ["statsd_flush_interval", "max_worker_memory", "metrics_bind"]
+    assert own == ["statsd_flush_interval", "max_worker_memory", "request_timeout",
+                   "metrics_bind"]
     assert sorted(printed(defaults_run)) == sorted(NAMES + own)
 
 
