@@ -351,8 +351,8 @@ def test_slow_client_does_not_block_others(cg):
 def test_graceful_term_finishes_inflight_request(cg, threads):
     srv = start(cg, threads, "--keep-alive", "5")
     c = Conn(srv, timeout=15)
-    c.send(b"GET /sleep?t=1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
-    time.sleep(0.5)
+    c.send(b"GET /sleep?t=1.5&say=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    srv.wait_log(r"app: sleeping", timeout=15)
     srv.send_signal(signal.SIGTERM)
     status, headers, body = c.response()
     assert status == "HTTP/1.1 200 OK" and body == b"slept"

@@ -3,6 +3,7 @@ request body read in fixed pieces, a slow handler."""
 
 import hashlib
 import os
+import sys
 import threading
 import time
 from urllib.parse import parse_qs
@@ -50,6 +51,9 @@ def app(environ, start_response):
             largest = max(largest, len(b))
         body = "%d %d %d %s" % (total, pieces, largest, h.hexdigest())
     elif path == "/sleep":
+        if _qs(environ, "say", "0") == "1":
+            # lets a test wait until the request is really running
+            print("app: sleeping", file=sys.stderr, flush=True)
         time.sleep(float(_qs(environ, "t", "1")))
         body = "slept"
     elif path == "/env":
