@@ -58,9 +58,17 @@
 #define CG_SPOOL_BODY_MAX (16u << 20)
 #define CG_SPOOL_OUT_MAX (64u << 20)
 /* A connection's buffer to begin with, and what it shrinks back to once
- * it has grown beyond CG_CONN_BUF_SHRINK. */
-#define CG_CONN_BUF_INITIAL 16384
+ * it has grown beyond CG_CONN_BUF_SHRINK: a usual head plus the room
+ * cg_conn_begin_body() wants after it, so that it is not reallocated (and
+ * copied) for every request. */
+#define CG_CONN_BUF_INITIAL (4096 + CG_CONN_BODY_ROOM)
 #define CG_CONN_BUF_SHRINK 65536
+/* Closed connections kept for the next ones, with their buffers: with
+ * `Connection: close` every request is a new connection, and allocating,
+ * zeroing and freeing its ~26 KiB (struct, buffer, header array) cost more
+ * than parsing the request, and made the heap's top grow and shrink (brk,
+ * page faults). */
+#define CG_GT_SPARE_MAX 64
 
 /* HANDSHAKE: the TLS handshake of a new connection, on the loop; HEAD:
  * reading a request head; BODY: reading a small body into the buffer
@@ -180,6 +188,8 @@ struct cg_gt {
     size_t nh2ready, h2ready_cap;
     bool pool_quit;
     cg_wsgi_orphans_t orphans; /* gunicorn.socket objects of closed connections */
+    cg_gt_conn_t *spare;       /* loop thread only: freed connections to reuse */
+    size_t nspare;
     int nready, nfailed;
     size_t nbusy;
 };
@@ -256,8 +266,62 @@ static void cg__conn_free(cg_gt_conn_t *gc)
     gc->c.ops->close(&gc->c);
     cg_spool_clear(&gc->in);
     cg_spool_clear(&gc->out);
-    cg_conn_release(&gc->c);
-    free(gc);
+    cg_conn_t *c = &gc->c;
+    char *buf = c->buf.data;
+    cg_http_header_t *headers = c->req.headers;
+    size_t headers_cap = c->req.headers_cap;
+    bool keep = !g->closing_all && g->nspare < CG_GT_SPARE_MAX && buf != NULL &&
+                c->buf.cap == CG_CONN_BUF_INITIAL && headers != NULL &&
+                headers_cap == g->pol.hs.limit_request_fields + 1;
+    if (keep) /* what cg_conn_release() would free besides them */
+        c->buf.data = NULL, c->req.headers = NULL;
+    cg_conn_release(c);
+    if (!keep) {
+        free(gc);
+        return;
+    }
+    /* only the buffers are carried over: cg__conn_get() clears the rest */
+    c->buf.data = buf;
+    c->req.headers = headers;
+    gc->next = g->spare;
+    g->spare = gc;
+    g->nspare++;
+}
+
+/* A cleared connection, with its buffers allocated (a spare one if any). */
+static cg_gt_conn_t *cg__conn_get(cg_gt_t *g)
+{
+    cg_gt_conn_t *gc = g->spare;
+    if (gc == NULL) {
+        gc = cg_xcalloc(1, sizeof(*gc));
+        cg_conn_init(&gc->c, &g->pol, CG_CONN_BUF_INITIAL);
+        return gc;
+    }
+    g->spare = gc->next;
+    g->nspare--;
+    char *buf = gc->c.buf.data;
+    cg_http_header_t *headers = gc->c.req.headers;
+    memset(gc, 0, sizeof(*gc));
+    gc->c.fd = -1;
+    /* as cg_conn_init() sets them up */
+    gc->c.buf_max = g->pol.buf_max;
+    gc->c.buf.data = buf;
+    gc->c.buf.cap = CG_CONN_BUF_INITIAL;
+    gc->c.req.headers = headers;
+    gc->c.req.headers_cap = g->pol.hs.limit_request_fields + 1;
+    return gc;
+}
+
+/* Teardown: the spare connections' memory. */
+static void cg__spare_free(cg_gt_t *g)
+{
+    while (g->spare != NULL) {
+        cg_gt_conn_t *gc = g->spare;
+        g->spare = gc->next;
+        cg_conn_release(&gc->c);
+        free(gc);
+    }
+    g->nspare = 0;
 }
 
 static void cg__conn_handle_closed(uv_handle_t *h)
@@ -1198,12 +1262,11 @@ static void cg__settle(cg_gt_conn_t *gc)
 static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sockaddr_storage *peer,
                          socklen_t peerlen)
 {
-    cg_gt_conn_t *gc = cg_xcalloc(1, sizeof(*gc));
+    cg_gt_conn_t *gc = cg__conn_get(g);
     cg_conn_t *c = &gc->c;
     gc->gt = g;
     c->peer = *peer;
     c->peerlen = peerlen;
-    cg_conn_init(c, &g->pol, CG_CONN_BUF_INITIAL);
     cg_conn_accepted(c, &g->pol, fd, l, true);
     c->quit = &g->w->quick;
     /* A client that stops sending its body or reading the response while
@@ -1748,6 +1811,7 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
         uv_walk(&g->loop, cg__close_any, g);
         uv_run(&g->loop, UV_RUN_DEFAULT);
         uv_loop_close(&g->loop);
+        cg__spare_free(g);
         cg__h2_drop_ready(g);
         /* the pool is gone: the caller's cg_wsgi_free() releases them */
         cg_wsgi_orphans_move(&ws->orphans, &g->orphans);

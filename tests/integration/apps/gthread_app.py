@@ -56,6 +56,10 @@ def app(environ, start_response):
             print("app: sleeping", file=sys.stderr, flush=True)
         time.sleep(float(_qs(environ, "t", "1")))
         body = "slept"
+    elif path == "/hdrs":
+        # the request's own headers, to tell one connection's from another's
+        body = " ".join("%s=%s" % (k, environ[k]) for k in sorted(environ)
+                        if k.startswith("HTTP_") and k != "HTTP_HOST")
     elif path == "/env":
         body = "%r %r %s %s" % (environ["wsgi.multithread"], environ["wsgi.multiprocess"],
                                 os.getpid(), threading.get_ident())
