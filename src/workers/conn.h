@@ -239,6 +239,13 @@ int cg_conn_take_proxy(cg_conn_t *c, const cg_conn_policy_t *p);
 void cg_conn_idle(cg_conn_t *c);
 void cg_conn_wake(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial);
 
+/* Buffers a connection takes over instead of allocating them (gthread
+ * reuses closed connections' ones): a head buffer of cap bytes and a header
+ * table of cg_conn_headers_cap(p) entries. */
+size_t cg_conn_headers_cap(const cg_conn_policy_t *p);
+void cg_conn_adopt(cg_conn_t *c, const cg_conn_policy_t *p, char *buf, size_t cap,
+                   cg_http_header_t *headers);
+
 /* Free space kept after a request head for chunk-size lines and trailers. */
 #define CG_CONN_BODY_ROOM 16384
 

@@ -272,7 +272,7 @@ static void cg__conn_free(cg_gt_conn_t *gc)
     size_t headers_cap = c->req.headers_cap;
     bool keep = !g->closing_all && g->nspare < CG_GT_SPARE_MAX && buf != NULL &&
                 c->buf.cap == CG_CONN_BUF_INITIAL && headers != NULL &&
-                headers_cap == g->pol.hs.limit_request_fields + 1;
+                headers_cap == cg_conn_headers_cap(&g->pol);
     if (keep) /* what cg_conn_release() would free besides them */
         c->buf.data = NULL, c->req.headers = NULL;
     cg_conn_release(c);
@@ -303,12 +303,7 @@ static cg_gt_conn_t *cg__conn_get(cg_gt_t *g)
     cg_http_header_t *headers = gc->c.req.headers;
     memset(gc, 0, sizeof(*gc));
     gc->c.fd = -1;
-    /* as cg_conn_init() sets them up */
-    gc->c.buf_max = g->pol.buf_max;
-    gc->c.buf.data = buf;
-    gc->c.buf.cap = CG_CONN_BUF_INITIAL;
-    gc->c.req.headers = headers;
-    gc->c.req.headers_cap = g->pol.hs.limit_request_fields + 1;
+    cg_conn_adopt(&gc->c, &g->pol, buf, CG_CONN_BUF_INITIAL, headers);
     return gc;
 }
 

@@ -136,11 +136,23 @@ void cg_conn_wake(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial)
 {
     if (c->buf.data != NULL)
         return;
+    cg_conn_adopt(c, p, cg_xmalloc(buf_initial), buf_initial,
+                  cg_xcalloc(cg_conn_headers_cap(p), sizeof(cg_http_header_t)));
+}
+
+size_t cg_conn_headers_cap(const cg_conn_policy_t *p)
+{
+    return p->hs.limit_request_fields + 1;
+}
+
+void cg_conn_adopt(cg_conn_t *c, const cg_conn_policy_t *p, char *buf, size_t cap,
+                   cg_http_header_t *headers)
+{
     c->buf_max = p->buf_max;
-    c->buf.cap = buf_initial;
-    c->buf.data = cg_xmalloc(c->buf.cap);
-    c->req.headers_cap = p->hs.limit_request_fields + 1;
-    c->req.headers = cg_xcalloc(c->req.headers_cap, sizeof(cg_http_header_t));
+    c->buf.cap = cap;
+    c->buf.data = buf;
+    c->req.headers_cap = cg_conn_headers_cap(p);
+    c->req.headers = headers;
 }
 
 void cg_conn_idle(cg_conn_t *c)
