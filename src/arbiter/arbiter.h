@@ -308,6 +308,10 @@ int cg_arbiter_dirty_start(cg_arbiter_t *a);
 bool cg_arbiter_dirty_reaped(cg_arbiter_t *a, pid_t pid, int status);
 /* Main loop: restart a dirty arbiter that died (at most once a second). */
 void cg_arbiter_dirty_manage(cg_arbiter_t *a);
+/* In a dirty arbiter: the fewest workers TTOU leaves, as Gunicorn's: the
+ * largest per-app limit (`:N` in dirty_apps, else the class's `workers` a
+ * worker reported in <dir>/<i>.limit), at least 1. */
+long cg_arbiter_dirty_floor(const cg_arbiter_t *a);
 /* Send sig to the dirty arbiter if one runs. */
 void cg_arbiter_dirty_signal(cg_arbiter_t *a, int sig);
 /* Master exit, after it was reaped: remove the socket directory. */

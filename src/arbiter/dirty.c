@@ -25,7 +25,7 @@
  */
 #include "arbiter.h"
 
-#include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -228,6 +228,54 @@ void cg_arbiter_dirty_manage(cg_arbiter_t *a)
     cg__dirty_spawn(a);
 }
 
+/* The N of "module:Class:N", else 0 (the parsing of app.py's
+ * parse_dirty_app_spec: exactly three fields, the last an integer). */
+static long cg__spec_limit(const char *spec)
+{
+    const char *c1 = strchr(spec, ':');
+    const char *c2 = c1 != NULL ? strchr(c1 + 1, ':') : NULL;
+    if (c2 == NULL || strchr(c2 + 1, ':') != NULL)
+        return 0;
+    char *end;
+    errno = 0;
+    long n = strtol(c2 + 1, &end, 10);
+    return errno == 0 && end != c2 + 1 && *end == '\0' && n > 0 ? n : 0;
+}
+
+/* The limit a dirty worker found on the app's class (<i>.limit beside the
+ * app's socket <i>.sock), else 0. */
+static long cg__reported_limit(const char *bind)
+{
+    char path[4096];
+    const char *sock = strncmp(bind, "unix:", 5) == 0 ? bind + 5 : bind;
+    size_t n = strlen(sock);
+    if (n < 5 || strcmp(sock + n - 5, ".sock") != 0 || n + 1 > sizeof(path))
+        return 0;
+    snprintf(path, sizeof(path), "%.*s.limit", (int)(n - 5), sock);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    long v = 0;
+    if (fscanf(f, "%ld", &v) != 1 || v < 0)
+        v = 0;
+    fclose(f);
+    return v;
+}
+
+long cg_arbiter_dirty_floor(const cg_arbiter_t *a)
+{
+    const cg_config_t *cfg = a->cfg;
+    long floor = 1;
+    for (size_t i = 0; i < cfg->dirty_apps.n; i++) {
+        long n = cg__spec_limit(cfg->dirty_apps.v[i]);
+        if (n == 0 && i < cfg->bind.n)
+            n = cg__reported_limit(cfg->bind.v[i]);
+        if (n > floor)
+            floor = n;
+    }
+    return floor;
+}
+
 void cg_arbiter_dirty_signal(cg_arbiter_t *a, int sig)
 {
     if (a->dirty_pid > 0 && kill(a->dirty_pid, sig) < 0 && errno != ESRCH)
@@ -235,24 +283,28 @@ void cg_arbiter_dirty_signal(cg_arbiter_t *a, int sig)
                      cg_arbiter_signal_name(sig), strerror(errno));
 }
 
+static int cg__remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    CG_UNUSED(st);
+    CG_UNUSED(ftw);
+    /* what cannot be removed stays (the rmdir of its directory then fails
+     * and is logged); the walk goes on, as nftw stops on a non-0 return */
+    int r = flag == FTW_DP ? rmdir(path) : unlink(path);
+    CG_UNUSED(r);
+    return 0;
+}
+
 void cg_arbiter_dirty_cleanup(cg_arbiter_t *a)
 {
     if (a->dirty_dir == NULL)
         return;
     /* the dirty arbiter unlinked its sockets; what is left are the lock
-     * files of the per-app places (pylib/cgunicorn/dirty/_worker.py) */
-    DIR *dir = opendir(a->dirty_dir);
-    if (dir != NULL) {
-        struct dirent *e;
-        char path[4096];
-        while ((e = readdir(dir)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(path, sizeof(path), "%s/%s", a->dirty_dir, e->d_name);
-            unlink(path);
-        }
-        closedir(dir);
-    }
+     * files of the per-app places and of the workers' presence
+     * (pylib/cgunicorn/dirty/_worker.py, _avail.py) and the stash tables
+     * (stash/<table>/<key>, pylib/cgunicorn/dirty/stash.py) */
+    if (nftw(a->dirty_dir, cg__remove_entry, 8, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        cg_log_debug(a->log, "Cannot walk %s: %s", a->dirty_dir, strerror(errno));
+    /* gone already when the walk removed everything */
     if (rmdir(a->dirty_dir) < 0 && errno != ENOENT)
         cg_log_debug(a->log, "Cannot remove %s: %s", a->dirty_dir, strerror(errno));
     free(a->dirty_dir);

@@ -92,6 +92,9 @@ def test_crashed_worker_is_replaced(gthread_server):
     r = call(srv, COUNTER, "crash")
     assert r["error"] == "DirtyWorkerError"
     srv.wait_log(r"Worker \(pid:%d\) exited with code 1\." % before, timeout=30)
+    # until the replacement has taken the app, a call is refused at once
+    # (DirtyNoWorkersAvailableError, test_no_workers_available)
+    wait_loaded(srv, COUNTER, 2)
     after = call(srv, COUNTER, "incr")["ok"]
     # a fresh worker: new process, fresh state
     assert after["pid"] != before and after["count"] == 1
@@ -293,3 +296,124 @@ def test_dirty_tree_stops_when_the_master_dies(cg):
                 os.kill(p, signal.SIGKILL)
             except OSError:
                 pass
+
+
+STASH = "dirty_app:StashApp"
+
+
+def test_stash_tables_shared_by_every_worker(cg):
+    srv = start(cg, ["-k", "gthread", "--threads", "2", "--dirty-app", STASH,
+                     "--dirty-workers", "2"])
+    try:
+        loaded = {int(m.group(1)) for m in wait_loaded(srv, STASH, 2)}
+        # `stashes` made the declared tables, init() put a counter
+        assert call(srv, STASH, "tables")["ok"] == ["counters", "sessions"]
+        assert call(srv, "stash", "get", "counters", "requests")["ok"] == 0
+        # a dirty worker writes, the HTTP worker reads, and the other way
+        pid = call(srv, STASH, "login", 7, {"name": "Alice"})["ok"]
+        assert pid in loaded
+        assert call(srv, "stash", "get", "sessions", "user:7")["ok"] == \
+            {"data": {"name": "Alice"}, "pid": pid}
+        call(srv, "stash", "put", "sessions", "user:8", {"data": "from http", "pid": 0})
+        assert call(srv, STASH, "session", 8)["ok"] == {"data": "from http", "pid": 0}
+        assert call(srv, STASH, "session", 9)["ok"] is None
+        assert call(srv, "stash", "get", "sessions", "nope", "dflt")["ok"] == "dflt"
+        assert sorted(call(srv, "stash", "keys", "sessions", "user:*")["ok"]) == \
+            ["user:7", "user:8"]
+        assert call(srv, "stash", "keys", "sessions", "*8")["ok"] == ["user:8"]
+        # the dict-like view
+        call(srv, "stash", "table_set", "cache", "k1", [1, 2])
+        assert call(srv, STASH, "view", "cache")["ok"] == \
+            {"len": 1, "keys": ["k1"], "items": [["k1", [1, 2]]]}
+        assert call(srv, "stash", "table_get", "cache", "k2")["ok"] == "KeyError"
+        assert call(srv, "stash", "info", "cache")["ok"] == {"size": 1, "table": "cache"}
+        assert call(srv, "stash", "info", "none")["ok"] == "StashTableNotFoundError: none"
+        assert call(srv, "stash", "exists", "cache", "k1")["ok"] is True
+        assert call(srv, "stash", "delete", "cache", "k1")["ok"] is True
+        assert call(srv, "stash", "delete", "cache", "k1")["ok"] is False
+        assert call(srv, "stash", "exists", "cache")["ok"] is True
+        call(srv, "stash", "clear", "sessions")
+        assert call(srv, "stash", "info", "sessions")["ok"]["size"] == 0
+        call(srv, "stash", "delete_table", "cache")
+        assert call(srv, STASH, "tables")["ok"] == ["counters", "sessions"]
+        sock_dir = re.search(r"unix:(\S+)/0\.sock", srv.log()).group(1)
+        assert os.path.isdir(os.path.join(sock_dir, "stash"))
+    finally:
+        srv.stop()
+    # the tables go with the server
+    assert not os.path.exists(sock_dir)
+
+
+def wait_status(pid, status, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == status:
+                return
+        except psutil.NoSuchProcess:
+            if status == psutil.STATUS_ZOMBIE:
+                return
+        time.sleep(0.02)
+    raise AssertionError("pid %d never %s" % (pid, status))
+
+
+def test_no_workers_available(cg):
+    single = "dirty_app:LimitedByAttr"
+    srv = start(cg, ["-k", "gthread", "--dirty-app", COUNTER, "--dirty-app", single,
+                     "--dirty-workers", "2"])
+    darb = workers = None
+    try:
+        wait_loaded(srv, COUNTER, 2)
+        (holder,) = {int(m.group(1)) for m in wait_loaded(srv, single, 1)}
+        darb = dirty_arbiter_pid(srv)
+        workers = dirty_children(darb)
+        (other,) = workers - {holder}
+        # nothing may replace the holder or take its place: the dirty
+        # arbiter and the other worker are stopped, then the holder dies
+        os.kill(darb, signal.SIGSTOP)
+        os.kill(other, signal.SIGSTOP)
+        wait_status(other, psutil.STATUS_STOPPED)
+        os.kill(holder, signal.SIGKILL)
+        wait_status(holder, psutil.STATUS_ZOMBIE)
+        t0 = time.monotonic()
+        r = call(srv, single, "pid")
+        assert r == {"error": "DirtyNoWorkersAvailableError",
+                     "message": "No workers available for app: %s" % single}
+        assert time.monotonic() - t0 < 10  # at once, not after the call's timeout
+        # no dirty worker at all: Gunicorn's plain DirtyError
+        os.kill(other, signal.SIGKILL)
+        wait_status(other, psutil.STATUS_ZOMBIE)
+        r = call(srv, COUNTER, "incr")
+        assert r == {"error": "DirtyError", "message": "No dirty workers available"}
+        os.kill(darb, signal.SIGCONT)
+        # replacements serve again
+        wait_loaded(srv, single, 2)
+        assert call(srv, single, "pid")["ok"] not in (holder, other)
+    finally:
+        if darb is not None:
+            os.kill(darb, signal.SIGCONT)
+        srv.stop()
+
+
+@pytest.mark.parametrize("spec", ["dirty_app:PairByAttr", "dirty_app:HeavyApp:2"])
+def test_ttou_floor_is_the_largest_app_limit(cg, spec):
+    # the class's `workers` = 2, or `:2` in dirty_apps
+    srv = start(cg, ["-k", "gthread", "--dirty-app", COUNTER, "--dirty-app", spec,
+                     "--dirty-app", "dirty_app:LimitedByAttr", "--dirty-workers", "3"])
+    try:
+        wait_loaded(srv, COUNTER, 3)
+        wait_loaded(srv, spec.rsplit(":", 1)[0] if spec.endswith(":2") else spec, 2)
+        darb = dirty_arbiter_pid(srv)
+        os.kill(darb, signal.SIGTTOU)
+        deadline = time.monotonic() + 30
+        while len(dirty_children(darb)) != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(dirty_children(darb)) == 2
+        # no lower than the largest limit, as Gunicorn; the warning is
+        # logged instead of stopping a worker
+        os.kill(darb, signal.SIGTTOU)
+        srv.wait_log(r"SIGTTOU: Cannot decrease below 2 workers \(required by app specs\)")
+        assert len(dirty_children(darb)) == 2
+        assert "Cannot decrease below 1 " not in srv.log()
+    finally:
+        srv.stop()

@@ -1,0 +1,70 @@
+"""Whether any dirty worker can serve an app, for
+DirtyNoWorkersAvailableError (raised at once, as Gunicorn's router does,
+instead of the call waiting in the socket's queue for nobody).
+
+A dirty worker holds a shared flock() on <dir>/workers.up from its boot,
+and on <dir>/<i>.up from the moment it takes the i-th app (its place, or
+at once for an app every worker loads) until it exits; the kernel drops
+both when it dies. A caller asks for an exclusive lock without waiting:
+refused means someone serves the app, one system call; granted means no
+one does (the caller lets it go at once, and a worker taking its shared
+lock meanwhile waits for that instant only).
+"""
+import fcntl
+import os
+import threading
+
+from .errors import DirtyError, DirtyNoWorkersAvailableError
+
+_fds = {}
+_pid = None
+_mutex = threading.Lock()
+
+
+def up_path(sock_path):
+    """<dir>/<i>.up for the app socket <dir>/<i>.sock."""
+    return sock_path[:-len(".sock")] + ".up" if sock_path.endswith(".sock") else sock_path + ".up"
+
+
+def hold(path):
+    """A worker's side: the fd holding a shared lock on path (kept open)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _served(path):
+    global _pid
+    with _mutex:
+        # an inherited fd shares its lock with the parent's: one per process
+        if _pid != os.getpid():
+            _fds.clear()
+            _pid = os.getpid()
+        fd = _fds.get(path)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return False  # no worker ever took it
+            _fds[path] = fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+
+
+def check(sock_path, app_path):
+    """Raise as Gunicorn's router does when no worker can serve app_path:
+    DirtyError when no dirty worker runs at all, else
+    DirtyNoWorkersAvailableError."""
+    if _served(up_path(sock_path)):
+        return
+    if not _served(os.path.join(os.path.dirname(sock_path), "workers.up")):
+        raise DirtyError("No dirty workers available")
+    raise DirtyNoWorkersAvailableError(app_path)
