@@ -343,7 +343,7 @@ static void cg__on_hup(cg_arbiter_t *a)
     cg_arbiter_set_num_workers(a, a->cfg->workers, a->num_workers);
     cg_log_reopen(a->log);
     CG_HOOK(a->cfg->hooks, on_reload, a);
-    cg_arbiter_dirty_signal(a, SIGHUP); /* it replaces its workers too */
+    cg_arbiter_dirty_reload(a); /* before the new workers: they inherit its address */
     if (a->pidfile) {
         /* Gunicorn unlinks and re-creates it (at the new path if changed) */
         cg_arbiter_pidfile_unlink(a->pidfile, a->pid);

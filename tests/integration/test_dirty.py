@@ -417,3 +417,119 @@ def test_ttou_floor_is_the_largest_app_limit(cg, spec):
         assert "Cannot decrease below 1 " not in srv.log()
     finally:
         srv.stop()
+
+
+def test_gunicorn_dirty_shims_where_gunicorn_is_absent(cg, tmp_path):
+    # Debian's Gunicorn (dist-packages) shadows the compatibility package
+    # here; a venv without the system's site-packages leaves it out of the
+    # standalone executable's interpreter (which takes VIRTUAL_ENV's), so
+    # `import gunicorn` finds cgunicorn's shims, as where Gunicorn is absent
+    if cgtest.front_end() != "standalone":
+        pytest.skip("the console script's interpreter is its own venv's")
+    import subprocess
+    import sys
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    srv = cg("dirty_shim_app:app", args=["-k", "gthread", "--dirty-app", "dirty_shim_app:ShimApp",
+                                         "--dirty-workers", "1"],
+             env={"VIRTUAL_ENV": str(venv), "PYTHONPATH": None, "PYTHONHOME": None})
+    try:
+        wait_loaded(srv, "dirty_shim_app:ShimApp", 1)
+        with urllib.request.urlopen(srv.url("/"), timeout=CALL_TIMEOUT) as r:
+            out = json.loads(r.read())
+        assert out["real_gunicorn_on_path"] is False
+        assert os.sep.join(["cgunicorn", "_compat", "gunicorn", "__init__.py"]) in \
+            out["gunicorn_file"]
+        assert out["same_app_class"] is True
+        assert out["worker_class"] == "cgunicorn.dirty._worker"
+        assert out["names"] == ["DirtyClient", "DirtyError", "DirtyNoWorkersAvailableError",
+                                "StashClient", "StashKeyNotFoundError", "StashTable"]
+        assert out["result"].startswith("hello shim from ")
+        assert out["stash"] == "shim"
+        assert out["tables"] == ["shim"]
+        for name, msg in out["not_provided"].items():
+            assert msg and msg.startswith("gunicorn.dirty.%s is not provided" % name), msg
+    finally:
+        srv.stop()
+
+
+def test_hup_applies_changed_dirty_settings(cg, tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text("dirty_apps = [%r]\ndirty_workers = 1\n" % COUNTER)
+    srv = start(cg, ["-c", str(conf), "-k", "gthread"])
+    try:
+        wait_loaded(srv, COUNTER, 1)
+        old = dirty_arbiter_pid(srv)
+        old_dir = re.search(r"unix:(\S+)/0\.sock", srv.log()).group(1)
+        assert call(srv, COUNTER, "incr")["ok"]["count"] == 1
+        # unchanged: the same dirty arbiter replaces its workers
+        os.kill(srv.pid, signal.SIGHUP)
+        wait_loaded(srv, COUNTER, 2)
+        assert dirty_arbiter_pid(srv) == old
+        assert "Dirty settings changed" not in srv.log()
+        # changed: a new dirty tree on the new settings, the old one stops
+        conf.write_text("dirty_apps = [%r, 'dirty_app:HeavyApp:1']\ndirty_workers = 2\n"
+                        "dirty_timeout = 120\n" % COUNTER)
+        os.kill(srv.pid, signal.SIGHUP)
+        srv.wait_log(r"Dirty settings changed: replacing the dirty arbiter")
+        m = srv.wait_log(r"Spawned dirty arbiter \(pid: (\d+)\)", count=2, timeout=30)
+        new = int(m[-1].group(1))
+        assert new != old
+        srv.wait_log(r"Replaced dirty arbiter \(pid:%d\) exited" % old, timeout=60)
+        assert not os.path.exists(old_dir)
+        wait_loaded(srv, COUNTER, 4)
+        wait_loaded(srv, "dirty_app:HeavyApp", 1)
+        deadline = time.monotonic() + 30
+        while len(dirty_children(new)) != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(dirty_children(new)) == 2
+        # the HTTP workers started by the HUP call the new tree
+        assert call(srv, "dirty_app:HeavyApp", "pid")["ok"] in dirty_children(new)
+        assert call(srv, COUNTER, "incr")["ok"]["count"] == 1  # fresh state
+        # dirty settings removed: no dirty tree any more
+        conf.write_text("")
+        os.kill(srv.pid, signal.SIGHUP)
+        srv.wait_log(r"Replaced dirty arbiter \(pid:%d\) exited" % new, timeout=60)
+        assert call(srv, COUNTER, "incr")["error"] == "DirtyAppNotFoundError"
+    finally:
+        srv.stop()
+
+
+def test_gunicorn_dirty_pidfile_and_socket_env(cg):
+    # Gunicorn's docs find the dirty arbiter in $TMPDIR/gunicorn-dirty-NAME.pid
+    # (a short $TMPDIR: the dirty sockets' paths must fit in sun_path)
+    import pathlib
+    import shutil
+    import tempfile
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="cgd-", dir="/tmp"))
+    srv = cg("dirty_app:app", args=["-k", "gthread", "-n", "my app/x", "--dirty-app", STASH,
+                                    "--dirty-workers", "1"],
+             env={"TMPDIR": str(tmp_path)})
+    pidfile = tmp_path / "gunicorn-dirty-my_app_x.pid"
+    try:
+        wait_loaded(srv, STASH, 1)
+        darb = dirty_arbiter_pid(srv)
+        assert pidfile.read_text() == "%d\n" % darb
+        assert oct(pidfile.stat().st_mode & 0o777) == "0o600"
+        # GUNICORN_DIRTY_SOCKET names the dirty directory, which the
+        # clients take (DirtyClient(path), StashClient(path))
+        sock = call(srv, "env", "GUNICORN_DIRTY_SOCKET")["ok"]
+        assert sock == call(srv, "env", "CGUNICORN_DIRTY_DIR")["ok"]
+        assert os.path.dirname(sock) == str(tmp_path)
+        assert call(srv, STASH, "env", "GUNICORN_DIRTY_SOCKET")["ok"] == sock
+        # a dirty arbiter that died is restarted, and the file follows
+        os.kill(darb, signal.SIGKILL)
+        m = srv.wait_log(r"Spawned dirty arbiter \(pid: (\d+)\)", count=2, timeout=30)
+        again = int(m[-1].group(1))
+        deadline = time.monotonic() + 30
+        while pidfile.exists() and pidfile.read_text() != "%d\n" % again and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pidfile.read_text() == "%d\n" % again
+    finally:
+        srv.stop()
+    try:
+        assert not pidfile.exists()
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)

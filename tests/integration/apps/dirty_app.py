@@ -87,6 +87,9 @@ class StashApp(DirtyApp):
     def tables(self):
         return sorted(stash.tables())
 
+    def env(self, name):
+        return os.environ.get(name)
+
     def view(self, table):
         t = stash.table(table)
         return {"len": len(t), "keys": sorted(t), "items": sorted(t.items())}
@@ -113,6 +116,8 @@ def _stash_op(op, args):
 
 
 def _call(path, action, args):
+    if path == "env":
+        return {"ok": os.environ.get(action)}
     if path == "stash":
         return {"ok": _stash_op(action, args)}
     client = get_dirty_client()
