@@ -12,13 +12,24 @@ lock meanwhile waits for that instant only).
 """
 import fcntl
 import os
-import threading
 
 from .errors import DirtyError, DirtyNoWorkersAvailableError
 
-_fds = {}
-_pid = None
-_mutex = threading.Lock()
+_fds = {}  # path -> fd (this process's own open file: a flock is per file)
+
+
+def _after_fork():
+    # an inherited fd shares the parent's open file, and with it any lock
+    # taken through it: the child opens its own
+    for fd in _fds.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _fds.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def up_path(sock_path):
@@ -38,25 +49,24 @@ def hold(path):
 
 
 def _served(path):
-    global _pid
-    with _mutex:
-        # an inherited fd shares its lock with the parent's: one per process
-        if _pid != os.getpid():
-            _fds.clear()
-            _pid = os.getpid()
-        fd = _fds.get(path)
-        if fd is None:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                return False  # no worker ever took it
-            _fds[path] = fd
+    fd = _fds.get(path)
+    if fd is None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False  # no worker ever took it
+        kept = _fds.setdefault(path, fd)
+        if kept != fd:  # another thread opened it meanwhile
+            os.close(fd)
+            fd = kept
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    # granted: nobody serves it (threads of this process share the fd,
+    # so one of them may be granted it again meanwhile: the same answer)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
 
 
 def check(sock_path, app_path):
