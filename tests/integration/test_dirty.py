@@ -502,6 +502,14 @@ def test_hup_applies_changed_dirty_settings(cg, tmp_path):
         os.kill(srv.pid, signal.SIGHUP)
         srv.wait_log(r"Replaced dirty arbiter \(pid:%d\) exited" % new, timeout=60)
         assert call(srv, COUNTER, "incr")["error"] == "DirtyAppNotFoundError"
+        # and back on: a dirty tree again
+        conf.write_text("dirty_apps = [%r]\ndirty_workers = 1\n" % COUNTER)
+        os.kill(srv.pid, signal.SIGHUP)
+        m = srv.wait_log(r"Spawned dirty arbiter \(pid: (\d+)\)", count=3, timeout=30)
+        third = int(m[-1].group(1))
+        wait_loaded(srv, COUNTER, 5)
+        r = call(srv, COUNTER, "incr")["ok"]
+        assert r["count"] == 1 and r["pid"] in dirty_children(third)
     finally:
         srv.stop()
 
@@ -543,3 +551,49 @@ def test_gunicorn_dirty_pidfile_and_socket_env(cg):
         assert not pidfile.exists()
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_stop_while_a_replaced_dirty_tree_finishes_a_call(cg, tmp_path):
+    import threading
+    conf = tmp_path / "conf.py"
+    conf.write_text("dirty_apps = [%r]\ndirty_workers = 1\ndirty_graceful_timeout = 60\n"
+                    % STASH)
+    srv = start(cg, ["-c", str(conf), "-k", "gthread", "--threads", "4"])
+    stopped = False
+    try:
+        wait_loaded(srv, STASH, 1)
+        old = dirty_arbiter_pid(srv)
+        old_dir = re.search(r"unix:(\S+)/0\.sock", srv.log()).group(1)
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=call(srv, STASH, "hold", 6)))
+        t.start()
+        deadline = time.monotonic() + 30
+        while call(srv, "stash", "get", "state", "holding")["ok"] is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        conf.write_text("dirty_apps = [%r]\ndirty_workers = 2\n" % STASH)
+        os.kill(srv.pid, signal.SIGHUP)
+        srv.wait_log(r"Dirty settings changed: replacing the dirty arbiter")
+        m = srv.wait_log(r"Spawned dirty arbiter \(pid: (\d+)\)", count=2, timeout=30)
+        new_dir = None
+        deadline = time.monotonic() + 30
+        while new_dir is None and time.monotonic() < deadline:
+            dirs = set(re.findall(r"unix:(\S+)/0\.sock", srv.log())) - {old_dir}
+            new_dir = dirs.pop() if dirs else None
+            time.sleep(0.05)
+        assert new_dir is not None
+        # the master stops while the old tree still finishes its call: it
+        # waits for both trees, and the call in progress completes
+        assert "Replaced dirty arbiter (pid:%d) exited" % old not in srv.log()
+        srv.stop()
+        stopped = True
+        t.join(60)
+        assert result.get("r") == {"ok": "held"}
+        assert "Replaced dirty arbiter (pid:%d) exited" % old in srv.log()
+        assert int(m[-1].group(1)) != old
+        assert not os.path.exists(old_dir) and not os.path.exists(new_dir)
+        assert not psutil.pid_exists(old) or \
+            psutil.Process(old).status() == psutil.STATUS_ZOMBIE
+    finally:
+        if not stopped:
+            srv.stop()

@@ -90,6 +90,12 @@ class StashApp(DirtyApp):
     def env(self, name):
         return os.environ.get(name)
 
+    def hold(self, seconds):
+        # a call in progress, which the caller can see start in the stash
+        stash.put("state", "holding", os.getpid())
+        time.sleep(seconds)
+        return "held"
+
     def view(self, table):
         t = stash.table(table)
         return {"len": len(t), "keys": sorted(t), "items": sorted(t.items())}
