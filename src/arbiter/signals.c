@@ -394,11 +394,11 @@ static void cg__on_ttin(cg_arbiter_t *a)
 static void cg__on_ttou(cg_arbiter_t *a)
 {
     /* a dirty arbiter keeps enough workers for its most demanding app */
-    long floor = a->cfg->dirty_arbiter ? cg_arbiter_dirty_floor(a) : 1;
-    if (a->num_workers <= floor) {
+    long least = a->cfg->dirty_arbiter ? cg_arbiter_dirty_floor(a) : 1;
+    if (a->num_workers <= least) {
         if (a->cfg->dirty_arbiter)
             cg_log_warning(a->log, "SIGTTOU: Cannot decrease below %ld workers "
-                                   "(required by app specs)", floor);
+                                   "(required by app specs)", least);
         return;
     }
     cg_arbiter_set_num_workers(a, a->num_workers - 1, a->num_workers);

@@ -56,6 +56,7 @@ class DirtyWorker(Worker):
         super().__init__(*args, **kwargs)
         self.apps = []
         self.arbiter = None
+        self._up_fd = None  # the shared lock on <dir>/workers.up (_avail.py)
         self._loops = threading.local()
 
     def __str__(self):
