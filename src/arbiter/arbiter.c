@@ -182,10 +182,10 @@ void cg_arbiter_stop(cg_arbiter_t *a, bool graceful)
     long gt = a->cfg->graceful_timeout > 0 ? a->cfg->graceful_timeout : 0;
     uint64_t limit = cg_monotonic_ms() + (uint64_t)gt * 1000u;
     cg_arbiter_kill_workers(a, graceful ? SIGTERM : SIGQUIT);
-    if (a->dirty_pid > 0) {
+    if (cg_arbiter_dirty_running(a)) {
         /* the dirty tree stops beside the HTTP workers, with its own
          * graceful timeout (plus a second for its own SIGKILLs) */
-        cg_arbiter_dirty_signal(a, graceful ? SIGTERM : SIGQUIT);
+        cg_arbiter_dirty_signal_all(a, graceful ? SIGTERM : SIGQUIT);
         long dgt = a->cfg->dirty_graceful_timeout > 0 ? a->cfg->dirty_graceful_timeout : 0;
         uint64_t dlimit = cg_monotonic_ms() + (uint64_t)dgt * 1000u + 1000u;
         if (dlimit > limit)
@@ -193,7 +193,7 @@ void cg_arbiter_stop(cg_arbiter_t *a, bool graceful)
     }
 
     bool quick = !graceful;
-    while ((a->nworkers > 0 || a->dirty_pid > 0) && cg_monotonic_ms() < limit) {
+    while ((a->nworkers > 0 || cg_arbiter_dirty_running(a)) && cg_monotonic_ms() < limit) {
         if (!quick) {
             /* INT/QUIT during a graceful stop: hurry everyone up */
             int sigs[64];
@@ -205,27 +205,36 @@ void cg_arbiter_stop(cg_arbiter_t *a, bool graceful)
                     cg_log_info(a->log, "Quick shutdown requested");
                     quick = true;
                     cg_arbiter_kill_workers(a, SIGQUIT);
-                    cg_arbiter_dirty_signal(a, SIGQUIT);
+                    cg_arbiter_dirty_signal_all(a, SIGQUIT);
                     limit = cg_monotonic_ms() + 2000u;
                     break;
                 }
         }
         cg_arbiter_reap_workers(a, false);
         cg_arbiter_tick(a);
-        if (a->nworkers == 0 && a->dirty_pid <= 0)
+        if (a->nworkers == 0 && !cg_arbiter_dirty_running(a))
             break;
         /* 0.1 s, cut short by any signal (a child's CHLD in particular) */
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
     cg_arbiter_kill_workers(a, SIGKILL);
-    if (a->dirty_pid > 0) {
+    if (cg_arbiter_dirty_running(a)) {
         /* its workers, orphaned, notice their parent is gone */
-        cg_arbiter_dirty_signal(a, SIGKILL);
-        int st;
-        while (waitpid(a->dirty_pid, &st, 0) < 0 && errno == EINTR)
-            ;
-        a->dirty_pid = 0;
+        cg_arbiter_dirty_signal_all(a, SIGKILL);
+        int st = 0;
+        if (a->dirty_pid > 0) {
+            while (waitpid(a->dirty_pid, &st, 0) < 0 && errno == EINTR)
+                ;
+            a->dirty_pid = 0;
+        }
+        /* each is taken off the list (its directory removed) when reaped */
+        while (a->ndirty_old > 0) {
+            pid_t pid = a->dirty_old[a->ndirty_old - 1].pid;
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+            cg_arbiter_dirty_reaped(a, pid, st);
+        }
     }
     cg_arbiter_reap_workers(a, false);
 }

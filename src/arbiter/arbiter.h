@@ -151,6 +151,15 @@ typedef struct cg_arbiter {
     pid_t dirty_pid;           /* 0 while none runs */
     char *dirty_dir;           /* private directory of the app sockets; owned */
     uint64_t dirty_spawned_ms; /* monotonic ms of the last fork of one */
+    char *dirty_settings;      /* the dirty_* settings it runs with; owned */
+    char *dirty_pidfile;       /* Gunicorn's $TMPDIR/gunicorn-dirty-NAME.pid; owned */
+    /* dirty arbiters a HUP replaced (changed dirty_* settings), stopping
+     * on their own: their socket directories go when they are reaped */
+    struct cg_dirty_old {
+        pid_t pid;
+        char *dir;
+    } *dirty_old;
+    size_t ndirty_old;
 
     /* Gunicorn's Arbiter._stats, for the control socket's show stats */
     struct {
@@ -308,8 +317,22 @@ int cg_arbiter_dirty_start(cg_arbiter_t *a);
 bool cg_arbiter_dirty_reaped(cg_arbiter_t *a, pid_t pid, int status);
 /* Main loop: restart a dirty arbiter that died (at most once a second). */
 void cg_arbiter_dirty_manage(cg_arbiter_t *a);
+/* In a dirty arbiter: the fewest workers TTOU leaves, as Gunicorn's: the
+ * largest per-app limit (`:N` in dirty_apps, else the class's `workers` a
+ * worker reported in <dir>/<i>.limit), at least 1. */
+long cg_arbiter_dirty_floor(const cg_arbiter_t *a);
 /* Send sig to the dirty arbiter if one runs. */
 void cg_arbiter_dirty_signal(cg_arbiter_t *a, int sig);
+/* Send sig to it and to those a HUP replaced that still run. */
+void cg_arbiter_dirty_signal_all(cg_arbiter_t *a, int sig);
+/* Whether a dirty arbiter runs (the current one or one a HUP replaced). */
+bool cg_arbiter_dirty_running(const cg_arbiter_t *a);
+/* HUP, after the configuration was read again: the dirty arbiter replaces
+ * its workers when the dirty_* settings are unchanged; when they changed,
+ * a new dirty tree (a new socket directory, told to the HTTP workers
+ * forked from now on) starts on them and the old one is stopped. Call it
+ * before the new HTTP workers are forked. */
+void cg_arbiter_dirty_reload(cg_arbiter_t *a);
 /* Master exit, after it was reaped: remove the socket directory. */
 void cg_arbiter_dirty_cleanup(cg_arbiter_t *a);
 

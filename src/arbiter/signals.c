@@ -343,7 +343,7 @@ static void cg__on_hup(cg_arbiter_t *a)
     cg_arbiter_set_num_workers(a, a->cfg->workers, a->num_workers);
     cg_log_reopen(a->log);
     CG_HOOK(a->cfg->hooks, on_reload, a);
-    cg_arbiter_dirty_signal(a, SIGHUP); /* it replaces its workers too */
+    cg_arbiter_dirty_reload(a); /* before the new workers: they inherit its address */
     if (a->pidfile) {
         /* Gunicorn unlinks and re-creates it (at the new path if changed) */
         cg_arbiter_pidfile_unlink(a->pidfile, a->pid);
@@ -393,8 +393,14 @@ static void cg__on_ttin(cg_arbiter_t *a)
 
 static void cg__on_ttou(cg_arbiter_t *a)
 {
-    if (a->num_workers <= 1)
+    /* a dirty arbiter keeps enough workers for its most demanding app */
+    long least = a->cfg->dirty_arbiter ? cg_arbiter_dirty_floor(a) : 1;
+    if (a->num_workers <= least) {
+        if (a->cfg->dirty_arbiter)
+            cg_log_warning(a->log, "SIGTTOU: Cannot decrease below %ld workers "
+                                   "(required by app specs)", least);
         return;
+    }
     cg_arbiter_set_num_workers(a, a->num_workers - 1, a->num_workers);
     cg_arbiter_manage_workers(a);
 }

@@ -22,7 +22,7 @@ import traceback
 
 from cgunicorn.workers.base import Worker
 
-from . import _wire
+from . import _avail, _wire, stash
 from .app import load_dirty_app_class, make_dirty_app, parse_dirty_app_spec
 from .errors import DirtyAppError, DirtyError
 
@@ -46,6 +46,7 @@ class _App:
         self.limit = n if n is not None else getattr(self.cls, "workers", None)
         self.sock = sock
         self.place_fd = None
+        self.up_fd = None
         self.app = None
 
 
@@ -55,6 +56,7 @@ class DirtyWorker(Worker):
         super().__init__(*args, **kwargs)
         self.apps = []
         self.arbiter = None
+        self._up_fd = None  # the shared lock on <dir>/workers.up (_avail.py)
         self._loops = threading.local()
 
     def __str__(self):
@@ -77,12 +79,31 @@ class DirtyWorker(Worker):
         # longer than dirty_timeout without the worker being stuck
         threading.Thread(target=self._beat, name="dirty-heartbeat", daemon=True).start()
         self._hook("dirty_post_fork", self.arbiter, self)
+        directory = os.path.dirname(self.sockets[0].cfg_addr)
+        # callers see that a dirty worker runs (DirtyNoWorkersAvailableError)
+        self._up_fd = _avail.hold(os.path.join(directory, "workers.up"))
         for i, spec in enumerate(self.cfg.dirty_apps):
-            self.apps.append(_App(i, spec, self.sockets[i]))
+            entry = _App(i, spec, self.sockets[i])
+            self.apps.append(entry)
+            if entry.limit is not None:
+                self._report_limit(directory, entry)
         for entry in self.apps:
             if entry.limit is None or self._take_place(entry):
                 self._start_app(entry)
         self._hook("dirty_worker_init", self)
+
+    def _report_limit(self, directory, entry):
+        """<i>.limit: the app's worker limit, which the C arbiter (that
+        imports no app) reads for the floor of TTOU, as Gunicorn's arbiter
+        reads the class's ``workers``."""
+        path = os.path.join(directory, "%d.limit" % entry.index)
+        tmp = "%s.%d" % (path, os.getpid())
+        try:
+            with open(tmp, "w") as f:
+                f.write("%d\n" % entry.limit)
+            os.replace(tmp, path)
+        except OSError as e:
+            self.log.warning("Cannot write %s: %s", path, e)
 
     def _take_place(self, entry):
         """Whether this worker got one of the app's places (kept open)."""
@@ -100,6 +121,14 @@ class DirtyWorker(Worker):
         return False
 
     def _start_app(self, entry):
+        # from now on callers wait for this worker rather than being told
+        # that no worker serves the app (Gunicorn routes a call to a worker
+        # that is still loading the app too)
+        if entry.up_fd is None:
+            entry.up_fd = _avail.hold(_avail.up_path(entry.sock.cfg_addr))
+        # Gunicorn's documented declaration of the stash tables an app uses
+        for name in getattr(entry.cls, "stashes", None) or ():
+            stash.ensure(name)
         entry.app = make_dirty_app(entry.path, entry.cls)
         entry.app.init()
         self.log.info("Dirty worker %s loaded %s", self.pid, entry.path)
@@ -146,6 +175,9 @@ class DirtyWorker(Worker):
                             self.log.exception("Cannot load dirty app %s", entry.path)
                             os.close(entry.place_fd)
                             entry.place_fd = None
+                            if entry.up_fd is not None:
+                                os.close(entry.up_fd)
+                                entry.up_fd = None
             ready = {e.sock.fileno(): e for e in self.apps if e.app is not None}
             fds = list(ready)
             if main:

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 
-from . import _wire
+from . import _avail, _wire
 from .app import parse_dirty_app_spec
 from .errors import (DirtyAppNotFoundError, DirtyConnectionError, DirtyError,
                      DirtyProtocolError, DirtyTimeoutError, DirtyWorkerError)
@@ -75,6 +75,7 @@ class DirtyClient:
         path = self._paths.get(app_path)
         if path is None:
             raise DirtyAppNotFoundError(app_path)
+        _avail.check(path, app_path)
         return path
 
     # ---- sync (sync and gthread workers) ------------------------------

@@ -6,7 +6,7 @@ import os
 import time
 from urllib.parse import unquote
 
-from cgunicorn.dirty import DirtyApp, get_dirty_client, get_dirty_client_async
+from cgunicorn.dirty import DirtyApp, get_dirty_client, get_dirty_client_async, stash
 from cgunicorn.dirty.errors import DirtyError
 
 
@@ -62,7 +62,70 @@ class LimitedByAttr(DirtyApp):
         return os.getpid()
 
 
+class PairByAttr(DirtyApp):
+    workers = 2
+
+    def pid(self):
+        return os.getpid()
+
+
+class StashApp(DirtyApp):
+    """Gunicorn's stash example: tables shared by every worker."""
+    stashes = ["sessions", "counters"]
+
+    def init(self):
+        if not stash.exists("counters", "requests"):
+            stash.put("counters", "requests", 0)
+
+    def login(self, user_id, data):
+        stash.put("sessions", "user:%s" % user_id, {"data": data, "pid": os.getpid()})
+        return os.getpid()
+
+    def session(self, user_id):
+        return stash.get("sessions", "user:%s" % user_id)
+
+    def tables(self):
+        return sorted(stash.tables())
+
+    def env(self, name):
+        return os.environ.get(name)
+
+    def hold(self, seconds):
+        # a call in progress, which the caller can see start in the stash
+        stash.put("state", "holding", os.getpid())
+        time.sleep(seconds)
+        return "held"
+
+    def view(self, table):
+        t = stash.table(table)
+        return {"len": len(t), "keys": sorted(t), "items": sorted(t.items())}
+
+
+def _stash_op(op, args):
+    # the HTTP worker's side of the same tables
+    if op == "table_set":
+        table, key, value = args
+        stash.table(table)[key] = value
+        return None
+    if op == "table_get":
+        table, key = args
+        try:
+            return stash.table(table)[key]
+        except KeyError:
+            return "KeyError"
+    if op == "info":
+        try:
+            return stash.info(*args)
+        except stash.StashTableNotFoundError as e:
+            return "StashTableNotFoundError: %s" % e.table_name
+    return getattr(stash, op)(*args)
+
+
 def _call(path, action, args):
+    if path == "env":
+        return {"ok": os.environ.get(action)}
+    if path == "stash":
+        return {"ok": _stash_op(action, args)}
     client = get_dirty_client()
     try:
         if action.startswith("stream:"):

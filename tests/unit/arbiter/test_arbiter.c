@@ -323,6 +323,8 @@ static int setup(void **state)
     /* the masters' default control socket goes in the test's directory,
      * not in ~/.gunicorn where parallel runs would take it from each other */
     setenv("XDG_RUNTIME_DIR", test_dir, 1);
+    /* and so do the dirty socket directory and the dirty pid file */
+    setenv("TMPDIR", test_dir, 1);
     master = -1;
     return 0;
 }
@@ -413,6 +415,13 @@ static void test_dirty_arbiter(void **state)
     *strrchr(dir, '/') = '\0';
     assert_int_equal(stat(dir, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
+    /* Gunicorn's well-known pid file: $TMPDIR/gunicorn-dirty-NAME.pid */
+    char pidfile[192], line[32];
+    snprintf(pidfile, sizeof(pidfile), "%s/gunicorn-dirty-gunicorn.pid", test_dir);
+    snprintf(line, sizeof(line), "%d\n", (int)darb);
+    assert_string_equal(slurp(pidfile), line);
+    assert_int_equal(stat(pidfile, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
 
     /* a dead dirty arbiter is replaced (after a second at most); its
      * workers, orphaned (the fake ones never look at their parent, the
@@ -441,6 +450,55 @@ static void test_dirty_arbiter(void **state)
     assert_true(log_has("[INFO] Shutting down: Dirty arbiter\n"));
     assert_int_equal(kill(again, 0), -1);
     assert_int_equal(stat(dir, &st), -1); /* the directory is gone */
+    assert_int_equal(stat(pidfile, &st), -1);
+}
+
+/* TTOU's floor in a dirty arbiter: the largest `:N` of dirty_apps or limit
+ * a worker reported in <i>.limit beside the app's socket, at least 1. */
+static void test_dirty_floor(void **state)
+{
+    static cg_config_t cfg;
+    char path[192], bind[192];
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.dirty_arbiter = true;
+    const char *apps[] = {"m:A", "m:B:3", "m:C:x", "m:D:1:2", "m:E"};
+    for (size_t i = 0; i < 5; i++) {
+        cg_strv_push(&cfg.dirty_apps, apps[i]);
+        snprintf(bind, sizeof(bind), "unix:%s/%zu.sock", test_dir, i);
+        cg_strv_push(&cfg.bind, bind);
+    }
+    cg_arbiter_t a;
+    memset(&a, 0, sizeof(a));
+    a.cfg = &cfg;
+    assert_int_equal(cg_arbiter_dirty_floor(&a), 3);
+    /* a class's `workers` = 5, reported for m:E */
+    snprintf(path, sizeof(path), "%s/4.limit", test_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("5\n", f);
+    fclose(f);
+    assert_int_equal(cg_arbiter_dirty_floor(&a), 5);
+    /* `:N` wins over a report for the same app: only apps without one
+     * are looked up */
+    snprintf(path, sizeof(path), "%s/1.limit", test_dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("9\n", f);
+    fclose(f);
+    assert_int_equal(cg_arbiter_dirty_floor(&a), 5);
+    /* garbage or nothing: no limit; no app limited: 1 */
+    snprintf(path, sizeof(path), "%s/4.limit", test_dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("lots\n", f);
+    fclose(f);
+    assert_int_equal(cg_arbiter_dirty_floor(&a), 3);
+    cg_strv_clear(&cfg.dirty_apps);
+    cg_strv_push(&cfg.dirty_apps, "m:A");
+    assert_int_equal(cg_arbiter_dirty_floor(&a), 1);
+    cg_strv_clear(&cfg.dirty_apps);
+    assert_int_equal(cg_arbiter_dirty_floor(&a), 1);
+    cg_strv_clear(&cfg.bind);
 }
 
 static void test_boot_error_halts_with_3(void **state)
@@ -943,6 +1001,7 @@ int main(void)
         T(test_app_load_error_halts_with_4),
         T(test_respawn_after_kill),
         T(test_dirty_arbiter),
+        T(test_dirty_floor),
         T(test_ttin_ttou),
         T(test_ttou_kills_oldest),
         T(test_timeout_abort_then_kill),
