@@ -341,10 +341,11 @@ int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
     }
     int r = cg_tls_check_files(a->cfg, err, sizeof(err));
     const cg_hooks_t *h = a->cfg->hooks;
-    /* the asgi worker calls the hook itself, for Python's own ssl
-     * (cgunicorn._tls); the master's context then only checks the files */
+    /* the asgi worker and Python worker classes call the hook themselves,
+     * for Python's own ssl (cgunicorn._tls, cgunicorn.sock); the master's
+     * context then only checks the files */
     bool hook = a->cfg->callable_name[CG_SETTING_ssl_context] != NULL &&
-                cg_config_worker_kind_of(a->cfg->worker_class) != CG_WORKER_ASGI;
+                cg_config_worker_tls_in_c(a->cfg);
     if (r == 0 && hook && (h == NULL || h->tls_context == NULL)) {
         snprintf(err, sizeof(err), "ssl_context is not supported yet without a Python "
                                    "configuration");

@@ -325,12 +325,3 @@ def test_gevent_tls_hook(cg, pki, tmp_path, gsite):
              env=GEVENT_ENV)
     assert handshake(srv, client_ctx(pki))[0] == pki["chain_leaf_der"]
     assert tls_json(srv, client_ctx(pki))["scheme"] == "https"
-
-
-def test_own_python_worker_class_refuses_tls(run_cg, pki):
-    """A worker class of one's own would get plain sockets: refused."""
-    res = run_cg(["-k", "pyworkers.CgBaseWorker", "--certfile", pki["cert"], "--keyfile",
-                  pki["key"], "-b", "127.0.0.1:%d" % cgtest.free_port(), "tls_peer_app:app"])
-    assert res.returncode == 1
-    assert ("Error: TLS (keyfile, certfile) is not supported yet by cgunicorn's "
-            "pyworkers.CgBaseWorker worker") in res.stderr
