@@ -353,10 +353,10 @@ int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
     } else if (r == 0 && hook) {
         /* Gunicorn calls the hook for every connection; we call it here,
          * at start and on HUP, and serve its context (docs/tls.md) */
-        void *sctx = NULL;
-        r = h->tls_context(h->ctx, a->cfg, &sctx, err, sizeof(err));
+        void *ht = NULL;
+        r = h->tls_context(h->ctx, a->cfg, &ht, err, sizeof(err));
         if (r == 0)
-            r = cg_tls_ctx_adopt(a->cfg, sctx, &t, err, sizeof(err));
+            t = ht;
         if (r < 0 && r != -ENOENT)
             r = -EPROTO;
     } else if (r == 0) {

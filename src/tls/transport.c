@@ -35,6 +35,7 @@ typedef struct cg_tls_conn {
     bool suppress_ragged_eofs;
     bool failed;   /* a fatal error: no close_notify, no more I/O */
     int want;      /* CG_CONN_WANT_* of the last CG_EAGAIN; 0 after progress */
+    int keylog_fd; /* the context's key log (borrowed), -1: none */
     char *stage;   /* CG_TLS_RECORD bytes, allocated on the first retry */
     size_t staged; /* bytes of stage OpenSSL must be given again */
     size_t credit; /* bytes written beyond what the caller had offered */
@@ -276,7 +277,8 @@ const cg_conn_ops_t cg_tls_ops = {
 int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *ctx)
 {
     bool suppress;
-    SSL_CTX *sctx = cg_tls__ssl_ctx(ctx, &suppress);
+    int keylog_fd;
+    SSL_CTX *sctx = cg_tls__ssl_ctx(ctx, &suppress, &keylog_fd);
     if (!c->nonblocking) {
         int fl = fcntl(c->fd, F_GETFL);
         if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) < 0)
@@ -298,10 +300,20 @@ int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *ctx)
     cg_tls_conn_t *t = cg_xcalloc(1, sizeof(*t));
     t->ssl = ssl;
     t->suppress_ragged_eofs = suppress;
+    t->keylog_fd = keylog_fd;
+    /* the SSL is ours alone (no Python SSLSocket behind it): its app data
+     * leads OpenSSL's callbacks (key log) back to the connection */
+    SSL_set_app_data(ssl, t);
     c->transport = t;
     c->ops = &cg_tls_ops;
     c->tls = true;
     return 0;
+}
+
+int cg_tls__keylog_fd(const SSL *ssl)
+{
+    const cg_tls_conn_t *t = SSL_get_app_data(ssl);
+    return t != NULL ? t->keylog_fd : -1;
 }
 
 bool cg_tls_alpn_h2(const cg_conn_t *c)

@@ -143,8 +143,8 @@ def test_hook_ciphers(cg, pki, tmp_path, kind):
     ("def ssl_context(conf, factory):\n    return ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
      "ssl_context returned a context without a certificate"),
     ("def ssl_context(conf, factory):\n    ctx = factory()\n"
-     "    ctx.sni_callback = lambda *a: None\n    return ctx\n",
-     "sni_callback is not supported yet"),
+     "    ctx._msg_callback = lambda *a: None\n    return ctx\n",
+     "_msg_callback is not supported by cgunicorn's C TLS transport"),
 ])
 def test_hook_refusals(run_cg, pki, tmp_path, body, text):
     res = run_cg(["-c", write_conf(tmp_path, body), "--certfile", pki["cert"], "--keyfile",

@@ -406,7 +406,7 @@ static void test_adopt(void **state)
     cg_tls_ctx_t *t = NULL;
     SSL_CTX *bare = SSL_CTX_new(TLS_server_method());
     assert_non_null(bare);
-    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, bare, &t, err, sizeof(err)), -EINVAL); /* freed */
+    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, bare, NULL, &t, err, sizeof(err)), -EINVAL); /* freed */
     assert_null(t);
     assert_non_null(strstr(err, "without a certificate"));
 
@@ -416,7 +416,7 @@ static void test_adopt(void **state)
     assert_int_equal(SSL_CTX_use_PrivateKey_file(sctx, f->key, SSL_FILETYPE_PEM), 1);
     assert_int_equal(SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION), 1);
     assert_int_equal(SSL_CTX_up_ref(sctx), 1); /* ours, to look at it after */
-    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, sctx, &f->tls, err, sizeof(err)), 0);
+    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, sctx, NULL, &f->tls, err, sizeof(err)), 0);
     assert_true((SSL_CTX_get_options(sctx) & SSL_OP_NO_RENEGOTIATION) != 0);
     assert_true((SSL_CTX_get_mode(sctx) & SSL_MODE_ENABLE_PARTIAL_WRITE) != 0);
     SSL_CTX_free(sctx);
