@@ -363,6 +363,9 @@ int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
         r = cg_tls_ctx_new(a->cfg, &t, err, sizeof(err));
     }
     if (r == 0) {
+        const char *why;
+        cg_tls_ctx_ktls(t, &why);
+        cg_log_debug(a->log, "kTLS %s", why);
         /* workers already running keep the context they were forked with */
         cg_tls_ctx_free(a->tls);
         a->tls = t;

@@ -13,6 +13,8 @@
  */
 #include "tls_internal.h"
 
+#include "../os/os.h"
+
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -27,6 +29,8 @@ struct cg_tls_ctx {
     int keylog_fd;               /* -1: no key log */
     void (*release)(void *arg);  /* the servername callback's argument */
     void *release_arg;
+    bool ktls;                   /* SSL_OP_ENABLE_KTLS asked for */
+    const char *ktls_why;        /* why (not), for the log */
 };
 
 /* ALPN protocol lists (wire format: length-prefixed names) in the orders
@@ -186,6 +190,41 @@ static void cg__keylog_cb(const SSL *ssl, const char *line)
     (void)n;
 }
 
+/*
+ * kTLS for sendfile responses: asked of OpenSSL only when it can work (a
+ * kernel without the tls module would cost every connection a failed
+ * setsockopt), and only with sendfile on (the only writes it saves a copy
+ * for). OpenSSL then switches each connection after its handshake when the
+ * negotiated cipher is one the kernel does (transport.c checks per
+ * connection).
+ */
+static void cg__ktls_init(cg_tls_ctx_t *t, const cg_config_t *cfg)
+{
+#if defined(SSL_OP_ENABLE_KTLS) && !defined(OPENSSL_NO_KTLS)
+    int r;
+    if (!cfg->sendfile) {
+        t->ktls_why = "off: sendfile is off";
+    } else if ((r = cg_os_ktls_probe()) < 0) {
+        t->ktls_why = r == -ENOENT ? "off: the kernel has no tls module (modprobe tls)"
+                                   : "off: the kernel does not offer it";
+    } else {
+        SSL_CTX_set_options(t->ssl_ctx, SSL_OP_ENABLE_KTLS);
+        t->ktls = true;
+        t->ktls_why = "on: file bodies are sent with SSL_sendfile where the negotiated cipher "
+                      "allows";
+    }
+#else
+    (void)cfg;
+    t->ktls_why = "off: OpenSSL was built without kTLS";
+#endif
+}
+
+bool cg_tls_ctx_ktls(const cg_tls_ctx_t *t, const char **why)
+{
+    *why = t->ktls_why;
+    return t->ktls;
+}
+
 /* What a context served by the transport needs, whoever made it. */
 static void cg__prepare(SSL_CTX *ctx, const cg__alpn_t *alpn, bool keylog)
 {
@@ -270,6 +309,7 @@ int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t
     t->alpn = cg__alpn_of(cfg);
     t->keylog_fd = -1;
     cg__alpn_set(ctx, t->alpn);
+    cg__ktls_init(t, cfg);
     *out = t;
     return 0;
 }
@@ -306,6 +346,7 @@ int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, const cg_tls_adopt_t
         t->release = o->release;
         t->release_arg = o->servername_arg;
     }
+    cg__ktls_init(t, cfg);
     *out = t;
     return 0;
 }
@@ -319,6 +360,10 @@ int cg_tls_switch_ctx(struct ssl_st *ssl, void *ssl_ctx, const cg_tls_ctx_t *ser
         return -EINVAL;
     }
     cg__prepare(ctx, served->alpn, served->keylog_fd >= 0);
+#if defined(SSL_OP_ENABLE_KTLS) && !defined(OPENSSL_NO_KTLS)
+    if (served->ktls)
+        SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+#endif
     ERR_clear_error();
     if (SSL_set_SSL_CTX(ssl, ctx) == NULL) {
         cg__ctx_error("SSL_set_SSL_CTX", err, errlen);

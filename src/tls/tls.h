@@ -90,6 +90,15 @@ int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, const cg_tls_adopt_t
  */
 int cg_tls_switch_ctx(struct ssl_st *ssl, void *ssl_ctx, const cg_tls_ctx_t *served, char *err,
                       size_t errlen);
+/*
+ * Whether the context's connections may hand file bodies to the kernel
+ * (kTLS, SSL_sendfile): asked for (SSL_OP_ENABLE_KTLS) when sendfile is on,
+ * OpenSSL was built with kTLS and the kernel has its tls module. *why
+ * says which (for the log); a connection still uses it only when OpenSSL
+ * could turn it on for the cipher it negotiated, and falls back to
+ * encrypting in user space otherwise.
+ */
+bool cg_tls_ctx_ktls(const cg_tls_ctx_t *t, const char **why);
 /* Drop this reference (NULL is fine); connections keep their own. */
 void cg_tls_ctx_free(cg_tls_ctx_t *t);
 
@@ -109,6 +118,10 @@ extern const cg_conn_ops_t cg_tls_ops;
  * worker's hub): the direction to wait in when the caller asked for want,
  * which is the one OpenSSL asked for if it did. */
 int cg_tls_wait_direction(const cg_conn_t *c, int want);
+
+/* After the handshake: whether the kernel encrypts what this connection
+ * sends (kTLS on: file bodies go out with SSL_sendfile). */
+bool cg_tls_ktls_send(const cg_conn_t *c);
 
 /* After the handshake: whether ALPN chose h2 (then the connection speaks
  * HTTP/2, src/h2/). False for a connection not on TLS. */

@@ -35,6 +35,7 @@ GROUP_OF_FILE = {
     "test_tls_context.py": "core",
     "test_tls_pyworkers.py": "core",
     "test_tls_sni.py": "core",
+    "test_tls_ktls.py": "core",
     "test_odd_apps.py": "core",
     "test_frameworks.py": "core",
     "test_settings_errors.py": "settings",
