@@ -31,7 +31,7 @@
 #define CG_TLS_RECORD 16384
 
 typedef struct cg_tls_conn {
-    SSL *ssl;
+    SSL *ssl; /* first: cg_tls__keylog_fd tells ours by it */
     bool suppress_ragged_eofs;
     bool failed;   /* a fatal error: no close_notify, no more I/O */
     int want;      /* CG_CONN_WANT_* of the last CG_EAGAIN; 0 after progress */
@@ -351,7 +351,10 @@ bool cg_tls_ktls_send(const cg_conn_t *c)
 int cg_tls__keylog_fd(const SSL *ssl)
 {
     const cg_tls_conn_t *t = SSL_get_app_data(ssl);
-    return t != NULL ? t->keylog_fd : -1;
+    /* an SSL of a Python SSLSocket on the same SSL_CTX (an app reusing the
+     * hook's ssl.SSLContext) carries Python's object there, whose first
+     * word is no SSL pointer: not ours, no key log */
+    return t != NULL && t->ssl == ssl ? t->keylog_fd : -1;
 }
 
 bool cg_tls_alpn_h2(const cg_conn_t *c)
