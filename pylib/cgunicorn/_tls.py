@@ -8,7 +8,8 @@ there is one, as Gunicorn calls it. The master has already checked the files.
 hook_context(): the context of a configuration's ssl_context hook for the
 sync, gthread and gevent workers, whose C transport (src/tls/) then serves with the
 OpenSSL context inside it (src/python/tlshook.c); refuses what that
-transport cannot honour.
+transport cannot honour. SNISocket: what its sni_callback is given as the
+ssl_socket there.
 
 PeerSocket: environ['gunicorn.socket'] on a TLS connection of the sync,
 gthread and gevent workers, with the ssl.SSLSocket methods an app calls there for the
@@ -40,8 +41,9 @@ def server_context(conf, hook=None):
 
 def hook_context(conf, hook):
     """The hook's context, checked: an ssl.SSLContext for a server without
-    Python callbacks (they expect a Python SSLSocket behind every
-    connection, and the C transport has none)."""
+    a _msg_callback (Python's callbacks expect a Python SSLSocket behind
+    every connection, and the C transport has none; its sni_callback and
+    keylog_filename are honoured by tlshook.c's stand-ins)."""
     ctx = hook(conf, _default_factory(conf))
     if not isinstance(ctx, ssl.SSLContext):
         raise TypeError("ssl_context must return an ssl.SSLContext, not %s"
@@ -49,16 +51,36 @@ def hook_context(conf, hook):
     if ctx.protocol == ssl.PROTOCOL_TLS_CLIENT:
         raise ValueError("ssl_context returned a client context (PROTOCOL_TLS_CLIENT); "
                          "a server needs ssl.Purpose.CLIENT_AUTH / PROTOCOL_TLS_SERVER")
-    if ctx.sni_callback is not None:
-        raise ValueError("ssl_context: sni_callback is not supported yet by cgunicorn's "
-                         "C TLS transport (sync, gthread and gevent workers)")
-    if ctx.keylog_filename is not None:
-        raise ValueError("ssl_context: keylog_filename (or SSLKEYLOGFILE) is not supported "
-                         "yet by cgunicorn's C TLS transport (sync, gthread and gevent workers)")
     if getattr(ctx, "_msg_callback", None) is not None:
         raise ValueError("ssl_context: _msg_callback is not supported by cgunicorn's "
                          "C TLS transport (sync, gthread and gevent workers)")
     return ctx
+
+
+class SNISocket:
+    """The ssl_socket an sni_callback gets on the C transport (Python gives
+    the connection's SSLSocket): the server side of a handshake in
+    progress, whose ``context`` the callback may set to another
+    ssl.SSLContext, which then serves the handshake (tlshook.c switches
+    the connection to it when the callback returns None)."""
+    __slots__ = ("_context",)
+    server_side = True
+    server_hostname = None
+
+    def __init__(self, context):
+        self._context = context
+
+    @property
+    def context(self):
+        return self._context
+
+    @context.setter
+    def context(self, ctx):
+        # as SSLSocket.context's setter (Modules/_ssl.c), by the C type:
+        # gevent's monkey patching replaces ssl.SSLContext by a subclass
+        if not isinstance(ctx, ssl._ssl._SSLContext):
+            raise TypeError("The value must be a SSLContext")
+        self._context = ctx
 
 
 class PeerSocket(socket.socket):

@@ -350,10 +350,11 @@ int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
     }
     int r = cg_tls_check_files(a->cfg, err, sizeof(err));
     const cg_hooks_t *h = a->cfg->hooks;
-    /* the asgi worker calls the hook itself, for Python's own ssl
-     * (cgunicorn._tls); the master's context then only checks the files */
+    /* the asgi worker and Python worker classes call the hook themselves,
+     * for Python's own ssl (cgunicorn._tls, cgunicorn.sock); the master's
+     * context then only checks the files */
     bool hook = a->cfg->callable_name[CG_SETTING_ssl_context] != NULL &&
-                cg_config_worker_kind_of(a->cfg->worker_class) != CG_WORKER_ASGI;
+                cg_config_worker_tls_in_c(a->cfg);
     if (r == 0 && hook && (h == NULL || h->tls_context == NULL)) {
         snprintf(err, sizeof(err), "ssl_context is not supported yet without a Python "
                                    "configuration");
@@ -361,16 +362,19 @@ int cg_arbiter_tls_load(cg_arbiter_t *a, bool reload)
     } else if (r == 0 && hook) {
         /* Gunicorn calls the hook for every connection; we call it here,
          * at start and on HUP, and serve its context (docs/tls.md) */
-        void *sctx = NULL;
-        r = h->tls_context(h->ctx, a->cfg, &sctx, err, sizeof(err));
+        void *ht = NULL;
+        r = h->tls_context(h->ctx, a->cfg, &ht, err, sizeof(err));
         if (r == 0)
-            r = cg_tls_ctx_adopt(a->cfg, sctx, &t, err, sizeof(err));
+            t = ht;
         if (r < 0 && r != -ENOENT)
             r = -EPROTO;
     } else if (r == 0) {
         r = cg_tls_ctx_new(a->cfg, &t, err, sizeof(err));
     }
     if (r == 0) {
+        const char *why;
+        cg_tls_ctx_ktls(t, &why);
+        cg_log_debug(a->log, "kTLS %s", why);
         /* workers already running keep the context they were forked with */
         cg_tls_ctx_free(a->tls);
         a->tls = t;

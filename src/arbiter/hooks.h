@@ -57,11 +57,12 @@ typedef struct cg_hooks {
      * 0, or -1 with a message in err (the old settings are kept). */
     int (*config_reload)(void *ctx, struct cg_config *fresh, char *err, size_t errlen);
     /* not a Gunicorn hook: the ssl_context setting, for the C transport
-     * (src/python/tlshook.c): calls cfg's hook and gives the OpenSSL
-     * SSL_CTX inside the ssl.SSLContext it returned, one reference the
-     * caller owns, in *ssl_ctx. 0, or -errno with the reason (a Python
-     * traceback when the hook raised) in err. */
-    int (*tls_context)(void *ctx, const struct cg_config *cfg, void **ssl_ctx, char *err,
+     * (src/python/tlshook.c): calls cfg's hook and gives the context
+     * (cg_tls_ctx_t, src/tls/tls.h, the caller's to free) serving the
+     * OpenSSL SSL_CTX inside the ssl.SSLContext it returned, with its
+     * sni_callback and keylog_filename, in *tls. 0, or -errno with the
+     * reason (a Python traceback when the hook raised) in err. */
+    int (*tls_context)(void *ctx, const struct cg_config *cfg, void **tls, char *err,
                        size_t errlen);
 } cg_hooks_t;
 

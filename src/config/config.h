@@ -335,6 +335,10 @@ const char *cg_config_worker_pyclass(const char *name);
 /* The loop a worker runs: worker_class, with Gunicorn's rule that "sync"
  * (or a *SyncWorker) with threads > 1 is the threaded worker. */
 cg_worker_kind_t cg_config_worker_kind(const cg_config_t *cfg);
+/* Whether the worker serves TLS with cgunicorn's C transport (src/tls/:
+ * sync, gthread, gevent), with the master's context; the others (asgi,
+ * Python worker classes) wrap their connections with Python's ssl. */
+bool cg_config_worker_tls_in_c(const cg_config_t *cfg);
 /* Gunicorn's worker_class_str, as "Using worker:" shows it. */
 const char *cg_config_worker_class_str(const cg_config_t *cfg);
 

@@ -26,24 +26,15 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     /* any class we do not run is refused rather than silently served by
      * another one */
     CG__OFF(cg_config_worker_kind_of(cfg->worker_class) == CG_WORKER_UNKNOWN, "worker_class");
-    /* TLS is served by the sync, gthread and gevent workers (src/tls/) and by the
-     * asgi worker (asyncio's SSL transports, cgunicorn._tls); a Python
-     * worker class gets plain sockets, so it refuses TLS rather than serve
-     * plain HTTP where https was asked. */
+    /* TLS is served by every worker that runs: sync, gthread and gevent
+     * with the C transport (src/tls/), asgi with asyncio's SSL transports,
+     * Python worker classes with Python's ssl (cgunicorn.sock, as Gunicorn's
+     * gunicorn.sock) */
     cg_worker_kind_t kind = cg_config_worker_kind_of(cfg->worker_class);
-    bool is_ssl = (cfg->keyfile != NULL && cfg->keyfile[0] != '\0') ||
-                  (cfg->certfile != NULL && cfg->certfile[0] != '\0');
     const char *pyclass = cg_config_worker_pyclass(cfg->worker_class);
     const char *gevent_class = "cgunicorn.workers.ggevent.GeventWorker";
     bool gevent = kind == CG_WORKER_PYTHON &&
                   strcmp(pyclass != NULL ? pyclass : cfg->worker_class, gevent_class) == 0;
-    if (is_ssl && kind != CG_WORKER_SYNC && kind != CG_WORKER_GTHREAD && kind != CG_WORKER_ASGI &&
-        !gevent) {
-        cg__errf(err, errlen,
-                 "Error: TLS (keyfile, certfile) is not supported yet by cgunicorn's %s worker",
-                 cfg->worker_class);
-        return -ENOTSUP;
-    }
     /* HTTP/2 (src/h2/) is served by the gthread worker; the sync worker
      * warns and serves HTTP/1.1 as Gunicorn's does (sync.c). */
     bool h2 = false;

@@ -109,6 +109,19 @@ cg_worker_kind_t cg_config_worker_kind(const cg_config_t *cfg)
     return cg_config_worker_kind_of(cfg->worker_class ? cfg->worker_class : "sync");
 }
 
+bool cg_config_worker_tls_in_c(const cg_config_t *cfg)
+{
+    cg_worker_kind_t kind = cg_config_worker_kind(cfg);
+    if (kind == CG_WORKER_SYNC || kind == CG_WORKER_GTHREAD)
+        return true;
+    /* the gevent worker is a Python class whose connections are C's
+     * (src/workers/ggevent.c); its subclasses (pywsgi, websocket) are not */
+    const char *pyclass = cg_config_worker_pyclass(cfg->worker_class);
+    return kind == CG_WORKER_PYTHON &&
+           strcmp(pyclass != NULL ? pyclass : cfg->worker_class,
+                  "cgunicorn.workers.ggevent.GeventWorker") == 0;
+}
+
 const char *cg_config_worker_class_str(const cg_config_t *cfg)
 {
     if (cg__sync_upgrades(cfg))

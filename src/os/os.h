@@ -84,4 +84,10 @@ size_t cg_os_proc_children(pid_t pid, pid_t *out, size_t cap);
  * -ENOSYS where the system does not say, another -errno. */
 int cg_os_proc_signal_pending(pid_t pid, int sig);
 
+/* Whether the kernel offers kTLS (the "tls" TCP upper-layer protocol,
+ * which OpenSSL's SSL_OP_ENABLE_KTLS needs): 0 when it does, -ENOENT when
+ * the module is neither built in nor loadable, -ENOSYS off Linux, another
+ * -errno. */
+int cg_os_ktls_probe(void);
+
 #endif

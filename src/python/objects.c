@@ -385,6 +385,9 @@ static const char cg__helper_src[] =
     "def default_hook(*args):\n"
     "    pass\n"
     "\n"
+    "def default_ssl_context(config, default_ssl_context_factory):\n"
+    "    return default_ssl_context_factory()\n"
+    "\n"
     "class Log:\n"
     "    def _emit(self, level, msg, args, exc=False):\n"
     "        if not _log_enabled(level):\n"
@@ -596,7 +599,10 @@ PyObject *cg_py_setting_value(const cg_config_t *cfg, const cg_setting_desc_t *d
         PyObject *fn = *(void *const *)field;
         if (fn != NULL)
             return Py_NewRef(fn);
-        return PyObject_GetAttrString(mod, "default_hook");
+        /* Gunicorn's default ssl_context calls the factory: a worker
+         * class's own sock.ssl_context (a real Gunicorn's too) needs it */
+        return PyObject_GetAttrString(mod, d->id == CG_SETTING_ssl_context ? "default_ssl_context"
+                                                                         : "default_hook");
     }
     }
     Py_RETURN_NONE;

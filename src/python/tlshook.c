@@ -12,14 +12,27 @@
  * _ssl._SSLContext, only when Python's OpenSSL is the one this program runs
  * (same version number), and only when the pointer's options, verify mode
  * and protocol bounds agree with what the Python object reports.
+ *
+ * The context's keylog_filename and sni_callback are Python's own
+ * callbacks, which expect a Python SSLSocket behind each SSL; ours stand in
+ * for them (the C transport has no SSLSocket): the key log file is opened
+ * here, in the master, and the workers inherit it; the sni_callback is
+ * called as CPython's Modules/_ssl.c calls it, with the GIL taken for that
+ * call only, and a context it assigns to the socket's `context` is
+ * switched to with SSL_set_SSL_CTX.
  */
 #include "python.h"
 
 #include "../arbiter/hooks.h"
 
+#include "../tls/tls.h"
+
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +130,139 @@ static SSL_CTX *cg__ssl_ctx_of(PyObject *ctx, char *err, size_t errlen)
 }
 #endif
 
+#if CG__SSLCTX_LAYOUT_KNOWN
+/* What the servername callback needs; freed with the context. */
+typedef struct {
+    PyObject *pyctx;            /* the hook's ssl.SSLContext */
+    PyObject *sni;              /* its sni_callback */
+    PyObject *sock_cls;         /* cgunicorn._tls.SNISocket */
+    const cg_tls_ctx_t *served; /* the context serving pyctx's SSL_CTX */
+} cg__sni_t;
+
+static void cg__sni_release(void *arg)
+{
+    cg__sni_t *s = arg;
+    /* at the master's exit Python may be finalized: its objects are gone */
+    if (Py_IsInitialized()) {
+        PyGILState_STATE g = PyGILState_Ensure();
+        Py_XDECREF(s->pyctx);
+        Py_XDECREF(s->sni);
+        Py_XDECREF(s->sock_cls);
+        PyGILState_Release(g);
+    }
+    free(s);
+}
+
+/*
+ * OpenSSL's servername callback, as CPython's _servername_callback:
+ * sni_callback(ssl_socket, server_name, ssl_context), server_name the SNI
+ * host name as an ASCII str (None without SNI); None goes on, an int is
+ * the alert to fail with, an exception fails with handshake_failure
+ * (printed as unraisable). ssl_socket is a cgunicorn._tls.SNISocket whose
+ * `context` the callback may set: that context then serves the handshake.
+ * Runs in the worker, inside the handshake, which holds no GIL: take it
+ * for this call only.
+ */
+static int cg__servername_cb(SSL *ssl, int *al, void *arg)
+{
+    cg__sni_t *s = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    PyGILState_STATE g = PyGILState_Ensure();
+    int ret = SSL_TLSEXT_ERR_ALERT_FATAL;
+    *al = SSL_AD_INTERNAL_ERROR;
+    PyObject *sock = PyObject_CallOneArg(s->sock_cls, s->pyctx); /* new */
+    PyObject *pyname = sock == NULL ? NULL
+                       : name != NULL
+                           ? PyUnicode_DecodeASCII(name, (Py_ssize_t)strlen(name), NULL)
+                           : Py_NewRef(Py_None); /* new */
+    if (pyname == NULL) {
+        PyErr_WriteUnraisable(s->pyctx);
+        goto out;
+    }
+    PyObject *result = PyObject_CallFunctionObjArgs(s->sni, sock, pyname, s->pyctx, NULL);
+    if (result == NULL) {
+        PyErr_WriteUnraisable(s->sni);
+        *al = SSL_AD_HANDSHAKE_FAILURE;
+        goto out;
+    }
+    if (result != Py_None) {
+        *al = (int)PyLong_AsLong(result);
+        if (PyErr_Occurred()) {
+            PyErr_WriteUnraisable(result);
+            *al = SSL_AD_INTERNAL_ERROR;
+        }
+        Py_DECREF(result);
+        goto out;
+    }
+    Py_DECREF(result);
+    PyObject *chosen = PyObject_GetAttrString(sock, "context"); /* new */
+    if (chosen == NULL) {
+        PyErr_WriteUnraisable(s->sni);
+        goto out;
+    }
+    if (chosen != s->pyctx) {
+        char err[256];
+        SSL_CTX *sctx = cg__ssl_ctx_of(chosen, err, sizeof(err));
+        if (sctx == NULL || cg_tls_switch_ctx(ssl, sctx, s->served, err, sizeof(err)) < 0) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "sni_callback: %s", err);
+            PyErr_WriteUnraisable(s->sni);
+            Py_DECREF(chosen);
+            goto out;
+        }
+    }
+    Py_DECREF(chosen);
+    ret = SSL_TLSEXT_ERR_OK;
+out:
+    Py_XDECREF(pyname);
+    Py_XDECREF(sock);
+    PyErr_Clear();
+    PyGILState_Release(g);
+    return ret;
+}
+
+/* The context's keylog_filename opened for appending (-1: none set; -2
+ * with the reason in err). Python writes a comment line first in a new
+ * file; so do we. GIL held. */
+static int cg__keylog_open(PyObject *ctx, char *err, size_t errlen)
+{
+    PyObject *name = PyObject_GetAttrString(ctx, "keylog_filename"); /* new */
+    if (name == NULL) {
+        cg__exc_text(err, errlen);
+        return -2;
+    }
+    if (name == Py_None) {
+        Py_DECREF(name);
+        return -1;
+    }
+    PyObject *path = NULL; /* new, bytes */
+    int ok = PyUnicode_FSConverter(name, &path);
+    Py_DECREF(name);
+    if (!ok) {
+        cg__exc_text(err, errlen);
+        return -2;
+    }
+    const char *p = PyBytes_AS_STRING(path);
+    int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "keylog_filename: [Errno %d] %s: '%s'", errno, strerror(errno), p);
+        if (fd >= 0)
+            close(fd);
+        Py_DECREF(path);
+        return -2;
+    }
+    Py_DECREF(path);
+    static const char head[] = "# TLS secrets log file, generated by OpenSSL / Python\n";
+    if (st.st_size == 0 && write(fd, head, sizeof(head) - 1) < 0) {
+        snprintf(err, errlen, "keylog_filename: [Errno %d] %s", errno, strerror(errno));
+        close(fd);
+        return -2;
+    }
+    return fd;
+}
+#endif
+
 int cg_py_tls_context(void *hctx, const cg_config_t *cfg, void **out, char *err, size_t errlen)
 {
     (void)hctx;
@@ -144,12 +290,52 @@ int cg_py_tls_context(void *hctx, const cg_config_t *cfg, void **out, char *err,
             snprintf(err, errlen, "ssl_context is not set");
     } else {
         SSL_CTX *sctx = cg__ssl_ctx_of(ctx, err, errlen);
-        /* our own reference: the Python object may go now */
+        cg_tls_adopt_t o = {.keylog_fd = -1};
+        cg__sni_t *sni = NULL;
+        PyObject *cb = sctx != NULL ? PyObject_GetAttrString(ctx, "sni_callback") : NULL;
+        if (sctx != NULL && cb == NULL) {
+            cg__exc_text(err, errlen);
+            sctx = NULL;
+        } else if (cb != NULL && cb != Py_None) {
+            PyObject *cls = PyObject_GetAttrString(mod, "SNISocket"); /* new */
+            if (cls == NULL) {
+                cg__exc_text(err, errlen);
+                sctx = NULL;
+            } else {
+                sni = cg_xcalloc(1, sizeof(*sni));
+                sni->pyctx = Py_NewRef(ctx);
+                sni->sni = Py_NewRef(cb);
+                sni->sock_cls = cls;
+                o.servername = cg__servername_cb;
+                o.servername_arg = sni;
+                o.release = cg__sni_release;
+            }
+        }
+        Py_XDECREF(cb);
+        if (sctx != NULL && (o.keylog_fd = cg__keylog_open(ctx, err, errlen)) == -2) {
+            o.keylog_fd = -1;
+            sctx = NULL;
+        }
+        cg_tls_ctx_t *t = NULL;
+        /* our own reference: the Python object may go now (the sni
+         * callback's state keeps it while the context lives) */
         if (sctx != NULL && SSL_CTX_up_ref(sctx) == 1) {
-            *out = sctx;
-            rc = 0;
-        } else if (sctx != NULL) {
-            snprintf(err, errlen, "SSL_CTX_up_ref failed");
+            rc = cg_tls_ctx_adopt(cfg, sctx, &o, &t, err, errlen);
+            if (rc == 0 && sni != NULL)
+                sni->served = t;
+            *out = t;
+        } else {
+            if (sctx != NULL)
+                snprintf(err, errlen, "SSL_CTX_up_ref failed");
+            if (o.keylog_fd >= 0)
+                close(o.keylog_fd);
+            if (sni != NULL) {
+                Py_DECREF(sni->pyctx);
+                Py_DECREF(sni->sni);
+                Py_DECREF(sni->sock_cls);
+                free(sni);
+            }
+            rc = -EINVAL;
         }
     }
     Py_XDECREF(ctx);

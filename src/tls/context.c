@@ -13,22 +13,31 @@
  */
 #include "tls_internal.h"
 
+#include "../os/os.h"
+
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 struct cg_tls_ctx {
     SSL_CTX *ssl_ctx; /* one reference, ours; each SSL holds its own */
     bool suppress_ragged_eofs;
+    const struct cg__alpn *alpn; /* NULL: no ALPN */
+    int keylog_fd;               /* -1: no key log */
+    void (*release)(void *arg);  /* the servername callback's argument */
+    void *release_arg;
+    bool ktls;                   /* SSL_OP_ENABLE_KTLS asked for */
+    const char *ktls_why;        /* why (not), for the log */
 };
 
 /* ALPN protocol lists (wire format: length-prefixed names) in the orders
  * http_protocols can ask for. Constant, so that the select callback's
  * argument outlives every SSL_CTX that a connection still holds after a
  * HUP freed our reference. */
-typedef struct {
+typedef struct cg__alpn {
     unsigned char wire[16];
     unsigned int len;
     bool h1; /* http/1.1 is among them */
@@ -37,9 +46,10 @@ static const cg__alpn_t cg__alpn_h2_h1 = {"\x02h2\x08http/1.1", 12, true};
 static const cg__alpn_t cg__alpn_h1_h2 = {"\x08http/1.1\x02h2", 12, true};
 static const cg__alpn_t cg__alpn_h2 = {"\x02h2", 3, false};
 
-SSL_CTX *cg_tls__ssl_ctx(const cg_tls_ctx_t *t, bool *suppress_ragged_eofs)
+SSL_CTX *cg_tls__ssl_ctx(const cg_tls_ctx_t *t, bool *suppress_ragged_eofs, int *keylog_fd)
 {
     *suppress_ragged_eofs = t->suppress_ragged_eofs;
+    *keylog_fd = t->keylog_fd;
     return t->ssl_ctx;
 }
 
@@ -137,8 +147,8 @@ static int cg__alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char
     return a->h1 ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-/* The ALPN list from http_protocols, when it names h2. */
-static void cg__alpn_init(cg_tls_ctx_t *t, const cg_config_t *cfg)
+/* The ALPN list from http_protocols, when it names h2 (NULL: none). */
+static const cg__alpn_t *cg__alpn_of(const cg_config_t *cfg)
 {
     int h1 = -1, h2 = -1;
     for (size_t i = 0; i < cfg->http_protocols.n; i++) {
@@ -151,10 +161,86 @@ static void cg__alpn_init(cg_tls_ctx_t *t, const cg_config_t *cfg)
      * a client choose it (Gunicorn's sync worker warns and serves
      * HTTP/1.1, but its context still offers h2) */
     if (h2 < 0 || cg_config_worker_kind_of(cfg->worker_class) != CG_WORKER_GTHREAD)
+        return NULL;
+    return h1 < 0 ? &cg__alpn_h2 : h1 < h2 ? &cg__alpn_h1_h2 : &cg__alpn_h2_h1;
+}
+
+static void cg__alpn_set(SSL_CTX *ctx, const cg__alpn_t *a)
+{
+    /* the callback only reads *a (NULL: no ALPN) */
+    SSL_CTX_set_alpn_select_cb(ctx, a != NULL ? cg__alpn_select_cb : NULL, (void *)a);
+}
+
+/*
+ * Python's keylog_filename: each secret as an NSS key log line
+ * (CLIENT_RANDOM ..., CLIENT_HANDSHAKE_TRAFFIC_SECRET ...), appended with
+ * one write so that the workers' lines do not interleave (O_APPEND). The
+ * descriptor is the connection's (transport.c, the SSL's app data), which
+ * has it from the context it was accepted with.
+ */
+static void cg__keylog_cb(const SSL *ssl, const char *line)
+{
+    int fd = cg_tls__keylog_fd(ssl);
+    if (fd < 0)
         return;
-    const cg__alpn_t *a = h1 < 0 ? &cg__alpn_h2 : h1 < h2 ? &cg__alpn_h1_h2 : &cg__alpn_h2_h1;
-    /* the callback only reads *a */
-    SSL_CTX_set_alpn_select_cb(t->ssl_ctx, cg__alpn_select_cb, (void *)a);
+    struct iovec iov[2] = {{(void *)line, strlen(line)}, {"\n", 1}};
+    /* best effort, as Python's: a full disk loses key log lines, never a
+     * connection */
+    ssize_t n = writev(fd, iov, 2);
+    (void)n;
+}
+
+/*
+ * kTLS for sendfile responses: asked of OpenSSL only when it can work (a
+ * kernel without the tls module would cost every connection a failed
+ * setsockopt), and only with sendfile on (the only writes it saves a copy
+ * for). OpenSSL then switches each connection after its handshake when the
+ * negotiated cipher is one the kernel does (transport.c checks per
+ * connection).
+ */
+static void cg__ktls_init(cg_tls_ctx_t *t, const cg_config_t *cfg)
+{
+#if defined(SSL_OP_ENABLE_KTLS) && !defined(OPENSSL_NO_KTLS)
+    int r;
+    if (!cfg->sendfile) {
+        t->ktls_why = "off: sendfile is off";
+    } else if ((r = cg_os_ktls_probe()) < 0) {
+        t->ktls_why = r == -ENOENT ? "off: the kernel has no tls module (modprobe tls)"
+                                   : "off: the kernel does not offer it";
+    } else {
+        SSL_CTX_set_options(t->ssl_ctx, SSL_OP_ENABLE_KTLS);
+        t->ktls = true;
+        t->ktls_why = "on: file bodies are sent with SSL_sendfile where the negotiated cipher "
+                      "allows";
+    }
+#else
+    (void)cfg;
+    t->ktls_why = "off: OpenSSL was built without kTLS";
+#endif
+}
+
+bool cg_tls_ctx_ktls(const cg_tls_ctx_t *t, const char **why)
+{
+    *why = t->ktls_why;
+    return t->ktls;
+}
+
+/* What a context served by the transport needs, whoever made it. */
+static void cg__prepare(SSL_CTX *ctx, const cg__alpn_t *alpn, bool keylog)
+{
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    /* Python's callbacks point at its SSLContext object, which may be
+     * gone, and expect a Python SSLSocket behind each SSL: none may run.
+     * cgunicorn._tls.hook_context refused a context with a _msg_callback;
+     * sni_callback and keylog_filename are honoured by ours. */
+    SSL_CTX_set_tlsext_servername_callback(ctx, NULL);
+    SSL_CTX_set_keylog_callback(ctx, keylog ? cg__keylog_cb : NULL);
+    SSL_CTX_set_msg_callback(ctx, NULL);
+    SSL_CTX_set_psk_server_callback(ctx, NULL);
+    SSL_CTX_set_default_passwd_cb(ctx, cg__no_password_cb);
+    cg__alpn_set(ctx, alpn);
 }
 
 int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t errlen)
@@ -220,13 +306,16 @@ int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t
     cg_tls_ctx_t *t = cg_xcalloc(1, sizeof(*t));
     t->ssl_ctx = ctx;
     t->suppress_ragged_eofs = cfg->suppress_ragged_eofs;
-    cg__alpn_init(t, cfg);
+    t->alpn = cg__alpn_of(cfg);
+    t->keylog_fd = -1;
+    cg__alpn_set(ctx, t->alpn);
+    cg__ktls_init(t, cfg);
     *out = t;
     return 0;
 }
 
-int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, cg_tls_ctx_t **out, char *err,
-                     size_t errlen)
+int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, const cg_tls_adopt_t *o,
+                     cg_tls_ctx_t **out, char *err, size_t errlen)
 {
     SSL_CTX *ctx = ssl_ctx;
     *out = NULL;
@@ -237,28 +326,49 @@ int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, cg_tls_ctx_t **out, 
         snprintf(err, errlen, "ssl_context returned a context without a certificate "
                               "(load_cert_chain was not called)");
         SSL_CTX_free(ctx);
+        if (o != NULL && o->keylog_fd >= 0)
+            close(o->keylog_fd);
+        if (o != NULL && o->release != NULL)
+            o->release(o->servername_arg);
         return -EINVAL;
     }
-    /* What the transport needs of every context (see cg_tls_ctx_new). */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-    /* Python's callbacks point at its SSLContext object, which may be
-     * gone, and expect a Python SSLSocket behind each SSL: none may run.
-     * cgunicorn._tls.hook_context refused a context that had the ones
-     * Python lets one read back (sni, keylog, msg); ALPN follows
-     * http_protocols, as in Gunicorn's default factory. */
-    SSL_CTX_set_alpn_select_cb(ctx, NULL, NULL);
-    SSL_CTX_set_tlsext_servername_callback(ctx, NULL);
-    SSL_CTX_set_keylog_callback(ctx, NULL);
-    SSL_CTX_set_msg_callback(ctx, NULL);
-    SSL_CTX_set_psk_server_callback(ctx, NULL);
-    SSL_CTX_set_default_passwd_cb(ctx, cg__no_password_cb);
     cg_tls_ctx_t *t = cg_xcalloc(1, sizeof(*t));
     t->ssl_ctx = ctx;
     t->suppress_ragged_eofs = cfg->suppress_ragged_eofs;
-    cg__alpn_init(t, cfg);
+    t->alpn = cg__alpn_of(cfg);
+    t->keylog_fd = o != NULL ? o->keylog_fd : -1;
+    cg__prepare(ctx, t->alpn, t->keylog_fd >= 0);
+    if (o != NULL && o->servername != NULL) {
+        SSL_CTX_set_tlsext_servername_callback(ctx, o->servername);
+        SSL_CTX_set_tlsext_servername_arg(ctx, o->servername_arg);
+    }
+    if (o != NULL) {
+        t->release = o->release;
+        t->release_arg = o->servername_arg;
+    }
+    cg__ktls_init(t, cfg);
     *out = t;
+    return 0;
+}
+
+int cg_tls_switch_ctx(struct ssl_st *ssl, void *ssl_ctx, const cg_tls_ctx_t *served, char *err,
+                      size_t errlen)
+{
+    SSL_CTX *ctx = ssl_ctx;
+    if (SSL_CTX_get0_certificate(ctx) == NULL) {
+        snprintf(err, errlen, "the SSLContext given to the connection has no certificate");
+        return -EINVAL;
+    }
+    cg__prepare(ctx, served->alpn, served->keylog_fd >= 0);
+#if defined(SSL_OP_ENABLE_KTLS) && !defined(OPENSSL_NO_KTLS)
+    if (served->ktls)
+        SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+#endif
+    ERR_clear_error();
+    if (SSL_set_SSL_CTX(ssl, ctx) == NULL) {
+        cg__ctx_error("SSL_set_SSL_CTX", err, errlen);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -267,5 +377,9 @@ void cg_tls_ctx_free(cg_tls_ctx_t *t)
     if (t == NULL)
         return;
     SSL_CTX_free(t->ssl_ctx);
+    if (t->keylog_fd >= 0)
+        close(t->keylog_fd);
+    if (t->release != NULL)
+        t->release(t->release_arg);
     free(t);
 }

@@ -28,6 +28,7 @@
 #include "../workers/conn.h"
 
 typedef struct cg_tls_ctx cg_tls_ctx_t;
+struct ssl_st; /* OpenSSL's SSL */
 
 /* Gunicorn's is_ssl: certfile or keyfile is set. */
 bool cg_tls_configured(const cg_config_t *cfg);
@@ -51,15 +52,53 @@ int cg_tls_check_files(const cg_config_t *cfg, char *err, size_t errlen);
  */
 int cg_tls_ctx_new(const cg_config_t *cfg, cg_tls_ctx_t **out, char *err, size_t errlen);
 /*
+ * What the hook's ssl.SSLContext asked for beyond OpenSSL's own settings
+ * (src/python/tlshook.c honours them):
+ *  - keylog_fd: its keylog_filename, open for appending (taken over,
+ *    closed with the context; -1: none): every connection's secrets as
+ *    NSS key log lines, as Python's keylog writes them;
+ *  - servername: its sni_callback's stand-in, installed as OpenSSL's
+ *    servername callback with servername_arg (OpenSSL's return values and
+ *    alert); release(servername_arg) when the context is freed.
+ */
+typedef int (*cg_tls_servername_fn)(struct ssl_st *ssl, int *alert, void *arg);
+typedef struct {
+    int keylog_fd;
+    cg_tls_servername_fn servername;
+    void *servername_arg;
+    void (*release)(void *arg);
+} cg_tls_adopt_t;
+
+/*
  * The context of a configuration's ssl_context hook: ssl_ctx is an OpenSSL
  * SSL_CTX (one reference, taken over, freed on failure too) that the hook's
  * ssl.SSLContext holds (src/python/tlshook.c). It is served as it is, with
  * what the transport needs added (partial writes, no renegotiation) and
- * Python's callbacks removed; ALPN follows http_protocols. Returns 0 and
- * *out, or -EINVAL with the reason in err (no certificate loaded).
+ * Python's callbacks replaced by ours per `o` (NULL: none); ALPN follows
+ * http_protocols. Returns 0 and *out, or -EINVAL with the reason in err
+ * (no certificate loaded); o's keylog_fd and release are then applied
+ * (closed, called) too.
  */
-int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, cg_tls_ctx_t **out, char *err,
-                     size_t errlen);
+int cg_tls_ctx_adopt(const cg_config_t *cfg, void *ssl_ctx, const cg_tls_adopt_t *o,
+                     cg_tls_ctx_t **out, char *err, size_t errlen);
+/*
+ * From a servername callback: switch the handshake of `ssl` to ssl_ctx (a
+ * borrowed SSL_CTX, as Python's SSLSocket.context setter does with
+ * SSL_set_SSL_CTX), after making it servable as cg_tls_ctx_adopt makes
+ * `served`'s: the transport's modes, no renegotiation, Python's callbacks
+ * removed, served's ALPN and key log. 0, or -EINVAL with the reason in err.
+ */
+int cg_tls_switch_ctx(struct ssl_st *ssl, void *ssl_ctx, const cg_tls_ctx_t *served, char *err,
+                      size_t errlen);
+/*
+ * Whether the context's connections may hand file bodies to the kernel
+ * (kTLS, SSL_sendfile): asked for (SSL_OP_ENABLE_KTLS) when sendfile is on,
+ * OpenSSL was built with kTLS and the kernel has its tls module. *why
+ * says which (for the log); a connection still uses it only when OpenSSL
+ * could turn it on for the cipher it negotiated, and falls back to
+ * encrypting in user space otherwise.
+ */
+bool cg_tls_ctx_ktls(const cg_tls_ctx_t *t, const char **why);
 /* Drop this reference (NULL is fine); connections keep their own. */
 void cg_tls_ctx_free(cg_tls_ctx_t *t);
 
@@ -79,6 +118,10 @@ extern const cg_conn_ops_t cg_tls_ops;
  * worker's hub): the direction to wait in when the caller asked for want,
  * which is the one OpenSSL asked for if it did. */
 int cg_tls_wait_direction(const cg_conn_t *c, int want);
+
+/* After the handshake: whether the kernel encrypts what this connection
+ * sends (kTLS on: file bodies go out with SSL_sendfile). */
+bool cg_tls_ktls_send(const cg_conn_t *c);
 
 /* After the handshake: whether ALPN chose h2 (then the connection speaks
  * HTTP/2, src/h2/). False for a connection not on TLS. */

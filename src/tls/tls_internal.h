@@ -8,7 +8,9 @@
 
 #include <openssl/ssl.h>
 
-/* The OpenSSL context (borrowed) and the connection setting it carries. */
-SSL_CTX *cg_tls__ssl_ctx(const cg_tls_ctx_t *t, bool *suppress_ragged_eofs);
+/* The OpenSSL context (borrowed) and the connection settings it carries. */
+SSL_CTX *cg_tls__ssl_ctx(const cg_tls_ctx_t *t, bool *suppress_ragged_eofs, int *keylog_fd);
+/* The key log descriptor of ssl's connection (transport.c), -1: none. */
+int cg_tls__keylog_fd(const SSL *ssl);
 
 #endif

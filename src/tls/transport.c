@@ -31,10 +31,11 @@
 #define CG_TLS_RECORD 16384
 
 typedef struct cg_tls_conn {
-    SSL *ssl;
+    SSL *ssl; /* first: cg_tls__keylog_fd tells ours by it */
     bool suppress_ragged_eofs;
     bool failed;   /* a fatal error: no close_notify, no more I/O */
     int want;      /* CG_CONN_WANT_* of the last CG_EAGAIN; 0 after progress */
+    int keylog_fd; /* the context's key log (borrowed), -1: none */
     char *stage;   /* CG_TLS_RECORD bytes, allocated on the first retry */
     size_t staged; /* bytes of stage OpenSSL must be given again */
     size_t credit; /* bytes written beyond what the caller had offered */
@@ -167,7 +168,23 @@ static ssize_t cg__tls_writev(cg_conn_t *c, const struct iovec *iov, int iovcnt)
     return cg__tls_write(t, tmp, len, total);
 }
 
-/* No kernel TLS: the file goes through OpenSSL a record at a time. */
+/* Whether the kernel encrypts what this connection sends (kTLS). */
+static bool cg__ktls_send(const cg_tls_conn_t *t)
+{
+#if defined(SSL_OP_ENABLE_KTLS) && !defined(OPENSSL_NO_KTLS)
+    return !t->failed && BIO_get_ktls_send(SSL_get_wbio(t->ssl));
+#else
+    (void)t;
+    return false;
+#endif
+}
+
+/*
+ * With kTLS, the kernel encrypts: the file goes out with SSL_sendfile, no
+ * copy through user space (nothing staged: each call is sendfile(2) from
+ * the offset given). Without, the file goes through OpenSSL a record at a
+ * time.
+ */
 static ssize_t cg__tls_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t count)
 {
     cg_tls_conn_t *t = c->transport;
@@ -175,6 +192,19 @@ static ssize_t cg__tls_sendfile(cg_conn_t *c, int in_fd, off_t *offset, size_t c
     size_t len = 0;
     if (count == 0)
         return 0;
+#if defined(SSL_OP_ENABLE_KTLS) && !defined(OPENSSL_NO_KTLS)
+    if (t->credit == 0 && t->staged == 0 && cg__ktls_send(t)) {
+        ERR_clear_error();
+        errno = 0;
+        ossl_ssize_t n = SSL_sendfile(t->ssl, in_fd, *offset, count, 0);
+        if (n >= 0) {
+            t->want = 0;
+            *offset += n;
+            return (ssize_t)n;
+        }
+        return cg__fail(t, false, errno);
+    }
+#endif
     if (t->credit == 0 && t->staged == 0) {
         /* a retry re-sends the staged record: the file's bytes are those */
         ssize_t r = pread(in_fd, buf, count < sizeof(buf) ? count : sizeof(buf), *offset);
@@ -276,7 +306,8 @@ const cg_conn_ops_t cg_tls_ops = {
 int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *ctx)
 {
     bool suppress;
-    SSL_CTX *sctx = cg_tls__ssl_ctx(ctx, &suppress);
+    int keylog_fd;
+    SSL_CTX *sctx = cg_tls__ssl_ctx(ctx, &suppress, &keylog_fd);
     if (!c->nonblocking) {
         int fl = fcntl(c->fd, F_GETFL);
         if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) < 0)
@@ -298,10 +329,32 @@ int cg_tls_attach(cg_conn_t *c, cg_tls_ctx_t *ctx)
     cg_tls_conn_t *t = cg_xcalloc(1, sizeof(*t));
     t->ssl = ssl;
     t->suppress_ragged_eofs = suppress;
+    t->keylog_fd = keylog_fd;
+    /* the SSL is ours alone (no Python SSLSocket behind it): its app data
+     * leads OpenSSL's callbacks (key log) back to the connection */
+    SSL_set_app_data(ssl, t);
     c->transport = t;
     c->ops = &cg_tls_ops;
     c->tls = true;
     return 0;
+}
+
+bool cg_tls_ktls_send(const cg_conn_t *c)
+{
+    const cg_conn_ops_t *ops = c->ops;
+    void *transport = c->transport;
+    if (ops->recv != cg_tls_ops.recv && !cg_spool_inner(c, &ops, &transport))
+        return false;
+    return ops->recv == cg_tls_ops.recv && cg__ktls_send(transport);
+}
+
+int cg_tls__keylog_fd(const SSL *ssl)
+{
+    const cg_tls_conn_t *t = SSL_get_app_data(ssl);
+    /* an SSL of a Python SSLSocket on the same SSL_CTX (an app reusing the
+     * hook's ssl.SSLContext) carries Python's object there, whose first
+     * word is no SSL pointer: not ours, no key log */
+    return t != NULL && t->ssl == ssl ? t->keylog_fd : -1;
 }
 
 bool cg_tls_alpn_h2(const cg_conn_t *c)

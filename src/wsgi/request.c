@@ -9,6 +9,7 @@
 
 #include "../metrics/statsd.h"
 #include "../python/python.h"
+#include "../tls/tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,6 +541,10 @@ static int cg__try_sendfile(cg_wsgi_t *ws, cg_wsgi_req_t *r, PyObject *result)
     if (rc == 0 && cl > 0)
         rc = cg__write_io(ws, r->conn, chunk, (size_t)cl);
     if (rc == 0 && nbytes > 0) {
+        if (r->conn->tls)
+            cg_log_debug(ws->log, "Sending a file of %lld bytes over TLS %s", (long long)nbytes,
+                         cg_tls_ktls_send(r->conn) ? "with kTLS (SSL_sendfile)"
+                                                   : "encrypted in user space (no kTLS)");
         CG_WSGI_IO_BEGIN(ws)
         rc = cg_conn_sendfile(r->conn, fd, offset, (size_t)nbytes);
         CG_WSGI_IO_END()

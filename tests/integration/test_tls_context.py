@@ -143,8 +143,8 @@ def test_hook_ciphers(cg, pki, tmp_path, kind):
     ("def ssl_context(conf, factory):\n    return ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n",
      "ssl_context returned a context without a certificate"),
     ("def ssl_context(conf, factory):\n    ctx = factory()\n"
-     "    ctx.sni_callback = lambda *a: None\n    return ctx\n",
-     "sni_callback is not supported yet"),
+     "    ctx._msg_callback = lambda *a: None\n    return ctx\n",
+     "_msg_callback is not supported by cgunicorn's C TLS transport"),
 ])
 def test_hook_refusals(run_cg, pki, tmp_path, body, text):
     res = run_cg(["-c", write_conf(tmp_path, body), "--certfile", pki["cert"], "--keyfile",
@@ -325,12 +325,3 @@ def test_gevent_tls_hook(cg, pki, tmp_path, gsite):
              env=GEVENT_ENV)
     assert handshake(srv, client_ctx(pki))[0] == pki["chain_leaf_der"]
     assert tls_json(srv, client_ctx(pki))["scheme"] == "https"
-
-
-def test_own_python_worker_class_refuses_tls(run_cg, pki):
-    """A worker class of one's own would get plain sockets: refused."""
-    res = run_cg(["-k", "pyworkers.CgBaseWorker", "--certfile", pki["cert"], "--keyfile",
-                  pki["key"], "-b", "127.0.0.1:%d" % cgtest.free_port(), "tls_peer_app:app"])
-    assert res.returncode == 1
-    assert ("Error: TLS (keyfile, certfile) is not supported yet by cgunicorn's "
-            "pyworkers.CgBaseWorker worker") in res.stderr

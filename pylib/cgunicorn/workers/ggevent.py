@@ -42,6 +42,7 @@ from gevent.pool import Pool  # noqa: E402
 
 from cgunicorn import _core, __version__  # noqa: E402
 from cgunicorn.workers import base  # noqa: E402
+from cgunicorn.sock import ssl_context  # noqa: E402
 
 # Gunicorn's SERVER_SOFTWARE for its pywsgi workers
 VERSION = "gevent/%s gunicorn/%s" % (gevent.__version__, __version__)
@@ -286,9 +287,9 @@ class GeventPyWSGIWorker(GeventWorker):
     wsgi_handler = PyWSGIHandler
 
     def run(self):
-        if self.cfg.is_ssl:
-            raise RuntimeError("TLS is not supported yet by cgunicorn's %s"
-                               % type(self).__name__)
+        # TLS as Gunicorn's: gevent's server wraps each connection with
+        # the context of sock.ssl_context (the ssl_context hook's)
+        ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         servers = []
         for s in self.sockets:
             s.setblocking(1)
@@ -296,7 +297,8 @@ class GeventPyWSGIWorker(GeventWorker):
             environ.update({"wsgi.multithread": True, "SERVER_SOFTWARE": VERSION})
             server = self.server_class(s, application=self.wsgi,
                                        spawn=Pool(self.worker_connections), log=self.log,
-                                       handler_class=self.wsgi_handler, environ=environ)
+                                       handler_class=self.wsgi_handler, environ=environ,
+                                       **ssl_args)
             server.start()
             servers.append(server)
 

@@ -23,6 +23,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback  # noqa: E402
 from tornado.wsgi import WSGIContainer  # noqa: E402
 
 from cgunicorn import __version__  # noqa: E402
+from cgunicorn.sock import ssl_context  # noqa: E402
 from cgunicorn.workers.base import Worker  # noqa: E402
 
 
@@ -82,8 +83,6 @@ class TornadoWorker(Worker):
         super().init_process()
 
     def run(self):
-        if self.cfg.is_ssl:
-            raise RuntimeError("TLS is not supported yet by cgunicorn's tornado worker")
         self.ioloop = IOLoop.current()
         self.alive = True
         self.server_alive = False
@@ -109,7 +108,9 @@ class TornadoWorker(Worker):
                 worker.handle_request()
                 super().on_close(server_conn)
 
-        server = _HTTPServer(app)
+        # TLS as Gunicorn's: Tornado's server wraps each connection with
+        # the context of sock.ssl_context (the ssl_context hook's)
+        server = _HTTPServer(app, ssl_options=ssl_context(self.cfg) if self.cfg.is_ssl else None)
         self.server = server
         self.server_alive = True
         for s in self.sockets:

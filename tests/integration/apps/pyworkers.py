@@ -13,7 +13,9 @@ import select
 import sys
 import time
 
+from cgunicorn import sock as cgsock
 from cgunicorn.workers.base import Worker as CgWorker
+from gunicorn import sock as gsock
 from gunicorn.workers.base import Worker as GWorker
 
 
@@ -69,6 +71,16 @@ class _Loop:
                 except BlockingIOError:
                     continue
                 self.nr += 1
+                conn.setblocking(True)
+                if self.cfg.is_ssl:
+                    # as Gunicorn's sync worker: each connection wrapped
+                    # with the ssl_context hook's (or the default) context
+                    try:
+                        conn = self.ssl_wrap_socket(conn, self.cfg)
+                    except OSError as e:
+                        self.log.debug("TLS-FAILED %s" % e)
+                        conn.close()
+                        continue
                 with conn:
                     self.handle(conn, lst)
                 if self.nr >= self.max_requests:
@@ -77,7 +89,6 @@ class _Loop:
         self.log.info("LOOP-END %s" % type(self).__name__)
 
     def handle(self, conn, lst):
-        conn.setblocking(True)
         line = _read_head(conn)
         if line is None:
             return
@@ -96,6 +107,7 @@ class _Loop:
                 "keepalive": self.cfg.keepalive,
                 "worker_connections": self.cfg.worker_connections,
                 "is_ssl": bool(self.cfg.is_ssl),
+                "tls_version": conn.version() if hasattr(conn, "version") else None,
                 "settings_workers": self.cfg.settings["workers"].value,
                 "tmp_fileno": self.tmp.fileno() >= 0,
                 "last_update_age": time.time() - self.tmp.last_update(),
@@ -129,11 +141,16 @@ class _Loop:
 
 class GunicornBaseWorker(_Loop, GWorker):
     """On gunicorn.workers.base.Worker (a real Gunicorn when one is
-    installed)."""
+    installed), wrapping with gunicorn.sock's ssl_wrap_socket (Gunicorn
+    20.1's has none: then cgunicorn's)."""
+
+    ssl_wrap_socket = staticmethod(getattr(gsock, "ssl_wrap_socket", cgsock.ssl_wrap_socket))
 
 
 class CgBaseWorker(_Loop, CgWorker):
     """On cgunicorn.workers.base.Worker."""
+
+    ssl_wrap_socket = staticmethod(cgsock.ssl_wrap_socket)
 
 
 class FailingWorker(CgWorker):

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "src/config/config.h"
+#include "src/os/os.h"
 #include "src/tls/tls.h"
 #include "src/workers/conn.h"
 
@@ -395,6 +396,41 @@ static void test_context_errors(void **state)
     cg_tls_ctx_free(t);
 }
 
+/* kTLS is asked of OpenSSL exactly when sendfile is on and the kernel has
+ * the tls module (the probe); never on a socketpair connection, which the
+ * kernel cannot offload: there file bodies are encrypted in user space. */
+static void test_ktls_choice(void **state)
+{
+    fx_t *f = *state;
+    char err[256];
+    const char *why = NULL;
+    cg_tls_ctx_t *t = NULL;
+    set(f, "sendfile", "false");
+    assert_int_equal(cg_tls_ctx_new(&f->cfg, &t, err, sizeof(err)), 0);
+    assert_false(cg_tls_ctx_ktls(t, &why));
+    assert_string_equal(why, "off: sendfile is off");
+    cg_tls_ctx_free(t);
+    set(f, "sendfile", "true");
+    assert_int_equal(cg_tls_ctx_new(&f->cfg, &f->tls, err, sizeof(err)), 0);
+    bool kernel = cg_os_ktls_probe() == 0;
+    assert_int_equal(cg_tls_ctx_ktls(f->tls, &why), kernel);
+    assert_non_null(strstr(why, kernel ? "on: " : "off: "));
+
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    cg_conn_attach_tcp(&f->conn, sv[0], true);
+    assert_int_equal(cg_tls_attach(&f->conn, f->tls), 0);
+    f->cfd = sv[1];
+    f->cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(f->cctx);
+    f->client = SSL_new(f->cctx);
+    assert_non_null(f->client);
+    assert_int_equal(SSL_set_fd(f->client, f->cfd), 1);
+    SSL_set_connect_state(f->client);
+    handshake(f);
+    assert_false(cg_tls_ktls_send(&f->conn));
+}
+
 /* An adopted SSL_CTX (the ssl_context hook's): refused without a
  * certificate; served as it is otherwise, its own settings kept (here a
  * TLS 1.2 maximum), with the transport's modes and no renegotiation
@@ -406,7 +442,7 @@ static void test_adopt(void **state)
     cg_tls_ctx_t *t = NULL;
     SSL_CTX *bare = SSL_CTX_new(TLS_server_method());
     assert_non_null(bare);
-    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, bare, &t, err, sizeof(err)), -EINVAL); /* freed */
+    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, bare, NULL, &t, err, sizeof(err)), -EINVAL); /* freed */
     assert_null(t);
     assert_non_null(strstr(err, "without a certificate"));
 
@@ -416,7 +452,7 @@ static void test_adopt(void **state)
     assert_int_equal(SSL_CTX_use_PrivateKey_file(sctx, f->key, SSL_FILETYPE_PEM), 1);
     assert_int_equal(SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION), 1);
     assert_int_equal(SSL_CTX_up_ref(sctx), 1); /* ours, to look at it after */
-    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, sctx, &f->tls, err, sizeof(err)), 0);
+    assert_int_equal(cg_tls_ctx_adopt(&f->cfg, sctx, NULL, &f->tls, err, sizeof(err)), 0);
     assert_true((SSL_CTX_get_options(sctx) & SSL_OP_NO_RENEGOTIATION) != 0);
     assert_true((SSL_CTX_get_mode(sctx) & SSL_MODE_ENABLE_PARTIAL_WRITE) != 0);
     SSL_CTX_free(sctx);
@@ -489,6 +525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_cert_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_context_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ktls_choice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_certificate, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
