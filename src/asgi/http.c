@@ -25,6 +25,8 @@ static void cg__cycle_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     Py_XDECREF((PyObject *)cy->p);
     Py_XDECREF(cy->rx_waiter);
+    Py_XDECREF(cy->tx_waiter);
+    free(cy->rest);
     Py_XDECREF(cy->task);
     Py_XDECREF(cy->hook_req);
     Py_XDECREF(cy->hook_env);
@@ -59,6 +61,7 @@ cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p)
     memset((char *)cy + sizeof(PyObject), 0, sizeof(*cy) - sizeof(PyObject));
     cy->a = p->a;
     cy->p = (cg_asgi_proto_t *)Py_NewRef((PyObject *)p);
+    cy->c = &p->c;
     cy->length = -1;
     cy->start_us = cg_log_access_enabled(p->a->log) || p->a->log->statsd != NULL ||
                            p->a->board != NULL || p->a->cfg->request_timeout > 0
@@ -66,6 +69,33 @@ cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p)
                        : 0;
     cg_board_enter(p->a->board, (uint64_t)cy->start_us);
     return cy;
+}
+
+/* The request's connection is gone (closed, or its HTTP/2 stream reset). */
+static bool cg__gone(cg_asgi_cycle_t *cy)
+{
+    return cy->p == NULL || cy->p->closed || (cy->st != NULL && cg_asgi_h2_gone(cy));
+}
+
+/* Response bytes: to the transport, or into the HTTP/2 stream's view. 0, or
+ * -1 with an exception set. */
+static int cg__write(cg_asgi_cycle_t *cy, const char *data, size_t len, PyObject *obj)
+{
+    if (cy->st != NULL)
+        return cg_asgi_h2_write(cy, data, len);
+    if (obj != NULL)
+        return cg_asgi_proto_write_obj(cy->p, obj);
+    return cg_asgi_proto_write(cy->p, data, len);
+}
+
+/* The response is over (ok: complete, or an error page): log it, then the
+ * connection's next request, or the stream handed back. */
+static void cg__response_done(cg_asgi_cycle_t *cy, bool ok)
+{
+    if (cy->st != NULL)
+        cg_asgi_h2_done(cy, ok);
+    else
+        cg_asgi_proto_response_done(cy->p);
 }
 
 void cg_asgi_cycle_wake(cg_asgi_cycle_t *cy)
@@ -191,7 +221,7 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
-    const cg_http_request_t *req = &p->c.req;
+    const cg_http_request_t *req = &cy->c->req;
     PyObject **S = a->s;
     bool ws = cy->ws != NULL;
     if (p->client == NULL || p->nreq <= 1) {
@@ -227,6 +257,7 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
                             ? Py_NewRef(S[CG_AS_V_11])
                         : req->version_major == 1 && req->version_minor == 0
                             ? Py_NewRef(S[CG_AS_V_10])
+                        : req->version_major == 2 ? Py_NewRef(S[CG_AS_V_2])
                             : PyUnicode_FromFormat("%u.%u", req->version_major,
                                                    req->version_minor);
     int scheme = req->scheme_https == 1 ? (ws ? CG_AS_V_WSS : CG_AS_V_HTTPS)
@@ -288,18 +319,20 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)owner;
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
-    if (p == NULL || cy->disconnected || p->closed || cy->complete) {
+    if (cy->disconnected || cg__gone(cy) || cy->complete) {
         /* the client left, or the response is complete (Uvicorn's rule) */
         return (*out = cg__disconnect(a)) ? 1 : -1;
     }
     if (cy->body_done) /* only the client's leaving is left to report */
         return cg__rx_wait(cy, out) < 0 ? -1 : 0;
-    cg_conn_t *c = &p->c;
+    cg_conn_t *c = cy->c;
+    bool h2 = cy->st != NULL;
     if (c->req.expect_continue && !cy->continue_sent && !cy->started) {
-        /* the client waits for this before it sends the body */
+        /* the client waits for this before it sends the body (on HTTP/2,
+         * the view makes it an informational HEADERS frame) */
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         cy->continue_sent = true;
-        if (cg_asgi_proto_write(p, cont, sizeof(cont) - 1) < 0)
+        if (cg__write(cy, cont, sizeof(cont) - 1, NULL) < 0)
             return -1;
     }
     size_t cap = CG_ASGI_BODY_CHUNK;
@@ -316,7 +349,19 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
             break;
         got += (size_t)r;
     }
-    cg_asgi_proto_maybe_resume(p);
+    if (!h2)
+        cg_asgi_proto_maybe_resume(p);
+    if (h2 && (r < 0 && r != CG_EAGAIN)) {
+        /* the stream was reset under the body, or it broke its
+         * Content-Length: the stream ends */
+        Py_DECREF(body);
+        cy->disconnected = true;
+        Py_INCREF(cy);
+        cy->complete = true;
+        cg__response_done(cy, false);
+        Py_DECREF(cy);
+        return (*out = cg__disconnect(a)) ? 1 : -1;
+    }
     if (r == -EPROTO || c->body.truncated) {
         /* a broken chunked body, or the client left before its end */
         Py_DECREF(body);
@@ -347,11 +392,13 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
         /* the app waits for body bytes: a client silent mid-body has the
          * head's --timeout, restarted by each piece (a slow app that does
          * not ask is not timed: reading is paused then) */
-        cg_asgi_proto_deadline(p, a->head_ms);
+        if (!h2)
+            cg_asgi_proto_deadline(p, a->head_ms);
         Py_DECREF(body);
         return cg__rx_wait(cy, out) < 0 ? -1 : 0;
     }
-    cg_asgi_proto_deadline(p, 0);
+    if (!h2)
+        cg_asgi_proto_deadline(p, 0);
     if (got < cap && _PyBytes_Resize(&body, (Py_ssize_t)got) < 0)
         return -1;
     bool more = !cg_conn_body_done(c);
@@ -457,7 +504,7 @@ int cg_asgi_bytes_view(PyObject *o, cg_str_t *out, const char *what)
 /* Connection: as Gunicorn's Response.should_close() (the WSGI writer's). */
 static bool cg__keep_alive(cg_asgi_cycle_t *cy, bool app_close, bool is_head)
 {
-    const cg_conn_t *c = &cy->p->c;
+    const cg_conn_t *c = cy->c;
     if (c->must_close || !c->req.keep_alive || !cy->a->w->alive || app_close)
         return false;
     if (cy->length >= 0 || cy->chunked || is_head)
@@ -500,7 +547,7 @@ static int cg__header_pair(PyObject *item, PyObject **pair_out, cg_str_t *name, 
 int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
 {
     cg_asgi_t *a = cy->a;
-    const cg_http_request_t *req = &cy->p->c.req;
+    const cg_http_request_t *req = &cy->c->req;
     PyObject *st = PyObject_GetItem(msg, a->s[CG_AS_STATUS]); /* new */
     if (st == NULL)
         return -1;
@@ -593,7 +640,8 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
     Py_XDECREF(seq);
     seq = NULL;
     bool v11 = req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1);
-    cy->chunked = cy->length < 0 && v11 && !cy->omits_body;
+    /* HTTP/2 frames the body itself (DATA, END_STREAM) */
+    cy->chunked = cy->length < 0 && v11 && req->version_major < 2 && !cy->omits_body;
     cy->keep_alive = cg__keep_alive(cy, app_close, is_head);
     if (!has_server)
         cg__add(&b, "Server: gunicorn\r\n", 18);
@@ -628,7 +676,6 @@ fail:
 static int cg__body(cg_asgi_cycle_t *cy, const char *data, size_t len, bool final,
                     PyObject *obj)
 {
-    cg_asgi_proto_t *p = cy->p;
     if (cy->omits_body) {
         if (len > 0 && !cy->logged) /* warn once per response */
             cg_log_debug(cy->a->log, "ASGI app sent body bytes on a no-body response; dropped");
@@ -652,7 +699,7 @@ static int cg__body(cg_asgi_cycle_t *cy, const char *data, size_t len, bool fina
     if (total == 0)
         return 0;
     if (head == 0 && size_len == 0 && tail == 0 && obj != NULL && PyBytes_CheckExact(obj))
-        return cg_asgi_proto_write_obj(p, obj); /* the app's bytes as they are */
+        return cg__write(cy, data, len, obj); /* the app's bytes as they are */
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total); /* new */
     if (out == NULL)
         return -1;
@@ -670,7 +717,7 @@ static int cg__body(cg_asgi_cycle_t *cy, const char *data, size_t len, bool fina
     }
     if (cy->chunked && final)
         memcpy(o, "0\r\n\r\n", 5);
-    int rc = cg_asgi_proto_write_obj(p, out);
+    int rc = cg__write(cy, PyBytes_AS_STRING(out), total, out);
     Py_DECREF(out);
     return rc;
 }
@@ -722,11 +769,15 @@ PyObject *cg_asgi_send_body(cg_asgi_cycle_t *cy, PyObject *msg)
     Py_XDECREF(body);
     if (rc == 0 && final) {
         cy->complete = true;
-        cg_asgi_proto_response_done(p);
+        Py_INCREF(cy); /* the response's end may let the connection's reference go */
+        cg__response_done(cy, true);
+        Py_DECREF(cy);
     }
     PyObject *res = NULL;
     if (rc == 0)
-        res = final ? cg_asgi_done_awaitable(a) : cg_asgi_send_done(p);
+        res = final ? cg_asgi_done_awaitable(a)
+              : cy->st != NULL ? cg_asgi_h2_send_done(cy)
+                               : cg_asgi_send_done(p);
     Py_DECREF(p);
     return res;
 }
@@ -744,7 +795,7 @@ static PyObject *cg__unexpected(PyObject *type, const char *when)
 static int cg__informational(cg_asgi_cycle_t *cy, PyObject *msg)
 {
     cg_asgi_t *a = cy->a;
-    const cg_http_request_t *req = &cy->p->c.req;
+    const cg_http_request_t *req = &cy->c->req;
     PyObject *st = PyObject_GetItem(msg, a->s[CG_AS_STATUS]); /* new */
     long status = st != NULL ? PyLong_AsLong(st) : -1;
     Py_XDECREF(st);
@@ -789,7 +840,7 @@ static int cg__informational(cg_asgi_cycle_t *cy, PyObject *msg)
     cg__add(&b, "\r\n", 2);
     bool v11 = req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1);
     if (rc == 0 && v11)
-        rc = cg_asgi_proto_write(cy->p, b.p, b.len);
+        rc = cg__write(cy, b.p, b.len, NULL);
     free(b.p);
     return rc;
 }
@@ -820,7 +871,7 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
          * (RFC 9110 section 15.2), as Gunicorn 27.0.1 refuses it */
         if (cy->started || cy->complete)
             cg__unexpected(type, "after response already started");
-        else if (cy->p == NULL || cy->p->closed || cg__informational(cy, msg) == 0)
+        else if (cg__gone(cy) || cg__informational(cy, msg) == 0)
             res = cg_asgi_done_awaitable(a);
         goto out;
     }
@@ -836,8 +887,7 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
         cg__unexpected(type, "without prior 'http.response.start'");
         goto out;
     }
-    cg_asgi_proto_t *p = cy->p;
-    if (p == NULL || p->closed) {
+    if (cg__gone(cy)) {
         /* the client is gone: the app may finish what it does, quietly */
         res = cg_asgi_done_awaitable(a);
         goto out;
@@ -870,10 +920,11 @@ static bool cg__cycle_cut(cg_asgi_cycle_t *cy, int status, const char *reason, c
     if (p == NULL || cy->complete)
         return false;
     Py_INCREF(p);
-    if (!cy->started && !p->closed) {
+    Py_INCREF(cy); /* the response's end lets the connection's reference go */
+    if (!cy->started && !cg__gone(cy)) {
         char page[512];
         size_t n = cg_http_error_page(status, reason, mesg, page, sizeof(page));
-        if (n > 0 && cg_asgi_proto_write(p, page, n) < 0)
+        if (n > 0 && cg__write(cy, page, n, NULL) < 0)
             PyErr_Clear();
         answered = n > 0;
         cy->status = status;
@@ -883,7 +934,8 @@ static bool cg__cycle_cut(cg_asgi_cycle_t *cy, int status, const char *reason, c
     }
     cy->keep_alive = false;
     cy->complete = true;
-    cg_asgi_proto_response_done(p); /* logs, and closes */
+    cg__response_done(cy, answered); /* logs, and closes (HTTP/2: resets the stream unless answered) */
+    Py_DECREF(cy);
     Py_DECREF(p);
     return answered;
 }
@@ -971,7 +1023,7 @@ static PyObject *cg__log_response(cg_asgi_cycle_t *cy)
 static int cg__pre_request(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
-    const cg_conn_t *c = &cy->p->c;
+    const cg_conn_t *c = cy->c;
     if (a->cfg->pre_request == NULL && cg_log_enabled(a->log, CG_LOG_DEBUG))
         cg_log_debug(a->log, "%.*s %.*s", (int)c->req.method.len, c->req.method.ptr,
                      (int)c->req.path.len, c->req.path.ptr);
@@ -1190,13 +1242,13 @@ void cg_asgi_access(cg_asgi_cycle_t *cy, cg_asgi_proto_t *p)
     char st[16], proto[16];
     int n = snprintf(st, sizeof(st), "%d", cy->status);
     cg_access_info_t info;
-    cg_conn_access_info(&info, &p->c, proto, (cg_str_t){st, (size_t)n}, cy->sent, cy->start_us);
+    cg_conn_access_info(&info, cy->c, proto, (cg_str_t){st, (size_t)n}, cy->sent, cy->start_us);
     info.resp_headers = cy->resp;
     info.n_resp_headers = cy->nresp;
     info.environ_lookup = cg__env_lookup;
-    info.environ_ctx = &p->c;
+    info.environ_ctx = cy->c;
     /* only a sink (a logger_class, Python logging) may want Python objects */
-    cg__access_py_t py = {.cy = cy, .c = &p->c};
+    cg__access_py_t py = {.cy = cy, .c = cy->c};
     if (log->to_sink) {
         info.py_objects = cg__access_py_objects;
         info.py_ctx = &py;
