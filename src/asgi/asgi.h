@@ -38,6 +38,9 @@
     X(RESPONSE_START, "http.response.start")                                                     \
     X(RESPONSE_BODY, "http.response.body")                                                       \
     X(RESPONSE_INFO, "http.response.informational")                                              \
+    X(RESPONSE_TRAILERS, "http.response.trailers")                                               \
+    X(TRAILERS, "trailers")                                                                      \
+    X(MORE_TRAILERS, "more_trailers")                                                            \
     X(ASGI, "asgi")                                                                              \
     X(HTTP_VERSION, "http_version")                                                              \
     X(METHOD, "method")                                                                          \
@@ -338,6 +341,11 @@ struct cg_asgi_cycle {
     bool app_done;       /* the app's coroutine ended (maybe inside create_task: an eager factory) */
     bool started, complete, body_done, disconnected, logged, continue_sent;
     bool chunked, omits_body, keep_alive;
+    /* HTTP/2 trailers (the http.response.trailers extension): announced
+     * by http.response.start, sent after the last body message; the
+     * fields of messages with more_trailers wait in trailer_list */
+    bool trailers, body_final;
+    PyObject *trailer_list;
     bool rt_fired; /* request_timeout cut it short (timeout.c) */
     int status;
     int64_t length; /* Content-Length the app gave, -1 none */

@@ -26,6 +26,7 @@ static void cg__cycle_dealloc(PyObject *self)
     Py_XDECREF((PyObject *)cy->p);
     Py_XDECREF(cy->rx_waiter);
     Py_XDECREF(cy->tx_waiter);
+    Py_XDECREF(cy->trailer_list);
     free(cy->rest);
     Py_XDECREF(cy->task);
     Py_XDECREF(cy->hook_req);
@@ -279,7 +280,12 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
         /* a shallow copy per request, as Uvicorn: what the app sets on a
          * request's state does not leak into the next one */
         (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
-        (ws && cg_asgi_ws_scope_add(cy, scope) < 0)) {
+        (ws && cg_asgi_ws_scope_add(cy, scope) < 0) ||
+        /* HTTP/2 streams can end with trailers (HTTP/1.1 here has no
+         * chunked trailers) */
+        (cy->st != NULL &&
+         cg__put(scope, S[CG_AS_EXTENSIONS],
+                 Py_BuildValue("{O:{}}", S[CG_AS_RESPONSE_TRAILERS])) < 0)) {
         Py_DECREF(scope);
         return NULL;
     }
@@ -560,6 +566,16 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
         return -1;
     }
     cy->status = (int)status;
+    if (cy->st != NULL) {
+        PyObject *t; /* new */
+        if (cg_asgi_get(msg, a->s[CG_AS_TRAILERS], &t) < 0)
+            return -1;
+        int yes = t != NULL ? PyObject_IsTrue(t) : 0;
+        Py_XDECREF(t);
+        if (yes < 0)
+            return -1;
+        cy->trailers = yes;
+    }
     bool is_head = cg_str_eq(req->method, "HEAD", 4);
     cy->omits_body = is_head || status == 204 || status == 304 || status < 200;
     bool forbids_length = status == 204 || status < 200; /* RFC 9110 section 8.6 */
@@ -767,7 +783,9 @@ PyObject *cg_asgi_send_body(cg_asgi_cycle_t *cy, PyObject *msg)
     if (body != NULL)
         PyBuffer_Release(&view);
     Py_XDECREF(body);
-    if (rc == 0 && final) {
+    if (rc == 0 && final && cy->trailers) {
+        cy->body_final = true; /* complete with the trailers */
+    } else if (rc == 0 && final) {
         cy->complete = true;
         Py_INCREF(cy); /* the response's end may let the connection's reference go */
         cg__response_done(cy, true);
@@ -845,6 +863,65 @@ static int cg__informational(cg_asgi_cycle_t *cy, PyObject *msg)
     return rc;
 }
 
+/* http.response.trailers (HTTP/2 only): the fields go out after the
+ * body; the last message (no more_trailers) completes the response.
+ * Returns what send() answers, or NULL with an exception set. */
+static PyObject *cg__trailers(cg_asgi_cycle_t *cy, PyObject *msg)
+{
+    cg_asgi_t *a = cy->a;
+    PyObject *headers, *more; /* new */
+    if (cg_asgi_get(msg, a->s[CG_AS_HEADERS], &headers) < 0)
+        return NULL;
+    if (cg_asgi_get(msg, a->s[CG_AS_MORE_TRAILERS], &more) < 0) {
+        Py_XDECREF(headers);
+        return NULL;
+    }
+    int more_t = more != NULL ? PyObject_IsTrue(more) : 0;
+    Py_XDECREF(more);
+    PyObject *seq = headers ? PySequence_Fast(headers, "ASGI headers must be a sequence") : NULL;
+    Py_XDECREF(headers);
+    if (more_t < 0 || (headers != NULL && seq == NULL) ||
+        (cy->trailer_list == NULL && (cy->trailer_list = PyList_New(0)) == NULL)) {
+        Py_XDECREF(seq);
+        return NULL;
+    }
+    Py_ssize_t nh = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *pair; /* new */
+        cg_str_t name, value;
+        int rc = cg__header_pair(PySequence_Fast_GET_ITEM(seq, i), &pair, &name, &value);
+        if (rc == 0)
+            rc = PyList_Append(cy->trailer_list, pair);
+        Py_XDECREF(pair);
+        if (rc < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_XDECREF(seq);
+    if (more_t)
+        return cg_asgi_done_awaitable(a);
+    /* views into the checked pairs the list holds */
+    Py_ssize_t n = PyList_GET_SIZE(cy->trailer_list);
+    cg_str_t *f = cg_xmalloc((size_t)(2 * n + 1) * sizeof(*f));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(cy->trailer_list, i);
+        f[2 * i] = (cg_str_t){PyBytes_AS_STRING(PySequence_Fast_GET_ITEM(pair, 0)),
+                              (size_t)PyBytes_GET_SIZE(PySequence_Fast_GET_ITEM(pair, 0))};
+        f[2 * i + 1] = (cg_str_t){PyBytes_AS_STRING(PySequence_Fast_GET_ITEM(pair, 1)),
+                                  (size_t)PyBytes_GET_SIZE(PySequence_Fast_GET_ITEM(pair, 1))};
+    }
+    int rc = cg_asgi_h2_trailers(cy, f, (size_t)n);
+    free(f);
+    if (rc < 0)
+        return NULL;
+    cy->complete = true;
+    Py_INCREF(cy);
+    cg__response_done(cy, true);
+    Py_DECREF(cy);
+    return cg_asgi_done_awaitable(a);
+}
+
 static PyObject *cg__send(PyObject *self, PyObject *msg)
 {
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
@@ -860,9 +937,23 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
                    PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_INFO]) == 0;
     if (PyErr_Occurred())
         goto out;
+    bool is_trailers = !is_start && !is_body && !is_info && PyUnicode_Check(type) &&
+                       PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_TRAILERS]) == 0;
+    if (PyErr_Occurred())
+        goto out;
+    if (is_trailers) {
+        /* advertised on HTTP/2 streams only (as Gunicorn sends trailers) */
+        if (!cy->trailers || !cy->body_final || cy->complete)
+            cg__unexpected(type, cy->trailers ? "before the last body message"
+                                              : "without 'trailers' in 'http.response.start'");
+        else if (cg__gone(cy))
+            res = cg_asgi_done_awaitable(a);
+        else
+            res = cg__trailers(cy, msg);
+        goto out;
+    }
     if (!is_start && !is_body && !is_info) {
-        /* http.response.trailers, pathsend, zerocopysend: not advertised,
-         * not yet (Gunicorn sends trailers over HTTP/2 only) */
+        /* pathsend, zerocopysend: not advertised, not yet */
         cg__unexpected(type, "which this server does not support yet");
         goto out;
     }
@@ -875,7 +966,7 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
             res = cg_asgi_done_awaitable(a);
         goto out;
     }
-    if (cy->complete) {
+    if (cy->complete || (is_body && cy->body_final)) {
         cg__unexpected(type, "after response already completed");
         goto out;
     }
