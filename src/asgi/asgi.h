@@ -479,8 +479,10 @@ void cg_asgi_h2_data(cg_asgi_proto_t *p);
 void cg_asgi_h2_writable(cg_asgi_proto_t *p);
 /* TERM: GOAWAY; the connection closes once its streams are answered. */
 void cg_asgi_h2_goaway(cg_asgi_proto_t *p);
-/* The connection's deadline came: true when it is kept (a stream is with
- * the app: the heartbeat watches the loop). */
+/* The connection's deadline came (--timeout without a byte from the
+ * client): true when it is kept, because a stream's app is at work (the
+ * heartbeat watches the loop); one that only waits for the client to take
+ * its response (a shut window) does not keep it. */
 bool cg_asgi_h2_keep(cg_asgi_proto_t *p);
 /* connection_lost: streams in the app see http.disconnect. */
 void cg_asgi_h2_lost(cg_asgi_proto_t *p);

@@ -368,7 +368,9 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
         Py_DECREF(cy);
         return (*out = cg__disconnect(a)) ? 1 : -1;
     }
-    if (r == -EPROTO || c->body.truncated) {
+    /* (an HTTP/2 body without content-length ends with END_STREAM, which
+     * reads as a short body; nghttp2 checks one that has it) */
+    if (r == -EPROTO || (c->body.truncated && !h2)) {
         /* a broken chunked body, or the client left before its end */
         Py_DECREF(body);
         const cg_http_error_t *e = &c->body.error;

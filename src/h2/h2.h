@@ -59,6 +59,11 @@ typedef struct cg_h2_config {
      * reset attack (CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM. */
     uint32_t max_resets_per_sec;
     const char *tmp_dir; /* response spools past memory (worker_tmp_dir) */
+    /* Hand a stream over as soon as its head is parsed. Off (gthread): a
+     * stream waits for its body or a full window, so a slow uploader costs
+     * no thread. On (asgi, where a stream costs no thread): the app may
+     * answer while the body still comes (bidirectional streaming). */
+    bool dispatch_at_head;
 } cg_h2_config_t;
 
 /* From Gunicorn's http2_* settings, clamped to what RFC 9113 allows. */

@@ -294,7 +294,7 @@ static void cg__headers_done(cg_h2_session_t *s, cg_h2_stream_t *st, bool end_st
      * word (100-continue); otherwise once the body is in, or once it fills
      * the window we granted (then the app's reads make room for the rest),
      * so that a slow uploader costs no thread for small bodies. */
-    if (end_stream || st->c.req.expect_continue)
+    if (end_stream || st->c.req.expect_continue || s->cfg.dispatch_at_head)
         cg__stream_ready(s, st);
 }
 

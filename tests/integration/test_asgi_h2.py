@@ -1,0 +1,474 @@
+"""HTTP/2 on the asgi worker (src/asgi/h2.c over src/h2/): over TLS (ALPN
+h2, asyncio's SSL transport) and over h2c (prior knowledge, Upgrade), with
+the `h2` library as a frame-level client and curl: the scope of an HTTP/2
+stream, bodies both ways under flow control, concurrent streams on one
+connection with a slow one not holding the others, GOAWAY on TERM with a
+stream in flight, and the attack bounds (rapid reset, CONTINUATION flood,
+HPACK bomb, SETTINGS flood, a shut window) leaving the worker alive.
+
+The client (H2Client), its fixtures and helpers are test_http2.py's."""
+
+import hashlib
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+import cgtest
+from test_http2 import (ENHANCE_YOUR_CALM, H2Client, curl_has_http2, h2lib, pattern,  # noqa: F401
+                        pki, raw_frames)
+
+MODES = ["tls", "h2c"]
+
+
+def asgi_args(mode, pki, *more):
+    args = ["-k", "asgi", "--log-level", "debug"]
+    if mode == "tls":
+        args += ["--certfile", pki["cert"], "--keyfile", pki["key"], "--http-protocols", "h2,h1"]
+    elif mode == "h2c":
+        args += ["--http2-cleartext", "prior-knowledge"]
+    else:
+        args += ["--http2-cleartext", mode]
+    return args + list(more)
+
+
+def start(cg, mode, pki, *more):
+    return cg("h2_asgi_app:app", asgi_args(mode, pki, *more))
+
+
+def client(h2lib, srv, mode, pki, **kw):
+    return H2Client(h2lib, srv.port, pki if mode == "tls" else None, **kw)
+
+
+def scope_of(st):
+    assert st["headers"] is not None and st["headers"][":status"] == "200", st
+    return json.loads(bytes(st["data"]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_scope_and_access_log(cg, h2lib, pki, mode):
+    srv = start(cg, mode, pki, "--access-logfile", "-")
+    c = client(h2lib, srv, mode, pki)
+    st = c.get("/some/p%20th?x=1&y=2",
+               headers=[("x-test", "yes"), ("cookie", "a=1"), ("cookie", "b=2")])
+    c.close()
+    assert st["headers"]["x-served"] == "Yes"
+    assert "connection" not in st["headers"] and "transfer-encoding" not in st["headers"]
+    sc = scope_of(st)
+    assert sc["type"] == "http" and sc["http_version"] == "2"
+    assert sc["scheme"] == ("https" if mode == "tls" else "http")
+    assert sc["method"] == "GET"
+    assert sc["path"] == "/some/p th" and sc["raw_path"] == "/some/p%20th"
+    assert sc["query"] == "x=1&y=2"
+    assert sc["headers"]["host"] == ["localhost"]  # from :authority
+    assert sc["headers"]["x-test"] == ["yes"]
+    assert sc["headers"]["cookie"] == ["a=1; b=2"]  # RFC 9113 section 8.2.3
+    assert sc["client"][0] == "127.0.0.1"
+    assert sc["extensions"] == ["http.response.trailers"]
+    srv.wait_log(r'"GET /some/p%20th\?x=1&y=2 HTTP/2.0" 200', source=srv.stdout)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_post_body(cg, h2lib, pki, mode):
+    srv = start(cg, mode, pki)
+    c = client(h2lib, srv, mode, pki)
+    body = pattern(5000)
+    sid = c.request("POST", "/form", headers=[("content-length", str(len(body)))], body=body)
+    c.wait(lambda: c.done(sid))
+    sc = scope_of(c.streams[sid])
+    assert sc["method"] == "POST" and sc["headers"]["content-length"] == ["5000"]
+    assert sc["body_sha"] == hashlib.sha256(body).hexdigest()
+    # no Content-Length: the body ends with the stream
+    sid = c.request("PUT", "/nolen", body=b"abc")
+    c.wait(lambda: c.done(sid))
+    sc = scope_of(c.streams[sid])
+    assert sc["body_len"] == 3 and "content-length" not in sc["headers"]
+    c.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_concurrent_streams_slow_one_does_not_block(cg, h2lib, pki, mode):
+    """Streams of one connection are request cycles on the loop at once: a
+    stream whose app sleeps does not hold the others, and big responses
+    interleave."""
+    srv = start(cg, mode, pki)
+    c = client(h2lib, srv, mode, pki)
+    slow = c.request("GET", "/slow?30")
+    sizes = {}
+    for i in range(30):
+        size = 70000 + i * 1111
+        sizes[c.request("GET", "/big?%d" % size)] = size
+    c.wait(lambda: all(c.done(s) for s in sizes), "every fast stream")
+    assert not c.done(slow)  # still sleeping: it held nobody
+    for sid, size in sizes.items():
+        st = c.streams[sid]
+        assert st["reset"] is None and st["headers"][":status"] == "200"
+        assert bytes(st["data"]) == pattern(size), sid
+    first, last = {}, {}
+    for i, sid in enumerate(c.order):
+        first.setdefault(sid, i)
+        last[sid] = i
+    assert any(first[a] < first[b] < last[a] for a in sizes for b in sizes if a != b)
+    # the slow one's client leaves: the stream is reset, the worker goes on
+    c.conn.reset_stream(slow, error_code=8)
+    c.flush()
+    assert c.get("/after")["headers"][":status"] == "200"
+    c.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_large_upload_streamed(cg, h2lib, pki, mode):
+    """An 8 MiB upload against a 64 KiB window, echoed back as it comes:
+    the client can only send as the app reads."""
+    srv = start(cg, mode, pki, "--http2-initial-window-size", "65535")
+    c = client(h2lib, srv, mode, pki)
+    body = pattern(8 << 20)
+    sid = c.request("POST", "/echo", body=body)
+    c.wait(lambda: c.done(sid), "the echo")
+    st = c.streams[sid]
+    assert st["reset"] is None and len(st["data"]) == len(body)
+    assert hashlib.sha256(bytes(st["data"])).hexdigest() == hashlib.sha256(body).hexdigest()
+    c.close()
+
+
+def test_slow_app_stops_window_updates(cg, h2lib, pki):
+    """An app that does not call receive() gives no window back: the
+    client, its window spent, cannot send more until the app reads."""
+    srv = start(cg, "h2c", pki, "--http2-initial-window-size", "65535")
+    c = client(h2lib, srv, "h2c", pki)
+    c.wait(lambda: c.remote_settings, "SETTINGS")
+    sid = c.request("POST", "/lazy?3", end=False)
+    c.send_body(sid, pattern(65535), end=False)
+    assert c.conn.local_flow_control_window(sid) == 0
+    # while the app sleeps, no WINDOW_UPDATE for the stream comes
+    c.sock.settimeout(1.0)
+    deadline = time.monotonic() + 1.5
+    try:
+        while time.monotonic() < deadline:
+            c.pump()
+    except socket.timeout:
+        pass
+    assert sid not in c.window_updated
+    c.sock.settimeout(30.0)
+    # once it reads, the window comes back and the rest goes
+    c.send_body(sid, pattern(100000), end=True)
+    c.wait(lambda: c.done(sid), "the answer")
+    assert scope_of(c.streams[sid])["body_len"] == 65535 + 100000
+    c.close()
+
+
+def test_large_response_slow_reader(cg, h2lib, pki):
+    """The client grants a small window and acknowledges only what it
+    read: the server never sends beyond it (h2 raises FlowControlError if
+    it did), and the waiting stream holds nothing else: another connection
+    is served meanwhile."""
+    srv = start(cg, "tls", pki)
+    small = 16384
+    c = client(h2lib, srv, "tls", pki, auto_ack=False,
+               settings={h2lib.settings.SettingCodes.INITIAL_WINDOW_SIZE: small})
+    size = 3 * 1024 * 1024
+    sid = c.request("GET", "/big?%d" % size)
+    st = c.streams[sid]
+    c.wait(lambda: st["unacked"] >= small, "a full window")
+    assert st["unacked"] == small and not st["ended"]
+    other = client(h2lib, srv, "tls", pki)
+    assert other.get("/other")["headers"][":status"] == "200"
+    other.close()
+    while not st["ended"]:
+        if st["unacked"] > 0:
+            c.conn.acknowledge_received_data(st["unacked"], sid)
+            st["unacked"] = 0
+            c.flush()
+        c.pump()
+    assert len(st["data"]) == size and bytes(st["data"]) == pattern(size)
+    c.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_goaway_on_term_finishes_stream(cg, h2lib, pki, mode):
+    frame_mod = __import__("hyperframe.frame").frame
+    srv = start(cg, mode, pki, "--graceful-timeout", "30")
+    c = client(h2lib, srv, mode, pki)
+    first = pattern(30000)
+    sid = c.request("POST", "/echo", body=first, end=False)
+    c.wait(lambda: len(c.streams[sid]["data"]) == len(first), "the first part's echo")
+    srv.send_signal(signal.SIGTERM)
+    c.wait(lambda: c.goaway is not None, "GOAWAY")
+    assert c.goaway.error_code == 0 and c.goaway.last_stream_id == sid
+    rest = pattern(20000)[::-1]
+    out = b"".join(f.serialize() for f in (
+        frame_mod.WindowUpdateFrame(0, window_increment=1 << 20),
+        frame_mod.WindowUpdateFrame(sid, window_increment=1 << 20),
+        frame_mod.DataFrame(sid, rest[:10000]),
+        frame_mod.DataFrame(sid, rest[10000:], flags=["END_STREAM"])))
+    c.sock.sendall(out)
+    data, ended, _ = raw_frames(c, sid)
+    assert ended and bytes(c.streams[sid]["data"]) + bytes(data) == first + rest
+    _, _, eof = raw_frames(c, 0)
+    assert eof
+    # (over TLS, asyncio's transport waits for the client's close_notify)
+    c.close()
+    assert srv.wait_exit(30) == 0
+
+
+def test_rapid_reset_goaway_and_worker_survives(cg, h2lib, pki):
+    srv = start(cg, "tls", pki)
+    pids = srv.worker_pids()
+    c = client(h2lib, srv, "tls", pki)
+    for _ in range(400):
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "GET"), (":path", "/slow?5"), (":scheme", "https"),
+                                  (":authority", "localhost")], end_stream=True)
+        c.conn.reset_stream(sid, error_code=8)  # CANCEL
+    try:
+        c.flush()
+        c.wait(lambda: c.goaway is not None, "GOAWAY")
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+        pytest.fail("connection dropped without a GOAWAY")
+    assert c.goaway.error_code == ENHANCE_YOUR_CALM
+    c.close()
+    srv.wait_log(r"rapid reset")
+    other = client(h2lib, srv, "tls", pki)
+    assert other.get("/after")["headers"][":status"] == "200"
+    other.close()
+    assert srv.worker_pids() == pids
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_oversized_headers_and_hpack_bomb(cg, h2lib, pki, mode):
+    srv = start(cg, mode, pki, "--http2-max-header-list-size", "4096")
+    pids = srv.worker_pids()
+    c = client(h2lib, srv, mode, pki)
+    assert c.get("/small", headers=[("x-test", "a" * 1000)])["headers"][":status"] == "200"
+    assert c.get("/big-head", headers=[("x-test", "a" * 6000)])["headers"][":status"] == "431"
+    assert c.get("/again")["headers"][":status"] == "200"  # the connection goes on
+    # a block decoding far beyond the limit (an HPACK bomb): GOAWAY
+    c.request("GET", "/bomb", headers=[("x-%d" % i, "b" * 4000) for i in range(6)])
+    c.wait(lambda: c.goaway is not None, "GOAWAY")
+    assert c.goaway.error_code == ENHANCE_YOUR_CALM
+    c.close()
+    srv.wait_log(r"header list far beyond")
+    other = client(h2lib, srv, mode, pki)
+    assert other.get("/after")["headers"][":status"] == "200"
+    other.close()
+    assert srv.worker_pids() == pids
+
+
+def raw_connection(srv):
+    """A plain h2c socket after the preface and an empty SETTINGS."""
+    frame_mod = __import__("hyperframe.frame").frame
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame_mod.SettingsFrame(0).serialize())
+    return s
+
+
+def read_goaway(s):
+    """Frames until a GOAWAY (its error code) or EOF (None)."""
+    frame_mod = __import__("hyperframe.frame").frame
+    buf = bytearray()
+    while True:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            more = s.recv(65536)
+            if not more:
+                return None
+            buf += more
+        frame, length = frame_mod.Frame.parse_frame_header(memoryview(buf[:9]))
+        frame.parse_body(memoryview(buf[9:9 + length]))
+        del buf[:9 + length]
+        if isinstance(frame, frame_mod.GoAwayFrame):
+            return frame.error_code
+
+
+def test_continuation_flood(cg, h2lib, pki):
+    """CVE-2024-28182: a header block sent as endless CONTINUATION frames
+    ends the connection after a few, and the worker serves on."""
+    frame_mod = __import__("hyperframe.frame").frame
+    import hpack
+    srv = start(cg, "h2c", pki)
+    pids = srv.worker_pids()
+    s = raw_connection(srv)
+    enc = hpack.Encoder()
+    block = enc.encode([(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                        (":authority", "x")])
+    out = frame_mod.HeadersFrame(1, data=block).serialize()  # no END_HEADERS
+    for i in range(200):
+        out += frame_mod.ContinuationFrame(1, data=enc.encode([("x-%d" % i, "v")])).serialize()
+    try:
+        s.sendall(out)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        code = read_goaway(s)
+    except ConnectionResetError:
+        code = None
+    assert code is not None and code != 0
+    s.close()
+    c = client(h2lib, srv, "h2c", pki)
+    assert c.get("/after")["headers"][":status"] == "200"
+    c.close()
+    assert srv.worker_pids() == pids
+
+
+def test_settings_flood(cg, h2lib, pki):
+    """A SETTINGS frame with more entries than any client needs is a flood
+    (nghttp2's max_settings): GOAWAY ENHANCE_YOUR_CALM."""
+    srv = start(cg, "h2c", pki)
+    pids = srv.worker_pids()
+    s = raw_connection(srv)
+    payload = b"".join((4).to_bytes(2, "big") + (65535 + i).to_bytes(4, "big") for i in range(40))
+    raw = len(payload).to_bytes(3, "big") + b"\x04\x00" + (0).to_bytes(4, "big") + payload
+    s.sendall(raw)
+    assert read_goaway(s) == ENHANCE_YOUR_CALM
+    s.close()
+    c = client(h2lib, srv, "h2c", pki)
+    assert c.get("/after")["headers"][":status"] == "200"
+    c.close()
+    assert srv.worker_pids() == pids
+
+
+def test_zero_window_bounded(cg, h2lib, pki):
+    """A client that never opens its window: its stream's app waits in
+    send() without holding anything else, and after --timeout of silence
+    the connection is closed (the app hears http.disconnect)."""
+    srv = start(cg, "h2c", pki, "--timeout", "3")
+    pids = srv.worker_pids()
+    c = client(h2lib, srv, "h2c", pki, auto_ack=False,
+               settings={h2lib.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    sid = c.request("GET", "/big?%d" % (4 << 20))
+    other = client(h2lib, srv, "h2c", pki)
+    assert other.get("/meanwhile")["headers"][":status"] == "200"
+    other.close()
+    start_t = time.monotonic()
+    c.sock.settimeout(30.0)
+    while not c.closed:
+        c.pump()
+    assert time.monotonic() - start_t < 25
+    assert not c.streams[sid]["ended"]
+    c.close()
+    assert srv.worker_pids() == pids
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_early_hints_trailers_and_errors(cg, h2lib, pki, mode):
+    srv = start(cg, mode, pki)
+    c = client(h2lib, srv, mode, pki)
+    st = c.get("/hints")
+    assert st["info"] and st["info"][0][":status"] == "103"
+    assert st["info"][0]["link"] == "</style.css>; rel=preload"
+    assert st["headers"][":status"] == "200" and bytes(st["data"]) == b"ok"
+    st = c.get("/trailers")
+    assert st["headers"][":status"] == "200" and st["reset"] is None
+    assert bytes(st["data"]) == b"part1part2"
+    assert st["trailers"] == {"x-checksum": "abc123", "grpc-status": "0"}
+    st = c.get("/fail")
+    assert st["headers"][":status"] == "500"
+    assert c.get("/after")["headers"][":status"] == "200"  # the connection goes on
+    c.close()
+    srv.wait_log(r"RuntimeError: boom")
+
+
+def test_settings_from_config(cg, h2lib, pki):
+    srv = start(cg, "tls", pki, "--http2-max-concurrent-streams", "7",
+                "--http2-initial-window-size", "100000", "--http2-max-frame-size", "32768")
+    c = client(h2lib, srv, "tls", pki)
+    c.wait(lambda: c.remote_settings, "SETTINGS")
+    codes = h2lib.settings.SettingCodes
+    assert c.remote_settings[codes.MAX_CONCURRENT_STREAMS] == 7
+    assert c.remote_settings[codes.INITIAL_WINDOW_SIZE] == 100000
+    assert c.remote_settings[codes.MAX_FRAME_SIZE] == 32768
+    assert c.remote_settings[codes.MAX_HEADER_LIST_SIZE] == 65536
+    c.close()
+
+
+def test_http11_on_the_same_tls_port(cg, pki):
+    """A client that offers only http/1.1 (or no ALPN) gets HTTP/1.1."""
+    import http.client
+    srv = start(cg, "tls", pki)
+    for alpn in (["http/1.1"], None):
+        ctx = ssl.create_default_context(cafile=pki["ca"])
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        conn = http.client.HTTPSConnection("localhost", srv.port, timeout=10, context=ctx)
+        conn.request("GET", "/h1")
+        r = conn.getresponse()
+        sc = json.loads(r.read())
+        conn.close()
+        assert r.version == 11 and sc["http_version"] == "1.1" and sc["extensions"] == []
+
+
+def test_h2c_upgrade_and_plain_http11(cg, h2lib):
+    """http2_cleartext both: Upgrade: h2c makes the request stream 1 after a
+    101, prior knowledge works on the same port, and plain HTTP/1.1 (with a
+    body, the upgrade ignored) is served as before."""
+    srv = cg("h2_asgi_app:app", asgi_args("both", None, "--access-logfile", "-"))
+    c = H2Client(h2lib, srv.port, upgrade="/upg?x=1")
+    c.wait(lambda: c.done(1), "stream 1")
+    sc = scope_of(c.streams[1])
+    assert sc["http_version"] == "2" and sc["path"] == "/upg" and sc["query"] == "x=1"
+    assert c.get("/next")["headers"][":status"] == "200"  # stream 3, same connection
+    c.close()
+    srv.wait_log(r'"GET /upg\?x=1 HTTP/2.0" 200', source=srv.stdout)
+    status, headers, body = cgtest.parse_response(srv.raw(
+        b"POST /p HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\nContent-Length: 3\r\n\r\nabc"))
+    assert status.split()[1] == "200" and json.loads(body)["http_version"] == "1.1"
+    c = H2Client(h2lib, srv.port)
+    assert c.get("/pk")["headers"][":status"] == "200"
+    c.close()
+
+
+def test_http2_off_by_default_on_cleartext(cg):
+    """Without http2_cleartext the preface is no request: HTTP/1.1's 400."""
+    srv = cg("h2_asgi_app:app", ["-k", "asgi"])
+    out = srv.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400"), out[:80]
+
+
+@pytest.mark.skipif(not curl_has_http2(), reason="curl without HTTP/2")
+@pytest.mark.parametrize("mode", ["tls", "h2c", "upgrade"])
+def test_curl(cg, pki, mode):
+    srv = start(cg, mode, pki)
+    if mode == "tls":
+        cmd = ["curl", "-sS", "--http2", "--cacert", pki["ca"],
+               "https://localhost:%d/curl" % srv.port]
+    elif mode == "h2c":
+        cmd = ["curl", "-sS", "--http2-prior-knowledge", "http://127.0.0.1:%d/curl" % srv.port]
+    else:
+        cmd = ["curl", "-sS", "--http2", "http://127.0.0.1:%d/curl" % srv.port]
+    out = subprocess.run(cmd + ["-w", "\\n%{http_version}", "-d", "x=1"], capture_output=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    body, version = out.stdout.rsplit(b"\n", 1)
+    sc = json.loads(body)
+    if mode == "upgrade":
+        # a request with a body is not upgraded (it would have to come
+        # whole before the switch): HTTP/1.1
+        assert version == b"1.1" and sc["http_version"] == "1.1"
+        out = subprocess.run(cmd + ["-w", "\\n%{http_version}"], capture_output=True, timeout=30)
+        body, version = out.stdout.rsplit(b"\n", 1)
+        sc = json.loads(body)
+        assert version == b"2" and sc["body_len"] == 0
+    else:
+        assert version == b"2" and sc["body_len"] == 3
+    assert sc["http_version"] == "2"
+
+
+def test_max_requests_goaway(cg, h2lib, pki):
+    """The stream that reaches max_requests is answered, after a GOAWAY
+    that sends the next ones elsewhere."""
+    srv = start(cg, "h2c", pki, "--max-requests", "3")
+    pids = srv.worker_pids()
+    c = client(h2lib, srv, "h2c", pki)
+    for i in range(2):
+        assert c.get("/%d" % i)["headers"][":status"] == "200"
+    sid = c.request("GET", "/last")
+    goaway = []
+    data, ended, _ = raw_frames(c, sid, goaway)
+    assert ended and json.loads(bytes(data))["path"] == "/last"
+    assert goaway == [(0, sid)]
+    c.close()
+    srv.wait_workers(lambda now: now and not (set(now) & set(pids)), 30, "a new worker")
