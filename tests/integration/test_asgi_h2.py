@@ -19,8 +19,10 @@ import time
 import pytest
 
 import cgtest
-from test_http2 import (ENHANCE_YOUR_CALM, H2Client, curl_has_http2, h2lib, pattern,  # noqa: F401
-                        pki, raw_frames)
+from test_http2 import (SETTINGS_ARGS, H2Client, check_large_response_slow_reader,  # noqa: F401
+                        check_max_requests_goaway, check_oversized_headers, check_rapid_reset,
+                        check_settings_from_config, curl_has_http2, h2lib, pattern, pki,
+                        raw_frames, ENHANCE_YOUR_CALM)
 
 MODES = ["tls", "h2c"]
 
@@ -162,30 +164,10 @@ def test_slow_app_stops_window_updates(cg, h2lib, pki):
 
 
 def test_large_response_slow_reader(cg, h2lib, pki):
-    """The client grants a small window and acknowledges only what it
-    read: the server never sends beyond it (h2 raises FlowControlError if
-    it did), and the waiting stream holds nothing else: another connection
-    is served meanwhile."""
+    """The server never sends beyond the client's window, and the waiting
+    stream holds nothing else: another connection is served meanwhile."""
     srv = start(cg, "tls", pki)
-    small = 16384
-    c = client(h2lib, srv, "tls", pki, auto_ack=False,
-               settings={h2lib.settings.SettingCodes.INITIAL_WINDOW_SIZE: small})
-    size = 3 * 1024 * 1024
-    sid = c.request("GET", "/big?%d" % size)
-    st = c.streams[sid]
-    c.wait(lambda: st["unacked"] >= small, "a full window")
-    assert st["unacked"] == small and not st["ended"]
-    other = client(h2lib, srv, "tls", pki)
-    assert other.get("/other")["headers"][":status"] == "200"
-    other.close()
-    while not st["ended"]:
-        if st["unacked"] > 0:
-            c.conn.acknowledge_received_data(st["unacked"], sid)
-            st["unacked"] = 0
-            c.flush()
-        c.pump()
-    assert len(st["data"]) == size and bytes(st["data"]) == pattern(size)
-    c.close()
+    check_large_response_slow_reader(h2lib, lambda **kw: client(h2lib, srv, "tls", pki, **kw))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -217,70 +199,48 @@ def test_goaway_on_term_finishes_stream(cg, h2lib, pki, mode):
 
 def test_rapid_reset_goaway_and_worker_survives(cg, h2lib, pki):
     srv = start(cg, "tls", pki)
-    pids = srv.worker_pids()
-    c = client(h2lib, srv, "tls", pki)
-    for _ in range(400):
-        sid = c.conn.get_next_available_stream_id()
-        c.conn.send_headers(sid, [(":method", "GET"), (":path", "/slow?5"), (":scheme", "https"),
-                                  (":authority", "localhost")], end_stream=True)
-        c.conn.reset_stream(sid, error_code=8)  # CANCEL
-    try:
-        c.flush()
-        c.wait(lambda: c.goaway is not None, "GOAWAY")
-    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
-        pytest.fail("connection dropped without a GOAWAY")
-    assert c.goaway.error_code == ENHANCE_YOUR_CALM
-    c.close()
-    srv.wait_log(r"rapid reset")
-    other = client(h2lib, srv, "tls", pki)
-    assert other.get("/after")["headers"][":status"] == "200"
-    other.close()
-    assert srv.worker_pids() == pids
+    # streams whose app would sleep: the reset ones must not pile up
+    check_rapid_reset(srv, lambda: client(h2lib, srv, "tls", pki), "/slow?5")
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_oversized_headers_and_hpack_bomb(cg, h2lib, pki, mode):
     srv = start(cg, mode, pki, "--http2-max-header-list-size", "4096")
+    check_oversized_headers(srv, lambda: client(h2lib, srv, mode, pki))
+
+
+def flood(cg, h2lib, pki, frames):
+    """Send `frames` after the preface on a plain h2c connection; returns
+    the error code of the GOAWAY that ends it (None: none came), once a new
+    connection was served by the same worker."""
+    srv = start(cg, "h2c", pki)
     pids = srv.worker_pids()
-    c = client(h2lib, srv, mode, pki)
-    assert c.get("/small", headers=[("x-test", "a" * 1000)])["headers"][":status"] == "200"
-    assert c.get("/big-head", headers=[("x-test", "a" * 6000)])["headers"][":status"] == "431"
-    assert c.get("/again")["headers"][":status"] == "200"  # the connection goes on
-    # a block decoding far beyond the limit (an HPACK bomb): GOAWAY
-    c.request("GET", "/bomb", headers=[("x-%d" % i, "b" * 4000) for i in range(6)])
-    c.wait(lambda: c.goaway is not None, "GOAWAY")
-    assert c.goaway.error_code == ENHANCE_YOUR_CALM
-    c.close()
-    srv.wait_log(r"header list far beyond")
-    other = client(h2lib, srv, mode, pki)
-    assert other.get("/after")["headers"][":status"] == "200"
-    other.close()
-    assert srv.worker_pids() == pids
-
-
-def raw_connection(srv):
-    """A plain h2c socket after the preface and an empty SETTINGS."""
     frame_mod = __import__("hyperframe.frame").frame
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame_mod.SettingsFrame(0).serialize())
-    return s
-
-
-def read_goaway(s):
-    """Frames until a GOAWAY (its error code) or EOF (None)."""
-    frame_mod = __import__("hyperframe.frame").frame
-    buf = bytearray()
-    while True:
-        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
-            more = s.recv(65536)
-            if not more:
-                return None
-            buf += more
-        frame, length = frame_mod.Frame.parse_frame_header(memoryview(buf[:9]))
-        frame.parse_body(memoryview(buf[9:9 + length]))
-        del buf[:9 + length]
-        if isinstance(frame, frame_mod.GoAwayFrame):
-            return frame.error_code
+    code = None
+    try:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame_mod.SettingsFrame(0).serialize() +
+                  frames)
+        buf = bytearray()
+        while code is None:
+            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+                more = s.recv(65536)
+                if not more:
+                    raise ConnectionResetError
+                buf += more
+            frame, length = frame_mod.Frame.parse_frame_header(memoryview(buf[:9]))
+            frame.parse_body(memoryview(buf[9:9 + length]))
+            del buf[:9 + length]
+            if isinstance(frame, frame_mod.GoAwayFrame):
+                code = frame.error_code
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    s.close()
+    c = client(h2lib, srv, "h2c", pki)
+    assert c.get("/after")["headers"][":status"] == "200"
+    c.close()
+    assert srv.worker_pids() == pids
+    return code
 
 
 def test_continuation_flood(cg, h2lib, pki):
@@ -288,46 +248,22 @@ def test_continuation_flood(cg, h2lib, pki):
     ends the connection after a few, and the worker serves on."""
     frame_mod = __import__("hyperframe.frame").frame
     import hpack
-    srv = start(cg, "h2c", pki)
-    pids = srv.worker_pids()
-    s = raw_connection(srv)
     enc = hpack.Encoder()
     block = enc.encode([(":method", "GET"), (":path", "/"), (":scheme", "http"),
                         (":authority", "x")])
     out = frame_mod.HeadersFrame(1, data=block).serialize()  # no END_HEADERS
     for i in range(200):
         out += frame_mod.ContinuationFrame(1, data=enc.encode([("x-%d" % i, "v")])).serialize()
-    try:
-        s.sendall(out)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    try:
-        code = read_goaway(s)
-    except ConnectionResetError:
-        code = None
+    code = flood(cg, h2lib, pki, out)
     assert code is not None and code != 0
-    s.close()
-    c = client(h2lib, srv, "h2c", pki)
-    assert c.get("/after")["headers"][":status"] == "200"
-    c.close()
-    assert srv.worker_pids() == pids
 
 
 def test_settings_flood(cg, h2lib, pki):
     """A SETTINGS frame with more entries than any client needs is a flood
     (nghttp2's max_settings): GOAWAY ENHANCE_YOUR_CALM."""
-    srv = start(cg, "h2c", pki)
-    pids = srv.worker_pids()
-    s = raw_connection(srv)
     payload = b"".join((4).to_bytes(2, "big") + (65535 + i).to_bytes(4, "big") for i in range(40))
     raw = len(payload).to_bytes(3, "big") + b"\x04\x00" + (0).to_bytes(4, "big") + payload
-    s.sendall(raw)
-    assert read_goaway(s) == ENHANCE_YOUR_CALM
-    s.close()
-    c = client(h2lib, srv, "h2c", pki)
-    assert c.get("/after")["headers"][":status"] == "200"
-    c.close()
-    assert srv.worker_pids() == pids
+    assert flood(cg, h2lib, pki, raw) == ENHANCE_YOUR_CALM
 
 
 def test_zero_window_bounded(cg, h2lib, pki):
@@ -372,16 +308,8 @@ def test_early_hints_trailers_and_errors(cg, h2lib, pki, mode):
 
 
 def test_settings_from_config(cg, h2lib, pki):
-    srv = start(cg, "tls", pki, "--http2-max-concurrent-streams", "7",
-                "--http2-initial-window-size", "100000", "--http2-max-frame-size", "32768")
-    c = client(h2lib, srv, "tls", pki)
-    c.wait(lambda: c.remote_settings, "SETTINGS")
-    codes = h2lib.settings.SettingCodes
-    assert c.remote_settings[codes.MAX_CONCURRENT_STREAMS] == 7
-    assert c.remote_settings[codes.INITIAL_WINDOW_SIZE] == 100000
-    assert c.remote_settings[codes.MAX_FRAME_SIZE] == 32768
-    assert c.remote_settings[codes.MAX_HEADER_LIST_SIZE] == 65536
-    c.close()
+    srv = start(cg, "tls", pki, *SETTINGS_ARGS)
+    check_settings_from_config(h2lib, client(h2lib, srv, "tls", pki))
 
 
 def test_http11_on_the_same_tls_port(cg, pki):
@@ -461,14 +389,4 @@ def test_max_requests_goaway(cg, h2lib, pki):
     """The stream that reaches max_requests is answered, after a GOAWAY
     that sends the next ones elsewhere."""
     srv = start(cg, "h2c", pki, "--max-requests", "3")
-    pids = srv.worker_pids()
-    c = client(h2lib, srv, "h2c", pki)
-    for i in range(2):
-        assert c.get("/%d" % i)["headers"][":status"] == "200"
-    sid = c.request("GET", "/last")
-    goaway = []
-    data, ended, _ = raw_frames(c, sid, goaway)
-    assert ended and json.loads(bytes(data))["path"] == "/last"
-    assert goaway == [(0, sid)]
-    c.close()
-    srv.wait_workers(lambda now: now and not (set(now) & set(pids)), 30, "a new worker")
+    check_max_requests_goaway(srv, client(h2lib, srv, "h2c", pki))

@@ -291,9 +291,15 @@ def test_large_response_slow_reader(cg, h2lib, pki):
     it did), and the stalled stream holds no thread: with one thread, a
     second connection is served meanwhile."""
     srv = start(cg, "tls", pki, threads=1)
+    check_large_response_slow_reader(h2lib, lambda **kw: client(h2lib, srv, "tls", pki, **kw))
+
+
+# The check_* scenarios take `connect(**kw)`, a new H2Client to a server
+# started with the worker under test (test_asgi_h2.py runs them on asgi).
+
+def check_large_response_slow_reader(h2lib, connect):
     small = 16384
-    c = client(h2lib, srv, "tls", pki, auto_ack=False,
-               settings={h2lib.settings.SettingCodes.INITIAL_WINDOW_SIZE: small})
+    c = connect(auto_ack=False, settings={h2lib.settings.SettingCodes.INITIAL_WINDOW_SIZE: small})
     size = 3 * 1024 * 1024
     sid = c.request("GET", "/big?%d" % size)
     st = c.streams[sid]
@@ -301,8 +307,8 @@ def test_large_response_slow_reader(cg, h2lib, pki):
     c.wait(lambda: st["unacked"] >= small, "a full window")
     assert st["unacked"] == small and not st["ended"]
     # the app has answered (its bytes wait in the spool): another request
-    # on another connection runs on the one thread
-    other = client(h2lib, srv, "tls", pki)
+    # on another connection runs meanwhile
+    other = connect()
     assert other.get("/other")["headers"][":status"] == "200"
     other.close()
     while not st["ended"]:
@@ -406,11 +412,15 @@ def test_goaway_on_term_finishes_stream(cg, h2lib, pki, mode):
 
 def test_rapid_reset_goaway_and_worker_survives(cg, h2lib, pki):
     srv = start(cg, "tls", pki)
+    check_rapid_reset(srv, lambda: client(h2lib, srv, "tls", pki), "/")
+
+
+def check_rapid_reset(srv, connect, path):
     pids = srv.worker_pids()
-    c = client(h2lib, srv, "tls", pki)
+    c = connect()
     for _ in range(400):
         sid = c.conn.get_next_available_stream_id()
-        c.conn.send_headers(sid, [(":method", "GET"), (":path", "/"), (":scheme", "https"),
+        c.conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", c.scheme),
                                   (":authority", "localhost")], end_stream=True)
         c.conn.reset_stream(sid, error_code=8)  # CANCEL
     try:
@@ -421,7 +431,7 @@ def test_rapid_reset_goaway_and_worker_survives(cg, h2lib, pki):
     assert c.goaway.error_code == ENHANCE_YOUR_CALM
     c.close()
     srv.wait_log(r"rapid reset")
-    other = client(h2lib, srv, "tls", pki)
+    other = connect()
     assert other.get("/after")["headers"][":status"] == "200"
     other.close()
     assert srv.worker_pids() == pids
@@ -430,7 +440,14 @@ def test_rapid_reset_goaway_and_worker_survives(cg, h2lib, pki):
 @pytest.mark.parametrize("mode", MODES)
 def test_oversized_headers(cg, h2lib, pki, mode):
     srv = start(cg, mode, pki, "--http2-max-header-list-size", "4096")
-    c = client(h2lib, srv, mode, pki)
+    check_oversized_headers(srv, lambda: client(h2lib, srv, mode, pki))
+
+
+def check_oversized_headers(srv, connect):
+    """Past http2_max_header_list_size 4096: 431, the connection goes on;
+    far beyond it: GOAWAY, the worker goes on."""
+    pids = srv.worker_pids()
+    c = connect()
     assert c.get("/small", headers=[("x-test", "a" * 1000)])["headers"][":status"] == "200"
     st = c.get("/big-head", headers=[("x-test", "a" * 6000)])
     assert st["headers"][":status"] == "431"
@@ -442,12 +459,23 @@ def test_oversized_headers(cg, h2lib, pki, mode):
     assert c.goaway.error_code == ENHANCE_YOUR_CALM
     c.close()
     srv.wait_log(r"header list far beyond")
+    other = connect()
+    assert other.get("/after")["headers"][":status"] == "200"
+    other.close()
+    assert srv.worker_pids() == pids
+
+
+SETTINGS_ARGS = ("--http2-max-concurrent-streams", "7", "--http2-initial-window-size", "100000",
+                 "--http2-max-frame-size", "32768")
 
 
 def test_settings_from_config(cg, h2lib, pki):
-    srv = start(cg, "tls", pki, "--http2-max-concurrent-streams", "7",
-                "--http2-initial-window-size", "100000", "--http2-max-frame-size", "32768")
-    c = client(h2lib, srv, "tls", pki)
+    srv = start(cg, "tls", pki, *SETTINGS_ARGS)
+    check_settings_from_config(h2lib, client(h2lib, srv, "tls", pki))
+
+
+def check_settings_from_config(h2lib, c):
+    """SETTINGS_ARGS in our SETTINGS frame."""
     c.wait(lambda: c.remote_settings, "SETTINGS")
     codes = h2lib.settings.SettingCodes
     assert c.remote_settings[codes.MAX_CONCURRENT_STREAMS] == 7
@@ -602,8 +630,12 @@ def test_max_requests_goaway(cg, h2lib, pki):
     """The request that reaches max_requests is answered, after a GOAWAY
     that tells the client to take the next ones elsewhere."""
     srv = start(cg, "h2c", pki, "--max-requests", "3")
+    check_max_requests_goaway(srv, client(h2lib, srv, "h2c", pki))
+
+
+def check_max_requests_goaway(srv, c):
+    """srv has --max-requests 3; c is a connection to it."""
     pids = srv.worker_pids()
-    c = client(h2lib, srv, "h2c", pki)
     for i in range(2):
         assert c.get("/%d" % i)["headers"][":status"] == "200"
     sid = c.request("GET", "/last")
