@@ -307,6 +307,20 @@ def test_early_hints_trailers_and_errors(cg, h2lib, pki, mode):
     srv.wait_log(r"RuntimeError: boom")
 
 
+def test_request_timeout_per_stream(cg, h2lib, pki):
+    """request_timeout watches each stream: the one past it is answered
+    504, the others on the connection are not touched."""
+    srv = start(cg, "h2c", pki, "--request-timeout", "1")
+    c = client(h2lib, srv, "h2c", pki)
+    slow = c.request("GET", "/slow?10")
+    assert c.get("/quick")["headers"][":status"] == "200"
+    c.wait(lambda: c.done(slow), "the 504")
+    assert c.streams[slow]["headers"][":status"] == "504"
+    assert c.get("/after")["headers"][":status"] == "200"
+    c.close()
+    srv.wait_log(r"Request timeout \(request_timeout 1 s\): GET /slow")
+
+
 def test_settings_from_config(cg, h2lib, pki):
     srv = start(cg, "tls", pki, *SETTINGS_ARGS)
     check_settings_from_config(h2lib, client(h2lib, srv, "tls", pki))
