@@ -362,9 +362,11 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
          * Content-Length: the stream ends */
         Py_DECREF(body);
         cy->disconnected = true;
-        Py_INCREF(cy);
+        Py_INCREF(cy); /* handing the stream back drops the list's and p's references */
+        Py_INCREF(p);
         cy->complete = true;
         cg__response_done(cy, false);
+        Py_DECREF(p);
         Py_DECREF(cy);
         return (*out = cg__disconnect(a)) ? 1 : -1;
     }
