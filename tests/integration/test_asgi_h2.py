@@ -13,7 +13,6 @@ import json
 import signal
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
@@ -21,8 +20,8 @@ import pytest
 import cgtest
 from test_http2 import (SETTINGS_ARGS, H2Client, check_large_response_slow_reader,  # noqa: F401
                         check_max_requests_goaway, check_oversized_headers, check_rapid_reset,
-                        check_settings_from_config, curl_has_http2, h2lib, pattern, pki,
-                        raw_frames, ENHANCE_YOUR_CALM)
+                        check_settings_from_config, curl, curl_has_http2, h2lib,
+                        http11_on_tls, pattern, pki, raw_frames, ENHANCE_YOUR_CALM)
 
 MODES = ["tls", "h2c"]
 
@@ -328,18 +327,9 @@ def test_settings_from_config(cg, h2lib, pki):
 
 def test_http11_on_the_same_tls_port(cg, pki):
     """A client that offers only http/1.1 (or no ALPN) gets HTTP/1.1."""
-    import http.client
     srv = start(cg, "tls", pki)
-    for alpn in (["http/1.1"], None):
-        ctx = ssl.create_default_context(cafile=pki["ca"])
-        if alpn:
-            ctx.set_alpn_protocols(alpn)
-        conn = http.client.HTTPSConnection("localhost", srv.port, timeout=10, context=ctx)
-        conn.request("GET", "/h1")
-        r = conn.getresponse()
-        sc = json.loads(r.read())
-        conn.close()
-        assert r.version == 11 and sc["http_version"] == "1.1" and sc["extensions"] == []
+    for version, sc in http11_on_tls(srv, pki):
+        assert version == 11 and sc["http_version"] == "1.1" and sc["extensions"] == []
 
 
 def test_h2c_upgrade_and_plain_http11(cg, h2lib):
@@ -374,29 +364,15 @@ def test_http2_off_by_default_on_cleartext(cg):
 @pytest.mark.parametrize("mode", ["tls", "h2c", "upgrade"])
 def test_curl(cg, pki, mode):
     srv = start(cg, mode, pki)
-    if mode == "tls":
-        cmd = ["curl", "-sS", "--http2", "--cacert", pki["ca"],
-               "https://localhost:%d/curl" % srv.port]
-    elif mode == "h2c":
-        cmd = ["curl", "-sS", "--http2-prior-knowledge", "http://127.0.0.1:%d/curl" % srv.port]
-    else:
-        cmd = ["curl", "-sS", "--http2", "http://127.0.0.1:%d/curl" % srv.port]
-    out = subprocess.run(cmd + ["-w", "\\n%{http_version}", "-d", "x=1"], capture_output=True,
-                         timeout=30)
-    assert out.returncode == 0, out.stderr
-    body, version = out.stdout.rsplit(b"\n", 1)
-    sc = json.loads(body)
+    version, sc = curl(srv, pki, mode, "-d", "x=1")
     if mode == "upgrade":
         # a request with a body is not upgraded (it would have to come
-        # whole before the switch): HTTP/1.1
+        # whole before the switch): HTTP/1.1; one without is
         assert version == b"1.1" and sc["http_version"] == "1.1"
-        out = subprocess.run(cmd + ["-w", "\\n%{http_version}"], capture_output=True, timeout=30)
-        body, version = out.stdout.rsplit(b"\n", 1)
-        sc = json.loads(body)
-        assert version == b"2" and sc["body_len"] == 0
+        version, sc = curl(srv, pki, mode)
+        assert version == b"2" and sc["http_version"] == "2" and sc["body_len"] == 0
     else:
-        assert version == b"2" and sc["body_len"] == 3
-    assert sc["http_version"] == "2"
+        assert version == b"2" and sc["http_version"] == "2" and sc["body_len"] == 3
 
 
 def test_max_requests_goaway(cg, h2lib, pki):

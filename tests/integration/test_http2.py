@@ -512,8 +512,15 @@ def test_trailers(cg, h2lib, pki, mode):
 
 def test_http11_on_the_same_tls_port(cg, pki):
     """A client that offers only http/1.1 (or no ALPN) gets HTTP/1.1."""
-    import http.client
     srv = start(cg, "tls", pki)
+    for version, env in http11_on_tls(srv, pki):
+        assert version == 11 and env["protocol"] == "HTTP/1.1"
+
+
+def http11_on_tls(srv, pki):
+    """GET /h1 offering only http/1.1, then no ALPN: [(version, JSON body)]."""
+    import http.client
+    out = []
     for alpn in (["http/1.1"], None):
         ctx = ssl.create_default_context(cafile=pki["ca"])
         if alpn:
@@ -521,9 +528,9 @@ def test_http11_on_the_same_tls_port(cg, pki):
         conn = http.client.HTTPSConnection("localhost", srv.port, timeout=10, context=ctx)
         conn.request("GET", "/h1")
         r = conn.getresponse()
-        env = json.loads(r.read())
+        out.append((r.version, json.loads(r.read())))
         conn.close()
-        assert r.version == 11 and env["protocol"] == "HTTP/1.1"
+    return out
 
 
 def test_h2c_plain_http11_still_served(cg):
@@ -574,18 +581,26 @@ def curl_has_http2():
 @pytest.mark.parametrize("mode", MODES)
 def test_curl(cg, pki, mode):
     srv = start(cg, mode, pki)
+    version, env = curl(srv, pki, mode, "-d", "x=1")
+    assert version == b"2"
+    assert env["protocol"] == "HTTP/2.0" and env["body_len"] == 3
+
+
+def curl(srv, pki, mode, *more):
+    """curl /curl over TLS (--http2), h2c prior knowledge, or http:// with
+    --http2 (Upgrade: h2c): (the HTTP version it used, the JSON body)."""
     if mode == "tls":
         cmd = ["curl", "-sS", "--http2", "--cacert", pki["ca"],
                "https://localhost:%d/curl" % srv.port]
-    else:
+    elif mode == "h2c":
         cmd = ["curl", "-sS", "--http2-prior-knowledge", "http://127.0.0.1:%d/curl" % srv.port]
-    out = subprocess.run(cmd + ["-w", "\\n%{http_version}", "-d", "x=1"], capture_output=True,
+    else:
+        cmd = ["curl", "-sS", "--http2", "http://127.0.0.1:%d/curl" % srv.port]
+    out = subprocess.run(cmd + ["-w", "\\n%{http_version}"] + list(more), capture_output=True,
                          timeout=30)
     assert out.returncode == 0, out.stderr
     body, version = out.stdout.rsplit(b"\n", 1)
-    assert version == b"2"
-    env = json.loads(body)
-    assert env["protocol"] == "HTTP/2.0" and env["body_len"] == 3
+    return version, json.loads(body)
 
 
 @pytest.mark.skipif(not curl_has_http2(), reason="curl without HTTP/2")
