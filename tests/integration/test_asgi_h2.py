@@ -88,6 +88,14 @@ def test_post_body(cg, h2lib, pki, mode):
     c.wait(lambda: c.done(sid))
     sc = scope_of(c.streams[sid])
     assert sc["body_len"] == 3 and "content-length" not in sc["headers"]
+    # Expect: 100-continue: a 100 (informational HEADERS) at the app's
+    # first receive(), before the client sends its body
+    sid = c.request("POST", "/cont", headers=[("expect", "100-continue")], end=False)
+    c.wait(lambda: c.streams[sid]["info"], "the 100")
+    assert c.streams[sid]["info"][0][":status"] == "100"
+    c.send_body(sid, b"after")
+    c.wait(lambda: c.done(sid))
+    assert scope_of(c.streams[sid])["body_len"] == 5
     c.close()
 
 
@@ -142,7 +150,7 @@ def test_slow_app_stops_window_updates(cg, h2lib, pki):
     srv = start(cg, "h2c", pki, "--http2-initial-window-size", "65535")
     c = client(h2lib, srv, "h2c", pki)
     c.wait(lambda: c.remote_settings, "SETTINGS")
-    sid = c.request("POST", "/lazy?3", end=False)
+    sid = c.request("POST", "/lazy?5", end=False)
     c.send_body(sid, pattern(65535), end=False)
     assert c.conn.local_flow_control_window(sid) == 0
     # while the app sleeps, no WINDOW_UPDATE for the stream comes
