@@ -19,7 +19,8 @@ import pytest
 
 import cgtest
 from test_http2 import (SETTINGS_ARGS, H2Client, check_large_response_slow_reader,  # noqa: F401
-                        check_max_requests_goaway, check_oversized_headers, check_rapid_reset,
+                        check_many_short_connections, check_max_requests_goaway,
+                        check_oversized_headers, check_rapid_reset,
                         check_settings_from_config, curl, curl_has_http2, h2lib,
                         http11_on_tls, pattern, pki, raw_frames, ENHANCE_YOUR_CALM)
 
@@ -381,6 +382,14 @@ def test_curl(cg, pki, mode):
         assert version == b"2" and sc["http_version"] == "2" and sc["body_len"] == 0
     else:
         assert version == b"2" and sc["http_version"] == "2" and sc["body_len"] == 3
+
+
+def test_many_short_connections(cg, h2lib, pki):
+    """Connections that close as soon as their response is in, from several
+    threads at once: sessions torn down while their streams' cycles are
+    still handed back (early hints make that two writes each)."""
+    srv = start(cg, "tls", pki)
+    check_many_short_connections(srv, lambda: client(h2lib, srv, "tls", pki))
 
 
 def test_max_requests_goaway(cg, h2lib, pki):
