@@ -384,6 +384,26 @@ def test_curl(cg, pki, mode):
         assert version == b"2" and sc["http_version"] == "2" and sc["body_len"] == 3
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_connection_lost_with_streams_in_the_app(cg, h2lib, pki, mode):
+    """The client goes with streams in the app (sleeping, reading a body):
+    their apps hear http.disconnect, their tasks are cancelled after the
+    grace period, and the worker serves on."""
+    srv = start(cg, mode, pki, "--asgi-disconnect-grace-period", "1")
+    pids = srv.worker_pids()
+    c = client(h2lib, srv, mode, pki)
+    for _ in range(5):
+        c.request("GET", "/slow?30")
+    sid = c.request("POST", "/echo", body=pattern(20000), end=False)
+    c.wait(lambda: len(c.streams[sid]["data"]) == 20000, "the echo")
+    c.sock.close()
+    srv.wait_log(r"Request cancelled \(client disconnected\)")
+    other = client(h2lib, srv, mode, pki)
+    assert other.get("/after")["headers"][":status"] == "200"
+    other.close()
+    assert srv.worker_pids() == pids
+
+
 def test_many_short_connections(cg, h2lib, pki):
     """Connections that close as soon as their response is in, from several
     threads at once: sessions torn down while their streams' cycles are
