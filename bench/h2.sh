@@ -8,7 +8,8 @@
 # The server is pinned to CPU 0, h2load to CPU 1. Server CPU is utime+stime
 # (every process of the server, from /proc) over the measured run, after a
 # warm-up run. N, C, M set h2load's -n, -c, -m (200000, 10, 10); THREADS the
-# gthread worker's --threads (1).
+# gthread worker's --threads (1); WORKER=asgi serves bench/hello_asgi.py with
+# the asgi worker instead (asyncio's loop and SSL transport).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 CGUNICORN=${CGUNICORN:-$root/build/cgunicorn}
@@ -17,6 +18,7 @@ N=${N:-200000}
 C=${C:-10}
 M=${M:-10}
 THREADS=${THREADS:-1}
+WORKER=${WORKER:-gthread}
 PY=${PYTHON:-/usr/bin/python3}
 WORK=$(mktemp -d)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -64,9 +66,14 @@ measure() { # name pid port
 }
 
 p=$(port)
-taskset -c 0 "$CGUNICORN" -k gthread --threads "$THREADS" -w 1 -b "127.0.0.1:$p" \
+if [ "$WORKER" = asgi ]; then
+    wargs=(-k asgi --chdir "$root/bench" hello_asgi:app)
+else
+    wargs=(-k gthread --threads "$THREADS" --chdir "$root/examples" hello:app)
+fi
+taskset -c 0 "$CGUNICORN" -w 1 -b "127.0.0.1:$p" \
     --certfile "$WORK/cert.pem" --keyfile "$WORK/key.pem" --http-protocols h2,h1 \
-    --chdir "$root/examples" --log-level warning hello:app &
+    --log-level warning "${wargs[@]}" &
 echo $! >"$WORK/cg.pid"
 wait_port "$p"
 measure cgunicorn "$(cat "$WORK/cg.pid")" "$p"

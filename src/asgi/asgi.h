@@ -19,6 +19,7 @@
 #include <Python.h>
 
 #include "../cg.h"
+#include "../h2/h2.h"
 #include "../log/log.h"
 #include "../workers/conn.h"
 #include "../workers/worker.h"
@@ -37,6 +38,9 @@
     X(RESPONSE_START, "http.response.start")                                                     \
     X(RESPONSE_BODY, "http.response.body")                                                       \
     X(RESPONSE_INFO, "http.response.informational")                                              \
+    X(RESPONSE_TRAILERS, "http.response.trailers")                                               \
+    X(TRAILERS, "trailers")                                                                      \
+    X(MORE_TRAILERS, "more_trailers")                                                            \
     X(ASGI, "asgi")                                                                              \
     X(HTTP_VERSION, "http_version")                                                              \
     X(METHOD, "method")                                                                          \
@@ -52,6 +56,7 @@
     X(V_HTTPS, "https")                                                                          \
     X(V_11, "1.1")                                                                               \
     X(V_10, "1.0")                                                                               \
+    X(V_2, "2")                                                                                  \
     X(V_GET, "GET")                                                                              \
     X(V_POST, "POST")                                                                            \
     X(V_HEAD, "HEAD")                                                                            \
@@ -143,6 +148,10 @@ typedef struct cg_asgi {
     int grace_s; /* asgi_disconnect_grace_period */
     struct cg_asgi_rt *rt; /* request_timeout's watch (timeout.c); NULL: off */
     cg_http_date_cache_t date;
+    /* HTTP/2 (h2.c): ALPN may choose it (TLS); h2c with prior knowledge,
+     * by the HTTP/1.1 Upgrade, or both (http2_cleartext) */
+    bool h2_tls, h2c, h2c_upgrade;
+    cg_h2_config_t h2cfg;
 } cg_asgi_t;
 
 /* ---- context.c ---- */
@@ -268,8 +277,10 @@ void cg_asgi_lifespan_shutdown(cg_asgi_t *a);
 /* ---- internal: protocol.c and http.c ---- */
 
 /* HEAD, BUSY, DRAIN: see protocol.c; WS: the connection was upgraded to a
- * WebSocket (websocket.c), for good. */
-enum { CG_ASGI_HEAD, CG_ASGI_BUSY, CG_ASGI_DRAIN, CG_ASGI_WS };
+ * WebSocket (websocket.c), for good; H2: it speaks HTTP/2 (h2.c), for good. */
+enum { CG_ASGI_HEAD, CG_ASGI_BUSY, CG_ASGI_DRAIN, CG_ASGI_WS, CG_ASGI_H2 };
+
+typedef struct cg_asgi_h2 cg_asgi_h2_t;
 
 typedef struct cg_asgi_ws cg_asgi_ws_t;
 
@@ -306,17 +317,35 @@ struct cg_asgi_proto {
     char *out;                 /* bytes the connection layer wrote (error pages) */
     size_t out_len, out_cap;
     uint64_t nreq;
+    cg_asgi_h2_t *h2; /* the HTTP/2 side (h2.c, owned), or NULL */
 };
 
 struct cg_asgi_cycle {
     PyObject_HEAD
     cg_asgi_t *a;
-    cg_asgi_proto_t *p; /* owned while this is p->cy; NULL once answered or the client left */
+    cg_asgi_proto_t *p; /* owned while this is p->cy (or one of p's HTTP/2 streams); NULL
+                         * once answered or the client left */
+    cg_conn_t *c;       /* the request's connection: &p->c, or the HTTP/2 stream's view */
+    /* HTTP/2 (h2.c): the stream served (NULL for HTTP/1.1, and once it is
+     * handed back), the connection's list of its live streams' cycles,
+     * send()'s wait for the stream's spool, and response bytes the spool
+     * could not take yet */
+    cg_h2_stream_t *st;
+    cg_asgi_cycle_t *h2_prev, *h2_next;
+    PyObject *tx_waiter;
+    char *rest;
+    size_t rest_off, rest_len;
+    bool final_pending; /* complete once `rest` is out */
     PyObject *rx_waiter; /* future receive() waits on */
     PyObject *task;      /* the app's task (owned) until it is done */
     bool app_done;       /* the app's coroutine ended (maybe inside create_task: an eager factory) */
     bool started, complete, body_done, disconnected, logged, continue_sent;
     bool chunked, omits_body, keep_alive;
+    /* HTTP/2 trailers (the http.response.trailers extension): announced
+     * by http.response.start, sent after the last body message; the
+     * fields of messages with more_trailers wait in trailer_list */
+    bool trailers, body_final;
+    PyObject *trailer_list;
     bool rt_fired; /* request_timeout cut it short (timeout.c) */
     int status;
     int64_t length; /* Content-Length the app gave, -1 none */
@@ -417,6 +446,9 @@ void cg_asgi_proto_deadline(cg_asgi_proto_t *p, uint64_t ms);
 /* Write bytes (transport.write); 0, or -1 with an exception set. */
 int cg_asgi_proto_write(cg_asgi_proto_t *p, const char *data, size_t len);
 int cg_asgi_proto_write_obj(cg_asgi_proto_t *p, PyObject *bytes);
+/* What the connection layer wrote (a refusal page, HTTP/2 frames) goes
+ * out now (transport.write). */
+void cg_asgi_proto_flush(cg_asgi_proto_t *p);
 /* Close the transport (what was written still goes out first). */
 void cg_asgi_proto_close(cg_asgi_proto_t *p);
 /* The response of p->cy is complete: log it, then serve the next request,
@@ -427,6 +459,53 @@ void cg_asgi_proto_response_done(cg_asgi_proto_t *p);
 void cg_asgi_proto_maybe_resume(cg_asgi_proto_t *p);
 /* Write the access record and statsd metrics of p->cy with `status`. */
 void cg_asgi_access(cg_asgi_cycle_t *cy, cg_asgi_proto_t *p);
+
+/* ---- h2.c: HTTP/2 connections ---- */
+
+/* A TLS connection whose ALPN chose h2 (connection_made): HTTP/2 from the
+ * start. 0, or -1 (logged; the connection is closed). */
+int cg_asgi_h2_alpn(cg_asgi_proto_t *p);
+/* h2c: a plain connection's first bytes in p->c.buf. 1 when it became an
+ * HTTP/2 connection (prior knowledge; the bytes were fed), 0 when more are
+ * needed to tell, -1 when it is HTTP/1.1. */
+int cg_asgi_h2_preface(cg_asgi_proto_t *p);
+/* p's parsed request asks for Upgrade: h2c and may have it: answer 101 and
+ * make it stream 1. true when the connection is HTTP/2 now (or closed),
+ * false when it stays HTTP/1.1. */
+bool cg_asgi_h2_upgrade(cg_asgi_proto_t *p);
+/* data_received in state H2: bytes from the view. */
+void cg_asgi_h2_data(cg_asgi_proto_t *p);
+/* resume_writing: send on. */
+void cg_asgi_h2_writable(cg_asgi_proto_t *p);
+/* TERM: GOAWAY; the connection closes once its streams are answered. */
+void cg_asgi_h2_goaway(cg_asgi_proto_t *p);
+/* The connection's deadline came (--timeout without a byte from the
+ * client): true when it is kept, because a stream's app is at work (the
+ * heartbeat watches the loop); one that only waits for the client to take
+ * its response (a shut window) does not keep it. */
+bool cg_asgi_h2_keep(cg_asgi_proto_t *p);
+/* connection_lost: streams in the app see http.disconnect. */
+void cg_asgi_h2_lost(cg_asgi_proto_t *p);
+/* Free what is left (dealloc). */
+void cg_asgi_h2_free(cg_asgi_proto_t *p);
+/* The live streams' cycles of p (NULL-terminated by h2_next), or NULL. */
+cg_asgi_cycle_t *cg_asgi_h2_cycles(cg_asgi_proto_t *p);
+/* For http.c, on a stream's cycle: write response bytes (1xx and final
+ * heads in HTTP/1.1 syntax, then the body) through the stream's view;
+ * what its spool cannot take waits in cy->rest. 0, or -1 with an
+ * exception set. */
+int cg_asgi_h2_write(cg_asgi_cycle_t *cy, const char *data, size_t len);
+/* Whether the stream is gone (reset, or its connection). */
+bool cg_asgi_h2_gone(cg_asgi_cycle_t *cy);
+/* The response is over: complete (ok) or cut short (the stream is reset).
+ * Logs it and hands the stream back; the cycle leaves the connection. */
+void cg_asgi_h2_done(cg_asgi_cycle_t *cy, bool ok);
+/* What send() answers: an awaitable that waits while the stream's
+ * unsent response is over CG_ASGI_READ_HIGH. New reference or NULL. */
+PyObject *cg_asgi_h2_send_done(cg_asgi_cycle_t *cy);
+/* Send trailers (name, value views) after the body. 0, or -1 with an
+ * exception set. */
+int cg_asgi_h2_trailers(cg_asgi_cycle_t *cy, const cg_str_t *fields, size_t npairs);
 
 /* Buffered request bytes over which reading pauses until the app takes
  * them (the transport's own high-water mark for writes is the same). */

@@ -23,6 +23,11 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
     /* as the gthread loop: a head has --timeout from its first byte */
     a->head_ms = w->cfg->timeout > 0 ? (uint64_t)w->cfg->timeout * 1000 : 30000;
     a->grace_s = (int)w->cfg->asgi_disconnect_grace_period;
+    const char *h2c = w->cfg->http2_cleartext != NULL ? w->cfg->http2_cleartext : "off";
+    a->h2c = strcmp(h2c, "prior-knowledge") == 0 || strcmp(h2c, "both") == 0;
+    a->h2c_upgrade = strcmp(h2c, "upgrade") == 0 || strcmp(h2c, "both") == 0;
+    cg_h2_config_init(&a->h2cfg, w->cfg);
+    a->h2cfg.dispatch_at_head = true; /* a stream costs a task, not a thread */
     if (cg_asgi_types_ready() < 0)
         return -1;
 #define CG__AS_INIT(id, str)                                                                       \

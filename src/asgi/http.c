@@ -25,6 +25,9 @@ static void cg__cycle_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     Py_XDECREF((PyObject *)cy->p);
     Py_XDECREF(cy->rx_waiter);
+    Py_XDECREF(cy->tx_waiter);
+    Py_XDECREF(cy->trailer_list);
+    free(cy->rest);
     Py_XDECREF(cy->task);
     Py_XDECREF(cy->hook_req);
     Py_XDECREF(cy->hook_env);
@@ -59,6 +62,7 @@ cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p)
     memset((char *)cy + sizeof(PyObject), 0, sizeof(*cy) - sizeof(PyObject));
     cy->a = p->a;
     cy->p = (cg_asgi_proto_t *)Py_NewRef((PyObject *)p);
+    cy->c = &p->c;
     cy->length = -1;
     cy->start_us = cg_log_access_enabled(p->a->log) || p->a->log->statsd != NULL ||
                            p->a->board != NULL || p->a->cfg->request_timeout > 0
@@ -66,6 +70,33 @@ cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p)
                        : 0;
     cg_board_enter(p->a->board, (uint64_t)cy->start_us);
     return cy;
+}
+
+/* The request's connection is gone (closed, or its HTTP/2 stream reset). */
+static bool cg__gone(cg_asgi_cycle_t *cy)
+{
+    return cy->p == NULL || cy->p->closed || (cy->st != NULL && cg_asgi_h2_gone(cy));
+}
+
+/* Response bytes: to the transport, or into the HTTP/2 stream's view. 0, or
+ * -1 with an exception set. */
+static int cg__write(cg_asgi_cycle_t *cy, const char *data, size_t len, PyObject *obj)
+{
+    if (cy->st != NULL)
+        return cg_asgi_h2_write(cy, data, len);
+    if (obj != NULL)
+        return cg_asgi_proto_write_obj(cy->p, obj);
+    return cg_asgi_proto_write(cy->p, data, len);
+}
+
+/* The response is over (ok: complete, or an error page): log it, then the
+ * connection's next request, or the stream handed back. */
+static void cg__response_done(cg_asgi_cycle_t *cy, bool ok)
+{
+    if (cy->st != NULL)
+        cg_asgi_h2_done(cy, ok);
+    else
+        cg_asgi_proto_response_done(cy->p);
 }
 
 void cg_asgi_cycle_wake(cg_asgi_cycle_t *cy)
@@ -191,7 +222,7 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
-    const cg_http_request_t *req = &p->c.req;
+    const cg_http_request_t *req = &cy->c->req;
     PyObject **S = a->s;
     bool ws = cy->ws != NULL;
     if (p->client == NULL || p->nreq <= 1) {
@@ -227,6 +258,7 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
                             ? Py_NewRef(S[CG_AS_V_11])
                         : req->version_major == 1 && req->version_minor == 0
                             ? Py_NewRef(S[CG_AS_V_10])
+                        : req->version_major == 2 ? Py_NewRef(S[CG_AS_V_2])
                             : PyUnicode_FromFormat("%u.%u", req->version_major,
                                                    req->version_minor);
     int scheme = req->scheme_https == 1 ? (ws ? CG_AS_V_WSS : CG_AS_V_HTTPS)
@@ -248,7 +280,12 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
         /* a shallow copy per request, as Uvicorn: what the app sets on a
          * request's state does not leak into the next one */
         (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
-        (ws && cg_asgi_ws_scope_add(cy, scope) < 0)) {
+        (ws && cg_asgi_ws_scope_add(cy, scope) < 0) ||
+        /* HTTP/2 streams can end with trailers (HTTP/1.1 here has no
+         * chunked trailers) */
+        (cy->st != NULL &&
+         cg__put(scope, S[CG_AS_EXTENSIONS],
+                 Py_BuildValue("{O:{}}", S[CG_AS_RESPONSE_TRAILERS])) < 0)) {
         Py_DECREF(scope);
         return NULL;
     }
@@ -288,18 +325,20 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)owner;
     cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
-    if (p == NULL || cy->disconnected || p->closed || cy->complete) {
+    if (cy->disconnected || cg__gone(cy) || cy->complete) {
         /* the client left, or the response is complete (Uvicorn's rule) */
         return (*out = cg__disconnect(a)) ? 1 : -1;
     }
     if (cy->body_done) /* only the client's leaving is left to report */
         return cg__rx_wait(cy, out) < 0 ? -1 : 0;
-    cg_conn_t *c = &p->c;
+    cg_conn_t *c = cy->c;
+    bool h2 = cy->st != NULL;
     if (c->req.expect_continue && !cy->continue_sent && !cy->started) {
-        /* the client waits for this before it sends the body */
+        /* the client waits for this before it sends the body (on HTTP/2,
+         * the view makes it an informational HEADERS frame) */
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         cy->continue_sent = true;
-        if (cg_asgi_proto_write(p, cont, sizeof(cont) - 1) < 0)
+        if (cg__write(cy, cont, sizeof(cont) - 1, NULL) < 0)
             return -1;
     }
     size_t cap = CG_ASGI_BODY_CHUNK;
@@ -316,8 +355,24 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
             break;
         got += (size_t)r;
     }
-    cg_asgi_proto_maybe_resume(p);
-    if (r == -EPROTO || c->body.truncated) {
+    if (!h2)
+        cg_asgi_proto_maybe_resume(p);
+    if (h2 && (r < 0 && r != CG_EAGAIN)) {
+        /* the stream was reset under the body, or it broke its
+         * Content-Length: the stream ends */
+        Py_DECREF(body);
+        cy->disconnected = true;
+        Py_INCREF(cy); /* handing the stream back drops the list's and p's references */
+        Py_INCREF(p);
+        cy->complete = true;
+        cg__response_done(cy, false);
+        Py_DECREF(p);
+        Py_DECREF(cy);
+        return (*out = cg__disconnect(a)) ? 1 : -1;
+    }
+    /* (an HTTP/2 body without content-length ends with END_STREAM, which
+     * reads as a short body; nghttp2 checks one that has it) */
+    if (r == -EPROTO || (c->body.truncated && !h2)) {
         /* a broken chunked body, or the client left before its end */
         Py_DECREF(body);
         const cg_http_error_t *e = &c->body.error;
@@ -347,11 +402,13 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
         /* the app waits for body bytes: a client silent mid-body has the
          * head's --timeout, restarted by each piece (a slow app that does
          * not ask is not timed: reading is paused then) */
-        cg_asgi_proto_deadline(p, a->head_ms);
+        if (!h2)
+            cg_asgi_proto_deadline(p, a->head_ms);
         Py_DECREF(body);
         return cg__rx_wait(cy, out) < 0 ? -1 : 0;
     }
-    cg_asgi_proto_deadline(p, 0);
+    if (!h2)
+        cg_asgi_proto_deadline(p, 0);
     if (got < cap && _PyBytes_Resize(&body, (Py_ssize_t)got) < 0)
         return -1;
     bool more = !cg_conn_body_done(c);
@@ -457,7 +514,7 @@ int cg_asgi_bytes_view(PyObject *o, cg_str_t *out, const char *what)
 /* Connection: as Gunicorn's Response.should_close() (the WSGI writer's). */
 static bool cg__keep_alive(cg_asgi_cycle_t *cy, bool app_close, bool is_head)
 {
-    const cg_conn_t *c = &cy->p->c;
+    const cg_conn_t *c = cy->c;
     if (c->must_close || !c->req.keep_alive || !cy->a->w->alive || app_close)
         return false;
     if (cy->length >= 0 || cy->chunked || is_head)
@@ -500,7 +557,7 @@ static int cg__header_pair(PyObject *item, PyObject **pair_out, cg_str_t *name, 
 int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
 {
     cg_asgi_t *a = cy->a;
-    const cg_http_request_t *req = &cy->p->c.req;
+    const cg_http_request_t *req = &cy->c->req;
     PyObject *st = PyObject_GetItem(msg, a->s[CG_AS_STATUS]); /* new */
     if (st == NULL)
         return -1;
@@ -513,6 +570,16 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
         return -1;
     }
     cy->status = (int)status;
+    if (cy->st != NULL) {
+        PyObject *t; /* new */
+        if (cg_asgi_get(msg, a->s[CG_AS_TRAILERS], &t) < 0)
+            return -1;
+        int yes = t != NULL ? PyObject_IsTrue(t) : 0;
+        Py_XDECREF(t);
+        if (yes < 0)
+            return -1;
+        cy->trailers = yes;
+    }
     bool is_head = cg_str_eq(req->method, "HEAD", 4);
     cy->omits_body = is_head || status == 204 || status == 304 || status < 200;
     bool forbids_length = status == 204 || status < 200; /* RFC 9110 section 8.6 */
@@ -593,7 +660,8 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
     Py_XDECREF(seq);
     seq = NULL;
     bool v11 = req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1);
-    cy->chunked = cy->length < 0 && v11 && !cy->omits_body;
+    /* HTTP/2 frames the body itself (DATA, END_STREAM) */
+    cy->chunked = cy->length < 0 && v11 && req->version_major < 2 && !cy->omits_body;
     cy->keep_alive = cg__keep_alive(cy, app_close, is_head);
     if (!has_server)
         cg__add(&b, "Server: gunicorn\r\n", 18);
@@ -628,7 +696,6 @@ fail:
 static int cg__body(cg_asgi_cycle_t *cy, const char *data, size_t len, bool final,
                     PyObject *obj)
 {
-    cg_asgi_proto_t *p = cy->p;
     if (cy->omits_body) {
         if (len > 0 && !cy->logged) /* warn once per response */
             cg_log_debug(cy->a->log, "ASGI app sent body bytes on a no-body response; dropped");
@@ -652,7 +719,7 @@ static int cg__body(cg_asgi_cycle_t *cy, const char *data, size_t len, bool fina
     if (total == 0)
         return 0;
     if (head == 0 && size_len == 0 && tail == 0 && obj != NULL && PyBytes_CheckExact(obj))
-        return cg_asgi_proto_write_obj(p, obj); /* the app's bytes as they are */
+        return cg__write(cy, data, len, obj); /* the app's bytes as they are */
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total); /* new */
     if (out == NULL)
         return -1;
@@ -670,7 +737,7 @@ static int cg__body(cg_asgi_cycle_t *cy, const char *data, size_t len, bool fina
     }
     if (cy->chunked && final)
         memcpy(o, "0\r\n\r\n", 5);
-    int rc = cg_asgi_proto_write_obj(p, out);
+    int rc = cg__write(cy, PyBytes_AS_STRING(out), total, out);
     Py_DECREF(out);
     return rc;
 }
@@ -720,13 +787,19 @@ PyObject *cg_asgi_send_body(cg_asgi_cycle_t *cy, PyObject *msg)
     if (body != NULL)
         PyBuffer_Release(&view);
     Py_XDECREF(body);
-    if (rc == 0 && final) {
+    if (rc == 0 && final && cy->trailers) {
+        cy->body_final = true; /* complete with the trailers */
+    } else if (rc == 0 && final) {
         cy->complete = true;
-        cg_asgi_proto_response_done(p);
+        Py_INCREF(cy); /* the response's end may let the connection's reference go */
+        cg__response_done(cy, true);
+        Py_DECREF(cy);
     }
     PyObject *res = NULL;
     if (rc == 0)
-        res = final ? cg_asgi_done_awaitable(a) : cg_asgi_send_done(p);
+        res = final ? cg_asgi_done_awaitable(a)
+              : cy->st != NULL ? cg_asgi_h2_send_done(cy)
+                               : cg_asgi_send_done(p);
     Py_DECREF(p);
     return res;
 }
@@ -744,7 +817,7 @@ static PyObject *cg__unexpected(PyObject *type, const char *when)
 static int cg__informational(cg_asgi_cycle_t *cy, PyObject *msg)
 {
     cg_asgi_t *a = cy->a;
-    const cg_http_request_t *req = &cy->p->c.req;
+    const cg_http_request_t *req = &cy->c->req;
     PyObject *st = PyObject_GetItem(msg, a->s[CG_AS_STATUS]); /* new */
     long status = st != NULL ? PyLong_AsLong(st) : -1;
     Py_XDECREF(st);
@@ -789,9 +862,68 @@ static int cg__informational(cg_asgi_cycle_t *cy, PyObject *msg)
     cg__add(&b, "\r\n", 2);
     bool v11 = req->version_major > 1 || (req->version_major == 1 && req->version_minor >= 1);
     if (rc == 0 && v11)
-        rc = cg_asgi_proto_write(cy->p, b.p, b.len);
+        rc = cg__write(cy, b.p, b.len, NULL);
     free(b.p);
     return rc;
+}
+
+/* http.response.trailers (HTTP/2 only): the fields go out after the
+ * body; the last message (no more_trailers) completes the response.
+ * Returns what send() answers, or NULL with an exception set. */
+static PyObject *cg__trailers(cg_asgi_cycle_t *cy, PyObject *msg)
+{
+    cg_asgi_t *a = cy->a;
+    PyObject *headers, *more; /* new */
+    if (cg_asgi_get(msg, a->s[CG_AS_HEADERS], &headers) < 0)
+        return NULL;
+    if (cg_asgi_get(msg, a->s[CG_AS_MORE_TRAILERS], &more) < 0) {
+        Py_XDECREF(headers);
+        return NULL;
+    }
+    int more_t = more != NULL ? PyObject_IsTrue(more) : 0;
+    Py_XDECREF(more);
+    PyObject *seq = headers ? PySequence_Fast(headers, "ASGI headers must be a sequence") : NULL;
+    Py_XDECREF(headers);
+    if (more_t < 0 || (headers != NULL && seq == NULL) ||
+        (cy->trailer_list == NULL && (cy->trailer_list = PyList_New(0)) == NULL)) {
+        Py_XDECREF(seq);
+        return NULL;
+    }
+    Py_ssize_t nh = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *pair; /* new */
+        cg_str_t name, value;
+        int rc = cg__header_pair(PySequence_Fast_GET_ITEM(seq, i), &pair, &name, &value);
+        if (rc == 0)
+            rc = PyList_Append(cy->trailer_list, pair);
+        Py_XDECREF(pair);
+        if (rc < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_XDECREF(seq);
+    if (more_t)
+        return cg_asgi_done_awaitable(a);
+    /* views into the checked pairs the list holds */
+    Py_ssize_t n = PyList_GET_SIZE(cy->trailer_list);
+    cg_str_t *f = cg_xmalloc((size_t)(2 * n + 1) * sizeof(*f));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(cy->trailer_list, i);
+        f[2 * i] = (cg_str_t){PyBytes_AS_STRING(PySequence_Fast_GET_ITEM(pair, 0)),
+                              (size_t)PyBytes_GET_SIZE(PySequence_Fast_GET_ITEM(pair, 0))};
+        f[2 * i + 1] = (cg_str_t){PyBytes_AS_STRING(PySequence_Fast_GET_ITEM(pair, 1)),
+                                  (size_t)PyBytes_GET_SIZE(PySequence_Fast_GET_ITEM(pair, 1))};
+    }
+    int rc = cg_asgi_h2_trailers(cy, f, (size_t)n);
+    free(f);
+    if (rc < 0)
+        return NULL;
+    cy->complete = true;
+    Py_INCREF(cy);
+    cg__response_done(cy, true);
+    Py_DECREF(cy);
+    return cg_asgi_done_awaitable(a);
 }
 
 static PyObject *cg__send(PyObject *self, PyObject *msg)
@@ -809,9 +941,23 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
                    PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_INFO]) == 0;
     if (PyErr_Occurred())
         goto out;
+    bool is_trailers = !is_start && !is_body && !is_info && PyUnicode_Check(type) &&
+                       PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_TRAILERS]) == 0;
+    if (PyErr_Occurred())
+        goto out;
+    if (is_trailers) {
+        /* advertised on HTTP/2 streams only (as Gunicorn sends trailers) */
+        if (!cy->trailers || !cy->body_final || cy->complete)
+            cg__unexpected(type, cy->trailers ? "before the last body message"
+                                              : "without 'trailers' in 'http.response.start'");
+        else if (cg__gone(cy))
+            res = cg_asgi_done_awaitable(a);
+        else
+            res = cg__trailers(cy, msg);
+        goto out;
+    }
     if (!is_start && !is_body && !is_info) {
-        /* http.response.trailers, pathsend, zerocopysend: not advertised,
-         * not yet (Gunicorn sends trailers over HTTP/2 only) */
+        /* pathsend, zerocopysend: not advertised, not yet */
         cg__unexpected(type, "which this server does not support yet");
         goto out;
     }
@@ -820,11 +966,11 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
          * (RFC 9110 section 15.2), as Gunicorn 27.0.1 refuses it */
         if (cy->started || cy->complete)
             cg__unexpected(type, "after response already started");
-        else if (cy->p == NULL || cy->p->closed || cg__informational(cy, msg) == 0)
+        else if (cg__gone(cy) || cg__informational(cy, msg) == 0)
             res = cg_asgi_done_awaitable(a);
         goto out;
     }
-    if (cy->complete) {
+    if (cy->complete || (is_body && cy->body_final)) {
         cg__unexpected(type, "after response already completed");
         goto out;
     }
@@ -836,8 +982,7 @@ static PyObject *cg__send(PyObject *self, PyObject *msg)
         cg__unexpected(type, "without prior 'http.response.start'");
         goto out;
     }
-    cg_asgi_proto_t *p = cy->p;
-    if (p == NULL || p->closed) {
+    if (cg__gone(cy)) {
         /* the client is gone: the app may finish what it does, quietly */
         res = cg_asgi_done_awaitable(a);
         goto out;
@@ -870,10 +1015,11 @@ static bool cg__cycle_cut(cg_asgi_cycle_t *cy, int status, const char *reason, c
     if (p == NULL || cy->complete)
         return false;
     Py_INCREF(p);
-    if (!cy->started && !p->closed) {
+    Py_INCREF(cy); /* the response's end lets the connection's reference go */
+    if (!cy->started && !cg__gone(cy)) {
         char page[512];
         size_t n = cg_http_error_page(status, reason, mesg, page, sizeof(page));
-        if (n > 0 && cg_asgi_proto_write(p, page, n) < 0)
+        if (n > 0 && cg__write(cy, page, n, NULL) < 0)
             PyErr_Clear();
         answered = n > 0;
         cy->status = status;
@@ -883,7 +1029,8 @@ static bool cg__cycle_cut(cg_asgi_cycle_t *cy, int status, const char *reason, c
     }
     cy->keep_alive = false;
     cy->complete = true;
-    cg_asgi_proto_response_done(p); /* logs, and closes */
+    cg__response_done(cy, answered); /* logs, and closes (HTTP/2: resets the stream unless answered) */
+    Py_DECREF(cy);
     Py_DECREF(p);
     return answered;
 }
@@ -971,7 +1118,7 @@ static PyObject *cg__log_response(cg_asgi_cycle_t *cy)
 static int cg__pre_request(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
-    const cg_conn_t *c = &cy->p->c;
+    const cg_conn_t *c = cy->c;
     if (a->cfg->pre_request == NULL && cg_log_enabled(a->log, CG_LOG_DEBUG))
         cg_log_debug(a->log, "%.*s %.*s", (int)c->req.method.len, c->req.method.ptr,
                      (int)c->req.path.len, c->req.path.ptr);
@@ -1190,13 +1337,13 @@ void cg_asgi_access(cg_asgi_cycle_t *cy, cg_asgi_proto_t *p)
     char st[16], proto[16];
     int n = snprintf(st, sizeof(st), "%d", cy->status);
     cg_access_info_t info;
-    cg_conn_access_info(&info, &p->c, proto, (cg_str_t){st, (size_t)n}, cy->sent, cy->start_us);
+    cg_conn_access_info(&info, cy->c, proto, (cg_str_t){st, (size_t)n}, cy->sent, cy->start_us);
     info.resp_headers = cy->resp;
     info.n_resp_headers = cy->nresp;
     info.environ_lookup = cg__env_lookup;
-    info.environ_ctx = &p->c;
+    info.environ_ctx = cy->c;
     /* only a sink (a logger_class, Python logging) may want Python objects */
-    cg__access_py_t py = {.cy = cy, .c = &p->c};
+    cg__access_py_t py = {.cy = cy, .c = cy->c};
     if (log->to_sink) {
         info.py_objects = cg__access_py_objects;
         info.py_ctx = &py;

@@ -57,7 +57,7 @@ static ssize_t cg__t_recv(cg_conn_t *c, char *dst, size_t cap)
 
 static ssize_t cg__t_writev(cg_conn_t *c, const struct iovec *iov, int iovcnt)
 {
-    /* collected, and handed to transport.write() by cg__flush_out() */
+    /* collected, and handed to transport.write() by cg_asgi_proto_flush() */
     cg_asgi_proto_t *p = c->transport;
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++) {
@@ -132,8 +132,9 @@ int cg_asgi_proto_write(cg_asgi_proto_t *p, const char *data, size_t len)
     return rc;
 }
 
-/* What the connection layer wrote (a refusal page) goes out now. */
-static void cg__flush_out(cg_asgi_proto_t *p)
+/* What the connection layer wrote (a refusal page, HTTP/2 frames) goes out
+ * now. */
+void cg_asgi_proto_flush(cg_asgi_proto_t *p)
 {
     if (p->out_len == 0)
         return;
@@ -212,6 +213,11 @@ static PyObject *cg__on_timer(PyObject *self, PyObject *unused)
         cg_asgi_proto_deadline(p, left);
         Py_RETURN_NONE;
     }
+    if (p->state == CG_ASGI_H2 && cg_asgi_h2_keep(p)) {
+        /* a stream is with the app: the heartbeat watches the loop */
+        cg_asgi_proto_deadline(p, p->a->head_ms);
+        Py_RETURN_NONE;
+    }
     if (p->state == CG_ASGI_HEAD && p->c.buf.len > 0)
         cg_log_debug(p->a->log, "Closing connection: request head not complete in time");
     else if (p->state == CG_ASGI_DRAIN || p->state == CG_ASGI_BUSY)
@@ -254,6 +260,8 @@ static void cg__dispatch(cg_asgi_proto_t *p)
 {
     cg_asgi_t *a = p->a;
     cg_conn_t *c = &p->c;
+    if (cg_asgi_h2_upgrade(p))
+        return; /* Upgrade: h2c, answered 101: stream 1 of a session now */
     cg_conn_begin_body(c, &a->pol);
     c->body.recv = cg__body_recv;
     cg_asgi_proto_deadline(p, 0); /* the app takes its time: the heartbeat watches the loop */
@@ -287,9 +295,15 @@ static void cg__process(cg_asgi_proto_t *p)
         ssize_t n = cg_conn_fill_nowait(c);
         if (n > 0 && was_empty)
             cg_asgi_proto_deadline(p, p->a->head_ms); /* a head started: it has --timeout */
+        if (p->a->h2c && p->nreq == 0 && !c->tls && c->buf.len > c->buf.off) {
+            /* h2c with prior knowledge: the preface instead of a request */
+            int pk = cg_asgi_h2_preface(p);
+            if (pk > 0 || (pk == 0 && n == CG_EAGAIN))
+                return;
+        }
         int h = cg_conn_head_step(c, &p->a->pol, p->a->log);
         if (h < 0) {
-            cg__flush_out(p);
+            cg_asgi_proto_flush(p);
             cg_asgi_proto_close(p);
             return;
         }
@@ -306,7 +320,7 @@ static void cg__process(cg_asgi_proto_t *p)
                 cg_http_error_t e = {.code = CG_HTTP_E_LIMIT_REQUEST_HEADERS,
                                      .lit = "max buffer headers"};
                 cg_conn_refuse(c, &p->a->pol, p->a->log, &e);
-                cg__flush_out(p);
+                cg_asgi_proto_flush(p);
             } else {
                 cg_conn_log_read_end(c, p->a->log, n);
             }
@@ -398,6 +412,8 @@ void cg_asgi_close_idle(cg_asgi_t *a)
             cg_asgi_proto_close(p);
         else if (p->state == CG_ASGI_WS && p->cy != NULL)
             cg_asgi_ws_going_away(p->cy);
+        else if (p->state == CG_ASGI_H2)
+            cg_asgi_h2_goaway(p); /* closes once its streams are answered */
     }
 }
 
@@ -459,6 +475,8 @@ static PyObject *cg__connection_made(PyObject *self, PyObject *transport)
     p->listed = true;
     a->nconns++;
     cg_asgi_proto_deadline(p, a->head_ms);
+    if (a->h2_tls && a->ssl != NULL && cg_asgi_h2_alpn(p) < 0)
+        cg_asgi_proto_close(p);
     Py_RETURN_NONE;
 }
 
@@ -476,6 +494,8 @@ static PyObject *cg__data_received(PyObject *self, PyObject *data)
     p->view_len = (size_t)view.len;
     if (p->state == CG_ASGI_HEAD) {
         cg__process(p);
+    } else if (p->state == CG_ASGI_H2) {
+        cg_asgi_h2_data(p);
     } else if (p->state == CG_ASGI_DRAIN) {
         int d = cg__drain(p);
         if (d < 0)
@@ -546,6 +566,7 @@ static PyObject *cg__connection_lost(PyObject *self, PyObject *exc)
         cg_asgi_cycle_lost(cy); /* drops cy's reference to p */
         Py_DECREF(cy);
     }
+    cg_asgi_h2_lost(p);
     cg_asgi_resolve(a, p->drain, Py_None);
     Py_CLEAR(p->drain);
     p->deadline = 0;
@@ -583,6 +604,8 @@ static PyObject *cg__resume_writing(PyObject *self, PyObject *unused)
 {
     cg_asgi_proto_t *p = (cg_asgi_proto_t *)self;
     p->write_paused = false;
+    if (p->state == CG_ASGI_H2)
+        cg_asgi_h2_writable(p);
     if (p->drain != NULL) {
         PyObject *d = p->drain;
         p->drain = NULL;
@@ -606,6 +629,7 @@ static void cg__proto_dealloc(PyObject *self)
     Py_XDECREF(p->scope_tpl);
     Py_XDECREF(p->raw_path);
     Py_XDECREF(p->path);
+    cg_asgi_h2_free(p);
     if (p->c_up)
         cg_conn_release(&p->c);
     free(p->in);

@@ -71,7 +71,7 @@ static PyObject *cg__rt_stack(PyObject *task)
 static void cg__rt_fire(cg_asgi_t *a, cg_asgi_cycle_t *cy)
 {
     struct cg_asgi_rt *rt = a->rt;
-    const cg_http_request_t *req = &cy->p->c.req;
+    const cg_http_request_t *req = &cy->c->req;
     char what[160];
     snprintf(what, sizeof(what), "%.*s %.*s", req->method.len < 16 ? (int)req->method.len : 16,
              req->method.ptr, req->path.len < 120 ? (int)req->path.len : 120, req->path.ptr);
@@ -111,16 +111,23 @@ static PyObject *cg__rt_on_tick(PyObject *self, PyObject *unused)
     if (rt == NULL) /* the worker is done with it: the chain ends */
         Py_RETURN_NONE;
     uint64_t now = cg_monotonic_us();
-    /* firing closes connections, which leave a->conns: collect first */
-    size_t n = 0, cap = a->nconns;
-    cg_asgi_cycle_t **due = cg_xmalloc((cap ? cap : 1) * sizeof(*due));
-    for (cg_asgi_proto_t *p = a->conns; p != NULL && n < cap; p = p->next) {
-        cg_asgi_cycle_t *cy = p->cy;
-        if (cy == NULL || cy->task == NULL || cy->ws != NULL || cy->rt_fired ||
-            cy->complete || cy->start_us <= 0 || (uint64_t)cy->start_us > now ||
-            now - (uint64_t)cy->start_us < rt->timeout_us)
-            continue;
-        due[n++] = (cg_asgi_cycle_t *)Py_NewRef((PyObject *)cy);
+    /* firing closes connections, which leave a->conns: collect first (an
+     * HTTP/2 connection's requests are its streams' cycles) */
+    size_t n = 0, cap = 0;
+    cg_asgi_cycle_t **due = NULL;
+    for (cg_asgi_proto_t *p = a->conns; p != NULL; p = p->next) {
+        cg_asgi_cycle_t *cy = p->cy != NULL ? p->cy : cg_asgi_h2_cycles(p);
+        for (; cy != NULL; cy = cy->st != NULL ? cy->h2_next : NULL) {
+            if (cy->task == NULL || cy->ws != NULL || cy->rt_fired || cy->complete ||
+                cy->start_us <= 0 || (uint64_t)cy->start_us > now ||
+                now - (uint64_t)cy->start_us < rt->timeout_us)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 8;
+                due = cg_xrealloc(due, cap * sizeof(*due));
+            }
+            due[n++] = (cg_asgi_cycle_t *)Py_NewRef((PyObject *)cy);
+        }
     }
     for (size_t i = 0; i < n; i++) {
         if (due[i]->p != NULL && due[i]->task != NULL && !due[i]->complete)

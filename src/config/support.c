@@ -35,20 +35,20 @@ int cg_config_check_supported(const cg_config_t *cfg, char *err, size_t errlen)
     const char *gevent_class = "cgunicorn.workers.ggevent.GeventWorker";
     bool gevent = kind == CG_WORKER_PYTHON &&
                   strcmp(pyclass != NULL ? pyclass : cfg->worker_class, gevent_class) == 0;
-    /* HTTP/2 (src/h2/) is served by the gthread worker; the sync worker
-     * warns and serves HTTP/1.1 as Gunicorn's does (sync.c). */
+    /* HTTP/2 (src/h2/) is served by the gthread and asgi workers; the sync
+     * worker warns and serves HTTP/1.1 as Gunicorn's does (sync.c). */
     bool h2 = false;
     for (size_t i = 0; i < cfg->http_protocols.n; i++) {
         h2 = h2 || strcmp(cfg->http_protocols.v[i], "h2") == 0;
     }
-    if (h2 && kind != CG_WORKER_GTHREAD && kind != CG_WORKER_SYNC) {
+    if (h2 && kind != CG_WORKER_GTHREAD && kind != CG_WORKER_SYNC && kind != CG_WORKER_ASGI) {
         cg__errf(err, errlen,
                  "Error: HTTP/2 (http_protocols h2) is not supported yet by cgunicorn's %s worker",
                  cfg->worker_class);
         return -ENOTSUP;
     }
     const char *h2c = cfg->http2_cleartext != NULL ? cfg->http2_cleartext : "off";
-    if (strcmp(h2c, "off") != 0 && kind != CG_WORKER_GTHREAD) {
+    if (strcmp(h2c, "off") != 0 && kind != CG_WORKER_GTHREAD && kind != CG_WORKER_ASGI) {
         cg__errf(err, errlen,
                  "Error: http2_cleartext is not supported yet by cgunicorn's %s worker",
                  cfg->worker_class);

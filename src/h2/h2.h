@@ -46,6 +46,10 @@
 #define CG_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define CG_H2_PREFACE_LEN 24
 
+/* h2c with prior knowledge: 1 when the `len` bytes at p start with the
+ * client preface, 0 when they may (more bytes needed), -1 when not. */
+int cg_h2_preface_match(const char *p, size_t len);
+
 typedef struct cg_h2_config {
     uint32_t max_concurrent_streams; /* http2_max_concurrent_streams */
     uint32_t initial_window_size;    /* http2_initial_window_size (<= 2^31-1) */
@@ -55,6 +59,11 @@ typedef struct cg_h2_config {
      * reset attack (CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM. */
     uint32_t max_resets_per_sec;
     const char *tmp_dir; /* response spools past memory (worker_tmp_dir) */
+    /* Hand a stream over as soon as its head is parsed. Off (gthread): a
+     * stream waits for its body or a full window, so a slow uploader costs
+     * no thread. On (asgi, where a stream costs no thread): the app may
+     * answer while the body still comes (bidirectional streaming). */
+    bool dispatch_at_head;
 } cg_h2_config_t;
 
 /* From Gunicorn's http2_* settings, clamped to what RFC 9113 allows. */
@@ -147,6 +156,16 @@ void cg_h2_session_close(cg_h2_session_t *s);
 
 /* The view the WSGI layer serves (cg_wsgi_handle). */
 cg_conn_t *cg_h2_stream_conn(cg_h2_stream_t *st);
+
+/* For an owner that serves a stream on its own thread (an event loop that
+ * never waits on the view): what a read or a write on the view would meet
+ * now. Any thread; takes the session's mutex. */
+typedef struct cg_h2_stream_state {
+    bool reset;         /* the stream or its connection is gone: reads and writes fail */
+    bool readable;      /* body bytes, or the body's end, wait to be read */
+    size_t out_pending; /* response bytes the peer has not taken yet */
+} cg_h2_stream_state_t;
+void cg_h2_stream_state(cg_h2_stream_t *st, cg_h2_stream_state_t *out);
 
 /* App thread, once cg_wsgi_handle returned rc (0: a complete response was
  * written; < 0: reset the stream). The stream is not to be touched after. */

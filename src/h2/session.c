@@ -25,6 +25,14 @@ static uint64_t cg__now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+int cg_h2_preface_match(const char *p, size_t len)
+{
+    size_t cmp = len < CG_H2_PREFACE_LEN ? len : CG_H2_PREFACE_LEN;
+    if (memcmp(p, CG_H2_PREFACE, cmp) != 0)
+        return -1;
+    return len >= CG_H2_PREFACE_LEN ? 1 : 0;
+}
+
 bool cg_h2_wanted(const cg_config_t *cfg)
 {
     for (size_t i = 0; i < cfg->http_protocols.n; i++)
@@ -286,7 +294,7 @@ static void cg__headers_done(cg_h2_session_t *s, cg_h2_stream_t *st, bool end_st
      * word (100-continue); otherwise once the body is in, or once it fills
      * the window we granted (then the app's reads make room for the rest),
      * so that a slow uploader costs no thread for small bodies. */
-    if (end_stream || st->c.req.expect_continue)
+    if (end_stream || st->c.req.expect_continue || s->cfg.dispatch_at_head)
         cg__stream_ready(s, st);
 }
 
@@ -948,4 +956,14 @@ void cg_h2_session_close(cg_h2_session_t *s)
 cg_conn_t *cg_h2_stream_conn(cg_h2_stream_t *st)
 {
     return &st->c;
+}
+
+void cg_h2_stream_state(cg_h2_stream_t *st, cg_h2_stream_state_t *out)
+{
+    cg_h2_session_t *s = st->s;
+    pthread_mutex_lock(&s->mu);
+    out->reset = st->reset;
+    out->readable = st->in_len > st->in_off || st->in_eof;
+    out->out_pending = cg_spool_pending(&st->out);
+    pthread_mutex_unlock(&s->mu);
 }

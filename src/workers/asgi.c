@@ -190,7 +190,29 @@ static int cg__load_ssl(cg_asgi_t *a)
                           : NULL; /* new, kept in a */
     Py_XDECREF(conf);
     Py_XDECREF(mod);
-    return a->ssl != NULL ? 0 : -1;
+    if (a->ssl == NULL)
+        return -1;
+    /* http_protocols with h2: ALPN in the list's order (the server's
+     * preference, as OpenSSL's selection under Python's
+     * set_alpn_protocols); the protocol the handshake selected decides
+     * each connection's (h2.c) */
+    a->h2_tls = cg_h2_wanted(cfg);
+    if (!a->h2_tls)
+        return 0;
+    PyObject *names = PyList_New(0); /* new */
+    for (size_t i = 0; names != NULL && i < cfg->http_protocols.n; i++) {
+        const char *v = cfg->http_protocols.v[i];
+        const char *alpn = strcmp(v, "h1") == 0 ? "http/1.1" : strcmp(v, "h2") == 0 ? "h2" : NULL;
+        PyObject *n = alpn ? PyUnicode_FromString(alpn) : NULL; /* new */
+        if (alpn != NULL && (n == NULL || PyList_Append(names, n) < 0))
+            Py_CLEAR(names);
+        Py_XDECREF(n);
+    }
+    PyObject *r = names ? PyObject_CallMethod(a->ssl, "set_alpn_protocols", "O", names)
+                        : NULL; /* new */
+    Py_XDECREF(names);
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
 }
 
 /* A listener as an asyncio server. New reference to the Server, or NULL. */

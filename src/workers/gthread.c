@@ -1027,11 +1027,7 @@ static bool cg__h2_upgrade(cg_gt_conn_t *gc, cg_str_t settings)
  * preface, 0 when it may (more bytes needed), -1 when it does not. */
 static int cg__h2c_preface(const cg_conn_t *c)
 {
-    size_t have = c->buf.len - c->buf.off;
-    size_t cmp = have < CG_H2_PREFACE_LEN ? have : CG_H2_PREFACE_LEN;
-    if (memcmp(c->buf.data + c->buf.off, CG_H2_PREFACE, cmp) != 0)
-        return -1;
-    return have >= CG_H2_PREFACE_LEN ? 1 : 0;
+    return cg_h2_preface_match(c->buf.data + c->buf.off, c->buf.len - c->buf.off);
 }
 
 /* The loop's side of what stream threads did: responses to submit, window

@@ -72,6 +72,7 @@ GROUP_OF_FILE = {
     "test_upload_memory.py": "workers",
     "test_reload.py": "workers",
     "test_asgi.py": "workers",
+    "test_asgi_h2.py": "workers",
     "test_worker_classes.py": "workers",
     "test_max_worker_memory.py": "arbiter",
     "test_request_timeout.py": "arbiter",

@@ -291,9 +291,15 @@ def test_large_response_slow_reader(cg, h2lib, pki):
     it did), and the stalled stream holds no thread: with one thread, a
     second connection is served meanwhile."""
     srv = start(cg, "tls", pki, threads=1)
+    check_large_response_slow_reader(h2lib, lambda **kw: client(h2lib, srv, "tls", pki, **kw))
+
+
+# The check_* scenarios take `connect(**kw)`, a new H2Client to a server
+# started with the worker under test (test_asgi_h2.py runs them on asgi).
+
+def check_large_response_slow_reader(h2lib, connect):
     small = 16384
-    c = client(h2lib, srv, "tls", pki, auto_ack=False,
-               settings={h2lib.settings.SettingCodes.INITIAL_WINDOW_SIZE: small})
+    c = connect(auto_ack=False, settings={h2lib.settings.SettingCodes.INITIAL_WINDOW_SIZE: small})
     size = 3 * 1024 * 1024
     sid = c.request("GET", "/big?%d" % size)
     st = c.streams[sid]
@@ -301,8 +307,8 @@ def test_large_response_slow_reader(cg, h2lib, pki):
     c.wait(lambda: st["unacked"] >= small, "a full window")
     assert st["unacked"] == small and not st["ended"]
     # the app has answered (its bytes wait in the spool): another request
-    # on another connection runs on the one thread
-    other = client(h2lib, srv, "tls", pki)
+    # on another connection runs meanwhile
+    other = connect()
     assert other.get("/other")["headers"][":status"] == "200"
     other.close()
     while not st["ended"]:
@@ -406,11 +412,15 @@ def test_goaway_on_term_finishes_stream(cg, h2lib, pki, mode):
 
 def test_rapid_reset_goaway_and_worker_survives(cg, h2lib, pki):
     srv = start(cg, "tls", pki)
+    check_rapid_reset(srv, lambda: client(h2lib, srv, "tls", pki), "/")
+
+
+def check_rapid_reset(srv, connect, path):
     pids = srv.worker_pids()
-    c = client(h2lib, srv, "tls", pki)
+    c = connect()
     for _ in range(400):
         sid = c.conn.get_next_available_stream_id()
-        c.conn.send_headers(sid, [(":method", "GET"), (":path", "/"), (":scheme", "https"),
+        c.conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", c.scheme),
                                   (":authority", "localhost")], end_stream=True)
         c.conn.reset_stream(sid, error_code=8)  # CANCEL
     try:
@@ -421,7 +431,7 @@ def test_rapid_reset_goaway_and_worker_survives(cg, h2lib, pki):
     assert c.goaway.error_code == ENHANCE_YOUR_CALM
     c.close()
     srv.wait_log(r"rapid reset")
-    other = client(h2lib, srv, "tls", pki)
+    other = connect()
     assert other.get("/after")["headers"][":status"] == "200"
     other.close()
     assert srv.worker_pids() == pids
@@ -430,7 +440,14 @@ def test_rapid_reset_goaway_and_worker_survives(cg, h2lib, pki):
 @pytest.mark.parametrize("mode", MODES)
 def test_oversized_headers(cg, h2lib, pki, mode):
     srv = start(cg, mode, pki, "--http2-max-header-list-size", "4096")
-    c = client(h2lib, srv, mode, pki)
+    check_oversized_headers(srv, lambda: client(h2lib, srv, mode, pki))
+
+
+def check_oversized_headers(srv, connect):
+    """Past http2_max_header_list_size 4096: 431, the connection goes on;
+    far beyond it: GOAWAY, the worker goes on."""
+    pids = srv.worker_pids()
+    c = connect()
     assert c.get("/small", headers=[("x-test", "a" * 1000)])["headers"][":status"] == "200"
     st = c.get("/big-head", headers=[("x-test", "a" * 6000)])
     assert st["headers"][":status"] == "431"
@@ -442,12 +459,23 @@ def test_oversized_headers(cg, h2lib, pki, mode):
     assert c.goaway.error_code == ENHANCE_YOUR_CALM
     c.close()
     srv.wait_log(r"header list far beyond")
+    other = connect()
+    assert other.get("/after")["headers"][":status"] == "200"
+    other.close()
+    assert srv.worker_pids() == pids
+
+
+SETTINGS_ARGS = ("--http2-max-concurrent-streams", "7", "--http2-initial-window-size", "100000",
+                 "--http2-max-frame-size", "32768")
 
 
 def test_settings_from_config(cg, h2lib, pki):
-    srv = start(cg, "tls", pki, "--http2-max-concurrent-streams", "7",
-                "--http2-initial-window-size", "100000", "--http2-max-frame-size", "32768")
-    c = client(h2lib, srv, "tls", pki)
+    srv = start(cg, "tls", pki, *SETTINGS_ARGS)
+    check_settings_from_config(h2lib, client(h2lib, srv, "tls", pki))
+
+
+def check_settings_from_config(h2lib, c):
+    """SETTINGS_ARGS in our SETTINGS frame."""
     c.wait(lambda: c.remote_settings, "SETTINGS")
     codes = h2lib.settings.SettingCodes
     assert c.remote_settings[codes.MAX_CONCURRENT_STREAMS] == 7
@@ -484,8 +512,15 @@ def test_trailers(cg, h2lib, pki, mode):
 
 def test_http11_on_the_same_tls_port(cg, pki):
     """A client that offers only http/1.1 (or no ALPN) gets HTTP/1.1."""
-    import http.client
     srv = start(cg, "tls", pki)
+    for version, env in http11_on_tls(srv, pki):
+        assert version == 11 and env["protocol"] == "HTTP/1.1"
+
+
+def http11_on_tls(srv, pki):
+    """GET /h1 offering only http/1.1, then no ALPN: [(version, JSON body)]."""
+    import http.client
+    out = []
     for alpn in (["http/1.1"], None):
         ctx = ssl.create_default_context(cafile=pki["ca"])
         if alpn:
@@ -493,9 +528,9 @@ def test_http11_on_the_same_tls_port(cg, pki):
         conn = http.client.HTTPSConnection("localhost", srv.port, timeout=10, context=ctx)
         conn.request("GET", "/h1")
         r = conn.getresponse()
-        env = json.loads(r.read())
+        out.append((r.version, json.loads(r.read())))
         conn.close()
-        assert r.version == 11 and env["protocol"] == "HTTP/1.1"
+    return out
 
 
 def test_h2c_plain_http11_still_served(cg):
@@ -546,18 +581,26 @@ def curl_has_http2():
 @pytest.mark.parametrize("mode", MODES)
 def test_curl(cg, pki, mode):
     srv = start(cg, mode, pki)
+    version, env = curl(srv, pki, mode, "-d", "x=1")
+    assert version == b"2"
+    assert env["protocol"] == "HTTP/2.0" and env["body_len"] == 3
+
+
+def curl(srv, pki, mode, *more):
+    """curl /curl over TLS (--http2), h2c prior knowledge, or http:// with
+    --http2 (Upgrade: h2c): (the HTTP version it used, the JSON body)."""
     if mode == "tls":
         cmd = ["curl", "-sS", "--http2", "--cacert", pki["ca"],
                "https://localhost:%d/curl" % srv.port]
-    else:
+    elif mode == "h2c":
         cmd = ["curl", "-sS", "--http2-prior-knowledge", "http://127.0.0.1:%d/curl" % srv.port]
-    out = subprocess.run(cmd + ["-w", "\\n%{http_version}", "-d", "x=1"], capture_output=True,
+    else:
+        cmd = ["curl", "-sS", "--http2", "http://127.0.0.1:%d/curl" % srv.port]
+    out = subprocess.run(cmd + ["-w", "\\n%{http_version}"] + list(more), capture_output=True,
                          timeout=30)
     assert out.returncode == 0, out.stderr
     body, version = out.stdout.rsplit(b"\n", 1)
-    assert version == b"2"
-    env = json.loads(body)
-    assert env["protocol"] == "HTTP/2.0" and env["body_len"] == 3
+    return version, json.loads(body)
 
 
 @pytest.mark.skipif(not curl_has_http2(), reason="curl without HTTP/2")
@@ -578,13 +621,17 @@ def test_many_short_connections(cg, h2lib, pki):
     """Connections that close as soon as their response is in, from several
     threads at once: the loop tears sessions down while pool threads still
     hand their streams back (early hints make that two hand-backs each)."""
-    import threading
     srv = start(cg, "tls", pki, threads=2)
+    check_many_short_connections(srv, lambda: client(h2lib, srv, "tls", pki))
+
+
+def check_many_short_connections(srv, connect):
+    import threading
     bad = []
 
     def run():
         for _ in range(40):
-            c = client(h2lib, srv, "tls", pki)
+            c = connect()
             st = c.get("/hints")
             if st["headers"] is None or st["headers"][":status"] != "200" or not st["info"]:
                 bad.append(st)
@@ -602,8 +649,12 @@ def test_max_requests_goaway(cg, h2lib, pki):
     """The request that reaches max_requests is answered, after a GOAWAY
     that tells the client to take the next ones elsewhere."""
     srv = start(cg, "h2c", pki, "--max-requests", "3")
+    check_max_requests_goaway(srv, client(h2lib, srv, "h2c", pki))
+
+
+def check_max_requests_goaway(srv, c):
+    """srv has --max-requests 3; c is a connection to it."""
     pids = srv.worker_pids()
-    c = client(h2lib, srv, "h2c", pki)
     for i in range(2):
         assert c.get("/%d" % i)["headers"][":status"] == "200"
     sid = c.request("GET", "/last")

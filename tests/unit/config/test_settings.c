@@ -607,8 +607,9 @@ static void test_check_supported(void **state)
                              "myapp.MyWorker worker (only by sync, gthread, asgi and gevent)");
     cg_config_free(&cfg);
 
-    /* HTTP/2: gthread serves it, sync warns and serves HTTP/1.1, asgi
-     * refuses; h2c (prior knowledge, Upgrade, both) on gthread only */
+    /* HTTP/2: gthread and asgi serve it, sync warns and serves HTTP/1.1, a
+     * Python worker class refuses; h2c (prior knowledge, Upgrade, both) on
+     * gthread and asgi only */
     assert_int_equal(cg_config_init(&cfg, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "http_protocols", "h2,h1", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
@@ -623,8 +624,13 @@ static void test_check_supported(void **state)
     assert_int_equal(cg_config_set_string(&cfg, "worker_class", "gthread", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "off", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_set_string(&cfg, "worker_class", "asgi", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "both", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "http2_cleartext", "off", CG_SRC_CLI, err, sizeof(err)), 0);
+    assert_int_equal(cg_config_set_string(&cfg, "worker_class", "myapp.MyWorker", CG_SRC_CLI, err, sizeof(err)), 0);
     assert_int_equal(cg_config_check_supported(&cfg, err, sizeof(err)), -ENOTSUP);
-    assert_string_equal(err, "Error: HTTP/2 (http_protocols h2) is not supported yet by cgunicorn's asgi worker");
+    assert_string_equal(err, "Error: HTTP/2 (http_protocols h2) is not supported yet by cgunicorn's myapp.MyWorker worker");
     cg_config_free(&cfg);
 
     /* TLS: served by the sync and gthread workers (worker kinds without it

@@ -128,6 +128,9 @@ static ssize_t c_upload(nghttp2_session *ns, int32_t id, uint8_t *buf, size_t le
     return (ssize_t)n;
 }
 
+/* The next setup()'s dispatch_at_head (the asgi worker's). */
+static bool g_at_head;
+
 static fixture_t *setup(const char *max_header_list)
 {
     fixture_t *x = calloc(1, sizeof(*x));
@@ -141,6 +144,7 @@ static fixture_t *setup(const char *max_header_list)
                      0);
     assert_int_equal(cg_conn_policy_init(&x->pol, &x->cfg, &x->log), 0);
     cg_h2_config_init(&x->hc, &x->cfg);
+    x->hc.dispatch_at_head = g_at_head;
     cg_conn_init(&x->c, &x->pol, 4096);
     x->c.ops = &sink_ops;
     x->c.transport = &x->f;
@@ -312,6 +316,54 @@ static void test_body_beyond_window(void **state)
     teardown(x);
 }
 
+/* dispatch_at_head: a stream is handed over at its HEADERS, before its
+ * body; cg_h2_stream_state says what a read or write would meet. */
+static void test_dispatch_at_head_and_state(void **state)
+{
+    g_at_head = true;
+    fixture_t *x = setup(NULL);
+    g_at_head = false;
+    static const uint8_t body[3000] = {1, 2, 3};
+    x->upload = body;
+    x->upload_len = sizeof(body);
+    int32_t id = request(x, "POST", "/up", NULL, 0, true);
+    /* frame by frame (nghttp2 serializes one per call): dispatched at
+     * the HEADERS, before any DATA */
+    const uint8_t *p;
+    ssize_t n;
+    while (x->ndispatched == 0 && (n = nghttp2_session_mem_send(x->cli, &p)) > 0)
+        assert_int_equal(cg_h2_session_feed(x->s, p, (size_t)n), 0);
+    assert_int_equal(x->ndispatched, 1);
+    cg_h2_stream_state_t ss;
+    cg_h2_stream_state(x->dispatched[0], &ss);
+    assert_false(ss.reset);
+    assert_false(ss.readable);
+    pump(x); /* then the body */
+    cg_h2_stream_state(x->dispatched[0], &ss);
+    assert_true(ss.readable);
+    cg_conn_t *v = cg_h2_stream_conn(x->dispatched[0]);
+    char in[4096];
+    size_t have = 0;
+    while ((n = v->ops->recv(v, in + have, sizeof(in) - have)) > 0)
+        have += (size_t)n;
+    assert_int_equal(n, 0);
+    assert_int_equal(have, sizeof(body));
+    static const char resp[] = "HTTP/2.0 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+    assert_int_equal(cg_conn_write_all(v, resp, sizeof(resp) - 1), 0);
+    cg_h2_stream_state(x->dispatched[0], &ss);
+    assert_int_equal(ss.out_pending, 5); /* in the spool until the owner syncs */
+    cg_h2_stream_served(x->dispatched[0], 0);
+    pump(x);
+    assert_int_equal(got_of(x, id)->status, 200);
+    assert_int_equal(got_of(x, id)->data_len, 5);
+    teardown(x);
+    /* h2c prior knowledge */
+    assert_int_equal(cg_h2_preface_match(CG_H2_PREFACE, CG_H2_PREFACE_LEN), 1);
+    assert_int_equal(cg_h2_preface_match(CG_H2_PREFACE "x", CG_H2_PREFACE_LEN + 1), 1);
+    assert_int_equal(cg_h2_preface_match("PRI * HT", 8), 0);
+    assert_int_equal(cg_h2_preface_match("GET / HTTP/1.1\r\n", 16), -1);
+}
+
 static void test_header_list_too_large(void **state)
 {
     fixture_t *x = setup("1024");
@@ -464,6 +516,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_round_trip),
         cmocka_unit_test(test_body_beyond_window),
+        cmocka_unit_test(test_dispatch_at_head_and_state),
         cmocka_unit_test(test_header_list_too_large),
         cmocka_unit_test(test_rapid_reset),
         cmocka_unit_test(test_upgrade),
