@@ -318,6 +318,7 @@ struct cg_asgi_cycle {
     bool started, complete, body_done, disconnected, logged, continue_sent;
     bool chunked, omits_body, keep_alive;
     bool rt_fired; /* request_timeout cut it short (timeout.c) */
+    bool grace_armed; /* the disconnect grace's cancel is scheduled */
     int status;
     int64_t length; /* Content-Length the app gave, -1 none */
     int64_t sent;
@@ -347,6 +348,10 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy);
 cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p);
 /* Wake a receive() waiting for body bytes or the client's leaving. */
 void cg_asgi_cycle_wake(cg_asgi_cycle_t *cy);
+/* The client ended its side (EOF) while cy was current: when nothing is
+ * pipelined after it, the app hears http.disconnect once it has the whole
+ * body, and the disconnect grace begins. */
+void cg_asgi_cycle_eof(cg_asgi_cycle_t *cy);
 /* The client is gone (or the connection closed) while cy was current. */
 void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy);
 

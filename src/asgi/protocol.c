@@ -517,9 +517,11 @@ static PyObject *cg__eof_received(PyObject *self, PyObject *unused)
     p->eof = true;
     if (p->state == CG_ASGI_BUSY) {
         /* a client may half-close once it has sent its request: keep the
-         * transport open to answer it */
+         * transport open to answer it (the app hears http.disconnect all
+         * the same when no pipelined request follows: a client that closed
+         * looks the same until a write fails) */
         if (p->cy != NULL)
-            cg_asgi_cycle_wake(p->cy);
+            cg_asgi_cycle_eof(p->cy);
         Py_RETURN_TRUE;
     }
     if (p->state == CG_ASGI_HEAD && p->c_up && !p->closed) {
