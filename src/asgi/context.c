@@ -23,6 +23,7 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
     /* as the gthread loop: a head has --timeout from its first byte */
     a->head_ms = w->cfg->timeout > 0 ? (uint64_t)w->cfg->timeout * 1000 : 30000;
     a->grace_s = (int)w->cfg->asgi_disconnect_grace_period;
+    a->spare_open = true;
     if (cg_asgi_types_ready() < 0)
         return -1;
 #define CG__AS_INIT(id, str)                                                                       \
@@ -66,6 +67,9 @@ void cg_asgi_free(cg_asgi_t *a)
         cg_conn_policy_free(&a->pol);
     a->pol_up = false;
     a->board = NULL; /* cycles freed later (interpreter teardown) leave it alone */
+    cg_asgi_spares_free(a);
+    Py_CLEAR(a->server);
+    Py_CLEAR(a->scope_base);
     Py_CLEAR(a->app);
     Py_CLEAR(a->loop);
     Py_CLEAR(a->asgi_version);

@@ -141,10 +141,9 @@ static int cg__put(PyObject *d, PyObject *key, PyObject *value /* stolen */)
     return rc;
 }
 
-/* The http scope's keys in the order the app sees them, with what stays
- * the same on a connection (type, asgi, root_path, client, server) and
- * None where each request puts its own. */
-static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
+/* The base of every connection's template: the shared values, None for the
+ * rest. New reference or NULL. */
+static PyObject *cg__scope_base(cg_asgi_t *a)
 {
     PyObject **S = a->s;
     PyObject *d = PyDict_New(); /* new */
@@ -158,9 +157,27 @@ static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
         PyDict_SetItem(d, S[CG_AS_QUERY_STRING], Py_None) < 0 ||
         PyDict_SetItem(d, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
         PyDict_SetItem(d, S[CG_AS_HEADERS], Py_None) < 0 ||
-        PyDict_SetItem(d, S[CG_AS_CLIENT], p->client) < 0 ||
-        PyDict_SetItem(d, S[CG_AS_SERVER], p->server) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_CLIENT], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_SERVER], Py_None) < 0 ||
         (a->state != NULL && PyDict_SetItem(d, S[CG_AS_STATE], Py_None) < 0)) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* The http scope's keys in the order the app sees them, with what stays
+ * the same on a connection (type, asgi, root_path, client, server) and
+ * None where each request puts its own: a copy of the worker's base (the
+ * keys in place, no resizing) with the connection's client and server. */
+static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
+{
+    PyObject **S = a->s;
+    if (a->scope_base == NULL && (a->scope_base = cg__scope_base(a)) == NULL)
+        return NULL;
+    PyObject *d = PyDict_Copy(a->scope_base); /* new */
+    if (d == NULL || PyDict_SetItem(d, S[CG_AS_CLIENT], p->client) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_SERVER], p->server) < 0) {
         Py_XDECREF(d);
         return NULL;
     }
