@@ -112,7 +112,7 @@ typedef struct cg_asgi_proto cg_asgi_proto_t;
 typedef struct cg_asgi_cycle cg_asgi_cycle_t;
 
 /* Connection buffers kept for reuse by the next connections. */
-#define CG_ASGI_SPARE 32
+#define CG_ASGI_SPARE 16
 
 /* The per-worker ASGI state. */
 typedef struct cg_asgi {
