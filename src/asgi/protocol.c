@@ -445,7 +445,8 @@ static PyObject *cg__server(cg_asgi_t *a, const cg_listener_t *l, int fd)
         return Py_BuildValue("(sO)", l->unix_path ? l->unix_path : "", Py_None);
     struct sockaddr_storage me;
     socklen_t melen = sizeof(me);
-    bool any = (l->family == AF_INET &&
+    bool any = l->addrlen == 0 || l->addrlen > sizeof(me) ||
+               (l->family == AF_INET &&
                 ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
                (l->family == AF_INET6 &&
                 IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr));

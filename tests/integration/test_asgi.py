@@ -54,6 +54,26 @@ def test_scope(basic):
     assert cgtest.header(headers, "Date")
 
 
+def test_scope_server_per_listener(cg):
+    """scope["server"] is the connection's local address: a listener bound
+    to one address and a wildcard one each give their own port, whatever
+    the connection before them had."""
+    p1, p2 = cgtest.free_port(), cgtest.free_port()
+    srv = cg("asgi_basic:app", args=ASGI, bind=["127.0.0.1:%d" % p1, "0.0.0.0:%d" % p2])
+
+    def server_of(port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            data = cgtest.exchange(s, b"GET /scope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        status, _, body = parse_response(data)
+        assert status == "HTTP/1.1 200 OK", status
+        return json.loads(body)["server"]
+
+    assert server_of(p1) == ["127.0.0.1", p1]
+    assert server_of(p2) == ["127.0.0.1", p2]
+    assert server_of(p1) == ["127.0.0.1", p1]
+    assert server_of(p2) == ["127.0.0.1", p2]
+
+
 def test_scope_utf8_path_and_trusted_scheme(basic):
     # forwarded_allow_ips has 127.0.0.1 by default: its X-Forwarded-Proto counts
     status, _, body = get(basic, "/scope/%C3%A9t%C3%A9")
