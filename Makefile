@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-tls bench-tls-callgrind bench-venv bench-asgi bench-asgi-ws bench-gevent bench-frontends bench-observability bench-slowloris bench-balance clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-tls bench-tls-callgrind bench-venv bench-asgi bench-asgi-callgrind bench-asgi-ws bench-gevent bench-frontends bench-observability bench-slowloris bench-balance clean
 
 all: build
 
@@ -220,6 +220,11 @@ bench-gevent: build bench-venv test-site
 
 # WebSocket echo messages/s and server CPU per message: -k asgi beside Uvicorn and Granian
 # (bench/ws_echo.py, its own load client), one run.
+# Instructions per request of -k asgi under callgrind, keep-alive and Connection: close
+# (SERVER=uvicorn: Uvicorn's), free of the machine's load (bench/asgi-callgrind.sh).
+bench-asgi-callgrind: build bench-venv
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn BENCH_VENV=$(abspath $(BENCH_VENV)) bash bench/asgi-callgrind.sh
+
 bench-asgi-ws: build bench-venv
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn BENCH_VENV=$(abspath $(BENCH_VENV)) $(PYTHON) bench/ws_echo.py
 

@@ -116,6 +116,9 @@ enum {
 typedef struct cg_asgi_proto cg_asgi_proto_t;
 typedef struct cg_asgi_cycle cg_asgi_cycle_t;
 
+/* Connection buffers kept for reuse by the next connections. */
+#define CG_ASGI_SPARE 16
+
 /* The per-worker ASGI state. */
 typedef struct cg_asgi {
     cg_worker_t *w;
@@ -147,6 +150,22 @@ typedef struct cg_asgi {
     uint64_t keepalive_ms, head_ms;
     int grace_s; /* asgi_disconnect_grace_period */
     struct cg_asgi_rt *rt; /* request_timeout's watch (timeout.c); NULL: off */
+    /* What a new connection would otherwise make again (protocol.c, http.c):
+     * buffers closed connections left, the scope["server"] tuple of the
+     * last local address, and the http scope's keys with the values every
+     * connection shares (None where a connection or request puts its own). */
+    struct cg_asgi_spare {
+        char *data;
+        size_t cap;
+        cg_http_header_t *headers;
+        size_t headers_cap;
+    } spare[CG_ASGI_SPARE];
+    size_t nspare;
+    bool spare_open;
+    PyObject *server; /* owned, or NULL */
+    struct sockaddr_storage server_addr;
+    socklen_t server_len;
+    PyObject *scope_base; /* owned, or NULL until the first request */
     cg_http_date_cache_t date;
     /* HTTP/2 (h2.c): ALPN may choose it (TLS); h2c with prior knowledge,
      * by the HTTP/1.1 Upgrade, or both (http2_cleartext) */
@@ -257,6 +276,12 @@ void cg_asgi_rt_free(cg_asgi_t *a);
  */
 PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l);
 
+/* Close the connections whose deadline passed (the heartbeat tick calls it,
+ * at most a second apart). */
+void cg_asgi_sweep(cg_asgi_t *a);
+/* Free the connection buffers kept for reuse; later ones are not kept. */
+void cg_asgi_spares_free(cg_asgi_t *a);
+
 /* TERM: close the connections that wait between requests (the ones busy
  * with one close once it is answered; a new one still gets its first
  * request served), and open WebSockets with 1001. */
@@ -291,9 +316,6 @@ struct cg_asgi_proto {
     cg_asgi_proto_t *prev, *next; /* in a->conns while connected */
     bool listed;
     PyObject *transport; /* owned; NULL before connection_made and after connection_lost */
-    PyObject *on_timer;  /* our timer callback (holds us): cleared on connection_lost */
-    PyObject *timer;     /* the TimerHandle armed, or NULL */
-    uint64_t timer_at;   /* when it fires (ms, monotonic) */
     uint64_t deadline;   /* when the connection times out (ms, monotonic); 0: never */
     cg_conn_t c;
     bool c_up;
@@ -347,6 +369,7 @@ struct cg_asgi_cycle {
     bool trailers, body_final;
     PyObject *trailer_list;
     bool rt_fired; /* request_timeout cut it short (timeout.c) */
+    bool grace_armed; /* the disconnect grace's cancel is scheduled */
     int status;
     int64_t length; /* Content-Length the app gave, -1 none */
     int64_t sent;
@@ -376,6 +399,10 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy);
 cg_asgi_cycle_t *cg_asgi_cycle_new(cg_asgi_proto_t *p);
 /* Wake a receive() waiting for body bytes or the client's leaving. */
 void cg_asgi_cycle_wake(cg_asgi_cycle_t *cy);
+/* The client ended its side (EOF) while cy was current: when nothing is
+ * pipelined after it, the app hears http.disconnect once it has the whole
+ * body, and the disconnect grace begins. */
+void cg_asgi_cycle_eof(cg_asgi_cycle_t *cy);
 /* The client is gone (or the connection closed) while cy was current. */
 void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy);
 

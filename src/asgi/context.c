@@ -28,6 +28,7 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
     a->h2c_upgrade = strcmp(h2c, "upgrade") == 0 || strcmp(h2c, "both") == 0;
     cg_h2_config_init(&a->h2cfg, w->cfg);
     a->h2cfg.dispatch_at_head = true; /* a stream costs a task, not a thread */
+    a->spare_open = true;
     if (cg_asgi_types_ready() < 0)
         return -1;
 #define CG__AS_INIT(id, str)                                                                       \
@@ -71,6 +72,9 @@ void cg_asgi_free(cg_asgi_t *a)
         cg_conn_policy_free(&a->pol);
     a->pol_up = false;
     a->board = NULL; /* cycles freed later (interpreter teardown) leave it alone */
+    cg_asgi_spares_free(a);
+    Py_CLEAR(a->server);
+    Py_CLEAR(a->scope_base);
     Py_CLEAR(a->app);
     Py_CLEAR(a->loop);
     Py_CLEAR(a->asgi_version);

@@ -172,10 +172,9 @@ static int cg__put(PyObject *d, PyObject *key, PyObject *value /* stolen */)
     return rc;
 }
 
-/* The http scope's keys in the order the app sees them, with what stays
- * the same on a connection (type, asgi, root_path, client, server) and
- * None where each request puts its own. */
-static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
+/* The base of every connection's template: the shared values, None for the
+ * rest. New reference or NULL. */
+static PyObject *cg__scope_base(cg_asgi_t *a)
 {
     PyObject **S = a->s;
     PyObject *d = PyDict_New(); /* new */
@@ -189,9 +188,27 @@ static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
         PyDict_SetItem(d, S[CG_AS_QUERY_STRING], Py_None) < 0 ||
         PyDict_SetItem(d, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
         PyDict_SetItem(d, S[CG_AS_HEADERS], Py_None) < 0 ||
-        PyDict_SetItem(d, S[CG_AS_CLIENT], p->client) < 0 ||
-        PyDict_SetItem(d, S[CG_AS_SERVER], p->server) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_CLIENT], Py_None) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_SERVER], Py_None) < 0 ||
         (a->state != NULL && PyDict_SetItem(d, S[CG_AS_STATE], Py_None) < 0)) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* The http scope's keys in the order the app sees them, with what stays
+ * the same on a connection (type, asgi, root_path, client, server) and
+ * None where each request puts its own: a copy of the worker's base (the
+ * keys in place, no resizing) with the connection's client and server. */
+static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
+{
+    PyObject **S = a->s;
+    if (a->scope_base == NULL && (a->scope_base = cg__scope_base(a)) == NULL)
+        return NULL;
+    PyObject *d = PyDict_Copy(a->scope_base); /* new */
+    if (d == NULL || PyDict_SetItem(d, S[CG_AS_CLIENT], p->client) < 0 ||
+        PyDict_SetItem(d, S[CG_AS_SERVER], p->server) < 0) {
         Py_XDECREF(d);
         return NULL;
     }
@@ -294,6 +311,44 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 
 /* ---- receive ---- */
 
+/* asgi_disconnect_grace_period (Gunicorn 27's meaning): the app heard
+ * http.disconnect (or will, at its next receive); past the grace, its task
+ * is cancelled if it still runs (answered or not, as Gunicorn 27). Armed
+ * once per request, and only while the response is not complete. */
+static void cg__arm_grace(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_t *a = cy->a;
+    if (cy->grace_armed || cy->task == NULL || cy->complete)
+        return;
+    cy->grace_armed = true;
+    PyObject *cancel = PyObject_GetAttr(cy->task, a->s[CG_AS_A_CANCEL]); /* new */
+    PyObject *delay = cancel ? PyLong_FromLong(a->grace_s) : NULL;        /* new */
+    PyObject *h = delay ? PyObject_CallMethodObjArgs(a->loop, a->s[CG_AS_A_CALL_LATER], delay,
+                                                     cancel, NULL)
+                        : NULL; /* new */
+    if (h == NULL)
+        PyErr_Clear();
+    Py_XDECREF(h);
+    Py_XDECREF(delay);
+    Py_XDECREF(cancel);
+}
+
+/* The client ended its side and nothing follows this request (no
+ * pipelined request waits to be answered): it left, as Uvicorn and
+ * Gunicorn 27 take an EOF. The transport stays open, so an answer still
+ * reaches a client that only half-closed. */
+static bool cg__client_left(cg_asgi_cycle_t *cy)
+{
+    cg_asgi_proto_t *p = cy->p;
+    if (cy->st != NULL)
+        return false; /* an HTTP/2 stream learns it from its reset or the connection's loss */
+    if (!p->eof || !cg_conn_body_done(&p->c) || p->c.body.truncated)
+        return false;
+    if ((p->c.buf.len - p->c.buf.off) + cg_asgi_pending(p) > 0)
+        return false; /* a pipelined request: a half-close, the client waits for answers */
+    return true;
+}
+
 static PyObject *cg__message(cg_asgi_t *a, PyObject *body, bool more)
 {
     PyObject *m = PyDict_New(); /* new */
@@ -329,8 +384,16 @@ static int cg__receive_poll(PyObject *owner, PyObject **out)
         /* the client left, or the response is complete (Uvicorn's rule) */
         return (*out = cg__disconnect(a)) ? 1 : -1;
     }
-    if (cy->body_done) /* only the client's leaving is left to report */
+    if (cy->body_done) {
+        /* only the client's leaving is left to report: the app had the
+         * whole body first, even from a client that left right after it */
+        if (cg__client_left(cy)) {
+            cy->disconnected = true;
+            cg__arm_grace(cy);
+            return (*out = cg__disconnect(a)) ? 1 : -1;
+        }
         return cg__rx_wait(cy, out) < 0 ? -1 : 0;
+    }
     cg_conn_t *c = cy->c;
     bool h2 = cy->st != NULL;
     if (c->req.expect_continue && !cy->continue_sent && !cy->started) {
@@ -1250,9 +1313,15 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
     return 0;
 }
 
+void cg_asgi_cycle_eof(cg_asgi_cycle_t *cy)
+{
+    if (cy->ws == NULL && cg__client_left(cy))
+        cg__arm_grace(cy);
+    cg_asgi_cycle_wake(cy); /* a receive() waiting after the body answers http.disconnect */
+}
+
 void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy)
 {
-    cg_asgi_t *a = cy->a;
     cg_asgi_proto_t *p = cy->p;
     cy->disconnected = true;
     if (cy->ws != NULL)
@@ -1260,20 +1329,7 @@ void cg_asgi_cycle_lost(cg_asgi_cycle_t *cy)
     cy->p = NULL;
     cg_asgi_cycle_wake(cy); /* receive() answers http.disconnect (websocket.disconnect) */
     Py_XDECREF((PyObject *)p);
-    if (cy->task != NULL && !cy->complete) {
-        /* asgi_disconnect_grace_period: the app heard http.disconnect (or
-         * will, at its next receive); past the grace, its task is cancelled */
-        PyObject *cancel = PyObject_GetAttr(cy->task, a->s[CG_AS_A_CANCEL]); /* new */
-        PyObject *delay = cancel ? PyLong_FromLong(a->grace_s) : NULL;        /* new */
-        PyObject *h = delay ? PyObject_CallMethodObjArgs(a->loop, a->s[CG_AS_A_CALL_LATER], delay,
-                                                         cancel, NULL)
-                            : NULL; /* new */
-        if (h == NULL)
-            PyErr_Clear();
-        Py_XDECREF(h);
-        Py_XDECREF(delay);
-        Py_XDECREF(cancel);
-    }
+    cg__arm_grace(cy);
 }
 
 /* ---- access log ---- */

@@ -15,6 +15,8 @@
  */
 #include "asgi.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,9 +25,11 @@
 #include "../os/os.h"
 #include "../python/python.h"
 
-/* The connection buffer's first size, and the size over which it shrinks
- * back between requests (as the gthread loop's). */
-#define CG__BUF_INITIAL 16384
+/* The connection buffer's first size: a head of up to 8 KiB plus the room
+ * cg_conn_begin_body() wants after it, so that a usual request never
+ * reallocates (and copies) it. Over CG__BUF_SHRINK it shrinks back between
+ * requests (as the gthread loop's). */
+#define CG__BUF_INITIAL (CG_CONN_BODY_ROOM + 8192)
 #define CG__BUF_SHRINK 65536
 /* How long the body left unread may take to arrive before the connection is
  * closed instead (as the gthread loop's drain). */
@@ -159,64 +163,25 @@ void cg_asgi_proto_close(cg_asgi_proto_t *p)
 
 /* ---- deadlines ---- */
 
-static PyObject *cg__on_timer(PyObject *self, PyObject *unused);
-static PyMethodDef cg__on_timer_def = {"_on_timer", cg__on_timer, METH_NOARGS,
-                                       "A connection's deadline came."};
-
 /*
- * Set the connection's deadline `ms` from now (0: none). The loop's timer is
- * moved only when it would fire too late: deadlines mostly move later, and a
- * timer that fires early re-arms itself for what is left (one call_later per
- * keep-alive period, not per request).
+ * Set the connection's deadline `ms` from now (0: none). No timer per
+ * connection: the worker's heartbeat tick (at most a second apart) sweeps
+ * the connections (cg_asgi_sweep), so a deadline fires up to a tick late,
+ * and making and closing a connection costs no TimerHandle.
  */
 void cg_asgi_proto_deadline(cg_asgi_proto_t *p, uint64_t ms)
 {
-    if (ms == 0) {
-        p->deadline = 0;
-        return;
-    }
-    uint64_t now = cg_monotonic_ms();
-    p->deadline = now + ms;
-    if (p->timer != NULL && p->timer_at <= p->deadline)
-        return;
-    if (p->timer != NULL) {
-        PyObject *r = PyObject_CallMethodNoArgs(p->timer, p->a->s[CG_AS_A_CANCEL]); /* new */
-        Py_XDECREF(r);
-        Py_CLEAR(p->timer);
-    }
-    if (p->on_timer == NULL)
-        return;
-    PyObject *delay = PyFloat_FromDouble((double)ms / 1000.0); /* new */
-    PyObject *h = delay ? PyObject_CallMethodObjArgs(p->a->loop, p->a->s[CG_AS_A_CALL_LATER], delay,
-                                                     p->on_timer, NULL)
-                        : NULL; /* new */
-    Py_XDECREF(delay);
-    if (h == NULL) {
-        PyErr_Clear();
-        cg_log_error(p->a->log, "Cannot time a connection");
-        return;
-    }
-    p->timer = h;
-    p->timer_at = p->deadline;
+    p->deadline = ms == 0 ? 0 : cg_monotonic_ms() + ms;
 }
 
-static PyObject *cg__on_timer(PyObject *self, PyObject *unused)
+/* p's deadline passed: say why at debug, and close. */
+static void cg__expire(cg_asgi_proto_t *p)
 {
-    cg_asgi_proto_t *p = (cg_asgi_proto_t *)self;
-    Py_CLEAR(p->timer);
-    if (p->deadline == 0 || p->closed)
-        Py_RETURN_NONE;
-    uint64_t now = cg_monotonic_ms();
-    if (now < p->deadline) {
-        uint64_t left = p->deadline - now;
-        p->deadline = 0;
-        cg_asgi_proto_deadline(p, left);
-        Py_RETURN_NONE;
-    }
+    p->deadline = 0;
     if (p->state == CG_ASGI_H2 && cg_asgi_h2_keep(p)) {
         /* a stream is with the app: the heartbeat watches the loop */
         cg_asgi_proto_deadline(p, p->a->head_ms);
-        Py_RETURN_NONE;
+        return;
     }
     if (p->state == CG_ASGI_HEAD && p->c.buf.len > 0)
         cg_log_debug(p->a->log, "Closing connection: request head not complete in time");
@@ -225,7 +190,32 @@ static PyObject *cg__on_timer(PyObject *self, PyObject *unused)
     else if (p->state == CG_ASGI_WS)
         cg_log_debug(p->a->log, "Closing WebSocket: no closing handshake from the client in time");
     cg_asgi_proto_close(p);
-    Py_RETURN_NONE;
+}
+
+void cg_asgi_sweep(cg_asgi_t *a)
+{
+    if (a->nconns == 0)
+        return;
+    uint64_t now = cg_monotonic_ms();
+    /* closing may end connections (and unlist them) as we go: collect the
+     * expired ones, with a reference each, first */
+    cg_asgi_proto_t *stack[64], **due = stack;
+    if (a->nconns > 64)
+        due = cg_xmalloc(a->nconns * sizeof(*due));
+    size_t n = 0;
+    for (cg_asgi_proto_t *p = a->conns; p != NULL && n < a->nconns; p = p->next) {
+        if (p->deadline != 0 && now >= p->deadline && !p->closed) {
+            Py_INCREF((PyObject *)p);
+            due[n++] = p;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (due[i]->deadline != 0 && now >= due[i]->deadline && !due[i]->closed)
+            cg__expire(due[i]);
+        Py_DECREF((PyObject *)due[i]);
+    }
+    if (due != stack)
+        free(due);
 }
 
 /* ---- requests ---- */
@@ -417,6 +407,84 @@ void cg_asgi_close_idle(cg_asgi_t *a)
     }
 }
 
+/* ---- per-connection set-up, made cheap for Connection: close ---- */
+
+/* A connection's buffers: a spare one a closed connection left (no malloc,
+ * no zeroing of the header table), else new ones. */
+static void cg__conn_setup(cg_asgi_t *a, cg_conn_t *c)
+{
+    if (a->nspare == 0) {
+        cg_conn_init(c, &a->pol, CG__BUF_INITIAL);
+        return;
+    }
+    struct cg_asgi_spare *sp = &a->spare[--a->nspare];
+    c->fd = -1;
+    c->buf_max = a->pol.buf_max;
+    c->buf.data = sp->data;
+    c->buf.cap = sp->cap;
+    c->req.headers = sp->headers;
+    c->req.headers_cap = sp->headers_cap;
+}
+
+/* The connection object goes: keep its buffers for the next connection
+ * (a few, of the usual size), else free them. */
+static void cg__conn_park(cg_asgi_t *a, cg_conn_t *c)
+{
+    if (a->spare_open && a->nspare < CG_ASGI_SPARE && c->buf.data != NULL &&
+        c->buf.cap == CG__BUF_INITIAL && c->req.headers != NULL) {
+        a->spare[a->nspare++] = (struct cg_asgi_spare){c->buf.data, c->buf.cap, c->req.headers,
+                                                       c->req.headers_cap};
+        c->buf.data = NULL;
+        c->buf.cap = 0;
+        c->req.headers = NULL;
+        c->req.headers_cap = 0;
+    }
+    cg_conn_release(c);
+}
+
+void cg_asgi_spares_free(cg_asgi_t *a)
+{
+    a->spare_open = false; /* connections freed later release their own */
+    while (a->nspare > 0) {
+        struct cg_asgi_spare *sp = &a->spare[--a->nspare];
+        free(sp->data);
+        free(sp->headers);
+    }
+}
+
+/* scope["server"] for a connection on l: the local address, as a tuple
+ * shared by the connections that have the same one (a listener bound to
+ * one address needs no getsockname for it). New reference or NULL. */
+static PyObject *cg__server(cg_asgi_t *a, const cg_listener_t *l, int fd)
+{
+    if (l->family == AF_UNIX)
+        return Py_BuildValue("(sO)", l->unix_path ? l->unix_path : "", Py_None);
+    struct sockaddr_storage me;
+    socklen_t melen = sizeof(me);
+    bool any = l->addrlen == 0 || l->addrlen > sizeof(me) ||
+               (l->family == AF_INET &&
+                ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+               (l->family == AF_INET6 &&
+                IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr));
+    if (!any) {
+        memcpy(&me, &l->addr, l->addrlen);
+        melen = l->addrlen;
+    } else if (getsockname(fd, (struct sockaddr *)&me, &melen) < 0) {
+        return Py_BuildValue("(si)", l->server_name, atoi(l->server_port));
+    }
+    if (a->server != NULL && a->server_len == melen && memcmp(&a->server_addr, &me, melen) == 0)
+        return Py_NewRef(a->server);
+    char ip[64], port[8];
+    cg_net_peer_text((struct sockaddr *)&me, ip, sizeof(ip), port, sizeof(port));
+    PyObject *t = Py_BuildValue("(si)", ip, atoi(port)); /* new */
+    if (t != NULL) {
+        Py_XSETREF(a->server, Py_NewRef(t));
+        memcpy(&a->server_addr, &me, melen);
+        a->server_len = melen;
+    }
+    return t;
+}
+
 /* ---- asyncio.Protocol ---- */
 
 static PyObject *cg__connection_made(PyObject *self, PyObject *transport)
@@ -424,14 +492,13 @@ static PyObject *cg__connection_made(PyObject *self, PyObject *transport)
     cg_asgi_proto_t *p = (cg_asgi_proto_t *)self;
     cg_asgi_t *a = p->a;
     p->transport = Py_NewRef(transport);
-    p->on_timer = cg_asgi_bind(&cg__on_timer_def, self); /* new; holds us until connection_lost */
     PyObject *sock = PyObject_CallMethodOneArg(transport, a->s[CG_AS_A_GET_EXTRA_INFO],
                                                a->s[CG_AS_A_SOCKET]); /* new */
     PyObject *fno = sock ? PyObject_CallMethodNoArgs(sock, a->s[CG_AS_A_FILENO]) : NULL; /* new */
     int fd = fno ? (int)PyLong_AsLong(fno) : -1;
     Py_XDECREF(fno);
     Py_XDECREF(sock);
-    if (p->on_timer == NULL || fd < 0) {
+    if (fd < 0) {
         cg_py_log_exception(a->log, CG_LOG_ERROR, "Error handling connection");
         cg_asgi_proto_close(p);
         Py_RETURN_NONE;
@@ -443,26 +510,14 @@ static PyObject *cg__connection_made(PyObject *self, PyObject *transport)
         cg_asgi_proto_close(p);
         Py_RETURN_NONE;
     }
-    cg_conn_init(c, &a->pol, CG__BUF_INITIAL);
+    cg__conn_setup(a, c);
     p->c_up = true;
     cg_conn_accepted(c, &a->pol, fd, p->l, true);
     c->ops = &cg__ops;
     c->tls = a->ssl != NULL; /* asyncio's transport decrypted it: the scheme is https */
     c->transport = p;
 
-    if (p->l->family == AF_UNIX) {
-        p->server = Py_BuildValue("(sO)", p->l->unix_path ? p->l->unix_path : "", Py_None);
-    } else {
-        struct sockaddr_storage me;
-        socklen_t melen = sizeof(me);
-        char ip[64], port[8];
-        if (getsockname(fd, (struct sockaddr *)&me, &melen) < 0)
-            p->server = Py_BuildValue("(si)", p->l->server_name, atoi(p->l->server_port));
-        else {
-            cg_net_peer_text((struct sockaddr *)&me, ip, sizeof(ip), port, sizeof(port));
-            p->server = Py_BuildValue("(si)", ip, atoi(port));
-        }
-    }
+    p->server = cg__server(a, p->l, fd); /* new */
     if (p->server == NULL) {
         cg_py_log_exception(a->log, CG_LOG_ERROR, "Error handling connection");
         cg_asgi_proto_close(p);
@@ -537,9 +592,11 @@ static PyObject *cg__eof_received(PyObject *self, PyObject *unused)
     p->eof = true;
     if (p->state == CG_ASGI_BUSY) {
         /* a client may half-close once it has sent its request: keep the
-         * transport open to answer it */
+         * transport open to answer it (the app hears http.disconnect all
+         * the same when no pipelined request follows: a client that closed
+         * looks the same until a write fails) */
         if (p->cy != NULL)
-            cg_asgi_cycle_wake(p->cy);
+            cg_asgi_cycle_eof(p->cy);
         Py_RETURN_TRUE;
     }
     if (p->state == CG_ASGI_HEAD && p->c_up && !p->closed) {
@@ -570,12 +627,6 @@ static PyObject *cg__connection_lost(PyObject *self, PyObject *exc)
     cg_asgi_resolve(a, p->drain, Py_None);
     Py_CLEAR(p->drain);
     p->deadline = 0;
-    if (p->timer != NULL) {
-        PyObject *r = PyObject_CallMethodNoArgs(p->timer, a->s[CG_AS_A_CANCEL]); /* new */
-        Py_XDECREF(r);
-        PyErr_Clear();
-        Py_CLEAR(p->timer);
-    }
     if (p->listed) {
         if (p->prev != NULL)
             p->prev->next = p->next;
@@ -590,7 +641,6 @@ static PyObject *cg__connection_lost(PyObject *self, PyObject *exc)
             cg_asgi_resolve(a, a->drained, Py_None);
     }
     Py_CLEAR(p->transport);
-    Py_CLEAR(p->on_timer); /* our own reference to ourselves: the caller holds one */
     Py_RETURN_NONE;
 }
 
@@ -620,8 +670,6 @@ static void cg__proto_dealloc(PyObject *self)
     cg_asgi_proto_t *p = (cg_asgi_proto_t *)self;
     PyTypeObject *tp = Py_TYPE(self);
     Py_XDECREF(p->transport);
-    Py_XDECREF(p->on_timer);
-    Py_XDECREF(p->timer);
     Py_XDECREF(p->drain);
     Py_XDECREF((PyObject *)p->cy);
     Py_XDECREF(p->client);
@@ -631,7 +679,7 @@ static void cg__proto_dealloc(PyObject *self)
     Py_XDECREF(p->path);
     cg_asgi_h2_free(p);
     if (p->c_up)
-        cg_conn_release(&p->c);
+        cg__conn_park(p->a, &p->c);
     free(p->in);
     free(p->out);
     PyObject_Free(self);

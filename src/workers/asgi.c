@@ -96,6 +96,7 @@ static PyObject *cg__on_tick(PyObject *self, PyObject *unused)
         w->alive = 0;
     }
     cg__check_flags(a);
+    cg_asgi_sweep(a); /* the connections' deadlines */
     if (cg__tick_arm(self) < 0)
         return NULL;
     Py_RETURN_NONE;

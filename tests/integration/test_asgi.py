@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -51,6 +52,26 @@ def test_scope(basic):
     assert s["state_keys"] == ["pid", "started"]
     assert cgtest.header(headers, "Server") == "gunicorn"
     assert cgtest.header(headers, "Date")
+
+
+def test_scope_server_per_listener(cg):
+    """scope["server"] is the connection's local address: a listener bound
+    to one address and a wildcard one each give their own port, whatever
+    the connection before them had."""
+    p1, p2 = cgtest.free_port(), cgtest.free_port()
+    srv = cg("asgi_basic:app", args=ASGI, bind=["127.0.0.1:%d" % p1, "0.0.0.0:%d" % p2])
+
+    def server_of(port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            data = cgtest.exchange(s, b"GET /scope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        status, _, body = parse_response(data)
+        assert status == "HTTP/1.1 200 OK", status
+        return json.loads(body)["server"]
+
+    assert server_of(p1) == ["127.0.0.1", p1]
+    assert server_of(p2) == ["127.0.0.1", p2]
+    assert server_of(p1) == ["127.0.0.1", p1]
+    assert server_of(p2) == ["127.0.0.1", p2]
 
 
 def test_scope_utf8_path_and_trusted_scheme(basic):
@@ -146,6 +167,61 @@ def test_disconnect_after_response(basic):
         s.sendall(b"GET /disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
         assert s.recv(4096).startswith(b"HTTP/1.1 200 OK")
     basic.wait_log(r"after response: http.disconnect", source=lambda: basic.log()[before:])
+
+
+def test_disconnect_while_waiting_in_receive(basic):
+    """An app waiting in receive() after the body hears http.disconnect
+    when the client closes, without writing anything first."""
+    before = len(basic.log())
+    with basic.connect() as s:
+        s.sendall(b"GET /listen HTTP/1.1\r\nHost: t\r\n\r\n")
+        basic.wait_log(r"listen: 0 body bytes, waiting", source=lambda: basic.log()[before:])
+    basic.wait_log(r"listen: http.disconnect", source=lambda: basic.log()[before:])
+
+
+def test_half_close_gets_body_then_disconnect_and_answer(basic):
+    """A client that sends its request and shuts its write side: the app
+    gets the whole body first, then http.disconnect (the EOF looks the same
+    as a close), and what it still sends reaches the client."""
+    body = b"x" * 100000
+    req = (b"POST /listen HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    status, headers, got = parse_response(basic.raw(req, half_close=True))
+    assert status == "HTTP/1.1 200 OK"
+    assert got == b"heard http.disconnect after 100000 bytes"
+
+
+@pytest.fixture(scope="module")
+def no_grace(cg_module):
+    return cg_module("asgi_basic:app", args=ASGI + ["--asgi-disconnect-grace-period", "0",
+                                                    "--log-level", "debug"])
+
+
+def test_half_close_after_pipelined_requests(no_grace):
+    """An EOF behind pipelined requests is a half-close: every one is
+    answered, none is taken for a client that left (with no grace at all,
+    that would cancel it)."""
+    reqs = b"GET /slow?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\nGET /length HTTP/1.1\r\nHost: t\r\n\r\n"
+    data = no_grace.raw(reqs, half_close=True)
+    status, headers, rest = split_head(data)
+    assert status == "HTTP/1.1 200 OK"
+    end = rest.index(b"\r\n0\r\n\r\n") + 7
+    assert dechunk(rest[:end])[0] == b"slow done"
+    status, headers, rest = split_head(rest[end:])
+    assert status == "HTTP/1.1 200 OK" and rest == b"0123456789"
+    assert "Request cancelled" not in no_grace.log()
+
+
+def test_eof_starts_the_disconnect_grace(no_grace):
+    """asgi_disconnect_grace_period starts at the client's EOF (Gunicorn 27
+    closes on it): with 0 an app busy with a request whose client left is
+    cancelled at once, before it ever writes."""
+    before = len(no_grace.log())
+    with no_grace.connect() as s:
+        s.sendall(b"GET /slow?s=30 HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        no_grace.wait_log(r"Request cancelled \(client disconnected\)",
+                          source=lambda: no_grace.log()[before:])
+    assert get(no_grace, "/length")[2] == b"0123456789"
 
 
 def test_expect_continue(basic):

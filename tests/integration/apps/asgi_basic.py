@@ -11,6 +11,8 @@ app      /scope      the scope as JSON (bytes as latin-1 text)
          /state      the lifespan state and a per-request counter
          /slow       waits ?s= seconds (an in-flight request for TERM)
          /disconnect answers, then waits for http.disconnect and logs it
+         /listen     reads the body, logs, waits in receive() (no response
+                     yet), logs what came and answers with it
          /big        ?size= bytes in 64 KiB messages (back-pressure)
          /head       a body on HEAD (must be dropped)
 lifespan: sets state["started"]; raises at startup when CG_ASGI_FAIL is
@@ -123,6 +125,18 @@ async def app(scope, receive, send):
         m = await receive()
         print("after response: %s" % m["type"], file=sys.stderr, flush=True)
         return
+    if path == "/listen":
+        n = 0
+        while True:
+            m = await receive()
+            assert m["type"] == "http.request", m
+            n += len(m["body"])
+            if not m["more_body"]:
+                break
+        print("listen: %d body bytes, waiting" % n, file=sys.stderr, flush=True)
+        m = await receive()
+        print("listen: %s" % m["type"], file=sys.stderr, flush=True)
+        return await _respond(send, 200, ("heard %s after %d bytes" % (m["type"], n)).encode())
     if path == "/big":
         size = int(q.get("size", str(8 << 20)))
         await send({"type": "http.response.start", "status": 200,
