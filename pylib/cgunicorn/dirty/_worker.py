@@ -176,7 +176,9 @@ class DirtyWorker(Worker):
                     break
 
     def _handle(self, conn, entry):
-        conn.setblocking(True)
+        # no timeout on this side (the caller's ends the call); the C
+        # transfer waits out EAGAIN itself, so conn's blocking mode does not
+        # matter and costs no ioctl
         send = _wire.send_value
         try:
             kind, req = _wire.recv(conn, bytearray())
