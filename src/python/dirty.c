@@ -617,14 +617,22 @@ static PyObject *cg__dirty_recv(PyObject *mod, PyObject *const *args, Py_ssize_t
             goto out;
         PyList_SET_ITEM(list, (Py_ssize_t)i, b);
     }
-    io.save = PyEval_SaveThread();
+    /* a small frame is in the scratch already: no need to let go of the
+     * GIL (and maybe wait to get it back) for a memcpy */
+    uint64_t rest = size;
+    for (size_t i = 0; i < nbufs; i++)
+        rest += lens[i] & ~CG_DIRTY_WRITABLE;
+    bool in_scratch = rest <= io.len - io.pos;
+    if (!in_scratch)
+        io.save = PyEval_SaveThread();
     ok = payload == NULL || dirty_read(&io, PyBytes_AS_STRING(payload), size);
     for (size_t i = 0; ok && i < nbufs; i++) {
         PyObject *b = PyList_GET_ITEM(list, (Py_ssize_t)i);
         char *p = PyByteArray_CheckExact(b) ? PyByteArray_AS_STRING(b) : PyBytes_AS_STRING(b);
         ok = dirty_read(&io, p, (size_t)(lens[i] & ~CG_DIRTY_WRITABLE));
     }
-    PyEval_RestoreThread(io.save);
+    if (!in_scratch)
+        PyEval_RestoreThread(io.save);
     if (!ok) {
         dirty_raise(&io);
         goto out;
