@@ -1,20 +1,27 @@
 #!/usr/bin/python3
 """Dirty arbiters, cgunicorn beside Gunicorn 27 (issue 19's figures), one run.
 
-  bench/dirty.py CGUNICORN_BIN GUNICORN_27_BIN [ROUNDS]
+  bench/dirty.py CGUNICORN_BIN GUNICORN_27_BIN [ROUNDS [NAME=CGUNICORN_BIN ...]]
 
 For each server (-k gthread, 1 HTTP worker, 1 dirty worker, bench/dirty_app.py):
   - no-op execute() round trip: a request runs N calls in a loop and
     reports the wall time per call; the CPU of the whole process tree per
     call (/proc, utime+stime of every process) is read around the request;
-  - 10 MB argument and result: execute("echo", 10 MB) per call, wall time.
-Baselines for the transfer: the same 10 MB sent to a forked echo process
-over a socketpair and read back (sendall / recv_into), in this process,
-with buffers reused, and with a fresh receive buffer for each transfer
-(as a call that hands new bytes objects to the app and back must have).
-Rounds alternate between the servers (A/B interleaved); the median is shown.
+  - 10 MB argument and result: execute("echo", 10 MB bytes) per call, wall
+    time (the app gets a new bytes object and the caller another), and the
+    CPU of the process tree per call, read the same way.
+The baseline for the transfer: the same 10 MB sent to a forked echo
+process over a unix socketpair and read back (sendall, then recv_into
+into a buffer allocated once: the kernel's two copies each way and
+nothing else, the cheapest a transfer between two processes can be),
+wall time and the CPU of both processes (getrusage, wait4).
+Rounds alternate between the servers and the baseline (interleaved); the
+median is shown, and the range of the per-round ratios (each round's echo
+over the same round's baseline). Extra NAME=BIN arguments add servers (an
+older cgunicorn build, for an A/B of a change).
 """
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -28,7 +35,7 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 
 NOOP_CALLS = 2000
-ECHO_CALLS = 5
+ECHO_CALLS = 20
 MB = 10
 
 
@@ -60,11 +67,13 @@ def measure(p, port):
     noop = get(port, "/noop?n=%d" % NOOP_CALLS)
     ticks = benchlib.cpu_ticks(p.pid) - ticks0
     cpu = ticks / benchlib.CLK_TCK / NOOP_CALLS
+    ticks0 = benchlib.cpu_ticks(p.pid)
     echo = get(port, "/echo?n=%d&mb=%d" % (ECHO_CALLS, MB))
-    return noop, cpu, echo
+    echo_cpu = (benchlib.cpu_ticks(p.pid) - ticks0) / benchlib.CLK_TCK / ECHO_CALLS
+    return noop, cpu, echo, echo_cpu
 
 
-def pipe_baseline(rounds=ECHO_CALLS, fresh=False):
+def pipe_baseline(rounds=ECHO_CALLS):
     data = b"x" * (MB << 20)
     a, b = socket.socketpair()
     pid = os.fork()
@@ -73,9 +82,6 @@ def pipe_baseline(rounds=ECHO_CALLS, fresh=False):
         buf = bytearray(len(data))
         view = memoryview(buf)
         for _ in range(rounds):
-            if fresh:
-                buf = bytearray(len(data))
-                view = memoryview(buf)
             got = 0
             while got < len(buf):
                 got += b.recv_into(view[got:])
@@ -84,59 +90,63 @@ def pipe_baseline(rounds=ECHO_CALLS, fresh=False):
     b.close()
     buf = bytearray(len(data))
     view = memoryview(buf)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     for _ in range(rounds):
-        if fresh:
-            buf = bytearray(len(data))
-            view = memoryview(buf)
         a.sendall(data)
         got = 0
         while got < len(buf):
             got += a.recv_into(view[got:])
     took = (time.perf_counter() - t0) / rounds
-    os.waitpid(pid, 0)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    _, _, child = os.wait4(pid, 0)
     a.close()
-    return took
+    cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+           + child.ru_utime + child.ru_stime) / rounds
+    return took, cpu
 
 
 def main():
     cg, gu = sys.argv[1], sys.argv[2]
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 9
+    binaries = [("cgunicorn", cg), ("gunicorn 27", gu)]
+    binaries += [tuple(a.split("=", 1)) for a in sys.argv[4:]]
     logdir = tempfile.mkdtemp(prefix="dirty-bench-logs-")
     servers = {}
-    for name, binary in (("cgunicorn", cg), ("gunicorn 27", gu)):
+    for name, binary in binaries:
         port = benchlib.free_port()
         log = open(os.path.join(logdir, name.replace(" ", "_") + ".log"), "wb")
         servers[name] = (start(binary, port, log), port)
     res = {name: [] for name in servers}
-    base, fresh = [], []
+    base = []
     try:
         for _ in range(rounds):
             for name, (p, port) in servers.items():
                 res[name].append(measure(p, port))
             base.append(pipe_baseline())
-            fresh.append(pipe_baseline(fresh=True))
     finally:
         for p, _ in servers.values():
             p.terminate()
         for p, _ in servers.values():
             p.wait(60)
-    pipe = statistics.median(base)
-    pipe_fresh = statistics.median(fresh)
+    pipe = statistics.median(b[0] for b in base)
+    pipe_cpu = statistics.median(b[1] for b in base)
     print("| server | no-op execute() wall/call | CPU of all processes/call | "
-          "10 MB echo wall/call | echo / socketpair echo | echo / same, fresh buffers |")
-    print("|---|---|---|---|---|---|")
+          "10 MB echo wall/call | / socketpair echo (median; per-round range) | "
+          "10 MB echo CPU/call | / socketpair echo CPU |")
+    print("|---|---|---|---|---|---|---|")
     for name, rows in res.items():
         noop = statistics.median(r[0] for r in rows)
         cpu = statistics.median(r[1] for r in rows)
         echo = statistics.median(r[2] for r in rows)
-        print("| %s | %.1f us | %.1f us | %.2f ms | %.2fx | %.2fx |"
-              % (name, noop * 1e6, cpu * 1e6, echo * 1e3, echo / pipe, echo / pipe_fresh))
-    print("| socketpair echo of 10 MB, buffers reused (baseline) | | | %.2f ms | 1.00x | |"
-          % (pipe * 1e3))
-    print("| socketpair echo of 10 MB, a fresh receive buffer per transfer | | | %.2f ms | "
-          "| 1.00x |" % (pipe_fresh * 1e3))
-    print("\nrounds: %d (A/B interleaved, median); %d no-op calls and %d echo calls per "
+        echo_cpu = statistics.median(r[3] for r in rows)
+        ratios = sorted(r[2] / b[0] for r, b in zip(rows, base))
+        print("| %s | %.1f us | %.1f us | %.2f ms | %.2fx (%.2f-%.2fx) | %.2f ms | %.2fx |"
+              % (name, noop * 1e6, cpu * 1e6, echo * 1e3, echo / pipe, ratios[0], ratios[-1],
+                 echo_cpu * 1e3, echo_cpu / pipe_cpu))
+    print("| socketpair echo of 10 MB, buffers allocated once (baseline) | | | %.2f ms | 1.00x "
+          "| %.2f ms | 1.00x |" % (pipe * 1e3, pipe_cpu * 1e3))
+    print("\nrounds: %d (interleaved, median); %d no-op calls and %d echo calls per "
           "round; logs in %s" % (rounds, NOOP_CALLS, ECHO_CALLS, logdir))
 
 

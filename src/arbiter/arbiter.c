@@ -455,9 +455,15 @@ static void cg__arbiter_start_ctx(cg_arbiter_t *a)
     }
 }
 
+/* how often the loop looks whether the dirty arbiter took the last
+ * signal of a `dirty add|remove` (ctl.c) */
+#define CG__DIRTY_PACE_MS 5
+
 static int cg__arbiter_wait_ms(const cg_arbiter_t *a)
 {
     int most = a->overload_ms > 0 ? a->overload_ms : 1000;
+    if (cg_arbiter_ctl_dirty_pacing(a) && most > CG__DIRTY_PACE_MS)
+        most = CG__DIRTY_PACE_MS;
     if (a->watchdog_ms == 0)
         return most;
     uint64_t now = cg_monotonic_ms();
@@ -612,6 +618,7 @@ int cg_arbiter_run_full(cg_config_t *cfg, cg_log_t *log, cg_arbiter_worker_main_
         a.overload_ms = cg_arbiter_overload_check(&a);
         cg_arbiter_dirty_manage(&a);
         cg__arbiter_serve(&a, &polled);
+        cg_arbiter_ctl_dirty_pace(&a);
     }
     /* Gunicorn's halt() stops the control server first */
     cg_arbiter_ctl_stop(&a);

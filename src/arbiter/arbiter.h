@@ -160,6 +160,11 @@ typedef struct cg_arbiter {
         char *dir;
     } *dirty_old;
     size_t ndirty_old;
+    /* TTIN [0] and TTOU [1] that `dirty add|remove` still has to send to
+     * dirty_scale_pid, one per loop pass once the one before was taken
+     * (ctl.c) */
+    long dirty_scale_left[2];
+    pid_t dirty_scale_pid;
 
     /* Gunicorn's Arbiter._stats, for the control socket's show stats */
     struct {
@@ -304,6 +309,11 @@ void cg_arbiter_ctl_serve(cg_arbiter_t *a, const struct pollfd *p, size_t n);
 void cg_arbiter_ctl_stop(cg_arbiter_t *a);
 /* In a forked worker: close the master's descriptors, keep the file. */
 void cg_arbiter_ctl_child(cg_arbiter_t *a);
+/* Main loop: send the next TTIN / TTOU a `dirty add|remove` queued, if
+ * the one before is no longer pending in the dirty arbiter. */
+void cg_arbiter_ctl_dirty_pace(cg_arbiter_t *a);
+/* Whether some are queued (the loop then wakes up every few ms). */
+bool cg_arbiter_ctl_dirty_pacing(const cg_arbiter_t *a);
 
 /* dirty.c: the dirty arbiter (Gunicorn's dirty_apps / dirty_workers) */
 /* Whether this master runs one (never inside a dirty arbiter). */

@@ -15,6 +15,7 @@
 #include "../ctl/ctl.h"
 #include "../os/os.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* the most dirty workers the control socket lists or scales at once */
+/* the most dirty workers the control socket lists at once */
 #define CG__DIRTY_MAX 1024
-/* ... and scales by at once (each signal may wait up to a second) */
+/* ... and the most TTIN or TTOU one `dirty add|remove` sends */
 #define CG__DIRTY_SCALE_MAX 32
 
 /* A command's outcome: 0 with the data written, or CG_CTL_ANSWER_ERROR
@@ -467,6 +468,35 @@ static int cg__cmd_worker(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out
 
 /* ---- dirty add|remove: TTIN/TTOU to the dirty arbiter ------------------ */
 
+/* Sends the next queued TTIN (k 0) or TTOU (k 1) if the one before was
+ * delivered: 1 sent, 0 nothing to do yet, -1 the dirty arbiter is gone
+ * (what was queued is dropped). */
+static int cg__dirty_pace_one(cg_arbiter_t *a, int k)
+{
+    static const int sigs[2] = {SIGTTIN, SIGTTOU};
+    static const char *const names[2] = {"TTIN", "TTOU"};
+    if (a->dirty_scale_left[k] == 0)
+        return 0;
+    if (a->dirty_pid <= 0 || a->dirty_pid != a->dirty_scale_pid) {
+        cg_log_warning(a->log, "Dirty arbiter gone: %ld %s not sent", a->dirty_scale_left[k],
+                       names[k]);
+        a->dirty_scale_left[k] = 0;
+        return -1;
+    }
+    if (cg_os_proc_signal_pending(a->dirty_pid, sigs[k]) == 1)
+        return 0; /* the one before is still on its way: a later pass */
+    /* not pending, or the system cannot say (then two may merge), or the
+     * process is going (kill says) */
+    if (kill(a->dirty_pid, sigs[k]) < 0) {
+        cg_log_warning(a->log, "Cannot send %s to the dirty arbiter (pid: %d): %s", names[k],
+                       (int)a->dirty_pid, strerror(errno));
+        a->dirty_scale_left[k] = 0;
+        return -1;
+    }
+    a->dirty_scale_left[k]--;
+    return 1;
+}
+
 static int cg__dirty_scale(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t *o,
                            char *err, size_t errlen, int sig, const char *op,
                            const char *key)
@@ -485,32 +515,45 @@ static int cg__dirty_scale(cg_arbiter_t *a, char **argv, size_t argc, cg_json_ou
     }
     if (n < 1)
         n = 1; /* Gunicorn's max(1, count) */
+    long long queued = n < CG__DIRTY_SCALE_MAX ? n : CG__DIRTY_SCALE_MAX;
     /* the dirty arbiter runs our arbiter: TTIN/TTOU are its scaling. Two
-     * signals of a kind sent before the first is delivered merge into
-     * one, so each waits (up to a second) until the kernel has delivered
-     * the one before. */
-    long long sent = 0;
-    for (; sent < n && sent < CG__DIRTY_SCALE_MAX; sent++) {
-        for (int i = 0; sent > 0 && i < 100; i++) {
-            if (cg_os_proc_signal_pending(a->dirty_pid, sig) != 1)
-                break;
-            struct timespec ts = {0, 10 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        if (kill(a->dirty_pid, sig) < 0)
-            break;
-    }
-    cg__flag(o, "success", sent > 0);
+     * signals of a kind sent before the first is delivered merge into one
+     * (the dirty arbiter blocks signals across each fork, and for longer
+     * when loaded), so the first goes now and each next one from a later
+     * pass of the loop, once the kernel has delivered the one before:
+     * however long that takes, none is lost and the loop never blocks. */
+    int k = sig == SIGTTIN ? 0 : 1;
+    if (a->dirty_scale_pid != a->dirty_pid)
+        a->dirty_scale_left[0] = a->dirty_scale_left[1] = 0;
+    a->dirty_scale_pid = a->dirty_pid;
+    a->dirty_scale_left[k] += queued;
+    if (a->dirty_scale_left[k] > CG__DIRTY_MAX)
+        a->dirty_scale_left[k] = CG__DIRTY_MAX;
+    bool ok = cg__dirty_pace_one(a, k) >= 0;
+    cg__flag(o, "success", ok);
     cg_json_key(o, "operation");
     cg_json_str(o, op);
     cg_json_key(o, "requested");
     cg_json_int(o, n);
-    /* signals sent: the dirty arbiter acts on them in its next pass (TTOU
-     * never goes below one worker) */
+    /* the signals this request sends: the first at once unless one sent
+     * before is still pending, the rest from the next passes (the dirty
+     * arbiter acts on each in its next pass; TTOU never goes below one
+     * worker) */
     cg_json_key(o, key);
-    cg_json_int(o, sent);
+    cg_json_int(o, ok ? queued : 0);
     cg_json_obj_end(o);
     return 0;
+}
+
+bool cg_arbiter_ctl_dirty_pacing(const cg_arbiter_t *a)
+{
+    return a->dirty_scale_left[0] > 0 || a->dirty_scale_left[1] > 0;
+}
+
+void cg_arbiter_ctl_dirty_pace(cg_arbiter_t *a)
+{
+    for (int k = 0; k < 2; k++)
+        cg__dirty_pace_one(a, k);
 }
 
 static int cg__dirty_add(cg_arbiter_t *a, char **argv, size_t argc, cg_json_out_t *o,

@@ -79,8 +79,9 @@ int cg_os_proc_usage(pid_t pid, uint64_t *rss_bytes, uint64_t *cpu_us);
  * system has no such list. */
 size_t cg_os_proc_children(pid_t pid, pid_t *out, size_t cap);
 
-/* Whether sig, sent to process pid, is still pending (not yet delivered):
- * 1 or 0 (Linux: ShdPnd in /proc/PID/status); -ESRCH when it is gone,
+/* Whether sig, sent to process pid or its main thread, is still pending
+ * (not yet delivered): 1 or 0 (Linux: ShdPnd and SigPnd in
+ * /proc/PID/status); -ESRCH when it is gone,
  * -ENOSYS where the system does not say, another -errno. */
 int cg_os_proc_signal_pending(pid_t pid, int sig);
 

@@ -96,11 +96,13 @@ int cg_os_proc_signal_pending(pid_t pid, int sig)
     ssize_t n = cg__slurp(path, buf, sizeof(buf));
     if (n < 0)
         return (int)n;
-    /* ShdPnd: the signals sent to the process and not yet delivered */
-    const char *p = strstr(buf, "\nShdPnd:");
-    if (p == NULL || sig < 1 || sig > 64)
+    /* ShdPnd: the signals sent to the process and not yet delivered;
+     * SigPnd: those sent to its main thread (tgkill) */
+    const char *shd = strstr(buf, "\nShdPnd:");
+    const char *own = strstr(buf, "\nSigPnd:");
+    if (shd == NULL || own == NULL || sig < 1 || sig > 64)
         return -EPROTO;
-    unsigned long long mask = strtoull(p + 8, NULL, 16);
+    unsigned long long mask = strtoull(shd + 8, NULL, 16) | strtoull(own + 8, NULL, 16);
     return (mask >> (sig - 1)) & 1u ? 1 : 0;
 }
 #else

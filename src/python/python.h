@@ -432,7 +432,7 @@ cg_worker_t *cg_py_worker_self(void);
 extern PyMethodDef cg_py_worker_methods[];
 
 /* cgunicorn._core's _dirty_* functions (dirty.c): the dirty arbiters'
- * receive of a large buffer into a bytes object. */
+ * frames, sent and received with their out-of-band buffers uncopied. */
 extern PyMethodDef cg_py_dirty_methods[];
 
 /* A cgunicorn.config.Config holding a copy of cfg (module.c): new

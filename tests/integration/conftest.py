@@ -27,6 +27,7 @@ GROUPS = {
 GROUP_OF_FILE = {
     "test_basic.py": "core",
     "test_dirty.py": "core",
+    "test_dirty_io.py": "core",
     "test_wsgi.py": "core",
     "test_conformance.py": "core",
     "test_rfc9112.py": "core",

@@ -208,9 +208,12 @@ class DirtyWorker(Worker):
                     break
 
     def _handle(self, conn, entry):
-        conn.setblocking(True)
+        # no timeout on this side (the caller's ends the call); the C
+        # transfer waits out EAGAIN itself, so conn's blocking mode does not
+        # matter and costs no ioctl
+        send = _wire.send_value
         try:
-            kind, req = _wire.recv(conn)
+            kind, req = _wire.recv(conn, bytearray())
             if kind != _wire.REQUEST:
                 return
             action, args, kwargs = req
@@ -222,8 +225,8 @@ class DirtyWorker(Worker):
                     result = self._loop().run_until_complete(result)
                 if inspect.isgenerator(result):
                     for chunk in result:
-                        _wire.send(conn, _wire.CHUNK, chunk)
-                    _wire.send(conn, _wire.END, None)
+                        send(conn, _wire.CHUNK, chunk)
+                    send(conn, _wire.END, None)
                 elif inspect.isasyncgen(result):
                     loop = self._loop()
                     while True:
@@ -231,18 +234,20 @@ class DirtyWorker(Worker):
                             chunk = loop.run_until_complete(result.__anext__())
                         except StopAsyncIteration:
                             break
-                        _wire.send(conn, _wire.CHUNK, chunk)
-                    _wire.send(conn, _wire.END, None)
+                        send(conn, _wire.CHUNK, chunk)
+                    send(conn, _wire.END, None)
                 else:
-                    _wire.send(conn, _wire.RESULT, result)
+                    send(conn, _wire.RESULT, result)
             except (BrokenPipeError, ConnectionResetError):
                 raise
             except DirtyError as e:
-                _wire.send(conn, _wire.ERROR, e.to_dict())
+                send(conn, _wire.ERROR, e.to_dict())
             except Exception as e:
+                # the action's exception, or a result that does not pickle
+                # (encoded before anything is sent: the frame is whole)
                 err = DirtyAppError(str(e), app_path=entry.path, action=action,
                                     traceback=traceback.format_exc())
-                _wire.send(conn, _wire.ERROR, err.to_dict())
+                send(conn, _wire.ERROR, err.to_dict())
         except (EOFError, OSError):
             pass  # the caller went away (its timeout): nothing to answer
         except Exception:

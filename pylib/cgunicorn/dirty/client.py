@@ -80,9 +80,17 @@ class DirtyClient:
 
     # ---- sync (sync and gthread workers) ------------------------------
 
+    @staticmethod
+    def _encode(action, args, kwargs):
+        try:
+            return _wire.encode((action, args, kwargs))
+        except Exception as e:
+            raise DirtyProtocolError(f"Cannot serialize the arguments of {action!r}: {e}") from e
+
     def _call(self, app_path, action, args, kwargs):
         """A connected socket with the request sent, and the deadline."""
         path = self._path(app_path)
+        request = self._encode(action, args, kwargs)
         limit = self._limit()
         deadline = time.monotonic() + limit if limit else None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -97,7 +105,8 @@ class DirtyClient:
             raise DirtyConnectionError(f"Failed to connect to dirty worker: {e}",
                                        socket_path=path) from e
         try:
-            _wire.send(sock, _wire.REQUEST, (action, args, kwargs))
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _wire.send(sock, _wire.REQUEST, request, left)
         except socket.timeout:
             sock.close()
             raise DirtyTimeoutError("Timeout sending to the dirty worker", timeout=limit)
@@ -107,14 +116,14 @@ class DirtyClient:
         return sock, deadline, limit
 
     @staticmethod
-    def _recv(sock, deadline, limit):
+    def _recv(sock, carry, deadline, limit):
+        left = None
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DirtyTimeoutError("Timeout waiting for dirty app response", timeout=limit)
-            sock.settimeout(left)
         try:
-            return _wire.recv(sock)
+            return _wire.recv(sock, carry, left)
         except socket.timeout:
             raise DirtyTimeoutError("Timeout waiting for dirty app response",
                                     timeout=limit) from None
@@ -122,12 +131,14 @@ class DirtyClient:
             raise DirtyWorkerError("Dirty worker exited before answering") from None
         except OSError as e:
             raise DirtyConnectionError(f"Communication error: {e}") from e
+        except Exception as e:  # a malformed frame, an answer that does not unpickle
+            raise DirtyProtocolError(f"Cannot read the dirty worker's answer: {e}") from e
 
     def execute(self, app_path, action, *args, **kwargs):
         """The action's result; its exception as a DirtyError."""
         sock, deadline, limit = self._call(app_path, action, args, kwargs)
         try:
-            kind, value = self._recv(sock, deadline, limit)
+            kind, value = self._recv(sock, bytearray(), deadline, limit)
         finally:
             sock.close()
         if kind == _wire.RESULT:
@@ -142,9 +153,10 @@ class DirtyClient:
 
     def _stream(self, app_path, action, args, kwargs):
         sock, deadline, limit = self._call(app_path, action, args, kwargs)
+        carry = bytearray()
         try:
             while True:
-                kind, value = self._recv(sock, deadline, limit)
+                kind, value = self._recv(sock, carry, deadline, limit)
                 if kind == _wire.CHUNK:
                     yield value
                 elif kind == _wire.END:
@@ -171,6 +183,7 @@ class DirtyClient:
 
     async def _call_async(self, app_path, action, args, kwargs):
         path = self._path(app_path)
+        payload, bufs = self._encode(action, args, kwargs)
         limit = self._limit()
         try:
             reader, writer = await asyncio.wait_for(
@@ -181,8 +194,7 @@ class DirtyClient:
         except OSError as e:
             raise DirtyConnectionError(f"Failed to connect to dirty worker: {e}",
                                        socket_path=path) from e
-        for part in _wire.pack(_wire.REQUEST, (action, args, kwargs)):
-            writer.write(part)
+        writer.writelines(_wire.frame(_wire.REQUEST, payload, bufs))
         deadline = time.monotonic() + limit if limit else None
         return reader, writer, deadline, limit
 

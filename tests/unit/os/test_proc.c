@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -140,6 +141,20 @@ static void test_signal_pending(void **state)
     assert_int_equal(cg_os_proc_signal_pending(pid, SIGTERM), -ESRCH);
 }
 
+static void test_signal_pending_thread(void **state)
+{
+    (void)state;
+    int wfd;
+    pid_t pid = cg__blocked_child(&wfd);
+    /* sent to the main thread, not the process: SigPnd, not ShdPnd */
+    assert_int_equal(syscall(SYS_tgkill, pid, pid, SIGTERM), 0);
+    assert_int_equal(cg_os_proc_signal_pending(pid, SIGTERM), 1);
+    assert_int_equal(cg_os_proc_signal_pending(pid, SIGHUP), 0);
+    close(wfd);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +163,7 @@ int main(void)
         cmocka_unit_test(test_no_such_pid),
         cmocka_unit_test(test_children),
         cmocka_unit_test(test_signal_pending),
+        cmocka_unit_test(test_signal_pending_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
