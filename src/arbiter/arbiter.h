@@ -165,6 +165,10 @@ typedef struct cg_arbiter {
      * (ctl.c) */
     long dirty_scale_left[2];
     pid_t dirty_scale_pid;
+    /* the dirty arbiter's num_workers as the master's signals set it
+     * (dirty_workers at its start and on a HUP): `dirty remove` answers
+     * how many it removes, as Gunicorn's, stopping at the apps' floor */
+    long dirty_target;
 
     /* Gunicorn's Arbiter._stats, for the control socket's show stats */
     struct {

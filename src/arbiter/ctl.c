@@ -516,6 +516,20 @@ static int cg__dirty_scale(cg_arbiter_t *a, char **argv, size_t argc, cg_json_ou
     if (n < 1)
         n = 1; /* Gunicorn's max(1, count) */
     long long queued = n < CG__DIRTY_SCALE_MAX ? n : CG__DIRTY_SCALE_MAX;
+    if (sig == SIGTTOU) {
+        /* Gunicorn's dirty arbiter removes none below the largest per-app
+         * limit and answers what it removed; ours ignores a TTOU there
+         * (signals.c), so those are not sent */
+        pid_t kids[CG__DIRTY_MAX];
+        size_t nk = cg_os_proc_children(a->dirty_pid, kids, CG__DIRTY_MAX);
+        /* a TTOU sent to it by hand is seen once its worker is gone */
+        long live = (long)nk - a->dirty_scale_left[1];
+        if (nk > 0 && live < a->dirty_target)
+            a->dirty_target = live;
+        long above = a->dirty_target - cg_arbiter_dirty_floor(a);
+        if (queued > above)
+            queued = above > 0 ? above : 0;
+    }
     /* the dirty arbiter runs our arbiter: TTIN/TTOU are its scaling. Two
      * signals of a kind sent before the first is delivered merge into one
      * (the dirty arbiter blocks signals across each fork, and for longer
@@ -529,7 +543,9 @@ static int cg__dirty_scale(cg_arbiter_t *a, char **argv, size_t argc, cg_json_ou
     a->dirty_scale_left[k] += queued;
     if (a->dirty_scale_left[k] > CG__DIRTY_MAX)
         a->dirty_scale_left[k] = CG__DIRTY_MAX;
-    bool ok = cg__dirty_pace_one(a, k) >= 0;
+    bool ok = queued == 0 || cg__dirty_pace_one(a, k) >= 0;
+    if (ok)
+        a->dirty_target += k == 0 ? queued : -queued;
     cg__flag(o, "success", ok);
     cg_json_key(o, "operation");
     cg_json_str(o, op);

@@ -214,6 +214,7 @@ static void cg__dirty_spawn(cg_arbiter_t *a)
         return;
     }
     a->dirty_pid = pid;
+    a->dirty_target = a->cfg->dirty_workers;
     cg_log_info(a->log, "Spawned dirty arbiter (pid: %d)", (int)pid);
     cg__dirty_pidfile_write(a, pid);
 }
@@ -351,16 +352,14 @@ static long cg__spec_limit(const char *spec)
     return errno == 0 && end != c2 + 1 && *end == '\0' && n > 0 ? n : 0;
 }
 
-/* The limit a dirty worker found on the app's class (<i>.limit beside the
- * app's socket <i>.sock), else 0. */
-static long cg__reported_limit(const char *bind)
+/* The limit a dirty worker found on the i-th app's class (<dir>/<i>.limit
+ * beside its socket <dir>/<i>.sock), else 0. Read by the dirty arbiter
+ * (TTOU) and by the master (`dirty remove`), which share the directory. */
+static long cg__reported_limit(const char *dir, size_t i)
 {
     char path[4096];
-    const char *sock = strncmp(bind, "unix:", 5) == 0 ? bind + 5 : bind;
-    size_t n = strlen(sock);
-    if (n < 5 || strcmp(sock + n - 5, ".sock") != 0 || n + 1 > sizeof(path))
+    if (snprintf(path, sizeof(path), "%s/%zu.limit", dir, i) >= (int)sizeof(path))
         return 0;
-    snprintf(path, sizeof(path), "%.*s.limit", (int)(n - 5), sock);
     FILE *f = fopen(path, "re");
     if (f == NULL)
         return 0;
@@ -374,11 +373,14 @@ static long cg__reported_limit(const char *bind)
 long cg_arbiter_dirty_floor(const cg_arbiter_t *a)
 {
     const cg_config_t *cfg = a->cfg;
+    /* the master made the directory; the dirty arbiter, a fresh arbiter
+     * on the dirty settings, has it from the environment the master set */
+    const char *dir = a->dirty_dir != NULL ? a->dirty_dir : getenv("CGUNICORN_DIRTY_DIR");
     long floor = 1;
     for (size_t i = 0; i < cfg->dirty_apps.n; i++) {
         long n = cg__spec_limit(cfg->dirty_apps.v[i]);
-        if (n == 0 && i < cfg->bind.n)
-            n = cg__reported_limit(cfg->bind.v[i]);
+        if (n == 0 && dir != NULL)
+            n = cg__reported_limit(dir, i);
         if (n > floor)
             floor = n;
     }
@@ -438,8 +440,10 @@ void cg_arbiter_dirty_reload(cg_arbiter_t *a)
                             : a->dirty_settings != NULL && strcmp(now, a->dirty_settings) == 0;
     free(now);
     if (same) {
-        /* it replaces its workers, on the settings it has */
+        /* it replaces its workers, on the settings it has, and goes back
+         * to dirty_workers of them as our arbiter's HUP does */
         cg_arbiter_dirty_signal(a, SIGHUP);
+        a->dirty_target = a->cfg->dirty_workers;
         return;
     }
     /* Gunicorn 27's dirty arbiter keeps the settings it was forked with

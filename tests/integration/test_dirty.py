@@ -427,6 +427,25 @@ def test_ttou_floor_is_the_largest_app_limit(cg, spec):
         srv.wait_log(r"SIGTTOU: Cannot decrease below 2 workers \(required by app specs\)")
         assert len(dirty_children(darb)) == 2
         assert "Cannot decrease below 1 " not in srv.log()
+        # the control socket's `dirty remove` answers what it removed, as
+        # Gunicorn's: none at the floor
+        from test_control_socket import ok
+        path = os.path.join(srv.tmpdir, "gunicorn.ctl")
+        srv.wait_log(r"Control socket listening at %s" % re.escape(path))
+        assert ok(path, "dirty remove 2") == {"success": True, "operation": "remove",
+                                              "requested": 2, "removed": 0}
+        assert ok(path, "dirty add") == {"success": True, "operation": "add",
+                                         "requested": 1, "spawned": 1}
+        deadline = time.monotonic() + 30
+        while len(dirty_children(darb)) != 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(dirty_children(darb)) == 3
+        assert ok(path, "dirty remove 5") == {"success": True, "operation": "remove",
+                                              "requested": 5, "removed": 1}
+        deadline = time.monotonic() + 30
+        while len(dirty_children(darb)) != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(dirty_children(darb)) == 2
     finally:
         srv.stop()
 

@@ -458,18 +458,16 @@ static void test_dirty_arbiter(void **state)
 static void test_dirty_floor(void **state)
 {
     static cg_config_t cfg;
-    char path[192], bind[192];
+    char path[192];
     memset(&cfg, 0, sizeof(cfg));
     cfg.dirty_arbiter = true;
     const char *apps[] = {"m:A", "m:B:3", "m:C:x", "m:D:1:2", "m:E"};
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < 5; i++)
         cg_strv_push(&cfg.dirty_apps, apps[i]);
-        snprintf(bind, sizeof(bind), "unix:%s/%zu.sock", test_dir, i);
-        cg_strv_push(&cfg.bind, bind);
-    }
     cg_arbiter_t a;
     memset(&a, 0, sizeof(a));
     a.cfg = &cfg;
+    a.dirty_dir = (char *)test_dir; /* the apps' sockets and limits */
     assert_int_equal(cg_arbiter_dirty_floor(&a), 3);
     /* a class's `workers` = 5, reported for m:E */
     snprintf(path, sizeof(path), "%s/4.limit", test_dir);
@@ -498,7 +496,6 @@ static void test_dirty_floor(void **state)
     assert_int_equal(cg_arbiter_dirty_floor(&a), 1);
     cg_strv_clear(&cfg.dirty_apps);
     assert_int_equal(cg_arbiter_dirty_floor(&a), 1);
-    cg_strv_clear(&cfg.bind);
 }
 
 static void test_boot_error_halts_with_3(void **state)
