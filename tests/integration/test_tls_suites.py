@@ -148,6 +148,7 @@ def _over_tls(factory, kind, pki):
 
         srv.raw = raw
         srv.get_json = get_json
+        srv.ca = pki["ca"]
         return srv
     start.kind = kind
     return start
@@ -179,3 +180,42 @@ def test_scheme_is_https(srv):
     """The echo the corpus checks came over TLS: the server says https."""
     got = test_rfc9112.echo(srv.raw(b"GET /s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
     assert got["wsgi.url_scheme"] == "https"
+
+
+def ragged(srv, data):
+    """data over TLS, then a bare TCP FIN (no close_notify: a ragged EOF);
+    (bytes received, the TLS alert that ended them or None)."""
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s = ssl.create_default_context(cafile=srv.ca).wrap_socket(raw, server_hostname="localhost")
+    try:
+        s.sendall(data)
+        socket.socket.shutdown(s, socket.SHUT_WR)  # under the session
+        got = b""
+        while True:
+            try:
+                b = s.recv(65536)
+            except ssl.SSLError as e:
+                return got, e.reason
+            if not b:
+                return got, None
+            got += b
+    finally:
+        s.close()
+
+
+def test_ragged_eof_after_a_whole_request_is_answered(srv):
+    """The FIN comes once the request is complete: answered as over plain
+    TCP (suppress_ragged_eofs, the default, takes it as the end)."""
+    for _ in range(10):
+        got, alert = ragged(srv, b"GET /r HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert test_rfc9112.echo(got)["RAW_URI"] == "/r"
+
+
+def test_ragged_eof_mid_request_ends_without_a_response(srv):
+    """The FIN cuts the head: over plain TCP Gunicorn answers nothing
+    (NoMoreData); over TLS, OpenSSL 3 meets the EOF mid-record-stream and
+    ends the session with a fatal decode_error alert (Gunicorn's Python ssl
+    too), so nothing else comes; the worker goes on."""
+    got, alert = ragged(srv, b"GET /foo/bar HTTP/1.0\r\nbaz")
+    assert got == b"" and alert in (None, "TLSV1_ALERT_DECODE_ERROR"), (got, alert)
+    assert test_rfc9112.echo(srv.raw(b"GET /after HTTP/1.0\r\n\r\n"))["RAW_URI"] == "/after"
