@@ -68,7 +68,7 @@ define meson_setup
 	fi
 endef
 
-.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-tls bench-tls-callgrind bench-venv bench-asgi bench-asgi-callgrind bench-asgi-ws bench-gevent bench-frontends bench-observability bench-slowloris bench-balance clean
+.PHONY: all deps build run test docs docs-check unit venv test-site integration integration-console test-fleet test-pythons asan asan-build asan-unit asan-integration fuzz bench bench-h2 bench-h2-callgrind bench-tls bench-tls-callgrind bench-venv bench-asgi bench-asgi-callgrind bench-asgi-ws bench-gevent bench-frontends bench-observability bench-slowloris bench-balance clean
 
 all: build
 
@@ -181,6 +181,10 @@ bench-balance: build
 bench-h2: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/h2.sh
+# The same under callgrind: user-space instructions per request (bench/h2-callgrind.sh).
+bench-h2-callgrind: build
+	@tools/deps.sh bench
+	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/h2-callgrind.sh
 
 # HTTPS cost: keep-alive and a new connection per request, beside nginx
 # with the same certificate and protocols (bench/tls.sh).

@@ -1142,8 +1142,14 @@ static void cg__on_poll(uv_poll_t *p, int status, int events)
          * the report is then already queued. Take it now rather than stop
          * and restart the poll (two epoll_ctl calls). */
         cg__take_done(gc->gt);
-        if (gc->state == CG_GT_LINGER || gc->closing)
-            return; /* served and closing: the poll is its business now */
+        /* Taken back, the connection has set up its own next wait: a
+         * response the socket did not take yet polls for writable (FLUSH;
+         * stopping that poll below would leave it unsent until the send
+         * deadline), lingering, the body spool and HTTP/2 theirs. Only a
+         * next request (or one still busy) goes on below. */
+        if (gc->closing || (gc->state != CG_GT_BUSY && gc->state != CG_GT_HEAD &&
+                            gc->state != CG_GT_BODY))
+            return;
     }
     if (gc->state != CG_GT_HEAD && gc->state != CG_GT_BODY) {
         /* Busy in a pool thread, which owns the socket now: stop watching

@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "worker.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,12 +133,20 @@ void cg_conn_init(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial)
     cg_conn_wake(c, p, buf_initial);
 }
 
+/* limit_request_fields is at most CG_MAX_COUNT: its table's size fits. */
+_Static_assert((size_t)CG_MAX_COUNT + 1 <= SIZE_MAX / sizeof(cg_http_header_t),
+               "the header table's size of limit_request_fields cannot overflow");
+
 void cg_conn_wake(cg_conn_t *c, const cg_conn_policy_t *p, size_t buf_initial)
 {
     if (c->buf.data != NULL)
         return;
+    /* The header table is not zeroed: entries are read only below
+     * req.nheaders, which the parser fills first; zeroing 4 KiB (the
+     * default table) was a tenth of an HTTP/2 stream's cost, one table per
+     * stream. */
     cg_conn_adopt(c, p, cg_xmalloc(buf_initial), buf_initial,
-                  cg_xcalloc(cg_conn_headers_cap(p), sizeof(cg_http_header_t)));
+                  cg_xmalloc(cg_conn_headers_cap(p) * sizeof(cg_http_header_t)));
 }
 
 size_t cg_conn_headers_cap(const cg_conn_policy_t *p)
