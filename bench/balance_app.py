@@ -11,16 +11,46 @@ DIR = os.environ.get("BALANCE_DIR", "/tmp")
 _count = [0, None]
 
 
-def app(environ, start_response):
-    if environ["PATH_INFO"] == "/probe":  # the script's start-up probe: not counted
-        pid = b"%d" % os.getpid()
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(pid)))])
-        return [pid]
+def _counted():
     _count[0] += 1
     n = _count[0]
     if n == 1 or n % 32 == 0:
         if _count[1] is None:
             _count[1] = os.open(os.path.join(DIR, str(os.getpid())), os.O_WRONLY | os.O_CREAT, 0o644)
         os.pwrite(_count[1], b"%12d\n" % n, 0)
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/probe":  # the script's start-up probe: not counted
+        pid = b"%d" % os.getpid()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(pid)))])
+        return [pid]
+    _counted()
     start_response("200 OK", HEADERS)
     return [BODY]
+
+
+ASGI_START = {"type": "http.response.start", "status": 200,
+              "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]}
+ASGI_END = {"type": "http.response.body", "body": BODY}
+
+
+async def asgi_app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["path"] == "/probe":
+        pid = b"%d" % os.getpid()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"),
+                                (b"content-length", b"%d" % len(pid))]})
+        await send({"type": "http.response.body", "body": pid})
+        return
+    _counted()
+    await send(ASGI_START)
+    await send(ASGI_END)

@@ -98,3 +98,26 @@ bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns, uint64_t *
     /* conns < sum / n + 1, without the division */
     return (uint64_t)conns * n < sum + n;
 }
+
+bool cg_balance_gate_take(cg_balance_gate_t *g, const cg_balance_t *b, int slot, uint32_t conns,
+                          uint64_t now_ms)
+{
+    uint64_t others;
+    if (cg_balance_fair(b, slot, conns, &others)) {
+        cg_balance_gate_reset(g);
+        return true;
+    }
+    /* a +1 keeps last_ms nonzero on a clock that starts at 0 */
+    if (g->last_ms == 0 || now_ms + 1 - g->last_ms > CG_BALANCE_GATE_GAP_MS || others != g->others) {
+        g->first_ms = now_ms + 1;
+        g->others = others;
+    }
+    g->last_ms = now_ms + 1;
+    return now_ms + 1 - g->first_ms >= CG_BALANCE_GATE_MAX_MS;
+}
+
+void cg_balance_gate_reset(cg_balance_gate_t *g)
+{
+    g->first_ms = g->last_ms = 0;
+    g->others = 0;
+}
