@@ -40,6 +40,10 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+PACKAGING=
+if pkg=$("$PY" -c 'import os, packaging; print(os.path.dirname(packaging.__file__))' 2>/dev/null); then
+    mkdir -p "$WORK/packaging" && ln -s "$pkg" "$WORK/packaging/packaging" && PACKAGING=$WORK/packaging
+fi
 trap 'exit 130' INT TERM
 
 command -v wrk >/dev/null || { say "bench: wrk is required"; exit 1; }
@@ -68,7 +72,9 @@ start_server() {
     case $kind in
     asgi*|uvicorn) app=balance_app:asgi_app; site=$BENCH_SITE
                    [ -n "$site" ] || return 2 ;;
-    gevent) site=$GEVENT_SITE; [ -d "$site/gevent" ] || return 2 ;;
+    gevent) site=$GEVENT_SITE; [ -d "$site/gevent" ] || return 2
+            # Gunicorn's gevent worker imports packaging, which the bench-venv lacks
+            [ -n "$PACKAGING" ] && site=$site:$PACKAGING ;;
     esac
     local args=(-b "127.0.0.1:$port" --chdir "$HERE" --log-level warning -w "$WORKERS")
     case $kind in
