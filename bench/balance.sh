@@ -2,7 +2,8 @@
 # bench/balance.sh - how evenly the workers share the load: $WORKERS workers of one server,
 # wrk -t$THREADS_WRK -c$CONNS for $DURATION s, keep-alive and then "Connection: close";
 # each worker's share of the requests (bench/balance_app.py counts them per process, to
-# within 32) printed for cgunicorn (sync, gthread, asgi, gevent) and Gunicorn (same workers,
+# within 32) and the server's CPU time per request (us, master and workers, from /proc)
+# printed for cgunicorn (sync, gthread, asgi, gevent) and Gunicorn (same workers,
 # and Uvicorn's worker class as gu-uvicorn; taken from $GUNICORN, default the bench-venv's,
 # `make bench-venv`). Also prints requests/s. `make bench-balance` runs it.
 # The asgi servers run balance_app:asgi_app with the bench-venv's site-packages on the path
@@ -97,13 +98,21 @@ start_server() {
 report() {
     "$PY" - "$WORK/counts" "$@" <<'PYEOF'
 import os, sys
-d, name, mode, rps = sys.argv[1:5]
-counts = sorted((int(open(os.path.join(d, f)).read()) for f in os.listdir(d)), reverse=True)
+d, name, mode, rps, ticks, nreq = sys.argv[1:7]
+rows = sorted((tuple(int(x) for x in open(os.path.join(d, f)).read().split())
+               for f in os.listdir(d)), reverse=True)
+counts = [r[0] for r in rows]
 total = sum(counts) or 1
 shares = [100.0 * c / total for c in counts]
-print("%-11s %-9s %9s req/s  workers %d  shares %s  counts %s" % (
-    name, mode, rps, len(counts), " ".join("%4.1f%%" % s for s in shares),
-    "/".join(str(c) for c in counts)))
+# the server's CPU (master and workers, user + system) per request: less
+# sensitive to the other jobs on the machine than requests/s
+cpu = "%6.1f" % (int(ticks) * 1e6 / os.sysconf("SC_CLK_TCK") / int(nreq)) if int(nreq) else "     ?"
+# keep-alive: the connections each worker served (wrk's, and the ones it
+# reopened after an error), in the same order
+conns = "" if mode != "keepalive" else "  conns " + "/".join(str(r[1]) for r in rows)
+print("%-15s %-9s %7s req/s %s us/req  workers %d  shares %s  counts %s%s" % (
+    name, mode, rps, cpu, len(counts), " ".join("%4.1f%%" % s for s in shares),
+    "/".join(str(c) for c in counts), conns))
 PYEOF
 }
 
@@ -119,10 +128,13 @@ for round in $(seq "$ROUNDS"); do
             fi
             hdr=()
             [ "$mode" = close ] && hdr=(-H "Connection: close")
+            t0=$("${LIB[@]}" cpu "$SPID")
             out=$(wrk -t"$THREADS_WRK" -c"$CONNS" -d"${DURATION}s" "${hdr[@]}" "http://127.0.0.1:$port/" 2>&1)
+            t1=$("${LIB[@]}" cpu "$SPID")
             rps=$(printf '%s\n' "$out" | awk '/Requests\/sec/ {printf "%d", $2}')
+            nreq=$(printf '%s\n' "$out" | awk '/requests in/ {print $1}')
             stop_server "$SPID"; SPID=
-            report "$name" "$mode" "${rps:-?}"
+            report "$name" "$mode" "${rps:-?}" "$((t1 - t0))" "${nreq:-0}"
         done
     done
 done

@@ -247,7 +247,8 @@ void cg_asgi_rt_free(cg_asgi_t *a);
 /* ---- protocol.c ---- */
 
 /*
- * The protocol factory for loop.create_server() on listener l: a callable
+ * The protocol factory for loop.connect_accepted_socket() on listener l
+ * (src/workers/asgi_accept.c): a callable
  * making a new protocol object per connection. New reference or NULL.
  */
 PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l);
