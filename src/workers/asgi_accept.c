@@ -34,6 +34,7 @@ struct cg_asgi_acc {
     PyObject *on_rest_end;   /* the listeners are watched again */
     PyObject *rest;          /* the TimerHandle while the listeners rest; NULL none */
     size_t pending;          /* accepted, their task not done yet */
+    uint32_t rest_load;      /* the load when the rest began */
     cg_balance_gate_t gate;
     bool watching, stopped;
 };
@@ -47,11 +48,27 @@ static uint32_t cg__load(const cg_asgi_acc_t *acc)
     return (uint32_t)(acc->a->nconns + acc->pending);
 }
 
+static void cg__watch(cg_asgi_acc_t *acc, bool on);
+
 static void cg__publish(void *arg)
 {
     cg_asgi_acc_t *acc = arg;
+    uint32_t load = cg__load(acc);
     cg_balance_publish(acc->w->balance, acc->w->balance_slot,
-                       !acc->stopped && !acc->a->stopping, cg__load(acc));
+                       !acc->stopped && !acc->a->stopping, load);
+    /* resting, and a connection of its own closed: the worker may be below
+     * its share again, so it looks now rather than at the rest's end (the
+     * usual case under Connection: close traffic) */
+    if (acc->rest != NULL && load < acc->rest_load && !acc->stopped) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb); /* new (each may be NULL) */
+        PyObject *r = PyObject_CallMethod(acc->rest, "cancel", NULL); /* new */
+        Py_XDECREF(r);
+        PyErr_Clear();
+        Py_CLEAR(acc->rest);
+        cg__watch(acc, true);
+        PyErr_Restore(et, ev, etb);
+    }
 }
 
 #define CG__CAP "cgunicorn.asgi.acceptor"
@@ -195,10 +212,12 @@ static PyObject *cg__on_ready(PyObject *self, PyObject *index)
         return PyErr_Format(PyExc_ValueError, "no listener %zu", li);
     cg_worker_t *w = acc->w;
     for (int i = 0; i < CG__BATCH && !acc->stopped && acc->watching; i++) {
-        if (!cg_balance_gate_take(&acc->gate, w->balance, w->balance_slot, cg__load(acc),
-                                  cg_monotonic_ms()) &&
-            cg__rest(acc, CG_BALANCE_GATE_MS / 1000.0))
+        unsigned rest = cg_balance_gate_take(&acc->gate, w->balance, w->balance_slot,
+                                             cg__load(acc), cg_monotonic_ms());
+        if (rest > 0 && cg__rest(acc, rest / 1000.0)) {
+            acc->rest_load = cg__load(acc);
             break;
+        }
         int fd = accept4(w->listeners[li].fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             cg__hand_over(acc, fd, li);

@@ -396,7 +396,7 @@ close:
 /* accept(listener) -> the descriptor of a connection accepted on
  * w->listeners[listener] (non-blocking, close-on-exec), waiting on the hub
  * until one comes and the workers' load table lets this worker take it
- * (balance.h: above its share it sleeps CG_BALANCE_GATE_MS and looks
+ * (balance.h: above its share it sleeps a few milliseconds and looks
  * again, leaving the connection to the others); None after an error that a
  * pause may cure (EMFILE ..., logged). Accepting here rather than in
  * gevent's StreamServer keeps each connection's greenlet shallow: its run
@@ -427,11 +427,12 @@ static PyObject *cg__accept(PyObject *self, PyObject *arg)
             Py_DECREF(r);
         }
         ready = true;
-        if (!cg_balance_gate_take(&s->gate, w->balance, w->balance_slot,
-                                  (uint32_t)(s->nconns + s->pending), cg_monotonic_ms())) {
+        unsigned rest = cg_balance_gate_take(&s->gate, w->balance, w->balance_slot,
+                                             (uint32_t)(s->nconns + s->pending), cg_monotonic_ms());
+        if (rest > 0) {
             /* the hub runs meanwhile: this worker's greenlets, and the
              * others take the connection */
-            PyObject *r = PyObject_CallFunction(s->sleep, "d", CG_BALANCE_GATE_MS / 1000.0); /* new */
+            PyObject *r = PyObject_CallFunction(s->sleep, "d", rest / 1000.0); /* new */
             if (r == NULL)
                 return NULL;
             Py_DECREF(r);
