@@ -65,6 +65,11 @@ typedef struct cg_gserver {
      * started serve() yet, and the gate before each accept */
     uint64_t pending;
     cg_balance_gate_t gate;
+    /* a refused accept() rests on this gevent.event.Event (owned), set when
+     * a connection of the worker's own closes: it may be below its share
+     * again then, and looks at once */
+    PyObject *rest_ev;
+    int resting; /* accept() calls resting on it */
     /* request_timeout (0: off): every context ever made (they are only
      * freed with the server), greenlet.getcurrent, hub.loop.run_callback */
     uint64_t rt_timeout_us;
@@ -91,6 +96,21 @@ static void cg__publish(cg_gserver_t *s)
 {
     cg_balance_publish(s->w->balance, s->w->balance_slot, s->w->alive != 0,
                        (uint32_t)(s->nconns + s->pending));
+}
+
+/* A connection closed: a resting accept() looks again now. */
+static void cg__closed(cg_gserver_t *s)
+{
+    cg__publish(s);
+    if (s->resting == 0 || s->rest_ev == NULL)
+        return;
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb); /* new (each may be NULL) */
+    PyObject *r = PyObject_CallMethod(s->rest_ev, "set", NULL); /* new */
+    if (r == NULL)
+        PyErr_Clear(); /* then it looks at its rest's end */
+    Py_XDECREF(r);
+    PyErr_Restore(et, ev, etb);
 }
 
 /* Keep the pending exception (with its traceback) in gc and abort its I/O. */
@@ -332,7 +352,7 @@ static PyObject *cg__serve(PyObject *self, PyObject *args)
     if (getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen) < 0) {
         /* the client left already */
         cg_log_debug(s->w->log, "getpeername: %s", strerror(errno));
-        cg__publish(s);
+        cg__closed(s);
         close(fd);
         free(gc);
         Py_DECREF(self);
@@ -381,7 +401,7 @@ close:
         cg_wsgi_orphans_release(&q);
     }
     cg_board_conns_open(s->pol.board, --s->nconns);
-    cg__publish(s);
+    cg__closed(s);
     cg_conn_release(c);
     PyObject *exc = gc->exc;
     Py_XDECREF(gc->glet);
@@ -432,7 +452,11 @@ static PyObject *cg__accept(PyObject *self, PyObject *arg)
         if (rest > 0) {
             /* the hub runs meanwhile: this worker's greenlets, and the
              * others take the connection */
-            PyObject *r = PyObject_CallFunction(s->sleep, "d", rest / 1000.0); /* new */
+            PyObject *r = PyObject_CallMethod(s->rest_ev, "clear", NULL); /* new */
+            Py_XDECREF(r);
+            s->resting++;
+            r = r != NULL ? PyObject_CallMethod(s->rest_ev, "wait", "d", rest / 1000.0) : NULL;
+            s->resting--;
             if (r == NULL)
                 return NULL;
             Py_DECREF(r);
@@ -592,6 +616,11 @@ static int cg__init(PyObject *self, PyObject *args, PyObject *kwds)
             return -1;
         }
     }
+    PyObject *gev = PyImport_ImportModule("gevent.event"); /* new */
+    s->rest_ev = gev != NULL ? PyObject_CallMethod(gev, "Event", NULL) : NULL;
+    Py_XDECREF(gev);
+    if (s->rest_ev == NULL)
+        return -1;
     s->app = Py_NewRef(app);
     s->loop_io = Py_NewRef(loop_io);
     s->wait = Py_NewRef(wait);
@@ -645,6 +674,7 @@ static void cg__dealloc(PyObject *self)
     Py_CLEAR(s->wait);
     Py_CLEAR(s->sleep);
     Py_CLEAR(s->timeout_exc);
+    Py_CLEAR(s->rest_ev);
     PyTypeObject *tp = Py_TYPE(self);
     tp->tp_free(self);
     Py_DECREF(tp);
