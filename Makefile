@@ -170,12 +170,13 @@ bench: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn bash bench/run.sh
 
-# Each worker's share of the requests, cgunicorn's gthread and sync workers
-# beside Gunicorn 27's (bench-venv), keep-alive and close (bench/balance.sh).
+# Each worker's share of the requests, cgunicorn's gthread, sync, asgi and gevent workers
+# beside Gunicorn 27's and Uvicorn's worker class (bench-venv; gevent from the test-site),
+# keep-alive and close (bench/balance.sh).
 bench-balance: build
 	@tools/deps.sh bench
 	CGUNICORN=$(CURDIR)/$(BUILD)/cgunicorn GUNICORN=$${GUNICORN:-$(abspath $(BENCH_VENV))/bin/gunicorn} \
-		bash bench/balance.sh
+		GEVENT_SITE=$${GEVENT_SITE:-$(abspath $(TEST_SITE))} bash bench/balance.sh
 
 # HTTP/2 over TLS with h2load, beside nginx (bench/h2.sh).
 bench-h2: build

@@ -144,6 +144,10 @@ typedef struct cg_asgi {
     PyObject *context;         /* the worker's own context, copied for each request's task */
     cg_asgi_proto_t *conns; /* open connections (borrowed; each removes itself) */
     size_t nconns;
+    /* called after nconns moved: the worker's acceptor publishes its load
+     * (src/workers/asgi_accept.c); NULL: none */
+    void (*on_conns)(void *arg);
+    void *on_conns_arg;
     bool stopping;          /* TERM: no new requests on kept-alive connections */
     PyObject *drained;      /* future the stop waits on until nconns is 0; NULL none */
     PyObject *stop;         /* future the serving phase waits on; NULL none */
@@ -271,7 +275,8 @@ void cg_asgi_rt_free(cg_asgi_t *a);
 /* ---- protocol.c ---- */
 
 /*
- * The protocol factory for loop.create_server() on listener l: a callable
+ * The protocol factory for loop.connect_accepted_socket() on listener l
+ * (src/workers/asgi_accept.c): a callable
  * making a new protocol object per connection. New reference or NULL.
  */
 PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l);

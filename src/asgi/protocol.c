@@ -529,6 +529,8 @@ static PyObject *cg__connection_made(PyObject *self, PyObject *transport)
     a->conns = p;
     p->listed = true;
     a->nconns++;
+    if (a->on_conns != NULL)
+        a->on_conns(a->on_conns_arg);
     cg_asgi_proto_deadline(p, a->head_ms);
     if (a->h2_tls && a->ssl != NULL && cg_asgi_h2_alpn(p) < 0)
         cg_asgi_proto_close(p);
@@ -637,6 +639,8 @@ static PyObject *cg__connection_lost(PyObject *self, PyObject *exc)
         p->prev = p->next = NULL;
         p->listed = false;
         a->nconns--;
+        if (a->on_conns != NULL)
+            a->on_conns(a->on_conns_arg);
         if (a->nconns == 0 && a->drained != NULL)
             cg_asgi_resolve(a, a->drained, Py_None);
     }

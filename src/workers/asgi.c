@@ -3,10 +3,11 @@
  * uvloop's, asgi_loop): the worker runs it with the GIL held, in phases,
  * each one loop.run_until_complete() on a future:
  *
- *   lifespan startup -> create_server() per listener -> serve until the
- *   stop future is set (TERM, max_requests, parent gone) -> close the
- *   servers and idle connections, wait for busy ones (graceful_timeout) ->
- *   lifespan shutdown -> cancel what is left, close the loop.
+ *   lifespan startup -> watch the listeners (asgi_accept.c) -> serve until
+ *   the stop future is set (TERM, max_requests, parent gone) -> stop
+ *   accepting, close idle connections, wait for busy ones
+ *   (graceful_timeout) -> lifespan shutdown -> cancel what is left, close
+ *   the loop.
  *
  * Signals stay the worker's C handlers (worker.c): they write to the wake
  * pipe, which the loop watches (add_reader); QUIT/INT/ABRT also raise
@@ -16,6 +17,7 @@
  * catches it.
  */
 #include "asgi.h"
+#include "asgi_accept.h"
 
 #include "../asgi/asgi.h"
 #include "../metrics/statsd.h"
@@ -166,15 +168,6 @@ static int cg__run(cg_asgi_t *a, PyObject *fut)
     return r != NULL ? 0 : -1;
 }
 
-/* A TLS handshake may take as long as a request head (--timeout). */
-static int cg__set_handshake_timeout(PyObject *kw, const cg_config_t *cfg)
-{
-    PyObject *t = PyFloat_FromDouble(cfg->timeout > 0 ? (double)cfg->timeout : 30.0); /* new */
-    int r = t != NULL ? PyDict_SetItemString(kw, "ssl_handshake_timeout", t) : -1;
-    Py_XDECREF(t);
-    return r;
-}
-
 /* TLS: the ssl.SSLContext of Gunicorn's default factory, through the
  * ssl_context hook when the configuration has one (cgunicorn._tls), which
  * asyncio's transports use; a->ssl stays NULL without TLS. 0 or -1 with an
@@ -214,44 +207,6 @@ static int cg__load_ssl(cg_asgi_t *a)
     Py_XDECREF(names);
     Py_XDECREF(r);
     return r != NULL ? 0 : -1;
-}
-
-/* A listener as an asyncio server. New reference to the Server, or NULL. */
-static PyObject *cg__serve(cg_asgi_t *a, PyObject *socket_mod, const cg_listener_t *l)
-{
-    /* a duplicate: server.close() closes it, the worker's own stays */
-    int fd = dup(l->fd);
-    if (fd < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    PyObject *kw = Py_BuildValue("{s:i}", "fileno", fd);                       /* new */
-    PyObject *cls = kw ? PyObject_GetAttrString(socket_mod, "socket") : NULL;  /* new */
-    PyObject *empty = cls ? PyTuple_New(0) : NULL;                             /* new */
-    PyObject *sock = empty ? PyObject_Call(cls, empty, kw) : NULL;             /* new */
-    Py_XDECREF(kw);
-    Py_XDECREF(cls);
-    Py_XDECREF(empty);
-    if (sock == NULL) {
-        close(fd);
-        return NULL;
-    }
-    PyObject *factory = cg_asgi_protocol_factory(a, l); /* new */
-    PyObject *args = factory ? PyTuple_Pack(1, factory) : NULL; /* new */
-    kw = args ? Py_BuildValue("{s:O,s:i}", "sock", sock, "backlog", (int)a->cfg->backlog) : NULL;
-    if (kw != NULL && a->ssl != NULL &&
-        (PyDict_SetItemString(kw, "ssl", a->ssl) < 0 ||
-         cg__set_handshake_timeout(kw, a->cfg) < 0))
-        Py_CLEAR(kw);
-    PyObject *create = kw ? PyObject_GetAttrString(a->loop, "create_server") : NULL; /* new */
-    PyObject *coro = create ? PyObject_Call(create, args, kw) : NULL;                 /* new */
-    PyObject *server = coro ? PyObject_CallMethod(a->loop, "run_until_complete", "O", coro)
-                            : NULL; /* new */
-    Py_XDECREF(factory);
-    Py_XDECREF(args);
-    Py_XDECREF(kw);
-    Py_XDECREF(create);
-    Py_XDECREF(coro);
-    Py_DECREF(sock);
-    return server;
 }
 
 /* Cancel the tasks still running (requests past the graceful timeout, the
@@ -298,7 +253,8 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
      * (cg_asgi_free leaves it NULL), so the state must outlive this frame. */
     cg_asgi_t *a = cg_xcalloc(1, sizeof(*a));
     int status = CG_WORKER_EXIT_OK;
-    PyObject *servers = NULL, *cap = NULL, *socket_mod = NULL;
+    PyObject *cap = NULL;
+    cg_asgi_acc_t *acc = NULL;
     PyObject *loop = cg__new_loop(w); /* new */
     if (loop == NULL) {
         Py_DECREF(app);
@@ -315,9 +271,7 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
                        : NULL; /* new */
     Py_XDECREF(wake);
     Py_XDECREF(r);
-    socket_mod = r ? PyImport_ImportModule("socket") : NULL;
-    servers = socket_mod ? PyList_New(0) : NULL;
-    if (servers == NULL || cg__tick_arm(cap) < 0 ||
+    if (r == NULL || cg__tick_arm(cap) < 0 ||
         (w->cfg->request_timeout > 0 && cg_asgi_rt_start(a) < 0)) {
         cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
         status = CG_WORKER_EXIT_BOOT_ERROR;
@@ -333,19 +287,13 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
         status = w->quick || w->got_abort ? CG_WORKER_EXIT_OK : CG_WORKER_EXIT_BOOT_ERROR;
         goto out;
     }
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        PyObject *srv = cg__serve(a, socket_mod, &w->listeners[i]); /* new */
-        if (srv == NULL || PyList_Append(servers, srv) < 0) {
-            Py_XDECREF(srv);
-            cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
-            status = CG_WORKER_EXIT_BOOT_ERROR;
-            goto out;
-        }
-        Py_DECREF(srv);
-    }
-
     if ((a->stop = cg_asgi_future(a)) == NULL)
         goto crash;
+    if ((acc = cg_asgi_accept_start(a)) == NULL) {
+        cg_py_log_exception(w->log, CG_LOG_ERROR, "Exception in worker process");
+        status = CG_WORKER_EXIT_BOOT_ERROR;
+        goto out;
+    }
     if (!w->alive)
         cg_asgi_resolve(a, a->stop, Py_None);
     if (cg__run(a, a->stop) < 0)
@@ -354,12 +302,8 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
     /* graceful: no new connections, idle ones closed, busy ones finish
      * their request (answered with Connection: close) */
     a->stopping = true;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(servers); i++) {
-        r = PyObject_CallMethod(PyList_GET_ITEM(servers, i), "close", NULL);
-        Py_XDECREF(r);
-        PyErr_Clear();
-    }
-    /* connections asyncio accepted just before the close are still being
+    cg_asgi_accept_stop(acc);
+    /* connections accepted just before the stop are still being
      * made (a task, then connection_made, a few loop passes): let them
      * arrive, so the drain below waits for their first request instead of
      * the final cancel cutting them off unread (a reset) */
@@ -408,8 +352,7 @@ out:
     w->in_app = 0;
     if (status == CG_WORKER_EXIT_BOOT_ERROR || status == -1)
         cg__finish_loop(a);
-    Py_XDECREF(servers);
-    Py_XDECREF(socket_mod);
+    cg_asgi_accept_free(acc);
     cg_asgi_rt_free(a);
     cg_asgi_free(a);
     Py_XDECREF(cap);

@@ -98,3 +98,36 @@ bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns, uint64_t *
     /* conns < sum / n + 1, without the division */
     return (uint64_t)conns * n < sum + n;
 }
+
+unsigned cg_balance_gate_take(cg_balance_gate_t *g, const cg_balance_t *b, int slot,
+                              uint32_t conns, uint64_t now_ms)
+{
+    uint64_t others;
+    if (cg_balance_fair(b, slot, conns, &others)) {
+        cg_balance_gate_reset(g);
+        return 0;
+    }
+    /* a +1 keeps last_ms nonzero on a clock that starts at 0 */
+    if (g->last_ms == 0 || now_ms + 1 - g->last_ms > CG_BALANCE_GATE_GAP_MS || others != g->others) {
+        g->first_ms = now_ms + 1;
+        g->others = others;
+    }
+    g->last_ms = now_ms + 1;
+    if (now_ms + 1 - g->first_ms >= CG_BALANCE_GATE_MAX_MS) {
+        cg_balance_gate_reset(g);
+        return 0;
+    }
+    /* the doubling goes on across runs (the others' counts move all the
+     * time under close-mode traffic); only a take or a reset ends it */
+    g->rest_ms = g->rest_ms == 0 ? CG_BALANCE_GATE_MS
+                 : g->rest_ms * 2 > CG_BALANCE_GATE_REST_MAX_MS ? CG_BALANCE_GATE_REST_MAX_MS
+                                                               : g->rest_ms * 2;
+    return g->rest_ms;
+}
+
+void cg_balance_gate_reset(cg_balance_gate_t *g)
+{
+    g->first_ms = g->last_ms = 0;
+    g->others = 0;
+    g->rest_ms = 0;
+}

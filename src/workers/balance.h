@@ -49,4 +49,39 @@ void cg_balance_publish(cg_balance_t *b, int slot, bool accepting, uint32_t conn
  * refused sees from it whether they are taking any. */
 bool cg_balance_fair(const cg_balance_t *b, int slot, uint32_t conns, uint64_t *others);
 
+/*
+ * A worker's gate before each accept(): cg_balance_fair(), and what to do
+ * when it says no. Refused, the worker leaves the connection to the others
+ * for a while (it stops watching the listeners, or sleeps) and then looks
+ * again: CG_BALANCE_GATE_MS after its first refusal, twice as long after
+ * each further one in a row, up to CG_BALANCE_GATE_REST_MAX_MS. Under
+ * steady Connection: close traffic a worker above its share is refused
+ * over and over, and each look costs a loop in Python a few calls: the
+ * doubling keeps that to about a hundred a second. A run of refusals
+ * during which the other workers' connections do not move (none of them
+ * is taking the waiting connection: blocked in the app, or starved of
+ * CPU) ends after CG_BALANCE_GATE_MAX_MS with the worker taking it after
+ * all, so balancing never delays a connection by more. Zeroed: no run.
+ */
+#define CG_BALANCE_GATE_MS 1
+#define CG_BALANCE_GATE_REST_MAX_MS 8
+#define CG_BALANCE_GATE_MAX_MS 100
+/* A refusal this long after the previous one starts a new run (the worker's
+ * loop was busy meanwhile, or the listener was quiet). */
+#define CG_BALANCE_GATE_GAP_MS 50
+
+typedef struct cg_balance_gate {
+    uint64_t first_ms, last_ms; /* this run of refusals; last_ms 0: none */
+    uint64_t others;            /* the others' connections when it began */
+    unsigned rest_ms;           /* the last rest; 0 after a take */
+} cg_balance_gate_t;
+
+/* Worker: may it accept one connection now (now_ms: a monotonic clock in
+ * ms), holding `conns`? 0: yes; else the milliseconds to step aside. */
+unsigned cg_balance_gate_take(cg_balance_gate_t *g, const cg_balance_t *b, int slot,
+                              uint32_t conns, uint64_t now_ms);
+/* Worker: the listeners were found empty (another worker took what
+ * waited): the run of refusals is over. */
+void cg_balance_gate_reset(cg_balance_gate_t *g);
+
 #endif

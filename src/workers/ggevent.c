@@ -61,6 +61,15 @@ typedef struct cg_gserver {
     int keepalive_ms; /* the whole head must come within this (Gunicorn's timeout_ctx) */
     int timeout_ms;   /* a body read or response write without progress (0: none) */
     uint64_t nconns;  /* open connections, for the metrics */
+    /* even load (balance.h): accepted connections whose greenlet has not
+     * started serve() yet, and the gate before each accept */
+    uint64_t pending;
+    cg_balance_gate_t gate;
+    /* a refused accept() rests on this gevent.event.Event (owned), set when
+     * a connection of the worker's own closes: it may be below its share
+     * again then, and looks at once */
+    PyObject *rest_ev;
+    int resting; /* accept() calls resting on it */
     /* request_timeout (0: off): every context ever made (they are only
      * freed with the server), greenlet.getcurrent, hub.loop.run_callback */
     uint64_t rt_timeout_us;
@@ -80,6 +89,29 @@ typedef struct cg_gconn {
     volatile sig_atomic_t abort;
     PyObject *glet; /* request_timeout: the greenlet serving it (owned); NULL: off */
 } cg_gconn_t;
+
+/* This worker's row in the workers' load table: the connections it holds
+ * (served, or accepted and about to be), and whether it accepts. */
+static void cg__publish(cg_gserver_t *s)
+{
+    cg_balance_publish(s->w->balance, s->w->balance_slot, s->w->alive != 0,
+                       (uint32_t)(s->nconns + s->pending));
+}
+
+/* A connection closed: a resting accept() looks again now. */
+static void cg__closed(cg_gserver_t *s)
+{
+    cg__publish(s);
+    if (s->resting == 0 || s->rest_ev == NULL)
+        return;
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb); /* new (each may be NULL) */
+    PyObject *r = PyObject_CallMethod(s->rest_ev, "set", NULL); /* new */
+    if (r == NULL)
+        PyErr_Clear(); /* then it looks at its rest's end */
+    Py_XDECREF(r);
+    PyErr_Restore(et, ev, etb);
+}
 
 /* Keep the pending exception (with its traceback) in gc and abort its I/O. */
 static void cg__stash(cg_gconn_t *gc)
@@ -306,6 +338,8 @@ static PyObject *cg__serve(PyObject *self, PyObject *args)
     int fd, li;
     if (!PyArg_ParseTuple(args, "ii:serve", &fd, &li))
         return NULL;
+    if (s->pending > 0) /* accept() counted it: nconns does from here */
+        s->pending--;
     if (li < 0 || (size_t)li >= s->w->nlisteners) {
         close(fd);
         return PyErr_Format(PyExc_ValueError, "no listener %d", li);
@@ -318,6 +352,7 @@ static PyObject *cg__serve(PyObject *self, PyObject *args)
     if (getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen) < 0) {
         /* the client left already */
         cg_log_debug(s->w->log, "getpeername: %s", strerror(errno));
+        cg__closed(s);
         close(fd);
         free(gc);
         Py_DECREF(self);
@@ -331,6 +366,7 @@ static PyObject *cg__serve(PyObject *self, PyObject *args)
     if (s->rt_timeout_us > 0 && (gc->glet = PyObject_CallNoArgs(s->getcurrent)) == NULL)
         PyErr_Clear(); /* then its requests are answered 504 but not interrupted */
     cg_board_conns_open(s->pol.board, ++s->nconns);
+    cg__publish(s);
 
     bool done = false;
     if (s->w->tls != NULL) {
@@ -365,6 +401,7 @@ close:
         cg_wsgi_orphans_release(&q);
     }
     cg_board_conns_open(s->pol.board, --s->nconns);
+    cg__closed(s);
     cg_conn_release(c);
     PyObject *exc = gc->exc;
     Py_XDECREF(gc->glet);
@@ -378,38 +415,68 @@ close:
 
 /* accept(listener) -> the descriptor of a connection accepted on
  * w->listeners[listener] (non-blocking, close-on-exec), waiting on the hub
- * until one comes; None after an error that a pause may cure (EMFILE ...,
- * logged). Accepting here rather than in gevent's StreamServer keeps each
- * connection's greenlet shallow: its run is serve() itself, so what gevent
- * copies away while it waits is a few C frames. */
+ * until one comes and the workers' load table lets this worker take it
+ * (balance.h: above its share it sleeps a few milliseconds and looks
+ * again, leaving the connection to the others); None after an error that a
+ * pause may cure (EMFILE ..., logged). Accepting here rather than in
+ * gevent's StreamServer keeps each connection's greenlet shallow: its run
+ * is serve() itself, so what gevent copies away while it waits is a few C
+ * frames. The caller's serve() must follow for each descriptor (it is
+ * counted as held until then). */
 static PyObject *cg__accept(PyObject *self, PyObject *arg)
 {
     cg_gserver_t *s = (cg_gserver_t *)self;
+    cg_worker_t *w = s->w;
     long li = PyLong_AsLong(arg);
     if (li == -1 && PyErr_Occurred())
         return NULL;
-    if (li < 0 || (size_t)li >= s->w->nlisteners)
+    if (li < 0 || (size_t)li >= w->nlisteners)
         return PyErr_Format(PyExc_ValueError, "no listener %ld", li);
-    int lfd = s->w->listeners[li].fd;
+    int lfd = w->listeners[li].fd;
+    bool ready = true; /* try at once; after EAGAIN or a refusal, wait for the listener */
     for (;;) {
+        if (!ready) {
+            if (s->lio[li] == NULL) {
+                s->lio[li] = PyObject_CallFunction(s->loop_io, "ii", lfd, 1); /* new */
+                if (s->lio[li] == NULL)
+                    return NULL;
+            }
+            PyObject *r = PyObject_CallFunctionObjArgs(s->wait, s->lio[li], NULL); /* new */
+            if (r == NULL)
+                return NULL; /* GreenletExit: the worker stops accepting */
+            Py_DECREF(r);
+        }
+        ready = true;
+        unsigned rest = cg_balance_gate_take(&s->gate, w->balance, w->balance_slot,
+                                             (uint32_t)(s->nconns + s->pending), cg_monotonic_ms());
+        if (rest > 0) {
+            /* the hub runs meanwhile: this worker's greenlets, and the
+             * others take the connection */
+            PyObject *r = PyObject_CallMethod(s->rest_ev, "clear", NULL); /* new */
+            Py_XDECREF(r);
+            s->resting++;
+            r = r != NULL ? PyObject_CallMethod(s->rest_ev, "wait", "d", rest / 1000.0) : NULL;
+            s->resting--;
+            if (r == NULL)
+                return NULL;
+            Py_DECREF(r);
+            ready = false;
+            continue;
+        }
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0)
+        if (fd >= 0) {
+            s->pending++;
+            cg__publish(s);
             return PyLong_FromLong(fd);
+        }
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            cg_log_error(s->w->log, "accept() failed: %s", strerror(errno));
+            cg_log_error(w->log, "accept() failed: %s", strerror(errno));
             Py_RETURN_NONE;
         }
-        if (s->lio[li] == NULL) {
-            s->lio[li] = PyObject_CallFunction(s->loop_io, "ii", lfd, 1); /* new */
-            if (s->lio[li] == NULL)
-                return NULL;
-        }
-        PyObject *r = PyObject_CallFunctionObjArgs(s->wait, s->lio[li], NULL); /* new */
-        if (r == NULL)
-            return NULL; /* GreenletExit: the worker stops accepting */
-        Py_DECREF(r);
+        cg_balance_gate_reset(&s->gate); /* whatever waited is taken */
+        ready = false;
     }
 }
 
@@ -549,6 +616,11 @@ static int cg__init(PyObject *self, PyObject *args, PyObject *kwds)
             return -1;
         }
     }
+    PyObject *gev = PyImport_ImportModule("gevent.event"); /* new */
+    s->rest_ev = gev != NULL ? PyObject_CallMethod(gev, "Event", NULL) : NULL;
+    Py_XDECREF(gev);
+    if (s->rest_ev == NULL)
+        return -1;
     s->app = Py_NewRef(app);
     s->loop_io = Py_NewRef(loop_io);
     s->wait = Py_NewRef(wait);
@@ -602,6 +674,7 @@ static void cg__dealloc(PyObject *self)
     Py_CLEAR(s->wait);
     Py_CLEAR(s->sleep);
     Py_CLEAR(s->timeout_exc);
+    Py_CLEAR(s->rest_ev);
     PyTypeObject *tp = Py_TYPE(self);
     tp->tp_free(self);
     Py_DECREF(tp);

@@ -127,6 +127,83 @@ def test_keepalive_burst_spreads_over_gthread_workers(cg, threads):
             s.close()
 
 
+def _pid_probe(port):
+    """The pid answering on a fresh connection, closed after the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    return int(body)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return cgtest.pinned_site(tmp_path_factory.mktemp("balance-site"), "gevent", "greenlet",
+                              "zope.event", "zope.interface", "uvloop")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["asgi-asyncio", "asgi-uvloop", "gevent"])
+def test_keepalive_burst_spreads_over_asgi_and_gevent_workers(cg, site, kind):
+    """The same burst against 4 asgi workers (asyncio's loop and uvloop)
+    and 4 gevent workers: each worker holds at least 12% of the 64
+    keep-alive connections and serves at least 12% of the requests, each
+    connection staying with its worker (asyncio's create_server took a
+    burst whole, uvloop's too, and the gevent worker's accept loop gave one
+    worker all 64)."""
+    import test_gevent
+    nconn, rounds = 64, 5
+    args = ["-w", "4", "--keep-alive", "30", "--pythonpath", site]
+    env = None
+    if kind == "gevent":
+        args += ["-k", "gevent"]
+        app = "pidapp:app"
+        env = test_gevent.ENV
+    else:
+        args += ["-k", "asgi", "--asgi-loop", kind.split("-")[1]]
+        app = "pidapp:asgi_app"
+    srv = cg(app, args=args, env=env)
+    seen = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < 4:
+        assert time.monotonic() < deadline, "only %s answered" % sorted(seen)
+        seen.add(_pid_probe(srv.port))
+    socks = []
+    try:
+        for _ in range(nconn):
+            s = socket.socket()
+            s.setblocking(False)
+            assert s.connect_ex(("127.0.0.1", srv.port)) in (0, 115)  # EINPROGRESS
+            socks.append(s)
+        for s in socks:
+            s.setblocking(True)
+            s.settimeout(30)
+        owner = [None] * nconn
+        served = {}
+        for rnd in range(rounds):
+            for i, s in enumerate(socks):
+                pid = int(request_on(s, "/pid"))
+                assert owner[i] in (None, pid), "a kept-alive connection changed worker"
+                owner[i] = pid
+                served[pid] = served.get(pid, 0) + 1
+        held = {pid: owner.count(pid) for pid in set(owner)}
+        print("\n%s: connections per worker %s, requests %s" % (kind, held, served))
+        assert set(held) <= seen and len(held) == 4, (held, seen)
+        for pid, n in held.items():
+            assert n >= 0.12 * nconn, held
+        for pid, n in served.items():
+            assert n >= 0.12 * rounds * nconn, served
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _connect(port):
     s = socket.socket()
     s.settimeout(10)

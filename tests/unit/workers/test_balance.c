@@ -1,7 +1,9 @@
 /* test_balance.c - the workers' shared load table (src/workers/balance.c):
  * slots claimed lowest first and reused, the "fewer than the average plus
  * one" rule over the accepting workers only, a burst spread evenly when the
- * workers take turns, and the table seen across fork. */
+ * workers take turns, the table seen across fork, and the gate: rests that
+ * double while refused, and a run of refusals that ends in a take after
+ * CG_BALANCE_GATE_MAX_MS only while the others' connections stand still. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -137,6 +139,64 @@ static void test_shared_across_fork(void **state)
     cg_balance_free(b);
 }
 
+#define TAKE(g, b, slot, conns, now) (cg_balance_gate_take((g), (b), (slot), (conns), (now)) == 0)
+
+static void test_gate(void **state)
+{
+    (void)state;
+    cg_balance_t *b = cg_balance_new();
+    assert_non_null(b);
+    int me = cg_balance_claim(b), other = cg_balance_claim(b);
+    cg_balance_publish(b, other, true, 0);
+    cg_balance_gate_t g = {0};
+    /* fair: taken, no run */
+    assert_true(TAKE(&g, b, me, 0, 0));
+    assert_int_equal(g.last_ms, 0);
+    /* refused: rests of 1, 2, 4, 8, 8 ... ms */
+    uint64_t t = 1000;
+    assert_int_equal(cg_balance_gate_take(&g, b, me, 3, t), 1);
+    assert_int_equal(cg_balance_gate_take(&g, b, me, 3, t + 1), 2);
+    assert_int_equal(cg_balance_gate_take(&g, b, me, 3, t + 3), 4);
+    assert_int_equal(cg_balance_gate_take(&g, b, me, 3, t + 7), CG_BALANCE_GATE_REST_MAX_MS);
+    assert_int_equal(cg_balance_gate_take(&g, b, me, 3, t + 15), CG_BALANCE_GATE_REST_MAX_MS);
+    /* 3 against 0 standing still: refused until the run is MAX_MS long */
+    for (uint64_t i = 16; i < CG_BALANCE_GATE_MAX_MS; i++)
+        assert_false(TAKE(&g, b, me, 3, t + i));
+    assert_true(TAKE(&g, b, me, 3, t + CG_BALANCE_GATE_MAX_MS));
+    /* ... and a take starts the rests over */
+    assert_int_equal(cg_balance_gate_take(&g, b, me, 3, t + CG_BALANCE_GATE_MAX_MS + 1), 1);
+    /* the others moving restarts the run (not the doubling) */
+    cg_balance_gate_reset(&g);
+    t = 5000;
+    for (uint64_t i = 0; i < CG_BALANCE_GATE_MAX_MS / 2; i++)
+        assert_false(TAKE(&g, b, me, 3, t + i));
+    cg_balance_publish(b, other, true, 1);
+    t += CG_BALANCE_GATE_MAX_MS / 2;
+    for (uint64_t i = 0; i < CG_BALANCE_GATE_MAX_MS; i++)
+        assert_int_equal(cg_balance_gate_take(&g, b, me, 3, t + i), CG_BALANCE_GATE_REST_MAX_MS);
+    assert_true(TAKE(&g, b, me, 3, t + CG_BALANCE_GATE_MAX_MS));
+    /* a gap longer than GAP_MS restarts it too */
+    cg_balance_gate_reset(&g);
+    t = 9000;
+    assert_false(TAKE(&g, b, me, 3, t));
+    t += CG_BALANCE_GATE_GAP_MS + 1;
+    assert_false(TAKE(&g, b, me, 3, t));
+    assert_false(TAKE(&g, b, me, 3, t + CG_BALANCE_GATE_MAX_MS - 1));
+    /* a fair answer ends the run; so does a reset */
+    assert_true(TAKE(&g, b, me, 0, t + CG_BALANCE_GATE_MAX_MS - 1));
+    assert_int_equal(g.last_ms, 0);
+    assert_int_equal(g.rest_ms, 0);
+    /* a clock at 0 still counts as a run */
+    cg_balance_gate_reset(&g);
+    assert_false(TAKE(&g, b, me, 3, 0));
+    assert_int_not_equal(g.last_ms, 0);
+    /* no slot: always taken */
+    cg_balance_gate_reset(&g);
+    assert_true(TAKE(&g, b, -1, 1000, 0));
+    assert_true(TAKE(&g, NULL, me, 1000, 0));
+    cg_balance_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -144,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_fair_rule),
         cmocka_unit_test(test_burst_spreads),
         cmocka_unit_test(test_shared_across_fork),
+        cmocka_unit_test(test_gate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
