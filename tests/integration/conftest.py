@@ -38,7 +38,7 @@ GROUP_OF_FILE = {
     "test_tls_sni.py": "core",
     "test_tls_ktls.py": "core",
     "test_tls_suites.py": "workers",
-    "test_tls_load.py": "arbiter",
+    "test_tls_load.py": "workers",
     "test_http2_attacks.py": "workers",
     "test_odd_apps.py": "core",
     "test_frameworks.py": "core",
