@@ -25,7 +25,7 @@ struct cg_asgi_acc {
     cg_asgi_t *a;
     cg_worker_t *w;
     PyObject *self;          /* capsule of this struct: the callbacks' self (owned) */
-    PyObject *socket_cls;    /* socket.socket */
+    PyObject *socket_cls;    /* a socket.socket subclass (cg__socket_cls) */
     PyObject *connect;       /* loop.connect_accepted_socket */
     PyObject *kw;            /* TLS: ssl and ssl_handshake_timeout; NULL without */
     PyObject *on_ready;      /* reader callback, called with the listener's index */
@@ -312,6 +312,39 @@ static int cg__tls_kw(cg_asgi_acc_t *acc)
     return acc->kw != NULL ? 0 : -1;
 }
 
+/*
+ * The class of the socket objects handed to connect_accepted_socket(): a
+ * socket.socket whose family and type are _socket.socket's plain ints.
+ * socket.socket's own are properties that make an IntEnum member each
+ * time (Python code), and the loop reads them for every connection
+ * (uvloop: type once, family twice). Still a socket.socket: the loop
+ * detaches it when the transport closes the descriptor. 0, or -1 with an
+ * exception set.
+ */
+static int cg__socket_cls(cg_asgi_acc_t *acc)
+{
+    PyObject *mod = PyImport_ImportModule("socket");                            /* new */
+    PyObject *base = mod ? PyObject_GetAttrString(mod, "socket") : NULL;       /* new */
+    PyObject *cmod = base ? PyImport_ImportModule("_socket") : NULL;           /* new */
+    PyObject *cbase = cmod ? PyObject_GetAttrString(cmod, "socket") : NULL;    /* new */
+    PyObject *family = cbase ? PyObject_GetAttrString(cbase, "family") : NULL; /* new */
+    PyObject *type = family ? PyObject_GetAttrString(cbase, "type") : NULL;    /* new */
+    PyObject *ns = type ? Py_BuildValue("{s:(),s:O,s:O,s:s}", "__slots__", "family", family,
+                                        "type", type, "__module__", "cgunicorn")
+                        : NULL; /* new */
+    acc->socket_cls = ns ? PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O",
+                                                 "AcceptedSocket", base, ns)
+                         : NULL; /* new */
+    Py_XDECREF(mod);
+    Py_XDECREF(base);
+    Py_XDECREF(cmod);
+    Py_XDECREF(cbase);
+    Py_XDECREF(family);
+    Py_XDECREF(type);
+    Py_XDECREF(ns);
+    return acc->socket_cls != NULL ? 0 : -1;
+}
+
 cg_asgi_acc_t *cg_asgi_accept_start(cg_asgi_t *a)
 {
     cg_worker_t *w = a->w;
@@ -329,10 +362,7 @@ cg_asgi_acc_t *cg_asgi_accept_start(cg_asgi_t *a)
             goto fail;
         }
     }
-    PyObject *socket_mod = PyImport_ImportModule("socket"); /* new */
-    acc->socket_cls = socket_mod ? PyObject_GetAttrString(socket_mod, "socket") : NULL;
-    Py_XDECREF(socket_mod);
-    if (acc->socket_cls == NULL ||
+    if (cg__socket_cls(acc) < 0 ||
         (acc->connect = PyObject_GetAttrString(a->loop, "connect_accepted_socket")) == NULL ||
         (a->ssl != NULL && cg__tls_kw(acc) < 0) ||
         (acc->self = PyCapsule_New(acc, CG__CAP, NULL)) == NULL ||
