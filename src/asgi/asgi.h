@@ -275,11 +275,16 @@ void cg_asgi_rt_free(cg_asgi_t *a);
 /* ---- protocol.c ---- */
 
 /*
- * The protocol factory for loop.connect_accepted_socket() on listener l
- * (src/workers/asgi_accept.c): a callable
- * making a new protocol object per connection. New reference or NULL.
+ * The protocol of a connection accepted on listener l (fd, from the peer
+ * accept() gave): for loop.connect_accepted_socket() (src/workers/
+ * asgi_accept.c). The object is its own protocol factory: calling it
+ * returns it, so the loop gets this connection's protocol, made with
+ * what accept() already told, and nothing asks the kernel again. The fd
+ * is borrowed (the transport will own it). New reference, or NULL with an
+ * exception set.
  */
-PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l);
+PyObject *cg_asgi_proto_new(cg_asgi_t *a, const cg_listener_t *l, int fd,
+                            const struct sockaddr *peer, socklen_t peerlen);
 
 /* Close the connections whose deadline passed (the heartbeat tick calls it,
  * at most a second apart). */
@@ -331,6 +336,7 @@ struct cg_asgi_proto {
     size_t in_off, in_len, in_cap;
     const char *view;
     size_t view_off, view_len;
+    int fd;      /* the socket accept() gave (the transport owns it) */
     bool eof;    /* the client ended its side */
     bool closed; /* connection_lost ran, or we closed the transport */
     bool read_paused, write_paused;

@@ -492,24 +492,10 @@ static PyObject *cg__connection_made(PyObject *self, PyObject *transport)
     cg_asgi_proto_t *p = (cg_asgi_proto_t *)self;
     cg_asgi_t *a = p->a;
     p->transport = Py_NewRef(transport);
-    PyObject *sock = PyObject_CallMethodOneArg(transport, a->s[CG_AS_A_GET_EXTRA_INFO],
-                                               a->s[CG_AS_A_SOCKET]); /* new */
-    PyObject *fno = sock ? PyObject_CallMethodNoArgs(sock, a->s[CG_AS_A_FILENO]) : NULL; /* new */
-    int fd = fno ? (int)PyLong_AsLong(fno) : -1;
-    Py_XDECREF(fno);
-    Py_XDECREF(sock);
-    if (fd < 0) {
-        cg_py_log_exception(a->log, CG_LOG_ERROR, "Error handling connection");
-        cg_asgi_proto_close(p);
-        Py_RETURN_NONE;
-    }
+    /* the socket and the peer are those accept() gave (cg_asgi_proto_new):
+     * no transport.get_extra_info('socket'), no getpeername() */
+    int fd = p->fd;
     cg_conn_t *c = &p->c;
-    c->peerlen = sizeof(c->peer);
-    if (getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen) < 0) {
-        cg_log_debug(a->log, "getpeername: %s", strerror(errno));
-        cg_asgi_proto_close(p);
-        Py_RETURN_NONE;
-    }
     cg__conn_setup(a, c);
     p->c_up = true;
     cg_conn_accepted(c, &a->pol, fd, p->l, true);
@@ -700,8 +686,17 @@ static PyMethodDef cg__proto_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The protocol is its own factory (see cg_asgi_proto_new). */
+static PyObject *cg__proto_call(PyObject *self, PyObject *args, PyObject *kw)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kw != NULL && PyDict_GET_SIZE(kw) != 0))
+        return PyErr_Format(PyExc_TypeError, "the protocol factory takes no arguments");
+    return Py_NewRef(self);
+}
+
 static PyType_Slot cg__proto_slots[] = {
     {Py_tp_dealloc, (void *)cg__proto_dealloc},
+    {Py_tp_call, (void *)cg__proto_call},
     {Py_tp_methods, cg__proto_methods},
     {Py_tp_doc, "An HTTP/1.1 connection of cgunicorn's ASGI worker (asyncio.Protocol)."},
     {0, NULL},
@@ -714,52 +709,26 @@ static PyType_Spec cg__proto_spec = {
     .slots = cg__proto_slots,
 };
 
-/* ---- the factory ---- */
+/* ---- a new connection ---- */
 
-/* self: a capsule of the listener's (cg_asgi_t *, listener) pair */
-typedef struct {
-    cg_asgi_t *a;
-    const cg_listener_t *l;
-} cg__factory_t;
-
-static void cg__factory_free(PyObject *cap)
+PyObject *cg_asgi_proto_new(cg_asgi_t *a, const cg_listener_t *l, int fd,
+                            const struct sockaddr *peer, socklen_t peerlen)
 {
-    free(PyCapsule_GetPointer(cap, "cgunicorn.asgi.factory"));
-}
-
-static PyObject *cg__make_protocol(PyObject *self, PyObject *unused)
-{
-    cg__factory_t *f = PyCapsule_GetPointer(self, "cgunicorn.asgi.factory");
-    if (f == NULL)
+    if (cg__proto_type == NULL && cg_asgi_type(&cg__proto_type, &cg__proto_spec) == NULL)
         return NULL;
     cg_asgi_proto_t *p = PyObject_New(cg_asgi_proto_t, cg__proto_type); /* new */
     if (p == NULL)
         return NULL;
     /* everything after the object header starts zeroed */
     memset((char *)p + sizeof(PyObject), 0, sizeof(*p) - sizeof(PyObject));
-    p->a = f->a;
-    p->l = f->l;
+    p->a = a;
+    p->l = l;
+    p->fd = fd;
     p->c.fd = -1;
+    if (peerlen > sizeof(p->c.peer))
+        peerlen = sizeof(p->c.peer);
+    memcpy(&p->c.peer, peer, peerlen);
+    p->c.peerlen = peerlen;
     p->state = CG_ASGI_HEAD;
     return (PyObject *)p;
-}
-
-static PyMethodDef cg__factory_def = {"protocol_factory", cg__make_protocol, METH_NOARGS,
-                                      "A new connection of the ASGI worker."};
-
-PyObject *cg_asgi_protocol_factory(cg_asgi_t *a, const cg_listener_t *l)
-{
-    if (cg_asgi_type(&cg__proto_type, &cg__proto_spec) == NULL)
-        return NULL;
-    cg__factory_t *f = cg_xmalloc(sizeof(*f));
-    f->a = a;
-    f->l = l;
-    PyObject *cap = PyCapsule_New(f, "cgunicorn.asgi.factory", cg__factory_free); /* new */
-    if (cap == NULL) {
-        free(f);
-        return NULL;
-    }
-    PyObject *fn = cg_asgi_bind(&cg__factory_def, cap); /* new */
-    Py_DECREF(cap);
-    return fn;
 }

@@ -304,7 +304,7 @@ int cg_worker_asgi_run(cg_worker_t *w, PyObject *app)
     a->stopping = true;
     cg_asgi_accept_stop(acc);
     /* connections accepted just before the stop are still being
-     * made (a task, then connection_made, a few loop passes): let them
+     * made (connection_made, then their set-up's end: loop passes): let them
      * arrive, so the drain below waits for their first request instead of
      * the final cancel cutting them off unread (a reset) */
     for (int i = 0; i < 4; i++) {

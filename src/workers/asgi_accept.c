@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,24 +25,21 @@ struct cg_asgi_acc {
     cg_asgi_t *a;
     cg_worker_t *w;
     PyObject *self;          /* capsule of this struct: the callbacks' self (owned) */
-    PyObject *socket_cls;    /* socket.socket */
+    PyObject *socket_cls;    /* a socket.socket subclass (cg__socket_cls) */
     PyObject *connect;       /* loop.connect_accepted_socket */
-    PyObject *create_task;   /* loop.create_task */
     PyObject *kw;            /* TLS: ssl and ssl_handshake_timeout; NULL without */
-    PyObject **factory;      /* the protocol factory per listener */
     PyObject *on_ready;      /* reader callback, called with the listener's index */
-    PyObject *on_done;       /* a connection's task is done */
     PyObject *on_rest_end;   /* the listeners are watched again */
     PyObject *rest;          /* the TimerHandle while the listeners rest; NULL none */
-    size_t pending;          /* accepted, their task not done yet */
+    size_t pending;          /* accepted, their set-up not done yet */
     uint32_t rest_load;      /* the load when the rest began */
     cg_balance_gate_t gate;
     bool watching, stopped;
 };
 
 /* The load this worker holds: its connections, and those accepted whose
- * protocol does not exist yet. A connection is counted twice for the few
- * loop passes between its connection_made() and its task's end, which
+ * protocol is not connected yet. A connection is counted twice for the
+ * loop pass between its connection_made() and its set-up's end, which
  * only makes the worker more modest meanwhile. */
 static uint32_t cg__load(const cg_asgi_acc_t *acc)
 {
@@ -131,71 +129,131 @@ static PyObject *cg__on_rest_end(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *cg__on_done(PyObject *self, PyObject *task)
+/*
+ * A connection's set-up: loop.connect_accepted_socket() is a coroutine
+ * that makes the transport, then awaits the loop's call of
+ * connection_made() (TLS: the handshake). It is run here step by step,
+ * as a Task would run it, without the Task: no Task object, no context
+ * copy per connection, no loop pass for its first step (the transport
+ * opens, and the client's bytes are read, one pass sooner) and none for
+ * its done callbacks. Only the public coroutine protocol (send, and the
+ * add_done_callback of the future it awaits) is used, so any loop's
+ * connect_accepted_socket (uvloop's, asyncio's) runs the same.
+ *
+ * self of the resume callback: (acceptor capsule, coroutine).
+ */
+static void cg__set_up_end(cg_asgi_acc_t *acc)
 {
-    cg_asgi_acc_t *acc = cg__acc(self);
-    if (acc == NULL)
-        Py_RETURN_NONE;
     if (acc->pending > 0)
         acc->pending--;
     cg__publish(acc);
-    /* asyncio's own accepting drops a failed set-up (a TLS handshake that
-     * did not complete, a client gone) silently outside debug mode; the
-     * exception is fetched so that the task does not report it at exit */
-    PyObject *c = PyObject_CallMethod(task, "cancelled", NULL); /* new */
-    int cancelled = c != NULL ? PyObject_IsTrue(c) : -1;
-    Py_XDECREF(c);
-    if (cancelled == 0) {
-        PyObject *exc = PyObject_CallMethod(task, "exception", NULL); /* new */
-        if (exc != NULL && exc != Py_None)
-            cg_asgi_log_exc(acc->a, CG_LOG_DEBUG, "Connection set-up failed", exc);
-        Py_XDECREF(exc);
+}
+
+static PyMethodDef cg__on_step_def;
+
+/* Run coroutine `coro` (borrowed) of a set-up one step, up to its next
+ * await, or to its end. Logs what it raised; never leaves an exception. */
+static void cg__step(cg_asgi_acc_t *acc, PyObject *coro)
+{
+    PyObject *yielded = NULL;
+    PySendResult r = PyIter_Send(coro, Py_None, &yielded); /* yielded: new */
+    if (r == PYGEN_NEXT) {
+        /* it awaits a future (Future.__await__ yields it): step again
+         * when that is done; a bare yield: on the next loop pass */
+        PyObject *self = PyTuple_Pack(2, acc->self, coro);                         /* new */
+        PyObject *cb = self ? cg_asgi_bind(&cg__on_step_def, self) : NULL;          /* new */
+        PyObject *x = NULL;
+        if (cb != NULL && yielded == Py_None) {
+            x = PyObject_CallMethod(acc->a->loop, "call_soon", "OO", cb, Py_None); /* new */
+        } else if (cb != NULL) {
+            PyObject *args[4] = {NULL, yielded, cb, acc->a->context};
+            x = PyObject_VectorcallMethod(acc->a->s[CG_AS_A_ADD_DONE_CALLBACK], args + 1,
+                                          2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                          acc->a->kw_context); /* new */
+        }
+        Py_XDECREF(self);
+        Py_XDECREF(cb);
+        Py_DECREF(yielded);
+        if (x != NULL) {
+            Py_DECREF(x);
+            return;
+        }
+        /* cannot wait: end it (its transport closes) */
+        cg_py_log_exception(acc->w->log, CG_LOG_ERROR, "Error handling connection");
+        PyObject *c = PyObject_CallMethod(coro, "close", NULL); /* new */
+        Py_XDECREF(c);
+        PyErr_Clear();
+    } else if (r == PYGEN_ERROR) {
+        /* asyncio's own accepting drops a failed set-up (a TLS handshake
+         * that did not complete, a client gone) silently outside debug
+         * mode */
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb); /* new (each may be NULL) */
+        PyErr_NormalizeException(&et, &ev, &etb);
+        if (ev != NULL)
+            cg_asgi_log_exc(acc->a, CG_LOG_DEBUG, "Connection set-up failed", ev);
+        Py_XDECREF(et);
+        Py_XDECREF(ev);
+        Py_XDECREF(etb);
+        PyErr_Clear();
+    } else {
+        Py_XDECREF(yielded); /* the (transport, protocol) pair */
     }
-    PyErr_Clear();
+    cg__set_up_end(acc);
+}
+
+/* The future a set-up awaits is done: its next step. */
+static PyObject *cg__on_step(PyObject *self, PyObject *unused)
+{
+    cg_asgi_acc_t *acc = cg__acc(PyTuple_GET_ITEM(self, 0));
+    PyObject *coro = PyTuple_GET_ITEM(self, 1);
+    if (acc == NULL) {
+        /* the acceptor is gone (the worker stops): end it */
+        PyObject *c = PyObject_CallMethod(coro, "close", NULL); /* new */
+        Py_XDECREF(c);
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    cg__step(acc, coro);
     Py_RETURN_NONE;
 }
 
+static PyMethodDef cg__on_step_def = {"_set_up", cg__on_step, METH_O, NULL};
+
 /* Hand the accepted descriptor fd (taken over) to the loop. */
-static void cg__hand_over(cg_asgi_acc_t *acc, int fd, size_t li)
+static void cg__hand_over(cg_asgi_acc_t *acc, int fd, size_t li, const struct sockaddr *peer,
+                          socklen_t peerlen)
 {
-    PyObject *kw = Py_BuildValue("{s:i}", "fileno", fd);                  /* new */
-    PyObject *empty = kw ? PyTuple_New(0) : NULL;                          /* new */
-    PyObject *sock = empty ? PyObject_Call(acc->socket_cls, empty, kw) : NULL; /* new */
-    Py_XDECREF(kw);
-    Py_XDECREF(empty);
+    const cg_listener_t *l = &acc->w->listeners[li];
+    PyObject *proto = cg_asgi_proto_new(acc->a, l, fd, peer, peerlen); /* new */
+    /* the family, type and protocol given, CPython asks the kernel only
+     * its getsockname() check, not SO_TYPE and SO_PROTOCOL */
+    PyObject *sock = proto ? PyObject_CallFunction(acc->socket_cls, "iiii", l->family, SOCK_STREAM,
+                                                   l->family == AF_UNIX ? 0 : IPPROTO_TCP, fd)
+                           : NULL; /* new */
     if (sock == NULL) {
         close(fd);
+        Py_XDECREF(proto);
         cg_py_log_exception(acc->w->log, CG_LOG_ERROR, "Error handling connection");
         return;
     }
-    PyObject *args = PyTuple_Pack(2, acc->factory[li], sock);          /* new */
+    PyObject *args = PyTuple_Pack(2, proto, sock);                              /* new */
     PyObject *coro = args ? PyObject_Call(acc->connect, args, acc->kw) : NULL; /* new */
-    PyObject *task = coro ? PyObject_CallOneArg(acc->create_task, coro) : NULL; /* new */
-    PyObject *r = task ? PyObject_CallMethod(task, "add_done_callback", "O", acc->on_done)
-                       : NULL; /* new */
     Py_XDECREF(args);
-    if (r != NULL) {
-        acc->pending++;
-        cg__publish(acc);
-    } else {
+    Py_DECREF(proto);
+    if (coro == NULL) {
         cg_py_log_exception(acc->w->log, CG_LOG_ERROR, "Error handling connection");
-        if (task != NULL) {
-            PyObject *x = PyObject_CallMethod(task, "cancel", NULL); /* new */
-            Py_XDECREF(x);
-        } else if (coro != NULL) {
-            PyObject *x = PyObject_CallMethod(coro, "close", NULL); /* new: never awaited */
-            Py_XDECREF(x);
-        }
-        if (task == NULL) {
-            PyObject *x = PyObject_CallMethod(sock, "close", NULL); /* new */
-            Py_XDECREF(x);
-        }
+        PyObject *x = PyObject_CallMethod(sock, "close", NULL); /* new */
+        Py_XDECREF(x);
         PyErr_Clear();
+        Py_DECREF(sock);
+        return;
     }
-    Py_XDECREF(r);
-    Py_XDECREF(task);
-    Py_XDECREF(coro);
     Py_DECREF(sock);
+    acc->pending++;
+    cg__publish(acc);
+    cg__step(acc, coro);
+    Py_DECREF(coro);
 }
 
 /* The reader callback of listener `index`: accept while the load table
@@ -218,9 +276,12 @@ static PyObject *cg__on_ready(PyObject *self, PyObject *index)
             acc->rest_load = cg__load(acc);
             break;
         }
-        int fd = accept4(w->listeners[li].fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peerlen = sizeof(peer);
+        int fd = accept4(w->listeners[li].fd, (struct sockaddr *)&peer, &peerlen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            cg__hand_over(acc, fd, li);
+            cg__hand_over(acc, fd, li, (struct sockaddr *)&peer, peerlen);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
@@ -238,7 +299,6 @@ static PyObject *cg__on_ready(PyObject *self, PyObject *index)
 }
 
 static PyMethodDef cg__on_ready_def = {"_accept", cg__on_ready, METH_O, NULL};
-static PyMethodDef cg__on_done_def = {"_accepted", cg__on_done, METH_O, NULL};
 static PyMethodDef cg__on_rest_end_def = {"_accept_again", cg__on_rest_end, METH_NOARGS, NULL};
 
 /* ssl and ssl_handshake_timeout for connect_accepted_socket(). 0, or -1
@@ -252,13 +312,45 @@ static int cg__tls_kw(cg_asgi_acc_t *acc)
     return acc->kw != NULL ? 0 : -1;
 }
 
+/*
+ * The class of the socket objects handed to connect_accepted_socket(): a
+ * socket.socket whose family and type are _socket.socket's plain ints.
+ * socket.socket's own are properties that make an IntEnum member each
+ * time (Python code), and the loop reads them for every connection
+ * (uvloop: type once, family twice). Still a socket.socket: the loop
+ * detaches it when the transport closes the descriptor. 0, or -1 with an
+ * exception set.
+ */
+static int cg__socket_cls(cg_asgi_acc_t *acc)
+{
+    PyObject *mod = PyImport_ImportModule("socket");                            /* new */
+    PyObject *base = mod ? PyObject_GetAttrString(mod, "socket") : NULL;       /* new */
+    PyObject *cmod = base ? PyImport_ImportModule("_socket") : NULL;           /* new */
+    PyObject *cbase = cmod ? PyObject_GetAttrString(cmod, "socket") : NULL;    /* new */
+    PyObject *family = cbase ? PyObject_GetAttrString(cbase, "family") : NULL; /* new */
+    PyObject *type = family ? PyObject_GetAttrString(cbase, "type") : NULL;    /* new */
+    PyObject *ns = type ? Py_BuildValue("{s:(),s:O,s:O,s:s}", "__slots__", "family", family,
+                                        "type", type, "__module__", "cgunicorn")
+                        : NULL; /* new */
+    acc->socket_cls = ns ? PyObject_CallFunction((PyObject *)&PyType_Type, "s(O)O",
+                                                 "AcceptedSocket", base, ns)
+                         : NULL; /* new */
+    Py_XDECREF(mod);
+    Py_XDECREF(base);
+    Py_XDECREF(cmod);
+    Py_XDECREF(cbase);
+    Py_XDECREF(family);
+    Py_XDECREF(type);
+    Py_XDECREF(ns);
+    return acc->socket_cls != NULL ? 0 : -1;
+}
+
 cg_asgi_acc_t *cg_asgi_accept_start(cg_asgi_t *a)
 {
     cg_worker_t *w = a->w;
     cg_asgi_acc_t *acc = cg_xcalloc(1, sizeof(*acc));
     acc->a = a;
     acc->w = w;
-    acc->factory = cg_xcalloc(w->nlisteners ? w->nlisteners : 1, sizeof(*acc->factory));
     for (size_t i = 0; i < w->nlisteners; i++) {
         /* accept4() must never block the loop: another worker may have
          * taken the connection that woke this one (the flag is the open
@@ -269,19 +361,12 @@ cg_asgi_acc_t *cg_asgi_accept_start(cg_asgi_t *a)
             PyErr_SetFromErrno(PyExc_OSError);
             goto fail;
         }
-        if ((acc->factory[i] = cg_asgi_protocol_factory(a, &w->listeners[i])) == NULL)
-            goto fail;
     }
-    PyObject *socket_mod = PyImport_ImportModule("socket"); /* new */
-    acc->socket_cls = socket_mod ? PyObject_GetAttrString(socket_mod, "socket") : NULL;
-    Py_XDECREF(socket_mod);
-    if (acc->socket_cls == NULL ||
+    if (cg__socket_cls(acc) < 0 ||
         (acc->connect = PyObject_GetAttrString(a->loop, "connect_accepted_socket")) == NULL ||
-        (acc->create_task = PyObject_GetAttrString(a->loop, "create_task")) == NULL ||
         (a->ssl != NULL && cg__tls_kw(acc) < 0) ||
         (acc->self = PyCapsule_New(acc, CG__CAP, NULL)) == NULL ||
         (acc->on_ready = cg_asgi_bind(&cg__on_ready_def, acc->self)) == NULL ||
-        (acc->on_done = cg_asgi_bind(&cg__on_done_def, acc->self)) == NULL ||
         (acc->on_rest_end = cg_asgi_bind(&cg__on_rest_end_def, acc->self)) == NULL)
         goto fail;
     a->on_conns = cg__publish;
@@ -322,17 +407,12 @@ void cg_asgi_accept_free(cg_asgi_acc_t *acc)
         acc->a->on_conns = NULL;
         acc->a->on_conns_arg = NULL;
     }
-    for (size_t i = 0; i < acc->w->nlisteners; i++)
-        Py_XDECREF(acc->factory[i]);
-    free(acc->factory);
     Py_XDECREF(acc->socket_cls);
     Py_XDECREF(acc->connect);
-    Py_XDECREF(acc->create_task);
     Py_XDECREF(acc->kw);
     Py_XDECREF(acc->on_ready);
-    Py_XDECREF(acc->on_done);
     Py_XDECREF(acc->on_rest_end);
-    /* the callbacks the loop may still hold (a task's done callback) keep
+    /* the callbacks the loop may still hold (a set-up's next step) keep
      * the capsule alive: renamed, it no longer gives out the freed struct */
     if (acc->self != NULL && PyCapsule_SetName(acc->self, CG__CAP_GONE) < 0)
         PyErr_Clear();

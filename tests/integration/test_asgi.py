@@ -54,6 +54,35 @@ def test_scope(basic):
     assert cgtest.header(headers, "Date")
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_scope_client_is_each_connections_peer(cg, site, loop):
+    """scope["client"] is the peer accept() gave each connection (the
+    protocol is made from it, not asked of the transport): one connection
+    after another, and several open at once, each sees its own port."""
+    srv = cg("asgi_basic:app", args=["-k", "asgi", "--asgi-loop", loop],
+             env={"PYTHONPATH": site})
+    req = b"GET /scope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    for _ in range(3):
+        with srv.connect() as c:
+            port = c.getsockname()[1]
+            s = json.loads(parse_response(cgtest.exchange(c, req))[2])
+        assert s["client"] == ["127.0.0.1", port]
+        assert s["server"] == ["127.0.0.1", srv.port]
+    conns = [srv.connect() for _ in range(4)]
+    try:
+        ports = [c.getsockname()[1] for c in conns]
+        for c in reversed(conns):
+            c.sendall(req)
+        got = [json.loads(parse_response(cgtest.read_until_close(c))[2])["client"]
+               for c in conns]
+    finally:
+        for c in conns:
+            c.close()
+    assert got == [["127.0.0.1", p] for p in ports]
+    srv.stop()
+    assert "Error" not in srv.log() and "Traceback" not in srv.log()
+
+
 def test_scope_server_per_listener(cg):
     """scope["server"] is the connection's local address: a listener bound
     to one address and a wildcard one each give their own port, whatever
