@@ -11,6 +11,102 @@
 #include <string.h>
 #include <time.h>
 
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+/*
+ * Python 3.11's _asyncio registers each new task by calling
+ * asyncio.tasks._all_tasks.add(task), a weakref.WeakSet's Python method,
+ * and the weak reference it makes calls WeakSet._remove, Python too, when
+ * the task dies: two Python frames per request task, an eighth of a
+ * keep-alive hello-world request. The set is given the same two methods in
+ * C (an instance attribute comes before the class's method in _asyncio's
+ * lookup): the same weak references in the same `data` set, removals put
+ * off while the set is iterated (all_tasks()) as WeakSet does. 3.12 keeps
+ * its tasks elsewhere; other versions are left alone.
+ *
+ * The state: (data, _pending_removals, _iterating, the WeakSet, remove).
+ */
+enum { CG__WS_DATA, CG__WS_PENDING, CG__WS_ITERATING, CG__WS_SET, CG__WS_REMOVE, CG__WS_N };
+
+/* WeakSet._remove(ref) */
+static PyObject *cg__ws_remove(PyObject *st, PyObject *ref)
+{
+    PyObject *iterating = PyTuple_GET_ITEM(st, CG__WS_ITERATING);
+    if (PySet_GET_SIZE(iterating) > 0) {
+        if (PyList_Append(PyTuple_GET_ITEM(st, CG__WS_PENDING), ref) < 0)
+            return NULL;
+    } else if (PySet_Discard(PyTuple_GET_ITEM(st, CG__WS_DATA), ref) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* WeakSet.add(item) */
+static PyObject *cg__ws_add(PyObject *st, PyObject *item)
+{
+    if (PyList_GET_SIZE(PyTuple_GET_ITEM(st, CG__WS_PENDING)) > 0) {
+        PyObject *r = PyObject_CallMethod(PyTuple_GET_ITEM(st, CG__WS_SET), "_commit_removals",
+                                          NULL); /* new */
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    PyObject *ref = PyWeakref_NewRef(item, PyTuple_GET_ITEM(st, CG__WS_REMOVE)); /* new */
+    if (ref == NULL)
+        return NULL;
+    int rc = PySet_Add(PyTuple_GET_ITEM(st, CG__WS_DATA), ref);
+    Py_DECREF(ref);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cg__ws_add_def = {"add", cg__ws_add, METH_O,
+                                     "WeakSet.add for asyncio's tasks, in C."};
+static PyMethodDef cg__ws_remove_def = {"_remove", cg__ws_remove, METH_O,
+                                        "WeakSet._remove for asyncio's tasks, in C."};
+
+/* Install the C add on asyncio.tasks._all_tasks when it is the plain
+ * WeakSet 3.11 has. 0 (also when it is not: nothing changes then), -1 with
+ * an exception set. */
+static int cg__fast_all_tasks(void)
+{
+    PyObject *tasks = PyImport_ImportModule("asyncio.tasks");   /* new */
+    PyObject *wrs = tasks ? PyImport_ImportModule("_weakrefset") : NULL; /* new */
+    PyObject *ws = wrs ? PyObject_GetAttrString(tasks, "_all_tasks") : NULL; /* new */
+    PyObject *cls = ws ? PyObject_GetAttrString(wrs, "WeakSet") : NULL; /* new */
+    PyObject *dict = cls ? PyObject_GetAttrString(ws, "__dict__") : NULL; /* new */
+    PyObject *st = NULL, *add = NULL;
+    int rc = dict != NULL ? 0 : -1;
+    if (rc == 0 && (PyObject *)Py_TYPE(ws) == cls && PyDict_Check(dict)) {
+        PyObject *data = PyDict_GetItemString(dict, "data");               /* borrowed */
+        PyObject *pending = PyDict_GetItemString(dict, "_pending_removals"); /* borrowed */
+        PyObject *iterating = PyDict_GetItemString(dict, "_iterating");    /* borrowed */
+        bool plain = PyDict_GetItemString(dict, "add") == NULL; /* not done already */
+        if (plain && data && PySet_CheckExact(data) && pending && PyList_CheckExact(pending) &&
+            iterating && PySet_CheckExact(iterating)) {
+            st = PyTuple_Pack(CG__WS_N, data, pending, iterating, ws, Py_None); /* new */
+            PyObject *remove = st ? PyCFunction_New(&cg__ws_remove_def, st) : NULL; /* new */
+            if (remove != NULL) {
+                /* st holds remove, which holds st: both live as long as
+                 * the interpreter, as the WeakSet does */
+                PyTuple_SET_ITEM(st, CG__WS_REMOVE, remove);
+                Py_DECREF(Py_None);
+                add = PyCFunction_New(&cg__ws_add_def, st); /* new */
+            }
+            rc = add != NULL && PyObject_SetAttrString(ws, "add", add) == 0 ? 0 : -1;
+        }
+    }
+    Py_XDECREF(add);
+    Py_XDECREF(st);
+    Py_XDECREF(dict);
+    Py_XDECREF(cls);
+    Py_XDECREF(ws);
+    Py_XDECREF(wrs);
+    Py_XDECREF(tasks);
+    return rc;
+}
+#endif
+
 int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
 {
     memset(a, 0, sizeof(*a));
@@ -31,6 +127,10 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
     a->spare_open = true;
     if (cg_asgi_types_ready() < 0)
         return -1;
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    if (cg__fast_all_tasks() < 0)
+        return -1;
+#endif
 #define CG__AS_INIT(id, str)                                                                       \
     if ((a->s[CG_AS_##id] = PyUnicode_InternFromString(str)) == NULL)                            \
         return -1;

@@ -1088,25 +1088,35 @@ static PyObject *cg__trailers(cg_asgi_cycle_t *cy, PyObject *msg)
     return cg_asgi_done_awaitable(a);
 }
 
+/* Whether s is the str `key` (interned): an app's message types are its
+ * own constants, equal but seldom the same objects. */
+static bool cg__is(PyObject *s, PyObject *key)
+{
+    if (s == key)
+        return true;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    return PyUnicode_Check(s) && PyUnicode_GET_LENGTH(s) == n &&
+           PyUnicode_KIND(s) == PyUnicode_KIND(key) &&
+           memcmp(PyUnicode_DATA(s), PyUnicode_DATA(key), (size_t)n * PyUnicode_KIND(key)) == 0;
+}
+
 static PyObject *cg__send(PyObject *self, PyObject *msg)
 {
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
     cg_asgi_t *a = cy->a;
-    PyObject *type = PyObject_GetItem(msg, a->s[CG_AS_TYPE]); /* new */
-    if (type == NULL)
+    PyObject *type; /* new */
+    int got = cg_asgi_get(msg, a->s[CG_AS_TYPE], &type);
+    if (got <= 0) {
+        if (got == 0)
+            PyErr_SetObject(PyExc_KeyError, a->s[CG_AS_TYPE]);
         return NULL;
+    }
     PyObject *res = NULL;
-    bool is_start = PyUnicode_Check(type) && PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_START]) == 0;
-    bool is_body = !is_start && PyUnicode_Check(type) &&
-                   PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_BODY]) == 0;
-    bool is_info = !is_start && !is_body && PyUnicode_Check(type) &&
-                   PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_INFO]) == 0;
-    if (PyErr_Occurred())
-        goto out;
-    bool is_trailers = !is_start && !is_body && !is_info && PyUnicode_Check(type) &&
-                       PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_TRAILERS]) == 0;
-    if (PyErr_Occurred())
-        goto out;
+    bool is_start = cg__is(type, a->s[CG_AS_RESPONSE_START]);
+    bool is_body = !is_start && cg__is(type, a->s[CG_AS_RESPONSE_BODY]);
+    bool is_info = !is_start && !is_body && cg__is(type, a->s[CG_AS_RESPONSE_INFO]);
+    bool is_trailers = !is_start && !is_body && !is_info &&
+                       cg__is(type, a->s[CG_AS_RESPONSE_TRAILERS]);
     if (is_trailers) {
         /* advertised on HTTP/2 streams only (as Gunicorn sends trailers) */
         if (!cy->trailers || !cy->body_final || cy->complete)
