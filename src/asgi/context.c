@@ -66,9 +66,9 @@ static PyMethodDef cg__ws_remove_def = {"_remove", cg__ws_remove, METH_O,
                                         "WeakSet._remove for asyncio's tasks, in C."};
 
 /* Install the C add on asyncio.tasks._all_tasks when it is the plain
- * WeakSet 3.11 has. 0 (also when it is not: nothing changes then), -1 with
- * an exception set. */
-static int cg__fast_all_tasks(void)
+ * WeakSet 3.11 has. Anything else (or a failure: this only saves time)
+ * leaves it as it is, with no exception set. */
+static void cg__fast_all_tasks(void)
 {
     PyObject *tasks = PyImport_ImportModule("asyncio.tasks");   /* new */
     PyObject *wrs = tasks ? PyImport_ImportModule("_weakrefset") : NULL; /* new */
@@ -103,7 +103,8 @@ static int cg__fast_all_tasks(void)
     Py_XDECREF(ws);
     Py_XDECREF(wrs);
     Py_XDECREF(tasks);
-    return rc;
+    if (rc < 0)
+        PyErr_Clear();
 }
 #endif
 
@@ -128,8 +129,7 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
     if (cg_asgi_types_ready() < 0)
         return -1;
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
-    if (cg__fast_all_tasks() < 0)
-        return -1;
+    cg__fast_all_tasks();
 #endif
 #define CG__AS_INIT(id, str)                                                                       \
     if ((a->s[CG_AS_##id] = PyUnicode_InternFromString(str)) == NULL)                            \
