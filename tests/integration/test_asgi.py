@@ -492,6 +492,18 @@ def test_wrong_interface_refused(cg):
     assert "is an ASGI application" in srv.log()
 
 
+def test_access_log_response_header_atoms(cg):
+    """{name}o atoms see the app's response fields (views into the head,
+    made when the record is written): each one, not ours (Server, Date)."""
+    srv = cg("asgi_basic:app", args=ASGI + [
+        "--access-logfile", "-", "--access-logformat",
+        "RESP ct=%({content-type}o)s tc=%({x-tuple-client}o)s srv=%({server}o)s s=%(s)s"])
+    for _ in range(2):
+        assert get(srv, "/scope")[0] == "HTTP/1.1 200 OK"
+    srv.wait_log(r"RESP ct=text/plain tc=tuple srv=- s=200\n[\s\S]*"
+                 r"RESP ct=text/plain tc=tuple srv=- s=200", source=srv.stdout)
+
+
 def test_uvicorn_worker_name(cg):
     srv = cg("asgi_basic:app", args=["-k", "uvicorn.workers.UvicornWorker",
                                      "--asgi-loop", "asyncio", "--access-logfile", "-"])
