@@ -116,6 +116,9 @@ enum {
 typedef struct cg_asgi_proto cg_asgi_proto_t;
 typedef struct cg_asgi_cycle cg_asgi_cycle_t;
 
+/* The app's response fields the access log and the hooks see, at most. */
+#define CG_ASGI_RESP_VIEWS 32
+
 /* Connection buffers kept for reuse by the next connections. */
 #define CG_ASGI_SPARE 16
 
@@ -139,7 +142,8 @@ typedef struct cg_asgi {
     PyObject *cancelled_error; /* asyncio.CancelledError */
     PyObject *iscoroutine;     /* asyncio.iscoroutine */
     PyObject *task_type;       /* asyncio.Task */
-    PyObject *kw_task;         /* ("loop", "context"): kwnames for task_type(coro, ...) */
+    PyObject *kw_task;         /* ("loop", "name", "context"): kwnames for task_type(coro, ...) */
+    uint64_t ntasks;           /* request tasks made: their names, "Request-N" */
     PyObject *kw_context;      /* ("context",) */
     PyObject *context;         /* the worker's own context, copied for each request's task */
     cg_asgi_proto_t *conns; /* open connections (borrowed; each removes itself) */
@@ -347,6 +351,10 @@ struct cg_asgi_proto {
     PyObject *client, *server; /* scope tuples, made once per connection */
     PyObject *scope_tpl;       /* an http scope with this connection's constants (owned), or NULL */
     PyObject *raw_path, *path; /* the last request's raw_path and path, reused when it repeats */
+    /* what scope_tpl holds from the last request (borrowed from it; NULL:
+     * None there), so that a request like the last sets nothing in it */
+    PyObject *tpl_method, *tpl_version, *tpl_scheme, *tpl_path, *tpl_raw_path, *tpl_query;
+    PyObject *hdrs; /* the last request's scope headers as a tuple of pairs (owned), or NULL */
     char *out;                 /* bytes the connection layer wrote (error pages) */
     size_t out_len, out_cap;
     uint64_t nreq;
@@ -388,8 +396,7 @@ struct cg_asgi_cycle {
     char *head; /* the response head, kept until logged ({name}o atoms view it) */
     size_t head_len;
     bool head_sent;
-    cg_str_t resp[2 * 32]; /* response header views into head, for the access log */
-    size_t nresp;
+    size_t nresp; /* the app's fields first in head, up to CG_ASGI_RESP_VIEWS (access log) */
     cg_asgi_ws_t *ws; /* owned: the WebSocket's state (websocket.c); NULL for HTTP */
     /* pre_request/post_request set: the hooks' `req`, and the environ
      * Gunicorn's asgi worker builds when the access log is on (owned; NULL

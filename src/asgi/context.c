@@ -11,6 +11,103 @@
 #include <string.h>
 #include <time.h>
 
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+/*
+ * Python 3.11's _asyncio registers each new task by calling
+ * asyncio.tasks._all_tasks.add(task), a weakref.WeakSet's Python method,
+ * and the weak reference it makes calls WeakSet._remove, Python too, when
+ * the task dies: two Python frames per request task, an eighth of a
+ * keep-alive hello-world request. The set is given the same two methods in
+ * C (an instance attribute comes before the class's method in _asyncio's
+ * lookup): the same weak references in the same `data` set, removals put
+ * off while the set is iterated (all_tasks()) as WeakSet does. 3.12 keeps
+ * its tasks elsewhere; other versions are left alone.
+ *
+ * The state: (data, _pending_removals, _iterating, the WeakSet, remove).
+ */
+enum { CG__WS_DATA, CG__WS_PENDING, CG__WS_ITERATING, CG__WS_SET, CG__WS_REMOVE, CG__WS_N };
+
+/* WeakSet._remove(ref) */
+static PyObject *cg__ws_remove(PyObject *st, PyObject *ref)
+{
+    PyObject *iterating = PyTuple_GET_ITEM(st, CG__WS_ITERATING);
+    if (PySet_GET_SIZE(iterating) > 0) {
+        if (PyList_Append(PyTuple_GET_ITEM(st, CG__WS_PENDING), ref) < 0)
+            return NULL;
+    } else if (PySet_Discard(PyTuple_GET_ITEM(st, CG__WS_DATA), ref) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* WeakSet.add(item) */
+static PyObject *cg__ws_add(PyObject *st, PyObject *item)
+{
+    if (PyList_GET_SIZE(PyTuple_GET_ITEM(st, CG__WS_PENDING)) > 0) {
+        PyObject *r = PyObject_CallMethod(PyTuple_GET_ITEM(st, CG__WS_SET), "_commit_removals",
+                                          NULL); /* new */
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    PyObject *ref = PyWeakref_NewRef(item, PyTuple_GET_ITEM(st, CG__WS_REMOVE)); /* new */
+    if (ref == NULL)
+        return NULL;
+    int rc = PySet_Add(PyTuple_GET_ITEM(st, CG__WS_DATA), ref);
+    Py_DECREF(ref);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cg__ws_add_def = {"add", cg__ws_add, METH_O,
+                                     "WeakSet.add for asyncio's tasks, in C."};
+static PyMethodDef cg__ws_remove_def = {"_remove", cg__ws_remove, METH_O,
+                                        "WeakSet._remove for asyncio's tasks, in C."};
+
+/* Install the C add on asyncio.tasks._all_tasks when it is the plain
+ * WeakSet 3.11 has. Anything else (or a failure: this only saves time)
+ * leaves it as it is, with no exception set. */
+static void cg__fast_all_tasks(void)
+{
+    PyObject *tasks = PyImport_ImportModule("asyncio.tasks");   /* new */
+    PyObject *wrs = tasks ? PyImport_ImportModule("_weakrefset") : NULL; /* new */
+    PyObject *ws = wrs ? PyObject_GetAttrString(tasks, "_all_tasks") : NULL; /* new */
+    PyObject *cls = ws ? PyObject_GetAttrString(wrs, "WeakSet") : NULL; /* new */
+    PyObject *dict = cls ? PyObject_GetAttrString(ws, "__dict__") : NULL; /* new */
+    PyObject *st = NULL, *add = NULL;
+    int rc = dict != NULL ? 0 : -1;
+    if (rc == 0 && (PyObject *)Py_TYPE(ws) == cls && PyDict_Check(dict)) {
+        PyObject *data = PyDict_GetItemString(dict, "data");               /* borrowed */
+        PyObject *pending = PyDict_GetItemString(dict, "_pending_removals"); /* borrowed */
+        PyObject *iterating = PyDict_GetItemString(dict, "_iterating");    /* borrowed */
+        bool plain = PyDict_GetItemString(dict, "add") == NULL; /* not done already */
+        if (plain && data && PySet_CheckExact(data) && pending && PyList_CheckExact(pending) &&
+            iterating && PySet_CheckExact(iterating)) {
+            st = PyTuple_Pack(CG__WS_N, data, pending, iterating, ws, Py_None); /* new */
+            PyObject *remove = st ? PyCFunction_New(&cg__ws_remove_def, st) : NULL; /* new */
+            if (remove != NULL) {
+                /* st holds remove, which holds st: both live as long as
+                 * the interpreter, as the WeakSet does */
+                PyTuple_SET_ITEM(st, CG__WS_REMOVE, remove);
+                Py_DECREF(Py_None);
+                add = PyCFunction_New(&cg__ws_add_def, st); /* new */
+            }
+            rc = add != NULL && PyObject_SetAttrString(ws, "add", add) == 0 ? 0 : -1;
+        }
+    }
+    Py_XDECREF(add);
+    Py_XDECREF(st);
+    Py_XDECREF(dict);
+    Py_XDECREF(cls);
+    Py_XDECREF(ws);
+    Py_XDECREF(wrs);
+    Py_XDECREF(tasks);
+    if (rc < 0)
+        PyErr_Clear();
+}
+#endif
+
 int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
 {
     memset(a, 0, sizeof(*a));
@@ -31,6 +128,9 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
     a->spare_open = true;
     if (cg_asgi_types_ready() < 0)
         return -1;
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    cg__fast_all_tasks();
+#endif
 #define CG__AS_INIT(id, str)                                                                       \
     if ((a->s[CG_AS_##id] = PyUnicode_InternFromString(str)) == NULL)                            \
         return -1;
@@ -50,7 +150,7 @@ int cg_asgi_init(cg_asgi_t *a, cg_worker_t *w, PyObject *app, PyObject *loop)
     a->iscoroutine = PyObject_GetAttrString(asyncio, "iscoroutine");        /* new */
     a->task_type = PyObject_GetAttrString(asyncio, "Task");                 /* new */
     Py_DECREF(asyncio);
-    a->kw_task = Py_BuildValue("(ss)", "loop", "context"); /* new */
+    a->kw_task = Py_BuildValue("(sss)", "loop", "name", "context"); /* new */
     a->kw_context = Py_BuildValue("(s)", "context");        /* new */
     a->context = PyContext_CopyCurrent();                   /* new */
     if (a->cancelled_error == NULL || a->iscoroutine == NULL || a->task_type == NULL ||
@@ -210,6 +310,28 @@ PyObject *cg_asgi_take_exc(void)
 #endif
 }
 
+/* "Request-N", N counting this worker's request tasks: asyncio's own
+ * "Task-N" costs a PyUnicode_FromFormat per task on 3.11 (3.12 formats it
+ * lazily), a twentieth of a keep-alive request. New reference or NULL. */
+static PyObject *cg__task_name(cg_asgi_t *a)
+{
+    char buf[32] = "Request-";
+    size_t n = 8;
+    char digits[24];
+    size_t nd = 0;
+    uint64_t v = ++a->ntasks;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    while (nd > 0)
+        buf[n++] = digits[--nd];
+    PyObject *s = PyUnicode_New((Py_ssize_t)n, 127); /* new */
+    if (s != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(s), buf, n);
+    return s;
+}
+
 PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro)
 {
     PyObject *factory = PyObject_CallMethodNoArgs(a->loop, a->s[CG_AS_A_GET_TASK_FACTORY]); /* new */
@@ -218,9 +340,14 @@ PyObject *cg_asgi_create_task(cg_asgi_t *a, PyObject *coro)
     if (ctx != NULL && factory == Py_None) {
         /* what loop.create_task() does with no task factory set, without
          * uvloop's keyword dict or asyncio's Python-level method around it */
-        PyObject *args[3] = {coro, a->loop, ctx};
-        task = PyObject_Vectorcall(a->task_type, args, 1, a->kw_task);
+        PyObject *name = cg__task_name(a); /* new */
+        if (name != NULL) {
+            PyObject *args[4] = {coro, a->loop, name, ctx};
+            task = PyObject_Vectorcall(a->task_type, args, 1, a->kw_task);
+            Py_DECREF(name);
+        }
     } else if (ctx != NULL) {
+        /* a factory's tasks keep the names it gives them */
         PyObject *args[3] = {a->loop, coro, ctx};
         task = PyObject_VectorcallMethod(a->s[CG_AS_A_CREATE_TASK], args,
                                          2, a->kw_context);

@@ -116,12 +116,49 @@ static PyObject *cg__bytes(cg_str_t s)
     return PyBytes_FromStringAndSize(s.ptr ? s.ptr : "", (Py_ssize_t)s.len);
 }
 
-/* [(lower-case name, value), ...] as bytes, the fields the parser dropped
- * left out. */
-static PyObject *cg__headers(const cg_http_request_t *req)
+/* Whether the request's kept fields are the pairs of `prev` (a tuple of
+ * (lower-case name, value) bytes pairs). */
+static bool cg__headers_same(PyObject *prev, const cg_http_request_t *req)
 {
-    PyObject *list = PyList_New(0); /* new */
-    if (list == NULL)
+    Py_ssize_t k = 0, n = PyTuple_GET_SIZE(prev);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const cg_http_header_t *h = &req->headers[i];
+        if (h->flags & CG_HTTP_HF_DROPPED)
+            continue;
+        if (k >= n)
+            return false;
+        PyObject *pair = PyTuple_GET_ITEM(prev, k++);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if ((size_t)PyBytes_GET_SIZE(name) != h->name.len ||
+            (size_t)PyBytes_GET_SIZE(value) != h->value.len ||
+            (h->value.len > 0 && memcmp(PyBytes_AS_STRING(value), h->value.ptr, h->value.len) != 0))
+            return false;
+        const char *lower = PyBytes_AS_STRING(name);
+        for (size_t c = 0; c < h->name.len; c++) {
+            char ch = h->name.ptr[c];
+            if ((ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch) != lower[c])
+                return false;
+        }
+    }
+    return k == n;
+}
+
+/* [(lower-case name, value), ...] as bytes, the fields the parser dropped
+ * left out. A client sends the same fields again and again on a kept-alive
+ * connection: the pairs (immutable) of p's last request are reused then,
+ * in a new list (the app may change its own). */
+static PyObject *cg__headers(cg_asgi_proto_t *p, const cg_http_request_t *req)
+{
+    PyObject *list;
+    if (p->hdrs != NULL && cg__headers_same(p->hdrs, req)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(p->hdrs);
+        if ((list = PyList_New(n)) == NULL) /* new */
+            return NULL;
+        for (Py_ssize_t k = 0; k < n; k++)
+            PyList_SET_ITEM(list, k, Py_NewRef(PyTuple_GET_ITEM(p->hdrs, k)));
+        return list;
+    }
+    if ((list = PyList_New(0)) == NULL) /* new */
         return NULL;
     for (size_t i = 0; i < req->nheaders; i++) {
         const cg_http_header_t *h = &req->headers[i];
@@ -147,6 +184,12 @@ static PyObject *cg__headers(const cg_http_request_t *req)
             return NULL;
         }
     }
+    PyObject *pairs = PyList_AsTuple(list); /* new */
+    if (pairs == NULL) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    Py_XSETREF(p->hdrs, pairs);
     return list;
 }
 
@@ -168,6 +211,22 @@ static int cg__put(PyObject *d, PyObject *key, PyObject *value /* stolen */)
     if (value == NULL)
         return -1;
     int rc = PyDict_SetItem(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* tpl[key] = value (a reference taken over) unless tpl holds that object
+ * there already (*shadow, borrowed from tpl, says what it holds). */
+static int cg__tpl_put(PyObject *tpl, PyObject *key, PyObject *value, PyObject **shadow)
+{
+    if (value == NULL)
+        return -1;
+    if (value == *shadow) {
+        Py_DECREF(value);
+        return 0;
+    }
+    int rc = PyDict_SetItem(tpl, key, value);
+    *shadow = rc == 0 ? value : NULL;
     Py_DECREF(value);
     return rc;
 }
@@ -207,6 +266,8 @@ static PyObject *cg__scope_template(cg_asgi_t *a, cg_asgi_proto_t *p)
     if (a->scope_base == NULL && (a->scope_base = cg__scope_base(a)) == NULL)
         return NULL;
     PyObject *d = PyDict_Copy(a->scope_base); /* new */
+    p->tpl_method = p->tpl_version = p->tpl_scheme = NULL;
+    p->tpl_path = p->tpl_raw_path = p->tpl_query = NULL;
     if (d == NULL || PyDict_SetItem(d, S[CG_AS_CLIENT], p->client) < 0 ||
         PyDict_SetItem(d, S[CG_AS_SERVER], p->server) < 0) {
         Py_XDECREF(d);
@@ -235,6 +296,17 @@ static int cg__paths(cg_asgi_proto_t *p, cg_str_t raw, PyObject **path, PyObject
     return 0;
 }
 
+/* The request's query string: the last request's object when it is the
+ * same. New reference or NULL. */
+static PyObject *cg__query(cg_asgi_proto_t *p, cg_str_t q)
+{
+    PyObject *prev = p->tpl_query;
+    if (prev != NULL && (size_t)PyBytes_GET_SIZE(prev) == q.len &&
+        (q.len == 0 || memcmp(PyBytes_AS_STRING(prev), q.ptr, q.len) == 0))
+        return Py_NewRef(prev);
+    return cg__bytes(q);
+}
+
 PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
@@ -255,10 +327,6 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
         Py_CLEAR(p->scope_tpl);
     }
     if (!ws && p->scope_tpl == NULL && (p->scope_tpl = cg__scope_template(a, p)) == NULL)
-        return NULL;
-    /* a copy of the template: the keys already in place, no resizing */
-    PyObject *scope = ws ? PyDict_New() : PyDict_Copy(p->scope_tpl); /* new */
-    if (scope == NULL)
         return NULL;
     PyObject *method;
     if (ws)
@@ -281,25 +349,59 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
     int scheme = req->scheme_https == 1 ? (ws ? CG_AS_V_WSS : CG_AS_V_HTTPS)
                                         : (ws ? CG_AS_V_WS : CG_AS_V_HTTP);
     PyObject *path = NULL, *raw_path = NULL;
-    if ((ws && PyDict_SetItem(scope, S[CG_AS_TYPE], S[CG_AS_V_WEBSOCKET]) < 0) ||
-        (ws && PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0) ||
+    if (!ws) {
+        /* the connection's template holds the last request's values: a
+         * request like it (the usual keep-alive client) changes none of
+         * them, and its scope is a copy of the template (the keys already
+         * in place, no resizing) with its own headers and state */
+        PyObject *tpl = p->scope_tpl;
+        if (cg__tpl_put(tpl, S[CG_AS_HTTP_VERSION], version, &p->tpl_version) < 0) {
+            Py_XDECREF(method);
+            return NULL;
+        }
+        if (cg__tpl_put(tpl, S[CG_AS_METHOD], method, &p->tpl_method) < 0 ||
+            cg__tpl_put(tpl, S[CG_AS_SCHEME], Py_NewRef(S[scheme]), &p->tpl_scheme) < 0 ||
+            cg__paths(p, req->path, &path, &raw_path) < 0 ||
+            cg__tpl_put(tpl, S[CG_AS_PATH], path, &p->tpl_path) < 0 ||
+            cg__tpl_put(tpl, S[CG_AS_RAW_PATH], raw_path, &p->tpl_raw_path) < 0 ||
+            cg__tpl_put(tpl, S[CG_AS_QUERY_STRING], cg__query(p, req->query), &p->tpl_query) < 0)
+            return NULL;
+        PyObject *scope = PyDict_Copy(tpl); /* new */
+        if (scope == NULL)
+            return NULL;
+        if (cg__put(scope, S[CG_AS_HEADERS], cg__headers(p, req)) < 0 ||
+            /* a shallow copy per request, as Uvicorn: what the app sets on a
+             * request's state does not leak into the next one */
+            (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
+            /* HTTP/2 streams can end with trailers (HTTP/1.1 here has no
+             * chunked trailers) */
+            (cy->st != NULL &&
+             cg__put(scope, S[CG_AS_EXTENSIONS],
+                     Py_BuildValue("{O:{}}", S[CG_AS_RESPONSE_TRAILERS])) < 0)) {
+            Py_DECREF(scope);
+            return NULL;
+        }
+        return scope;
+    }
+    PyObject *scope = PyDict_New(); /* new */
+    if (scope == NULL) {
+        Py_XDECREF(version);
+        return NULL;
+    }
+    if (PyDict_SetItem(scope, S[CG_AS_TYPE], S[CG_AS_V_WEBSOCKET]) < 0 ||
+        PyDict_SetItem(scope, S[CG_AS_ASGI], a->asgi_version) < 0 ||
         cg__put(scope, S[CG_AS_HTTP_VERSION], version) < 0 ||
-        (!ws && cg__put(scope, S[CG_AS_METHOD], method) < 0) ||
         PyDict_SetItem(scope, S[CG_AS_SCHEME], S[scheme]) < 0 ||
         cg__paths(p, req->path, &path, &raw_path) < 0 ||
         cg__put(scope, S[CG_AS_PATH], path) < 0 ||
         cg__put(scope, S[CG_AS_RAW_PATH], raw_path) < 0 ||
         cg__put(scope, S[CG_AS_QUERY_STRING], cg__bytes(req->query)) < 0 ||
-        (ws && PyDict_SetItem(scope, S[CG_AS_ROOT_PATH], a->root_path) < 0) ||
-        cg__put(scope, S[CG_AS_HEADERS], cg__headers(req)) < 0 ||
-        (ws && PyDict_SetItem(scope, S[CG_AS_CLIENT], p->client) < 0) ||
-        (ws && PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0) ||
-        /* a shallow copy per request, as Uvicorn: what the app sets on a
-         * request's state does not leak into the next one */
+        PyDict_SetItem(scope, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
+        cg__put(scope, S[CG_AS_HEADERS], cg__headers(p, req)) < 0 ||
+        PyDict_SetItem(scope, S[CG_AS_CLIENT], p->client) < 0 ||
+        PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0 ||
         (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
-        (ws && cg_asgi_ws_scope_add(cy, scope) < 0) ||
-        /* HTTP/2 streams can end with trailers (HTTP/1.1 here has no
-         * chunked trailers) */
+        cg_asgi_ws_scope_add(cy, scope) < 0 ||
         (cy->st != NULL &&
          cg__put(scope, S[CG_AS_EXTENSIONS],
                  Py_BuildValue("{O:{}}", S[CG_AS_RESPONSE_TRAILERS])) < 0)) {
@@ -553,12 +655,17 @@ typedef struct {
     size_t len, cap;
 } cg__buf_t;
 
-static void cg__add(cg__buf_t *b, const void *s, size_t n)
+static void cg__grow(cg__buf_t *b, size_t n)
 {
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2;
-        b->p = cg_xrealloc(b->p, b->cap);
-    }
+    b->cap = (b->len + n) * 2;
+    b->p = cg_xrealloc(b->p, b->cap);
+}
+
+/* inline: a head is a dozen of these, mostly a few bytes each */
+static inline void cg__add(cg__buf_t *b, const void *s, size_t n)
+{
+    if (b->len + n > b->cap)
+        cg__grow(b, n);
     memcpy(b->p + b->len, s, n);
     b->len += n;
 }
@@ -666,7 +773,6 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
     cg__add(&b, reason, strlen(reason));
     cg__add(&b, "\r\n", 2);
     bool has_server = false, has_date = false, app_close = false;
-    size_t offs[2 * 32][2];
     size_t nresp = 0;
     Py_ssize_t nh = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
     for (Py_ssize_t i = 0; i < nh; i++) {
@@ -706,13 +812,8 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
             has_date = true;
         }
         if (keep) {
-            if (nresp < CG_ARRAY_SIZE(offs) / 2) {
-                offs[2 * nresp][0] = b.len;
-                offs[2 * nresp][1] = name.len;
-                offs[2 * nresp + 1][0] = b.len + name.len + 2;
-                offs[2 * nresp + 1][1] = value.len;
+            if (nresp < CG_ASGI_RESP_VIEWS)
                 nresp++;
-            }
             cg__add(&b, name.ptr, name.len);
             cg__add(&b, ": ", 2);
             cg__add(&b, value.ptr, value.len);
@@ -742,8 +843,6 @@ int cg_asgi_response_start(cg_asgi_cycle_t *cy, PyObject *msg)
     cg__add(&b, "\r\n", 2);
     cy->head = b.p;
     cy->head_len = b.len;
-    for (size_t i = 0; i < 2 * nresp; i++)
-        cy->resp[i] = (cg_str_t){cy->head + offs[i][0], offs[i][1]};
     cy->nresp = nresp;
     cy->started = true;
     return 0;
@@ -989,25 +1088,35 @@ static PyObject *cg__trailers(cg_asgi_cycle_t *cy, PyObject *msg)
     return cg_asgi_done_awaitable(a);
 }
 
+/* Whether s is the str `key` (interned): an app's message types are its
+ * own constants, equal but seldom the same objects. */
+static bool cg__is(PyObject *s, PyObject *key)
+{
+    if (s == key)
+        return true;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+    return PyUnicode_Check(s) && PyUnicode_GET_LENGTH(s) == n &&
+           PyUnicode_KIND(s) == PyUnicode_KIND(key) &&
+           memcmp(PyUnicode_DATA(s), PyUnicode_DATA(key), (size_t)n * PyUnicode_KIND(key)) == 0;
+}
+
 static PyObject *cg__send(PyObject *self, PyObject *msg)
 {
     cg_asgi_cycle_t *cy = (cg_asgi_cycle_t *)self;
     cg_asgi_t *a = cy->a;
-    PyObject *type = PyObject_GetItem(msg, a->s[CG_AS_TYPE]); /* new */
-    if (type == NULL)
+    PyObject *type; /* new */
+    int got = cg_asgi_get(msg, a->s[CG_AS_TYPE], &type);
+    if (got <= 0) {
+        if (got == 0)
+            PyErr_SetObject(PyExc_KeyError, a->s[CG_AS_TYPE]);
         return NULL;
+    }
     PyObject *res = NULL;
-    bool is_start = PyUnicode_Check(type) && PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_START]) == 0;
-    bool is_body = !is_start && PyUnicode_Check(type) &&
-                   PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_BODY]) == 0;
-    bool is_info = !is_start && !is_body && PyUnicode_Check(type) &&
-                   PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_INFO]) == 0;
-    if (PyErr_Occurred())
-        goto out;
-    bool is_trailers = !is_start && !is_body && !is_info && PyUnicode_Check(type) &&
-                       PyUnicode_Compare(type, a->s[CG_AS_RESPONSE_TRAILERS]) == 0;
-    if (PyErr_Occurred())
-        goto out;
+    bool is_start = cg__is(type, a->s[CG_AS_RESPONSE_START]);
+    bool is_body = !is_start && cg__is(type, a->s[CG_AS_RESPONSE_BODY]);
+    bool is_info = !is_start && !is_body && cg__is(type, a->s[CG_AS_RESPONSE_INFO]);
+    bool is_trailers = !is_start && !is_body && !is_info &&
+                       cg__is(type, a->s[CG_AS_RESPONSE_TRAILERS]);
     if (is_trailers) {
         /* advertised on HTTP/2 streams only (as Gunicorn sends trailers) */
         if (!cy->trailers || !cy->body_final || cy->complete)
@@ -1152,14 +1261,40 @@ static PyObject *cg__log_environ(const cg_conn_t *c)
     return env;
 }
 
+/* Views of the first cy->nresp fields of cy->head (the app's, right after
+ * the status line, "name: value\r\n" each: a name has no ':' and a value
+ * no CR, cg__header_pair saw to it) into views, name and value each. Made
+ * only for the access log and the hooks, so a request does not carry them.
+ * Returns the number of fields. */
+static size_t cg__resp_views(const cg_asgi_cycle_t *cy, cg_str_t views[2 * CG_ASGI_RESP_VIEWS])
+{
+    if (cy->head == NULL || cy->nresp == 0)
+        return 0;
+    const char *s = cy->head, *end = cy->head + cy->head_len;
+    const char *eol = memchr(s, '\n', (size_t)(end - s));
+    size_t n = 0;
+    for (s = eol ? eol + 1 : end; n < cy->nresp && s < end; n++) {
+        const char *colon = memchr(s, ':', (size_t)(end - s));
+        const char *cr = colon ? memchr(colon, '\r', (size_t)(end - colon)) : NULL;
+        if (cr == NULL || colon + 2 > cr)
+            break;
+        views[2 * n] = (cg_str_t){s, (size_t)(colon - s)};
+        views[2 * n + 1] = (cg_str_t){colon + 2, (size_t)(cr - colon - 2)};
+        s = cr + 2;
+    }
+    return n;
+}
+
 /* Gunicorn's ASGIResponseInfo: status (an int), headers ((str, str) pairs),
  * sent; status_code too, as the WSGI workers' resp has it. New reference
  * or NULL. */
 static PyObject *cg__log_response(cg_asgi_cycle_t *cy)
 {
+    cg_str_t resp[2 * CG_ASGI_RESP_VIEWS];
+    size_t nresp = cg__resp_views(cy, resp);
     PyObject *headers = PyList_New(0); /* new */
-    for (size_t i = 0; headers != NULL && i < cy->nresp; i++) {
-        cg_str_t n = cy->resp[2 * i], v = cy->resp[2 * i + 1];
+    for (size_t i = 0; headers != NULL && i < nresp; i++) {
+        cg_str_t n = resp[2 * i], v = resp[2 * i + 1];
         PyObject *t = Py_BuildValue("(NN)", PyUnicode_DecodeLatin1(n.ptr, (Py_ssize_t)n.len, NULL),
                                     PyUnicode_DecodeLatin1(v.ptr, (Py_ssize_t)v.len, NULL));
         if (t == NULL || PyList_Append(headers, t) < 0)
@@ -1287,8 +1422,8 @@ int cg_asgi_cycle_start(cg_asgi_cycle_t *cy)
     PyMethodDef *sdef = cy->ws ? &cg_asgi_ws_send_def : &cg__send_def;
     PyObject *recv = scope ? cg_asgi_bind(rdef, self) : NULL; /* new */
     PyObject *send = recv ? cg_asgi_bind(sdef, self) : NULL;  /* new */
-    PyObject *coro = send ? PyObject_CallFunctionObjArgs(a->app, scope, recv, send, NULL)
-                          : NULL; /* new */
+    PyObject *args[3] = {scope, recv, send};
+    PyObject *coro = send ? PyObject_Vectorcall(a->app, args, 3, NULL) : NULL; /* new */
     PyObject *runner = coro ? cg_asgi_runner_new(a, coro, self, cg__cycle_end) : NULL; /* new */
     PyObject *task = runner ? cg_asgi_create_task(a, runner) : NULL; /* new */
     Py_XDECREF(scope);
@@ -1394,8 +1529,9 @@ void cg_asgi_access(cg_asgi_cycle_t *cy, cg_asgi_proto_t *p)
     int n = snprintf(st, sizeof(st), "%d", cy->status);
     cg_access_info_t info;
     cg_conn_access_info(&info, cy->c, proto, (cg_str_t){st, (size_t)n}, cy->sent, cy->start_us);
-    info.resp_headers = cy->resp;
-    info.n_resp_headers = cy->nresp;
+    cg_str_t resp[2 * CG_ASGI_RESP_VIEWS];
+    info.n_resp_headers = cg__resp_views(cy, resp);
+    info.resp_headers = resp;
     info.environ_lookup = cg__env_lookup;
     info.environ_ctx = cy->c;
     /* only a sink (a logger_class, Python logging) may want Python objects */

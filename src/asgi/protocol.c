@@ -667,6 +667,7 @@ static void cg__proto_dealloc(PyObject *self)
     Py_XDECREF(p->scope_tpl);
     Py_XDECREF(p->raw_path);
     Py_XDECREF(p->path);
+    Py_XDECREF(p->hdrs);
     cg_asgi_h2_free(p);
     if (p->c_up)
         cg__conn_park(p->a, &p->c);

@@ -6,6 +6,7 @@ max_requests, back-pressure, hostile input, the conformance corpus."""
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -170,6 +171,51 @@ def test_keepalive_and_pipelining(basic):
     assert rest == b""
     assert [json.loads(b)["mine"] for b in bodies[:3]] == [1, 1, 1]  # state: a copy per request
     assert bodies[3] == b"xyz" and bodies[4] == b"0123456789"
+
+
+def test_keepalive_scopes_each_their_own(basic):
+    """Requests on one kept-alive connection each get their own scope: what
+    a request like the one before reuses (the connection's template, the
+    header pairs) never shows one request's values, nor what an app did to
+    its scope, in the next one."""
+    reqs = [
+        b"GET /scope?a=1 HTTP/1.1\r\nHost: t\r\nX-One: 1\r\n\r\n",
+        b"GET /scope?a=1 HTTP/1.1\r\nHost: t\r\nX-One: 1\r\n\r\n",
+        b"GET /scope-mutate?a=1 HTTP/1.1\r\nHost: t\r\nX-One: 1\r\n\r\n",
+        b"GET /scope?a=1 HTTP/1.1\r\nHost: t\r\nX-One: 1\r\n\r\n",
+        b"POST /scope?a=2 HTTP/1.1\r\nHost: t\r\nX-One: 2\r\nContent-Length: 0\r\n\r\n",
+        b"DELETE /scope?a=1 HTTP/1.1\r\nHost: t\r\nX-Two: 1\r\nX-One: 1\r\n\r\n",
+        b"GET /scope?a=1 HTTP/1.1\r\nHost: t\r\nX-One: 1\r\n\r\n",
+        # no length: its answer ends with the connection
+        b"GET /scop%65 HTTP/1.0\r\nHost: t\r\nX-One: 1\r\n\r\n",
+    ]
+    data = basic.raw(b"".join(reqs))
+    scopes = []
+    for _ in reqs:
+        status, headers, rest = split_head(data)
+        assert status.endswith("200 OK"), status
+        if cgtest.header(headers, "Transfer-Encoding") == "chunked":
+            n = rest.index(b"\r\n0\r\n\r\n") + 7
+            body, data = dechunk(rest[:n])[0], rest[n:]
+        else:  # HTTP/1.0
+            n = int(cgtest.header(headers, "Content-Length") or len(rest))
+            body, data = rest[:n], rest[n:]
+        scopes.append(json.loads(body) if body != b"mutated" else None)
+    assert data == b""
+    view = [(s["method"], s["http_version"], s["path"], s["raw_path"], s["query_string"],
+             [h for h in s["headers"] if h[0].startswith("x-")], "extra" in s)
+            for s in scopes if s is not None]
+    one = [["x-one", "1"]]
+    assert view == [
+        ("GET", "1.1", "/scope", "/scope", "a=1", one, False),
+        ("GET", "1.1", "/scope", "/scope", "a=1", one, False),
+        ("GET", "1.1", "/scope", "/scope", "a=1", one, False),  # after /scope-mutate
+        ("POST", "1.1", "/scope", "/scope", "a=2", [["x-one", "2"]], False),
+        ("DELETE", "1.1", "/scope", "/scope", "a=1", [["x-two", "1"], ["x-one", "1"]], False),
+        ("GET", "1.1", "/scope", "/scope", "a=1", one, False),
+        ("GET", "1.0", "/scope", "/scop%65", "", one, False),
+    ]
+    assert all(["host", "t"] == s["headers"][0] for s in scopes if s is not None)
 
 
 def test_app_errors(basic):
@@ -475,6 +521,18 @@ def test_wrong_interface_refused(cg):
     assert "is an ASGI application" in srv.log()
 
 
+def test_access_log_response_header_atoms(cg):
+    """{name}o atoms see the app's response fields (views into the head,
+    made when the record is written): each one, not ours (Server, Date)."""
+    srv = cg("asgi_basic:app", args=ASGI + [
+        "--access-logfile", "-", "--access-logformat",
+        "RESP ct=%({content-type}o)s tc=%({x-tuple-client}o)s srv=%({server}o)s s=%(s)s"])
+    for _ in range(2):
+        assert get(srv, "/scope")[0] == "HTTP/1.1 200 OK"
+    srv.wait_log(r"RESP ct=text/plain tc=tuple srv=- s=200\n[\s\S]*"
+                 r"RESP ct=text/plain tc=tuple srv=- s=200", source=srv.stdout)
+
+
 def test_uvicorn_worker_name(cg):
     srv = cg("asgi_basic:app", args=["-k", "uvicorn.workers.UvicornWorker",
                                      "--asgi-loop", "asyncio", "--access-logfile", "-"])
@@ -616,6 +674,14 @@ def test_each_request_its_own_task(cg, site, loop):
     assert [i["before"] for i in infos] == ["unset"] * 4  # nothing leaks between requests
     assert [i["after"] for i in infos] == ["/a", "/sleep", "/b", "/c"]
     assert not any(i["from_factory"] for i in infos)
+    # each in asyncio.all_tasks() while it runs, by a name of its own, and
+    # gone from it once done (many requests later, only a few tasks left)
+    assert all(i["registered"] for i in infos)
+    names = [i["name"] for i in infos]
+    assert all(re.fullmatch(r"Request-\d+", n) for n in names) and len(set(names)) == 4
+    many = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n" * 40
+    got = _responses(srv.raw(many + b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), 41)
+    assert json.loads(got[-1][1])["ntasks"] < 8
     assert get(srv, "/factory")[2] == b"set"
     info = json.loads(get(srv, "/sleep")[2])
     assert info["from_factory"] and info["is_task"]

@@ -1,6 +1,7 @@
 """Hand-written ASGI 3 apps for tests/integration/test_asgi.py (no framework).
 
 app      /scope      the scope as JSON (bytes as latin-1 text)
+         /scope-mutate  changes its scope (headers, method, path...), answers
          /echo       the request body, read message by message; the sizes of
                      the messages in x-chunks
          /stream     ?n=N chunks of ?size=S bytes, more_body=True each
@@ -80,6 +81,15 @@ async def app(scope, receive, send):
         s["state_keys"] = sorted(scope.get("state", {}))
         return await _respond(send, 200, json.dumps(_jsonable(s)).encode(),
                               [(b"x-tuple-client", str(type(scope["client"]).__name__).encode())])
+    if path == "/scope-mutate":
+        # what an app does to its scope stays in its own request
+        scope["headers"].append((b"x-added", b"1"))
+        scope["headers"][0] = (b"x-replaced", b"1")
+        scope["method"] = "PUT"
+        scope["query_string"] = b"changed"
+        scope["path"] = "/elsewhere"
+        scope["extra"] = True
+        return await _respond(send, 200, b"mutated")
     if path == "/echo":
         body, sizes = b"", []
         while True:

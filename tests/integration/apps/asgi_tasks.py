@@ -56,6 +56,9 @@ async def app(scope, receive, send):
             "before": before,
             "after": seen.get(),
             "from_factory": any(t is task for t in factory_tasks),
+            "name": task.get_name() if task is not None else None,
+            "registered": task in asyncio.all_tasks(),
+            "ntasks": len(asyncio.all_tasks()),
         }).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"),
