@@ -111,8 +111,18 @@ int cg_worker_sync_run(cg_worker_t *w, cg_wsgi_t *ws)
     }
     size_t nl = w->nlisteners;
     struct pollfd *pfds = cg_xcalloc(nl + 1, sizeof(*pfds));
-    for (size_t i = 0; i < nl; i++)
+    for (size_t i = 0; i < nl; i++) {
         pfds[i] = (struct pollfd){.fd = w->listeners[i].fd, .events = POLLIN};
+        /* a connection then comes with its request: the blocking recv
+         * below finds it (no sleep and wake-up), and a client that
+         * connects and stays silent holds this one-at-a-time worker for
+         * about CG_NET_DEFER_ACCEPT_S less; only a cost saved, so a
+         * refusal is no reason to stop */
+        int dr = cg_net_defer_accept(&w->listeners[i], CG_NET_DEFER_ACCEPT_S);
+        if (dr < 0)
+            cg_log_debug(w->log, "TCP_DEFER_ACCEPT on %s: %s", w->listeners[i].display,
+                         strerror(-dr));
+    }
     pfds[nl] = (struct pollfd){.fd = w->wake_pipe[0], .events = POLLIN};
     int wait_ms = w->cfg->timeout > 0 ? (int)(w->cfg->timeout * 1000 / 2) : 500;
     for (size_t i = 0; i < w->cfg->http_protocols.n; i++)
