@@ -19,6 +19,11 @@ KINDS = [
     pytest.param(["-k", "gthread", "--threads", "1"], id="gthread1"),
     pytest.param(["-k", "gthread", "--threads", "4"], id="gthread4"),
 ]
+# --reuse-port: each worker binds its own socket, and sets the option on it
+KINDS_REUSE = KINDS + [
+    pytest.param(["-k", "sync", "--reuse-port"], id="sync-reuse-port"),
+    pytest.param(["-k", "gthread", "--reuse-port"], id="gthread1-reuse-port"),
+]
 
 SYN_RECV, ESTABLISHED = "03", "01"
 
@@ -62,7 +67,7 @@ def _get(port, path="/pid"):
         s.close()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS_REUSE)
 def test_silent_client_waits_in_the_kernel(cg, kind):
     """The server side of a connection that has sent nothing is still a
     pending request in the kernel, not a socket a worker accepted; once the
