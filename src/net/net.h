@@ -65,8 +65,8 @@ void cg_net_addr_text(const cg_net_addr_t *a, char *buf, size_t cap);
  * once their first bytes have arrived (Linux TCP_DEFER_ACCEPT), or a
  * silent one after about `seconds`. Every protocol served here has the
  * client speak first (HTTP, TLS, PROXY, h2c's preface), so a worker then
- * always finds the request head waiting and never watches a connection for
- * it. The option belongs to the socket, shared by the workers and inherited
+ * finds the request (or its first part) waiting instead of watching the
+ * connection for it. The option belongs to the socket, shared by the workers and inherited
  * by a USR2 child. No-op on unix sockets and where the option does not
  * exist; returns 0 or -errno.
  */

@@ -113,11 +113,11 @@ int cg_worker_sync_run(cg_worker_t *w, cg_wsgi_t *ws)
     struct pollfd *pfds = cg_xcalloc(nl + 1, sizeof(*pfds));
     for (size_t i = 0; i < nl; i++) {
         pfds[i] = (struct pollfd){.fd = w->listeners[i].fd, .events = POLLIN};
-        /* a connection then comes with its request: the blocking recv
-         * below finds it (no sleep and wake-up), and a client that
-         * connects and stays silent holds this one-at-a-time worker for
-         * about CG_NET_DEFER_ACCEPT_S less; only a cost saved, so a
-         * refusal is no reason to stop */
+        /* a connection then comes with its request, and one that
+         * connects and stays silent reaches this one-at-a-time worker
+         * CG_NET_DEFER_ACCEPT_S later (no CPU saved here, measured: the
+         * blocking recv woke once either way); one behaviour with
+         * gthread, where it does save, and no reason to stop if refused */
         int dr = cg_net_defer_accept(&w->listeners[i], CG_NET_DEFER_ACCEPT_S);
         if (dr < 0)
             cg_log_debug(w->log, "TCP_DEFER_ACCEPT on %s: %s", w->listeners[i].display,
