@@ -68,6 +68,20 @@ static int cg__net_sockopts(int fd, int family, bool reuse_port)
     return 0;
 }
 
+int cg_net_defer_accept(const cg_listener_t *l, int seconds)
+{
+#ifdef TCP_DEFER_ACCEPT
+    if (l->family == AF_UNIX)
+        return 0;
+    if (setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof(seconds)) < 0)
+        return -errno;
+#else
+    (void)l;
+    (void)seconds;
+#endif
+    return 0;
+}
+
 /* Fill display, server_name and server_port from the bound address. */
 static void cg__net_describe(cg_listener_t *l, const char *unix_display)
 {

@@ -60,6 +60,21 @@ int cg_net_listen_all(const char *const *binds, size_t n, int backlog, bool reus
  */
 void cg_net_addr_text(const cg_net_addr_t *a, char *buf, size_t cap);
 
+/*
+ * Ask the kernel to hand this TCP listener's connections to accept() only
+ * once their first bytes have arrived (Linux TCP_DEFER_ACCEPT), or a
+ * silent one after about `seconds`. Every protocol served here has the
+ * client speak first (HTTP, TLS, PROXY, h2c's preface), so a worker then
+ * finds the request (or its first part) waiting instead of watching the
+ * connection for it. The option belongs to the socket, shared by the workers and inherited
+ * by a USR2 child. No-op on unix sockets and where the option does not
+ * exist; returns 0 or -errno.
+ */
+int cg_net_defer_accept(const cg_listener_t *l, int seconds);
+/* What the workers ask for: a connection that stays silent is accepted
+ * after about this long anyway, and then meets the worker's own timeouts. */
+#define CG_NET_DEFER_ACCEPT_S 1
+
 /* cg_net_listen_all with every knob, so tests can shorten the retry loop. */
 typedef struct cg_net_listen_opts {
     int backlog;

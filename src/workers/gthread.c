@@ -1740,6 +1740,13 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     for (size_t i = 0; i < g->nl && ue == 0; i++) {
         ue = uv_poll_init_socket(&g->loop, &g->lpolls[i], w->listeners[i].fd);
         g->lpolls[i].data = g;
+        /* a connection then comes with its request: no wait on the loop
+         * for it (an extra recv, epoll_ctl and wake-up each); only a cost
+         * saved, so a refusal is no reason to stop */
+        int dr = cg_net_defer_accept(&w->listeners[i], CG_NET_DEFER_ACCEPT_S);
+        if (dr < 0)
+            cg_log_debug(w->log, "TCP_DEFER_ACCEPT on %s: %s", w->listeners[i].display,
+                         strerror(-dr));
     }
     if (ue == 0)
         ue = uv_timer_init(&g->loop, &g->gate);

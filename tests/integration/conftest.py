@@ -64,6 +64,7 @@ GROUP_OF_FILE = {
     "test_master_threads.py": "arbiter",
     "test_preload.py": "arbiter",
     "test_gthread.py": "workers",
+    "test_defer_accept.py": "workers",
     "test_gthread_reuse.py": "workers",
     "test_balance.py": "workers",
     "test_http2.py": "workers",

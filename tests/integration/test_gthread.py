@@ -255,7 +255,11 @@ def test_keepalive_zero_closes(cg):
 @pytest.mark.parametrize("threads", THREADS)
 def test_worker_connections_cap(cg, threads):
     srv = start(cg, threads, "--worker-connections", "2", "--keep-alive", "10")
-    idle = [srv.connect(), srv.connect()]  # two slots taken, nothing sent
+    # two slots taken by heads begun and never finished (a connection that
+    # sends nothing stays in the kernel for a second: TCP_DEFER_ACCEPT)
+    idle = [srv.connect(), srv.connect()]
+    for s in idle:
+        s.sendall(b"GET /idle HTTP/1.1\r\n")
     time.sleep(0.3)
     c = Conn(srv)
     c.send(b"GET /third HTTP/1.1\r\nHost: t\r\n\r\n")

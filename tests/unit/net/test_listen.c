@@ -112,6 +112,49 @@ static void test_tcp_v4(void **state)
     cg_net_close_all(l, n, true);
 }
 
+/* TCP_DEFER_ACCEPT: set on TCP listeners (not by binding: the workers ask),
+ * a silent client then stays out of the accept queue; unix ones untouched. */
+static void test_defer_accept(void **state)
+{
+    fixture_t *f = *state;
+    char path[128], spec[160];
+    snprintf(path, sizeof(path), "%s/d.sock", f->dir);
+    snprintf(spec, sizeof(spec), "unix:%s", path);
+    const char *binds[] = {"127.0.0.1:0", spec};
+    cg_listener_t *l;
+    size_t n;
+    assert_int_equal(cg_net_listen_all(binds, 2, 16, false, &f->log, &l, &n), 0);
+    assert_int_equal(n, 2);
+    int v = -1;
+    socklen_t vl = sizeof(v);
+    assert_int_equal(getsockopt(l[0].fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &vl), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(cg_net_defer_accept(&l[0], CG_NET_DEFER_ACCEPT_S), 0);
+    assert_int_equal(getsockopt(l[0].fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &vl), 0);
+    assert_int_equal(v, CG_NET_DEFER_ACCEPT_S); /* 1 s is one SYN-ACK retransmit: read back as is */
+    assert_int_equal(cg_net_defer_accept(&l[1], CG_NET_DEFER_ACCEPT_S), 0);
+
+    /* connected and silent: nothing to accept yet */
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(c, (const struct sockaddr *)&l[0].addr, l[0].addrlen), 0);
+    assert_int_equal(accept(l[0].fd, NULL, NULL), -1);
+    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+    /* its first bytes make it acceptable, with them waiting */
+    assert_int_equal(send(c, "GET", 3, 0), 3);
+    int a = -1;
+    for (int i = 0; i < 2000 && a < 0; i++) { /* the loopback delivers at once; a loaded host may lag */
+        a = accept(l[0].fd, NULL, NULL);
+        if (a < 0)
+            usleep(1000);
+    }
+    assert_true(a >= 0);
+    char buf[4];
+    assert_int_equal(recv(a, buf, sizeof(buf), MSG_DONTWAIT), 3);
+    close(a);
+    close(c);
+    cg_net_close_all(l, n, true);
+}
+
 static void test_tcp_v6_and_display_join(void **state)
 {
     fixture_t *f = *state;
@@ -329,6 +372,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tcp_v4, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defer_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_v6_and_display_join, setup, teardown),
         cmocka_unit_test_setup_teardown(test_localhost_resolves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
