@@ -206,16 +206,25 @@ def parse_wrk(path):
     return reqs, rps, errors
 
 
+def parse_p99(path):
+    """wrk --latency's 99th percentile in ms; NaN when the run printed none."""
+    m = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", open(path).read(), re.M)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+
 def table(tsv):
     rows = []
     for line in open(tsv):
         f = line.rstrip("\n").split("\t")
-        if len(f) != 8:
+        if len(f) not in (8, 9):
             continue
-        server, scen, reqs, rps, ticks, rss, errors, conns = f
+        server, scen, reqs, rps, ticks, rss, errors, conns = f[:8]
+        p99 = float(f[8]) if len(f) == 9 else float("nan")
         reqs, rps, ticks, rss, errors = int(reqs), float(rps), int(ticks), int(rss), int(errors)
         us = ticks * 1e6 / CLK_TCK / reqs if reqs else float("nan")
-        rows.append((server, scen, rps, us, rss, errors, reqs, conns))
+        rows.append((server, scen, rps, us, rss, errors, reqs, conns, p99))
     # Each row is compared with Gunicorn running the same worker: cgunicorn-gthread4
     # with gunicorn-gthread4, everything else with gunicorn (sync).
     base = {(r[0], r[1]): r for r in rows if r[0].startswith("gunicorn")}
@@ -232,20 +241,26 @@ def table(tsv):
     extra = [n for n in ("nginx", "uvicorn") if any(k[0] == n for k in other)]
     print("| server | scenario | req/s | req/s vs gunicorn | CPU us/req | CPU vs gunicorn "
           "| RSS MiB (master+worker) | requests | errors |" +
-          "".join(" CPU vs %s |" % n for n in extra))
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra))
-    for server, scen, rps, us, rss, errors, reqs, conns in rows:
+          "".join(" CPU vs %s |" % n for n in extra) + " p99 ms |" +
+          (" p99 vs nginx |" if "nginx" in extra else ""))
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra) + "---:|" +
+          ("---:|" if "nginx" in extra else ""))
+    for server, scen, rps, us, rss, errors, reqs, conns, p99 in rows:
         b = base_of(server, scen)
         cells = "".join(" %s |" % (ratio(us, other[(n, scen)][3]) if (n, scen) in other else "n/a")
                         for n in extra)
+        cells += " %.2f |" % p99
+        if "nginx" in extra:
+            ng = other.get(("nginx", scen))
+            cells += " %s |" % (ratio(p99, ng[8]) if ng else "n/a")
         print("| %s | %s | %.0f | %s | %.1f | %s | %.1f | %d | %d |%s" % (
             server, scen + " (c=%s)" % conns, rps, ratio(rps, b[2]) if b else "n/a", us,
             ratio(us, b[3]) if b else "n/a", rss / 1024.0, reqs, errors, cells))
     print()
     print("CPU us/req = (utime+stime of master and workers, plus reaped children) / requests; "
           "clock tick = %d us. Ratios (against Gunicorn with the same worker class and threads): "
-          "req/s higher is better, CPU lower is better."
-          % (1000000 // CLK_TCK))
+          "req/s higher is better, CPU lower is better. p99: wrk --latency's 99th percentile "
+          "of the measured run." % (1000000 // CLK_TCK))
 
 
 def ftable(tsv, mem_tsv):
@@ -325,6 +340,8 @@ def main(argv):
         print(" ".join(str(p) for p in descendants(int(argv[2]))))
     elif cmd == "wrk":
         print("%d %.2f %d" % parse_wrk(argv[2]))
+    elif cmd == "p99":
+        print("%.3f" % parse_p99(argv[2]))
     elif cmd == "mem":
         for pid, rss, pss in mem(int(argv[2])):
             print("%d %d %d" % (pid, rss, pss))

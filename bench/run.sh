@@ -179,7 +179,7 @@ NGINX
 run_wrk() { # OUT SECONDS PORT [wrk args...]
     local out=$1 secs=$2 port=$3
     shift 3
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" "$@" "http://127.0.0.1:$port/" >"$out" 2>&1
+    taskset -c "$CLIENT_CPU" wrk --latency -t1 -c"$CONNS" -d"${secs}s" "$@" "http://127.0.0.1:$port/" >"$out" 2>&1
 }
 
 for name in $SERVERS; do
@@ -203,8 +203,9 @@ for name in $SERVERS; do
             say "  no requests completed; wrk said:"
             sed 's/^/    /' "$WORK/$name-$scen.txt" >&2
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$scen" "$reqs" "$rps" \
-            "$((c1 - c0))" "$rss" "$errors" "$CONNS" >>"$RESULTS"
+        p99=$("${LIB[@]}" p99 "$WORK/$name-$scen.txt")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$scen" "$reqs" "$rps" \
+            "$((c1 - c0))" "$rss" "$errors" "$CONNS" "$p99" >>"$RESULTS"
     done
     stop_server "$SERVER_PID"
     SERVER_PID=
