@@ -62,7 +62,9 @@ def test_custom_class_serves_and_stops_gracefully(cg, cls):
     assert info["keepalive"] == 2 and info["worker_connections"] == 1000
     assert info["is_ssl"] is False and info["settings_workers"] == 2
     assert info["max_requests"] == sys.maxsize
-    assert info["tmp_fileno"] and 0 <= info["last_update_age"] < 5
+    # last_update() is time.time() minus the beat's age: the wall clock the
+    # app reads next may stand a few microseconds behind (seen on a VM: -9 us)
+    assert info["tmp_fileno"] and -0.5 < info["last_update_age"] < 5
     assert info["log_class"] == "WorkerLogger"
 
     # TERM: the request in flight is finished, the loop ends, status 0
