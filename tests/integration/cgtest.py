@@ -93,6 +93,24 @@ def setting_names():
     return json.loads(out)
 
 
+def live_children(pid):
+    """The pids of `pid`'s children that are not zombies; empty when `pid` is
+    gone. A child reaped between the listing and its status is left out
+    rather than emptying the whole answer."""
+    try:
+        kids = psutil.Process(pid).children()
+    except psutil.Error:
+        return set()
+    live = set()
+    for k in kids:
+        try:
+            if k.status() != psutil.STATUS_ZOMBIE:
+                live.add(k.pid)
+        except psutil.Error:
+            pass
+    return live
+
+
 def new_master(old_pid, log, workers=1, timeout=15.0):
     """After a USR2 to old_pid: the psutil.Process of the new master, found
     as the child of old_pid that logged "Starting gunicorn" in log() (a
@@ -109,11 +127,7 @@ def new_master(old_pid, log, workers=1, timeout=15.0):
         for k in kids:
             if "[%d] [INFO] Starting gunicorn" % k.pid not in text:
                 continue
-            try:
-                live = [c for c in k.children() if c.status() != psutil.STATUS_ZOMBIE]
-            except psutil.Error:
-                continue
-            if len(live) >= workers:
+            if len(live_children(k.pid)) >= workers:
                 return k
         if time.monotonic() > deadline:
             raise AssertionError("no new master with %d workers under %d within %.0fs\n"

@@ -30,11 +30,7 @@ def dirty_arbiter_pid(srv):
 
 
 def dirty_children(pid):
-    try:
-        return {p.pid for p in psutil.Process(pid).children()
-                if p.status() != psutil.STATUS_ZOMBIE}
-    except psutil.Error:
-        return set()
+    return cgtest.live_children(pid)
 
 
 def wait_loaded(srv, app, count, timeout=60):

@@ -269,11 +269,7 @@ class Host:
         self._wait(lambda: self.pidfile_says(p.pid), "%s: pidfile names %d" % (self.name, p.pid))
 
     def workers(self):
-        try:
-            return {c.pid for c in psutil.Process(self.master).children()
-                    if c.status() != psutil.STATUS_ZOMBIE}
-        except psutil.Error:
-            return set()
+        return cgtest.live_children(self.master)
 
     def _wait(self, pred, what):
         try:
