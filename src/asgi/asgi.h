@@ -83,8 +83,6 @@
     X(A_CANCELLED, "cancelled")                                                                  \
     X(A_CANCEL, "cancel")                                                                        \
     X(A_GET_EXTRA_INFO, "get_extra_info")                                                        \
-    X(A_SOCKET, "socket")                                                                        \
-    X(A_FILENO, "fileno")                                                                        \
     X(A_RUN_UNTIL_COMPLETE, "run_until_complete")                                              \
     X(V_WEBSOCKET, "websocket")                                                                  \
     X(V_WS, "ws")                                                                                \

@@ -307,6 +307,23 @@ static PyObject *cg__query(cg_asgi_proto_t *p, cg_str_t q)
     return cg__bytes(q);
 }
 
+/* What no two requests share, http or websocket: the headers, a shallow
+ * copy of the lifespan state (as Uvicorn: what the app sets on a request's
+ * state does not leak into the next one), and on an HTTP/2 stream the
+ * trailers extension (HTTP/1.1 here has no chunked trailers; a websocket
+ * has no stream until RFC 8441). */
+static int cg__scope_own(cg_asgi_cycle_t *cy, PyObject *scope)
+{
+    cg_asgi_t *a = cy->a;
+    PyObject **S = a->s;
+    if (cg__put(scope, S[CG_AS_HEADERS], cg__headers(cy->p, &cy->c->req)) < 0 ||
+        (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0))
+        return -1;
+    if (cy->st == NULL)
+        return 0;
+    return cg__put(scope, S[CG_AS_EXTENSIONS], Py_BuildValue("{O:{}}", S[CG_AS_RESPONSE_TRAILERS]));
+}
+
 PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
 {
     cg_asgi_t *a = cy->a;
@@ -369,15 +386,7 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
         PyObject *scope = PyDict_Copy(tpl); /* new */
         if (scope == NULL)
             return NULL;
-        if (cg__put(scope, S[CG_AS_HEADERS], cg__headers(p, req)) < 0 ||
-            /* a shallow copy per request, as Uvicorn: what the app sets on a
-             * request's state does not leak into the next one */
-            (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
-            /* HTTP/2 streams can end with trailers (HTTP/1.1 here has no
-             * chunked trailers) */
-            (cy->st != NULL &&
-             cg__put(scope, S[CG_AS_EXTENSIONS],
-                     Py_BuildValue("{O:{}}", S[CG_AS_RESPONSE_TRAILERS])) < 0)) {
+        if (cg__scope_own(cy, scope) < 0) {
             Py_DECREF(scope);
             return NULL;
         }
@@ -397,14 +406,9 @@ PyObject *cg_asgi_scope(cg_asgi_cycle_t *cy)
         cg__put(scope, S[CG_AS_RAW_PATH], raw_path) < 0 ||
         cg__put(scope, S[CG_AS_QUERY_STRING], cg__bytes(req->query)) < 0 ||
         PyDict_SetItem(scope, S[CG_AS_ROOT_PATH], a->root_path) < 0 ||
-        cg__put(scope, S[CG_AS_HEADERS], cg__headers(p, req)) < 0 ||
         PyDict_SetItem(scope, S[CG_AS_CLIENT], p->client) < 0 ||
-        PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0 ||
-        (a->state != NULL && cg__put(scope, S[CG_AS_STATE], PyDict_Copy(a->state)) < 0) ||
-        cg_asgi_ws_scope_add(cy, scope) < 0 ||
-        (cy->st != NULL &&
-         cg__put(scope, S[CG_AS_EXTENSIONS],
-                 Py_BuildValue("{O:{}}", S[CG_AS_RESPONSE_TRAILERS])) < 0)) {
+        PyDict_SetItem(scope, S[CG_AS_SERVER], p->server) < 0 || cg__scope_own(cy, scope) < 0 ||
+        cg_asgi_ws_scope_add(cy, scope) < 0) {
         Py_DECREF(scope);
         return NULL;
     }
