@@ -19,21 +19,26 @@ import socket
 import ssl
 
 
-def _default_factory(conf):
+def _default_factory(conf, alpn=None):
     def default_ssl_context_factory():
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=conf.ca_certs)
         context.load_cert_chain(certfile=conf.certfile, keyfile=conf.keyfile)
         context.verify_mode = conf.cert_reqs
         if conf.ciphers:
             context.set_ciphers(conf.ciphers)
+        # in the factory, as Gunicorn 27: a hook that sets its own list
+        # after calling it keeps that list
+        if alpn:
+            context.set_alpn_protocols(alpn)
         return context
     return default_ssl_context_factory
 
 
-def server_context(conf, hook=None):
+def server_context(conf, hook=None, alpn=None):
     """conf: a cgunicorn.config.Config; hook: the ssl_context setting's
-    callable when the configuration set one, else None."""
-    factory = _default_factory(conf)
+    callable when the configuration set one, else None; alpn: the ALPN
+    names the default factory offers (None: no ALPN)."""
+    factory = _default_factory(conf, alpn)
     if hook is None:
         return factory()
     return hook(conf, factory)

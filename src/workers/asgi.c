@@ -177,36 +177,30 @@ static int cg__load_ssl(cg_asgi_t *a)
     const cg_config_t *cfg = a->cfg;
     if (!cg_tls_configured(cfg))
         return 0;
-    PyObject *mod = PyImport_ImportModule("cgunicorn._tls"); /* new */
-    PyObject *conf = mod != NULL ? cg_py_config_object(cfg) : NULL; /* new */
+    /* http_protocols with h2: ALPN in the list's order (the server's
+     * preference, as OpenSSL's selection under Python's
+     * set_alpn_protocols), set by the default factory as Gunicorn's is;
+     * the protocol the handshake selected decides each connection's
+     * (h2.c) */
+    a->h2_tls = cg_h2_wanted(cfg);
+    PyObject *alpn = a->h2_tls ? PyList_New(0) : Py_NewRef(Py_None); /* new */
+    for (size_t i = 0; a->h2_tls && alpn != NULL && i < cfg->http_protocols.n; i++) {
+        const char *v = cfg->http_protocols.v[i];
+        const char *name = strcmp(v, "h1") == 0 ? "http/1.1" : strcmp(v, "h2") == 0 ? "h2" : NULL;
+        PyObject *n = name ? PyUnicode_FromString(name) : NULL; /* new */
+        if (name != NULL && (n == NULL || PyList_Append(alpn, n) < 0))
+            Py_CLEAR(alpn);
+        Py_XDECREF(n);
+    }
+    PyObject *mod = alpn ? PyImport_ImportModule("cgunicorn._tls") : NULL; /* new */
+    PyObject *conf = mod != NULL ? cg_py_config_object(cfg) : NULL;         /* new */
     PyObject *hook = cfg->ssl_context != NULL ? (PyObject *)cfg->ssl_context : Py_None; /* borrowed */
-    a->ssl = conf != NULL ? PyObject_CallMethod(mod, "server_context", "OO", conf, hook)
+    a->ssl = conf != NULL ? PyObject_CallMethod(mod, "server_context", "OOO", conf, hook, alpn)
                           : NULL; /* new, kept in a */
     Py_XDECREF(conf);
     Py_XDECREF(mod);
-    if (a->ssl == NULL)
-        return -1;
-    /* http_protocols with h2: ALPN in the list's order (the server's
-     * preference, as OpenSSL's selection under Python's
-     * set_alpn_protocols); the protocol the handshake selected decides
-     * each connection's (h2.c) */
-    a->h2_tls = cg_h2_wanted(cfg);
-    if (!a->h2_tls)
-        return 0;
-    PyObject *names = PyList_New(0); /* new */
-    for (size_t i = 0; names != NULL && i < cfg->http_protocols.n; i++) {
-        const char *v = cfg->http_protocols.v[i];
-        const char *alpn = strcmp(v, "h1") == 0 ? "http/1.1" : strcmp(v, "h2") == 0 ? "h2" : NULL;
-        PyObject *n = alpn ? PyUnicode_FromString(alpn) : NULL; /* new */
-        if (alpn != NULL && (n == NULL || PyList_Append(names, n) < 0))
-            Py_CLEAR(names);
-        Py_XDECREF(n);
-    }
-    PyObject *r = names ? PyObject_CallMethod(a->ssl, "set_alpn_protocols", "O", names)
-                        : NULL; /* new */
-    Py_XDECREF(names);
-    Py_XDECREF(r);
-    return r != NULL ? 0 : -1;
+    Py_XDECREF(alpn);
+    return a->ssl != NULL ? 0 : -1;
 }
 
 /* Cancel the tasks still running (requests past the graceful timeout, the

@@ -341,6 +341,32 @@ def test_http11_on_the_same_tls_port(cg, pki):
         assert version == 11 and sc["http_version"] == "1.1" and sc["extensions"] == []
 
 
+def _selected_alpn(srv, pki, offer):
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    ctx.set_alpn_protocols(offer)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+            return tls.selected_alpn_protocol()
+
+
+def test_alpn_is_the_default_factorys(cg, pki, tmp_path):
+    """As Gunicorn 27, the default factory sets the ALPN list: a hook that
+    calls it and then sets its own list keeps its own; without a hook the
+    list is http_protocols'."""
+    conf = tmp_path / "c.py"
+    conf.write_text("def ssl_context(conf, factory):\n"
+                    "    ctx = factory()\n"
+                    "    ctx.set_alpn_protocols(['http/1.1'])\n"
+                    "    return ctx\n")
+    srv = start(cg, "tls", pki, "-c", str(conf))
+    assert _selected_alpn(srv, pki, ["h2", "http/1.1"]) == "http/1.1"
+    for version, sc in http11_on_tls(srv, pki):
+        assert version == 11 and sc["http_version"] == "1.1"
+    srv.stop()
+    srv = start(cg, "tls", pki)
+    assert _selected_alpn(srv, pki, ["h2", "http/1.1"]) == "h2"
+
+
 def test_h2c_upgrade_and_plain_http11(cg, h2lib):
     """http2_cleartext both: Upgrade: h2c makes the request stream 1 after a
     101, prior knowledge works on the same port, and plain HTTP/1.1 (with a
