@@ -142,3 +142,26 @@ def test_idle_threads_stop_at_once(cg):
     srv.send_signal(signal.SIGTERM)
     assert srv.wait_exit(15) == 0
     assert time.monotonic() - t0 < 8
+
+
+def test_proxy_protocol_on_thread_and_loop_paths(cg):
+    """A PROXY v1 header read by the accepting thread (all in at once) and
+    one whose head is finished on the loop (handed over part-way)."""
+    srv = cg("echo:app", args=["-k", "gthread", "--threads", "4", "--proxy-protocol", "v1",
+                               "--proxy-allow-from", "*"])
+    head = b"GET /p HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    for addr, split in (("1.2.3.4", False), ("9.8.7.6", True)):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            s.sendall(b"PROXY TCP4 %s 5.6.7.8 111 222\r\n" % addr.encode())
+            if split:
+                s.sendall(head[:10])
+                time.sleep(0.3)  # the thread hands the connection to the loop
+                s.sendall(head[10:])
+            else:
+                s.sendall(head)
+            data = cgtest.read_until_close(s, timeout=10)
+        finally:
+            s.close()
+        assert _code(data) == 200
+        assert b'"REMOTE_ADDR": "%s"' % addr.encode() in data
