@@ -8,6 +8,19 @@
  * non-blocking) socket with poll(2) waits, so a slow reader blocks only its
  * own request. With threads == 1 the app runs inline on the loop thread: no
  * queue, no hand-off.
+ *
+ * With a pool on plain (non-TLS) listeners the pool threads accept too, and
+ * the loop does not watch the listeners: an idle thread waits in its own
+ * epoll on the listeners (EPOLLEXCLUSIVE: a connection wakes one idle
+ * thread) and an eventfd the loop writes when it queues work for it; it
+ * accepts, reads the head TCP_DEFER_ACCEPT brought along, runs the app and,
+ * for a `Connection: close` request, sends and closes without the loop (the
+ * hand-off loop -> pool -> loop cost a futex wake and a context switch or
+ * two per request). Whatever must wait goes to the loop as the loop would
+ * have it (cg__take_done, CG_GT_HAND_*): a head not all in, a body to read
+ * ahead, an h2c preface or upgrade, a connection kept alive, a response the
+ * client did not take. nconns is shared (atomic) so --worker-connections,
+ * the balance table and the graceful stop count the threads' connections.
  */
 #include "gthread.h"
 
