@@ -8,6 +8,19 @@
  * non-blocking) socket with poll(2) waits, so a slow reader blocks only its
  * own request. With threads == 1 the app runs inline on the loop thread: no
  * queue, no hand-off.
+ *
+ * With a pool on plain (non-TLS) listeners the pool threads accept too, and
+ * the loop does not watch the listeners: an idle thread waits in its own
+ * epoll on the listeners (EPOLLEXCLUSIVE: a connection wakes one idle
+ * thread) and an eventfd the loop writes when it queues work for it; it
+ * accepts, reads the head TCP_DEFER_ACCEPT brought along, runs the app and,
+ * for a `Connection: close` request, sends and closes without the loop (the
+ * hand-off loop -> pool -> loop cost a futex wake and a context switch or
+ * two per request). Whatever must wait goes to the loop as the loop would
+ * have it (cg__take_done, CG_GT_HAND_*): a head not all in, a body to read
+ * ahead, an h2c preface or upgrade, a connection kept alive, a response the
+ * client did not take. nconns is shared (atomic) so --worker-connections,
+ * the balance table and the graceful stop count the threads' connections.
  */
 #include "gthread.h"
 
@@ -22,6 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -115,7 +131,14 @@ typedef struct cg_gt_conn {
     cg_h2_session_t *h2; /* H2: the session (owned) */
     int h2_events;       /* H2: what the poll watches */
     bool h2_feeding;     /* H2: inside nghttp2's receive (no sending now) */
+    uint8_t hand;        /* what the loop does with it from the done queue (CG_GT_HAND_*) */
 } cg_gt_conn_t;
+
+/* A connection a pool thread hands to the loop: AFTER, it was served
+ * (cg__after); WAIT, its head is not all in yet; PARSED, its head is
+ * complete but it needs the loop (a body to read ahead, an h2c upgrade);
+ * REFUSED, its head was refused and the error page is out (linger). */
+enum { CG_GT_HAND_AFTER, CG_GT_HAND_WAIT, CG_GT_HAND_PARSED, CG_GT_HAND_REFUSED };
 
 /* An HTTP/2 stream waiting for a pool thread. */
 typedef struct cg_gt_h2job {
@@ -129,6 +152,15 @@ typedef struct cg_gt_thread {
     bool started;
     bool turn; /* alternates between HTTP/1.1 requests and HTTP/2 streams */
     cg_wsgi_t ws;
+    /* Idle, it waits in epoll_wait on epfd: the listeners (thread accept,
+     * EPOLLEXCLUSIVE: a new connection wakes one idle thread) and evfd,
+     * which the loop writes when it queues work for it or the pool stops. */
+    int epfd, evfd;
+    bool idle; /* in g->idle, under g->mu */
+    struct cg_gt_thread *idle_next;
+    size_t next_l;           /* the listener it tries first */
+    cg_balance_gate_t gate;  /* its own run of refusals (balance.h) */
+    struct cg_gt_conn *spare; /* a connection struct kept for its next accept */
 } cg_gt_thread_t;
 
 struct cg_gt {
@@ -150,9 +182,11 @@ struct cg_gt {
 
     cg_conn_policy_t pol;
 
+    /* nconns: every thread's (atomic: pool threads accept too); nkeep:
+     * the loop's, read by the threads */
     size_t nconns, nkeep, max_conns, max_keep;
     uint64_t keepalive_ms, first_ms, head_ms;
-    bool stopping;
+    bool stopping; /* written by the loop, read by the pool (atomic) */
     bool closing_all; /* teardown: closing every handle */
     uint64_t stop_deadline;
 
@@ -191,8 +225,57 @@ struct cg_gt {
     cg_gt_conn_t *spare;       /* loop thread only: freed connections to reuse */
     size_t nspare;
     int nready, nfailed;
-    size_t nbusy;
+    size_t nbusy; /* atomic */
+    /* Pool threads accept from the (plain) listeners themselves, read the
+     * head and run the app, so a `Connection: close` exchange never
+     * touches the loop; the loop does not watch the listeners then. */
+    bool thr_accept;
+    bool accept_on;       /* under mu: the loop is up, threads may accept */
+    cg_gt_thread_t *idle; /* threads waiting in epoll_wait, under mu */
 };
+
+static size_t cg__nconns(const cg_gt_t *g)
+{
+    return __atomic_load_n(&g->nconns, __ATOMIC_SEQ_CST);
+}
+
+static bool cg__stopping(const cg_gt_t *g)
+{
+    return __atomic_load_n(&g->stopping, __ATOMIC_SEQ_CST);
+}
+
+/* Wake one idle pool thread (under g->mu). False when none is idle: the
+ * queued work waits for the next thread to finish its request. */
+static bool cg__wake_one(cg_gt_t *g)
+{
+    cg_gt_thread_t *t = g->idle;
+    if (t == NULL)
+        return false;
+    g->idle = t->idle_next;
+    t->idle = false;
+    uint64_t one = 1;
+    /* EAGAIN only with the counter near overflow: it is readable then */
+    (void)!write(t->evfd, &one, sizeof(one));
+    return true;
+}
+
+static void cg__wake_all(cg_gt_t *g)
+{
+    while (cg__wake_one(g))
+        ;
+}
+
+/* A request is about to be served, on any thread: count it (w->nr is
+ * shared by the loop and the pool threads), past max_requests stop. */
+static void cg__count_request(cg_gt_t *g)
+{
+    cg_worker_t *w = g->w;
+    uint64_t nr = __atomic_add_fetch(&w->nr, 1, __ATOMIC_RELAXED);
+    if (nr >= w->max_requests && w->alive) {
+        cg_log_info(w->log, "Autorestarting worker after current request.");
+        w->alive = 0;
+    }
+}
 
 /* The pool's queues are singly linked lists with a tail, of connections
  * and of HTTP/2 stream jobs: appending a node, and moving a whole list to
@@ -226,8 +309,8 @@ struct cg_gt {
 static void cg__balance_publish(cg_gt_t *g)
 {
     cg_balance_publish(g->w->balance, g->w->balance_slot,
-                       !g->stopping && !__atomic_load_n(&g->inline_busy, __ATOMIC_RELAXED),
-                       (uint32_t)g->nconns);
+                       !cg__stopping(g) && !__atomic_load_n(&g->inline_busy, __ATOMIC_RELAXED),
+                       (uint32_t)cg__nconns(g));
 }
 
 static void cg__listen_start(cg_gt_t *g);
@@ -259,7 +342,7 @@ static void cg__conn_free(cg_gt_conn_t *gc)
         } else {
             pthread_mutex_lock(&g->mu);
             cg_wsgi_orphans_add(&g->orphans, &gc->c);
-            pthread_cond_signal(&g->cv);
+            (void)cg__wake_one(g);
             pthread_mutex_unlock(&g->mu);
         }
     }
@@ -288,6 +371,16 @@ static void cg__conn_free(cg_gt_conn_t *gc)
     g->nspare++;
 }
 
+/* A spare connection cleared for its next use, its buffers kept. */
+static void cg__conn_reuse(cg_gt_t *g, cg_gt_conn_t *gc)
+{
+    char *buf = gc->c.buf.data;
+    cg_http_header_t *headers = gc->c.req.headers;
+    memset(gc, 0, sizeof(*gc));
+    gc->c.fd = -1;
+    cg_conn_adopt(&gc->c, &g->pol, buf, CG_CONN_BUF_INITIAL, headers);
+}
+
 /* A cleared connection, with its buffers allocated (a spare one if any). */
 static cg_gt_conn_t *cg__conn_get(cg_gt_t *g)
 {
@@ -299,11 +392,7 @@ static cg_gt_conn_t *cg__conn_get(cg_gt_t *g)
     }
     g->spare = gc->next;
     g->nspare--;
-    char *buf = gc->c.buf.data;
-    cg_http_header_t *headers = gc->c.req.headers;
-    memset(gc, 0, sizeof(*gc));
-    gc->c.fd = -1;
-    cg_conn_adopt(&gc->c, &g->pol, buf, CG_CONN_BUF_INITIAL, headers);
+    cg__conn_reuse(g, gc);
     return gc;
 }
 
@@ -344,15 +433,15 @@ static void cg__conn_close(cg_gt_conn_t *gc)
         if (gc->open_handles == 2)
             uv_close((uv_handle_t *)&gc->timer, cg__conn_handle_closed);
     }
-    g->nconns--;
-    cg_board_conns_open(g->pol.board, g->nconns);
+    size_t n = __atomic_sub_fetch(&g->nconns, 1, __ATOMIC_SEQ_CST);
+    cg_board_conns_open(g->pol.board, n);
     cg__balance_publish(g);
     if (g->closing_all)
         return;
     if (g->stopping) {
-        if (g->nconns == 0)
+        if (n == 0)
             uv_stop(&g->loop);
-    } else if (!g->accepting && g->nconns < g->max_conns) {
+    } else if (!g->accepting && n < g->max_conns) {
         cg__listen_start(g);
     }
 }
@@ -627,12 +716,9 @@ static void cg__on_check(uv_check_t *h)
     pthread_mutex_lock(&g->mu);
     CG__QSPLICE(g->todo_head, g->todo_tail, g->batch_head, g->batch_tail);
     CG__QSPLICE(g->h2todo_head, g->h2todo_tail, g->h2batch_head, g->h2batch_tail);
-    g->nbusy += g->nbatch;
-    if (g->nbatch >= (size_t)g->nthreads)
-        pthread_cond_broadcast(&g->cv);
-    else
-        for (size_t i = 0; i < g->nbatch; i++)
-            pthread_cond_signal(&g->cv);
+    __atomic_add_fetch(&g->nbusy, g->nbatch, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < g->nbatch && cg__wake_one(g); i++)
+        ;
     pthread_mutex_unlock(&g->mu);
     g->nbatch = 0;
 }
@@ -655,14 +741,19 @@ static void cg__begin_stop(cg_gt_t *g)
 {
     if (g->stopping)
         return;
-    g->stopping = true;
+    __atomic_store_n(&g->stopping, true, __ATOMIC_SEQ_CST);
     g->stop_deadline = cg_monotonic_ms() + (uint64_t)g->w->cfg->graceful_timeout * 1000;
     cg__listen_stop(g);
+    if (g->pool) { /* idle threads stop waiting on the listeners */
+        pthread_mutex_lock(&g->mu);
+        cg__wake_all(g);
+        pthread_mutex_unlock(&g->mu);
+    }
     uv_timer_stop(&g->gate);
     cg__balance_publish(g);
     /* HTTP/2 connections: GOAWAY, their open streams finish */
     uv_walk(&g->loop, cg__h2_goaway_walk, g);
-    if (g->nconns == 0)
+    if (cg__nconns(g) == 0)
         uv_stop(&g->loop);
 }
 
@@ -682,7 +773,7 @@ static bool cg__dispatch(cg_gt_conn_t *gc)
         cg_conn_begin_body(c, &g->pol);
     gc->body_begun = false;
 
-    cg_worker_count_request(w);
+    cg__count_request(g);
     /* Gunicorn's gthread: close when stopping, keep-alive off, or too many
      * connections already parked in keep-alive. */
     c->must_close = !w->alive || g->keepalive_ms == 0 || g->nkeep >= g->max_keep;
@@ -866,7 +957,7 @@ static void cg__h2_dispatch(void *owner, cg_h2_stream_t *st)
 {
     cg_gt_conn_t *gc = owner;
     cg_gt_t *g = gc->gt;
-    cg_worker_count_request(g->w);
+    cg__count_request(g);
     if (!g->w->alive)
         cg__begin_stop(g); /* max_requests: GOAWAY, this stream still runs */
     cg_gt_h2job_t *job = cg_xmalloc(sizeof(*job));
@@ -1054,6 +1145,28 @@ static void cg__take_h2(cg_gt_t *g)
         cg__stats_arm(g);
 }
 
+/* A complete head was parsed: an h2c upgrade, a body to read ahead, or
+ * the app. True when cg__process() should parse on (a body read ahead is
+ * all in, or pipelined bytes follow a request served inline). */
+static bool cg__parsed(cg_gt_conn_t *gc)
+{
+    cg_conn_t *c = &gc->c;
+    cg_str_t settings;
+    if (gc->gt->h2c_upgrade && !c->tls && cg_h2_upgrade_wanted(&c->req, &settings) &&
+        cg__h2_upgrade(gc, settings))
+        return false;
+    if (cg__prebuffer(gc))
+        return true;
+    int sp = cg__spool_begin(gc);
+    if (sp < 0)
+        return false;
+    if (sp > 0) {
+        cg__spool_step(gc);
+        return false;
+    }
+    return cg__dispatch(gc);
+}
+
 /* Parse what the buffer holds; dispatch every complete request (pipelining:
  * in order, one at a time). */
 static void cg__process(cg_gt_conn_t *gc)
@@ -1085,20 +1198,7 @@ static void cg__process(cg_gt_conn_t *gc)
             cg__conn_linger(gc, false);
             return;
         }
-        cg_str_t settings;
-        if (gc->gt->h2c_upgrade && !c->tls && cg_h2_upgrade_wanted(&c->req, &settings) &&
-            cg__h2_upgrade(gc, settings))
-            return;
-        if (cg__prebuffer(gc))
-            continue;
-        int sp = cg__spool_begin(gc);
-        if (sp < 0)
-            return;
-        if (sp > 0) {
-            cg__spool_step(gc);
-            return;
-        }
-        if (!cg__dispatch(gc))
+        if (!cg__parsed(gc))
             return;
     }
 }
@@ -1287,8 +1387,8 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
         gc->state = CG_GT_HANDSHAKE;
     }
     gc->poll.data = gc->timer.data = gc;
-    g->nconns++;
-    cg_board_conns_open(g->pol.board, g->nconns);
+    size_t nc = __atomic_add_fetch(&g->nconns, 1, __ATOMIC_SEQ_CST);
+    cg_board_conns_open(g->pol.board, nc);
     cg__balance_publish(g);
     /* A connection gets its libuv handles only when it has to wait on the
      * loop (cg__watch): one whose request came with it and was answered at
@@ -1327,7 +1427,7 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
 static void cg__on_gate(uv_timer_t *t)
 {
     cg_gt_t *g = t->data;
-    if (!g->stopping && !g->accepting && g->nconns < g->max_conns)
+    if (!g->stopping && !g->accepting && cg__nconns(g) < g->max_conns)
         cg__listen_start(g);
 }
 
@@ -1336,7 +1436,7 @@ static void cg__on_gate(uv_timer_t *t)
 static bool cg__take_one(cg_gt_t *g)
 {
     uint64_t others;
-    if (cg_balance_fair(g->w->balance, g->w->balance_slot, (uint32_t)g->nconns, &others)) {
+    if (cg_balance_fair(g->w->balance, g->w->balance_slot, (uint32_t)cg__nconns(g), &others)) {
         g->gate_first = g->gate_last = 0;
         return true;
     }
@@ -1364,7 +1464,7 @@ static void cg__on_listen(uv_poll_t *p, int status, int events)
     cg_gt_t *g = p->data;
     const cg_listener_t *l = &g->w->listeners[p - g->lpolls];
     for (int i = 0; i < 64; i++) {
-        if (g->stopping || g->nconns >= g->max_conns) {
+        if (g->stopping || cg__nconns(g) >= g->max_conns) {
             cg__listen_stop(g);
             return;
         }
@@ -1385,6 +1485,8 @@ static void cg__on_listen(uv_poll_t *p, int status, int events)
 
 static void cg__listen_start(cg_gt_t *g)
 {
+    if (g->thr_accept)
+        return; /* the pool threads accept */
     for (size_t i = 0; i < g->nl; i++) {
         int r = uv_poll_start(&g->lpolls[i], UV_READABLE, cg__on_listen);
         if (r < 0) {
@@ -1456,16 +1558,46 @@ static void cg__take_done(cg_gt_t *g)
         cg_gt_conn_t *gc = list;
         list = gc->next;
         gc->next = NULL;
-        if (cg__after(gc))
+        uint8_t hand = gc->hand;
+        gc->hand = CG_GT_HAND_AFTER;
+        switch (hand) {
+        case CG_GT_HAND_WAIT:
+            /* accepted by a pool thread, its head not all in: the loop
+             * waits for the rest as for any connection */
+            gc->head_started = gc->c.buf.len > 0;
+            cg__timer_set(gc, gc->head_started ? g->head_ms : g->first_ms);
             cg__process(gc);
+            break;
+        case CG_GT_HAND_PARSED:
+            gc->head_started = true;
+            cg__timer_set(gc, g->head_ms);
+            if (cg__parsed(gc))
+                cg__process(gc);
+            break;
+        case CG_GT_HAND_REFUSED:
+            cg__conn_linger(gc, false);
+            break;
+        default:
+            if (cg__after(gc))
+                cg__process(gc);
+        }
         cg__settle(gc);
     }
 }
 
 static void cg__on_async(uv_async_t *a)
 {
-    cg__take_done(a->data);
-    cg__take_h2(a->data);
+    cg_gt_t *g = a->data;
+    cg__take_done(g);
+    cg__take_h2(g);
+    if (g->thr_accept) {
+        /* what a thread that served and closed a connection left */
+        cg__stats_arm(g);
+        if (!g->w->alive)
+            cg__begin_stop(g); /* max_requests reached on a pool thread */
+        if (g->stopping && !g->closing_all && cg__nconns(g) == 0)
+            uv_stop(&g->loop);
+    }
 }
 
 /*
@@ -1507,6 +1639,212 @@ static void cg__inline_watch_stop(cg_gt_t *g)
 
 /* ---- the pool ---- */
 
+/* Not a request of a connection the loop knows: a connection a pool thread
+ * accepted (thr_accept) goes back. */
+static void cg__thr_unreserve(cg_gt_t *g)
+{
+    size_t n = __atomic_sub_fetch(&g->nconns, 1, __ATOMIC_SEQ_CST);
+    cg_board_conns_open(g->pol.board, n);
+    cg__balance_publish(g);
+    /* the loop's part: stopping once the last one is gone, metrics to send,
+     * max_requests reached here */
+    if ((n == 0 && cg__stopping(g)) || g->w->statsd_batch != NULL || !g->w->alive)
+        (void)uv_async_send(&g->async);
+}
+
+/* A connection the thread took is the loop's from now on (CG_GT_HAND_*). */
+static void cg__thr_hand(cg_gt_t *g, cg_gt_conn_t *gc, uint8_t hand)
+{
+    gc->hand = hand;
+    pthread_mutex_lock(&g->mu);
+    CG__QPUSH(g->done_head, g->done_tail, gc);
+    pthread_mutex_unlock(&g->mu);
+    /* fails only for a closing handle, and the loop closes it only after
+     * this thread is gone */
+    (void)uv_async_send(&g->async);
+}
+
+/* A connection served and closed on its pool thread, never seen by the
+ * loop: its struct and buffers stay with the thread for the next one. */
+static void cg__thr_close(cg_gt_thread_t *t, cg_gt_conn_t *gc)
+{
+    cg_gt_t *g = t->gt;
+    cg_conn_t *c = &gc->c;
+    c->ops->close(c);
+    cg_spool_clear(&gc->in);
+    cg_spool_clear(&gc->out);
+    char *buf = c->buf.data;
+    cg_http_header_t *headers = c->req.headers;
+    bool keep = t->spare == NULL && buf != NULL && c->buf.cap == CG_CONN_BUF_INITIAL &&
+                headers != NULL && c->req.headers_cap == cg_conn_headers_cap(&g->pol);
+    if (keep)
+        c->buf.data = NULL, c->req.headers = NULL;
+    cg_conn_release(c);
+    if (keep) {
+        c->buf.data = buf;
+        c->req.headers = headers;
+        t->spare = gc;
+    } else {
+        free(gc);
+    }
+    cg__thr_unreserve(g);
+}
+
+/*
+ * A pool thread accepted fd (its slot counted in nconns): read the head,
+ * which TCP_DEFER_ACCEPT usually delivered with the connection, run the
+ * app, send, close, as the sync worker does, with no hand-off to the loop
+ * and back. Whatever must wait goes to the loop as the loop would have it:
+ * a head not all in (a slow client costs a slot, never a thread), a body to
+ * read ahead, an h2c preface or upgrade, a connection kept alive.
+ */
+static void cg__thr_serve(cg_gt_thread_t *t, int fd, const cg_listener_t *l,
+                          const struct sockaddr_storage *peer, socklen_t peerlen)
+{
+    cg_gt_t *g = t->gt;
+    cg_worker_t *w = g->w;
+    cg_gt_conn_t *gc = t->spare;
+    if (gc != NULL) {
+        t->spare = NULL;
+        cg__conn_reuse(g, gc);
+    } else {
+        gc = cg_xcalloc(1, sizeof(*gc));
+        cg_conn_init(&gc->c, &g->pol, CG_CONN_BUF_INITIAL);
+    }
+    cg_conn_t *c = &gc->c;
+    gc->gt = g;
+    c->peer = *peer;
+    c->peerlen = peerlen;
+    cg_conn_accepted(c, &g->pol, fd, l, true);
+    c->quit = &w->quick;
+    c->io_timeout_ms = (int)g->head_ms; /* as cg__conn_new() */
+    cg_spool_init(&gc->in, CG_SPOOL_MEM, CG_SPOOL_BODY_MAX, w->cfg->worker_tmp_dir);
+    cg_spool_init(&gc->out, CG_SPOOL_MEM, CG_SPOOL_OUT_MAX, w->cfg->worker_tmp_dir);
+    c->body_spool = &gc->in;
+    gc->state = CG_GT_HEAD;
+    gc->poll.data = gc->timer.data = gc;
+    cg_board_conns_open(g->pol.board, cg__nconns(g));
+    cg__balance_publish(g);
+
+    for (;;) {
+        ssize_t n = cg_conn_fill_nowait(c);
+        if (n == CG_EAGAIN) {
+            cg__thr_hand(g, gc, CG_GT_HAND_WAIT);
+            return;
+        }
+        if (n <= 0) {
+            cg_conn_log_read_end(c, w->log, n);
+            cg__thr_close(t, gc);
+            return;
+        }
+        if (g->h2c && !c->tls && cg__h2c_preface(c) >= 0) {
+            cg__thr_hand(g, gc, CG_GT_HAND_WAIT); /* HTTP/2 lives on the loop */
+            return;
+        }
+        int h = cg_conn_head_step(c, &g->pol, w->log);
+        if (h < 0) {
+            cg__thr_hand(g, gc, CG_GT_HAND_REFUSED);
+            return;
+        }
+        if (h > 0)
+            break;
+    }
+    cg_http_request_t *req = &c->req;
+    cg_str_t settings;
+    bool body_in = req->body_kind == CG_HTTP_BODY_NONE ||
+                   (req->body_kind == CG_HTTP_BODY_LENGTH &&
+                    (req->content_length == 0 || c->buf.len - req->head_len >= req->content_length));
+    if (!body_in || (g->h2c_upgrade && !c->tls && cg_h2_upgrade_wanted(req, &settings))) {
+        cg__thr_hand(g, gc, CG_GT_HAND_PARSED);
+        return;
+    }
+    /* cg__dispatch()'s part */
+    cg_conn_begin_body(c, &g->pol);
+    cg__count_request(g);
+    c->must_close = !w->alive || cg__stopping(g) || g->keepalive_ms == 0 ||
+                    __atomic_load_n(&g->nkeep, __ATOMIC_RELAXED) >= g->max_keep;
+    gc->state = CG_GT_BUSY;
+    cg__serve(&t->ws, gc);
+    if (gc->keep || !gc->request_done || c->app_sock != NULL || cg_spool_pending(&gc->out) > 0) {
+        /* kept alive, lingering, a response still to send, a
+         * gunicorn.socket to release: cg__after() on the loop */
+        cg__thr_hand(g, gc, CG_GT_HAND_AFTER);
+        return;
+    }
+    cg__thr_close(t, gc);
+}
+
+/* One accept on the listeners, from an idle pool thread. 1: a connection
+ * was served; 0: none waiting; -ms: rest that long off the listeners (the
+ * balance gate, the connection cap, accept errors). */
+static int cg__thr_accept(cg_gt_thread_t *t)
+{
+    cg_gt_t *g = t->gt;
+    cg_worker_t *w = g->w;
+    for (size_t k = 0; k < g->nl; k++) {
+        size_t i = (t->next_l + k) % g->nl;
+        /* The slot first: --worker-connections holds with every thread
+         * accepting, and cg__begin_stop() (stopping, then nconns) and this
+         * (nconns, then stopping) cannot both miss the other. */
+        size_t n = __atomic_add_fetch(&g->nconns, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&g->nbusy, 1, __ATOMIC_SEQ_CST);
+        int rest = 0;
+        if (n > g->max_conns)
+            rest = 5; /* until the loop or a thread closes one */
+        else if (!cg__stopping(g) && w->alive)
+            rest = (int)cg_balance_gate_take(&t->gate, w->balance, w->balance_slot,
+                                             (uint32_t)(n - 1), cg_monotonic_ms());
+        int fd = -1;
+        struct sockaddr_storage peer;
+        socklen_t peerlen = sizeof(peer);
+        if (rest == 0 && !cg__stopping(g) && w->alive)
+            fd = accept4(w->listeners[i].fd, (struct sockaddr *)&peer, &peerlen,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+        else if (rest == 0)
+            errno = EAGAIN; /* stopping */
+        if (fd < 0) {
+            int e = errno;
+            __atomic_sub_fetch(&g->nbusy, 1, __ATOMIC_SEQ_CST);
+            cg__thr_unreserve(g);
+            if (rest > 0)
+                return -rest;
+            if (e == EAGAIN || e == EWOULDBLOCK || e == ECONNABORTED || e == EINTR ||
+                e == EPROTO) {
+                cg_balance_gate_reset(&t->gate);
+                continue;
+            }
+            /* EMFILE and friends: say so and back off */
+            cg_log_error(w->log, "accept() failed: %s", strerror(e));
+            return -10;
+        }
+        t->next_l = i + 1;
+        cg__thr_serve(t, fd, &w->listeners[i], &peer, peerlen);
+        __atomic_sub_fetch(&g->nbusy, 1, __ATOMIC_SEQ_CST);
+        return 1;
+    }
+    return 0;
+}
+
+/* Idle: wait for a connection on the listeners (listen), or only for the
+ * loop's word, at most ms. */
+static void cg__thr_wait(cg_gt_thread_t *t, bool listen, int ms)
+{
+    bool woken = false;
+    if (listen) {
+        struct epoll_event ev[8];
+        int n = epoll_wait(t->epfd, ev, 8, ms);
+        for (int i = 0; i < n; i++)
+            woken |= ev[i].data.u32 == UINT32_MAX;
+    } else {
+        struct pollfd p = {.fd = t->evfd, .events = POLLIN};
+        woken = poll(&p, 1, ms) > 0;
+    }
+    if (woken) {
+        uint64_t v;
+        (void)!read(t->evfd, &v, sizeof(v));
+    }
+}
+
 static void *cg__pool_main(void *arg)
 {
     cg_gt_thread_t *t = arg;
@@ -1519,12 +1857,42 @@ static void *cg__pool_main(void *arg)
         g->nfailed++;
     g->nready++;
     pthread_cond_broadcast(&g->cv);
+    bool tried = false; /* the listeners were found empty: wait now */
+    int rest = 0;       /* ms to keep off the listeners */
     while (rc == 0) {
-        while (g->todo_head == NULL && g->h2todo_head == NULL && !g->pool_quit &&
-               g->orphans.n == 0)
-            pthread_cond_wait(&g->cv, &g->mu);
         if (g->pool_quit)
             break;
+        if (g->todo_head == NULL && g->h2todo_head == NULL && g->orphans.n == 0) {
+            bool may = g->thr_accept && g->accept_on && !cg__stopping(g) && g->w->alive;
+            if (may && !tried && rest == 0) {
+                pthread_mutex_unlock(&g->mu);
+                int r = cg__thr_accept(t);
+                pthread_mutex_lock(&g->mu);
+                if (r < 0)
+                    rest = -r;
+                tried = r == 0; /* served one: as the sync worker, try again at once */
+                continue;
+            }
+            /* idle under the same lock that saw no work: work queued from
+             * now on finds this thread in g->idle and wakes it */
+            t->idle = true;
+            t->idle_next = g->idle;
+            g->idle = t;
+            pthread_mutex_unlock(&g->mu);
+            cg__thr_wait(t, may && rest == 0, rest > 0 ? rest : 1000);
+            pthread_mutex_lock(&g->mu);
+            if (t->idle) { /* woken by a connection or the time, not the loop */
+                cg_gt_thread_t **pp = &g->idle;
+                while (*pp != t)
+                    pp = &(*pp)->idle_next;
+                *pp = t->idle_next;
+                t->idle = false;
+            }
+            tried = false;
+            rest = 0;
+            continue;
+        }
+        tried = false;
         if (g->h2todo_head != NULL && (g->todo_head == NULL || (t->turn = !t->turn))) {
             /* an HTTP/2 stream: served on its view; the hand-back is the
              * stream's own (cg_h2_stream_served wakes the loop) */
@@ -1538,7 +1906,7 @@ static void *cg__pool_main(void *arg)
             cg_h2_stream_served(job->st, src);
             free(job);
             pthread_mutex_lock(&g->mu);
-            g->nbusy--;
+            __atomic_sub_fetch(&g->nbusy, 1, __ATOMIC_SEQ_CST);
             continue;
         }
         if (g->todo_head == NULL) {
@@ -1566,7 +1934,7 @@ static void *cg__pool_main(void *arg)
         else
             g->done_head = gc;
         g->done_tail = gc;
-        g->nbusy--;
+        __atomic_sub_fetch(&g->nbusy, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&g->mu);
         /* fails only for a closing handle, and the loop closes it only
          * after this thread is gone */
@@ -1579,9 +1947,52 @@ static void *cg__pool_main(void *arg)
     return NULL;
 }
 
+/* A pool thread's wait: its eventfd, and the listeners when it accepts. */
+static int cg__thr_setup(cg_gt_t *g, cg_gt_thread_t *t)
+{
+    t->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    t->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (t->evfd < 0 || t->epfd < 0)
+        return -errno;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+    if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->evfd, &ev) < 0)
+        return -errno;
+    for (size_t i = 0; g->thr_accept && i < g->nl; i++) {
+        /* one idle thread woken per connection, not all of them */
+        ev = (struct epoll_event){.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, g->w->listeners[i].fd, &ev) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+static void cg__thr_teardown(cg_gt_thread_t *t)
+{
+    if (t->evfd >= 0)
+        close(t->evfd);
+    if (t->epfd >= 0)
+        close(t->epfd);
+    t->evfd = t->epfd = -1;
+    if (t->spare != NULL) {
+        cg_conn_release(&t->spare->c);
+        free(t->spare);
+        t->spare = NULL;
+    }
+}
+
 static int cg__pool_start(cg_gt_t *g)
 {
     g->threads = cg_xcalloc((size_t)g->nthreads, sizeof(*g->threads));
+    for (int i = 0; i < g->nthreads; i++)
+        g->threads[i].evfd = g->threads[i].epfd = -1;
+    for (int i = 0; i < g->nthreads; i++) {
+        int r = cg__thr_setup(g, &g->threads[i]);
+        if (r < 0) {
+            cg_log_exception(g->w->log, "Exception in worker process\ncannot set up a thread: %s",
+                             strerror(-r));
+            return r;
+        }
+    }
     /* Signals belong to the loop thread: pool threads block them all. */
     sigset_t all, old;
     sigfillset(&all);
@@ -1631,8 +2042,9 @@ static size_t cg__pool_stop(cg_gt_t *g)
     size_t busy;
     pthread_mutex_lock(&g->mu);
     g->pool_quit = true;
-    busy = g->nbusy;
-    pthread_cond_broadcast(&g->cv);
+    g->accept_on = false;
+    busy = __atomic_load_n(&g->nbusy, __ATOMIC_SEQ_CST);
+    cg__wake_all(g);
     pthread_mutex_unlock(&g->mu);
     size_t left = 0;
     for (int i = 0; i < g->nthreads; i++) {
@@ -1704,6 +2116,9 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     g->h2c = strcmp(h2c, "prior-knowledge") == 0 || strcmp(h2c, "both") == 0;
     g->h2c_upgrade = strcmp(h2c, "upgrade") == 0 || strcmp(h2c, "both") == 0;
     g->pool = g->nthreads > 1 || g->h2_tls || g->h2c || g->h2c_upgrade;
+    /* TLS connections keep the loop's accept: their handshake waits there */
+    g->thr_accept = g->pool && w->tls == NULL && w->nlisteners > 0;
+    g->nl = w->nlisteners;
     cg_h2_config_init(&g->h2cfg, cfg);
     g->max_conns = cfg->worker_connections > 0 ? (size_t)cfg->worker_connections : 1;
     g->max_keep = cfg->worker_connections > cfg->threads
@@ -1725,6 +2140,8 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     ws->board = cg_board_thread(w->board, 0); /* the app inline on the loop thread */
     if (g->pool && (rc = cg__pool_start(g)) < 0) {
         cg__pool_stop(g);
+        for (int i = 0; g->threads != NULL && i < g->nthreads; i++)
+            cg__thr_teardown(&g->threads[i]);
         cg_conn_policy_free(&g->pol);
         free(g->threads);
         free(g);
@@ -1735,7 +2152,6 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
      * if it does, the worker leaves (the master starts another) without
      * tearing down a half-built loop. */
     int ue = uv_loop_init(&g->loop);
-    g->nl = w->nlisteners;
     g->lpolls = cg_xcalloc(g->nl ? g->nl : 1, sizeof(uv_poll_t));
     for (size_t i = 0; i < g->nl && ue == 0; i++) {
         ue = uv_poll_init_socket(&g->loop, &g->lpolls[i], w->listeners[i].fd);
@@ -1799,9 +2215,15 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     if (!g->stopping && !w->quick) {
         cg__listen_start(g);
         cg__balance_publish(g);
+        if (g->thr_accept) { /* the loop's handles are all up now */
+            pthread_mutex_lock(&g->mu);
+            g->accept_on = true;
+            cg__wake_all(g);
+            pthread_mutex_unlock(&g->mu);
+        }
         uv_run(&g->loop, UV_RUN_DEFAULT);
     }
-    if (g->stopping && g->nconns > 0 && !w->quick)
+    if (g->stopping && cg__nconns(g) > 0 && !w->quick)
         cg_log_debug(w->log, "Worker graceful timeout (pid:%d)", (int)w->pid);
 
     cg__inline_watch_stop(g);
@@ -1811,10 +2233,28 @@ int cg_worker_gthread_run(cg_worker_t *w, cg_wsgi_t *ws)
     w->threads_left = left;
     if (left == 0) {
         g->closing_all = true;
+        /* connections pool threads handed over after the loop's last turn
+         * and never watched: no handle of theirs is left for the walk
+         * below to close (it closes the watched ones) */
+        cg_gt_conn_t *done = g->done_head;
+        g->done_head = g->done_tail = NULL;
+        while (done != NULL) {
+            cg_gt_conn_t *gc = done;
+            done = gc->next;
+            if (gc->watched)
+                continue;
+            gc->c.ops->close(&gc->c);
+            cg_spool_clear(&gc->in);
+            cg_spool_clear(&gc->out);
+            cg_conn_release(&gc->c);
+            free(gc);
+        }
         uv_run(&g->loop, UV_RUN_NOWAIT); /* clears a pending uv_stop() */
         uv_walk(&g->loop, cg__close_any, g);
         uv_run(&g->loop, UV_RUN_DEFAULT);
         uv_loop_close(&g->loop);
+        for (int i = 0; g->threads != NULL && i < g->nthreads; i++)
+            cg__thr_teardown(&g->threads[i]);
         cg__spare_free(g);
         cg__h2_drop_ready(g);
         /* the pool is gone: the caller's cg_wsgi_free() releases them */

@@ -66,6 +66,7 @@ GROUP_OF_FILE = {
     "test_gthread.py": "workers",
     "test_defer_accept.py": "workers",
     "test_gthread_reuse.py": "workers",
+    "test_gthread_accept.py": "workers",
     "test_balance.py": "workers",
     "test_http2.py": "workers",
     "test_gthread_suites.py": "workers",
