@@ -416,8 +416,8 @@ static void cg__conn_handle_closed(uv_handle_t *h)
 }
 
 /* Forget the connection: plain close once libuv lets go of its handles.
- * One never watched is freed by cg__conn_new(), the only place where such
- * a connection lives, once the calls that still look at it have returned. */
+ * One never watched is freed by whoever holds it (cg__settle() on the
+ * loop) once the calls that still look at it have returned. */
 static void cg__conn_close(cg_gt_conn_t *gc)
 {
     cg_gt_t *g = gc->gt;
@@ -1356,10 +1356,11 @@ static void cg__settle(cg_gt_conn_t *gc)
         cg__conn_free(gc);
 }
 
-static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sockaddr_storage *peer,
-                         socklen_t peerlen)
+/* A cleared connection struct takes an accepted descriptor, on the loop
+ * (cg__conn_new) or on a pool thread that accepted it (cg__thr_serve). */
+static void cg__conn_setup(cg_gt_t *g, cg_gt_conn_t *gc, int fd, const cg_listener_t *l,
+                           const struct sockaddr_storage *peer, socklen_t peerlen)
 {
-    cg_gt_conn_t *gc = cg__conn_get(g);
     cg_conn_t *c = &gc->c;
     gc->gt = g;
     c->peer = *peer;
@@ -1374,6 +1375,15 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
     cg_spool_init(&gc->out, CG_SPOOL_MEM, CG_SPOOL_OUT_MAX, g->w->cfg->worker_tmp_dir);
     c->body_spool = &gc->in;
     gc->state = CG_GT_HEAD;
+    gc->poll.data = gc->timer.data = gc;
+}
+
+static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sockaddr_storage *peer,
+                         socklen_t peerlen)
+{
+    cg_gt_conn_t *gc = cg__conn_get(g);
+    cg_conn_t *c = &gc->c;
+    cg__conn_setup(g, gc, fd, l, peer, peerlen);
     int r = 0;
     if (g->w->tls != NULL) {
         r = cg_tls_attach(c, g->w->tls);
@@ -1386,7 +1396,6 @@ static void cg__conn_new(cg_gt_t *g, int fd, const cg_listener_t *l, struct sock
         }
         gc->state = CG_GT_HANDSHAKE;
     }
-    gc->poll.data = gc->timer.data = gc;
     size_t nc = __atomic_add_fetch(&g->nconns, 1, __ATOMIC_SEQ_CST);
     cg_board_conns_open(g->pol.board, nc);
     cg__balance_publish(g);
@@ -1712,17 +1721,7 @@ static void cg__thr_serve(cg_gt_thread_t *t, int fd, const cg_listener_t *l,
         cg_conn_init(&gc->c, &g->pol, CG_CONN_BUF_INITIAL);
     }
     cg_conn_t *c = &gc->c;
-    gc->gt = g;
-    c->peer = *peer;
-    c->peerlen = peerlen;
-    cg_conn_accepted(c, &g->pol, fd, l, true);
-    c->quit = &w->quick;
-    c->io_timeout_ms = (int)g->head_ms; /* as cg__conn_new() */
-    cg_spool_init(&gc->in, CG_SPOOL_MEM, CG_SPOOL_BODY_MAX, w->cfg->worker_tmp_dir);
-    cg_spool_init(&gc->out, CG_SPOOL_MEM, CG_SPOOL_OUT_MAX, w->cfg->worker_tmp_dir);
-    c->body_spool = &gc->in;
-    gc->state = CG_GT_HEAD;
-    gc->poll.data = gc->timer.data = gc;
+    cg__conn_setup(g, gc, fd, l, peer, peerlen);
     cg_board_conns_open(g->pol.board, cg__nconns(g));
     cg__balance_publish(g);
 

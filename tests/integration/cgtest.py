@@ -633,6 +633,16 @@ def run_cg(args, cwd=APPS_DIR, timeout=30.0, env=None, binary=None):
                                        err.decode("utf-8", "replace"))
 
 
+def get_close(port, path="/"):
+    """One `Connection: close` GET on a new connection: the raw answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path.encode())
+        return read_until_close(s, timeout=10)
+    finally:
+        s.close()
+
+
 def wait_port_free(port, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

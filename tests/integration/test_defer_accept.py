@@ -59,12 +59,7 @@ def _silent_connect(port):
 
 
 def _get(port, path="/pid"):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path.encode())
-        return cgtest.read_until_close(s, timeout=10)
-    finally:
-        s.close()
+    return cgtest.get_close(port, path)
 
 
 @pytest.mark.parametrize("kind", KINDS_REUSE)

@@ -19,15 +19,6 @@ def _code(data):
     return int(cgtest.parse_response(data)[0].split()[1])
 
 
-def _close_get(port, path):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path.encode())
-        return cgtest.read_until_close(s, timeout=10)
-    finally:
-        s.close()
-
-
 def test_many_close_mode_requests_all_served_and_logged(cg, tmp_path):
     log = tmp_path / "access.log"
     srv = cg(APP, args=["-k", "gthread", "--threads", "4", "--access-logfile", str(log)])
@@ -37,7 +28,7 @@ def test_many_close_mode_requests_all_served_and_logged(cg, tmp_path):
     def client(k):
         for i in range(per_client):
             try:
-                data = _close_get(srv.port, "/c%d-%d" % (k, i))
+                data = cgtest.get_close(srv.port, "/c%d-%d" % (k, i))
                 bodies.append((_code(data), cgtest.parse_response(data)[2].split()[0]))
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append(repr(e))
@@ -76,12 +67,12 @@ def test_partial_heads_park_on_the_loop_not_on_threads(cg):
     try:
         time.sleep(0.3)  # the partial heads reach the worker
         t0 = time.monotonic()
-        data = _close_get(srv.port, "/third")
+        data = cgtest.get_close(srv.port, "/third")
         assert _code(data) == 200 and cgtest.parse_response(data)[2].split()[0] == b"/third"
         assert time.monotonic() - t0 < 3
         results = []
         ts = [threading.Thread(target=lambda: results.append(
-            cgtest.parse_response(_close_get(srv.port, "/sleep?t=2"))[2])) for _ in range(2)]
+            cgtest.parse_response(cgtest.get_close(srv.port, "/sleep?t=2"))[2])) for _ in range(2)]
         t0 = time.monotonic()
         for t in ts:
             t.start()
@@ -103,14 +94,14 @@ def test_max_requests_on_thread_served_close_requests(cg):
     srv = cg(APP, args=["-k", "gthread", "--threads", "4", "--max-requests", "5"])
     first = None
     for i in range(5):
-        data = _close_get(srv.port, "/r%d" % i)
+        data = cgtest.get_close(srv.port, "/r%d" % i)
         assert _code(data) == 200
         first = first or cgtest.parse_response(data)[2].split()[1]
     srv.wait_log(r"Autorestarting worker after current request\.")
     deadline = time.monotonic() + 15
     while True:
         try:
-            pid = cgtest.parse_response(_close_get(srv.port, "/again"))[2].split()[1]
+            pid = cgtest.parse_response(cgtest.get_close(srv.port, "/again"))[2].split()[1]
             if pid != first:
                 break
         except (OSError, EOFError):
@@ -123,9 +114,9 @@ def test_graceful_stop_while_threads_wait_on_listeners(cg):
     """Threads idle on the listeners stop at once on TERM; a close-mode
     request a thread is running finishes first."""
     srv = cg(APP, args=["-k", "gthread", "--threads", "4", "--graceful-timeout", "20"])
-    assert _code(_close_get(srv.port, "/warm")) == 200
+    assert _code(cgtest.get_close(srv.port, "/warm")) == 200
     out = []
-    t = threading.Thread(target=lambda: out.append(_close_get(srv.port, "/sleep?t=1.5&say=1")))
+    t = threading.Thread(target=lambda: out.append(cgtest.get_close(srv.port, "/sleep?t=1.5&say=1")))
     t.start()
     srv.wait_log(r"app: sleeping", timeout=15)
     t0 = time.monotonic()
@@ -138,7 +129,7 @@ def test_graceful_stop_while_threads_wait_on_listeners(cg):
 
 def test_idle_threads_stop_at_once(cg):
     srv = cg(APP, args=["-k", "gthread", "--threads", "4", "--graceful-timeout", "20"])
-    assert _code(_close_get(srv.port, "/warm")) == 200
+    assert _code(cgtest.get_close(srv.port, "/warm")) == 200
     t0 = time.monotonic()
     srv.send_signal(signal.SIGTERM)
     assert srv.wait_exit(15) == 0
