@@ -31,6 +31,25 @@
 #define cg_unlikely(x) __builtin_expect(!!(x), 0)
 #define CG_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
+/* Memory kept for reuse (a spare connection and its buffers) is marked
+ * unaddressable under ASan until it is taken again, so that a stale pointer
+ * into it fails as a use after free would. No-ops in other builds. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CG_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CG_ASAN 1
+#endif
+#endif
+#ifdef CG_ASAN
+#include <sanitizer/asan_interface.h>
+#define CG_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define CG_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define CG_POISON(p, n) ((void)(p), (void)(n))
+#define CG_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* A view into memory owned by someone else: never NUL-terminated by contract. */
 typedef struct cg_str {
     const char *ptr;

@@ -321,6 +321,22 @@ static void cg__read_step(cg_gt_conn_t *gc);
 static void cg__handshake_step(cg_gt_conn_t *gc);
 static void cg__take_done(cg_gt_t *g);
 
+/* ASan (cg.h): a spare connection, struct and buffers, is unaddressable
+ * from when it is put aside (on) until it is taken (off). */
+static void cg__spare_poison(const cg_gt_t *g, cg_gt_conn_t *gc, bool on)
+{
+    size_t nh = cg_conn_headers_cap(&g->pol) * sizeof(*gc->c.req.headers);
+    if (on) {
+        CG_POISON(gc->c.buf.data, CG_CONN_BUF_INITIAL);
+        CG_POISON(gc->c.req.headers, nh);
+        CG_POISON(gc, sizeof(*gc));
+    } else {
+        CG_UNPOISON(gc, sizeof(*gc));
+        CG_UNPOISON(gc->c.buf.data, CG_CONN_BUF_INITIAL);
+        CG_UNPOISON(gc->c.req.headers, nh);
+    }
+}
+
 /* Release a closed connection: its socket, buffers and the struct. */
 static void cg__conn_free(cg_gt_conn_t *gc)
 {
@@ -369,6 +385,7 @@ static void cg__conn_free(cg_gt_conn_t *gc)
     gc->next = g->spare;
     g->spare = gc;
     g->nspare++;
+    cg__spare_poison(g, gc, true);
 }
 
 /* A spare connection cleared for its next use, its buffers kept. */
@@ -390,6 +407,7 @@ static cg_gt_conn_t *cg__conn_get(cg_gt_t *g)
         cg_conn_init(&gc->c, &g->pol, CG_CONN_BUF_INITIAL);
         return gc;
     }
+    cg__spare_poison(g, gc, false);
     g->spare = gc->next;
     g->nspare--;
     cg__conn_reuse(g, gc);
@@ -401,6 +419,7 @@ static void cg__spare_free(cg_gt_t *g)
 {
     while (g->spare != NULL) {
         cg_gt_conn_t *gc = g->spare;
+        cg__spare_poison(g, gc, false);
         g->spare = gc->next;
         cg_conn_release(&gc->c);
         free(gc);
@@ -1693,6 +1712,7 @@ static void cg__thr_close(cg_gt_thread_t *t, cg_gt_conn_t *gc)
         c->buf.data = buf;
         c->req.headers = headers;
         t->spare = gc;
+        cg__spare_poison(g, gc, true);
     } else {
         free(gc);
     }
@@ -1715,6 +1735,7 @@ static void cg__thr_serve(cg_gt_thread_t *t, int fd, const cg_listener_t *l,
     cg_gt_conn_t *gc = t->spare;
     if (gc != NULL) {
         t->spare = NULL;
+        cg__spare_poison(g, gc, false);
         cg__conn_reuse(g, gc);
     } else {
         gc = cg_xcalloc(1, sizeof(*gc));
@@ -1973,6 +1994,7 @@ static void cg__thr_teardown(cg_gt_thread_t *t)
         close(t->epfd);
     t->evfd = t->epfd = -1;
     if (t->spare != NULL) {
+        cg__spare_poison(t->gt, t->spare, false);
         cg_conn_release(&t->spare->c);
         free(t->spare);
         t->spare = NULL;
